@@ -1,0 +1,68 @@
+import { InvalidStockRequestError, ReservationTransitionError } from "./errors.js";
+
+export type ReservationStatus = "reserved" | "released" | "committed";
+
+export interface StockLine {
+  sku: string;
+  quantity: number;
+}
+
+export interface Reservation {
+  id: string;
+  orderId: string;
+  status: ReservationStatus;
+  items: StockLine[];
+}
+
+const MAX_ID_LENGTH = 128;
+const MAX_QUANTITY = 10_000;
+const MAX_LINES = 100;
+
+export function requireOrderId(orderId: string, field = "order_id"): string {
+  if (orderId.trim() === "") throw new InvalidStockRequestError(field, "is required");
+  if (orderId.length > MAX_ID_LENGTH) throw new InvalidStockRequestError(field, `must be at most ${MAX_ID_LENGTH} characters`);
+  return orderId;
+}
+
+export function requireSku(sku: string, field = "sku"): string {
+  if (sku.trim() === "") throw new InvalidStockRequestError(field, "is required");
+  if (sku.length > MAX_ID_LENGTH) throw new InvalidStockRequestError(field, `must be at most ${MAX_ID_LENGTH} characters`);
+  return sku;
+}
+
+/**
+ * Validates requested lines and merges repeats of a SKU, sorted by SKU. The fixed order
+ * makes concurrent reservations lock product rows in the same sequence, so they cannot
+ * deadlock each other.
+ */
+export function normalizeLines(items: readonly StockLine[]): StockLine[] {
+  if (items.length === 0) throw new InvalidStockRequestError("items", "must not be empty");
+  if (items.length > MAX_LINES) throw new InvalidStockRequestError("items", `must have at most ${MAX_LINES} lines`);
+  const merged = new Map<string, number>();
+  items.forEach((item, i) => {
+    requireSku(item.sku, `items[${i}].sku`);
+    if (!Number.isInteger(item.quantity) || item.quantity <= 0) {
+      throw new InvalidStockRequestError(`items[${i}].quantity`, "must be greater than 0");
+    }
+    if (item.quantity > MAX_QUANTITY) throw new InvalidStockRequestError(`items[${i}].quantity`, `must be at most ${MAX_QUANTITY}`);
+    merged.set(item.sku, (merged.get(item.sku) ?? 0) + item.quantity);
+  });
+  return [...merged].map(([sku, quantity]) => ({ sku, quantity })).sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : 0));
+}
+
+/**
+ * What releasing a reservation does: "release" returns its stock, "none" means it is already
+ * released. A committed reservation is sold stock and can no longer be released.
+ */
+export function planRelease(reservation: Reservation): "release" | "none" {
+  if (reservation.status === "released") return "none";
+  if (reservation.status === "committed") throw new ReservationTransitionError(reservation.orderId, "committed", "release");
+  return "release";
+}
+
+/** What committing does: "commit" turns reserved into sold, "none" means already committed. */
+export function planCommit(reservation: Reservation): "commit" | "none" {
+  if (reservation.status === "committed") return "none";
+  if (reservation.status === "released") throw new ReservationTransitionError(reservation.orderId, "released", "commit");
+  return "commit";
+}

@@ -1,0 +1,68 @@
+import type { ConnectRouter } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import {
+  InventoryService,
+  ReservationStatus,
+  ReservationSchema,
+  ProductSchema,
+  StockSchema,
+  type Reservation as ReservationMessage,
+} from "../../../../gen/shop/inventory/v1/inventory_service_pb.js";
+import { MoneySchema } from "../../../../gen/shop/common/v1/money_pb.js";
+import type { Inventory, Product } from "../app/inventory.js";
+import { requireOrderId, requireSku, type Reservation } from "../domain/reservation.js";
+import { InvalidStockRequestError } from "../domain/errors.js";
+
+export interface InventoryRouteDeps {
+  inventory: Inventory;
+}
+
+const statusToWire: Record<Reservation["status"], ReservationStatus> = {
+  reserved: ReservationStatus.RESERVED,
+  released: ReservationStatus.RELEASED,
+  committed: ReservationStatus.COMMITTED,
+};
+
+const toReservation = (r: Reservation): ReservationMessage =>
+  create(ReservationSchema, { id: r.id, orderId: r.orderId, items: r.items, status: statusToWire[r.status] });
+
+const toProduct = (p: Product) =>
+  create(ProductSchema, {
+    sku: p.sku,
+    name: p.name,
+    price: create(MoneySchema, { currencyCode: p.currency, minorUnits: BigInt(p.priceMinor) }),
+    available: p.available,
+  });
+
+const toStock = (p: Product) => create(StockSchema, { sku: p.sku, available: p.available, reserved: p.reserved, sold: p.sold });
+
+/** Maps the wire contract onto inventory's use cases; no business rules live here. */
+export function createRoutes({ inventory }: InventoryRouteDeps) {
+  return (router: ConnectRouter) =>
+    router.service(InventoryService, {
+      async listProducts(req) {
+        req.skus.forEach((sku, i) => requireSku(sku, `skus[${i}]`));
+        return { products: (await inventory.listProducts(req.skus)).map(toProduct) };
+      },
+      async reserveStock(req) {
+        return { reservation: toReservation(await inventory.reserve(requireOrderId(req.orderId), req.items)) };
+      },
+      async releaseStock(req) {
+        return { reservation: toReservation(await inventory.release(requireOrderId(req.orderId))) };
+      },
+      async commitReservation(req) {
+        return { reservation: toReservation(await inventory.commit(requireOrderId(req.orderId))) };
+      },
+      async getReservation(req) {
+        return { reservation: toReservation(await inventory.getReservation(requireOrderId(req.orderId))) };
+      },
+      async getStock(req) {
+        return { stock: toStock(await inventory.getStock(requireSku(req.sku))) };
+      },
+      async adjustStock(req) {
+        if (req.delta === 0) throw new InvalidStockRequestError("delta", "must not be 0");
+        if (req.reason.trim() === "") throw new InvalidStockRequestError("reason", "is required");
+        return { stock: toStock(await inventory.adjust(requireSku(req.sku), req.delta, req.reason)) };
+      },
+    });
+}

@@ -1,0 +1,99 @@
+import { randomUUID } from "node:crypto";
+import type { Client } from "@connectrpc/connect";
+import type { SagaRunner } from "../../../platform/saga/saga-runner.js";
+import type { InventoryService } from "../../../../gen/shop/inventory/v1/inventory_service_pb.js";
+import { InvalidOrderError, OrderNotFoundError, OrderTransitionError } from "../domain/errors.js";
+import { assertCancellable, priceOrder, validateNewOrder, type CatalogPrice, type NewOrder } from "../domain/order.js";
+import type { Db, OrderStore, StoredOrder } from "./order-store.js";
+import type { PlaceOrderPayload } from "./place-order-saga.js";
+
+export interface OrderPage {
+  orders: StoredOrder[];
+  nextPageToken: string;
+}
+
+const DEFAULT_PAGE_SIZE = 20;
+const MAX_PAGE_SIZE = 100;
+
+/** Opaque to clients: base64url of the last row's sort key. */
+function encodePageToken(order: StoredOrder): string {
+  return Buffer.from(JSON.stringify({ t: order.createdAt.toISOString(), id: order.id })).toString("base64url");
+}
+
+function decodePageToken(token: string): { createdAt: Date; id: string } {
+  try {
+    const { t, id } = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { t: unknown; id: unknown };
+    const createdAt = new Date(String(t));
+    if (typeof id !== "string" || Number.isNaN(createdAt.getTime())) throw new Error("bad token");
+    return { createdAt, id };
+  } catch {
+    throw new InvalidOrderError("page_token", "is not a token returned by ListOrders");
+  }
+}
+
+/** Ordering's use cases. */
+export function createOrders(deps: { db: Db; store: OrderStore; inventory: Client<typeof InventoryService>; saga: SagaRunner<PlaceOrderPayload> }) {
+  const { db, store, inventory, saga } = deps;
+
+  async function priceFromCatalog(order: NewOrder) {
+    const { products } = await inventory.listProducts({ skus: [...new Set(order.items.map((item) => item.sku))] });
+    const catalog = new Map<string, CatalogPrice>(
+      products.map((p) => [p.sku, { sku: p.sku, name: p.name, priceMinor: Number(p.price?.minorUnits ?? 0n), currency: p.price?.currencyCode ?? "" }]),
+    );
+    return priceOrder(order.items, catalog);
+  }
+
+  return {
+    /**
+     * Stores a PENDING order and its saga in one transaction, then starts the saga without
+     * waiting for it. A repeated request id answers with the order it created first.
+     */
+    async create(request: NewOrder): Promise<StoredOrder> {
+      const order = validateNewOrder(request);
+      const existing = await store.findByRequest(order.customerId, order.requestId);
+      if (existing) return existing;
+      const priced = await priceFromCatalog(order);
+      const orderId = randomUUID();
+      const sagaId = await db.transaction(async (tx) => {
+        const inserted = await store.insert(tx, { id: orderId, customerId: order.customerId, requestId: order.requestId, priced });
+        if (!inserted) return undefined;
+        return saga.create(tx, orderId, {
+          orderId,
+          items: priced.lines.map(({ sku, quantity }) => ({ sku, quantity })),
+          currency: priced.currency,
+          totalMinor: priced.totalMinor,
+          paymentToken: order.paymentToken,
+        });
+      });
+      if (sagaId === undefined) return (await store.findByRequest(order.customerId, order.requestId))!; // lost a race with a concurrent retry
+      saga.drive(sagaId);
+      return (await store.find(orderId))!;
+    },
+
+    async get(orderId: string): Promise<StoredOrder> {
+      const order = await store.find(orderId);
+      if (!order) throw new OrderNotFoundError(orderId);
+      return order;
+    },
+
+    async list(customerId: string, pageSize: number, pageToken: string): Promise<OrderPage> {
+      if (pageSize < 0) throw new InvalidOrderError("page_size", "must not be negative");
+      const size = Math.min(pageSize || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
+      const rows = await store.listByCustomer(customerId, size + 1, pageToken ? decodePageToken(pageToken) : undefined);
+      const page = rows.slice(0, size);
+      return { orders: page, nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!) : "" };
+    },
+
+    /** Asks the saga to compensate; the order turns CANCELLED once it has. */
+    async cancel(orderId: string): Promise<StoredOrder> {
+      const order = await this.get(orderId);
+      assertCancellable(orderId, order.status);
+      if (order.status === "pending" && !(await saga.requestCancel(orderId))) {
+        throw new OrderTransitionError(orderId, "being confirmed", "cancel");
+      }
+      return this.get(orderId);
+    },
+  };
+}
+
+export type Orders = ReturnType<typeof createOrders>;

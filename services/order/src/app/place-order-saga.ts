@@ -1,0 +1,83 @@
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { StepRejectedError, type SagaDefinition } from "../../../platform/saga/saga-runner.js";
+import { MoneySchema } from "../../../../gen/shop/common/v1/money_pb.js";
+import { InventoryService, ReservationStatus } from "../../../../gen/shop/inventory/v1/inventory_service_pb.js";
+import { PaymentService, PaymentStatus } from "../../../../gen/shop/payment/v1/payment_service_pb.js";
+import type { OrderStore } from "./order-store.js";
+
+/** What the saga needs, captured when the order is placed. */
+export interface PlaceOrderPayload {
+  orderId: string;
+  items: { sku: string; quantity: number }[];
+  currency: string;
+  totalMinor: number;
+  paymentToken: string;
+}
+
+/** Codes with which a participant says "no" for good; retrying them cannot help. */
+const definitiveCodes = new Set([Code.InvalidArgument, Code.FailedPrecondition, Code.NotFound, Code.AlreadyExists, Code.OutOfRange]);
+
+async function rejectDefinitiveErrors<T>(prefix: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (err instanceof ConnectError && definitiveCodes.has(err.code)) throw new StepRejectedError(`${prefix}: ${err.rawMessage}`);
+    throw err;
+  }
+}
+
+/**
+ * The place-order saga: reserve stock, charge, confirm, commit the reservation. Confirming
+ * is the point of no return; before it, any "no" releases the stock and refunds the charge.
+ */
+export function createPlaceOrderSaga(deps: {
+  inventory: Client<typeof InventoryService>;
+  payment: Client<typeof PaymentService>;
+  store: OrderStore;
+}): SagaDefinition<PlaceOrderPayload> {
+  const { inventory, payment, store } = deps;
+  return {
+    type: "place-order",
+    steps: [
+      {
+        name: "reserve-stock",
+        async run({ orderId, items }, { signal }) {
+          const { reservation } = await rejectDefinitiveErrors("out of stock", () => inventory.reserveStock({ orderId, items }, { signal }));
+          if (reservation?.status !== ReservationStatus.RESERVED) throw new StepRejectedError("stock reservation was already released");
+        },
+        async compensate({ orderId }, { signal }) {
+          await inventory.releaseStock({ orderId }, { signal });
+        },
+      },
+      {
+        name: "charge",
+        async run({ orderId, currency, totalMinor, paymentToken }, { idempotencyKey, signal }) {
+          const amount = create(MoneySchema, { currencyCode: currency, minorUnits: BigInt(totalMinor) });
+          const { payment: result } = await rejectDefinitiveErrors("payment failed", () =>
+            payment.charge({ orderId, amount, paymentToken, idempotencyKey }, { signal }),
+          );
+          if (result?.status === PaymentStatus.DECLINED) throw new StepRejectedError(`payment declined: ${result.declineReason}`);
+          if (result?.status !== PaymentStatus.CAPTURED) throw new Error(`charge is ${result ? PaymentStatus[result.status] : "missing"}; retrying`);
+        },
+        async compensate({ orderId }, { idempotencyKey, signal }) {
+          await payment.refund({ orderId, idempotencyKey, reason: "order cancelled" }, { signal });
+        },
+      },
+      {
+        name: "confirm-order",
+        async run({ orderId }) {
+          const status = await store.confirm(orderId);
+          if (status !== "confirmed") throw new Error(`order ${orderId} is ${status}; cannot confirm`);
+        },
+      },
+      {
+        name: "commit-reservation",
+        async run({ orderId }, { signal }) {
+          await inventory.commitReservation({ orderId }, { signal });
+        },
+      },
+    ],
+    onCompensated: (tx, { orderId }, reason) => store.cancel(tx, orderId, reason),
+  };
+}

@@ -1,0 +1,53 @@
+import { resolve } from "node:path";
+import { OrderService } from "../../../gen/shop/order/v1/order_service_pb.js";
+import { InventoryService } from "../../../gen/shop/inventory/v1/inventory_service_pb.js";
+import { PaymentService } from "../../../gen/shop/payment/v1/payment_service_pb.js";
+import { createServiceClient, type WireProtocol } from "../../platform/clients.js";
+import { createSagaRunner, type SagaPolicy } from "../../platform/saga/saga-runner.js";
+import type { RunningServer } from "../../platform/server.js";
+import { startService, type ServiceRuntime } from "../../platform/service.js";
+import { createOrderStore } from "./app/order-store.js";
+import { createOrders } from "./app/orders.js";
+import { createPlaceOrderSaga } from "./app/place-order-saga.js";
+import { sagas, sagaSteps, tables } from "./db/schema.js";
+import { createRoutes } from "./rpc/routes.js";
+
+export interface OrderDeps extends ServiceRuntime {
+  inventoryUrl: string;
+  paymentUrl: string;
+  clientProtocol: WireProtocol;
+  /** Tests shorten backoffs and timeouts. */
+  sagaPolicy?: Partial<SagaPolicy>;
+}
+
+/** Wires ordering together and starts serving; main.ts and tests both call this. */
+export function build(deps: OrderDeps): Promise<RunningServer> {
+  const inventory = createServiceClient(InventoryService, { baseUrl: deps.inventoryUrl, protocol: deps.clientProtocol });
+  const payment = createServiceClient(PaymentService, { baseUrl: deps.paymentUrl, protocol: deps.clientProtocol });
+  return startService(deps, {
+    schemaName: "orders",
+    tables,
+    migrationsFolder: resolve(import.meta.dirname, "../migrations"),
+    services: [OrderService],
+    async setup({ db }) {
+      const store = createOrderStore(db);
+      const saga = createSagaRunner({
+        db,
+        tables: { sagas, sagaSteps },
+        definition: createPlaceOrderSaga({ inventory: inventory.client, payment: payment.client, store }),
+        logger: deps.logger,
+        ...(deps.sagaPolicy ? { policy: deps.sagaPolicy } : {}),
+      });
+      const resumed = await saga.resumeUnfinished();
+      if (resumed > 0) deps.logger.info({ resumed }, "resumed unfinished sagas");
+      return {
+        routes: createRoutes({ orders: createOrders({ db, store, inventory: inventory.client, saga }) }),
+        async stop() {
+          await saga.stop();
+          inventory.close();
+          payment.close();
+        },
+      };
+    },
+  });
+}

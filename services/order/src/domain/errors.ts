@@ -1,0 +1,27 @@
+/** Ordering's domain errors; `kind` is mapped to a status code at the RPC edge. */
+export class InvalidOrderError extends Error {
+  override readonly name = "InvalidOrderError";
+  readonly kind = "invalid_argument";
+  constructor(
+    readonly field: string,
+    problem: string,
+  ) {
+    super(`${field}: ${problem}`);
+  }
+}
+
+export class OrderNotFoundError extends Error {
+  override readonly name = "OrderNotFoundError";
+  readonly kind = "not_found";
+  constructor(orderId: string) {
+    super(`order ${orderId} not found`);
+  }
+}
+
+export class OrderTransitionError extends Error {
+  override readonly name = "OrderTransitionError";
+  readonly kind = "failed_precondition";
+  constructor(orderId: string, status: string, action: string) {
+    super(`cannot ${action} order ${orderId}: it is ${status}`);
+  }
+}

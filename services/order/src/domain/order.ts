@@ -1,0 +1,98 @@
+import { InvalidOrderError, OrderTransitionError } from "./errors.js";
+
+export type OrderStatus = "pending" | "confirmed" | "cancelled";
+
+export interface RequestedLine {
+  sku: string;
+  quantity: number;
+}
+
+export interface NewOrder {
+  customerId: string;
+  items: RequestedLine[];
+  paymentToken: string;
+  requestId: string;
+}
+
+/** A catalog entry as the pricing authority (inventory) reports it right now. */
+export interface CatalogPrice {
+  sku: string;
+  name: string;
+  priceMinor: number;
+  currency: string;
+}
+
+export interface PricedLine {
+  sku: string;
+  name: string;
+  quantity: number;
+  unitPriceMinor: number;
+}
+
+export interface PricedOrder {
+  lines: PricedLine[];
+  currency: string;
+  totalMinor: number;
+}
+
+const MAX_TEXT = 128;
+const MAX_LINES = 100;
+const MAX_QUANTITY = 10_000;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function requireText(value: string, field: string): string {
+  if (value.trim() === "") throw new InvalidOrderError(field, "is required");
+  if (value.length > MAX_TEXT) throw new InvalidOrderError(field, `must be at most ${MAX_TEXT} characters`);
+  return value;
+}
+
+export const requireCustomerId = (customerId: string) => requireText(customerId, "customer_id");
+
+export function requireOrderId(orderId: string): string {
+  if (orderId === "") throw new InvalidOrderError("order_id", "is required");
+  if (!UUID.test(orderId)) throw new InvalidOrderError("order_id", "must be a UUID");
+  return orderId.toLowerCase();
+}
+
+/** Checks a new order's fields, reporting the first bad one by its wire name. */
+export function validateNewOrder(order: NewOrder): NewOrder {
+  requireCustomerId(order.customerId);
+  if (order.items.length === 0) throw new InvalidOrderError("items", "must not be empty");
+  if (order.items.length > MAX_LINES) throw new InvalidOrderError("items", `must have at most ${MAX_LINES} lines`);
+  order.items.forEach((item, i) => {
+    requireText(item.sku, `items[${i}].sku`);
+    if (!Number.isInteger(item.quantity) || item.quantity <= 0) throw new InvalidOrderError(`items[${i}].quantity`, "must be greater than 0");
+    if (item.quantity > MAX_QUANTITY) throw new InvalidOrderError(`items[${i}].quantity`, `must be at most ${MAX_QUANTITY}`);
+  });
+  requireText(order.paymentToken, "payment_token");
+  requireText(order.requestId, "request_id");
+  return order;
+}
+
+/**
+ * Prices an order from the catalog. Prices come from the server, never the client; repeats
+ * of a SKU are merged into one line.
+ */
+export function priceOrder(items: readonly RequestedLine[], catalog: ReadonlyMap<string, CatalogPrice>): PricedOrder {
+  const lines = new Map<string, PricedLine>();
+  items.forEach((item, i) => {
+    const entry = catalog.get(item.sku);
+    if (!entry) throw new InvalidOrderError(`items[${i}].sku`, `unknown SKU "${item.sku}"`);
+    const line = lines.get(item.sku);
+    if (line) line.quantity += item.quantity;
+    else lines.set(item.sku, { sku: item.sku, name: entry.name, quantity: item.quantity, unitPriceMinor: entry.priceMinor });
+  });
+  const currencies = new Set(items.map((item) => catalog.get(item.sku)!.currency));
+  if (currencies.size > 1) throw new InvalidOrderError("items", `mixes currencies (${[...currencies].join(", ")}); place one order per currency`);
+  const priced = [...lines.values()];
+  return {
+    lines: priced,
+    currency: [...currencies][0]!,
+    totalMinor: priced.reduce((sum, line) => sum + line.unitPriceMinor * line.quantity, 0),
+  };
+}
+
+/** A customer may cancel only while the order is still pending. */
+export function assertCancellable(orderId: string, status: OrderStatus): void {
+  if (status === "confirmed") throw new OrderTransitionError(orderId, status, "cancel");
+}

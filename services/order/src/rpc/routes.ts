@@ -1,0 +1,56 @@
+import type { ConnectRouter } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { MoneySchema } from "../../../../gen/shop/common/v1/money_pb.js";
+import { OrderSchema, OrderService, OrderStatus } from "../../../../gen/shop/order/v1/order_service_pb.js";
+import type { StoredOrder } from "../app/order-store.js";
+import type { Orders } from "../app/orders.js";
+import { requireCustomerId, requireOrderId, type OrderStatus as DomainStatus } from "../domain/order.js";
+
+const statusToWire: Record<DomainStatus, OrderStatus> = {
+  pending: OrderStatus.PENDING,
+  confirmed: OrderStatus.CONFIRMED,
+  cancelled: OrderStatus.CANCELLED,
+};
+
+const money = (currency: string, minor: number) => create(MoneySchema, { currencyCode: currency, minorUnits: BigInt(minor) });
+
+export function toOrderMessage(order: StoredOrder) {
+  return create(OrderSchema, {
+    id: order.id,
+    customerId: order.customerId,
+    items: order.lines.map((line) => ({
+      sku: line.sku,
+      name: line.name,
+      quantity: line.quantity,
+      unitPrice: money(order.currency, line.unitPriceMinor),
+      lineTotal: money(order.currency, line.unitPriceMinor * line.quantity),
+    })),
+    total: money(order.currency, order.totalMinor),
+    status: statusToWire[order.status],
+    cancelReason: order.cancelReason ?? "",
+    createTime: timestampFromDate(order.createdAt),
+    updateTime: timestampFromDate(order.updatedAt),
+  });
+}
+
+/** Maps the wire contract onto ordering's use cases; no business rules live here. */
+export function createRoutes({ orders }: { orders: Orders }) {
+  return (router: ConnectRouter) =>
+    router.service(OrderService, {
+      async createOrder(req) {
+        const order = await orders.create({ customerId: req.customerId, items: req.items, paymentToken: req.paymentToken, requestId: req.requestId });
+        return { order: toOrderMessage(order) };
+      },
+      async getOrder(req) {
+        return { order: toOrderMessage(await orders.get(requireOrderId(req.orderId))) };
+      },
+      async listOrders(req) {
+        const page = await orders.list(requireCustomerId(req.customerId), req.pageSize, req.pageToken);
+        return { orders: page.orders.map(toOrderMessage), nextPageToken: page.nextPageToken };
+      },
+      async cancelOrder(req) {
+        return { order: toOrderMessage(await orders.cancel(requireOrderId(req.orderId))) };
+      },
+    });
+}

@@ -1,0 +1,117 @@
+import { randomUUID } from "node:crypto";
+import { and, asc, eq, inArray, sql } from "drizzle-orm";
+import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import { create } from "@bufbuild/protobuf";
+import { appendToOutbox } from "../../../platform/outbox.js";
+import { MoneySchema } from "../../../../gen/shop/common/v1/money_pb.js";
+import { PaymentCapturedSchema, PaymentDeclinedSchema, PaymentRefundedSchema } from "../../../../gen/shop/payment/v1/payment_events_pb.js";
+import { IdempotencyKeyReusedError } from "../domain/errors.js";
+import { isSameCharge, type ChargeCommand } from "../domain/payment.js";
+import { outbox, payments, type tables } from "../db/schema.js";
+import type { CardNetwork } from "./card-network.js";
+
+type Db = PostgresJsDatabase<typeof tables>;
+export type PaymentRow = typeof payments.$inferSelect;
+
+/** Payment's use cases. */
+export interface Payments {
+  charge(command: ChargeCommand): Promise<PaymentRow>;
+  refund(orderId: string, idempotencyKey: string, reason: string): Promise<PaymentRow[]>;
+  listForOrder(orderId: string): Promise<PaymentRow[]>;
+}
+
+const money = (row: PaymentRow) => create(MoneySchema, { currencyCode: row.currency, minorUnits: BigInt(row.amountMinor) });
+const aggregate = (row: PaymentRow) => ({ aggregateType: "payment", aggregateId: row.orderId });
+
+/**
+ * A charge is recorded as `pending` before the card network is called and settled after,
+ * so a crash in between leaves a row that a retry with the same key completes, never a
+ * capture the database does not know about.
+ */
+export function createPayments(db: Db, network: CardNetwork): Payments {
+  async function recordIntent(command: ChargeCommand): Promise<PaymentRow> {
+    await db
+      .insert(payments)
+      .values({
+        id: randomUUID(),
+        orderId: command.orderId,
+        idempotencyKey: command.idempotencyKey,
+        amountMinor: command.amount.minorUnits,
+        currency: command.amount.currency,
+        status: "pending",
+      })
+      .onConflictDoNothing({ target: payments.idempotencyKey });
+    const [row] = await db.select().from(payments).where(eq(payments.idempotencyKey, command.idempotencyKey));
+    if (!row) throw new Error(`payment ${command.idempotencyKey} vanished after insert`);
+    if (!isSameCharge({ orderId: row.orderId, amount: { currency: row.currency, minorUnits: row.amountMinor } }, command)) {
+      throw new IdempotencyKeyReusedError(command.idempotencyKey);
+    }
+    return row;
+  }
+
+  async function settle(pending: PaymentRow, command: ChargeCommand): Promise<PaymentRow> {
+    const result = await network.capture({ idempotencyKey: command.idempotencyKey, token: command.paymentToken, amount: command.amount });
+    return db.transaction(async (tx) => {
+      const [settled] = await tx
+        .update(payments)
+        .set(
+          result.outcome === "captured"
+            ? { status: "captured", providerReference: result.reference, updatedAt: sql`now()` }
+            : { status: "declined", declineReason: result.reason, updatedAt: sql`now()` },
+        )
+        .where(and(eq(payments.id, pending.id), eq(payments.status, "pending")))
+        .returning();
+      // A concurrent retry settled it first; its answer is the answer.
+      if (!settled) return (await tx.select().from(payments).where(eq(payments.id, pending.id)))[0]!;
+      const event =
+        settled.status === "captured"
+          ? { schema: PaymentCapturedSchema, message: create(PaymentCapturedSchema, { paymentId: settled.id, orderId: settled.orderId, amount: money(settled) }) }
+          : {
+              schema: PaymentDeclinedSchema,
+              message: create(PaymentDeclinedSchema, { paymentId: settled.id, orderId: settled.orderId, amount: money(settled), reason: settled.declineReason ?? "" }),
+            };
+      await appendToOutbox(tx, outbox, [{ ...event, ...aggregate(settled) }]);
+      return settled;
+    });
+  }
+
+  return {
+    async charge(command) {
+      const row = await recordIntent(command);
+      return row.status === "pending" ? settle(row, command) : row;
+    },
+
+    async refund(orderId, idempotencyKey, reason) {
+      return db.transaction(async (tx) => {
+        // Locking the order's payments serializes concurrent refunds of one order.
+        const open = await tx
+          .select()
+          .from(payments)
+          .where(and(eq(payments.orderId, orderId), inArray(payments.status, ["pending", "captured"])))
+          .for("update");
+        for (const row of open) {
+          if (row.status === "pending") {
+            // The capture's outcome is unknown: void it, so it can never land later.
+            await network.void({ idempotencyKey: row.idempotencyKey });
+            await tx.update(payments).set({ status: "declined", declineReason: "voided", updatedAt: sql`now()` }).where(eq(payments.id, row.id));
+            continue;
+          }
+          await network.refund({
+            idempotencyKey: `${idempotencyKey}:${row.id}`,
+            reference: row.providerReference ?? "",
+            amount: { currency: row.currency, minorUnits: row.amountMinor },
+          });
+          await tx.update(payments).set({ status: "refunded", updatedAt: sql`now()` }).where(eq(payments.id, row.id));
+          await appendToOutbox(tx, outbox, [
+            { schema: PaymentRefundedSchema, message: create(PaymentRefundedSchema, { paymentId: row.id, orderId, amount: money(row), reason }), ...aggregate(row) },
+          ]);
+        }
+        return tx.select().from(payments).where(eq(payments.orderId, orderId)).orderBy(asc(payments.createdAt));
+      });
+    },
+
+    listForOrder(orderId) {
+      return db.select().from(payments).where(eq(payments.orderId, orderId)).orderBy(asc(payments.createdAt));
+    },
+  };
+}

@@ -1,0 +1,34 @@
+import { randomUUID } from "node:crypto";
+import type { CardNetwork, CaptureResult } from "./card-network.js";
+
+/**
+ * A stand-in for a real card network, which cannot exist on this machine. It is a mock by
+ * necessity, and the only one in the service: swap in a real processor behind CardNetwork.
+ *
+ * Demo tokens:
+ *   tok_visa                 captured
+ *   tok_decline              declined: card_declined
+ *   tok_insufficient_funds   declined: insufficient_funds
+ *   anything else            declined: unknown_token
+ */
+export function createSimulatedCardNetwork(): CardNetwork {
+  const captures = new Map<string, CaptureResult>();
+  const declineReasons: Record<string, string> = { tok_decline: "card_declined", tok_insufficient_funds: "insufficient_funds" };
+
+  return {
+    async capture({ idempotencyKey, token }) {
+      const previous = captures.get(idempotencyKey);
+      if (previous) return previous;
+      const result: CaptureResult =
+        token === "tok_visa"
+          ? { outcome: "captured", reference: `sim_${randomUUID()}` }
+          : { outcome: "declined", reason: declineReasons[token] ?? "unknown_token" };
+      captures.set(idempotencyKey, result);
+      return result;
+    },
+    async refund() {},
+    async void({ idempotencyKey }) {
+      if (!captures.has(idempotencyKey)) captures.set(idempotencyKey, { outcome: "declined", reason: "voided" });
+    },
+  };
+}

@@ -1,0 +1,27 @@
+import { resolve } from "node:path";
+import { PaymentService } from "../../../gen/shop/payment/v1/payment_service_pb.js";
+import type { RunningServer } from "../../platform/server.js";
+import { startService, type ServiceRuntime } from "../../platform/service.js";
+import type { CardNetwork } from "./app/card-network.js";
+import { createPayments } from "./app/payments.js";
+import { createSimulatedCardNetwork } from "./app/simulated-card-network.js";
+import { tables } from "./db/schema.js";
+import { createRoutes } from "./rpc/routes.js";
+
+export interface PaymentDeps extends ServiceRuntime {
+  /** Defaults to the simulated network; a real processor plugs in here. */
+  cardNetwork?: CardNetwork;
+}
+
+/** Wires payment together and starts serving; main.ts and tests both call this. */
+export function build(deps: PaymentDeps): Promise<RunningServer> {
+  return startService(deps, {
+    schemaName: "payment",
+    tables,
+    migrationsFolder: resolve(import.meta.dirname, "../migrations"),
+    services: [PaymentService],
+    async setup({ db }) {
+      return { routes: createRoutes({ payments: createPayments(db, deps.cardNetwork ?? createSimulatedCardNetwork()) }) };
+    },
+  });
+}

@@ -1,0 +1,49 @@
+import { InvalidPaymentRequestError } from "./errors.js";
+
+export type PaymentStatus = "pending" | "captured" | "declined" | "refunded";
+
+export interface Amount {
+  currency: string;
+  minorUnits: number;
+}
+
+export interface ChargeCommand {
+  orderId: string;
+  amount: Amount;
+  paymentToken: string;
+  idempotencyKey: string;
+}
+
+const MAX_TEXT = 128;
+
+function requireText(value: string, field: string): string {
+  if (value.trim() === "") throw new InvalidPaymentRequestError(field, "is required");
+  if (value.length > MAX_TEXT) throw new InvalidPaymentRequestError(field, `must be at most ${MAX_TEXT} characters`);
+  return value;
+}
+
+export const requireOrderId = (orderId: string) => requireText(orderId, "order_id");
+export const requireIdempotencyKey = (key: string) => requireText(key, "idempotency_key");
+
+export function validateCharge(command: { orderId: string; amount: { currency: string; minorUnits: bigint } | undefined; paymentToken: string; idempotencyKey: string }): ChargeCommand {
+  const { amount } = command;
+  if (!amount) throw new InvalidPaymentRequestError("amount", "is required");
+  if (!/^[A-Z]{3}$/.test(amount.currency)) throw new InvalidPaymentRequestError("amount.currency_code", "must be an ISO 4217 code such as USD");
+  if (amount.minorUnits <= 0n) throw new InvalidPaymentRequestError("amount.minor_units", "must be greater than 0");
+  if (amount.minorUnits > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidPaymentRequestError("amount.minor_units", "is too large");
+  return {
+    orderId: requireOrderId(command.orderId),
+    amount: { currency: amount.currency, minorUnits: Number(amount.minorUnits) },
+    paymentToken: requireText(command.paymentToken, "payment_token"),
+    idempotencyKey: requireIdempotencyKey(command.idempotencyKey),
+  };
+}
+
+/** A key replayed with different terms is a client bug, not a retry. */
+export function isSameCharge(existing: { orderId: string; amount: Amount }, command: ChargeCommand): boolean {
+  return (
+    existing.orderId === command.orderId &&
+    existing.amount.currency === command.amount.currency &&
+    existing.amount.minorUnits === command.amount.minorUnits
+  );
+}

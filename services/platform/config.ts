@@ -1,0 +1,80 @@
+/**
+ * Typed environment readers. Services compose these inside their own `loadConfig()`, the
+ * only place that reads the environment, so a bad deployment fails at start with a message
+ * that names the variable instead of failing later on the first request.
+ */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+function read(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value === "" ? undefined : value;
+}
+
+export function requiredString(env: Env, name: string): string {
+  const value = read(env, name);
+  if (value === undefined) throw new ConfigError(`${name} is required but not set`);
+  return value;
+}
+
+export function optionalString(env: Env, name: string, fallback: string): string {
+  return read(env, name) ?? fallback;
+}
+
+export function integer(env: Env, name: string, fallback: number, range: { min: number; max: number }): number {
+  const raw = read(env, name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < range.min || value > range.max) {
+    throw new ConfigError(`${name} must be an integer from ${range.min} to ${range.max}, got "${raw}"`);
+  }
+  return value;
+}
+
+export function port(env: Env, name: string, fallback: number): number {
+  return integer(env, name, fallback, { min: 0, max: 65535 });
+}
+
+export function url(env: Env, name: string, fallback?: string): string {
+  const raw = read(env, name) ?? fallback;
+  if (raw === undefined) throw new ConfigError(`${name} is required but not set`);
+  try {
+    new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} must be a URL, got "${raw}"`);
+  }
+  return raw;
+}
+
+export function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = read(env, name) ?? fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(`${name} must be one of ${allowed.join(", ")}, got "${raw}"`);
+  }
+  return raw as T;
+}
+
+export const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof logLevels)[number];
+
+/** Settings every Meshwork process shares. */
+export interface CommonConfig {
+  databaseUrl: string;
+  logLevel: LogLevel;
+  /** Bytes; larger request messages are refused with RESOURCE_EXHAUSTED. */
+  maxRequestBytes: number;
+  /** How long SIGTERM waits for in-flight calls before closing connections. */
+  shutdownGraceMs: number;
+}
+
+export function commonConfig(env: Env): CommonConfig {
+  return {
+    databaseUrl: url(env, "DATABASE_URL"),
+    logLevel: oneOf(env, "LOG_LEVEL", logLevels, "info"),
+    maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 1024 * 1024, { min: 1024, max: 64 * 1024 * 1024 }),
+    shutdownGraceMs: integer(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0, max: 120_000 }),
+  };
+}

@@ -1,0 +1,62 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Logger } from "./logger.js";
+
+/**
+ * How a failure is classified. Domain code stays free of RPC types: its error classes only
+ * carry a `kind` (and, for bad input, the offending `field`), and this module turns that
+ * into a status code at the RPC edge.
+ */
+export type ErrorKind = "invalid_argument" | "not_found" | "failed_precondition" | "already_exists" | "unavailable";
+
+export interface ClassifiedError extends Error {
+  readonly kind: ErrorKind;
+  /** Request field path, e.g. "items[1].quantity", for invalid_argument. */
+  readonly field?: string;
+}
+
+const codeByKind: Record<ErrorKind, Code> = {
+  invalid_argument: Code.InvalidArgument,
+  not_found: Code.NotFound,
+  failed_precondition: Code.FailedPrecondition,
+  already_exists: Code.AlreadyExists,
+  unavailable: Code.Unavailable,
+};
+
+export function isClassifiedError(err: unknown): err is ClassifiedError {
+  return err instanceof Error && typeof (err as Partial<ClassifiedError>).kind === "string" && (err as ClassifiedError).kind in codeByKind;
+}
+
+/** Bad input detected outside the domain, for example while decoding a request. */
+export class InvalidArgumentError extends Error implements ClassifiedError {
+  override readonly name = "InvalidArgumentError";
+  readonly kind = "invalid_argument";
+  constructor(
+    readonly field: string,
+    problem: string,
+  ) {
+    super(`${field}: ${problem}`);
+  }
+}
+
+/**
+ * Maps any error to what may go on the wire. Classified errors keep their message, which
+ * is written for clients; ConnectErrors pass through; anything else is a bug or an outage
+ * whose detail stays in the log, and the client sees a bare INTERNAL.
+ */
+export function toConnectError(err: unknown, logger: Logger): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (isClassifiedError(err)) return new ConnectError(err.message, codeByKind[err.kind]);
+  logger.error({ err }, "unhandled error");
+  return new ConnectError("internal error", Code.Internal);
+}
+
+/** Server interceptor that applies `toConnectError` to every handler, so none can leak. */
+export function createErrorMappingInterceptor(logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (err) {
+      throw toConnectError(err, logger.child({ rpc: req.url }));
+    }
+  };
+}

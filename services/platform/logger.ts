@@ -1,0 +1,12 @@
+import { pino, type Logger } from "pino";
+import type { LogLevel } from "./config.js";
+
+export type { Logger };
+
+/**
+ * JSON logs to stdout, one object a line, so any collector can parse them. Every line
+ * carries the service name; callers add context with `logger.child()`.
+ */
+export function createLogger(service: string, level: LogLevel): Logger {
+  return pino({ name: service, level, base: { service }, timestamp: pino.stdTimeFunctions.isoTime });
+}

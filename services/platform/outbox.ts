@@ -1,0 +1,61 @@
+import { randomUUID } from "node:crypto";
+import { bigserial, index, jsonb, pgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { sql } from "drizzle-orm";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { bytea } from "./pg-types.js";
+
+type Schema = ReturnType<typeof pgSchema>;
+
+/**
+ * The transactional outbox: events are rows written in the same transaction as the state
+ * change they describe, so a crash can never commit one without the other. A relay
+ * publishes pending rows in `seq` order and stamps `published_at` after the broker acks.
+ */
+export function createOutboxTable(schema: Schema) {
+  return schema.table(
+    "outbox",
+    {
+      id: uuid("id").primaryKey(),
+      seq: bigserial("seq", { mode: "bigint" }).notNull().unique(),
+      aggregateType: text("aggregate_type").notNull(),
+      aggregateId: text("aggregate_id").notNull(),
+      /** Fully qualified protobuf message name, which is also the NATS subject. */
+      eventType: text("event_type").notNull(),
+      payload: bytea("payload").notNull(),
+      headers: jsonb("headers").$type<Record<string, string>>().notNull().default({}),
+      createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+      publishedAt: timestamp("published_at", { withTimezone: true }),
+    },
+    (t) => [index("outbox_pending_idx").on(t.seq).where(sql`${t.publishedAt} is null`)],
+  );
+}
+
+export type OutboxTable = ReturnType<typeof createOutboxTable>;
+
+export interface DomainEvent<Desc extends DescMessage> {
+  schema: Desc;
+  message: MessageShape<Desc>;
+  aggregateType: string;
+  aggregateId: string;
+}
+
+/** Anything that can run an insert: a drizzle database or transaction. */
+type Executor = PgDatabase<PgQueryResultHKT, Record<string, unknown>>;
+
+/**
+ * Appends events to the outbox. Call it with the transaction that makes the state change.
+ * Returns the event ids, which become `Nats-Msg-Id` and so dedupe republishing.
+ */
+export async function appendToOutbox(tx: Executor, outbox: OutboxTable, events: DomainEvent<DescMessage>[]): Promise<string[]> {
+  if (events.length === 0) return [];
+  const rows = events.map((event) => ({
+    id: randomUUID(),
+    aggregateType: event.aggregateType,
+    aggregateId: event.aggregateId,
+    eventType: event.schema.typeName,
+    payload: toBinary(event.schema, event.message),
+  }));
+  await tx.insert(outbox).values(rows);
+  return rows.map((row) => row.id);
+}

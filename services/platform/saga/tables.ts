@@ -1,0 +1,66 @@
+import { sql } from "drizzle-orm";
+import { boolean, check, index, integer, jsonb, pgSchema, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
+
+type Schema = ReturnType<typeof pgSchema>;
+
+export const sagaStates = ["running", "compensating", "completed", "compensated", "parked"] as const;
+export type SagaState = (typeof sagaStates)[number];
+export const terminalSagaStates: readonly SagaState[] = ["completed", "compensated"];
+
+export const stepStates = ["started", "succeeded", "failed", "compensated"] as const;
+export type StepState = (typeof stepStates)[number];
+
+/**
+ * Saga instances and their steps, as rows in the owning service's schema. Memory holds
+ * nothing that a restart would need: the lease columns say who drives a saga now, and an
+ * expired lease lets any replica resume it.
+ */
+export function createSagaTables(schema: Schema) {
+  const sagas = schema.table(
+    "sagas",
+    {
+      id: uuid("id").primaryKey(),
+      type: text("type").notNull(),
+      /** The business entity the saga is about, e.g. the order id. */
+      aggregateId: text("aggregate_id").notNull().unique(),
+      state: text("state", { enum: sagaStates }).notNull().default("running"),
+      /** Everything the steps need, captured when the saga starts. */
+      payload: jsonb("payload").$type<Record<string, unknown>>().notNull(),
+      /** Why the saga compensates, once it does; shown to the customer. */
+      failureReason: text("failure_reason"),
+      /** The last error of a step or compensation, for operators. */
+      lastError: text("last_error"),
+      cancelRequested: boolean("cancel_requested").notNull().default(false),
+      leaseOwner: text("lease_owner"),
+      leaseExpiresAt: timestamp("lease_expires_at", { withTimezone: true }),
+      createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+      updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+    },
+    (t) => [
+      index("sagas_unfinished_idx").on(t.createdAt).where(sql`${t.state} in ('running', 'compensating')`),
+      check("sagas_state_valid", sql`${t.state} in ('running', 'compensating', 'completed', 'compensated', 'parked')`),
+    ],
+  );
+  const sagaSteps = schema.table(
+    "saga_steps",
+    {
+      sagaId: uuid("saga_id")
+        .notNull()
+        .references(() => sagas.id),
+      stepIndex: integer("step_index").notNull(),
+      name: text("name").notNull(),
+      state: text("state", { enum: stepStates }).notNull(),
+      attempts: integer("attempts").notNull().default(0),
+      lastError: text("last_error"),
+      updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+    },
+    (t) => [
+      primaryKey({ columns: [t.sagaId, t.stepIndex] }),
+      check("saga_steps_state_valid", sql`${t.state} in ('started', 'succeeded', 'failed', 'compensated')`),
+    ],
+  );
+  return { sagas, sagaSteps };
+}
+
+export type SagaTables = ReturnType<typeof createSagaTables>;
+export type SagaRow = SagaTables["sagas"]["$inferSelect"];

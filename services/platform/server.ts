@@ -1,0 +1,100 @@
+import { createServer as createHttp1Server } from "node:http";
+import { createServer as createHttp2Server, type Http2Session } from "node:http2";
+import type { Socket, AddressInfo } from "node:net";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { DescService } from "@bufbuild/protobuf";
+import { createDualProtocolListener } from "./dual-protocol-listener.js";
+import { createErrorMappingInterceptor } from "./errors.js";
+import { createHealthRegistry, ServingStatus, type HealthRegistry } from "./health.js";
+import type { Logger } from "./logger.js";
+
+export interface ServerOptions {
+  logger: Logger;
+  /** Registers the service's handlers; health is added by the server. */
+  routes: (router: ConnectRouter) => void;
+  /** Services reported SERVING by grpc.health.v1 once listening. */
+  services: readonly DescService[];
+  /** Larger request messages get RESOURCE_EXHAUSTED before any handler runs. */
+  maxRequestBytes: number;
+  /** How long close() lets in-flight calls finish before dropping connections. */
+  shutdownGraceMs: number;
+  interceptors?: Interceptor[];
+}
+
+export interface RunningServer {
+  readonly port: number;
+  /** Base URL for clients, e.g. http://127.0.0.1:50051. */
+  readonly url: string;
+  readonly health: HealthRegistry;
+  /** Drains: NOT_SERVING, GOAWAY, in-flight calls finish, then connections close. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves Connect, gRPC and gRPC-Web on one port, over HTTP/1.1 and cleartext HTTP/2, with
+ * grpc.health.v1, request size limits and error mapping on every route.
+ */
+export async function startServer(options: ServerOptions, listen: { port: number; host: string }): Promise<RunningServer> {
+  const { logger } = options;
+  const health = createHealthRegistry();
+  const shutdown = new AbortController();
+  const handler = connectNodeAdapter({
+    routes: (router) => {
+      options.routes(router);
+      health.routes(router);
+    },
+    readMaxBytes: options.maxRequestBytes,
+    interceptors: [createErrorMappingInterceptor(logger), ...(options.interceptors ?? [])],
+    shutdownSignal: shutdown.signal,
+  });
+
+  const http1 = createHttp1Server(handler);
+  const http2 = createHttp2Server(handler);
+  const sockets = new Set<Socket>();
+  const sessions = new Set<Http2Session>();
+  http2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  const listener = createDualProtocolListener(http1, http2);
+  listener.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    listener.once("error", reject);
+    listener.listen(listen.port, listen.host, () => {
+      listener.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (listener.address() as AddressInfo).port;
+  health.set("", ServingStatus.SERVING);
+  for (const service of options.services) health.set(service.typeName, ServingStatus.SERVING);
+  logger.info({ port }, "listening");
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      health.shutdown();
+      listener.close();
+      for (const session of sessions) session.close(); // GOAWAY; open streams run to completion
+      http1.closeIdleConnections();
+      const drained = new Promise<void>((resolve) => {
+        const check = () => (sockets.size === 0 ? resolve() : setTimeout(check, 25).unref());
+        check();
+      });
+      const timedOut = await Promise.race([
+        drained.then(() => false),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(true), options.shutdownGraceMs).unref()),
+      ]);
+      if (timedOut) logger.warn({ open: sockets.size }, "grace period over; dropping connections");
+      shutdown.abort();
+      for (const socket of sockets) socket.destroy();
+      logger.info("server closed");
+    })());
+
+  return { port, url: `http://${listen.host === "0.0.0.0" ? "127.0.0.1" : listen.host}:${port}`, health, close };
+}
