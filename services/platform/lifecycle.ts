@@ -50,4 +50,6 @@ export async function runService<C extends CommonConfig>(
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  // Started by the local supervisor: if it dies without stopping us, stop as if told to.
+  if (process.connected) process.once("disconnect", () => onSignal("SIGTERM"));
 }

@@ -12,7 +12,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 
-const root = resolve(import.meta.dirname, "..");
+const root = resolve(import.meta.dirname, "../../..");
 const bin = (name: string) => resolve(root, "node_modules/.bin", name);
 
 function git(...args: string[]): string | undefined {
@@ -39,7 +39,7 @@ function run(title: string, cmd: string, args: string[]): void {
 }
 
 run("buf lint", bin("buf"), ["lint"]);
-run("generated code is fresh", bin("tsx"), ["scripts/generate.ts", "--check"]);
+run("generated code is fresh", bin("tsx"), ["services/platform/dev/generate.ts", "--check"]);
 run("typescript", bin("tsc"), ["-p", "tsconfig.json"]);
 
 const baseline = breakingBaseline();

@@ -13,7 +13,7 @@ if (!service || !name) {
   console.error("usage: npm run db:generate -- <service> <migration-name>");
   process.exit(2);
 }
-const root = resolve(import.meta.dirname, "..");
+const root = resolve(import.meta.dirname, "../../..");
 execFileSync(join(root, "node_modules/.bin/drizzle-kit"), ["generate", "--config", `services/${service}/drizzle.config.ts`, "--name", name], {
   cwd: root,
   stdio: "inherit",

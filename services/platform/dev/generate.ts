@@ -10,7 +10,7 @@ import { dirname, join, resolve } from "node:path";
 import { execFileSync } from "node:child_process";
 import { createRequire } from "node:module";
 
-const root = resolve(import.meta.dirname, "..");
+const root = resolve(import.meta.dirname, "../../..");
 const require = createRequire(import.meta.url);
 
 /** Standard contracts: where each lives in its npm package, and where buf expects it. */

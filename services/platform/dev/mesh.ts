@@ -1,0 +1,33 @@
+import type { Env } from "../config.js";
+import { port } from "../config.js";
+
+export interface MeshService {
+  name: string;
+  port: number;
+  /** Entry point, relative to the repository root. */
+  main: string;
+}
+
+/**
+ * The deployables of the mesh and their ports, honouring the same *_PORT variables the
+ * services read, in start order: participants first, so order's clients find them up.
+ */
+export function meshServices(env: Env): MeshService[] {
+  return [
+    { name: "inventory", port: port(env, "INVENTORY_PORT", 50052), main: "services/inventory/main.ts" },
+    { name: "payment", port: port(env, "PAYMENT_PORT", 50053), main: "services/payment/main.ts" },
+    { name: "order", port: port(env, "ORDER_PORT", 50051), main: "services/order/main.ts" },
+  ];
+}
+
+/** Environment for a child: the resolved dependencies, and peers' addresses by their ports. */
+export function childEnv(env: Env, services: MeshService[], deps: { databaseUrl: string; natsUrl: string }): NodeJS.ProcessEnv {
+  const url = (name: string) => `http://127.0.0.1:${services.find((s) => s.name === name)!.port}`;
+  return {
+    ...env,
+    DATABASE_URL: deps.databaseUrl,
+    NATS_URL: deps.natsUrl,
+    INVENTORY_URL: env["INVENTORY_URL"] ?? url("inventory"),
+    PAYMENT_URL: env["PAYMENT_URL"] ?? url("payment"),
+  };
+}
