@@ -52,12 +52,14 @@ export function createHealthRegistry(): HealthRegistry {
     ctx.signal.addEventListener("abort", stop);
     closed.signal.addEventListener("abort", stop);
     try {
-      while (!ctx.signal.aborted && !closed.signal.aborted) {
+      for (;;) {
         const next = queue.shift();
         if (next !== undefined) {
           yield response(next);
           continue;
         }
+        // Checked only once the queue is empty, so the final NOT_SERVING still goes out.
+        if (ctx.signal.aborted || closed.signal.aborted) return;
         await new Promise<void>((resolve) => (wake = resolve));
         wake = undefined;
       }

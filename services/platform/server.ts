@@ -2,11 +2,11 @@ import { createServer as createHttp1Server } from "node:http";
 import { createServer as createHttp2Server, type Http2Session } from "node:http2";
 import type { Socket, AddressInfo } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import { createDualProtocolListener } from "./dual-protocol-listener.js";
 import { createErrorMappingInterceptor } from "./errors.js";
 import { createHealthRegistry, ServingStatus, type HealthRegistry } from "./health.js";
+import { createNodeHandler } from "./node-handler.js";
 import type { Logger } from "./logger.js";
 
 export interface ServerOptions {
@@ -39,7 +39,8 @@ export async function startServer(options: ServerOptions, listen: { port: number
   const { logger } = options;
   const health = createHealthRegistry();
   const shutdown = new AbortController();
-  const handler = connectNodeAdapter({
+  const handler = createNodeHandler({
+    logger,
     routes: (router) => {
       options.routes(router);
       health.routes(router);
@@ -52,10 +53,27 @@ export async function startServer(options: ServerOptions, listen: { port: number
   const http1 = createHttp1Server(handler);
   const http2 = createHttp2Server(handler);
   const sockets = new Set<Socket>();
-  const sessions = new Set<Http2Session>();
+  /** Open streams per HTTP/2 session, to tell when a draining session has gone idle. */
+  const sessions = new Map<Http2Session, number>();
   http2.on("session", (session) => {
-    sessions.add(session);
+    sessions.set(session, 0);
+    session.on("stream", (stream) => {
+      sessions.set(session, (sessions.get(session) ?? 0) + 1);
+      stream.once("close", () => sessions.has(session) && sessions.set(session, (sessions.get(session) ?? 1) - 1));
+    });
     session.once("close", () => sessions.delete(session));
+  });
+  // Node tracks idle HTTP/1.1 connections only for servers that listen themselves; ours are
+  // handed sockets by the dual-protocol listener, so track requests in flight per socket.
+  const http1Busy = new Map<Socket, number>();
+  http1.on("connection", (socket: Socket) => {
+    http1Busy.set(socket, 0);
+    socket.once("close", () => http1Busy.delete(socket));
+  });
+  http1.on("request", (req, res) => {
+    const socket = req.socket;
+    http1Busy.set(socket, (http1Busy.get(socket) ?? 0) + 1);
+    res.once("close", () => http1Busy.has(socket) && http1Busy.set(socket, (http1Busy.get(socket) ?? 1) - 1));
   });
   const listener = createDualProtocolListener(http1, http2);
   listener.on("connection", (socket: Socket) => {
@@ -80,10 +98,16 @@ export async function startServer(options: ServerOptions, listen: { port: number
     (closing ??= (async () => {
       health.shutdown();
       listener.close();
-      for (const session of sessions) session.close(); // GOAWAY; open streams run to completion
-      http1.closeIdleConnections();
+      for (const session of sessions.keys()) session.close(); // GOAWAY; open streams run to completion
       const drained = new Promise<void>((resolve) => {
-        const check = () => (sockets.size === 0 ? resolve() : setTimeout(check, 25).unref());
+        const check = () => {
+          // Idle connections are dropped as they become idle: HTTP/1.1 keep-alive ones, and
+          // HTTP/2 ones whose client keeps them open after GOAWAY.
+          for (const [socket, busy] of http1Busy) if (busy === 0) socket.destroy();
+          for (const [session, open] of sessions) if (open === 0) session.destroy();
+          if (sockets.size === 0) resolve();
+          else setTimeout(check, 25).unref();
+        };
         check();
       });
       const timedOut = await Promise.race([
