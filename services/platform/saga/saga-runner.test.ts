@@ -1,0 +1,175 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pgSchema } from "drizzle-orm/pg-core";
+import { drizzle } from "drizzle-orm/postgres-js";
+import { generateDrizzleJson, generateMigration } from "drizzle-kit/api";
+import { connect, createTestDatabase } from "../../../tests/support/databases.js";
+import { silentLogger } from "../../../tests/support/services.js";
+import { createSagaRunner, StepRejectedError, type SagaStep } from "./saga-runner.js";
+import { createSagaTables } from "./tables.js";
+
+const schema = pgSchema("saga_test");
+const tables = createSagaTables(schema);
+const fastPolicy = { stepTimeoutMs: 500, stepAttempts: 3, compensationAttempts: 3, initialBackoffMs: 5, maxBackoffMs: 20, leaseMs: 60_000 };
+
+interface Payload {
+  id: string;
+}
+
+/** Steps that record what ran, in order, and fail as each test scripts them to. */
+function scriptedSteps(script: Partial<Record<string, (attempt: number) => void>> = {}) {
+  const log: string[] = [];
+  const attempts = new Map<string, number>();
+  const act = (name: string) => async () => {
+    const attempt = (attempts.get(name) ?? 0) + 1;
+    attempts.set(name, attempt);
+    log.push(name);
+    script[name]?.(attempt);
+  };
+  const steps: SagaStep<Payload>[] = [
+    { name: "a", run: act("a"), compensate: act("undo-a") },
+    { name: "b", run: act("b"), compensate: act("undo-b") },
+    { name: "pivot", run: act("pivot") },
+    { name: "after", run: act("after") },
+  ];
+  return { steps, log };
+}
+
+describe("saga runner against real Postgres", () => {
+  let sql: ReturnType<typeof connect>;
+  let db: ReturnType<typeof drizzle>;
+
+  beforeAll(async () => {
+    const url = await createTestDatabase();
+    sql = connect(url);
+    db = drizzle(sql);
+    for (const statement of await generateMigration(generateDrizzleJson({}), generateDrizzleJson({ schema, ...tables }))) await sql.unsafe(statement);
+  });
+  afterAll(() => sql.end());
+
+  function runnerFor(steps: SagaStep<Payload>[], cancelled: Map<string, string>) {
+    return createSagaRunner<Payload>({
+      db,
+      tables,
+      logger: silentLogger,
+      policy: fastPolicy,
+      definition: { type: "test", steps, onCompensated: async (_tx, payload, reason) => void cancelled.set(payload.id, reason) },
+    });
+  }
+
+  async function settle(steps: SagaStep<Payload>[], id: string) {
+    const cancelled = new Map<string, string>();
+    const runner = runnerFor(steps, cancelled);
+    const sagaId = await runner.create(db, id, { id });
+    runner.drive(sagaId);
+    for (let i = 0; i < 200; i++) {
+      const saga = await runner.get(id);
+      if (saga && !["running", "compensating"].includes(saga.state)) return { saga, cancelled, runner };
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    throw new Error(`saga ${id} did not settle`);
+  }
+
+  const stepStates = async (sagaId: string) =>
+    (await sql`select name, state, attempts from saga_test.saga_steps where saga_id = ${sagaId} order by step_index`).map((r) => `${r["name"]}:${r["state"]}:${r["attempts"]}`);
+
+  it("runs every step once and completes", async () => {
+    const { steps, log } = scriptedSteps();
+    const { saga } = await settle(steps, "happy");
+    expect(saga.state).toBe("completed");
+    expect(log).toEqual(["a", "b", "pivot", "after"]);
+    expect(await stepStates(saga.id)).toEqual(["a:succeeded:1", "b:succeeded:1", "pivot:succeeded:1", "after:succeeded:1"]);
+  });
+
+  it("compensates every started step in reverse when a step says no", async () => {
+    const { steps, log } = scriptedSteps({
+      b: () => {
+        throw new StepRejectedError("card declined");
+      },
+    });
+    const { saga, cancelled } = await settle(steps, "declined");
+    expect(saga).toMatchObject({ state: "compensated", failureReason: "card declined" });
+    expect(log).toEqual(["a", "b", "undo-b", "undo-a"]);
+    expect(cancelled.get("declined")).toBe("card declined");
+  });
+
+  it("retries a transient failure with backoff, then carries on", async () => {
+    const { steps, log } = scriptedSteps({
+      a: (attempt) => {
+        if (attempt < 3) throw new Error("connection reset");
+      },
+    });
+    const { saga } = await settle(steps, "flaky");
+    expect(saga.state).toBe("completed");
+    expect(log.filter((s) => s === "a")).toHaveLength(3);
+    expect((await stepStates(saga.id))[0]).toBe("a:succeeded:3");
+  });
+
+  it("parks a saga whose compensation keeps failing, with the error kept", async () => {
+    const { steps } = scriptedSteps({
+      b: () => {
+        throw new StepRejectedError("no");
+      },
+      "undo-a": () => {
+        throw new Error("inventory unreachable");
+      },
+    });
+    const { saga, cancelled } = await settle(steps, "stuck");
+    expect(saga).toMatchObject({ state: "parked", lastError: "compensating a: inventory unreachable" });
+    expect(cancelled.has("stuck")).toBe(false);
+  });
+
+  it("parks, never compensates, a failure past the point of no return", async () => {
+    const { steps, log } = scriptedSteps({
+      after: () => {
+        throw new Error("still down");
+      },
+    });
+    const { saga } = await settle(steps, "late");
+    expect(saga).toMatchObject({ state: "parked", lastError: "after: still down" });
+    expect(log.some((s) => s.startsWith("undo"))).toBe(false);
+  });
+
+  it("resumes an unfinished saga from its persisted state after a crash", async () => {
+    const { steps, log } = scriptedSteps();
+    const cancelled = new Map<string, string>();
+    const crashed = runnerFor(steps, cancelled);
+    const sagaId = await crashed.create(db, "resumed", { id: "resumed" });
+    // What a process killed after step "a" leaves behind: a's row, and a lease that expired.
+    await sql`insert into saga_test.saga_steps (saga_id, step_index, name, state, attempts) values (${sagaId}, 0, 'a', 'succeeded', 1)`;
+    await sql`update saga_test.sagas set lease_owner = 'dead-process', lease_expires_at = now() - interval '1 second' where id = ${sagaId}`;
+    const fresh = runnerFor(steps, cancelled);
+    expect(await fresh.resumeUnfinished()).toBeGreaterThanOrEqual(1);
+    for (let i = 0; i < 200 && (await fresh.get("resumed"))?.state === "running"; i++) await new Promise((r) => setTimeout(r, 10));
+    expect((await fresh.get("resumed"))?.state).toBe("completed");
+    expect(log).toEqual(["b", "pivot", "after"]);
+  });
+
+  it("does not drive a saga whose lease another live runner holds", async () => {
+    const { steps, log } = scriptedSteps();
+    const runner = runnerFor(steps, new Map());
+    const sagaId = await runner.create(db, "leased", { id: "leased" });
+    await sql`update saga_test.sagas set lease_owner = 'other-replica', lease_expires_at = now() + interval '1 minute' where id = ${sagaId}`;
+    expect(await runner.resumeUnfinished()).toBe(0);
+    runner.drive(sagaId);
+    await runner.stop();
+    expect(log).toEqual([]);
+    expect((await runner.get("leased"))?.state).toBe("running");
+  });
+
+  it("compensates when cancellation is requested before the point of no return", async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const { steps, log } = scriptedSteps();
+    steps[0] = { ...steps[0]!, run: async () => void (log.push("a"), await gate) };
+    const cancelled = new Map<string, string>();
+    const runner = runnerFor(steps, cancelled);
+    const sagaId = await runner.create(db, "cancel-me", { id: "cancel-me" });
+    runner.drive(sagaId);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await runner.requestCancel("cancel-me")).toBe(true);
+    release();
+    for (let i = 0; i < 200 && (await runner.get("cancel-me"))?.state !== "compensated"; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(cancelled.get("cancel-me")).toBe("cancelled at the customer's request");
+    expect(log).toEqual(["a", "undo-a"]);
+  });
+});
