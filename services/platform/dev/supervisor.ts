@@ -82,6 +82,9 @@ export function createSupervisor(services: MeshService[], options: SupervisorOpt
 
     status,
 
+    /** The running child's pid, for tests that kill it the hard way. */
+    pid: (name: string): number | undefined => children.get(name)?.pid,
+
     /** SIGTERM in reverse start order, so callers stop before what they call. */
     async stop(graceMs: number): Promise<void> {
       stopping = true;

@@ -1,0 +1,57 @@
+import { createServiceClient } from "../../services/platform/clients.js";
+import { childEnv, type MeshService } from "../../services/platform/dev/mesh.js";
+import { createSupervisor } from "../../services/platform/dev/supervisor.js";
+import { freePort } from "../../services/platform/dev/tcp.js";
+import { OrderService } from "../../gen/shop/order/v1/order_service_pb.js";
+import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
+import { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
+import { inject } from "vitest";
+import { createTestDatabase } from "./databases.js";
+
+/**
+ * The mesh as `npm start` runs it: each service its own OS process from its main.ts, on free
+ * ports, under the real supervisor, against one fresh database.
+ */
+export async function startProcessMesh() {
+  const databaseUrl = await createTestDatabase();
+  const services: MeshService[] = [
+    { name: "inventory", port: await freePort(), main: "services/inventory/main.ts" },
+    { name: "payment", port: await freePort(), main: "services/payment/main.ts" },
+    { name: "order", port: await freePort(), main: "services/order/main.ts" },
+  ];
+  const ports = Object.fromEntries(services.map((s) => [`${s.name.toUpperCase()}_PORT`, String(s.port)]));
+  const output: string[] = [];
+  const supervisor = createSupervisor(services, {
+    env: childEnv({ ...process.env, ...ports, LOG_LEVEL: "warn" }, services, { databaseUrl, natsUrl: inject("natsUrl") }),
+    log: (line) => output.push(line),
+    initialBackoffMs: 100,
+  });
+  supervisor.start();
+  try {
+    await supervisor.waitUntilServing(60_000);
+  } catch (err) {
+    await supervisor.stop(5_000);
+    throw new Error(`${(err as Error).message}\n${output.slice(-20).join("\n")}`);
+  }
+  const url = (name: string) => `http://127.0.0.1:${services.find((s) => s.name === name)!.port}`;
+  const clients = {
+    order: createServiceClient(OrderService, { baseUrl: url("order"), protocol: "grpc" }),
+    inventory: createServiceClient(InventoryService, { baseUrl: url("inventory"), protocol: "grpc" }),
+    payment: createServiceClient(PaymentService, { baseUrl: url("payment"), protocol: "grpc" }),
+  };
+  return {
+    databaseUrl,
+    supervisor,
+    output,
+    url,
+    order: clients.order.client,
+    inventory: clients.inventory.client,
+    payment: clients.payment.client,
+    async stop() {
+      for (const c of Object.values(clients)) c.close();
+      await supervisor.stop(10_000);
+    },
+  };
+}
+
+export type ProcessMesh = Awaited<ReturnType<typeof startProcessMesh>>;
