@@ -9,11 +9,14 @@ type NodeRequest = IncomingMessage | Http2ServerRequest;
 type NodeResponse = ServerResponse | Http2ServerResponse;
 
 /**
- * connectNodeAdapter, plus one correction. connect-es reports a request body that is not
- * valid protobuf as INTERNAL ("parse binary: ..."), although the fault is the client's;
- * JSON that fails to parse is already INVALID_ARGUMENT, and connect-go answers both with
- * INVALID_ARGUMENT. We rewrite that one error, in each protocol's framing, so clients can
- * tell their own mistake from ours.
+ * connectNodeAdapter, plus two corrections for interoperability:
+ * - connect-es reports a request body that is not valid protobuf as INTERNAL ("parse
+ *   binary: ..."), although the fault is the client's; JSON that fails to parse is already
+ *   INVALID_ARGUMENT, and connect-go answers both with INVALID_ARGUMENT. We rewrite that one
+ *   error, in each protocol's framing, so clients can tell their own mistake from ours.
+ * - connect-es percent-encodes grpc-message with encodeURIComponent, escaping printable
+ *   characters such as ":" that the gRPC spec leaves bare; @grpc/grpc-js then shows
+ *   "items%3A must not be empty". We re-encode it as the spec says.
  */
 export function createNodeHandler(options: ConnectRouterOptions & { routes: (router: ConnectRouter) => void; logger: Logger }) {
   const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...options });
@@ -27,7 +30,7 @@ export function createNodeHandler(options: ConnectRouterOptions & { routes: (rou
       return;
     }
     handler(universalRequestFromNodeRequest(req as never, res as never, undefined, undefined))
-      .then(reclassifyParseError)
+      .then(correctErrorResponse)
       .then((response) => universalResponseToNodeResponse(response, res as never))
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;
@@ -40,13 +43,20 @@ const PARSE_ERROR = "parse binary:";
 const isParseError = (status: string | null | undefined, message: string | null | undefined) =>
   status === String(Code.Internal) && message != null && decodeURIComponent(message).startsWith(PARSE_ERROR);
 
-async function reclassifyParseError(response: UniversalServerResponse): Promise<UniversalServerResponse> {
+/** gRPC's percent-encoding: only '%' and bytes outside printable ASCII are escaped. */
+function encodeGrpcMessage(message: string): string {
+  return [...new TextEncoder().encode(message)]
+    .map((byte) => (byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`))
+    .join("");
+}
+
+async function correctErrorResponse(response: UniversalServerResponse): Promise<UniversalServerResponse> {
   // gRPC sends the status in HTTP trailers, or in the headers when no message precedes it.
   for (const fields of [response.header, response.trailer]) {
-    if (fields && isParseError(fields.get("grpc-status"), fields.get("grpc-message"))) {
-      fields.set("grpc-status", String(Code.InvalidArgument));
-      return response;
-    }
+    const message = fields?.get("grpc-message");
+    if (!fields || message == null) continue;
+    if (isParseError(fields.get("grpc-status"), message)) fields.set("grpc-status", String(Code.InvalidArgument));
+    fields.set("grpc-message", encodeGrpcMessage(decodeURIComponent(message)));
   }
   if (!response.body) return response;
   const contentType = response.header?.get("content-type") ?? "";

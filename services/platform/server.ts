@@ -46,6 +46,8 @@ export async function startServer(options: ServerOptions, listen: { port: number
       health.routes(router);
     },
     readMaxBytes: options.maxRequestBytes,
+    // A misspelt field is a client bug; silently dropping it would hide the bug.
+    jsonOptions: { ignoreUnknownFields: false },
     interceptors: [createErrorMappingInterceptor(logger), ...(options.interceptors ?? [])],
     shutdownSignal: shutdown.signal,
   });
