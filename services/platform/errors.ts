@@ -22,6 +22,13 @@ const codeByKind: Record<ErrorKind, Code> = {
   unavailable: Code.Unavailable,
 };
 
+const genericMessages = new Map<Code, string>([
+  [Code.Unavailable, "a dependency is unavailable; retry later"],
+  [Code.DeadlineExceeded, "a dependency did not answer in time"],
+  [Code.Unknown, "internal error"],
+  [Code.Internal, "internal error"],
+]);
+
 export function isClassifiedError(err: unknown): err is ClassifiedError {
   return err instanceof Error && typeof (err as Partial<ClassifiedError>).kind === "string" && (err as ClassifiedError).kind in codeByKind;
 }
@@ -44,7 +51,14 @@ export class InvalidArgumentError extends Error implements ClassifiedError {
  * whose detail stays in the log, and the client sees a bare INTERNAL.
  */
 export function toConnectError(err: unknown, logger: Logger): ConnectError {
-  if (err instanceof ConnectError) return err;
+  if (err instanceof ConnectError) {
+    // Usually a dependency's failure surfacing through one of our clients: keep the code,
+    // which tells the caller whether to retry, but not the message, which names hosts.
+    const generic = genericMessages.get(err.code);
+    if (!generic) return err;
+    logger.warn({ err }, "dependency call failed");
+    return new ConnectError(generic, err.code);
+  }
   if (isClassifiedError(err)) return new ConnectError(err.message, codeByKind[err.kind]);
   logger.error({ err }, "unhandled error");
   return new ConnectError("internal error", Code.Internal);
