@@ -1,5 +1,4 @@
-import type { Env } from "../config.js";
-import { port } from "../config.js";
+import { ConfigError, port, type Env } from "../config.js";
 
 export interface MeshService {
   name: string;
@@ -30,4 +29,15 @@ export function childEnv(env: Env, services: MeshService[], deps: { databaseUrl:
     INVENTORY_URL: env["INVENTORY_URL"] ?? url("inventory"),
     PAYMENT_URL: env["PAYMENT_URL"] ?? url("payment"),
   };
+}
+
+/** For the CLIs: a bad *_PORT ends the command with the variable's name, not a stack trace. */
+export function meshServicesOrExit(env: Env): MeshService[] {
+  try {
+    return meshServices(env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`meshwork: configuration error: ${err.message}`);
+    process.exit(2);
+  }
 }

@@ -5,10 +5,10 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { repoRoot, resolveNats, resolvePostgres } from "./local-infra.js";
-import { childEnv, meshServices } from "./mesh.js";
+import { childEnv, meshServicesOrExit } from "./mesh.js";
 
 const name = process.argv[2];
-const services = meshServices(process.env);
+const services = meshServicesOrExit(process.env);
 const service = services.find((s) => s.name === name);
 if (!service) {
   console.error(`usage: npm run service -- <${services.map((s) => s.name).join("|")}>`);

@@ -4,12 +4,12 @@
  * stops the services, then the dependencies it started.
  */
 import { resolveNats, resolvePostgres, type Dependency } from "./local-infra.js";
-import { childEnv, meshServices } from "./mesh.js";
+import { childEnv, meshServicesOrExit } from "./mesh.js";
 import { createSupervisor } from "./supervisor.js";
 
 const log = (line: string) => console.log(line);
 const env = process.env;
-const services = meshServices(env);
+const services = meshServicesOrExit(env);
 const dependencies: Dependency[] = [];
 
 async function stopDependencies() {
