@@ -63,6 +63,8 @@ export type LogLevel = (typeof logLevels)[number];
 /** Settings every Meshwork process shares. */
 export interface CommonConfig {
   databaseUrl: string;
+  /** Interface to listen on; 0.0.0.0 in a container. */
+  host: string;
   logLevel: LogLevel;
   /** Bytes; larger request messages are refused with RESOURCE_EXHAUSTED. */
   maxRequestBytes: number;
@@ -73,6 +75,7 @@ export interface CommonConfig {
 export function commonConfig(env: Env): CommonConfig {
   return {
     databaseUrl: url(env, "DATABASE_URL"),
+    host: optionalString(env, "HOST", "127.0.0.1"),
     logLevel: oneOf(env, "LOG_LEVEL", logLevels, "info"),
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 1024 * 1024, { min: 1024, max: 64 * 1024 * 1024 }),
     shutdownGraceMs: integer(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0, max: 120_000 }),

@@ -1,8 +1,7 @@
-import { commonConfig, oneOf, optionalString, port, url, type CommonConfig, type Env } from "../../platform/config.js";
+import { commonConfig, oneOf, port, url, type CommonConfig, type Env } from "../../platform/config.js";
 import type { WireProtocol } from "../../platform/clients.js";
 
 export interface OrderConfig extends CommonConfig {
-  host: string;
   port: number;
   inventoryUrl: string;
   paymentUrl: string;
@@ -14,7 +13,6 @@ export interface OrderConfig extends CommonConfig {
 export function loadConfig(env: Env): OrderConfig {
   return {
     ...commonConfig(env),
-    host: optionalString(env, "HOST", "127.0.0.1"),
     port: port(env, "ORDER_PORT", 50051),
     inventoryUrl: url(env, "INVENTORY_URL", "http://127.0.0.1:50052"),
     paymentUrl: url(env, "PAYMENT_URL", "http://127.0.0.1:50053"),

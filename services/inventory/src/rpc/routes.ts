@@ -8,7 +8,7 @@ import {
   StockSchema,
   type Reservation as ReservationMessage,
 } from "../../../../gen/shop/inventory/v1/inventory_service_pb.js";
-import { MoneySchema } from "../../../../gen/shop/common/v1/money_pb.js";
+import { toMoney } from "../../../platform/money.js";
 import type { Inventory, Product } from "../app/inventory.js";
 import { requireOrderId, requireSku, type Reservation } from "../domain/reservation.js";
 import { InvalidStockRequestError } from "../domain/errors.js";
@@ -30,7 +30,7 @@ const toProduct = (p: Product) =>
   create(ProductSchema, {
     sku: p.sku,
     name: p.name,
-    price: create(MoneySchema, { currencyCode: p.currency, minorUnits: BigInt(p.priceMinor) }),
+    price: toMoney(p.currency, p.priceMinor),
     available: p.available,
   });
 

@@ -3,7 +3,7 @@ import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
 import { appendToOutbox } from "../../../platform/outbox.js";
 import type { SqlExecutor } from "../../../platform/saga/saga-runner.js";
-import { MoneySchema } from "../../../../gen/shop/common/v1/money_pb.js";
+import { toMoney as money } from "../../../platform/money.js";
 import { OrderLineSchema } from "../../../../gen/shop/order/v1/order_service_pb.js";
 import { OrderCancelledSchema, OrderConfirmedSchema, OrderCreatedSchema } from "../../../../gen/shop/order/v1/order_events_pb.js";
 import type { OrderStatus, PricedOrder } from "../domain/order.js";
@@ -16,7 +16,6 @@ export interface StoredOrder extends OrderRow {
   lines: OrderLineRow[];
 }
 
-const money = (currency: string, minor: number) => create(MoneySchema, { currencyCode: currency, minorUnits: BigInt(minor) });
 const aggregate = (orderId: string) => ({ aggregateType: "order", aggregateId: orderId });
 
 /**

@@ -1,7 +1,6 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { create } from "@bufbuild/protobuf";
 import { StepRejectedError, type SagaDefinition } from "../../../platform/saga/saga-runner.js";
-import { MoneySchema } from "../../../../gen/shop/common/v1/money_pb.js";
+import { toMoney } from "../../../platform/money.js";
 import { InventoryService, ReservationStatus } from "../../../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { PaymentService, PaymentStatus } from "../../../../gen/shop/payment/v1/payment_service_pb.js";
 import type { OrderStore } from "./order-store.js";
@@ -53,7 +52,7 @@ export function createPlaceOrderSaga(deps: {
       {
         name: "charge",
         async run({ orderId, currency, totalMinor, paymentToken }, { idempotencyKey, signal }) {
-          const amount = create(MoneySchema, { currencyCode: currency, minorUnits: BigInt(totalMinor) });
+          const amount = toMoney(currency, totalMinor);
           const { payment: result } = await rejectDefinitiveErrors("payment failed", () =>
             payment.charge({ orderId, amount, paymentToken, idempotencyKey }, { signal }),
           );

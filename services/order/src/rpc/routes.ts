@@ -1,7 +1,7 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { MoneySchema } from "../../../../gen/shop/common/v1/money_pb.js";
+import { toMoney as money } from "../../../platform/money.js";
 import { OrderSchema, OrderService, OrderStatus } from "../../../../gen/shop/order/v1/order_service_pb.js";
 import type { StoredOrder } from "../app/order-store.js";
 import type { Orders } from "../app/orders.js";
@@ -12,8 +12,6 @@ const statusToWire: Record<DomainStatus, OrderStatus> = {
   confirmed: OrderStatus.CONFIRMED,
   cancelled: OrderStatus.CANCELLED,
 };
-
-const money = (currency: string, minor: number) => create(MoneySchema, { currencyCode: currency, minorUnits: BigInt(minor) });
 
 export function toOrderMessage(order: StoredOrder) {
   return create(OrderSchema, {

@@ -3,7 +3,7 @@ import { and, asc, eq, inArray, sql } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
 import { appendToOutbox } from "../../../platform/outbox.js";
-import { MoneySchema } from "../../../../gen/shop/common/v1/money_pb.js";
+import { toMoney } from "../../../platform/money.js";
 import { PaymentCapturedSchema, PaymentDeclinedSchema, PaymentRefundedSchema } from "../../../../gen/shop/payment/v1/payment_events_pb.js";
 import { IdempotencyKeyReusedError } from "../domain/errors.js";
 import { isSameCharge, type ChargeCommand } from "../domain/payment.js";
@@ -20,7 +20,7 @@ export interface Payments {
   listForOrder(orderId: string): Promise<PaymentRow[]>;
 }
 
-const money = (row: PaymentRow) => create(MoneySchema, { currencyCode: row.currency, minorUnits: BigInt(row.amountMinor) });
+const money = (row: PaymentRow) => toMoney(row.currency, row.amountMinor);
 const aggregate = (row: PaymentRow) => ({ aggregateType: "payment", aggregateId: row.orderId });
 
 /**

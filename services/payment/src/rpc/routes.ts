@@ -2,7 +2,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { PaymentService, PaymentSchema, PaymentStatus } from "../../../../gen/shop/payment/v1/payment_service_pb.js";
-import { MoneySchema } from "../../../../gen/shop/common/v1/money_pb.js";
+import { toMoney } from "../../../platform/money.js";
 import type { PaymentRow, Payments } from "../app/payments.js";
 import { requireIdempotencyKey, requireOrderId, validateCharge, type PaymentStatus as DomainStatus } from "../domain/payment.js";
 
@@ -21,7 +21,7 @@ const toPayment = (row: PaymentRow) =>
   create(PaymentSchema, {
     id: row.id,
     orderId: row.orderId,
-    amount: create(MoneySchema, { currencyCode: row.currency, minorUnits: BigInt(row.amountMinor) }),
+    amount: toMoney(row.currency, row.amountMinor),
     status: statusToWire[row.status],
     declineReason: row.declineReason ?? "",
     createTime: timestampFromDate(row.createdAt),
