@@ -63,6 +63,7 @@ export type LogLevel = (typeof logLevels)[number];
 /** Settings every Meshwork process shares. */
 export interface CommonConfig {
   databaseUrl: string;
+  natsUrl: string;
   /** Interface to listen on; 0.0.0.0 in a container. */
   host: string;
   logLevel: LogLevel;
@@ -75,6 +76,7 @@ export interface CommonConfig {
 export function commonConfig(env: Env): CommonConfig {
   return {
     databaseUrl: url(env, "DATABASE_URL"),
+    natsUrl: url(env, "NATS_URL", "nats://127.0.0.1:4222"),
     host: optionalString(env, "HOST", "127.0.0.1"),
     logLevel: oneOf(env, "LOG_LEVEL", logLevels, "info"),
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 1024 * 1024, { min: 1024, max: 64 * 1024 * 1024 }),

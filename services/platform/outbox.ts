@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { bigserial, index, jsonb, pgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { bigserial, getTableConfig, index, jsonb, pgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import { sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
@@ -33,6 +33,9 @@ export function createOutboxTable(schema: Schema) {
 
 export type OutboxTable = ReturnType<typeof createOutboxTable>;
 
+/** The LISTEN/NOTIFY channel on which a schema's outbox announces new rows. */
+export const outboxChannel = (schemaName: string) => `${schemaName}_outbox`;
+
 export interface DomainEvent<Desc extends DescMessage> {
   schema: Desc;
   message: MessageShape<Desc>;
@@ -57,5 +60,7 @@ export async function appendToOutbox(tx: Executor, outbox: OutboxTable, events: 
     payload: toBinary(event.schema, event.message),
   }));
   await tx.insert(outbox).values(rows);
+  // Delivered at commit, and only if it commits: the relay wakes at once instead of polling.
+  await tx.execute(sql`select pg_notify(${outboxChannel(getTableConfig(outbox).schema ?? "public")}, '')`);
   return rows.map((row) => row.id);
 }

@@ -1,6 +1,10 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
+import { connectBus, type BusConnection } from "./bus/connection.js";
+import { startOutboxRelay } from "./bus/outbox-relay.js";
+import type { StreamSpec } from "./bus/streams.js";
 import { openDatabase, type Database } from "./db.js";
+import type { OutboxTable } from "./outbox.js";
 import type { Logger } from "./logger.js";
 import { startServer, type RunningServer } from "./server.js";
 
@@ -8,6 +12,7 @@ import { startServer, type RunningServer } from "./server.js";
 export interface ServiceRuntime {
   logger: Logger;
   databaseUrl: string;
+  natsUrl: string;
   host: string;
   port: number;
   maxRequestBytes: number;
@@ -21,17 +26,21 @@ export interface ServiceDefinition<TSchema extends Record<string, unknown>> {
   migrationsFolder: string;
   /** Services reported by grpc.health.v1. */
   services: readonly DescService[];
+  /** The outbox whose rows a relay publishes to the service's stream. */
+  outbox?: { table: OutboxTable; stream: StreamSpec };
   /**
    * Builds the service on its migrated database: returns its routes and, for background
    * work such as a saga runner, what to stop after the server drains and before the pool
    * closes.
    */
-  setup(database: Database<TSchema>): Promise<{ routes: (router: ConnectRouter) => void; stop?: () => Promise<void> }>;
+  setup(context: Database<TSchema> & { bus: BusConnection }): Promise<{ routes: (router: ConnectRouter) => void; stop?: () => Promise<void> }>;
 }
 
 /**
- * The shared skeleton of a service: migrate its schema, set it up, serve. Closing reverses
- * the order: drain RPCs, stop background work, close the pool.
+ * The shared skeleton of a service: migrate its schema, connect to NATS (in the
+ * background: RPCs are served while NATS is away), relay its outbox, set it up, serve.
+ * Closing reverses the order: drain RPCs, stop background work and the relay, then close
+ * the NATS connection and the pool.
  */
 export async function startService<TSchema extends Record<string, unknown>>(
   runtime: ServiceRuntime,
@@ -45,9 +54,28 @@ export async function startService<TSchema extends Record<string, unknown>>(
     migrationsFolder: definition.migrationsFolder,
     logger,
   });
+  const bus = connectBus({ url: runtime.natsUrl, name: definition.schemaName, logger });
+  const relay =
+    definition.outbox &&
+    startOutboxRelay({
+      sql: database.sql,
+      db: database.db,
+      outbox: definition.outbox.table,
+      schemaName: definition.schemaName,
+      stream: definition.outbox.stream,
+      source: definition.schemaName,
+      bus,
+      logger,
+    });
   let stop: (() => Promise<void>) | undefined;
+  const shutDown = async () => {
+    await stop?.();
+    await relay?.stop();
+    await bus.close();
+    await database.close();
+  };
   try {
-    const built = await definition.setup(database);
+    const built = await definition.setup({ ...database, bus });
     stop = built.stop;
     const server = await startServer(
       {
@@ -63,13 +91,11 @@ export async function startService<TSchema extends Record<string, unknown>>(
       ...server,
       async close() {
         await server.close();
-        await stop?.();
-        await database.close();
+        await shutDown();
       },
     };
   } catch (err) {
-    await stop?.();
-    await database.close();
+    await shutDown();
     throw err;
   }
 }

@@ -18,6 +18,7 @@ export async function startProcessMesh() {
     { name: "inventory", port: await freePort(), main: "services/inventory/main.ts" },
     { name: "payment", port: await freePort(), main: "services/payment/main.ts" },
     { name: "order", port: await freePort(), main: "services/order/main.ts" },
+    { name: "notification", port: await freePort(), main: "services/notification/main.ts" },
   ];
   const ports = Object.fromEntries(services.map((s) => [`${s.name.toUpperCase()}_PORT`, String(s.port)]));
   const output: string[] = [];

@@ -1,4 +1,5 @@
 import { pino } from "pino";
+import { inject } from "vitest";
 import { build as buildInventory } from "../../services/inventory/src/build.js";
 import { build as buildPayment } from "../../services/payment/src/build.js";
 import { build as buildOrder } from "../../services/order/src/build.js";
@@ -11,6 +12,7 @@ export const silentLogger = pino({ level: process.env["TEST_LOG_LEVEL"] ?? "sile
 const runtime = (databaseUrl: string) => ({
   logger: silentLogger,
   databaseUrl,
+  natsUrl: inject("natsUrl"),
   host: "127.0.0.1",
   port: 0,
   maxRequestBytes: 64 * 1024,

@@ -1,9 +1,10 @@
 import { resolve } from "node:path";
 import { InventoryService } from "../../../gen/shop/inventory/v1/inventory_service_pb.js";
 import type { RunningServer } from "../../platform/server.js";
+import { eventStream } from "../../platform/bus/streams.js";
 import { startService, type ServiceRuntime } from "../../platform/service.js";
 import { createInventory } from "./app/inventory.js";
-import { tables } from "./db/schema.js";
+import { outbox, tables } from "./db/schema.js";
 import { demoCatalog, type CatalogEntry } from "./domain/demo-catalog.js";
 import { createRoutes } from "./rpc/routes.js";
 
@@ -18,6 +19,7 @@ export function build(deps: InventoryDeps): Promise<RunningServer> {
     schemaName: "inventory",
     tables,
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),
+    outbox: { table: outbox, stream: eventStream("inventory") },
     services: [InventoryService],
     async setup({ db }) {
       const inventory = createInventory(db);

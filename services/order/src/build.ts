@@ -5,11 +5,12 @@ import { PaymentService } from "../../../gen/shop/payment/v1/payment_service_pb.
 import { createServiceClient, type WireProtocol } from "../../platform/clients.js";
 import { createSagaRunner, type SagaPolicy } from "../../platform/saga/saga-runner.js";
 import type { RunningServer } from "../../platform/server.js";
+import { eventStream } from "../../platform/bus/streams.js";
 import { startService, type ServiceRuntime } from "../../platform/service.js";
 import { createOrderStore } from "./app/order-store.js";
 import { createOrders } from "./app/orders.js";
 import { createPlaceOrderSaga } from "./app/place-order-saga.js";
-import { sagas, sagaSteps, tables } from "./db/schema.js";
+import { outbox, sagas, sagaSteps, tables } from "./db/schema.js";
 import { createRoutes } from "./rpc/routes.js";
 
 export interface OrderDeps extends ServiceRuntime {
@@ -28,6 +29,7 @@ export function build(deps: OrderDeps): Promise<RunningServer> {
     schemaName: "orders",
     tables,
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),
+    outbox: { table: outbox, stream: eventStream("order") },
     services: [OrderService],
     async setup({ db }) {
       const store = createOrderStore(db);

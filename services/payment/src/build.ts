@@ -1,11 +1,12 @@
 import { resolve } from "node:path";
 import { PaymentService } from "../../../gen/shop/payment/v1/payment_service_pb.js";
 import type { RunningServer } from "../../platform/server.js";
+import { eventStream } from "../../platform/bus/streams.js";
 import { startService, type ServiceRuntime } from "../../platform/service.js";
 import type { CardNetwork } from "./app/card-network.js";
 import { createPayments } from "./app/payments.js";
 import { createSimulatedCardNetwork } from "./app/simulated-card-network.js";
-import { tables } from "./db/schema.js";
+import { outbox, tables } from "./db/schema.js";
 import { createRoutes } from "./rpc/routes.js";
 
 export interface PaymentDeps extends ServiceRuntime {
@@ -19,6 +20,7 @@ export function build(deps: PaymentDeps): Promise<RunningServer> {
     schemaName: "payment",
     tables,
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),
+    outbox: { table: outbox, stream: eventStream("payment") },
     services: [PaymentService],
     async setup({ db }) {
       return { routes: createRoutes({ payments: createPayments(db, deps.cardNetwork ?? createSimulatedCardNetwork()) }) };

@@ -16,6 +16,7 @@ export function meshServices(env: Env): MeshService[] {
     { name: "inventory", port: port(env, "INVENTORY_PORT", 50052), main: "services/inventory/main.ts" },
     { name: "payment", port: port(env, "PAYMENT_PORT", 50053), main: "services/payment/main.ts" },
     { name: "order", port: port(env, "ORDER_PORT", 50051), main: "services/order/main.ts" },
+    { name: "notification", port: port(env, "NOTIFICATION_PORT", 50054), main: "services/notification/main.ts" },
   ];
 }
 

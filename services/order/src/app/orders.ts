@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Client } from "@connectrpc/connect";
+import { decodePageToken, encodePageToken, pageSize } from "../../../platform/page-token.js";
 import type { SagaRunner } from "../../../platform/saga/saga-runner.js";
 import type { InventoryService } from "../../../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { InvalidOrderError, OrderNotFoundError, OrderTransitionError } from "../domain/errors.js";
@@ -10,25 +11,6 @@ import type { PlaceOrderPayload } from "./place-order-saga.js";
 export interface OrderPage {
   orders: StoredOrder[];
   nextPageToken: string;
-}
-
-const DEFAULT_PAGE_SIZE = 20;
-const MAX_PAGE_SIZE = 100;
-
-/** Opaque to clients: base64url of the last row's sort key. */
-function encodePageToken(order: StoredOrder): string {
-  return Buffer.from(JSON.stringify({ t: order.createdAt.toISOString(), id: order.id })).toString("base64url");
-}
-
-function decodePageToken(token: string): { createdAt: Date; id: string } {
-  try {
-    const { t, id } = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { t: unknown; id: unknown };
-    const createdAt = new Date(String(t));
-    if (typeof id !== "string" || Number.isNaN(createdAt.getTime())) throw new Error("bad token");
-    return { createdAt, id };
-  } catch {
-    throw new InvalidOrderError("page_token", "is not a token returned by ListOrders");
-  }
 }
 
 /** Ordering's use cases. */
@@ -76,10 +58,12 @@ export function createOrders(deps: { db: Db; store: OrderStore; inventory: Clien
       return order;
     },
 
-    async list(customerId: string, pageSize: number, pageToken: string): Promise<OrderPage> {
-      if (pageSize < 0) throw new InvalidOrderError("page_size", "must not be negative");
-      const size = Math.min(pageSize || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-      const rows = await store.listByCustomer(customerId, size + 1, pageToken ? decodePageToken(pageToken) : undefined);
+    async list(customerId: string, requestedSize: number, pageToken: string): Promise<OrderPage> {
+      if (requestedSize < 0) throw new InvalidOrderError("page_size", "must not be negative");
+      const after = pageToken ? decodePageToken(pageToken) : undefined;
+      if (pageToken && !after) throw new InvalidOrderError("page_token", "is not a token returned by ListOrders");
+      const size = pageSize(requestedSize);
+      const rows = await store.listByCustomer(customerId, size + 1, after);
       const page = rows.slice(0, size);
       return { orders: page, nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!) : "" };
     },

@@ -1,0 +1,60 @@
+import { randomUUID } from "node:crypto";
+import { and, desc, eq, lt, or } from "drizzle-orm";
+import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import { on, type EventHandler } from "../../../platform/bus/event-consumer.js";
+import { decodePageToken, encodePageToken, pageSize, type PageKey } from "../../../platform/page-token.js";
+import type { SqlExecutor } from "../../../platform/saga/saga-runner.js";
+import { OrderCancelledSchema, OrderConfirmedSchema } from "../../../../gen/shop/order/v1/order_events_pb.js";
+import { InvalidNotificationQueryError } from "../domain/errors.js";
+import { notificationText, type NotificationKind } from "../domain/notification.js";
+import { notifications, type tables } from "../db/schema.js";
+
+type Db = PostgresJsDatabase<typeof tables>;
+export type NotificationRow = typeof notifications.$inferSelect;
+
+async function record(tx: SqlExecutor, eventId: string, fields: { customerId: string; orderId: string; kind: NotificationKind; message: string }) {
+  await tx.insert(notifications).values({ id: randomUUID(), eventId, ...fields }).onConflictDoNothing({ target: notifications.eventId });
+}
+
+/** Reactions to ordering's events: each becomes one notification row. */
+export const orderEventHandlers: EventHandler[] = [
+  on(OrderConfirmedSchema, (tx, event, envelope) =>
+    record(tx, envelope.id, {
+      customerId: event.customerId,
+      orderId: event.orderId,
+      kind: "order_confirmed",
+      message: notificationText("order_confirmed", event.orderId, { totalMinor: Number(event.total?.minorUnits ?? 0n), currency: event.total?.currencyCode ?? "" }),
+    }),
+  ),
+  on(OrderCancelledSchema, (tx, event, envelope) =>
+    record(tx, envelope.id, {
+      customerId: event.customerId,
+      orderId: event.orderId,
+      kind: "order_cancelled",
+      message: notificationText("order_cancelled", event.orderId, { reason: event.reason }),
+    }),
+  ),
+];
+
+export function createNotificationQueries(db: Db) {
+  return {
+    async list(customerId: string, requestedSize: number, pageToken: string): Promise<{ rows: NotificationRow[]; nextPageToken: string }> {
+      if (customerId.trim() === "") throw new InvalidNotificationQueryError("customer_id", "is required");
+      if (requestedSize < 0) throw new InvalidNotificationQueryError("page_size", "must not be negative");
+      const after: PageKey | undefined = pageToken ? decodePageToken(pageToken) : undefined;
+      if (pageToken && !after) throw new InvalidNotificationQueryError("page_token", "is not a token returned by ListNotifications");
+      const size = pageSize(requestedSize);
+      const keyset = after
+        ? or(lt(notifications.createdAt, after.createdAt), and(eq(notifications.createdAt, after.createdAt), lt(notifications.id, after.id)))
+        : undefined;
+      const rows = await db
+        .select()
+        .from(notifications)
+        .where(and(eq(notifications.customerId, customerId), keyset))
+        .orderBy(desc(notifications.createdAt), desc(notifications.id))
+        .limit(size + 1);
+      const page = rows.slice(0, size);
+      return { rows: page, nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!) : "" };
+    },
+  };
+}

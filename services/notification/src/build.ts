@@ -1,0 +1,39 @@
+import { resolve } from "node:path";
+import { NotificationService } from "../../../gen/shop/notification/v1/notification_service_pb.js";
+import { file_shop_order_v1_order_events } from "../../../gen/shop/order/v1/order_events_pb.js";
+import { startEventConsumer } from "../../platform/bus/event-consumer.js";
+import { eventStream } from "../../platform/bus/streams.js";
+import type { RunningServer } from "../../platform/server.js";
+import { startService, type ServiceRuntime } from "../../platform/service.js";
+import { createNotificationQueries, orderEventHandlers } from "./app/notifications.js";
+import { inbox, tables } from "./db/schema.js";
+import { createRoutes } from "./rpc/routes.js";
+
+export interface NotificationDeps extends ServiceRuntime {
+  /** Tests shorten the redelivery backoff. */
+  consumerBackoffMs?: number[];
+}
+
+/** Wires notification together and starts serving; main.ts and tests both call this. */
+export function build(deps: NotificationDeps): Promise<RunningServer> {
+  return startService(deps, {
+    schemaName: "notification",
+    tables,
+    migrationsFolder: resolve(import.meta.dirname, "../migrations"),
+    services: [NotificationService],
+    async setup({ db, bus }) {
+      const consumer = startEventConsumer({
+        bus,
+        db,
+        inbox,
+        stream: eventStream("order"),
+        contract: file_shop_order_v1_order_events,
+        durable: "notification",
+        handlers: orderEventHandlers,
+        logger: deps.logger,
+        ...(deps.consumerBackoffMs ? { backoffMs: deps.consumerBackoffMs } : {}),
+      });
+      return { routes: createRoutes({ queries: createNotificationQueries(db) }), stop: () => consumer.stop() };
+    },
+  });
+}

@@ -1,0 +1,60 @@
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import type { Logger } from "../logger.js";
+
+export interface Bus {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+}
+
+export interface BusConnection {
+  /** Resolves once connected; services keep serving RPCs while NATS is away. */
+  ready: Promise<Bus>;
+  close(): Promise<void>;
+}
+
+/**
+ * One NATS connection per process, retried forever: the first connect, and any reconnect
+ * after NATS restarts. Publishes and consumers simply wait; the outbox holds events until
+ * then, so an outage delays events and loses none.
+ */
+export function connectBus(options: { url: string; name: string; logger: Logger }): BusConnection {
+  const { logger } = options;
+  let closed = false;
+  let connection: NatsConnection | undefined;
+  const ready = (async () => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        connection = await connect({
+          servers: options.url,
+          name: options.name,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 500,
+          pingInterval: 10_000,
+        });
+        break;
+      } catch (err) {
+        if (closed) throw new Error("bus closed before it connected");
+        if (attempt === 1 || attempt % 20 === 0) logger.warn({ err, url: options.url, attempt }, "NATS not reachable yet; retrying");
+        await new Promise((resolve) => setTimeout(resolve, Math.min(250 * attempt, 2_000)));
+      }
+    }
+    const nc = connection;
+    void (async () => {
+      for await (const status of nc.status()) {
+        if (status.type === "disconnect" || status.type === "reconnect") logger.info({ status: status.type }, "NATS connection status");
+      }
+    })();
+    logger.info({ url: options.url }, "connected to NATS");
+    return { nc, js: jetstream(nc), jsm: await jetstreamManager(nc) };
+  })();
+  ready.catch(() => {});
+  return {
+    ready,
+    async close() {
+      closed = true;
+      if (connection && !connection.isClosed()) await connection.drain().catch(() => connection?.close());
+    },
+  };
+}

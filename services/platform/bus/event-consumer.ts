@@ -1,0 +1,177 @@
+import { fromBinary, type DescFile, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { nanos } from "@nats-io/transport-node";
+import { AckPolicy, DeliverPolicy, JetStreamApiError, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
+import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import type { InboxTable } from "../inbox.js";
+import type { Logger } from "../logger.js";
+import type { SqlExecutor } from "../saga/saga-runner.js";
+import type { Bus, BusConnection } from "./connection.js";
+import { publishDeadLetter } from "./dead-letters.js";
+import { fromHeaders, type EventEnvelope } from "./event-headers.js";
+import { deadLetterStream, ensureStream, type StreamSpec } from "./streams.js";
+
+export interface EventHandler<Desc extends DescMessage = DescMessage> {
+  schema: Desc;
+  /** Applies the event inside `tx`, the transaction that also records it in the inbox. */
+  handle(tx: SqlExecutor, event: MessageShape<Desc>, envelope: EventEnvelope): Promise<void>;
+}
+
+/** Pairs a handler with its event type, keeping the two in step for the type checker. */
+export const on = <Desc extends DescMessage>(schema: Desc, handle: EventHandler<Desc>["handle"]): EventHandler => ({ schema, handle }) as EventHandler;
+
+export interface EventConsumerOptions {
+  bus: BusConnection;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- works on any service's schema
+  db: PostgresJsDatabase<any>;
+  inbox: InboxTable;
+  /** The stream consumed; the consumer filters on its subjects. */
+  stream: StreamSpec;
+  /** The contract that declares the stream's events: types in it that no handler takes are acked and skipped; any other type is dead-lettered. */
+  contract: DescFile;
+  /** Durable consumer name, also the inbox's consumer key. */
+  durable: string;
+  handlers: EventHandler[];
+  logger: Logger;
+  /** Deliveries before a failing event is dead-lettered. */
+  maxDeliver?: number;
+  /** Redelivery delay after the n-th failed delivery (the last entry repeats). */
+  backoffMs?: number[];
+  maxAckPending?: number;
+}
+
+export interface EventConsumer {
+  stop(): Promise<void>;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+class PoisonMessageError extends Error {}
+
+/**
+ * A durable pull consumer with explicit acks. Each event is applied in one Postgres
+ * transaction together with its inbox row, then acked; a redelivered event finds the row
+ * and changes nothing. A failure naks with backoff; after `maxDeliver` deliveries, or at
+ * once for a message that can never succeed (unknown type, undecodable payload), the message
+ * goes to SHOP_DLQ with its reason. Nothing is acked that was not applied or dead-lettered.
+ */
+export function startEventConsumer(options: EventConsumerOptions): EventConsumer {
+  const { db, inbox, durable } = options;
+  const maxDeliver = options.maxDeliver ?? 5;
+  const backoffMs = options.backoffMs ?? [200, 1_000, 5_000, 15_000];
+  const log = options.logger.child({ component: "event-consumer", consumer: durable });
+  const handlers = new Map(options.handlers.map((h) => [h.schema.typeName, h]));
+  const declared = new Set(options.contract.messages.map((m) => m.typeName));
+  let stopping = false;
+  let messages: ConsumerMessages | undefined;
+  // Until NATS first answers, there is nothing to wait for on stop.
+  let connected = false;
+  options.bus.ready.then(() => (connected = true), () => {});
+
+  async function ensureConsumer(bus: Bus): Promise<void> {
+    const config = {
+      durable_name: durable,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: options.stream.subjects[0]!,
+      ack_wait: nanos(30_000),
+      // Unbounded here: this code decides when to give up, and dead-letters rather than drops.
+      max_deliver: -1,
+      max_ack_pending: options.maxAckPending ?? 256,
+    };
+    try {
+      await bus.jsm.consumers.info(options.stream.name, durable);
+      await bus.jsm.consumers.update(options.stream.name, durable, config);
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
+      await bus.jsm.consumers.add(options.stream.name, config);
+    }
+  }
+
+  async function apply(msg: JsMsg): Promise<"applied" | "duplicate" | "skipped"> {
+    const parsed = fromHeaders(msg.headers);
+    if ("missing" in parsed) throw new PoisonMessageError(`missing header ${parsed.missing}`);
+    const { envelope } = parsed;
+    if (!UUID.test(envelope.id)) throw new PoisonMessageError(`ce-id "${envelope.id.slice(0, 64)}" is not a UUID`);
+    const handler = handlers.get(envelope.type);
+    if (!handler) {
+      if (declared.has(envelope.type)) return "skipped";
+      throw new PoisonMessageError(`unknown event type "${envelope.type.slice(0, 128)}"`);
+    }
+    let event: MessageShape<DescMessage>;
+    try {
+      event = fromBinary(handler.schema, msg.data);
+    } catch (err) {
+      throw new PoisonMessageError(`undecodable ${envelope.type} payload: ${(err as Error).message}`);
+    }
+    return db.transaction(async (tx) => {
+      const fresh = await tx.insert(inbox).values({ consumer: durable, eventId: envelope.id, eventType: envelope.type }).onConflictDoNothing().returning({ id: inbox.eventId });
+      if (fresh.length === 0) return "duplicate" as const;
+      await handler.handle(tx, event, envelope);
+      return "applied" as const;
+    });
+  }
+
+  async function deadLetter(bus: Bus, msg: JsMsg, reason: string): Promise<void> {
+    await publishDeadLetter(
+      bus.js,
+      { subject: msg.subject, data: msg.data, ...(msg.headers ? { headers: msg.headers } : {}), streamSequence: msg.seq, deliveries: msg.info.deliveryCount },
+      durable,
+      reason,
+    );
+    msg.term(reason.slice(0, 200));
+    log.warn({ subject: msg.subject, seq: msg.seq, reason }, "dead-lettered");
+  }
+
+  async function handle(bus: Bus, msg: JsMsg): Promise<void> {
+    try {
+      const outcome = await apply(msg);
+      msg.ack();
+      if (outcome === "duplicate") log.debug({ seq: msg.seq }, "duplicate event; already applied");
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      const poison = err instanceof PoisonMessageError;
+      if (poison || msg.info.deliveryCount >= maxDeliver) {
+        await deadLetter(bus, msg, poison ? reason : `failed ${msg.info.deliveryCount} deliveries; last error: ${reason}`).catch((dlqErr: unknown) => {
+          log.error({ err: dlqErr }, "could not dead-letter; leaving the message for redelivery");
+          msg.nak(backoffMs[backoffMs.length - 1]);
+        });
+        return;
+      }
+      const delay = backoffMs[Math.min(msg.info.deliveryCount - 1, backoffMs.length - 1)];
+      log.warn({ err, seq: msg.seq, deliveries: msg.info.deliveryCount, retryInMs: delay }, "event failed; will be redelivered");
+      msg.nak(delay);
+    }
+  }
+
+  const running = (async () => {
+    const bus = await options.bus.ready;
+    while (!stopping) {
+      try {
+        await ensureStream(bus.jsm, options.stream);
+        await ensureStream(bus.jsm, deadLetterStream);
+        await ensureConsumer(bus);
+        const consumer = await bus.js.consumers.get(options.stream.name, durable);
+        messages = await consumer.consume({ max_messages: options.maxAckPending ?? 256 });
+        log.info({ stream: options.stream.name }, "consuming");
+        for await (const msg of messages) {
+          await handle(bus, msg);
+          if (stopping) break;
+        }
+      } catch (err) {
+        if (stopping) break;
+        log.warn({ err }, "consumer interrupted; restarting");
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
+    }
+  })().catch((err: unknown) => {
+    if (!stopping) log.error({ err }, "consumer stopped");
+  });
+
+  return {
+    async stop() {
+      stopping = true;
+      messages?.stop();
+      if (connected) await running;
+    },
+  };
+}

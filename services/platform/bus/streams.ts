@@ -1,0 +1,48 @@
+import { nanos } from "@nats-io/transport-node";
+import { DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
+
+/**
+ * The streams of the mesh. Each bounded context owns one stream for the events it emits,
+ * on subjects `shop.<ctx>.v1.<Event>`; dead letters from every consumer share SHOP_DLQ.
+ *
+ * Limits (per stream): file storage; a 2-minute duplicate window, within which a
+ * republished Nats-Msg-Id is dropped; events kept 7 days (dead letters 30) or up to
+ * 1 GiB, oldest discarded first.
+ */
+export interface StreamSpec {
+  name: string;
+  subjects: string[];
+  maxAgeMs: number;
+}
+
+const DAY = 24 * 60 * 60 * 1000;
+
+export const eventStream = (context: string): StreamSpec => ({ name: `SHOP_${context.toUpperCase()}`, subjects: [`shop.${context}.v1.>`], maxAgeMs: 7 * DAY });
+export const deadLetterStream: StreamSpec = { name: "SHOP_DLQ", subjects: ["dlq.>"], maxAgeMs: 30 * DAY };
+
+export const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
+
+/** Creates the stream, or brings an existing one to this configuration; safe to repeat. */
+export async function ensureStream(jsm: JetStreamManager, spec: StreamSpec, replicas = 1): Promise<void> {
+  const config: Partial<StreamConfig> & { name: string } = {
+    name: spec.name,
+    subjects: spec.subjects,
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+    max_age: nanos(spec.maxAgeMs),
+    max_bytes: 1024 * 1024 * 1024,
+    num_replicas: replicas,
+  };
+  try {
+    await jsm.streams.info(spec.name);
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
+    // A replica may create it between our lookup and our add; then it exists, and that is fine.
+    await jsm.streams.add(config).catch((addErr: unknown) => jsm.streams.info(spec.name).catch(() => Promise.reject(addErr)));
+    return;
+  }
+  const { name: _name, storage: _storage, ...updatable } = config;
+  await jsm.streams.update(spec.name, updatable);
+}
