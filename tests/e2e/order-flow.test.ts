@@ -5,6 +5,7 @@ import { OrderStatus, type Order } from "../../gen/shop/order/v1/order_service_p
 import { PaymentStatus } from "../../gen/shop/payment/v1/payment_service_pb.js";
 import { ReservationStatus } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { demoCatalog } from "../../services/inventory/src/domain/demo-catalog.js";
+import { eventually } from "../support/eventually.js";
 import { startProcessMesh, type ProcessMesh } from "../support/process-mesh.js";
 
 /**
@@ -45,8 +46,10 @@ describe("place an order end to end", () => {
     const order = await settled(placed.id);
     expect(order.status).toBe(OrderStatus.CONFIRMED);
     expect((await payments(order.id)).map((p) => [p.status, p.amount?.minorUnits])).toEqual([[PaymentStatus.CAPTURED, 2598n]]);
-    expect((await mesh.inventory.getReservation({ orderId: order.id })).reservation?.status).toBe(ReservationStatus.COMMITTED);
-    expect(await stock("MW-MUG-001")).toMatchObject({ available: before.available - 2, sold: before.sold + 2, reserved: 0 });
+    await eventually(async () => {
+      expect((await mesh.inventory.getReservation({ orderId: order.id })).reservation?.status).toBe(ReservationStatus.COMMITTED);
+      expect(await stock("MW-MUG-001")).toMatchObject({ available: before.available - 2, sold: before.sold + 2, reserved: 0 });
+    });
   });
 
   it("cancels an order that cannot be filled, with a reason, and charges nothing", async () => {
@@ -86,7 +89,8 @@ describe("place an order end to end", () => {
     const outcomes = await Promise.all(placed.map((o) => settled(o.id)));
     expect(outcomes.filter((o) => o.status === OrderStatus.CONFIRMED)).toHaveLength(1);
     expect(outcomes.filter((o) => o.status === OrderStatus.CANCELLED).every((o) => o.cancelReason.startsWith("out of stock"))).toBe(true);
-    expect(await stock(sku)).toMatchObject({ available: 0, reserved: 0 });
+    // The reservation commits just after the order confirms (the saga's last step).
+    await eventually(async () => expect(await stock(sku)).toMatchObject({ available: 0, reserved: 0, sold: 1 }));
     const charged = await Promise.all(outcomes.map(async (o) => (await payments(o.id)).filter((p) => p.status === PaymentStatus.CAPTURED).length));
     expect(charged.reduce((a, b) => a + b, 0)).toBe(1);
   });
@@ -143,7 +147,8 @@ describe("place an order end to end", () => {
     for (const entry of demoCatalog) {
       const s = await stock(entry.sku);
       expect(s.available + s.reserved + s.sold, entry.sku).toBe(entry.initialStock + (adjustments.get(entry.sku) ?? 0));
-      expect(s.reserved, entry.sku).toBe(0);
+      // Once every saga has finished, nothing is left reserved.
+      await eventually(async () => expect((await stock(entry.sku)).reserved, entry.sku).toBe(0));
     }
   });
 });

@@ -42,7 +42,7 @@ export async function startInProcessMesh(options: { catalog?: readonly CatalogEn
     inventoryUrl: inventory.url,
     paymentUrl: payment.url,
     clientProtocol: "connect",
-    sagaPolicy: { initialBackoffMs: 20, maxBackoffMs: 200, stepTimeoutMs: 2_000 },
+    sagaPolicy: { initialBackoffMs: 20, maxBackoffMs: 200, stepTimeoutMs: 2_000, leaseMs: 5_000, sweepMs: 500 },
   });
   return {
     order,

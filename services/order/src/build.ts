@@ -17,8 +17,7 @@ export interface OrderDeps extends ServiceRuntime {
   inventoryUrl: string;
   paymentUrl: string;
   clientProtocol: WireProtocol;
-  /** Tests shorten backoffs and timeouts. */
-  sagaPolicy?: Partial<SagaPolicy>;
+  sagaPolicy: Partial<SagaPolicy>;
 }
 
 /** Wires ordering together and starts serving; main.ts and tests both call this. */
@@ -38,9 +37,9 @@ export function build(deps: OrderDeps): Promise<RunningServer> {
         tables: { sagas, sagaSteps },
         definition: createPlaceOrderSaga({ inventory: inventory.client, payment: payment.client, store }),
         logger: deps.logger,
-        ...(deps.sagaPolicy ? { policy: deps.sagaPolicy } : {}),
+        policy: deps.sagaPolicy,
       });
-      const resumed = await saga.resumeUnfinished();
+      const resumed = await saga.startSweeping();
       if (resumed > 0) deps.logger.info({ resumed }, "resumed unfinished sagas");
       return {
         routes: createRoutes({ orders: createOrders({ db, store, inventory: inventory.client, saga }) }),

@@ -9,7 +9,7 @@ import { createSagaTables } from "./tables.js";
 
 const schema = pgSchema("saga_test");
 const tables = createSagaTables(schema);
-const fastPolicy = { stepTimeoutMs: 500, stepAttempts: 3, compensationAttempts: 3, initialBackoffMs: 5, maxBackoffMs: 20, leaseMs: 60_000 };
+const fastPolicy = { stepTimeoutMs: 500, stepAttempts: 3, compensationAttempts: 3, initialBackoffMs: 5, maxBackoffMs: 20, leaseMs: 60_000, sweepMs: 100 };
 
 interface Payload {
   id: string;
@@ -166,7 +166,7 @@ describe("saga runner against real Postgres", () => {
     const sagaId = await runner.create(db, "cancel-me", { id: "cancel-me" });
     runner.drive(sagaId);
     await new Promise((r) => setTimeout(r, 50));
-    expect(await runner.requestCancel("cancel-me")).toBe(true);
+    expect(await runner.requestCancel("cancel-me")).toBe("accepted");
     release();
     for (let i = 0; i < 200 && (await runner.get("cancel-me"))?.state !== "compensated"; i++) await new Promise((r) => setTimeout(r, 10));
     expect(cancelled.get("cancel-me")).toBe("cancelled at the customer's request");

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { and, asc, eq, inArray, isNull, lt, or, sql } from "drizzle-orm";
+import { and, asc, eq, gte, inArray, isNull, lt, or, sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { ExponentialBackoff, TimeoutStrategy, handleWhen, retry, timeout, wrap } from "cockatiel";
 import type { Logger } from "../logger.js";
@@ -17,6 +17,13 @@ export class StepRejectedError extends Error {
   override readonly name = "StepRejectedError";
 }
 
+/** This runner's claim on a saga lapsed and another took it over; it must stop acting. */
+class LeaseLostError extends Error {
+  constructor(sagaId: string) {
+    super(`lost the lease on saga ${sagaId}`);
+  }
+}
+
 export interface StepContext {
   /** Stable across retries and restarts: participants dedupe on it. */
   idempotencyKey: string;
@@ -25,6 +32,8 @@ export interface StepContext {
 
 export interface SagaStep<P> {
   name: string;
+  /** Overrides the policy's per-attempt timeout, for a participant known to be slow. */
+  timeoutMs?: number;
   run(payload: P, ctx: StepContext): Promise<void>;
   /**
    * Undoes the step; must be idempotent and safe when `run` never took effect. A step
@@ -41,15 +50,21 @@ export interface SagaDefinition<P> {
 }
 
 export interface SagaPolicy {
-  /** Per attempt of a step or compensation. */
+  /** Per attempt of a step or compensation; a step may set its own. */
   stepTimeoutMs: number;
   stepAttempts: number;
   /** Compensations get more attempts; past them the saga is parked, never dropped. */
   compensationAttempts: number;
   initialBackoffMs: number;
   maxBackoffMs: number;
-  /** Longer than a step's worst case, so a live driver never loses its lease. */
+  /**
+   * How long a driver's claim lasts without renewal. It is renewed before every attempt,
+   * so it must exceed one attempt plus one backoff; a crashed driver's sagas are picked up
+   * by the sweep once it lapses.
+   */
   leaseMs: number;
+  /** How often unfinished sagas with a lapsed lease are looked for. */
+  sweepMs: number;
 }
 
 export const defaultSagaPolicy: SagaPolicy = {
@@ -58,8 +73,12 @@ export const defaultSagaPolicy: SagaPolicy = {
   compensationAttempts: 10,
   initialBackoffMs: 100,
   maxBackoffMs: 3_000,
-  leaseMs: 120_000,
+  leaseMs: 15_000,
+  sweepMs: 5_000,
 };
+
+/** The outcome of asking a saga to cancel. */
+export type CancelOutcome = "accepted" | "already-compensating" | "past-point-of-no-return" | "finished";
 
 export interface SagaRunner<P> {
   /** Records a new saga in the caller's transaction; drive it after that commits. */
@@ -68,8 +87,10 @@ export interface SagaRunner<P> {
   drive(sagaId: string): void;
   /** Drives every unfinished saga whose lease is free; returns how many it picked up. */
   resumeUnfinished(): Promise<number>;
-  /** Asks a saga to compensate before its point of no return; false if past it. */
-  requestCancel(aggregateId: string): Promise<boolean>;
+  /** Resumes unfinished sagas now and then every `sweepMs`, until stop(). */
+  startSweeping(): Promise<number>;
+  /** Asks a saga to compensate; refused once a step without compensation has started. */
+  requestCancel(aggregateId: string): Promise<CancelOutcome>;
   get(aggregateId: string): Promise<SagaRow | undefined>;
   /** Waits for the sagas being driven to reach a checkpoint, then releases their leases. */
   stop(): Promise<void>;
@@ -95,18 +116,19 @@ export function createSagaRunner<P>(options: {
   const inFlight = new Map<string, Promise<void>>();
   const stopping = new AbortController();
 
+  let sweeper: NodeJS.Timeout | undefined;
+  const pointOfNoReturn = definition.steps.findIndex((step) => !step.compensate);
+
   const backoff = new ExponentialBackoff({ initialDelay: policy.initialBackoffMs, maxDelay: policy.maxBackoffMs });
-  const retryable = handleWhen((err) => !(err instanceof StepRejectedError) && !stopping.signal.aborted);
-  const stepPolicy = wrap(retry(retryable, { maxAttempts: policy.stepAttempts - 1, backoff }), timeout(policy.stepTimeoutMs, TimeoutStrategy.Aggressive));
-  const compensationPolicy = wrap(
-    retry(retryable, { maxAttempts: policy.compensationAttempts - 1, backoff }),
-    timeout(policy.stepTimeoutMs, TimeoutStrategy.Aggressive),
-  );
+  const retryable = handleWhen((err) => !(err instanceof StepRejectedError) && !(err instanceof LeaseLostError) && !stopping.signal.aborted);
+  const policyFor = (step: SagaStep<P>, attempts: number) =>
+    wrap(retry(retryable, { maxAttempts: attempts - 1, backoff }), timeout(step.timeoutMs ?? policy.stepTimeoutMs, TimeoutStrategy.Aggressive));
+  const leaseInterval = sql`now() + ${`${policy.leaseMs} milliseconds`}::interval`;
 
   async function claim(sagaId: string): Promise<SagaRow | undefined> {
     const [row] = await db
       .update(sagas)
-      .set({ leaseOwner: owner, leaseExpiresAt: sql`now() + ${`${policy.leaseMs} milliseconds`}::interval` })
+      .set({ leaseOwner: owner, leaseExpiresAt: leaseInterval })
       .where(
         and(
           eq(sagas.id, sagaId),
@@ -118,26 +140,70 @@ export function createSagaRunner<P>(options: {
     return row;
   }
 
+  /**
+   * Locks the saga row if this runner still holds its lease, and extends the lease. Every
+   * write a driver makes goes through this, so a driver that lost its lease (it stalled
+   * past leaseMs and another replica took over) stops instead of acting twice.
+   */
+  async function fence(tx: SqlExecutor, sagaId: string): Promise<SagaRow> {
+    const [row] = await tx
+      .update(sagas)
+      .set({ leaseExpiresAt: leaseInterval })
+      .where(and(eq(sagas.id, sagaId), eq(sagas.leaseOwner, owner)))
+      .returning();
+    if (!row) throw new LeaseLostError(sagaId);
+    return row;
+  }
+
   async function setState(tx: SqlExecutor, sagaId: string, fields: { state?: SagaState; failureReason?: string; lastError?: string | null; leaseOwner?: null }) {
+    await fence(tx, sagaId);
     await tx
       .update(sagas)
       .set({ ...fields, ...(fields.leaseOwner === null ? { leaseExpiresAt: null } : {}), updatedAt: sql`now()` })
-      .where(and(eq(sagas.id, sagaId), eq(sagas.leaseOwner, owner)));
+      .where(eq(sagas.id, sagaId));
   }
 
   async function setStep(sagaId: string, stepIndex: number, state: StepState, lastError: string | null = null) {
     const name = definition.steps[stepIndex]!.name;
-    await db
-      .insert(sagaSteps)
-      .values({ sagaId, stepIndex, name, state, lastError })
-      .onConflictDoUpdate({ target: [sagaSteps.sagaId, sagaSteps.stepIndex], set: { state, lastError, updatedAt: sql`now()` } });
+    await db.transaction(async (tx) => {
+      await fence(tx, sagaId);
+      await tx
+        .insert(sagaSteps)
+        .values({ sagaId, stepIndex, name, state, lastError })
+        .onConflictDoUpdate({ target: [sagaSteps.sagaId, sagaSteps.stepIndex], set: { state, lastError, updatedAt: sql`now()` } });
+    });
   }
 
-  async function countAttempt(sagaId: string, stepIndex: number) {
-    await db
-      .update(sagaSteps)
-      .set({ attempts: sql`${sagaSteps.attempts} + 1`, updatedAt: sql`now()` })
-      .where(and(eq(sagaSteps.sagaId, sagaId), eq(sagaSteps.stepIndex, stepIndex)));
+  /** Counts an attempt and renews the lease; throws LeaseLostError if it is gone. */
+  async function beginAttempt(sagaId: string, stepIndex: number) {
+    await db.transaction(async (tx) => {
+      await fence(tx, sagaId);
+      await tx
+        .update(sagaSteps)
+        .set({ attempts: sql`${sagaSteps.attempts} + 1`, updatedAt: sql`now()` })
+        .where(and(eq(sagaSteps.sagaId, sagaId), eq(sagaSteps.stepIndex, stepIndex)));
+    });
+  }
+
+  /**
+   * Marks a step started, unless cancellation was asked for first, in one transaction
+   * holding the saga row. requestCancel takes the same lock, so a cancel either lands
+   * before the point of no return starts, or is refused.
+   */
+  async function beginStep(sagaId: string, stepIndex: number, pastPointOfNoReturn: boolean): Promise<"started" | "cancelled"> {
+    return db.transaction(async (tx) => {
+      const saga = await fence(tx, sagaId);
+      if (saga.cancelRequested && !pastPointOfNoReturn) {
+        await tx.update(sagas).set({ state: "compensating", failureReason: "cancelled at the customer's request", updatedAt: sql`now()` }).where(eq(sagas.id, sagaId));
+        return "cancelled";
+      }
+      const name = definition.steps[stepIndex]!.name;
+      await tx
+        .insert(sagaSteps)
+        .values({ sagaId, stepIndex, name, state: "started" })
+        .onConflictDoUpdate({ target: [sagaSteps.sagaId, sagaSteps.stepIndex], set: { state: "started", updatedAt: sql`now()` } });
+      return "started";
+    });
   }
 
   const describe = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -147,23 +213,18 @@ export function createSagaRunner<P>(options: {
     const pastPointOfNoReturn = () => [...steps.keys()].some((i) => !definition.steps[i]!.compensate);
     for (let i = 0; i < definition.steps.length; i++) {
       if (steps.get(i) === "succeeded") continue;
-      const [fresh] = await db.select({ cancelRequested: sagas.cancelRequested }).from(sagas).where(eq(sagas.id, saga.id));
-      if (fresh?.cancelRequested && !pastPointOfNoReturn()) {
-        await setState(db, saga.id, { state: "compensating", failureReason: "cancelled at the customer's request" });
-        return;
-      }
       const step = definition.steps[i]!;
-      await setStep(saga.id, i, "started");
+      if ((await beginStep(saga.id, i, pastPointOfNoReturn())) === "cancelled") return;
       steps.set(i, "started");
       try {
-        await stepPolicy.execute(async ({ signal }) => {
-          await countAttempt(saga.id, i);
+        await policyFor(step, policy.stepAttempts).execute(async ({ signal }) => {
+          await beginAttempt(saga.id, i);
           await step.run(payload, { idempotencyKey: `${saga.id}:${step.name}`, signal });
         }, stopping.signal);
         await setStep(saga.id, i, "succeeded");
         steps.set(i, "succeeded");
       } catch (err) {
-        if (stopping.signal.aborted) return; // left as started; a later driver resumes it
+        if (stopping.signal.aborted || err instanceof LeaseLostError) return; // left as started; a later driver resumes it
         const rejected = err instanceof StepRejectedError;
         await setStep(saga.id, i, "failed", describe(err));
         if (pastPointOfNoReturn()) {
@@ -187,13 +248,13 @@ export function createSagaRunner<P>(options: {
       const step = definition.steps[i]!;
       if (!step.compensate) continue;
       try {
-        await compensationPolicy.execute(async ({ signal }) => {
-          await countAttempt(saga.id, i);
+        await policyFor(step, policy.compensationAttempts).execute(async ({ signal }) => {
+          await beginAttempt(saga.id, i);
           await step.compensate!(payload, { idempotencyKey: `${saga.id}:${step.name}:compensate`, signal });
         }, stopping.signal);
         await setStep(saga.id, i, "compensated");
       } catch (err) {
-        if (stopping.signal.aborted) return;
+        if (stopping.signal.aborted || err instanceof LeaseLostError) return;
         logger.error({ sagaId: saga.id, step: step.name, err }, "compensation exhausted its attempts; parking saga");
         await setStep(saga.id, i, steps.get(i)!, describe(err));
         await setState(db, saga.id, { state: "parked", lastError: `compensating ${step.name}: ${describe(err)}`, leaseOwner: null });
@@ -220,9 +281,25 @@ export function createSagaRunner<P>(options: {
   function drive(sagaId: string): void {
     if (inFlight.has(sagaId) || stopping.signal.aborted) return;
     const run = driveToEnd(sagaId)
-      .catch((err: unknown) => logger.error({ sagaId, err }, "saga driver failed; the lease will expire and it resumes"))
+      .catch((err: unknown) => logger.error({ sagaId, err }, "saga driver failed; the sweep resumes it"))
       .finally(() => inFlight.delete(sagaId));
     inFlight.set(sagaId, run);
+  }
+
+  async function resumeUnfinished(): Promise<number> {
+    const rows = await db
+      .select({ id: sagas.id })
+      .from(sagas)
+      .where(
+        and(
+          eq(sagas.type, definition.type),
+          inArray(sagas.state, ["running", "compensating"]),
+          or(isNull(sagas.leaseOwner), eq(sagas.leaseOwner, owner), lt(sagas.leaseExpiresAt, sql`now()`)),
+        ),
+      )
+      .orderBy(asc(sagas.createdAt));
+    for (const row of rows) drive(row.id);
+    return rows.length;
   }
 
   return {
@@ -232,29 +309,34 @@ export function createSagaRunner<P>(options: {
       return id;
     },
     drive,
-    async resumeUnfinished() {
-      const rows = await db
-        .select({ id: sagas.id })
-        .from(sagas)
-        .where(
-          and(
-            eq(sagas.type, definition.type),
-            inArray(sagas.state, ["running", "compensating"]),
-            or(isNull(sagas.leaseOwner), eq(sagas.leaseOwner, owner), lt(sagas.leaseExpiresAt, sql`now()`)),
-          ),
-        )
-        .orderBy(asc(sagas.createdAt));
-      for (const row of rows) drive(row.id);
-      return rows.length;
+    resumeUnfinished,
+    async startSweeping() {
+      const resumed = await resumeUnfinished();
+      sweeper = setInterval(() => {
+        resumeUnfinished().catch((err: unknown) => logger.warn({ err }, "saga sweep failed"));
+      }, policy.sweepMs);
+      sweeper.unref();
+      return resumed;
     },
     async requestCancel(aggregateId) {
-      const [row] = await db
-        .update(sagas)
-        .set({ cancelRequested: true, updatedAt: sql`now()` })
-        .where(and(eq(sagas.aggregateId, aggregateId), eq(sagas.state, "running")))
-        .returning({ id: sagas.id });
-      if (row) drive(row.id);
-      return row !== undefined;
+      const outcome = await db.transaction(async (tx): Promise<{ outcome: CancelOutcome; id?: string }> => {
+        const [saga] = await tx.select().from(sagas).where(eq(sagas.aggregateId, aggregateId)).for("update");
+        if (!saga || saga.state === "completed" || saga.state === "compensated" || saga.state === "parked") return { outcome: "finished" };
+        if (saga.state === "compensating") return { outcome: "already-compensating" };
+        const [started] =
+          pointOfNoReturn < 0
+            ? []
+            : await tx
+                .select({ stepIndex: sagaSteps.stepIndex })
+                .from(sagaSteps)
+                .where(and(eq(sagaSteps.sagaId, saga.id), gte(sagaSteps.stepIndex, pointOfNoReturn)))
+                .limit(1);
+        if (started) return { outcome: "past-point-of-no-return" };
+        await tx.update(sagas).set({ cancelRequested: true, updatedAt: sql`now()` }).where(eq(sagas.id, saga.id));
+        return { outcome: "accepted", id: saga.id };
+      });
+      if (outcome.id) drive(outcome.id);
+      return outcome.outcome;
     },
     async get(aggregateId) {
       const [row] = await db.select().from(sagas).where(eq(sagas.aggregateId, aggregateId));
@@ -262,6 +344,7 @@ export function createSagaRunner<P>(options: {
     },
     async stop() {
       stopping.abort();
+      clearInterval(sweeper);
       await Promise.allSettled(inFlight.values());
       await db
         .update(sagas)

@@ -72,7 +72,7 @@ export function createOrders(deps: { db: Db; store: OrderStore; inventory: Clien
     async cancel(orderId: string): Promise<StoredOrder> {
       const order = await this.get(orderId);
       assertCancellable(orderId, order.status);
-      if (order.status === "pending" && !(await saga.requestCancel(orderId))) {
+      if (order.status === "pending" && (await saga.requestCancel(orderId)) === "past-point-of-no-return") {
         throw new OrderTransitionError(orderId, "being confirmed", "cancel");
       }
       return this.get(orderId);
