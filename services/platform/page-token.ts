@@ -3,6 +3,8 @@
  * (creation time, then id). Keyset paging stays fast and stable while rows are added,
  * which offset paging is not.
  */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export interface PageKey {
   createdAt: Date;
   id: string;
@@ -17,7 +19,10 @@ export function decodePageToken(token: string): PageKey | undefined {
   try {
     const { t, id } = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { t: unknown; id: unknown };
     const createdAt = new Date(String(t));
-    if (typeof id !== "string" || Number.isNaN(createdAt.getTime())) return undefined;
+    // Only what encodePageToken can produce: a UUID, and a time Postgres can compare.
+    if (typeof id !== "string" || !UUID.test(id)) return undefined;
+    const year = createdAt.getUTCFullYear();
+    if (Number.isNaN(year) || year < 2000 || year > 9999) return undefined;
     return { createdAt, id };
   } catch {
     return undefined;

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { connect as connectHttp2 } from "node:http2";
+import { createConnection } from "node:net";
 import { pino } from "pino";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
@@ -117,7 +118,19 @@ describe("startServer", () => {
     await expect(client.getStock({ sku: "x".repeat(4096) })).rejects.toMatchObject({ code: Code.ResourceExhausted });
   });
 
+  it("rejects NUL characters in any string field before the handler runs", async () => {
+    const client = createClient(InventoryService, createGrpcTransport({ baseUrl: server.url }));
+    await expect(client.getStock({ sku: "a\u0000b" })).rejects.toMatchObject({ code: Code.InvalidArgument, rawMessage: "sku: must not contain NUL characters" });
+    await expect(client.reserveStock({ orderId: "o", items: [{ sku: "ok" }, { sku: "\u0000" }] })).rejects.toMatchObject({
+      rawMessage: "items[1].sku: must not contain NUL characters",
+    });
+  });
+
   it("drains: an in-flight call finishes during close, and health turns NOT_SERVING", async () => {
+    // A client that connected and never spoke must not hold the drain for the grace period.
+    const silent = createConnection({ host: "127.0.0.1", port: server.port });
+    await new Promise((resolve) => silent.once("connect", resolve));
+    const silentClosed = new Promise((resolve) => silent.once("close", resolve));
     const client = createClient(InventoryService, createGrpcTransport({ baseUrl: server.url }));
     const health = createClient(Health, createGrpcTransport({ baseUrl: server.url }));
     const watched: ServingStatus[] = [];
@@ -130,7 +143,10 @@ describe("startServer", () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     releaseSlowCall();
     expect((await slow).reservation?.orderId).toBe("slow");
+    const closeStarted = Date.now();
     await closing;
+    expect(Date.now() - closeStarted).toBeLessThan(2_000); // grace is 5 s
+    await silentClosed;
     await watching;
     expect(watched).toEqual([ServingStatus.SERVING, ServingStatus.NOT_SERVING]);
   });

@@ -7,6 +7,7 @@ import { createDualProtocolListener } from "./dual-protocol-listener.js";
 import { createErrorMappingInterceptor } from "./errors.js";
 import { createHealthRegistry, ServingStatus, type HealthRegistry } from "./health.js";
 import { createNodeHandler } from "./node-handler.js";
+import { createStringGuardInterceptor } from "./string-guard.js";
 import type { Logger } from "./logger.js";
 
 export interface ServerOptions {
@@ -48,22 +49,34 @@ export async function startServer(options: ServerOptions, listen: { port: number
     readMaxBytes: options.maxRequestBytes,
     // A misspelt field is a client bug; silently dropping it would hide the bug.
     jsonOptions: { ignoreUnknownFields: false },
-    interceptors: [createErrorMappingInterceptor(logger), ...(options.interceptors ?? [])],
+    interceptors: [createErrorMappingInterceptor(logger), createStringGuardInterceptor(), ...(options.interceptors ?? [])],
     shutdownSignal: shutdown.signal,
   });
 
   const http1 = createHttp1Server(handler);
   const http2 = createHttp2Server(handler);
-  const sockets = new Set<Socket>();
-  /** Open streams per HTTP/2 session, to tell when a draining session has gone idle. */
-  const sessions = new Map<Http2Session, number>();
+  /** Every accepted connection and when it arrived. */
+  const sockets = new Map<Socket, number>();
+  /** Open streams per HTTP/2 session, and since when it has had none. */
+  const sessions = new Map<Http2Session, { open: number; idleSince: number }>();
+  /** Sockets handed to the HTTP/2 server (session.socket is a proxy, not the socket). */
+  const http2Sockets = new Set<Socket>();
+  http2.on("connection", (socket: Socket) => {
+    http2Sockets.add(socket);
+    socket.once("close", () => http2Sockets.delete(socket));
+  });
   http2.on("session", (session) => {
-    sessions.set(session, 0);
+    const state = { open: 0, idleSince: Date.now() };
+    sessions.set(session, state);
     session.on("stream", (stream) => {
-      sessions.set(session, (sessions.get(session) ?? 0) + 1);
-      stream.once("close", () => sessions.has(session) && sessions.set(session, (sessions.get(session) ?? 1) - 1));
+      state.open++;
+      stream.once("close", () => {
+        state.open--;
+        state.idleSince = Date.now();
+      });
     });
     session.once("close", () => sessions.delete(session));
+    if (closing) session.close(); // arrived while draining: GOAWAY, after its first streams
   });
   // Node tracks idle HTTP/1.1 connections only for servers that listen themselves; ours are
   // handed sockets by the dual-protocol listener, so track requests in flight per socket.
@@ -79,7 +92,7 @@ export async function startServer(options: ServerOptions, listen: { port: number
   });
   const listener = createDualProtocolListener(http1, http2);
   listener.on("connection", (socket: Socket) => {
-    sockets.add(socket);
+    sockets.set(socket, Date.now());
     socket.once("close", () => sockets.delete(socket));
   });
 
@@ -95,6 +108,8 @@ export async function startServer(options: ServerOptions, listen: { port: number
   for (const service of options.services) health.set(service.typeName, ServingStatus.SERVING);
   logger.info({ port }, "listening");
 
+  /** A connection quiet this long while draining is dropped; shorter ones may be mid-request. */
+  const QUIET_MS = 250;
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
@@ -103,10 +118,13 @@ export async function startServer(options: ServerOptions, listen: { port: number
       for (const session of sessions.keys()) session.close(); // GOAWAY; open streams run to completion
       const drained = new Promise<void>((resolve) => {
         const check = () => {
-          // Idle connections are dropped as they become idle: HTTP/1.1 keep-alive ones, and
-          // HTTP/2 ones whose client keeps them open after GOAWAY.
+          const now = Date.now();
           for (const [socket, busy] of http1Busy) if (busy === 0) socket.destroy();
-          for (const [session, open] of sessions) if (open === 0) session.destroy();
+          for (const [session, { open, idleSince }] of sessions) if (open === 0 && now - idleSince >= QUIET_MS) session.destroy();
+          // Connected but never sent a byte, so neither server has it.
+          for (const [socket, since] of sockets) {
+            if (!http1Busy.has(socket) && !http2Sockets.has(socket) && now - since >= QUIET_MS) socket.destroy();
+          }
           if (sockets.size === 0) resolve();
           else setTimeout(check, 25).unref();
         };
@@ -118,7 +136,7 @@ export async function startServer(options: ServerOptions, listen: { port: number
       ]);
       if (timedOut) logger.warn({ open: sockets.size }, "grace period over; dropping connections");
       shutdown.abort();
-      for (const socket of sockets) socket.destroy();
+      for (const socket of sockets.keys()) socket.destroy();
       logger.info("server closed");
     })());
 

@@ -108,6 +108,8 @@ describe("place an order end to end", () => {
     } while (pageToken);
     expect(seen).toEqual([...ids].reverse());
     await expect(mesh.order.listOrders({ customerId: "pager", pageToken: "garbage" })).rejects.toMatchObject({ code: Code.InvalidArgument });
+    const forged = Buffer.from(JSON.stringify({ t: "2026-01-01T00:00:00Z", id: "'; drop table" })).toString("base64url");
+    await expect(mesh.order.listOrders({ customerId: "pager", pageToken: forged })).rejects.toMatchObject({ code: Code.InvalidArgument });
   });
 
   it("refuses to cancel a confirmed order", async () => {
@@ -123,6 +125,8 @@ describe("place an order end to end", () => {
       [{ customerId: "eve", items: [], paymentToken: "tok_visa", requestId: "4" }, "items: must not be empty"],
       [{ customerId: "", items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok_visa", requestId: "5" }, "customer_id: is required"],
       [{ customerId: "eve", items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "", requestId: "6" }, "payment_token: is required"],
+      [{ customerId: "eve", items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok\u0000visa", requestId: "7" }, "payment_token: must not contain NUL characters"],
+      [{ customerId: "eve", items: [{ sku: "MW\u0000", quantity: 1 }], paymentToken: "tok_visa", requestId: "8" }, "items[0].sku: must not contain NUL characters"],
     ];
     for (const [request, message] of cases) {
       const err = await mesh.order.createOrder(request).catch((e: unknown) => ConnectError.from(e));

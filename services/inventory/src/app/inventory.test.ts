@@ -106,6 +106,7 @@ describe("inventory against real Postgres", () => {
     expect((await inventory.adjust("LAST", 4, "delivery")).available).toBe(5);
     await expect(inventory.adjust("LAST", -6, "count")).rejects.toThrow("cannot adjust LAST by -6: only 5 available");
     await expect(inventory.adjust("NOPE", 1, "x")).rejects.toMatchObject({ kind: "not_found" });
+    await expect(inventory.adjust("LAST", 2_147_483_647, "typo")).rejects.toMatchObject({ kind: "invalid_argument", field: "delta" });
   });
 
   it("uses its own schema only", async () => {

@@ -18,7 +18,7 @@ import {
   ReservationNotFoundError,
   StockAdjustmentError,
 } from "../domain/errors.js";
-import { normalizeLines, planCommit, planRelease, type Reservation, type StockLine } from "../domain/reservation.js";
+import { normalizeLines, planCommit, planRelease, sortBySku, type Reservation, type StockLine } from "../domain/reservation.js";
 import { outbox, products, reservationItems, reservations, type tables } from "../db/schema.js";
 
 type Db = PostgresJsDatabase<typeof tables>;
@@ -37,6 +37,9 @@ export interface Inventory {
   getReservation(orderId: string): Promise<Reservation>;
   adjust(sku: string, delta: number, reason: string): Promise<Product>;
 }
+
+/** Stock columns are int4. */
+const MAX_STOCK = 2_147_483_647;
 
 const aggregate = (orderId: string) => ({ aggregateType: "reservation", aggregateId: orderId });
 const eventLines = (items: StockLine[]) => items.map((item) => create(LineItemSchema, item));
@@ -71,8 +74,9 @@ export function createInventory(db: Db): Inventory {
     return { created: false, reservation: existing };
   }
 
+  /** Rows are locked in SKU order, as reserve() locks them, so the two cannot deadlock. */
   async function moveStock(tx: Tx, items: StockLine[], change: (quantity: number) => Partial<Record<"available" | "reserved" | "sold", ReturnType<typeof sql>>>) {
-    for (const item of items) {
+    for (const item of sortBySku(items)) {
       await tx
         .update(products)
         .set({ ...change(item.quantity), updatedAt: sql`now()` })
@@ -186,6 +190,7 @@ export function createInventory(db: Db): Inventory {
         const [row] = await tx.select().from(products).where(eq(products.sku, sku)).for("update");
         if (!row) throw new ProductNotFoundError(sku);
         if (row.available + delta < 0) throw new StockAdjustmentError(sku, delta, row.available);
+        if (row.available + row.reserved + row.sold + delta > MAX_STOCK) throw new InvalidStockRequestError("delta", `would take stock of ${sku} past ${MAX_STOCK}`);
         const [updated] = await tx
           .update(products)
           .set({ available: sql`${products.available} + ${delta}`, updatedAt: sql`now()` })

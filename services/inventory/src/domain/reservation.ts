@@ -47,7 +47,12 @@ export function normalizeLines(items: readonly StockLine[]): StockLine[] {
     if (item.quantity > MAX_QUANTITY) throw new InvalidStockRequestError(`items[${i}].quantity`, `must be at most ${MAX_QUANTITY}`);
     merged.set(item.sku, (merged.get(item.sku) ?? 0) + item.quantity);
   });
-  return [...merged].map(([sku, quantity]) => ({ sku, quantity })).sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : 0));
+  return sortBySku([...merged].map(([sku, quantity]) => ({ sku, quantity })));
+}
+
+/** The one order in which stock rows are locked, whatever the operation. */
+export function sortBySku(lines: readonly StockLine[]): StockLine[] {
+  return [...lines].sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : 0));
 }
 
 /**

@@ -45,6 +45,10 @@ describe("priceOrder", () => {
     expect(priced.currency).toBe("USD");
   });
 
+  it("bounds the merged quantity of a SKU", () => {
+    expect(() => priceOrder([{ sku: "A", quantity: 6000 }, { sku: "A", quantity: 6000 }], catalog)).toThrow("items[1].quantity: brings A to 12000; at most 10000 per SKU");
+  });
+
   it("names the unknown SKU's field", () => {
     expect(() => priceOrder([{ sku: "A", quantity: 1 }, { sku: "Z", quantity: 1 }], catalog)).toThrow('items[1].sku: unknown SKU "Z"');
   });

@@ -79,8 +79,10 @@ export function priceOrder(items: readonly RequestedLine[], catalog: ReadonlyMap
     const entry = catalog.get(item.sku);
     if (!entry) throw new InvalidOrderError(`items[${i}].sku`, `unknown SKU "${item.sku}"`);
     const line = lines.get(item.sku);
-    if (line) line.quantity += item.quantity;
-    else lines.set(item.sku, { sku: item.sku, name: entry.name, quantity: item.quantity, unitPriceMinor: entry.priceMinor });
+    if (line) {
+      line.quantity += item.quantity;
+      if (line.quantity > MAX_QUANTITY) throw new InvalidOrderError(`items[${i}].quantity`, `brings ${item.sku} to ${line.quantity}; at most ${MAX_QUANTITY} per SKU`);
+    } else lines.set(item.sku, { sku: item.sku, name: entry.name, quantity: item.quantity, unitPriceMinor: entry.priceMinor });
   });
   const currencies = new Set(items.map((item) => catalog.get(item.sku)!.currency));
   if (currencies.size > 1) throw new InvalidOrderError("items", `mixes currencies (${[...currencies].join(", ")}); place one order per currency`);

@@ -10,6 +10,10 @@ export type CaptureResult = { outcome: "captured"; reference: string } | { outco
 export interface CardNetwork {
   capture(request: { idempotencyKey: string; token: string; amount: Amount }): Promise<CaptureResult>;
   refund(request: { idempotencyKey: string; reference: string; amount: Amount }): Promise<void>;
-  /** Cancels a capture that may still be in flight; a later capture with the key declines. */
-  void(request: { idempotencyKey: string }): Promise<void>;
+  /**
+   * Settles a capture whose outcome we never learned: if the network captured it, returns
+   * that capture (the caller then refunds it); otherwise it is voided, and a capture with
+   * the key arriving later is declined.
+   */
+  void(request: { idempotencyKey: string }): Promise<CaptureResult>;
 }

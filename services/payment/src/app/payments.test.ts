@@ -75,6 +75,26 @@ describe("payments against real Postgres", () => {
     expect(await payments.refund("no-such-order", "r2", "x")).toEqual([]);
   });
 
+  it("refunds a capture that completed while its refund was deciding", async () => {
+    // The network captured k4, but the answer never reached the database (a crash, or a
+    // retry still in flight): the row is still pending when the saga compensates.
+    await sql`insert into payment.payments (id, order_id, idempotency_key, amount_minor, currency, status)
+              values (gen_random_uuid(), 'o4', 'k4', 700, 'USD', 'pending')`;
+    const { network } = countingNetwork();
+    await network.capture({ idempotencyKey: "k4", token: "tok_visa", amount: usd(700) });
+    const withCapture = createPayments(database.db, network);
+    const [refunded] = await withCapture.refund("o4", "r4", "order cancelled");
+    expect(refunded).toMatchObject({ status: "refunded" });
+    const events = await sql`select event_type from payment.outbox where aggregate_id = 'o4'`;
+    expect(events.map((e) => e["event_type"])).toEqual(["shop.payment.v1.PaymentRefunded"]);
+  });
+
+  it("declines a charge that arrives after its order was refunded", async () => {
+    expect(await payments.refund("o5", "r5", "order cancelled")).toEqual([]);
+    const late = await payments.charge({ orderId: "o5", amount: usd(300), paymentToken: "tok_visa", idempotencyKey: "k5" });
+    expect(late).toMatchObject({ status: "declined", declineReason: "order_voided" });
+  });
+
   it("voids a charge whose outcome is unknown, so it can never capture later", async () => {
     await sql`insert into payment.payments (id, order_id, idempotency_key, amount_minor, currency, status)
               values (gen_random_uuid(), 'o3', 'k3', 500, 'USD', 'pending')`;

@@ -7,10 +7,11 @@ import { toMoney } from "../../../platform/money.js";
 import { PaymentCapturedSchema, PaymentDeclinedSchema, PaymentRefundedSchema } from "../../../../gen/shop/payment/v1/payment_events_pb.js";
 import { IdempotencyKeyReusedError } from "../domain/errors.js";
 import { isSameCharge, type ChargeCommand } from "../domain/payment.js";
-import { outbox, payments, type tables } from "../db/schema.js";
+import { outbox, payments, voidedOrders, type tables } from "../db/schema.js";
 import type { CardNetwork } from "./card-network.js";
 
 type Db = PostgresJsDatabase<typeof tables>;
+type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 export type PaymentRow = typeof payments.$inferSelect;
 
 /** Payment's use cases. */
@@ -26,27 +27,35 @@ const aggregate = (row: PaymentRow) => ({ aggregateType: "payment", aggregateId:
 /**
  * A charge is recorded as `pending` before the card network is called and settled after,
  * so a crash in between leaves a row that a retry with the same key completes, never a
- * capture the database does not know about.
+ * capture the database does not know about. Charges and refunds of one order serialize on
+ * a transaction-scoped advisory lock, and a refund leaves a voided-order marker, so a
+ * charge that arrives after its order was given up is declined instead of captured.
  */
 export function createPayments(db: Db, network: CardNetwork): Payments {
+  const lockOrder = (tx: Tx, orderId: string) => tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`payment:order:${orderId}`}))`);
+
   async function recordIntent(command: ChargeCommand): Promise<PaymentRow> {
-    await db
-      .insert(payments)
-      .values({
-        id: randomUUID(),
-        orderId: command.orderId,
-        idempotencyKey: command.idempotencyKey,
-        amountMinor: command.amount.minorUnits,
-        currency: command.amount.currency,
-        status: "pending",
-      })
-      .onConflictDoNothing({ target: payments.idempotencyKey });
-    const [row] = await db.select().from(payments).where(eq(payments.idempotencyKey, command.idempotencyKey));
-    if (!row) throw new Error(`payment ${command.idempotencyKey} vanished after insert`);
-    if (!isSameCharge({ orderId: row.orderId, amount: { currency: row.currency, minorUnits: row.amountMinor } }, command)) {
-      throw new IdempotencyKeyReusedError(command.idempotencyKey);
-    }
-    return row;
+    return db.transaction(async (tx) => {
+      await lockOrder(tx, command.orderId);
+      const [voided] = await tx.select().from(voidedOrders).where(eq(voidedOrders.orderId, command.orderId));
+      await tx
+        .insert(payments)
+        .values({
+          id: randomUUID(),
+          orderId: command.orderId,
+          idempotencyKey: command.idempotencyKey,
+          amountMinor: command.amount.minorUnits,
+          currency: command.amount.currency,
+          ...(voided ? { status: "declined" as const, declineReason: "order_voided" } : { status: "pending" as const }),
+        })
+        .onConflictDoNothing({ target: payments.idempotencyKey });
+      const [row] = await tx.select().from(payments).where(eq(payments.idempotencyKey, command.idempotencyKey));
+      if (!row) throw new Error(`payment ${command.idempotencyKey} vanished after insert`);
+      if (!isSameCharge({ orderId: row.orderId, amount: { currency: row.currency, minorUnits: row.amountMinor } }, command)) {
+        throw new IdempotencyKeyReusedError(command.idempotencyKey);
+      }
+      return row;
+    });
   }
 
   async function settle(pending: PaymentRow, command: ChargeCommand): Promise<PaymentRow> {
@@ -61,7 +70,7 @@ export function createPayments(db: Db, network: CardNetwork): Payments {
         )
         .where(and(eq(payments.id, pending.id), eq(payments.status, "pending")))
         .returning();
-      // A concurrent retry settled it first; its answer is the answer.
+      // A concurrent retry or a refund settled it first; its answer is the answer.
       if (!settled) return (await tx.select().from(payments).where(eq(payments.id, pending.id)))[0]!;
       const event =
         settled.status === "captured"
@@ -75,6 +84,14 @@ export function createPayments(db: Db, network: CardNetwork): Payments {
     });
   }
 
+  async function refundCapture(tx: Tx, row: PaymentRow, reference: string, idempotencyKey: string, reason: string) {
+    await network.refund({ idempotencyKey: `${idempotencyKey}:${row.id}`, reference, amount: { currency: row.currency, minorUnits: row.amountMinor } });
+    await tx.update(payments).set({ status: "refunded", providerReference: reference, updatedAt: sql`now()` }).where(eq(payments.id, row.id));
+    await appendToOutbox(tx, outbox, [
+      { schema: PaymentRefundedSchema, message: create(PaymentRefundedSchema, { paymentId: row.id, orderId: row.orderId, amount: money(row), reason }), ...aggregate(row) },
+    ]);
+  }
+
   return {
     async charge(command) {
       const row = await recordIntent(command);
@@ -83,28 +100,22 @@ export function createPayments(db: Db, network: CardNetwork): Payments {
 
     async refund(orderId, idempotencyKey, reason) {
       return db.transaction(async (tx) => {
-        // Locking the order's payments serializes concurrent refunds of one order.
+        await lockOrder(tx, orderId);
+        await tx.insert(voidedOrders).values({ orderId, reason }).onConflictDoNothing();
         const open = await tx
           .select()
           .from(payments)
           .where(and(eq(payments.orderId, orderId), inArray(payments.status, ["pending", "captured"])))
           .for("update");
         for (const row of open) {
-          if (row.status === "pending") {
-            // The capture's outcome is unknown: void it, so it can never land later.
-            await network.void({ idempotencyKey: row.idempotencyKey });
-            await tx.update(payments).set({ status: "declined", declineReason: "voided", updatedAt: sql`now()` }).where(eq(payments.id, row.id));
+          if (row.status === "captured") {
+            await refundCapture(tx, row, row.providerReference ?? "", idempotencyKey, reason);
             continue;
           }
-          await network.refund({
-            idempotencyKey: `${idempotencyKey}:${row.id}`,
-            reference: row.providerReference ?? "",
-            amount: { currency: row.currency, minorUnits: row.amountMinor },
-          });
-          await tx.update(payments).set({ status: "refunded", updatedAt: sql`now()` }).where(eq(payments.id, row.id));
-          await appendToOutbox(tx, outbox, [
-            { schema: PaymentRefundedSchema, message: create(PaymentRefundedSchema, { paymentId: row.id, orderId, amount: money(row), reason }), ...aggregate(row) },
-          ]);
+          // The capture's outcome is unknown (its call is in flight, or was lost in a crash).
+          const outcome = await network.void({ idempotencyKey: row.idempotencyKey });
+          if (outcome.outcome === "captured") await refundCapture(tx, row, outcome.reference, idempotencyKey, reason);
+          else await tx.update(payments).set({ status: "declined", declineReason: "voided", updatedAt: sql`now()` }).where(eq(payments.id, row.id));
         }
         return tx.select().from(payments).where(eq(payments.orderId, orderId)).orderBy(asc(payments.createdAt));
       });

@@ -28,7 +28,9 @@ export function createSimulatedCardNetwork(): CardNetwork {
     },
     async refund() {},
     async void({ idempotencyKey }) {
-      if (!captures.has(idempotencyKey)) captures.set(idempotencyKey, { outcome: "declined", reason: "voided" });
+      const settled = captures.get(idempotencyKey) ?? { outcome: "declined", reason: "voided" };
+      captures.set(idempotencyKey, settled);
+      return settled;
     },
   };
 }

@@ -28,6 +28,16 @@ export const payments = paymentSchema.table(
   ],
 );
 
+/**
+ * Orders whose payments were refunded by compensation. A charge for one of them that
+ * arrives late (a retry still in flight when the saga gave up) is declined, not captured.
+ */
+export const voidedOrders = paymentSchema.table("voided_orders", {
+  orderId: text("order_id").primaryKey(),
+  reason: text("reason").notNull(),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
 export const outbox = createOutboxTable(paymentSchema);
 
-export const tables = { payments, outbox };
+export const tables = { payments, voidedOrders, outbox };
