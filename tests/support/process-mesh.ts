@@ -5,15 +5,15 @@ import { freePort } from "../../services/platform/dev/tcp.js";
 import { OrderService } from "../../gen/shop/order/v1/order_service_pb.js";
 import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
-import { inject } from "vitest";
 import { createTestDatabase } from "./databases.js";
+import { startTestNats } from "./nats.js";
 
 /**
  * The mesh as `npm start` runs it: each service its own OS process from its main.ts, on free
  * ports, under the real supervisor, against one fresh database.
  */
-export async function startProcessMesh() {
-  const databaseUrl = await createTestDatabase();
+export async function startProcessMesh(options: { env?: Record<string, string> } = {}) {
+  const [databaseUrl, nats] = await Promise.all([createTestDatabase(), startTestNats()]);
   const services: MeshService[] = [
     { name: "inventory", port: await freePort(), main: "services/inventory/main.ts" },
     { name: "payment", port: await freePort(), main: "services/payment/main.ts" },
@@ -23,7 +23,7 @@ export async function startProcessMesh() {
   const ports = Object.fromEntries(services.map((s) => [`${s.name.toUpperCase()}_PORT`, String(s.port)]));
   const output: string[] = [];
   const supervisor = createSupervisor(services, {
-    env: childEnv({ ...process.env, ...ports, LOG_LEVEL: "warn" }, services, { databaseUrl, natsUrl: inject("natsUrl") }),
+    env: childEnv({ ...process.env, ...ports, LOG_LEVEL: "warn", ...options.env }, services, { databaseUrl, natsUrl: nats.url }),
     log: (line) => output.push(line),
     initialBackoffMs: 100,
   });
@@ -32,6 +32,7 @@ export async function startProcessMesh() {
     await supervisor.waitUntilServing(60_000);
   } catch (err) {
     await supervisor.stop(5_000);
+    await nats.stop();
     throw new Error(`${(err as Error).message}\n${output.slice(-20).join("\n")}`);
   }
   const url = (name: string) => `http://127.0.0.1:${services.find((s) => s.name === name)!.port}`;
@@ -42,6 +43,7 @@ export async function startProcessMesh() {
   };
   return {
     databaseUrl,
+    nats,
     supervisor,
     output,
     url,
@@ -51,6 +53,7 @@ export async function startProcessMesh() {
     async stop() {
       for (const c of Object.values(clients)) c.close();
       await supervisor.stop(10_000);
+      await nats.stop();
     },
   };
 }

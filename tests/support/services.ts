@@ -1,18 +1,19 @@
 import { pino } from "pino";
-import { inject } from "vitest";
 import { build as buildInventory } from "../../services/inventory/src/build.js";
 import { build as buildPayment } from "../../services/payment/src/build.js";
 import { build as buildOrder } from "../../services/order/src/build.js";
 import type { CatalogEntry } from "../../services/inventory/src/domain/demo-catalog.js";
 import type { RunningServer } from "../../services/platform/server.js";
 import { createTestDatabase } from "./databases.js";
+import { startTestNats, type TestNats } from "./nats.js";
+import { build as buildNotification } from "../../services/notification/src/build.js";
 
 export const silentLogger = pino({ level: process.env["TEST_LOG_LEVEL"] ?? "silent" });
 
-const runtime = (databaseUrl: string) => ({
+const runtime = (databaseUrl: string, natsUrl: string) => ({
   logger: silentLogger,
   databaseUrl,
-  natsUrl: inject("natsUrl"),
+  natsUrl,
   host: "127.0.0.1",
   port: 0,
   maxRequestBytes: 64 * 1024,
@@ -20,6 +21,8 @@ const runtime = (databaseUrl: string) => ({
 });
 
 export interface InProcessMesh {
+  nats: TestNats;
+  notification: RunningServer;
   order: RunningServer;
   inventory: RunningServer;
   payment: RunningServer;
@@ -32,26 +35,31 @@ export interface InProcessMesh {
  * and one fresh database (each service in its own schema, as in production).
  */
 export async function startInProcessMesh(options: { catalog?: readonly CatalogEntry[] } = {}): Promise<InProcessMesh> {
-  const databaseUrl = await createTestDatabase();
-  const [inventory, payment] = await Promise.all([
-    buildInventory({ ...runtime(databaseUrl), ...(options.catalog ? { catalog: options.catalog } : {}) }),
-    buildPayment(runtime(databaseUrl)),
+  const [databaseUrl, nats] = await Promise.all([createTestDatabase(), startTestNats()]);
+  const base = () => runtime(databaseUrl, nats.url);
+  const [inventory, payment, notification] = await Promise.all([
+    buildInventory({ ...base(), ...(options.catalog ? { catalog: options.catalog } : {}) }),
+    buildPayment(base()),
+    buildNotification({ ...base(), consumerBackoffMs: [50, 100] }),
   ]);
   const order = await buildOrder({
-    ...runtime(databaseUrl),
+    ...base(),
     inventoryUrl: inventory.url,
     paymentUrl: payment.url,
     clientProtocol: "connect",
     sagaPolicy: { initialBackoffMs: 20, maxBackoffMs: 200, stepTimeoutMs: 2_000, leaseMs: 5_000, sweepMs: 500 },
   });
   return {
+    nats,
+    notification,
     order,
     inventory,
     payment,
     databaseUrl,
     async close() {
       await order.close();
-      await Promise.all([inventory.close(), payment.close()]);
+      await Promise.all([inventory.close(), payment.close(), notification.close()]);
+      await nats.stop();
     },
   };
 }

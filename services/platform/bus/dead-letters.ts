@@ -1,5 +1,6 @@
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
-import type { JetStreamClient } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { deadLetterStream } from "./streams.js";
 
 /** Headers a dead letter carries besides the original event's. */
 export const DLQ_REASON = "dlq-reason";
@@ -28,5 +29,57 @@ export async function publishDeadLetter(
   h.set(DLQ_SUBJECT, message.subject);
   h.set(DLQ_STREAM_SEQ, String(message.streamSequence));
   h.set(DLQ_DELIVERIES, String(message.deliveries));
-  await js.publish(deadLetterSubject(consumer), message.data, { headers: h, msgID: `dlq:${consumer}:${message.subject}:${message.streamSequence}` });
+  await js.publish(deadLetterSubject(consumer), message.data, { headers: h, msgID: `dlq:${consumer}:${message.streamSequence}` });
+}
+
+export interface DeadLetter {
+  /** Sequence in SHOP_DLQ; the handle for replay. */
+  seq: number;
+  consumer: string;
+  reason: string;
+  originalSubject: string;
+  eventId: string;
+  eventType: string;
+  deliveries: number;
+  time: Date;
+}
+
+/** Every dead letter currently in SHOP_DLQ, oldest first. */
+export async function listDeadLetters(jsm: JetStreamManager): Promise<DeadLetter[]> {
+  const info = await jsm.streams.info(deadLetterStream.name);
+  const letters: DeadLetter[] = [];
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+    const stored = await jsm.streams.getMessage(deadLetterStream.name, { seq }).catch(() => null);
+    if (!stored) continue; // deleted after a replay
+    const h = stored.header;
+    letters.push({
+      seq,
+      consumer: h.get(DLQ_CONSUMER),
+      reason: h.get(DLQ_REASON),
+      originalSubject: h.get(DLQ_SUBJECT),
+      eventId: h.get("ce-id"),
+      eventType: h.get("ce-type"),
+      deliveries: Number(h.get(DLQ_DELIVERIES) || 0),
+      time: stored.time,
+    });
+  }
+  return letters;
+}
+
+/**
+ * Publishes a dead letter back to its original subject with its original headers, then
+ * removes it from SHOP_DLQ. Every consumer of that subject sees it again; those that had
+ * applied it already find it in their inbox and skip it.
+ */
+export async function replayDeadLetter(bus: { js: JetStreamClient; jsm: JetStreamManager }, seq: number): Promise<void> {
+  const stored = await bus.jsm.streams.getMessage(deadLetterStream.name, { seq });
+  if (!stored) throw new Error(`no dead letter with sequence ${seq}`);
+  const h = natsHeaders();
+  for (const [key, values] of stored.header) {
+    if (key.toLowerCase().startsWith("dlq-") || key === "Nats-Msg-Id") continue;
+    for (const value of values) h.append(key, value);
+  }
+  // A fresh Nats-Msg-Id: the original one may still be inside the duplicate window.
+  await bus.js.publish(stored.header.get(DLQ_SUBJECT), stored.data, { headers: h, msgID: `replay:${seq}:${stored.header.get("ce-id")}` });
+  await bus.jsm.streams.deleteMessage(deadLetterStream.name, seq);
 }

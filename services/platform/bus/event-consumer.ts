@@ -118,7 +118,7 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
       durable,
       reason,
     );
-    msg.term(reason.slice(0, 200));
+    msg.term(); // no reason text: nats-server before 2.10.4 ignores "+TERM <reason>"; SHOP_DLQ has it
     log.warn({ subject: msg.subject, seq: msg.seq, reason }, "dead-lettered");
   }
 
