@@ -1,0 +1,99 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { create } from "@bufbuild/protobuf";
+import { pgSchema } from "drizzle-orm/pg-core";
+import { drizzle } from "drizzle-orm/postgres-js";
+import { generateDrizzleJson, generateMigration } from "drizzle-kit/api";
+import { OrderConfirmedSchema } from "../../../gen/shop/order/v1/order_events_pb.js";
+import { connect, createTestDatabase } from "../../../tests/support/databases.js";
+import { eventually } from "../../../tests/support/eventually.js";
+import { startTestNats, type TestNats } from "../../../tests/support/nats.js";
+import { silentLogger } from "../../../tests/support/services.js";
+import { appendToOutbox, createOutboxTable } from "../outbox.js";
+import { connectBus, type BusConnection } from "./connection.js";
+import { startOutboxRelay, type OutboxRelay } from "./outbox-relay.js";
+import { eventStream } from "./streams.js";
+
+const schema = pgSchema("relay_test");
+const outbox = createOutboxTable(schema);
+const stream = eventStream("order");
+
+describe("outbox relay against real NATS and Postgres", () => {
+  let nats: TestNats;
+  let bus: BusConnection;
+  let sql: ReturnType<typeof connect>;
+  let db: ReturnType<typeof drizzle>;
+  let relay: OutboxRelay;
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    const url = await createTestDatabase();
+    sql = connect(url);
+    db = drizzle(sql);
+    for (const statement of await generateMigration(generateDrizzleJson({}), generateDrizzleJson({ schema, outbox }))) await sql.unsafe(statement);
+    bus = connectBus({ url: nats.url, name: "relay-test", logger: silentLogger });
+    // A 60 s poll: anything published sooner was woken by NOTIFY.
+    relay = startOutboxRelay({ sql, db, outbox, schemaName: "relay_test", stream, source: "relay-test", bus, logger: silentLogger, pollMs: 60_000 });
+  });
+  afterAll(async () => {
+    await relay?.stop();
+    await bus?.close();
+    await sql?.end();
+    await nats?.stop();
+  });
+
+  const emit = (orderId: string, n = 1) =>
+    db.transaction((tx) =>
+      appendToOutbox(
+        tx,
+        outbox,
+        Array.from({ length: n }, (_, i) => ({
+          schema: OrderConfirmedSchema,
+          message: create(OrderConfirmedSchema, { orderId, customerId: `c${i}` }),
+          aggregateType: "order",
+          aggregateId: orderId,
+        })),
+      ),
+    );
+
+  const pending = async () => Number((await sql`select count(*)::int as n from relay_test.outbox where published_at is null`)[0]?.["n"]);
+  const streamed = async () => (await (await bus.ready).jsm.streams.info(stream.name)).state.messages;
+
+  it("publishes a committed event, woken by NOTIFY, with its CloudEvents headers", async () => {
+    const [id] = await emit("first");
+    await eventually(async () => expect(await pending()).toBe(0), 10_000);
+    const stored = await (await bus.ready).jsm.streams.getMessage(stream.name, { last_by_subj: "shop.order.v1.OrderConfirmed" });
+    expect(stored?.header.get("ce-id")).toBe(id);
+    expect(stored?.header.get("Nats-Msg-Id")).toBe(id);
+    expect(stored?.header.get("ce-type")).toBe("shop.order.v1.OrderConfirmed");
+    expect(stored?.header.get("content-type")).toBe("application/protobuf");
+  });
+
+  it("publishes nothing for a transaction that rolls back", async () => {
+    const before = await streamed();
+    await db
+      .transaction(async (tx) => {
+        await appendToOutbox(tx, outbox, [{ schema: OrderConfirmedSchema, message: create(OrderConfirmedSchema, { orderId: "ghost" }), aggregateType: "order", aggregateId: "ghost" }]);
+        throw new Error("abort");
+      })
+      .catch(() => {});
+    await emit("after-ghost");
+    await eventually(async () => expect(await streamed()).toBe(before + 1), 10_000);
+  });
+
+  it("keeps rows while NATS is down and publishes each exactly once when it returns", async () => {
+    const before = await streamed();
+    await nats.kill();
+    const ids = [...(await emit("outage", 30)), ...(await emit("outage-2", 20))];
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(await pending()).toBe(50);
+    await nats.restart();
+    await eventually(async () => expect(await pending()).toBe(0), 30_000);
+    expect(await streamed()).toBe(before + 50);
+    // Per-aggregate order: the stream holds each aggregate's events in outbox order.
+    const { jsm } = await bus.ready;
+    const info = await jsm.streams.info(stream.name);
+    const seen: string[] = [];
+    for (let seq = info.state.last_seq - 49; seq <= info.state.last_seq; seq++) seen.push((await jsm.streams.getMessage(stream.name, { seq }))!.header.get("ce-id"));
+    expect(seen).toEqual(ids);
+  });
+});
