@@ -5,6 +5,7 @@ import { freePort } from "../../services/platform/dev/tcp.js";
 import { OrderService } from "../../gen/shop/order/v1/order_service_pb.js";
 import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
+import { NotificationService } from "../../gen/shop/notification/v1/notification_service_pb.js";
 import { createTestDatabase } from "./databases.js";
 import { startTestNats } from "./nats.js";
 
@@ -40,6 +41,7 @@ export async function startProcessMesh(options: { env?: Record<string, string> }
     order: createServiceClient(OrderService, { baseUrl: url("order"), protocol: "grpc" }),
     inventory: createServiceClient(InventoryService, { baseUrl: url("inventory"), protocol: "grpc" }),
     payment: createServiceClient(PaymentService, { baseUrl: url("payment"), protocol: "grpc" }),
+    notification: createServiceClient(NotificationService, { baseUrl: url("notification"), protocol: "grpc" }),
   };
   return {
     databaseUrl,
@@ -50,6 +52,12 @@ export async function startProcessMesh(options: { env?: Record<string, string> }
     order: clients.order.client,
     inventory: clients.inventory.client,
     payment: clients.payment.client,
+    notification: clients.notification.client,
+    /** SIGKILLs a service; the supervisor restarts it, as it would any crash. */
+    kill(name: string) {
+      const pid = supervisor.pid(name);
+      if (pid) process.kill(pid, "SIGKILL");
+    },
     async stop() {
       for (const c of Object.values(clients)) c.close();
       await supervisor.stop(10_000);

@@ -69,7 +69,9 @@ export interface SagaPolicy {
 
 export const defaultSagaPolicy: SagaPolicy = {
   stepTimeoutMs: 5_000,
-  stepAttempts: 5,
+  // With backoff capped at 3 s, eight attempts ride out about 9 s of a participant being
+  // away (a restart, a deploy) before the saga gives up and compensates.
+  stepAttempts: 8,
   compensationAttempts: 10,
   initialBackoffMs: 100,
   maxBackoffMs: 3_000,
