@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { OrderStatus, type Order } from "../../gen/shop/order/v1/order_service_pb.js";
+import { OrderStatus, SagaState, type Order } from "../../gen/shop/order/v1/order_service_pb.js";
 import { PaymentStatus } from "../../gen/shop/payment/v1/payment_service_pb.js";
 import { ReservationStatus } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { demoCatalog } from "../../services/inventory/src/domain/demo-catalog.js";
@@ -57,6 +57,9 @@ describe("place an order end to end", () => {
     expect(order.status).toBe(OrderStatus.CANCELLED);
     expect(order.cancelReason).toMatch(/^out of stock: insufficient stock for MW-LMP-006/);
     expect(await payments(order.id)).toEqual([]);
+    const { saga } = await mesh.order.getOrder({ orderId: order.id });
+    expect(saga?.state).toBe(SagaState.COMPENSATED);
+    expect(saga?.steps.map((s) => `${s.name}:${s.state}`)).toEqual(["reserve-stock:compensated"]);
   });
 
   it("releases the reservation of a declined payment, restoring stock", async () => {

@@ -3,7 +3,7 @@ import { and, asc, eq, gte, inArray, isNull, lt, or, sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { ExponentialBackoff, TimeoutStrategy, handleWhen, retry, timeout, wrap } from "cockatiel";
 import type { Logger } from "../logger.js";
-import type { SagaRow, SagaState, SagaTables, StepState } from "./tables.js";
+import type { SagaRow, SagaState, SagaStepRow, SagaTables, StepState } from "./tables.js";
 
 /** A drizzle database or transaction over any service's schema. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the runner is schema-agnostic
@@ -93,7 +93,8 @@ export interface SagaRunner<P> {
   startSweeping(): Promise<number>;
   /** Asks a saga to compensate; refused once a step without compensation has started. */
   requestCancel(aggregateId: string): Promise<CancelOutcome>;
-  get(aggregateId: string): Promise<SagaRow | undefined>;
+  /** The saga of an aggregate with its steps, as persisted. */
+  get(aggregateId: string): Promise<(SagaRow & { steps: SagaStepRow[] }) | undefined>;
   /** Waits for the sagas being driven to reach a checkpoint, then releases their leases. */
   stop(): Promise<void>;
 }
@@ -342,7 +343,9 @@ export function createSagaRunner<P>(options: {
     },
     async get(aggregateId) {
       const [row] = await db.select().from(sagas).where(eq(sagas.aggregateId, aggregateId));
-      return row;
+      if (!row) return undefined;
+      const steps = await db.select().from(sagaSteps).where(eq(sagaSteps.sagaId, row.id)).orderBy(asc(sagaSteps.stepIndex));
+      return { ...row, steps };
     },
     async stop() {
       stopping.abort();

@@ -64,3 +64,4 @@ export function createSagaTables(schema: Schema) {
 
 export type SagaTables = ReturnType<typeof createSagaTables>;
 export type SagaRow = SagaTables["sagas"]["$inferSelect"];
+export type SagaStepRow = SagaTables["sagaSteps"]["$inferSelect"];

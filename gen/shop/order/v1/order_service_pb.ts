@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/order/v1/order_service.proto.
  */
 export const file_shop_order_v1_order_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFzaG9wL29yZGVyL3YxL29yZGVyX3NlcnZpY2UucHJvdG8SDXNob3Aub3JkZXIudjEiKQoITGluZUl0ZW0SCwoDc2t1GAEgASgJEhAKCHF1YW50aXR5GAIgASgFIo4BCglPcmRlckxpbmUSCwoDc2t1GAEgASgJEgwKBG5hbWUYAiABKAkSEAoIcXVhbnRpdHkYAyABKAUSKQoKdW5pdF9wcmljZRgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5EikKCmxpbmVfdG90YWwYBSABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leSKcAgoFT3JkZXISCgoCaWQYASABKAkSEwoLY3VzdG9tZXJfaWQYAiABKAkSJwoFaXRlbXMYAyADKAsyGC5zaG9wLm9yZGVyLnYxLk9yZGVyTGluZRIkCgV0b3RhbBgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5EioKBnN0YXR1cxgFIAEoDjIaLnNob3Aub3JkZXIudjEuT3JkZXJTdGF0dXMSFQoNY2FuY2VsX3JlYXNvbhgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInwKEkNyZWF0ZU9yZGVyUmVxdWVzdBITCgtjdXN0b21lcl9pZBgBIAEoCRImCgVpdGVtcxgCIAMoCzIXLnNob3Aub3JkZXIudjEuTGluZUl0ZW0SFQoNcGF5bWVudF90b2tlbhgDIAEoCRISCgpyZXF1ZXN0X2lkGAQgASgJIjoKE0NyZWF0ZU9yZGVyUmVzcG9uc2USIwoFb3JkZXIYASABKAsyFC5zaG9wLm9yZGVyLnYxLk9yZGVyIiMKD0dldE9yZGVyUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCSI3ChBHZXRPcmRlclJlc3BvbnNlEiMKBW9yZGVyGAEgASgLMhQuc2hvcC5vcmRlci52MS5PcmRlciJPChFMaXN0T3JkZXJzUmVxdWVzdBITCgtjdXN0b21lcl9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJTChJMaXN0T3JkZXJzUmVzcG9uc2USJAoGb3JkZXJzGAEgAygLMhQuc2hvcC5vcmRlci52MS5PcmRlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiNgoSQ2FuY2VsT3JkZXJSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI6ChNDYW5jZWxPcmRlclJlc3BvbnNlEiMKBW9yZGVyGAEgASgLMhQuc2hvcC5vcmRlci52MS5PcmRlcip9CgtPcmRlclN0YXR1cxIcChhPUkRFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRPUkRFUl9TVEFUVVNfUEVORElORxABEhoKFk9SREVSX1NUQVRVU19DT05GSVJNRUQQAhIaChZPUkRFUl9TVEFUVVNfQ0FOQ0VMTEVEEAMy7gIKDE9yZGVyU2VydmljZRJZCgtDcmVhdGVPcmRlchIhLnNob3Aub3JkZXIudjEuQ3JlYXRlT3JkZXJSZXF1ZXN0GiIuc2hvcC5vcmRlci52MS5DcmVhdGVPcmRlclJlc3BvbnNlIgOQAgISUAoIR2V0T3JkZXISHi5zaG9wLm9yZGVyLnYxLkdldE9yZGVyUmVxdWVzdBofLnNob3Aub3JkZXIudjEuR2V0T3JkZXJSZXNwb25zZSIDkAIBElYKCkxpc3RPcmRlcnMSIC5zaG9wLm9yZGVyLnYxLkxpc3RPcmRlcnNSZXF1ZXN0GiEuc2hvcC5vcmRlci52MS5MaXN0T3JkZXJzUmVzcG9uc2UiA5ACARJZCgtDYW5jZWxPcmRlchIhLnNob3Aub3JkZXIudjEuQ2FuY2VsT3JkZXJSZXF1ZXN0GiIuc2hvcC5vcmRlci52MS5DYW5jZWxPcmRlclJlc3BvbnNlIgOQAgJiBnByb3RvMw", [file_google_protobuf_timestamp, file_shop_common_v1_money]);
+  fileDesc("CiFzaG9wL29yZGVyL3YxL29yZGVyX3NlcnZpY2UucHJvdG8SDXNob3Aub3JkZXIudjEiKQoITGluZUl0ZW0SCwoDc2t1GAEgASgJEhAKCHF1YW50aXR5GAIgASgFIo4BCglPcmRlckxpbmUSCwoDc2t1GAEgASgJEgwKBG5hbWUYAiABKAkSEAoIcXVhbnRpdHkYAyABKAUSKQoKdW5pdF9wcmljZRgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5EikKCmxpbmVfdG90YWwYBSABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leSKcAgoFT3JkZXISCgoCaWQYASABKAkSEwoLY3VzdG9tZXJfaWQYAiABKAkSJwoFaXRlbXMYAyADKAsyGC5zaG9wLm9yZGVyLnYxLk9yZGVyTGluZRIkCgV0b3RhbBgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5EioKBnN0YXR1cxgFIAEoDjIaLnNob3Aub3JkZXIudjEuT3JkZXJTdGF0dXMSFQoNY2FuY2VsX3JlYXNvbhgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInwKEkNyZWF0ZU9yZGVyUmVxdWVzdBITCgtjdXN0b21lcl9pZBgBIAEoCRImCgVpdGVtcxgCIAMoCzIXLnNob3Aub3JkZXIudjEuTGluZUl0ZW0SFQoNcGF5bWVudF90b2tlbhgDIAEoCRISCgpyZXF1ZXN0X2lkGAQgASgJIjoKE0NyZWF0ZU9yZGVyUmVzcG9uc2USIwoFb3JkZXIYASABKAsyFC5zaG9wLm9yZGVyLnYxLk9yZGVyIiMKD0dldE9yZGVyUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCSJgChBHZXRPcmRlclJlc3BvbnNlEiMKBW9yZGVyGAEgASgLMhQuc2hvcC5vcmRlci52MS5PcmRlchInCgRzYWdhGAIgASgLMhkuc2hvcC5vcmRlci52MS5TYWdhU3RhdHVzIo8BCgpTYWdhU3RhdHVzEicKBXN0YXRlGAEgASgOMhguc2hvcC5vcmRlci52MS5TYWdhU3RhdGUSFgoOZmFpbHVyZV9yZWFzb24YAiABKAkSEgoKbGFzdF9lcnJvchgDIAEoCRIsCgVzdGVwcxgEIAMoCzIdLnNob3Aub3JkZXIudjEuU2FnYVN0ZXBTdGF0dXMiUwoOU2FnYVN0ZXBTdGF0dXMSDAoEbmFtZRgBIAEoCRINCgVzdGF0ZRgCIAEoCRIQCghhdHRlbXB0cxgDIAEoBRISCgpsYXN0X2Vycm9yGAQgASgJIk8KEUxpc3RPcmRlcnNSZXF1ZXN0EhMKC2N1c3RvbWVyX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlMKEkxpc3RPcmRlcnNSZXNwb25zZRIkCgZvcmRlcnMYASADKAsyFC5zaG9wLm9yZGVyLnYxLk9yZGVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI2ChJDYW5jZWxPcmRlclJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjoKE0NhbmNlbE9yZGVyUmVzcG9uc2USIwoFb3JkZXIYASABKAsyFC5zaG9wLm9yZGVyLnYxLk9yZGVyKn0KC09yZGVyU3RhdHVzEhwKGE9SREVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFE9SREVSX1NUQVRVU19QRU5ESU5HEAESGgoWT1JERVJfU1RBVFVTX0NPTkZJUk1FRBACEhoKFk9SREVSX1NUQVRVU19DQU5DRUxMRUQQAyqpAQoJU2FnYVN0YXRlEhoKFlNBR0FfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJTQUdBX1NUQVRFX1JVTk5JTkcQARIbChdTQUdBX1NUQVRFX0NPTVBFTlNBVElORxACEhgKFFNBR0FfU1RBVEVfQ09NUExFVEVEEAMSGgoWU0FHQV9TVEFURV9DT01QRU5TQVRFRBAEEhUKEVNBR0FfU1RBVEVfUEFSS0VEEAUy7gIKDE9yZGVyU2VydmljZRJZCgtDcmVhdGVPcmRlchIhLnNob3Aub3JkZXIudjEuQ3JlYXRlT3JkZXJSZXF1ZXN0GiIuc2hvcC5vcmRlci52MS5DcmVhdGVPcmRlclJlc3BvbnNlIgOQAgISUAoIR2V0T3JkZXISHi5zaG9wLm9yZGVyLnYxLkdldE9yZGVyUmVxdWVzdBofLnNob3Aub3JkZXIudjEuR2V0T3JkZXJSZXNwb25zZSIDkAIBElYKCkxpc3RPcmRlcnMSIC5zaG9wLm9yZGVyLnYxLkxpc3RPcmRlcnNSZXF1ZXN0GiEuc2hvcC5vcmRlci52MS5MaXN0T3JkZXJzUmVzcG9uc2UiA5ACARJZCgtDYW5jZWxPcmRlchIhLnNob3Aub3JkZXIudjEuQ2FuY2VsT3JkZXJSZXF1ZXN0GiIuc2hvcC5vcmRlci52MS5DYW5jZWxPcmRlclJlc3BvbnNlIgOQAgJiBnByb3RvMw", [file_google_protobuf_timestamp, file_shop_common_v1_money]);
 
 /**
  * @generated from message shop.order.v1.LineItem
@@ -207,6 +207,14 @@ export type GetOrderResponse = Message<"shop.order.v1.GetOrderResponse"> & {
    * @generated from field: shop.order.v1.Order order = 1;
    */
   order?: Order | undefined;
+
+  /**
+   * How the order's saga is progressing; for operators and support tools. Its errors are
+   * internal detail: a public API should not pass them on.
+   *
+   * @generated from field: shop.order.v1.SagaStatus saga = 2;
+   */
+  saga?: SagaStatus | undefined;
 };
 
 /**
@@ -215,6 +223,76 @@ export type GetOrderResponse = Message<"shop.order.v1.GetOrderResponse"> & {
  */
 export const GetOrderResponseSchema: GenMessage<GetOrderResponse> = /*@__PURE__*/
   messageDesc(file_shop_order_v1_order_service, 6);
+
+/**
+ * @generated from message shop.order.v1.SagaStatus
+ */
+export type SagaStatus = Message<"shop.order.v1.SagaStatus"> & {
+  /**
+   * @generated from field: shop.order.v1.SagaState state = 1;
+   */
+  state: SagaState;
+
+  /**
+   * Why it compensates, once it does.
+   *
+   * @generated from field: string failure_reason = 2;
+   */
+  failureReason: string;
+
+  /**
+   * The last error a step or compensation met.
+   *
+   * @generated from field: string last_error = 3;
+   */
+  lastError: string;
+
+  /**
+   * @generated from field: repeated shop.order.v1.SagaStepStatus steps = 4;
+   */
+  steps: SagaStepStatus[];
+};
+
+/**
+ * Describes the message shop.order.v1.SagaStatus.
+ * Use `create(SagaStatusSchema)` to create a new message.
+ */
+export const SagaStatusSchema: GenMessage<SagaStatus> = /*@__PURE__*/
+  messageDesc(file_shop_order_v1_order_service, 7);
+
+/**
+ * @generated from message shop.order.v1.SagaStepStatus
+ */
+export type SagaStepStatus = Message<"shop.order.v1.SagaStepStatus"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * started, succeeded, failed or compensated.
+   *
+   * @generated from field: string state = 2;
+   */
+  state: string;
+
+  /**
+   * @generated from field: int32 attempts = 3;
+   */
+  attempts: number;
+
+  /**
+   * @generated from field: string last_error = 4;
+   */
+  lastError: string;
+};
+
+/**
+ * Describes the message shop.order.v1.SagaStepStatus.
+ * Use `create(SagaStepStatusSchema)` to create a new message.
+ */
+export const SagaStepStatusSchema: GenMessage<SagaStepStatus> = /*@__PURE__*/
+  messageDesc(file_shop_order_v1_order_service, 8);
 
 /**
  * @generated from message shop.order.v1.ListOrdersRequest
@@ -245,7 +323,7 @@ export type ListOrdersRequest = Message<"shop.order.v1.ListOrdersRequest"> & {
  * Use `create(ListOrdersRequestSchema)` to create a new message.
  */
 export const ListOrdersRequestSchema: GenMessage<ListOrdersRequest> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_order_service, 7);
+  messageDesc(file_shop_order_v1_order_service, 9);
 
 /**
  * @generated from message shop.order.v1.ListOrdersResponse
@@ -269,7 +347,7 @@ export type ListOrdersResponse = Message<"shop.order.v1.ListOrdersResponse"> & {
  * Use `create(ListOrdersResponseSchema)` to create a new message.
  */
 export const ListOrdersResponseSchema: GenMessage<ListOrdersResponse> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_order_service, 8);
+  messageDesc(file_shop_order_v1_order_service, 10);
 
 /**
  * @generated from message shop.order.v1.CancelOrderRequest
@@ -291,7 +369,7 @@ export type CancelOrderRequest = Message<"shop.order.v1.CancelOrderRequest"> & {
  * Use `create(CancelOrderRequestSchema)` to create a new message.
  */
 export const CancelOrderRequestSchema: GenMessage<CancelOrderRequest> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_order_service, 9);
+  messageDesc(file_shop_order_v1_order_service, 11);
 
 /**
  * @generated from message shop.order.v1.CancelOrderResponse
@@ -308,7 +386,7 @@ export type CancelOrderResponse = Message<"shop.order.v1.CancelOrderResponse"> &
  * Use `create(CancelOrderResponseSchema)` to create a new message.
  */
 export const CancelOrderResponseSchema: GenMessage<CancelOrderResponse> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_order_service, 10);
+  messageDesc(file_shop_order_v1_order_service, 12);
 
 /**
  * @generated from enum shop.order.v1.OrderStatus
@@ -340,6 +418,49 @@ export enum OrderStatus {
  */
 export const OrderStatusSchema: GenEnum<OrderStatus> = /*@__PURE__*/
   enumDesc(file_shop_order_v1_order_service, 0);
+
+/**
+ * @generated from enum shop.order.v1.SagaState
+ */
+export enum SagaState {
+  /**
+   * @generated from enum value: SAGA_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: SAGA_STATE_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * @generated from enum value: SAGA_STATE_COMPENSATING = 2;
+   */
+  COMPENSATING = 2,
+
+  /**
+   * @generated from enum value: SAGA_STATE_COMPLETED = 3;
+   */
+  COMPLETED = 3,
+
+  /**
+   * @generated from enum value: SAGA_STATE_COMPENSATED = 4;
+   */
+  COMPENSATED = 4,
+
+  /**
+   * Gave up after retrying: needs an operator. Never dropped.
+   *
+   * @generated from enum value: SAGA_STATE_PARKED = 5;
+   */
+  PARKED = 5,
+}
+
+/**
+ * Describes the enum shop.order.v1.SagaState.
+ */
+export const SagaStateSchema: GenEnum<SagaState> = /*@__PURE__*/
+  enumDesc(file_shop_order_v1_order_service, 1);
 
 /**
  * OrderService accepts orders and drives each through the place-order saga:

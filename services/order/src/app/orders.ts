@@ -58,6 +58,12 @@ export function createOrders(deps: { db: Db; store: OrderStore; inventory: Clien
       return order;
     },
 
+    /** The order with its saga's progress, for operators. */
+    async inspect(orderId: string) {
+      const order = await this.get(orderId);
+      return { order, saga: await saga.get(orderId) };
+    },
+
     async list(customerId: string, requestedSize: number, pageToken: string): Promise<OrderPage> {
       if (requestedSize < 0) throw new InvalidOrderError("page_size", "must not be negative");
       const after = pageToken ? decodePageToken(pageToken) : undefined;

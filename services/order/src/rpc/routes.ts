@@ -2,7 +2,8 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { toMoney as money } from "../../../platform/money.js";
-import { OrderSchema, OrderService, OrderStatus } from "../../../../gen/shop/order/v1/order_service_pb.js";
+import { OrderSchema, OrderService, OrderStatus, SagaState, SagaStatusSchema } from "../../../../gen/shop/order/v1/order_service_pb.js";
+import type { SagaRow, SagaStepRow } from "../../../platform/saga/tables.js";
 import type { StoredOrder } from "../app/order-store.js";
 import type { Orders } from "../app/orders.js";
 import { requireCustomerId, requireOrderId, type OrderStatus as DomainStatus } from "../domain/order.js";
@@ -32,6 +33,23 @@ export function toOrderMessage(order: StoredOrder) {
   });
 }
 
+const sagaStateToWire: Record<SagaRow["state"], SagaState> = {
+  running: SagaState.RUNNING,
+  compensating: SagaState.COMPENSATING,
+  completed: SagaState.COMPLETED,
+  compensated: SagaState.COMPENSATED,
+  parked: SagaState.PARKED,
+};
+
+function toSagaStatus(saga: SagaRow & { steps: SagaStepRow[] }) {
+  return create(SagaStatusSchema, {
+    state: sagaStateToWire[saga.state],
+    failureReason: saga.failureReason ?? "",
+    lastError: saga.lastError ?? "",
+    steps: saga.steps.map((step) => ({ name: step.name, state: step.state, attempts: step.attempts, lastError: step.lastError ?? "" })),
+  });
+}
+
 /** Maps the wire contract onto ordering's use cases; no business rules live here. */
 export function createRoutes({ orders }: { orders: Orders }) {
   return (router: ConnectRouter) =>
@@ -41,7 +59,8 @@ export function createRoutes({ orders }: { orders: Orders }) {
         return { order: toOrderMessage(order) };
       },
       async getOrder(req) {
-        return { order: toOrderMessage(await orders.get(requireOrderId(req.orderId))) };
+        const { order, saga } = await orders.inspect(requireOrderId(req.orderId));
+        return { order: toOrderMessage(order), ...(saga ? { saga: toSagaStatus(saga) } : {}) };
       },
       async listOrders(req) {
         const page = await orders.list(requireCustomerId(req.customerId), req.pageSize, req.pageToken);
