@@ -23,6 +23,8 @@ export interface OutboxRelayOptions {
   batchSize?: number;
   /** Fallback poll; NOTIFY normally wakes the relay first. */
   pollMs?: number;
+  /** Wake on NOTIFY (default). Off leaves only the poll, for bench/outbox-latency.ts. */
+  listen?: boolean;
 }
 
 export interface OutboxRelay {
@@ -97,7 +99,7 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         await sleep(pollMs); // another replica relays; take over if it goes away
       }
       if (stopping) return;
-      listener = await sql.listen(outboxChannel(options.schemaName), () => wake());
+      if (options.listen ?? true) listener = await sql.listen(outboxChannel(options.schemaName), () => wake());
       const bus = await options.bus.ready;
       await ensureStream(bus.jsm, options.stream);
       log.info({ stream: options.stream.name }, "relaying outbox");
