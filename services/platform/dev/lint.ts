@@ -6,7 +6,8 @@
  *   1. BUF_BREAKING_AGAINST, if set (any buf input, e.g. ".git#ref=v1.2.0").
  *   2. HEAD, when proto/ has uncommitted changes: the change under review is the work tree.
  *   3. The merge base with origin/main, when HEAD is a branch ahead of it.
- *   4. HEAD~1: on main, every commit is checked against its parent.
+ *   4. On main: every commit that touched proto/ against its parent, so a breaking change
+ *      buried under later commits of one push is still caught. A handful of buf runs.
  * A repository with a single commit has nothing to compare against, and says so.
  */
 import { execFileSync, spawnSync } from "node:child_process";
@@ -20,17 +21,24 @@ function git(...args: string[]): string | undefined {
   return r.status === 0 ? r.stdout.trim() : undefined;
 }
 
-function breakingBaseline(): { against: string; why: string } | undefined {
+interface Comparison {
+  input: string;
+  against: string;
+  why: string;
+}
+
+function breakingComparisons(): Comparison[] {
   const explicit = process.env["BUF_BREAKING_AGAINST"];
-  if (explicit) return { against: explicit, why: "BUF_BREAKING_AGAINST" };
-  if (git("rev-parse", "--verify", "-q", "HEAD") === undefined) return undefined;
-  if (git("status", "--porcelain", "--", "proto")) return { against: ".git#ref=HEAD", why: "uncommitted proto/ changes vs HEAD" };
+  if (explicit) return [{ input: ".", against: explicit, why: "BUF_BREAKING_AGAINST" }];
+  if (git("rev-parse", "--verify", "-q", "HEAD") === undefined) return [];
+  if (git("status", "--porcelain", "--", "proto")) return [{ input: ".", against: ".git#ref=HEAD", why: "uncommitted proto/ changes vs HEAD" }];
   const head = git("rev-parse", "HEAD");
   const mergeBase = git("merge-base", "HEAD", "origin/main");
-  if (mergeBase && mergeBase !== head) return { against: `.git#ref=${mergeBase}`, why: "merge base with origin/main" };
-  const parent = git("rev-parse", "--verify", "-q", "HEAD~1");
-  if (parent) return { against: `.git#ref=${parent}`, why: "HEAD~1" };
-  return undefined;
+  if (mergeBase && mergeBase !== head) return [{ input: ".", against: `.git#ref=${mergeBase}`, why: "merge base with origin/main" }];
+  const touched = (git("log", "--format=%H", "--", "proto") ?? "").split("\n").filter(Boolean);
+  return touched
+    .filter((commit) => git("cat-file", "-e", `${commit}~1:buf.yaml`) !== undefined) // a parent with contracts to break
+    .map((commit) => ({ input: `.git#ref=${commit}`, against: `.git#ref=${commit}~1`, why: `commit ${commit.slice(0, 12)} vs its parent` }));
 }
 
 function run(title: string, cmd: string, args: string[]): void {
@@ -38,19 +46,10 @@ function run(title: string, cmd: string, args: string[]): void {
   execFileSync(cmd, args, { cwd: root, stdio: "inherit" });
 }
 
+// Contracts first: a breaking change is the most important thing to report.
 run("buf lint", bin("buf"), ["lint"]);
+const comparisons = breakingComparisons();
+if (comparisons.length === 0) console.log("\n== buf breaking: no earlier contracts to compare against; skipped");
+for (const { input, against, why } of comparisons) run(`buf breaking (${why})`, bin("buf"), ["breaking", input, "--against", against]);
 run("generated code is fresh", bin("tsx"), ["services/platform/dev/generate.ts", "--check"]);
 run("typescript", bin("tsc"), ["-p", "tsconfig.json"]);
-
-const baseline = breakingBaseline();
-if (!baseline) {
-  console.log("\n== buf breaking: no earlier commit to compare against; skipped");
-} else {
-  // A baseline from before buf.yaml existed has no contracts to break.
-  const ref = /ref=([^,]+)/.exec(baseline.against)?.[1];
-  if (ref && git("cat-file", "-e", `${ref}:buf.yaml`) === undefined) {
-    console.log(`\n== buf breaking: ${ref} has no buf.yaml; nothing to compare`);
-  } else {
-    run(`buf breaking against ${baseline.against} (${baseline.why})`, bin("buf"), ["breaking", "--against", baseline.against]);
-  }
-}
