@@ -54,7 +54,12 @@ export function connectBus(options: { url: string; name: string; logger: Logger 
     ready,
     async close() {
       closed = true;
-      if (connection && !connection.isClosed()) await connection.drain().catch(() => connection?.close());
+      const nc = connection;
+      if (!nc || nc.isClosed()) return;
+      // Drain flushes what is in flight; with NATS away it could wait forever, so bound it.
+      const drained = nc.drain().then(() => true, () => false);
+      const inTime = await Promise.race([drained, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 2_000).unref())]);
+      if (!inTime) await nc.close();
     },
   };
 }
