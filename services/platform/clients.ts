@@ -1,6 +1,7 @@
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
+import { createResilience, type DependencyStats, type ResiliencePolicy } from "./resilience.js";
 
 /**
  * "connect": the Connect protocol with binary protobuf over HTTP/2, our default for hops
@@ -13,31 +14,37 @@ export type WireProtocol = "connect" | "grpc";
 export interface ClientOptions {
   baseUrl: string;
   protocol?: WireProtocol;
-  /** Applied to every call that does not set its own deadline. */
-  defaultTimeoutMs?: number;
-  /** Outermost first. The resilience policies plug in here. */
+  /** Names the dependency in errors and stats; defaults to the service's name. */
+  name?: string;
+  /** Overrides of the default resilience policy for this dependency. */
+  resilience?: Partial<ResiliencePolicy>;
+  /** Further interceptors, inside the resilience stack. */
   interceptors?: Interceptor[];
 }
 
 export interface ServiceClient<T extends DescService> {
   readonly client: Client<T>;
+  /** Breaker state and call counts, for metrics and the console. */
+  stats(): DependencyStats;
   /** Closes the HTTP/2 session; calls after this fail. */
   close(): void;
 }
 
 /**
- * A generated client over one long-lived HTTP/2 session per dependency. Create it once at
- * start and share it: a client per call would pay a connection setup every time.
+ * A generated client over one long-lived HTTP/2 session per dependency, with the
+ * resilience stack (timeout, retry, breaker, bulkhead) on every call. Create it once at
+ * start and share it: a client per call would pay a connection setup every time, and
+ * would not share its breaker.
  */
 export function createServiceClient<T extends DescService>(service: T, options: ClientOptions): ServiceClient<T> {
   const sessionManager = new Http2SessionManager(options.baseUrl, { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 5 * 60_000 });
+  const resilience = createResilience(options.name ?? service.typeName, options.resilience);
   const common = {
     baseUrl: options.baseUrl,
     httpVersion: "2" as const,
     sessionManager,
-    interceptors: options.interceptors ?? [],
-    defaultTimeoutMs: options.defaultTimeoutMs ?? 5_000,
+    interceptors: [resilience.interceptor, ...(options.interceptors ?? [])],
   };
   const transport = options.protocol === "grpc" ? createGrpcTransport(common) : createConnectTransport({ ...common, useBinaryFormat: true });
-  return { client: createClient(service, transport), close: () => sessionManager.abort() };
+  return { client: createClient(service, transport), stats: resilience.stats, close: () => sessionManager.abort() };
 }

@@ -6,6 +6,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { createDualProtocolListener } from "./dual-protocol-listener.js";
 import { createErrorMappingInterceptor } from "./errors.js";
 import { createHealthRegistry, ServingStatus, type HealthRegistry } from "./health.js";
+import { createDeadlineInterceptor } from "./deadline.js";
 import { createNodeHandler } from "./node-handler.js";
 import { createStringGuardInterceptor } from "./string-guard.js";
 import type { Logger } from "./logger.js";
@@ -20,6 +21,8 @@ export interface ServerOptions {
   maxRequestBytes: number;
   /** How long close() lets in-flight calls finish before dropping connections. */
   shutdownGraceMs: number;
+  /** The longest deadline a call may have; longer or absent deadlines are capped to it. */
+  maxTimeoutMs?: number;
   interceptors?: Interceptor[];
 }
 
@@ -49,7 +52,14 @@ export async function startServer(options: ServerOptions, listen: { port: number
     readMaxBytes: options.maxRequestBytes,
     // A misspelt field is a client bug; silently dropping it would hide the bug.
     jsonOptions: { ignoreUnknownFields: false },
-    interceptors: [createErrorMappingInterceptor(logger), createStringGuardInterceptor(), ...(options.interceptors ?? [])],
+    interceptors: [
+      createErrorMappingInterceptor(logger),
+      createDeadlineInterceptor(options.maxTimeoutMs ?? 30_000),
+      createStringGuardInterceptor(),
+      ...(options.interceptors ?? []),
+    ],
+    // Calls asking for longer are capped rather than refused.
+    maxTimeoutMs: options.maxTimeoutMs ?? 30_000,
     shutdownSignal: shutdown.signal,
   });
 

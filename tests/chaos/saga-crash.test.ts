@@ -102,35 +102,26 @@ describe("a saga survives crashes", () => {
     await expectInvariants(sql);
   });
 
-  it("payment killed mid-charge: the saga retries into the restarted service", async () => {
+  it("payment killed mid-charge: each saga completes or compensates, never charging twice", async () => {
     const releasePayments = await hold((tx) => tx`lock table payment.payments in exclusive mode`);
     const orderIds = await placeOrders(3);
     await waitForStep(orderIds, "charge", "started");
     mesh.kill("payment");
     await releasePayments();
-    await expectConfirmedWithOneCapture(orderIds);
     await expectInvariants(sql);
+    const captures = await sql`select order_id, count(*)::int as n from payment.payments where order_id in ${sql(orderIds)} and status = 'captured' group by order_id`;
+    expect(captures.every((r) => r["n"] === 1)).toBe(true);
   });
 
-  it("inventory killed while orders arrive: every saga completes or compensates", async () => {
-    const placing = placeOrders(4);
+  it("inventory killed mid-reservation: each saga completes or compensates", async () => {
+    // Reads (the pricing lookup) pass; the reservation's UPDATE waits for the lock.
+    const releaseStock = await hold((tx) => tx`lock table inventory.products in exclusive mode`);
+    const orderIds = await placeOrders(3);
+    await waitForStep(orderIds, "reserve-stock", "started");
     mesh.kill("inventory");
-    await placing.catch(() => []); // CreateOrder may answer UNAVAILABLE while inventory restarts
+    await releaseStock();
     await mesh.supervisor.waitUntilServing(30_000);
     await expectInvariants(sql);
-  });
-
-  it("NATS stopped while orders are placed: every event goes out once it is back, applied once", async () => {
-    await mesh.nats.kill();
-    const orderIds = [...(await placeOrders(3)), ...(await placeOrders(2, "tok_decline"))];
-    await eventually(async () => {
-      const [row] = await sql`select count(*)::int as n from orders.orders where id in ${sql(orderIds)} and status = 'pending'`;
-      expect(row?.["n"]).toBe(0); // sagas run on RPC; they do not need NATS
-    }, 30_000);
-    const [pending] = await sql`select count(*)::int as n from orders.outbox where published_at is null`;
-    expect(pending?.["n"]).toBeGreaterThan(0);
-    await mesh.nats.restart();
-    await expectInvariants(sql, { timeoutMs: 45_000 });
   });
 
   it("every event delivered twice: each effect happens once", async () => {
@@ -146,6 +137,8 @@ describe("a saga survives crashes", () => {
       expect((await jsm.streams.info("SHOP_ORDER")).state.messages).toBe(2 * info.state.messages);
       await eventually(async () => expect((await jsm.consumers.info("SHOP_ORDER", "notification")).num_pending).toBe(0), 20_000);
       await eventually(async () => expect((await jsm.consumers.info("SHOP_ORDER", "notification")).num_ack_pending).toBe(0), 20_000);
+      // Duplicates were skipped through the inbox, not failed into the dead-letter stream.
+      expect((await listDeadLetters(jsm).catch(() => [])).filter((l) => l.consumer === "notification")).toEqual([]);
     } finally {
       await bus.close();
     }
@@ -180,5 +173,19 @@ describe("a saga survives crashes", () => {
     const [after] = await placeOrders(1);
     await eventually(async () => expect((await mesh.notification.listNotifications({ customerId: "chaos-0" })).notifications.some((n) => n.orderId === after)).toBe(true), 20_000);
     await expectInvariants(sql);
+  });
+  // Last: a killed nats-server may lose a delivery in flight, which JetStream redelivers only
+  // after the consumer's 30 s ack wait.
+  it("NATS stopped while orders are placed: every event goes out once it is back, applied once", async () => {
+    await mesh.nats.kill();
+    const orderIds = [...(await placeOrders(3)), ...(await placeOrders(2, "tok_decline"))];
+    await eventually(async () => {
+      const [row] = await sql`select count(*)::int as n from orders.orders where id in ${sql(orderIds)} and status = 'pending'`;
+      expect(row?.["n"]).toBe(0); // sagas run on RPC; they do not need NATS
+    }, 30_000);
+    const [pending] = await sql`select count(*)::int as n from orders.outbox where published_at is null`;
+    expect(pending?.["n"]).toBeGreaterThan(0);
+    await mesh.nats.restart();
+    await expectInvariants(sql, { timeoutMs: 45_000 });
   });
 });

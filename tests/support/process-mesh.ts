@@ -1,4 +1,6 @@
-import { createServiceClient } from "../../services/platform/clients.js";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import type { DescService } from "@bufbuild/protobuf";
 import { childEnv, type MeshService } from "../../services/platform/dev/mesh.js";
 import { createSupervisor } from "../../services/platform/dev/supervisor.js";
 import { freePort } from "../../services/platform/dev/tcp.js";
@@ -37,11 +39,18 @@ export async function startProcessMesh(options: { env?: Record<string, string> }
     throw new Error(`${(err as Error).message}\n${output.slice(-20).join("\n")}`);
   }
   const url = (name: string) => `http://127.0.0.1:${services.find((s) => s.name === name)!.port}`;
+  // Plain gRPC clients, as an outside caller would use: no breaker or retries of ours.
+  const sessions: Http2SessionManager[] = [];
+  const plain = <T extends DescService>(service: T, name: string) => {
+    const sessionManager = new Http2SessionManager(url(name));
+    sessions.push(sessionManager);
+    return createClient(service, createGrpcTransport({ baseUrl: url(name), sessionManager }));
+  };
   const clients = {
-    order: createServiceClient(OrderService, { baseUrl: url("order"), protocol: "grpc" }),
-    inventory: createServiceClient(InventoryService, { baseUrl: url("inventory"), protocol: "grpc" }),
-    payment: createServiceClient(PaymentService, { baseUrl: url("payment"), protocol: "grpc" }),
-    notification: createServiceClient(NotificationService, { baseUrl: url("notification"), protocol: "grpc" }),
+    order: plain(OrderService, "order"),
+    inventory: plain(InventoryService, "inventory"),
+    payment: plain(PaymentService, "payment"),
+    notification: plain(NotificationService, "notification"),
   };
   return {
     databaseUrl,
@@ -49,17 +58,14 @@ export async function startProcessMesh(options: { env?: Record<string, string> }
     supervisor,
     output,
     url,
-    order: clients.order.client,
-    inventory: clients.inventory.client,
-    payment: clients.payment.client,
-    notification: clients.notification.client,
+    ...clients,
     /** SIGKILLs a service; the supervisor restarts it, as it would any crash. */
     kill(name: string) {
       const pid = supervisor.pid(name);
       if (pid) process.kill(pid, "SIGKILL");
     },
     async stop() {
-      for (const c of Object.values(clients)) c.close();
+      for (const session of sessions) session.abort();
       await supervisor.stop(10_000);
       await nats.stop();
     },

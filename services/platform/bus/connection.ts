@@ -23,7 +23,7 @@ export function connectBus(options: { url: string; name: string; logger: Logger 
   const { logger } = options;
   let closed = false;
   let connection: NatsConnection | undefined;
-  const ready = (async () => {
+  const ready = (async (): Promise<Bus> => {
     for (let attempt = 1; ; attempt++) {
       try {
         connection = await connect({
@@ -33,22 +33,26 @@ export function connectBus(options: { url: string; name: string; logger: Logger 
           reconnectTimeWait: 500,
           pingInterval: 10_000,
         });
-        break;
+        // JetStream may still be starting up after the server accepts connections.
+        const bus = { nc: connection, js: jetstream(connection), jsm: await jetstreamManager(connection) };
+        watchStatus(connection);
+        logger.info({ url: options.url }, "connected to NATS");
+        return bus;
       } catch (err) {
+        await connection?.close().catch(() => {});
         if (closed) throw new Error("bus closed before it connected");
         if (attempt === 1 || attempt % 20 === 0) logger.warn({ err, url: options.url, attempt }, "NATS not reachable yet; retrying");
         await new Promise((resolve) => setTimeout(resolve, Math.min(250 * attempt, 2_000)));
       }
     }
-    const nc = connection;
+  })();
+  function watchStatus(nc: NatsConnection) {
     void (async () => {
       for await (const status of nc.status()) {
         if (status.type === "disconnect" || status.type === "reconnect") logger.info({ status: status.type }, "NATS connection status");
       }
     })();
-    logger.info({ url: options.url }, "connected to NATS");
-    return { nc, js: jetstream(nc), jsm: await jetstreamManager(nc) };
-  })();
+  }
   ready.catch(() => {});
   return {
     ready,

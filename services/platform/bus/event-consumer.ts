@@ -47,6 +47,16 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 class PoisonMessageError extends Error {}
 
+/** postgres.js connection failures and Postgres' own "connection" and "shutting down" classes. */
+function isInfrastructureError(err: unknown): boolean {
+  // drizzle wraps the driver's error in `cause`.
+  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && (/^(ECONN|ETIMEDOUT|EPIPE|CONNECTION_|CONNECT_TIMEOUT)/.test(code) || code.startsWith("08") || code.startsWith("57P"))) return true;
+  }
+  return false;
+}
+
 /**
  * A durable pull consumer with explicit acks. Each event is applied in one Postgres
  * transaction together with its inbox row, then acked; a redelivered event finds the row
@@ -130,6 +140,12 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
       const poison = err instanceof PoisonMessageError;
+      if (isInfrastructureError(err)) {
+        // Postgres is away: the event is fine, so it must not use up its deliveries.
+        log.warn({ err, seq: msg.seq }, "database unavailable; event will be redelivered");
+        msg.nak(backoffMs[backoffMs.length - 1]);
+        return;
+      }
       if (poison || msg.info.deliveryCount >= maxDeliver) {
         await deadLetter(bus, msg, poison ? reason : `failed ${msg.info.deliveryCount} deliveries; last error: ${reason}`).catch((dlqErr: unknown) => {
           log.error({ err: dlqErr }, "could not dead-letter; leaving the message for redelivery");
@@ -152,6 +168,7 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
         await ensureConsumer(bus);
         const consumer = await bus.js.consumers.get(options.stream.name, durable);
         messages = await consumer.consume({ max_messages: options.maxAckPending ?? 256 });
+        if (stopping) break; // stop() ran while we were subscribing
         log.info({ stream: options.stream.name }, "consuming");
         for await (const msg of messages) {
           await handle(bus, msg);
@@ -172,6 +189,7 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
       stopping = true;
       messages?.stop();
       if (connected) await running;
+      messages?.stop();
     },
   };
 }

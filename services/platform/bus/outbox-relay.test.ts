@@ -33,6 +33,10 @@ describe("outbox relay against real NATS and Postgres", () => {
     bus = connectBus({ url: nats.url, name: "relay-test", logger: silentLogger });
     // A 60 s poll: anything published sooner was woken by NOTIFY.
     relay = startOutboxRelay({ sql, db, outbox, schemaName: "relay_test", stream, source: "relay-test", bus, logger: silentLogger, pollMs: 60_000 });
+    // Let the relay make its first (empty) round and go to sleep on its 60 s poll.
+    const { jsm } = await bus.ready;
+    await eventually(async () => expect((await jsm.streams.info(stream.name)).config.name).toBe(stream.name));
+    await new Promise((resolve) => setTimeout(resolve, 300));
   });
   afterAll(async () => {
     await relay?.stop();
@@ -83,7 +87,8 @@ describe("outbox relay against real NATS and Postgres", () => {
   it("keeps rows while NATS is down and publishes each exactly once when it returns", async () => {
     const before = await streamed();
     await nats.kill();
-    const ids = [...(await emit("outage", 30)), ...(await emit("outage-2", 20))];
+    const first = await emit("outage", 30);
+    const second = await emit("outage-2", 20);
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     expect(await pending()).toBe(50);
     await nats.restart();
@@ -94,6 +99,7 @@ describe("outbox relay against real NATS and Postgres", () => {
     const info = await jsm.streams.info(stream.name);
     const seen: string[] = [];
     for (let seq = info.state.last_seq - 49; seq <= info.state.last_seq; seq++) seen.push((await jsm.streams.getMessage(stream.name, { seq }))!.header.get("ce-id"));
-    expect(seen).toEqual(ids);
+    expect(seen.filter((id) => first.includes(id))).toEqual(first);
+    expect(seen.filter((id) => second.includes(id))).toEqual(second);
   });
 });

@@ -1,9 +1,9 @@
-import { asc, inArray, isNull } from "drizzle-orm";
+import { asc, inArray, isNull, sql } from "drizzle-orm";
 import type { Sql } from "postgres";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import type { Logger } from "../logger.js";
 import { outboxChannel, type OutboxTable } from "../outbox.js";
-import type { BusConnection } from "./connection.js";
+import type { Bus, BusConnection } from "./connection.js";
 import { toHeaders } from "./event-headers.js";
 import { ensureStream, type StreamSpec } from "./streams.js";
 
@@ -35,19 +35,25 @@ export interface OutboxRelay {
  * Publishes outbox rows to JetStream in `seq` order and stamps each row only after its
  * PubAck, so an event is never marked sent unless the stream has it. A crash between the
  * two republishes the event under the same Nats-Msg-Id, which JetStream drops as a
- * duplicate. One relay per schema runs at a time (a Postgres advisory lock picks it), so
- * rows leave in commit order over one connection, which keeps each aggregate's order.
+ * duplicate.
+ *
+ * Each round is one Postgres transaction holding a transaction-scoped advisory lock, so one
+ * replica relays at a time, and a crashed or disconnected one lets go at once. A round
+ * takes at most one row per aggregate, so a failed publish never lets a later event of the
+ * same aggregate overtake it. Any error restarts the loop after a backoff; the relay never
+ * stops while the service runs.
  */
 export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
-  const { sql, db, outbox, logger } = options;
+  const { db, outbox, logger } = options;
   const batchSize = options.batchSize ?? 256;
   const pollMs = options.pollMs ?? 1_000;
+  const lockKey = `meshwork:outbox-relay:${options.schemaName}`;
   const log = logger.child({ component: "outbox-relay" });
   let stopping = false;
   // Until NATS first answers, there is nothing to wait for on stop.
   let connected = false;
   options.bus.ready.then(() => (connected = true), () => {});
-  // A NOTIFY that lands while a batch is in flight must not be lost: it is remembered,
+  // A NOTIFY that lands while a round is in flight must not be lost: it is remembered,
   // and the next sleep returns at once.
   let notified = false;
   let wakeSleeper: (() => void) | undefined;
@@ -70,59 +76,74 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       }
       wakeSleeper = done;
     });
+  const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  async function publishBatch(bus: Awaited<BusConnection["ready"]>): Promise<{ published: number; failed: unknown }> {
-    const rows = await db.select().from(outbox).where(isNull(outbox.publishedAt)).orderBy(asc(outbox.seq)).limit(batchSize);
-    if (rows.length === 0) return { published: 0, failed: undefined };
-    const results = await Promise.allSettled(
-      rows.map((row) =>
-        bus.js.publish(row.eventType, row.payload, {
-          msgID: row.id,
-          headers: toHeaders({ id: row.id, type: row.eventType, source: options.source, time: row.createdAt, extra: row.headers }),
-        }),
-      ),
-    );
-    const acked = rows.filter((_, i) => results[i]!.status === "fulfilled").map((row) => row.id);
-    if (acked.length > 0) await db.update(outbox).set({ publishedAt: new Date() }).where(inArray(outbox.id, acked));
-    const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    return { published: acked.length, failed: failure?.reason };
+  /** One round: lead, pick rows, publish them all at once, stamp the acked ones. */
+  async function round(bus: Bus): Promise<{ leader: boolean; published: number; failed?: unknown }> {
+    return db.transaction(async (tx) => {
+      const [lock] = await tx.execute<{ acquired: boolean }>(sql`select pg_try_advisory_xact_lock(hashtext(${lockKey})) as acquired`);
+      if (!lock?.acquired) return { leader: false, published: 0 };
+      const candidates = await tx.select().from(outbox).where(isNull(outbox.publishedAt)).orderBy(asc(outbox.seq)).limit(batchSize);
+      const seen = new Set<string>();
+      const rows = candidates.filter((row) => {
+        const key = `${row.aggregateType}/${row.aggregateId}`;
+        if (seen.has(key)) return false;
+        seen.add(key);
+        return true;
+      });
+      if (rows.length === 0) return { leader: true, published: 0 };
+      const results = await Promise.allSettled(
+        rows.map((row) =>
+          bus.js.publish(row.eventType, row.payload, {
+            msgID: row.id,
+            headers: toHeaders({ id: row.id, type: row.eventType, source: options.source, time: row.createdAt, extra: row.headers }),
+          }),
+        ),
+      );
+      const acked = rows.filter((_, i) => results[i]!.status === "fulfilled").map((row) => row.id);
+      if (acked.length > 0) await tx.update(outbox).set({ publishedAt: new Date() }).where(inArray(outbox.id, acked));
+      const failure = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      return { leader: true, published: acked.length, failed: failure?.reason };
+    });
   }
 
-  const running = (async () => {
-    const lockKey = `meshwork:outbox-relay:${options.schemaName}`;
-    const lock = await sql.reserve();
-    let listener: { unlisten(): Promise<void> } | undefined;
+  async function relay(): Promise<void> {
+    const listener = options.listen ?? true ? await options.sql.listen(outboxChannel(options.schemaName), () => wake()) : undefined;
     try {
-      while (!stopping) {
-        const [row] = await lock`select pg_try_advisory_lock(hashtext(${lockKey})) as acquired`;
-        if (row?.["acquired"]) break;
-        await sleep(pollMs); // another replica relays; take over if it goes away
-      }
-      if (stopping) return;
-      if (options.listen ?? true) listener = await sql.listen(outboxChannel(options.schemaName), () => wake());
       const bus = await options.bus.ready;
       await ensureStream(bus.jsm, options.stream);
       log.info({ stream: options.stream.name }, "relaying outbox");
       let backoffMs = 100;
       while (!stopping) {
-        const { published, failed } = await publishBatch(bus).catch((err: unknown) => ({ published: 0, failed: err }));
+        const { leader, published, failed } = await round(bus);
         if (failed) {
           log.warn({ err: failed, published }, "publishing outbox rows failed; they stay pending and are retried");
-          await new Promise((resolve) => setTimeout(resolve, backoffMs)); // notifications cannot hurry a broken broker
+          await pause(backoffMs); // notifications cannot hurry a broken broker
           backoffMs = Math.min(backoffMs * 2, 5_000);
+          await ensureStream(bus.jsm, options.stream).catch(() => {}); // NATS may be back with an empty store
         } else {
           backoffMs = 100;
-          if (published < batchSize) await sleep(pollMs);
+          if (!leader || published === 0) await sleep(pollMs); // another replica relays, or nothing to do
         }
       }
     } finally {
       await listener?.unlisten().catch(() => {});
-      await lock`select pg_advisory_unlock(hashtext(${lockKey}))`.catch(() => {});
-      lock.release();
     }
-  })().catch((err: unknown) => {
-    if (!stopping) log.error({ err }, "outbox relay stopped");
-  });
+  }
+
+  const running = (async () => {
+    let backoffMs = 200;
+    while (!stopping) {
+      try {
+        await relay();
+      } catch (err) {
+        if (stopping) break;
+        log.warn({ err, retryInMs: backoffMs }, "outbox relay interrupted; restarting");
+        await pause(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, 5_000);
+      }
+    }
+  })();
 
   return {
     async stop() {

@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
-import { ConnectError } from "@connectrpc/connect";
+import { ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../../gen/grpc/health/v1/health_pb.js";
-import { createServiceClient } from "../clients.js";
 import type { MeshService } from "./mesh.js";
 import { repoRoot } from "./local-infra.js";
 
@@ -53,7 +53,12 @@ export function createSupervisor(services: MeshService[], options: SupervisorOpt
     });
   }
 
-  const healthClients = services.map((service) => ({ service, health: createServiceClient(Health, { baseUrl: `http://127.0.0.1:${service.port}`, defaultTimeoutMs: 1_000 }) }));
+  // Plain clients: a probe must see every failure, not a circuit breaker's verdict.
+  const healthClients = services.map((service) => {
+    const sessionManager = new Http2SessionManager(`http://127.0.0.1:${service.port}`);
+    const transport = createConnectTransport({ baseUrl: `http://127.0.0.1:${service.port}`, httpVersion: "2", sessionManager, defaultTimeoutMs: 1_000 });
+    return { service, health: { client: createClient(Health, transport), close: () => sessionManager.abort() } };
+  });
 
   async function status(service: MeshService): Promise<string> {
     const { health } = healthClients.find((c) => c.service === service)!;

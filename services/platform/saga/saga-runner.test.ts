@@ -118,14 +118,26 @@ describe("saga runner against real Postgres", () => {
     expect(cancelled.has("stuck")).toBe(false);
   });
 
-  it("parks, never compensates, a failure past the point of no return", async () => {
+  it("past the point of no return, retries beyond the step budget and never compensates", async () => {
     const { steps, log } = scriptedSteps({
-      after: () => {
-        throw new Error("still down");
+      after: (attempt) => {
+        if (attempt <= 5) throw new Error("still down"); // stepAttempts is 3
       },
     });
     const { saga } = await settle(steps, "late");
-    expect(saga).toMatchObject({ state: "parked", lastError: "after: still down" });
+    expect(saga.state).toBe("completed");
+    expect((await stepStates(saga.id))[3]).toBe("after:succeeded:6");
+    expect(log.some((s) => s.startsWith("undo"))).toBe(false);
+  });
+
+  it("parks a definitive rejection past the point of no return, for an operator", async () => {
+    const { steps, log } = scriptedSteps({
+      after: () => {
+        throw new StepRejectedError("reservation not found");
+      },
+    });
+    const { saga } = await settle(steps, "rejected-late");
+    expect(saga).toMatchObject({ state: "parked", lastError: "after: reservation not found" });
     expect(log.some((s) => s.startsWith("undo"))).toBe(false);
   });
 
@@ -151,9 +163,10 @@ describe("saga runner against real Postgres", () => {
     await sql`update saga_test.sagas set lease_owner = 'other-replica', lease_expires_at = now() + interval '1 minute' where id = ${sagaId}`;
     expect(await runner.resumeUnfinished()).toBe(0);
     runner.drive(sagaId);
-    await runner.stop();
+    await new Promise((resolve) => setTimeout(resolve, 300)); // time enough to run every step
     expect(log).toEqual([]);
     expect((await runner.get("leased"))?.state).toBe("running");
+    await runner.stop();
   });
 
   it("compensates when cancellation is requested before the point of no return", async () => {

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { and, asc, eq, gte, inArray, isNull, lt, or, sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { ExponentialBackoff, TimeoutStrategy, handleWhen, retry, timeout, wrap } from "cockatiel";
+import { detachedFromDeadline } from "../deadline.js";
 import type { Logger } from "../logger.js";
 import type { SagaRow, SagaState, SagaStepRow, SagaTables, StepState } from "./tables.js";
 
@@ -114,6 +115,10 @@ export function createSagaRunner<P>(options: {
   const { db, definition } = options;
   const { sagas, sagaSteps } = options.tables;
   const policy = { ...defaultSagaPolicy, ...options.policy };
+  const longestStep = Math.max(policy.stepTimeoutMs, ...definition.steps.map((step) => step.timeoutMs ?? 0));
+  if (policy.leaseMs <= longestStep + policy.maxBackoffMs) {
+    throw new Error(`saga leaseMs (${policy.leaseMs}) must exceed the longest step timeout (${longestStep}) plus maxBackoffMs (${policy.maxBackoffMs})`);
+  }
   const owner = `runner-${randomUUID()}`;
   const logger = options.logger.child({ saga: definition.type });
   const inFlight = new Map<string, Promise<void>>();
@@ -219,8 +224,11 @@ export function createSagaRunner<P>(options: {
       const step = definition.steps[i]!;
       if ((await beginStep(saga.id, i, pastPointOfNoReturn())) === "cancelled") return;
       steps.set(i, "started");
+      // Past the point of no return there is no giving up: retry, with capped backoff, until
+      // the participant is back. Before it, a participant that stays away is compensated.
+      const attempts = pastPointOfNoReturn() ? Infinity : policy.stepAttempts;
       try {
-        await policyFor(step, policy.stepAttempts).execute(async ({ signal }) => {
+        await policyFor(step, attempts).execute(async ({ signal }) => {
           await beginAttempt(saga.id, i);
           await step.run(payload, { idempotencyKey: `${saga.id}:${step.name}`, signal });
         }, stopping.signal);
@@ -283,7 +291,8 @@ export function createSagaRunner<P>(options: {
 
   function drive(sagaId: string): void {
     if (inFlight.has(sagaId) || stopping.signal.aborted) return;
-    const run = driveToEnd(sagaId)
+    // A saga is started by a request but outlives it: it must not inherit its deadline.
+    const run = detachedFromDeadline(() => driveToEnd(sagaId))
       .catch((err: unknown) => logger.error({ sagaId, err }, "saga driver failed; the sweep resumes it"))
       .finally(() => inFlight.delete(sagaId));
     inFlight.set(sagaId, run);

@@ -13,7 +13,9 @@ type Db = PostgresJsDatabase<typeof tables>;
 export type NotificationRow = typeof notifications.$inferSelect;
 
 async function record(tx: SqlExecutor, eventId: string, fields: { customerId: string; orderId: string; kind: NotificationKind; message: string }) {
-  await tx.insert(notifications).values({ id: randomUUID(), eventId, ...fields }).onConflictDoNothing({ target: notifications.eventId });
+  // No ON CONFLICT: the inbox is what makes a redelivery harmless; the unique event_id is a
+  // guard that fails loudly if that ever breaks.
+  await tx.insert(notifications).values({ id: randomUUID(), eventId, ...fields });
 }
 
 /** Reactions to ordering's events: each becomes one notification row. */

@@ -1,0 +1,139 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { MethodOptions_IdempotencyLevel as Idempotency } from "@bufbuild/protobuf/wkt";
+import {
+  BrokenCircuitError,
+  BulkheadRejectedError,
+  CircuitState,
+  ConsecutiveBreaker,
+  ExponentialBackoff,
+  TaskCancelledError,
+  TimeoutStrategy,
+  bulkhead,
+  circuitBreaker,
+  handleWhen,
+  retry,
+  timeout,
+  wrap,
+} from "cockatiel";
+import { remainingBudgetMs } from "./deadline.js";
+
+/** How calls to one dependency are protected. */
+export interface ResiliencePolicy {
+  /** Budget for a call, retries included; a shorter caller deadline wins. */
+  timeoutMs: number;
+  /** Attempts for idempotent methods (1 = no retry). */
+  maxAttempts: number;
+  initialBackoffMs: number;
+  maxBackoffMs: number;
+  /** Consecutive failures that open the breaker. */
+  breakerThreshold: number;
+  /** How long the breaker stays open before a half-open trial call. */
+  halfOpenAfterMs: number;
+  /** Calls in flight at once, and calls allowed to wait for a slot. */
+  maxConcurrent: number;
+  maxQueued: number;
+}
+
+export const defaultResiliencePolicy: ResiliencePolicy = {
+  timeoutMs: 5_000,
+  maxAttempts: 3,
+  initialBackoffMs: 50,
+  maxBackoffMs: 1_000,
+  breakerThreshold: 5,
+  halfOpenAfterMs: 5_000,
+  maxConcurrent: 64,
+  maxQueued: 256,
+};
+
+export type BreakerState = "closed" | "open" | "half-open" | "isolated";
+
+export interface DependencyStats {
+  dependency: string;
+  breaker: BreakerState;
+  calls: number;
+  failures: number;
+  /** Calls refused without being sent: breaker open or bulkhead full. */
+  rejected: number;
+  retries: number;
+  inFlight: number;
+}
+
+/** Failures that say the dependency is unwell, as opposed to "no" to a particular request. */
+const unhealthyCodes = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Internal, Code.Unknown, Code.ResourceExhausted, Code.Aborted]);
+
+const breakerStates: Record<CircuitState, BreakerState> = {
+  [CircuitState.Closed]: "closed",
+  [CircuitState.Open]: "open",
+  [CircuitState.HalfOpen]: "half-open",
+  [CircuitState.Isolated]: "isolated",
+};
+
+/**
+ * The resilience stack for one dependency, as a client interceptor so that no call site can
+ * forget it. Outermost first: timeout (the caller's remaining deadline caps it), retry
+ * (exponential backoff with jitter; only idempotent methods; only Unavailable and
+ * DeadlineExceeded), circuit breaker (consecutive failures; half-open trial), bulkhead
+ * (concurrency plus a queue). An open breaker fails fast with UNAVAILABLE; a full bulkhead
+ * with RESOURCE_EXHAUSTED.
+ */
+export function createResilience(dependency: string, overrides: Partial<ResiliencePolicy> = {}) {
+  const policy = { ...defaultResiliencePolicy, ...overrides };
+  const stats = { calls: 0, failures: 0, rejected: 0, retries: 0 };
+
+  const breaker = circuitBreaker(
+    handleWhen((err) => ConnectError.from(err).code !== undefined && unhealthyCodes.has(ConnectError.from(err).code)),
+    { halfOpenAfter: policy.halfOpenAfterMs, breaker: new ConsecutiveBreaker(policy.breakerThreshold) },
+  );
+  const isolation = bulkhead(policy.maxConcurrent, policy.maxQueued);
+  const retryable = (err: Error) => {
+    const code = ConnectError.from(err).code;
+    return !(err instanceof BrokenCircuitError) && !(err instanceof BulkheadRejectedError) && (code === Code.Unavailable || code === Code.DeadlineExceeded);
+  };
+  const backoff = new ExponentialBackoff({ initialDelay: policy.initialBackoffMs, maxDelay: policy.maxBackoffMs });
+  const retrying = retry(handleWhen(retryable), { maxAttempts: policy.maxAttempts - 1, backoff });
+  retrying.onRetry(() => stats.retries++);
+  const withRetry = wrap(retrying, breaker, isolation);
+  const withoutRetry = wrap(breaker, isolation);
+
+  function translate(err: unknown): ConnectError {
+    if (err instanceof BrokenCircuitError) return new ConnectError(`circuit breaker for ${dependency} is open`, Code.Unavailable);
+    if (err instanceof BulkheadRejectedError) return new ConnectError(`too many calls in flight to ${dependency}`, Code.ResourceExhausted);
+    if (err instanceof TaskCancelledError) return new ConnectError(`${dependency} did not answer in time`, Code.DeadlineExceeded);
+    return ConnectError.from(err);
+  }
+
+  const interceptor: Interceptor = (next) => async (req) => {
+    const budget = Math.min(policy.timeoutMs, remainingBudgetMs() ?? Infinity);
+    if (budget <= 0) throw new ConnectError(`no time left to call ${dependency}`, Code.DeadlineExceeded);
+    const idempotent = req.method.idempotency !== Idempotency.IDEMPOTENCY_UNKNOWN;
+    const stack = wrap(timeout(budget, TimeoutStrategy.Aggressive), idempotent && !req.stream ? withRetry : withoutRetry);
+    const deadline = Date.now() + budget;
+    stats.calls++;
+    try {
+      return await stack.execute(({ signal }) => {
+        // What is left of the budget travels downstream in the protocol's timeout header.
+        const left = Math.max(1, Math.ceil(deadline - Date.now()));
+        if (req.header.get("content-type")?.startsWith("application/grpc")) req.header.set("grpc-timeout", `${left}m`);
+        else req.header.set("connect-timeout-ms", String(left));
+        return next({ ...req, signal: AbortSignal.any([req.signal, signal]) });
+      }, req.signal);
+    } catch (err) {
+      const translated = translate(err);
+      if (err instanceof BrokenCircuitError || err instanceof BulkheadRejectedError) stats.rejected++;
+      else stats.failures++;
+      throw translated;
+    }
+  };
+
+  return {
+    interceptor,
+    stats: (): DependencyStats => ({
+      dependency,
+      breaker: breakerStates[breaker.state],
+      ...stats,
+      inFlight: policy.maxConcurrent - isolation.executionSlots,
+    }),
+  };
+}
+
+export type Resilience = ReturnType<typeof createResilience>;
