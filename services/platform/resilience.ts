@@ -21,6 +21,8 @@ import { remainingBudgetMs } from "./deadline.js";
 export interface ResiliencePolicy {
   /** Budget for a call, retries included; a shorter caller deadline wins. */
   timeoutMs: number;
+  /** Budget for one attempt, so an idempotent call that hangs is retried within timeoutMs. */
+  attemptTimeoutMs: number;
   /** Attempts for idempotent methods (1 = no retry). */
   maxAttempts: number;
   initialBackoffMs: number;
@@ -36,6 +38,7 @@ export interface ResiliencePolicy {
 
 export const defaultResiliencePolicy: ResiliencePolicy = {
   timeoutMs: 5_000,
+  attemptTimeoutMs: 2_000,
   maxAttempts: 3,
   initialBackoffMs: 50,
   maxBackoffMs: 1_000,
@@ -61,6 +64,9 @@ export interface DependencyStats {
 /** Failures that say the dependency is unwell, as opposed to "no" to a particular request. */
 const unhealthyCodes = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Internal, Code.Unknown, Code.ResourceExhausted, Code.Aborted]);
 
+/** An attempt cut off by our own timeout counts as the dependency missing its deadline. */
+const codeOf = (err: unknown): Code => (err instanceof TaskCancelledError ? Code.DeadlineExceeded : ConnectError.from(err).code);
+
 const breakerStates: Record<CircuitState, BreakerState> = {
   [CircuitState.Closed]: "closed",
   [CircuitState.Open]: "open",
@@ -72,8 +78,8 @@ const breakerStates: Record<CircuitState, BreakerState> = {
  * The resilience stack for one dependency, as a client interceptor so that no call site can
  * forget it. Outermost first: timeout (the caller's remaining deadline caps it), retry
  * (exponential backoff with jitter; only idempotent methods; only Unavailable and
- * DeadlineExceeded), circuit breaker (consecutive failures; half-open trial), bulkhead
- * (concurrency plus a queue). An open breaker fails fast with UNAVAILABLE; a full bulkhead
+ * DeadlineExceeded), a per-attempt timeout, circuit breaker (consecutive failures;
+ * half-open trial), bulkhead (concurrency plus a queue). An open breaker fails fast with UNAVAILABLE; a full bulkhead
  * with RESOURCE_EXHAUSTED.
  */
 export function createResilience(dependency: string, overrides: Partial<ResiliencePolicy> = {}) {
@@ -81,19 +87,20 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
   const stats = { calls: 0, failures: 0, rejected: 0, retries: 0 };
 
   const breaker = circuitBreaker(
-    handleWhen((err) => ConnectError.from(err).code !== undefined && unhealthyCodes.has(ConnectError.from(err).code)),
+    handleWhen((err) => unhealthyCodes.has(codeOf(err))),
     { halfOpenAfter: policy.halfOpenAfterMs, breaker: new ConsecutiveBreaker(policy.breakerThreshold) },
   );
   const isolation = bulkhead(policy.maxConcurrent, policy.maxQueued);
   const retryable = (err: Error) => {
-    const code = ConnectError.from(err).code;
+    const code = codeOf(err);
     return !(err instanceof BrokenCircuitError) && !(err instanceof BulkheadRejectedError) && (code === Code.Unavailable || code === Code.DeadlineExceeded);
   };
   const backoff = new ExponentialBackoff({ initialDelay: policy.initialBackoffMs, maxDelay: policy.maxBackoffMs });
   const retrying = retry(handleWhen(retryable), { maxAttempts: policy.maxAttempts - 1, backoff });
   retrying.onRetry(() => stats.retries++);
-  const withRetry = wrap(retrying, breaker, isolation);
-  const withoutRetry = wrap(breaker, isolation);
+  const perAttempt = timeout(policy.attemptTimeoutMs, TimeoutStrategy.Aggressive);
+  const withRetry = wrap(retrying, perAttempt, breaker, isolation);
+  const withoutRetry = wrap(perAttempt, breaker, isolation);
 
   function translate(err: unknown): ConnectError {
     if (err instanceof BrokenCircuitError) return new ConnectError(`circuit breaker for ${dependency} is open`, Code.Unavailable);

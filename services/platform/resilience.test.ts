@@ -1,0 +1,178 @@
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { pino } from "pino";
+import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
+import { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
+import { build as buildPayment } from "../payment/src/build.js";
+import type { CardNetwork } from "../payment/src/app/card-network.js";
+import { createSimulatedCardNetwork } from "../payment/src/app/simulated-card-network.js";
+import { connect, createTestDatabase } from "../../tests/support/databases.js";
+import { eventually } from "../../tests/support/eventually.js";
+import { startTestNats, type TestNats } from "../../tests/support/nats.js";
+import { createServiceClient } from "./clients.js";
+import { startServer, type RunningServer } from "./server.js";
+import { toMoney } from "./money.js";
+
+const logger = pino({ level: "silent" });
+const serverOptions = { logger, services: [InventoryService], maxRequestBytes: 64 * 1024, shutdownGraceMs: 500 };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const codeOf = (err: unknown) => ConnectError.from(err).code;
+
+/** A stand-in inventory whose GetStock waits `delayMs`, recording the deadlines it was given. */
+function slowInventory(delayMs: () => number, seen: { timeoutMs: (number | undefined)[]; aborted: number }) {
+  return (router: ConnectRouter) =>
+    router.service(InventoryService, {
+      async getStock(req, ctx: HandlerContext) {
+        seen.timeoutMs.push(ctx.timeoutMs());
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delayMs());
+          ctx.signal.addEventListener("abort", () => {
+            seen.aborted++;
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+        return { stock: { sku: req.sku, available: 1 } };
+      },
+    });
+}
+
+describe("the resilience stack on real servers", () => {
+  it("opens the breaker after its threshold, fails fast while open, and closes through half-open", async () => {
+    const seen = { timeoutMs: [] as (number | undefined)[], aborted: 0 };
+    let server: RunningServer = await startServer({ ...serverOptions, routes: slowInventory(() => 0, seen) }, { host: "127.0.0.1", port: 0 });
+    const port = server.port;
+    const inventory = createServiceClient(InventoryService, {
+      baseUrl: server.url,
+      resilience: { breakerThreshold: 3, halfOpenAfterMs: 500, maxAttempts: 1, timeoutMs: 2_000 },
+    });
+    try {
+      expect((await inventory.client.getStock({ sku: "a" })).stock?.available).toBe(1);
+      await server.close();
+      for (let i = 0; i < 3; i++) expect(codeOf(await inventory.client.getStock({ sku: "a" }).catch((e) => e))).toBe(Code.Unavailable);
+      expect(inventory.stats().breaker).toBe("open");
+
+      const started = performance.now();
+      const fast = await inventory.client.getStock({ sku: "a" }).catch((e: unknown) => ConnectError.from(e));
+      const elapsed = performance.now() - started;
+      expect(fast).toMatchObject({ code: Code.Unavailable, rawMessage: "circuit breaker for shop.inventory.v1.InventoryService is open" });
+      expect(elapsed).toBeLessThan(200); // an order of magnitude under the 2 s timeout
+      expect(inventory.stats().rejected).toBeGreaterThanOrEqual(1);
+
+      server = await startServer({ ...serverOptions, routes: slowInventory(() => 0, seen) }, { host: "127.0.0.1", port });
+      await sleep(600); // past halfOpenAfterMs: the next call is the trial
+      expect((await inventory.client.getStock({ sku: "a" })).stock?.available).toBe(1);
+      expect(inventory.stats().breaker).toBe("closed");
+    } finally {
+      inventory.close();
+      await server.close();
+    }
+  });
+
+  it("rejects past the bulkhead's limit with RESOURCE_EXHAUSTED, and the server stays healthy", async () => {
+    const seen = { timeoutMs: [] as (number | undefined)[], aborted: 0 };
+    const server = await startServer({ ...serverOptions, routes: slowInventory(() => 300, seen) }, { host: "127.0.0.1", port: 0 });
+    const inventory = createServiceClient(InventoryService, { baseUrl: server.url, resilience: { maxConcurrent: 2, maxQueued: 1, maxAttempts: 1 } });
+    try {
+      const results = await Promise.allSettled(Array.from({ length: 6 }, () => inventory.client.getStock({ sku: "b" })));
+      const codes = results.map((r) => (r.status === "fulfilled" ? "ok" : codeOf(r.reason)));
+      expect(codes.filter((c) => c === "ok")).toHaveLength(3); // 2 running + 1 queued
+      expect(codes.filter((c) => c === Code.ResourceExhausted)).toHaveLength(3);
+      expect(inventory.stats().breaker).toBe("closed"); // rejections are not the server's failures
+      expect(server.health.get("")).toBe(1); // SERVING
+      expect((await inventory.client.getStock({ sku: "b" })).stock?.sku).toBe("b");
+    } finally {
+      inventory.close();
+      await server.close();
+    }
+  });
+
+  it("propagates a short caller deadline downstream, where the callee sees it and gives up", async () => {
+    const seen = { timeoutMs: [] as (number | undefined)[], aborted: 0 };
+    const downstream = await startServer({ ...serverOptions, routes: slowInventory(() => 5_000, seen) }, { host: "127.0.0.1", port: 0 });
+    const toDownstream = createServiceClient(InventoryService, { baseUrl: downstream.url, resilience: { maxAttempts: 1, attemptTimeoutMs: 10_000, timeoutMs: 10_000 } });
+    // The middle hop calls downstream with no deadline of its own: only the caller's applies.
+    const middle = await startServer(
+      {
+        ...serverOptions,
+        routes: (router) =>
+          router.service(InventoryService, {
+            async getReservation() {
+              await toDownstream.client.getStock({ sku: "deep" });
+              return {};
+            },
+          }),
+      },
+      { host: "127.0.0.1", port: 0 },
+    );
+    const caller = createClient(InventoryService, createGrpcTransport({ baseUrl: middle.url }));
+    try {
+      const started = performance.now();
+      const err = await caller.getReservation({ orderId: "o" }, { timeoutMs: 300 }).catch((e: unknown) => ConnectError.from(e));
+      expect(err).toMatchObject({ code: Code.DeadlineExceeded });
+      expect(performance.now() - started).toBeLessThan(2_000); // not the 5 s the callee would take
+      await eventually(() => expect(seen.aborted).toBe(1), 2_000);
+      expect(seen.timeoutMs[0]).toBeLessThanOrEqual(300);
+      expect(seen.timeoutMs[0]).toBeGreaterThan(0);
+    } finally {
+      toDownstream.close();
+      await middle.close();
+      await downstream.close();
+    }
+  });
+});
+
+describe("retries never duplicate an effect", () => {
+  let nats: TestNats;
+  let payment: RunningServer;
+  let databaseUrl: string;
+  let captures = 0;
+  let slowFirstCapture = true;
+
+  beforeAll(async () => {
+    nats = await startTestNats();
+    databaseUrl = await createTestDatabase();
+    const simulated = createSimulatedCardNetwork();
+    // The card network answers the first capture too late for the client: the client gives
+    // up, the charge still completes on the server, and the client's retry must find it.
+    const network: CardNetwork = {
+      async capture(request) {
+        captures++;
+        if (slowFirstCapture) {
+          slowFirstCapture = false;
+          await sleep(600);
+        }
+        return simulated.capture(request);
+      },
+      refund: (request) => simulated.refund(request),
+      void: (request) => simulated.void(request),
+    };
+    payment = await buildPayment({ logger, databaseUrl, natsUrl: nats.url, host: "127.0.0.1", port: 0, maxRequestBytes: 65536, shutdownGraceMs: 500, cardNetwork: network });
+  });
+  afterAll(async () => {
+    await payment?.close();
+    await nats?.stop();
+  });
+
+  it("a charge retried after a lost response charges once", async () => {
+    const client = createServiceClient(PaymentService, { baseUrl: payment.url, resilience: { attemptTimeoutMs: 250, timeoutMs: 5_000, maxAttempts: 5 } });
+    try {
+      const orderId = randomUUID();
+      const { payment: result } = await client.client.charge({ orderId, amount: toMoney("USD", 4200), paymentToken: "tok_visa", idempotencyKey: `${orderId}:charge` });
+      expect(client.stats().retries).toBeGreaterThanOrEqual(1);
+      expect(result?.status).toBe(2); // CAPTURED
+      expect(captures).toBe(2); // the retry reached the card network too, which deduped it by key
+      const sql = connect(databaseUrl);
+      try {
+        const rows = await sql`select status from payment.payments where order_id = ${orderId}`;
+        expect(rows.map((r) => r["status"])).toEqual(["captured"]);
+      } finally {
+        await sql.end();
+      }
+    } finally {
+      client.close();
+    }
+  });
+});
