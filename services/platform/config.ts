@@ -62,7 +62,6 @@ export type LogLevel = (typeof logLevels)[number];
 
 /** Settings every Meshwork process shares. */
 export interface CommonConfig {
-  databaseUrl: string;
   natsUrl: string;
   /** Interface to listen on; 0.0.0.0 in a container. */
   host: string;
@@ -75,11 +74,19 @@ export interface CommonConfig {
 
 export function commonConfig(env: Env): CommonConfig {
   return {
-    databaseUrl: url(env, "DATABASE_URL"),
     natsUrl: url(env, "NATS_URL", "nats://127.0.0.1:4222"),
     host: optionalString(env, "HOST", "127.0.0.1"),
     logLevel: oneOf(env, "LOG_LEVEL", logLevels, "info"),
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 1024 * 1024, { min: 1024, max: 64 * 1024 * 1024 }),
     shutdownGraceMs: integer(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0, max: 120_000 }),
   };
+}
+
+/** What a service with a database needs: the common settings plus its DATABASE_URL. */
+export interface ServiceConfig extends CommonConfig {
+  databaseUrl: string;
+}
+
+export function serviceConfig(env: Env): ServiceConfig {
+  return { ...commonConfig(env), databaseUrl: url(env, "DATABASE_URL") };
 }

@@ -1,12 +1,15 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
+import { Code, ConnectError, createConnectRouter, createContextKey, createContextValues, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import type { Logger } from "./logger.js";
 
-type NodeRequest = IncomingMessage | Http2ServerRequest;
-type NodeResponse = ServerResponse | Http2ServerResponse;
+export type NodeRequest = IncomingMessage | Http2ServerRequest;
+export type NodeResponse = ServerResponse | Http2ServerResponse;
+
+/** The TCP peer of the call, available to interceptors through req.contextValues. */
+export const clientAddressKey = createContextKey<string>("unknown", { description: "client address" });
 
 /**
  * connectNodeAdapter, plus two corrections for interoperability:
@@ -18,18 +21,28 @@ type NodeResponse = ServerResponse | Http2ServerResponse;
  *   characters such as ":" that the gRPC spec leaves bare; @grpc/grpc-js then shows
  *   "items%3A must not be empty". We re-encode it as the spec says.
  */
-export function createNodeHandler(options: ConnectRouterOptions & { routes: (router: ConnectRouter) => void; logger: Logger }) {
+export function createNodeHandler(
+  options: ConnectRouterOptions & {
+    routes: (router: ConnectRouter) => void;
+    logger: Logger;
+    /** Serves what is not an RPC, e.g. a web page; 404 if absent. */
+    fallback?: (req: NodeRequest, res: NodeResponse) => void;
+  },
+) {
   const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...options });
   options.routes(router);
   const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
   return (req: NodeRequest, res: NodeResponse) => {
     const handler = handlers.get(req.url?.split("?", 1)[0] ?? "");
     if (!handler) {
+      if (options.fallback) return options.fallback(req, res);
       res.writeHead(404);
       res.end();
       return;
     }
-    handler(universalRequestFromNodeRequest(req as never, res as never, undefined, undefined))
+    // The peer's address, for per-client limits of callers without an identity.
+    const contextValues = createContextValues().set(clientAddressKey, req.socket?.remoteAddress ?? "unknown");
+    handler(universalRequestFromNodeRequest(req as never, res as never, undefined, contextValues))
       .then(correctErrorResponse)
       .then((response) => universalResponseToNodeResponse(response, res as never))
       .catch((reason: unknown) => {

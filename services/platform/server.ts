@@ -7,7 +7,8 @@ import { createDualProtocolListener } from "./dual-protocol-listener.js";
 import { createErrorMappingInterceptor } from "./errors.js";
 import { createHealthRegistry, ServingStatus, type HealthRegistry } from "./health.js";
 import { createDeadlineInterceptor } from "./deadline.js";
-import { createNodeHandler } from "./node-handler.js";
+import { withCors, type CorsOptions } from "./cors.js";
+import { createNodeHandler, type NodeRequest, type NodeResponse } from "./node-handler.js";
 import { createStringGuardInterceptor } from "./string-guard.js";
 import type { Logger } from "./logger.js";
 
@@ -23,6 +24,10 @@ export interface ServerOptions {
   shutdownGraceMs: number;
   /** The longest deadline a call may have; longer or absent deadlines are capped to it. */
   maxTimeoutMs?: number;
+  /** Serves what is not an RPC, e.g. a web page. */
+  fallback?: (req: NodeRequest, res: NodeResponse) => void;
+  /** Browser origins allowed to call across origins. */
+  cors?: CorsOptions;
   interceptors?: Interceptor[];
 }
 
@@ -43,7 +48,7 @@ export async function startServer(options: ServerOptions, listen: { port: number
   const { logger } = options;
   const health = createHealthRegistry();
   const shutdown = new AbortController();
-  const handler = createNodeHandler({
+  const rpcHandler = createNodeHandler({
     logger,
     routes: (router) => {
       options.routes(router);
@@ -61,7 +66,9 @@ export async function startServer(options: ServerOptions, listen: { port: number
     // Calls asking for longer are capped rather than refused.
     maxTimeoutMs: options.maxTimeoutMs ?? 30_000,
     shutdownSignal: shutdown.signal,
+    ...(options.fallback ? { fallback: options.fallback } : {}),
   });
+  const handler = options.cors ? withCors(rpcHandler, options.cors) : rpcHandler;
 
   const http1 = createHttp1Server(handler);
   const http2 = createHttp2Server(handler);

@@ -1,10 +1,10 @@
-import { commonConfig, port, type CommonConfig, type Env } from "../../platform/config.js";
+import { serviceConfig, port, type ServiceConfig, type Env } from "../../platform/config.js";
 
-export interface InventoryConfig extends CommonConfig {
+export interface InventoryConfig extends ServiceConfig {
   port: number;
 }
 
 /** The only place inventory reads the environment. */
 export function loadConfig(env: Env): InventoryConfig {
-  return { ...commonConfig(env), port: port(env, "INVENTORY_PORT", 50052) };
+  return { ...serviceConfig(env), port: port(env, "INVENTORY_PORT", 50052) };
 }

@@ -1,10 +1,10 @@
-import { commonConfig, port, type CommonConfig, type Env } from "../../platform/config.js";
+import { serviceConfig, port, type ServiceConfig, type Env } from "../../platform/config.js";
 
-export interface NotificationConfig extends CommonConfig {
+export interface NotificationConfig extends ServiceConfig {
   port: number;
 }
 
 /** The only place notification reads the environment. */
 export function loadConfig(env: Env): NotificationConfig {
-  return { ...commonConfig(env), port: port(env, "NOTIFICATION_PORT", 50054) };
+  return { ...serviceConfig(env), port: port(env, "NOTIFICATION_PORT", 50054) };
 }

@@ -1,8 +1,8 @@
-import { commonConfig, integer, oneOf, port, url, type CommonConfig, type Env } from "../../platform/config.js";
+import { serviceConfig, integer, oneOf, port, url, type ServiceConfig, type Env } from "../../platform/config.js";
 import type { WireProtocol } from "../../platform/clients.js";
 import { defaultSagaPolicy, type SagaPolicy } from "../../platform/saga/saga-runner.js";
 
-export interface OrderConfig extends CommonConfig {
+export interface OrderConfig extends ServiceConfig {
   port: number;
   inventoryUrl: string;
   paymentUrl: string;
@@ -14,7 +14,7 @@ export interface OrderConfig extends CommonConfig {
 /** The only place ordering reads the environment. */
 export function loadConfig(env: Env): OrderConfig {
   return {
-    ...commonConfig(env),
+    ...serviceConfig(env),
     port: port(env, "ORDER_PORT", 50051),
     inventoryUrl: url(env, "INVENTORY_URL", "http://127.0.0.1:50052"),
     paymentUrl: url(env, "PAYMENT_URL", "http://127.0.0.1:50053"),

@@ -1,10 +1,10 @@
-import { commonConfig, port, type CommonConfig, type Env } from "../../platform/config.js";
+import { serviceConfig, port, type ServiceConfig, type Env } from "../../platform/config.js";
 
-export interface PaymentConfig extends CommonConfig {
+export interface PaymentConfig extends ServiceConfig {
   port: number;
 }
 
 /** The only place payment reads the environment. */
 export function loadConfig(env: Env): PaymentConfig {
-  return { ...commonConfig(env), port: port(env, "PAYMENT_PORT", 50053) };
+  return { ...serviceConfig(env), port: port(env, "PAYMENT_PORT", 50053) };
 }

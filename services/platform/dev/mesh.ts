@@ -17,6 +17,7 @@ export function meshServices(env: Env): MeshService[] {
     { name: "payment", port: port(env, "PAYMENT_PORT", 50053), main: "services/payment/main.ts" },
     { name: "order", port: port(env, "ORDER_PORT", 50051), main: "services/order/main.ts" },
     { name: "notification", port: port(env, "NOTIFICATION_PORT", 50054), main: "services/notification/main.ts" },
+    { name: "gateway", port: port(env, "GATEWAY_PORT", 8080), main: "gateway/main.ts" },
   ];
 }
 
@@ -27,8 +28,10 @@ export function childEnv(env: Env, services: MeshService[], deps: { databaseUrl:
     ...env,
     DATABASE_URL: deps.databaseUrl,
     NATS_URL: deps.natsUrl,
+    ORDER_URL: env["ORDER_URL"] ?? url("order"),
     INVENTORY_URL: env["INVENTORY_URL"] ?? url("inventory"),
     PAYMENT_URL: env["PAYMENT_URL"] ?? url("payment"),
+    NOTIFICATION_URL: env["NOTIFICATION_URL"] ?? url("notification"),
   };
 }
 

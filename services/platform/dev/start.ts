@@ -57,4 +57,6 @@ const rows = [
 const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
 log(`\nMeshwork is up in ${((Date.now() - started) / 1000).toFixed(1)} s. Each service port speaks gRPC, gRPC-Web and Connect.\n`);
 for (const row of rows) log(`  ${row.map((cell, i) => cell.padEnd(widths[i]!)).join("   ")}`);
-log(`\nTry: curl -s -H 'content-type: application/json' -d '{}' http://127.0.0.1:${services[0]!.port}/shop.inventory.v1.InventoryService/ListProducts\nCtrl-C stops everything.\n`);
+const gateway = services.find((s) => s.name === "gateway")!;
+log(`\nConsole: http://127.0.0.1:${gateway.port}/`);
+log(`Try: curl -s -H 'content-type: application/json' -d '{}' http://127.0.0.1:${gateway.port}/shop.gateway.v1.StorefrontService/ListProducts\nCtrl-C stops everything.\n`);

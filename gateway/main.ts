@@ -1,0 +1,5 @@
+import { runService } from "../services/platform/lifecycle.js";
+import { build } from "./src/build.js";
+import { loadConfig } from "./src/config.js";
+
+await runService("gateway", loadConfig, (config, logger) => build({ ...config, logger }));

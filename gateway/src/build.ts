@@ -1,0 +1,66 @@
+import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
+import { OrderService } from "../../gen/shop/order/v1/order_service_pb.js";
+import { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
+import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
+import { connectBus } from "../../services/platform/bus/connection.js";
+import { createServiceClient } from "../../services/platform/clients.js";
+import type { Logger } from "../../services/platform/logger.js";
+import { startServer, type RunningServer } from "../../services/platform/server.js";
+import { createAuthenticator, createAuthInterceptor } from "./auth.js";
+import type { GatewayConfig } from "./config.js";
+import { loadConsoleAssets } from "./console-assets.js";
+import { createMeshStatus } from "./mesh-status.js";
+import { createRateLimitInterceptor } from "./rate-limit.js";
+import { anonymousMethods, createRoutes } from "./routes.js";
+
+export type GatewayDeps = Omit<GatewayConfig, "logLevel"> & { logger: Logger };
+
+/** Wires the gateway together and starts serving; main.ts and tests both call this. */
+export async function build(deps: GatewayDeps): Promise<RunningServer> {
+  const order = createServiceClient(OrderService, { baseUrl: deps.orderUrl, name: "order" });
+  const inventory = createServiceClient(InventoryService, { baseUrl: deps.inventoryUrl, name: "inventory" });
+  const payment = createServiceClient(PaymentService, { baseUrl: deps.paymentUrl, name: "payment" });
+  const clients = [order, inventory, payment];
+  const bus = connectBus({ url: deps.natsUrl, name: "gateway", logger: deps.logger });
+  const meshStatus = createMeshStatus(
+    [
+      { name: "order", url: deps.orderUrl },
+      { name: "inventory", url: deps.inventoryUrl },
+      { name: "payment", url: deps.paymentUrl },
+      { name: "notification", url: deps.notificationUrl },
+    ],
+    () => clients.map((client) => client.stats()),
+  );
+  const authenticator = createAuthenticator(deps.auth);
+  const stop = async () => {
+    meshStatus.close();
+    for (const client of clients) client.close();
+    await bus.close();
+  };
+  try {
+    const server = await startServer(
+      {
+        logger: deps.logger,
+        services: [StorefrontService],
+        maxRequestBytes: deps.maxRequestBytes,
+        shutdownGraceMs: deps.shutdownGraceMs,
+        maxTimeoutMs: deps.maxTimeoutMs,
+        cors: { origins: deps.corsOrigins },
+        fallback: await loadConsoleAssets(),
+        interceptors: [createAuthInterceptor(authenticator, anonymousMethods), createRateLimitInterceptor(deps.rateLimit)],
+        routes: createRoutes({ order: order.client, inventory: inventory.client, payment: payment.client, authenticator, meshStatus, bus, maxWatchMs: 5 * 60_000 }),
+      },
+      { host: deps.host, port: deps.port },
+    );
+    return {
+      ...server,
+      async close() {
+        await server.close();
+        await stop();
+      },
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

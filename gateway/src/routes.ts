@@ -1,0 +1,123 @@
+import { Code, ConnectError, type ConnectRouter, type HandlerContext, type Client } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { StorefrontService, PartStatusSchema, type WatchOrderResponse } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
+import { OrderStatus, type OrderService, type Order } from "../../gen/shop/order/v1/order_service_pb.js";
+import type { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
+import type { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
+import type { BusConnection } from "../../services/platform/bus/connection.js";
+import { customerKey, type Authenticator } from "./auth.js";
+import type { MeshStatus } from "./mesh-status.js";
+import { watchOrderEvents } from "./order-watch.js";
+
+export interface GatewayRouteDeps {
+  order: Client<typeof OrderService>;
+  inventory: Client<typeof InventoryService>;
+  payment: Client<typeof PaymentService>;
+  authenticator: Authenticator;
+  meshStatus: MeshStatus;
+  bus: BusConnection;
+  /** How long a WatchOrder stream may stay open. */
+  maxWatchMs: number;
+}
+
+/** Methods open to callers without a token. */
+export const anonymousMethods = new Set(["ListProducts", "GetMeshStatus", "IssueDemoToken"]);
+
+const partStatus = (err?: unknown) =>
+  err === undefined
+    ? create(PartStatusSchema, { code: "OK" })
+    : create(PartStatusSchema, { code: Code[ConnectError.from(err).code]?.replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase() ?? "UNKNOWN", message: ConnectError.from(err).rawMessage });
+
+const isTerminal = (order: Order) => order.status === OrderStatus.CONFIRMED || order.status === OrderStatus.CANCELLED;
+
+/** The public API: it checks who is calling, then delegates to the services behind it. */
+export function createRoutes(deps: GatewayRouteDeps) {
+  const { order, inventory, payment } = deps;
+  const customerOf = (ctx: HandlerContext) => ctx.values.get(customerKey);
+
+  /** The order if it belongs to the caller; another customer's order does not exist for them. */
+  function owned(found: Order | undefined, customerId: string, orderId: string): Order {
+    if (!found || found.customerId !== customerId) throw new ConnectError(`order ${orderId} not found`, Code.NotFound);
+    return found;
+  }
+
+  return (router: ConnectRouter) =>
+    router.service(StorefrontService, {
+      async listProducts(_req, ctx) {
+        return { products: (await inventory.listProducts({}, { signal: ctx.signal })).products };
+      },
+
+      async placeOrder(req, ctx) {
+        const { order: placed } = await order.createOrder(
+          { customerId: customerOf(ctx), items: req.items, paymentToken: req.paymentToken, requestId: req.requestId },
+          { signal: ctx.signal },
+        );
+        return { order: placed };
+      },
+
+      async listMyOrders(req, ctx) {
+        const page = await order.listOrders({ customerId: customerOf(ctx), pageSize: req.pageSize, pageToken: req.pageToken }, { signal: ctx.signal });
+        return { orders: page.orders, nextPageToken: page.nextPageToken };
+      },
+
+      async getOrderDetails(req, ctx) {
+        const [orderPart, paymentPart, reservationPart] = await Promise.allSettled([
+          order.getOrder({ orderId: req.orderId }, { signal: ctx.signal }),
+          payment.getPayment({ orderId: req.orderId }, { signal: ctx.signal }),
+          inventory.getReservation({ orderId: req.orderId }, { signal: ctx.signal }),
+        ]);
+        if (orderPart.status === "rejected") throw orderPart.reason;
+        const found = owned(orderPart.value.order, customerOf(ctx), req.orderId);
+        return {
+          order: found,
+          payment:
+            paymentPart.status === "fulfilled" ? { status: partStatus(), payments: paymentPart.value.payments } : { status: partStatus(paymentPart.reason) },
+          reservation:
+            reservationPart.status === "fulfilled"
+              ? { status: partStatus(), ...(reservationPart.value.reservation ? { reservation: reservationPart.value.reservation } : {}) }
+              : { status: partStatus(reservationPart.reason) },
+        };
+      },
+
+      async cancelOrder(req, ctx) {
+        owned((await order.getOrder({ orderId: req.orderId }, { signal: ctx.signal })).order, customerOf(ctx), req.orderId);
+        return { order: (await order.cancelOrder({ orderId: req.orderId }, { signal: ctx.signal })).order };
+      },
+
+      async *watchOrder(req, ctx): AsyncGenerator<WatchOrderResponse> {
+        const customer = customerOf(ctx);
+        const read = async () => owned((await order.getOrder({ orderId: req.orderId }, { signal: ctx.signal })).order, customer, req.orderId);
+        let current = await read();
+        yield { $typeName: "shop.gateway.v1.WatchOrderResponse", order: current, eventType: "" };
+        if (isTerminal(current)) return;
+        const events = watchOrderEvents(deps.bus, req.orderId, 2_000);
+        const giveUp = AbortSignal.any([ctx.signal, AbortSignal.timeout(deps.maxWatchMs)]);
+        try {
+          for (;;) {
+            const eventType = await events.next(giveUp);
+            if (eventType === undefined) return;
+            const next = await read();
+            if (eventType === "" && next.status === current.status) continue; // a quiet poll tick
+            current = next;
+            yield { $typeName: "shop.gateway.v1.WatchOrderResponse", order: current, eventType };
+            if (isTerminal(current)) return;
+          }
+        } finally {
+          events.close();
+        }
+      },
+
+      async getMeshStatus() {
+        return deps.meshStatus.read();
+      },
+
+      async issueDemoToken(req) {
+        if (!deps.authenticator.issue) throw new ConnectError("demo tokens are only issued in local auth mode", Code.FailedPrecondition);
+        const customerId = req.customerId.trim();
+        if (!customerId) throw new ConnectError("customer_id: is required", Code.InvalidArgument);
+        if (customerId.length > 128) throw new ConnectError("customer_id: must be at most 128 characters", Code.InvalidArgument);
+        const { token, expiresInSeconds } = await deps.authenticator.issue(customerId);
+        return { token, expiresInSeconds: BigInt(expiresInSeconds) };
+      },
+    });
+}
