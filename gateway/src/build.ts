@@ -52,12 +52,10 @@ export async function build(deps: GatewayDeps): Promise<RunningServer> {
       },
       { host: deps.host, port: deps.port },
     );
+    let closing: Promise<void> | undefined;
     return {
       ...server,
-      async close() {
-        await server.close();
-        await stop();
-      },
+      close: () => (closing ??= server.close().then(stop)),
     };
   } catch (err) {
     await stop();

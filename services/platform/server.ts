@@ -22,7 +22,7 @@ export interface ServerOptions {
   maxRequestBytes: number;
   /** How long close() lets in-flight calls finish before dropping connections. */
   shutdownGraceMs: number;
-  /** The longest deadline a call may have; longer or absent deadlines are capped to it. */
+  /** Caps the deadline a call passes on downstream; longer or absent deadlines get this. */
   maxTimeoutMs?: number;
   /** Serves what is not an RPC, e.g. a web page. */
   fallback?: (req: NodeRequest, res: NodeResponse) => void;
@@ -63,8 +63,6 @@ export async function startServer(options: ServerOptions, listen: { port: number
       createStringGuardInterceptor(),
       ...(options.interceptors ?? []),
     ],
-    // Calls asking for longer are capped rather than refused.
-    maxTimeoutMs: options.maxTimeoutMs ?? 30_000,
     shutdownSignal: shutdown.signal,
     ...(options.fallback ? { fallback: options.fallback } : {}),
   });

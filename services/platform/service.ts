@@ -87,12 +87,10 @@ export async function startService<TSchema extends Record<string, unknown>>(
       },
       { host: runtime.host, port: runtime.port },
     );
+    let closing: Promise<void> | undefined;
     return {
       ...server,
-      async close() {
-        await server.close();
-        await shutDown();
-      },
+      close: () => (closing ??= server.close().then(shutDown)),
     };
   } catch (err) {
     await shutDown();

@@ -1,0 +1,24 @@
+import { build as buildGateway } from "../../gateway/src/build.js";
+import type { RunningServer } from "../../services/platform/server.js";
+import type { InProcessMesh } from "./services.js";
+import { silentLogger } from "./services.js";
+
+/** The gateway in front of an in-process mesh, on a free port, in local auth mode. */
+export function startGateway(mesh: InProcessMesh, overrides: { rateLimit?: { perSecond: number; burst: number }; maxRequestBytes?: number } = {}): Promise<RunningServer> {
+  return buildGateway({
+    logger: silentLogger,
+    host: "127.0.0.1",
+    port: 0,
+    natsUrl: mesh.nats.url,
+    maxRequestBytes: overrides.maxRequestBytes ?? 64 * 1024,
+    shutdownGraceMs: 1_000,
+    maxTimeoutMs: 10_000,
+    orderUrl: mesh.order.url,
+    inventoryUrl: mesh.inventory.url,
+    paymentUrl: mesh.payment.url,
+    notificationUrl: mesh.notification.url,
+    auth: { mode: "local", secret: "test-secret-test-secret-test-secret" },
+    rateLimit: overrides.rateLimit ?? { perSecond: 1_000, burst: 1_000 },
+    corsOrigins: ["http://console.example"],
+  });
+}
