@@ -1,5 +1,6 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { SignJWT, createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from "jose";
+import type { DescService } from "@bufbuild/protobuf";
 import type { AuthConfig } from "./config.js";
 
 /** The authenticated customer of a call; empty for anonymous methods. */
@@ -54,12 +55,13 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
 }
 
 /**
- * Requires a valid bearer token on every method but the anonymous ones, and puts the
- * customer id in the call's context. The reason a token failed stays in the log.
+ * Requires a valid bearer token on every method of `guarded` but the anonymous ones, and
+ * puts the customer id in the call's context.
  */
-export function createAuthInterceptor(authenticator: Authenticator, anonymousMethods: ReadonlySet<string>): Interceptor {
+export function createAuthInterceptor(authenticator: Authenticator, guarded: DescService, anonymousMethods: ReadonlySet<string>): Interceptor {
   return (next) => async (req) => {
-    if (anonymousMethods.has(req.method.name)) return next(req);
+    // Health checks and the like are not the public API: probes carry no token.
+    if (req.service.typeName !== guarded.typeName || anonymousMethods.has(req.method.name)) return next(req);
     const header = req.header.get("authorization") ?? "";
     const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
     if (!token) throw new ConnectError("missing bearer token", Code.Unauthenticated);

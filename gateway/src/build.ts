@@ -47,7 +47,7 @@ export async function build(deps: GatewayDeps): Promise<RunningServer> {
         maxTimeoutMs: deps.maxTimeoutMs,
         cors: { origins: deps.corsOrigins },
         fallback: await loadConsoleAssets(),
-        interceptors: [createAuthInterceptor(authenticator, anonymousMethods), createRateLimitInterceptor(deps.rateLimit)],
+        interceptors: [createAuthInterceptor(authenticator, StorefrontService, anonymousMethods), createRateLimitInterceptor(StorefrontService, deps.rateLimit)],
         routes: createRoutes({ order: order.client, inventory: inventory.client, payment: payment.client, authenticator, meshStatus, bus, maxWatchMs: 5 * 60_000 }),
       },
       { host: deps.host, port: deps.port },

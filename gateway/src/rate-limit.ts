@@ -1,4 +1,5 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { DescService } from "@bufbuild/protobuf";
 import { clientAddressKey } from "../../services/platform/node-handler.js";
 import { customerKey } from "./auth.js";
 
@@ -7,7 +8,7 @@ import { customerKey } from "./auth.js";
  * up to `burst`. A client is its customer id when authenticated, else its address. Idle
  * buckets are dropped, so the map cannot grow without bound.
  */
-export function createRateLimitInterceptor(options: { perSecond: number; burst: number }): Interceptor {
+export function createRateLimitInterceptor(guarded: DescService, options: { perSecond: number; burst: number }): Interceptor {
   const buckets = new Map<string, { tokens: number; at: number }>();
   const take = (client: string): boolean => {
     const now = Date.now();
@@ -21,6 +22,7 @@ export function createRateLimitInterceptor(options: { perSecond: number; burst: 
     return true;
   };
   return (next) => (req) => {
+    if (req.service.typeName !== guarded.typeName) return next(req); // probes are not limited
     const client = req.contextValues.get(customerKey) || `address:${req.contextValues.get(clientAddressKey)}`;
     if (!take(client)) throw new ConnectError(`rate limit of ${options.perSecond} calls per second exceeded; retry shortly`, Code.ResourceExhausted);
     return next(req);

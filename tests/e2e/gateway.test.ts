@@ -38,6 +38,8 @@ describe("the gateway", () => {
 
   it("serves products to anonymous callers and nothing about orders without a token", async () => {
     expect((await anonymous.listProducts({})).products.length).toBeGreaterThan(0);
+    const health = await fetch(`${gateway.url}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    expect(await health.json()).toEqual({ status: "SERVING" }); // probes need no token
     await expect(anonymous.listMyOrders({})).rejects.toMatchObject({ code: Code.Unauthenticated, rawMessage: "missing bearer token" });
     const forged = createClient(StorefrontService, createGrpcTransport({ baseUrl: gateway.url, interceptors: [bearer("e30.e30.bogus")] }));
     await expect(forged.listMyOrders({})).rejects.toMatchObject({ code: Code.Unauthenticated });

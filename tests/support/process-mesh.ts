@@ -22,6 +22,7 @@ export async function startProcessMesh(options: { env?: Record<string, string> }
     { name: "payment", port: await freePort(), main: "services/payment/main.ts" },
     { name: "order", port: await freePort(), main: "services/order/main.ts" },
     { name: "notification", port: await freePort(), main: "services/notification/main.ts" },
+    { name: "gateway", port: await freePort(), main: "gateway/main.ts" },
   ];
   const ports = Object.fromEntries(services.map((s) => [`${s.name.toUpperCase()}_PORT`, String(s.port)]));
   const output: string[] = [];
