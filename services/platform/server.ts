@@ -41,6 +41,13 @@ export interface RunningServer {
 }
 
 /**
+ * A misspelt field is a client bug, and silently dropping it would hide the bug. Invalid
+ * UTF-8 is refused rather than silently turned into U+FFFD: connect-es reads `textDecoder`
+ * from these options (createJsonSerialization), though their type does not declare it.
+ */
+const jsonOptions = { ignoreUnknownFields: false, textDecoder: new TextDecoder("utf-8", { fatal: true }) };
+
+/**
  * Serves Connect, gRPC and gRPC-Web on one port, over HTTP/1.1 and cleartext HTTP/2, with
  * grpc.health.v1, request size limits and error mapping on every route.
  */
@@ -55,8 +62,7 @@ export async function startServer(options: ServerOptions, listen: { port: number
       health.routes(router);
     },
     readMaxBytes: options.maxRequestBytes,
-    // A misspelt field is a client bug; silently dropping it would hide the bug.
-    jsonOptions: { ignoreUnknownFields: false },
+    jsonOptions,
     interceptors: [
       createErrorMappingInterceptor(logger),
       createDeadlineInterceptor(options.maxTimeoutMs ?? 30_000),
