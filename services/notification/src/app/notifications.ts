@@ -5,7 +5,7 @@ import { on, type EventHandler } from "../../../platform/bus/event-consumer.js";
 import { decodePageToken, encodePageToken, pageSize, type PageKey } from "../../../platform/page-token.js";
 import type { SqlExecutor } from "../../../platform/saga/saga-runner.js";
 import { OrderCancelledSchema, OrderConfirmedSchema } from "../../../../gen/shop/order/v1/order_events_pb.js";
-import { InvalidNotificationQueryError } from "../domain/errors.js";
+import { InvalidArgumentError } from "../../../platform/errors.js";
 import { notificationText, type NotificationKind } from "../domain/notification.js";
 import { notifications, type tables } from "../db/schema.js";
 
@@ -41,10 +41,10 @@ export const orderEventHandlers: EventHandler[] = [
 export function createNotificationQueries(db: Db) {
   return {
     async list(customerId: string, requestedSize: number, pageToken: string): Promise<{ rows: NotificationRow[]; nextPageToken: string }> {
-      if (customerId.trim() === "") throw new InvalidNotificationQueryError("customer_id", "is required");
-      if (requestedSize < 0) throw new InvalidNotificationQueryError("page_size", "must not be negative");
+      if (customerId.trim() === "") throw new InvalidArgumentError("customer_id", "is required");
+      if (requestedSize < 0) throw new InvalidArgumentError("page_size", "must not be negative");
       const after: PageKey | undefined = pageToken ? decodePageToken(pageToken) : undefined;
-      if (pageToken && !after) throw new InvalidNotificationQueryError("page_token", "is not a token returned by ListNotifications");
+      if (pageToken && !after) throw new InvalidArgumentError("page_token", "is not a token returned by ListNotifications");
       const size = pageSize(requestedSize);
       const keyset = after
         ? or(lt(notifications.createdAt, after.createdAt), and(eq(notifications.createdAt, after.createdAt), lt(notifications.id, after.id)))
