@@ -9,6 +9,8 @@ import { createHealthRegistry, ServingStatus, type HealthRegistry } from "./heal
 import { createDeadlineInterceptor } from "./deadline.js";
 import { withCors, type CorsOptions } from "./cors.js";
 import { createNodeHandler, type NodeRequest, type NodeResponse } from "./node-handler.js";
+import { createReflectionRoutes } from "./reflection.js";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { createStringGuardInterceptor } from "./string-guard.js";
 import type { Logger } from "./logger.js";
 
@@ -60,6 +62,7 @@ export async function startServer(options: ServerOptions, listen: { port: number
     routes: (router) => {
       options.routes(router);
       health.routes(router);
+      createReflectionRoutes([...options.services, Health])(router);
     },
     readMaxBytes: options.maxRequestBytes,
     jsonOptions,

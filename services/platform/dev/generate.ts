@@ -16,6 +16,8 @@ const require = createRequire(import.meta.url);
 /** Standard contracts: where each lives in its npm package, and where buf expects it. */
 const vendoredProtos = [
   { from: "grpc-health-check/proto/health/v1/health.proto", to: "proto/grpc/health/v1/health.proto" },
+  { from: "@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto", to: "proto/grpc/reflection/v1/reflection.proto" },
+  { from: "@grpc/reflection/build/proto/grpc/reflection/v1alpha/reflection.proto", to: "proto/grpc/reflection/v1alpha/reflection.proto" },
 ];
 
 function vendor(into: string): void {
