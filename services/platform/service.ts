@@ -5,6 +5,7 @@ import { startOutboxRelay } from "./bus/outbox-relay.js";
 import type { StreamSpec } from "./bus/streams.js";
 import { openDatabase, type Database } from "./db.js";
 import type { OutboxTable } from "./outbox.js";
+import { startReadinessMonitor } from "./readiness.js";
 import type { Logger } from "./logger.js";
 import { startServer, type RunningServer } from "./server.js";
 
@@ -88,9 +89,18 @@ export async function startService<TSchema extends Record<string, unknown>>(
       { host: runtime.host, port: runtime.port },
     );
     let closing: Promise<void> | undefined;
+    const readiness = startReadinessMonitor({
+      health: server.health,
+      names: definition.services.map((service) => service.typeName),
+      probes: [
+        { name: "postgres", check: () => database.sql`select 1` },
+        { name: "nats", check: () => bus.ready.then(({ nc }) => nc.rtt()) },
+      ],
+      logger,
+    });
     return {
       ...server,
-      close: () => (closing ??= server.close().then(shutDown)),
+      close: () => (closing ??= readiness.stop().then(() => server.close()).then(shutDown)),
     };
   } catch (err) {
     await shutDown();

@@ -6,6 +6,9 @@ import { listDeadLetters } from "../../services/platform/bus/dead-letters.js";
 import { toHeaders } from "../../services/platform/bus/event-headers.js";
 import { OrderStatus } from "../../gen/shop/order/v1/order_service_pb.js";
 import { OrderConfirmedSchema } from "../../gen/shop/order/v1/order_events_pb.js";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { connect } from "../support/databases.js";
 import { eventually } from "../support/eventually.js";
 import { expectInvariants } from "../support/invariants.js";
@@ -178,6 +181,10 @@ describe("a saga survives crashes", () => {
   // after the consumer's 30 s ack wait.
   it("NATS stopped while orders are placed: every event goes out once it is back, applied once", async () => {
     await mesh.nats.kill();
+    const health = createClient(Health, createGrpcTransport({ baseUrl: mesh.url("order") }));
+    // Readiness follows NATS; liveness does not, and the service keeps taking orders.
+    await eventually(async () => expect((await health.check({ service: "readiness" })).status).toBe(ServingStatus.NOT_SERVING), 15_000);
+    expect((await health.check({})).status).toBe(ServingStatus.SERVING);
     const orderIds = [...(await placeOrders(3)), ...(await placeOrders(2, "tok_decline"))];
     await eventually(async () => {
       const [row] = await sql`select count(*)::int as n from orders.orders where id in ${sql(orderIds)} and status = 'pending'`;
@@ -187,5 +194,6 @@ describe("a saga survives crashes", () => {
     expect(pending?.["n"]).toBeGreaterThan(0);
     await mesh.nats.restart();
     await expectInvariants(sql, { timeoutMs: 45_000 });
+    await eventually(async () => expect((await health.check({ service: "readiness" })).status).toBe(ServingStatus.SERVING), 15_000);
   });
 });
