@@ -6,6 +6,7 @@ import { connectBus } from "../../services/platform/bus/connection.js";
 import { createServiceClient } from "../../services/platform/clients.js";
 import type { Logger } from "../../services/platform/logger.js";
 import { startServer, type RunningServer } from "../../services/platform/server.js";
+import { createMetrics } from "../../services/platform/metrics.js";
 import { createAuthenticator, createAuthInterceptor } from "./auth.js";
 import type { GatewayConfig } from "./config.js";
 import { loadConsoleAssets } from "./console-assets.js";
@@ -32,6 +33,8 @@ export async function build(deps: GatewayDeps): Promise<RunningServer> {
     () => clients.map((client) => client.stats()),
   );
   const authenticator = createAuthenticator(deps.auth);
+  const metrics = createMetrics("gateway");
+  metrics.trackClients(() => clients.map((client) => client.stats()));
   const stop = async () => {
     meshStatus.close();
     for (const client of clients) client.close();
@@ -46,6 +49,7 @@ export async function build(deps: GatewayDeps): Promise<RunningServer> {
         shutdownGraceMs: deps.shutdownGraceMs,
         maxTimeoutMs: deps.maxTimeoutMs,
         cors: { origins: deps.corsOrigins },
+        metrics,
         fallback: await loadConsoleAssets(),
         interceptors: [createAuthInterceptor(authenticator, StorefrontService, anonymousMethods), createRateLimitInterceptor(StorefrontService, deps.rateLimit)],
         routes: createRoutes({ order: order.client, inventory: inventory.client, payment: payment.client, authenticator, meshStatus, bus, maxWatchMs: 5 * 60_000 }),

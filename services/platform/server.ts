@@ -10,6 +10,7 @@ import { createDeadlineInterceptor } from "./deadline.js";
 import { withCors, type CorsOptions } from "./cors.js";
 import { createNodeHandler, type NodeRequest, type NodeResponse } from "./node-handler.js";
 import { createReflectionRoutes } from "./reflection.js";
+import type { Metrics } from "./metrics.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { createStringGuardInterceptor } from "./string-guard.js";
 import type { Logger } from "./logger.js";
@@ -30,6 +31,8 @@ export interface ServerOptions {
   fallback?: (req: NodeRequest, res: NodeResponse) => void;
   /** Browser origins allowed to call across origins. */
   cors?: CorsOptions;
+  /** Counted RPCs, and GET /metrics. */
+  metrics?: Metrics;
   interceptors?: Interceptor[];
 }
 
@@ -67,13 +70,20 @@ export async function startServer(options: ServerOptions, listen: { port: number
     readMaxBytes: options.maxRequestBytes,
     jsonOptions,
     interceptors: [
+      // Outermost: it sees the status code the caller gets.
+      ...(options.metrics ? [options.metrics.interceptor] : []),
       createErrorMappingInterceptor(logger),
       createDeadlineInterceptor(options.maxTimeoutMs ?? 30_000),
       createStringGuardInterceptor(),
       ...(options.interceptors ?? []),
     ],
     shutdownSignal: shutdown.signal,
-    ...(options.fallback ? { fallback: options.fallback } : {}),
+    fallback: (req, res) => {
+      if (options.metrics?.handle(req, res)) return;
+      if (options.fallback) return options.fallback(req, res);
+      res.writeHead(404);
+      res.end();
+    },
   });
   const handler = options.cors ? withCors(rpcHandler, options.cors) : rpcHandler;
 

@@ -6,6 +6,7 @@ import type { StreamSpec } from "./bus/streams.js";
 import { openDatabase, type Database } from "./db.js";
 import type { OutboxTable } from "./outbox.js";
 import { startReadinessMonitor } from "./readiness.js";
+import { createMetrics, type Metrics } from "./metrics.js";
 import type { Logger } from "./logger.js";
 import { startServer, type RunningServer } from "./server.js";
 
@@ -34,7 +35,7 @@ export interface ServiceDefinition<TSchema extends Record<string, unknown>> {
    * work such as a saga runner, what to stop after the server drains and before the pool
    * closes.
    */
-  setup(context: Database<TSchema> & { bus: BusConnection }): Promise<{ routes: (router: ConnectRouter) => void; stop?: () => Promise<void> }>;
+  setup(context: Database<TSchema> & { bus: BusConnection; metrics: Metrics }): Promise<{ routes: (router: ConnectRouter) => void; stop?: () => Promise<void> }>;
 }
 
 /**
@@ -56,6 +57,8 @@ export async function startService<TSchema extends Record<string, unknown>>(
     logger,
   });
   const bus = connectBus({ url: runtime.natsUrl, name: definition.schemaName, logger });
+  const metrics = createMetrics(definition.schemaName);
+  registerDatabaseMetrics(metrics, database, definition);
   const relay =
     definition.outbox &&
     startOutboxRelay({
@@ -76,7 +79,7 @@ export async function startService<TSchema extends Record<string, unknown>>(
     await database.close();
   };
   try {
-    const built = await definition.setup({ ...database, bus });
+    const built = await definition.setup({ ...database, bus, metrics });
     stop = built.stop;
     const server = await startServer(
       {
@@ -85,6 +88,7 @@ export async function startService<TSchema extends Record<string, unknown>>(
         services: definition.services,
         maxRequestBytes: runtime.maxRequestBytes,
         shutdownGraceMs: runtime.shutdownGraceMs,
+        metrics,
       },
       { host: runtime.host, port: runtime.port },
     );
@@ -106,4 +110,19 @@ export async function startService<TSchema extends Record<string, unknown>>(
     await shutDown();
     throw err;
   }
+}
+
+/** The pool's connections by state, and the outbox's backlog and the age of its oldest row. */
+function registerDatabaseMetrics<TSchema extends Record<string, unknown>>(metrics: Metrics, database: Database<TSchema>, definition: ServiceDefinition<TSchema>) {
+  const { sql } = database;
+  metrics.gauge("db_pool_connections", "The pool's open Postgres connections, by state", ["state"], async () =>
+    (await sql`select coalesce(state, 'unknown') as state, count(*)::int as n from pg_stat_activity where application_name = ${definition.schemaName} and pid <> pg_backend_pid() group by 1`).map(
+      (row) => ({ labels: { state: String(row["state"]) }, value: Number(row["n"]) }),
+    ),
+  );
+  if (!definition.outbox) return;
+  const table = sql(`${definition.schemaName}.outbox`);
+  const backlog = async () => (await sql`select count(*)::int as n, coalesce(extract(epoch from now() - min(created_at)), 0)::float8 as age from ${table} where published_at is null`)[0];
+  metrics.gauge("outbox_pending_events", "Outbox rows not yet published", [], async () => [{ value: Number((await backlog())?.["n"] ?? 0) }]);
+  metrics.gauge("outbox_oldest_pending_seconds", "Age of the oldest unpublished outbox row", [], async () => [{ value: Number((await backlog())?.["age"] ?? 0) }]);
 }

@@ -21,7 +21,7 @@ export function build(deps: NotificationDeps): Promise<RunningServer> {
     tables,
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),
     services: [NotificationService],
-    async setup({ db, bus }) {
+    async setup({ db, bus, metrics }) {
       const consumer = startEventConsumer({
         bus,
         db,
@@ -32,6 +32,10 @@ export function build(deps: NotificationDeps): Promise<RunningServer> {
         handlers: orderEventHandlers,
         logger: deps.logger,
         ...(deps.consumerBackoffMs ? { backoffMs: deps.consumerBackoffMs } : {}),
+      });
+      metrics.gauge("event_consumer_lag", "Events not yet received or not yet acked, per durable consumer", ["consumer"], async () => {
+        const lag = await consumer.lag();
+        return lag === undefined ? [] : [{ labels: { consumer: "notification" }, value: lag }];
       });
       return { routes: createRoutes({ queries: createNotificationQueries(db) }), stop: () => consumer.stop() };
     },

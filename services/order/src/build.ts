@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { count } from "drizzle-orm";
 import { OrderService } from "../../../gen/shop/order/v1/order_service_pb.js";
 import { InventoryService } from "../../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { PaymentService } from "../../../gen/shop/payment/v1/payment_service_pb.js";
@@ -30,8 +31,12 @@ export function build(deps: OrderDeps): Promise<RunningServer> {
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),
     outbox: { table: outbox, stream: eventStream("order") },
     services: [OrderService],
-    async setup({ db }) {
+    async setup({ db, metrics }) {
       const store = createOrderStore(db);
+      metrics.trackClients(() => [inventory.stats(), payment.stats()]);
+      metrics.gauge("sagas", "Sagas by state", ["state"], async () =>
+        (await db.select({ state: sagas.state, n: count() }).from(sagas).groupBy(sagas.state)).map((row) => ({ labels: { state: row.state }, value: row.n })),
+      );
       const saga = createSagaRunner({
         db,
         tables: { sagas, sagaSteps },

@@ -40,6 +40,8 @@ export interface EventConsumerOptions {
 }
 
 export interface EventConsumer {
+  /** Messages the consumer has yet to receive; undefined while NATS is unreachable. */
+  lag(): Promise<number | undefined>;
   stop(): Promise<void>;
 }
 
@@ -185,6 +187,12 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
   });
 
   return {
+    async lag() {
+      if (!connected) return undefined;
+      const { jsm } = await options.bus.ready;
+      const info = await jsm.consumers.info(options.stream.name, durable).catch(() => undefined);
+      return info ? info.num_pending + info.num_ack_pending : undefined;
+    },
     async stop() {
       stopping = true;
       messages?.stop();

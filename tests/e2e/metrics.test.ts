@@ -1,0 +1,63 @@
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { OrderService, OrderStatus } from "../../gen/shop/order/v1/order_service_pb.js";
+import type { RunningServer } from "../../services/platform/server.js";
+import { eventually } from "../support/eventually.js";
+import { startGateway } from "../support/gateway.js";
+import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
+
+/** Reads one sample from Prometheus text, whatever the order of its labels: value(text, 'sagas{state="completed",service="orders"}'). */
+function value(text: string, series: string): number | undefined {
+  const [, name, labels = ""] = /^([^{]+)(?:\{(.*)\})?$/.exec(series)!;
+  const wanted = labels.split(/,(?=\w+=)/).filter(Boolean);
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{`) && wanted.every((pair) => l.includes(pair)) && l.slice(l.indexOf("{") + 1, l.indexOf("}")).split(/,(?=\w+=)/).length === wanted.length);
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+
+describe("Prometheus metrics on every port", () => {
+  let mesh: InProcessMesh;
+  let gateway: RunningServer;
+  const scrape = async (server: RunningServer) => {
+    const response = await fetch(`${server.url}/metrics`);
+    expect(response.headers.get("content-type")).toMatch(/^text\/plain/);
+    return response.text();
+  };
+
+  beforeAll(async () => {
+    mesh = await startInProcessMesh();
+    gateway = await startGateway(mesh);
+    const orders = createClient(OrderService, createGrpcTransport({ baseUrl: mesh.order.url }));
+    const { order } = await orders.createOrder({ customerId: "metrics", items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok_visa", requestId: randomUUID() });
+    await eventually(async () => expect((await orders.getOrder({ orderId: order!.id })).order?.status).toBe(OrderStatus.CONFIRMED));
+    await orders.getOrder({ orderId: "not-a-uuid" }).catch(() => {});
+  });
+  afterAll(async () => {
+    await gateway?.close();
+    await mesh?.close();
+  });
+
+  it("counts RPCs by method and code, and reports sagas, outbox, pool and breakers", async () => {
+    const text = await scrape(mesh.order);
+    expect(value(text, 'rpc_server_requests_total{method="shop.order.v1.OrderService/CreateOrder",code="OK",service="orders"}')).toBe(1);
+    expect(value(text, 'rpc_server_requests_total{method="shop.order.v1.OrderService/GetOrder",code="InvalidArgument",service="orders"}')).toBe(1);
+    expect(value(text, 'rpc_server_duration_seconds_count{method="shop.order.v1.OrderService/CreateOrder",code="OK",service="orders"}')).toBe(1);
+    expect(value(text, 'rpc_client_breaker_state{dependency="shop.payment.v1.PaymentService",service="orders"}')).toBe(0);
+    expect(value(text, 'rpc_client_calls{dependency="shop.payment.v1.PaymentService",service="orders"}')).toBe(1);
+    expect(text).toMatch(/^db_pool_connections\{state="idle",service="orders"\} \d+$/m);
+    await eventually(async () => {
+      const later = await scrape(mesh.order); // the saga's last step lands just after CONFIRMED
+      expect(value(later, 'sagas{state="completed",service="orders"}')).toBe(1);
+      expect(value(later, 'outbox_pending_events{service="orders"}')).toBe(0);
+      expect(value(later, 'outbox_oldest_pending_seconds{service="orders"}')).toBe(0);
+    });
+  });
+
+  it("reports the notification consumer's lag and the gateway's breakers", async () => {
+    await eventually(async () => expect(value(await scrape(mesh.notification), 'event_consumer_lag{consumer="notification",service="notification"}')).toBe(0));
+    const text = await scrape(gateway);
+    expect(value(text, 'rpc_client_breaker_state{dependency="order",service="gateway"}')).toBe(0);
+    expect(text).toContain("process_resident_memory_bytes");
+  });
+});
