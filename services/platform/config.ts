@@ -63,6 +63,8 @@ export type LogLevel = (typeof logLevels)[number];
 /** Settings every Meshwork process shares. */
 export interface CommonConfig {
   natsUrl: string;
+  /** JetStream replicas for the streams this process creates: 1 locally, 3 in a cluster. */
+  streamReplicas: number;
   /** Interface to listen on; 0.0.0.0 in a container. */
   host: string;
   logLevel: LogLevel;
@@ -75,6 +77,7 @@ export interface CommonConfig {
 export function commonConfig(env: Env): CommonConfig {
   return {
     natsUrl: url(env, "NATS_URL", "nats://127.0.0.1:4222"),
+    streamReplicas: integer(env, "STREAM_REPLICAS", 1, { min: 1, max: 5 }),
     host: optionalString(env, "HOST", "127.0.0.1"),
     logLevel: oneOf(env, "LOG_LEVEL", logLevels, "info"),
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 1024 * 1024, { min: 1024, max: 64 * 1024 * 1024 }),

@@ -149,7 +149,7 @@ describe("retries never duplicate an effect", () => {
       refund: (request) => simulated.refund(request),
       void: (request) => simulated.void(request),
     };
-    payment = await buildPayment({ logger, databaseUrl, natsUrl: nats.url, host: "127.0.0.1", port: 0, maxRequestBytes: 65536, shutdownGraceMs: 500, cardNetwork: network });
+    payment = await buildPayment({ logger, databaseUrl, natsUrl: nats.url, streamReplicas: 1, host: "127.0.0.1", port: 0, maxRequestBytes: 65536, shutdownGraceMs: 500, cardNetwork: network });
   });
   afterAll(async () => {
     await payment?.close();

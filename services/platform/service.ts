@@ -15,6 +15,7 @@ export interface ServiceRuntime {
   logger: Logger;
   databaseUrl: string;
   natsUrl: string;
+  streamReplicas: number;
   host: string;
   port: number;
   maxRequestBytes: number;
@@ -66,7 +67,7 @@ export async function startService<TSchema extends Record<string, unknown>>(
       db: database.db,
       outbox: definition.outbox.table,
       schemaName: definition.schemaName,
-      stream: definition.outbox.stream,
+      stream: { ...definition.outbox.stream, replicas: runtime.streamReplicas },
       source: definition.schemaName,
       bus,
       logger,

@@ -10,6 +10,7 @@ export function startGateway(mesh: InProcessMesh, overrides: { rateLimit?: { per
     host: "127.0.0.1",
     port: 0,
     natsUrl: mesh.nats.url,
+    streamReplicas: 1,
     maxRequestBytes: overrides.maxRequestBytes ?? 64 * 1024,
     shutdownGraceMs: 1_000,
     maxTimeoutMs: 10_000,

@@ -14,6 +14,7 @@ const runtime = (databaseUrl: string, natsUrl: string) => ({
   logger: silentLogger,
   databaseUrl,
   natsUrl,
+  streamReplicas: 1,
   host: "127.0.0.1",
   port: 0,
   maxRequestBytes: 64 * 1024,

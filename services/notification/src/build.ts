@@ -26,7 +26,7 @@ export function build(deps: NotificationDeps): Promise<RunningServer> {
         bus,
         db,
         inbox,
-        stream: eventStream("order"),
+        stream: { ...eventStream("order"), replicas: deps.streamReplicas },
         contract: file_shop_order_v1_order_events,
         durable: "notification",
         handlers: orderEventHandlers,

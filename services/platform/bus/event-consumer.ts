@@ -166,7 +166,7 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
     while (!stopping) {
       try {
         await ensureStream(bus.jsm, options.stream);
-        await ensureStream(bus.jsm, deadLetterStream);
+        await ensureStream(bus.jsm, { ...deadLetterStream, replicas: options.stream.replicas ?? 1 });
         await ensureConsumer(bus);
         const consumer = await bus.js.consumers.get(options.stream.name, durable);
         messages = await consumer.consume({ max_messages: options.maxAckPending ?? 256 });

@@ -13,6 +13,8 @@ export interface StreamSpec {
   name: string;
   subjects: string[];
   maxAgeMs: number;
+  /** Copies kept by a JetStream cluster; 1 on a single server. */
+  replicas?: number;
 }
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -23,7 +25,7 @@ export const deadLetterStream: StreamSpec = { name: "SHOP_DLQ", subjects: ["dlq.
 export const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
 
 /** Creates the stream, or brings an existing one to this configuration; safe to repeat. */
-export async function ensureStream(jsm: JetStreamManager, spec: StreamSpec, replicas = 1): Promise<void> {
+export async function ensureStream(jsm: JetStreamManager, spec: StreamSpec): Promise<void> {
   const config: Partial<StreamConfig> & { name: string } = {
     name: spec.name,
     subjects: spec.subjects,
@@ -33,7 +35,7 @@ export async function ensureStream(jsm: JetStreamManager, spec: StreamSpec, repl
     duplicate_window: nanos(DUPLICATE_WINDOW_MS),
     max_age: nanos(spec.maxAgeMs),
     max_bytes: 1024 * 1024 * 1024,
-    num_replicas: replicas,
+    num_replicas: spec.replicas ?? 1,
   };
   try {
     await jsm.streams.info(spec.name);
