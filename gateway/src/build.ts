@@ -14,7 +14,7 @@ import { createMeshStatus } from "./mesh-status.js";
 import { createRateLimitInterceptor } from "./rate-limit.js";
 import { anonymousMethods, createRoutes } from "./routes.js";
 
-export type GatewayDeps = Omit<GatewayConfig, "logLevel"> & { logger: Logger };
+export type GatewayDeps = Omit<GatewayConfig, "logLevel" | "otlpEndpoint"> & { logger: Logger };
 
 /** Wires the gateway together and starts serving; main.ts and tests both call this. */
 export async function build(deps: GatewayDeps): Promise<RunningServer> {

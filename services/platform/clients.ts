@@ -1,6 +1,7 @@
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
+import { createClientTracingInterceptor } from "./telemetry.js";
 import { createResilience, type DependencyStats, type ResiliencePolicy } from "./resilience.js";
 
 /**
@@ -43,7 +44,8 @@ export function createServiceClient<T extends DescService>(service: T, options: 
     baseUrl: options.baseUrl,
     httpVersion: "2" as const,
     sessionManager,
-    interceptors: [resilience.interceptor, ...(options.interceptors ?? [])],
+    // A span per attempt, inside the resilience stack, so retries show up in the trace.
+    interceptors: [resilience.interceptor, createClientTracingInterceptor(), ...(options.interceptors ?? [])],
   };
   const transport = options.protocol === "grpc" ? createGrpcTransport(common) : createConnectTransport({ ...common, useBinaryFormat: true });
   return { client: createClient(service, transport), stats: resilience.stats, close: () => sessionManager.abort() };

@@ -72,6 +72,8 @@ export interface CommonConfig {
   maxRequestBytes: number;
   /** How long SIGTERM waits for in-flight calls before closing connections. */
   shutdownGraceMs: number;
+  /** OTLP/HTTP collector for traces, e.g. http://otel-collector:4318; unset: no export. */
+  otlpEndpoint: string | undefined;
 }
 
 export function commonConfig(env: Env): CommonConfig {
@@ -82,6 +84,7 @@ export function commonConfig(env: Env): CommonConfig {
     logLevel: oneOf(env, "LOG_LEVEL", logLevels, "info"),
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 1024 * 1024, { min: 1024, max: 64 * 1024 * 1024 }),
     shutdownGraceMs: integer(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0, max: 120_000 }),
+    otlpEndpoint: env["OTEL_EXPORTER_OTLP_ENDPOINT"] ? url(env, "OTEL_EXPORTER_OTLP_ENDPOINT") : undefined,
   };
 }
 

@@ -1,5 +1,6 @@
 import { ConfigError, type CommonConfig, type Env } from "./config.js";
 import { createLogger, type Logger } from "./logger.js";
+import { initTelemetry } from "./telemetry.js";
 
 /** What a service's build() returns: something that can be drained and closed. */
 export interface Closable {
@@ -24,6 +25,7 @@ export async function runService<C extends CommonConfig>(
     console.error(`${name}: configuration error: ${err.message}`);
     process.exit(2);
   }
+  const telemetry = initTelemetry({ serviceName: name, ...(config.otlpEndpoint ? { otlpEndpoint: config.otlpEndpoint } : {}) });
   const logger = createLogger(name, config.logLevel);
   let service: Closable;
   try {
@@ -40,7 +42,10 @@ export async function runService<C extends CommonConfig>(
     }
     stopping = true;
     logger.info({ signal }, "shutting down");
-    service.close().then(
+    service
+      .close()
+      .then(() => telemetry.shutdown())
+      .then(
       () => process.exit(0),
       (err: unknown) => {
         logger.error({ err }, "shutdown failed");

@@ -1,5 +1,6 @@
 import { pino, type Logger } from "pino";
 import type { LogLevel } from "./config.js";
+import { activeTraceIds } from "./telemetry.js";
 
 export type { Logger };
 
@@ -8,5 +9,6 @@ export type { Logger };
  * carries the service name; callers add context with `logger.child()`.
  */
 export function createLogger(service: string, level: LogLevel): Logger {
-  return pino({ name: service, level, base: { service }, timestamp: pino.stdTimeFunctions.isoTime });
+  // trace_id and span_id on every line logged inside a traced call, to join logs to traces.
+  return pino({ name: service, level, base: { service }, timestamp: pino.stdTimeFunctions.isoTime, mixin: () => activeTraceIds() ?? {} });
 }

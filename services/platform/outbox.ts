@@ -4,6 +4,7 @@ import { sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { bytea } from "./pg-types.js";
+import { currentTraceHeaders } from "./telemetry.js";
 
 type Schema = ReturnType<typeof pgSchema>;
 
@@ -58,6 +59,8 @@ export async function appendToOutbox(tx: Executor, outbox: OutboxTable, events: 
     aggregateId: event.aggregateId,
     eventType: event.schema.typeName,
     payload: toBinary(event.schema, event.message),
+    // The trace of the change travels with its event, through the relay to consumers.
+    headers: currentTraceHeaders(),
   }));
   await tx.insert(outbox).values(rows);
   // Delivered at commit, and only if it commits: the relay wakes at once instead of polling.

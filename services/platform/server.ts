@@ -11,6 +11,7 @@ import { withCors, type CorsOptions } from "./cors.js";
 import { createNodeHandler, type NodeRequest, type NodeResponse } from "./node-handler.js";
 import { createReflectionRoutes } from "./reflection.js";
 import type { Metrics } from "./metrics.js";
+import { createServerTracingInterceptor } from "./telemetry.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { createStringGuardInterceptor } from "./string-guard.js";
 import type { Logger } from "./logger.js";
@@ -72,6 +73,7 @@ export async function startServer(options: ServerOptions, listen: { port: number
     interceptors: [
       // Outermost: it sees the status code the caller gets.
       ...(options.metrics ? [options.metrics.interceptor] : []),
+      createServerTracingInterceptor(options.services[0]?.typeName ?? "unknown"),
       createErrorMappingInterceptor(logger),
       createDeadlineInterceptor(options.maxTimeoutMs ?? 30_000),
       createStringGuardInterceptor(),

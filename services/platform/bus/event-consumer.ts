@@ -9,6 +9,7 @@ import type { Bus, BusConnection } from "./connection.js";
 import { publishDeadLetter } from "./dead-letters.js";
 import { fromHeaders, type EventEnvelope } from "./event-headers.js";
 import { deadLetterStream, ensureStream, type StreamSpec } from "./streams.js";
+import { contextFromHeaders, SpanKind, withSpan } from "../telemetry.js";
 
 export interface EventHandler<Desc extends DescMessage = DescMessage> {
   schema: Desc;
@@ -135,6 +136,14 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
   }
 
   async function handle(bus: Bus, msg: JsMsg): Promise<void> {
+    const carried = Object.fromEntries(["traceparent", "tracestate"].flatMap((key) => (msg.headers?.has(key) ? [[key, msg.headers.get(key)]] : [])));
+    // A CONSUMER span in the trace that produced the event; errors are handled below.
+    await withSpan(`process ${msg.subject}`, SpanKind.CONSUMER, contextFromHeaders(carried), { "messaging.system": "nats", "messaging.consumer.group.name": durable }, () =>
+      settle(bus, msg),
+    ).catch(() => {});
+  }
+
+  async function settle(bus: Bus, msg: JsMsg): Promise<void> {
     try {
       const outcome = await apply(msg);
       msg.ack();

@@ -5,6 +5,7 @@ import type { Logger } from "../logger.js";
 import { outboxChannel, type OutboxTable } from "../outbox.js";
 import type { Bus, BusConnection } from "./connection.js";
 import { toHeaders } from "./event-headers.js";
+import { contextFromHeaders, currentTraceHeaders, SpanKind, withSpan } from "../telemetry.js";
 import { ensureStream, type StreamSpec } from "./streams.js";
 
 export interface OutboxRelayOptions {
@@ -94,10 +95,13 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       if (rows.length === 0) return { leader: true, published: 0 };
       const results = await Promise.allSettled(
         rows.map((row) =>
-          bus.js.publish(row.eventType, row.payload, {
-            msgID: row.id,
-            headers: toHeaders({ id: row.id, type: row.eventType, source: options.source, time: row.createdAt, extra: row.headers }),
-          }),
+          // A PRODUCER span in the trace of the change that wrote the row.
+          withSpan(`publish ${row.eventType}`, SpanKind.PRODUCER, contextFromHeaders(row.headers), { "messaging.system": "nats", "messaging.destination.name": row.eventType }, () =>
+            bus.js.publish(row.eventType, row.payload, {
+              msgID: row.id,
+              headers: toHeaders({ id: row.id, type: row.eventType, source: options.source, time: row.createdAt, extra: { ...row.headers, ...currentTraceHeaders() } }),
+            }),
+          ),
         ),
       );
       const acked = rows.filter((_, i) => results[i]!.status === "fulfilled").map((row) => row.id);
