@@ -3,6 +3,7 @@ import { OrderService } from "../../gen/shop/order/v1/order_service_pb.js";
 import { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
 import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
 import { connectBus } from "../../services/platform/bus/connection.js";
+import { createServiceDirectory } from "../../services/platform/bus/discovery.js";
 import { createServiceClient } from "../../services/platform/clients.js";
 import type { Logger } from "../../services/platform/logger.js";
 import { startServer, type RunningServer } from "../../services/platform/server.js";
@@ -14,15 +15,16 @@ import { createMeshStatus } from "./mesh-status.js";
 import { createRateLimitInterceptor } from "./rate-limit.js";
 import { anonymousMethods, createRoutes } from "./routes.js";
 
-export type GatewayDeps = Omit<GatewayConfig, "logLevel" | "otlpEndpoint"> & { logger: Logger };
+export type GatewayDeps = Omit<GatewayConfig, "logLevel" | "otlpEndpoint" | "advertiseUrl" | "version"> & { logger: Logger };
 
 /** Wires the gateway together and starts serving; main.ts and tests both call this. */
 export async function build(deps: GatewayDeps): Promise<RunningServer> {
-  const order = createServiceClient(OrderService, { baseUrl: deps.orderUrl, name: "order" });
-  const inventory = createServiceClient(InventoryService, { baseUrl: deps.inventoryUrl, name: "inventory" });
-  const payment = createServiceClient(PaymentService, { baseUrl: deps.paymentUrl, name: "payment" });
-  const clients = [order, inventory, payment];
   const bus = connectBus({ url: deps.natsUrl, name: "gateway", logger: deps.logger });
+  const directory = createServiceDirectory({ bus, logger: deps.logger });
+  const order = createServiceClient(OrderService, { baseUrl: deps.orderUrl, name: "order", directory });
+  const inventory = createServiceClient(InventoryService, { baseUrl: deps.inventoryUrl, name: "inventory", directory });
+  const payment = createServiceClient(PaymentService, { baseUrl: deps.paymentUrl, name: "payment", directory });
+  const clients = [order, inventory, payment];
   const meshStatus = createMeshStatus(
     [
       { name: "order", url: deps.orderUrl },
@@ -38,6 +40,7 @@ export async function build(deps: GatewayDeps): Promise<RunningServer> {
   const stop = async () => {
     meshStatus.close();
     for (const client of clients) client.close();
+    directory.stop();
     await bus.close();
   };
   try {

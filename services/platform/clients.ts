@@ -2,6 +2,8 @@ import { createClient, type Client, type Interceptor } from "@connectrpc/connect
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClientTracingInterceptor } from "./telemetry.js";
+import { createBalancer, type InstanceTransport } from "./balancer.js";
+import type { ServiceDirectory } from "./bus/discovery.js";
 import { createResilience, type DependencyStats, type ResiliencePolicy } from "./resilience.js";
 
 /**
@@ -21,6 +23,8 @@ export interface ClientOptions {
   resilience?: Partial<ResiliencePolicy>;
   /** Further interceptors, inside the resilience stack. */
   interceptors?: Interceptor[];
+  /** Instances found in the registry; without any, calls go to baseUrl. */
+  directory?: ServiceDirectory;
 }
 
 export interface ServiceClient<T extends DescService> {
@@ -38,15 +42,26 @@ export interface ServiceClient<T extends DescService> {
  * would not share its breaker.
  */
 export function createServiceClient<T extends DescService>(service: T, options: ClientOptions): ServiceClient<T> {
-  const sessionManager = new Http2SessionManager(options.baseUrl, { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 5 * 60_000 });
   const resilience = createResilience(options.name ?? service.typeName, options.resilience);
-  const common = {
-    baseUrl: options.baseUrl,
-    httpVersion: "2" as const,
-    sessionManager,
-    // A span per attempt, inside the resilience stack, so retries show up in the trace.
-    interceptors: [resilience.interceptor, createClientTracingInterceptor(), ...(options.interceptors ?? [])],
+  const balancer = options.directory && createBalancer(service, options.directory, (baseUrl) => connectTo(baseUrl, options.protocol, []));
+  // A span per attempt, inside the resilience stack, so retries show up in the trace; the
+  // balancer innermost, so every attempt chooses its instance.
+  const interceptors = [resilience.interceptor, createClientTracingInterceptor(), ...(options.interceptors ?? []), ...(balancer ? [balancer.interceptor] : [])];
+  const fallback = connectTo(options.baseUrl, options.protocol, interceptors);
+  return {
+    client: createClient(service, fallback.transport),
+    stats: resilience.stats,
+    close: () => {
+      fallback.close();
+      balancer?.close();
+    },
   };
-  const transport = options.protocol === "grpc" ? createGrpcTransport(common) : createConnectTransport({ ...common, useBinaryFormat: true });
-  return { client: createClient(service, transport), stats: resilience.stats, close: () => sessionManager.abort() };
+}
+
+/** A transport over one long-lived HTTP/2 session to one address. */
+function connectTo(baseUrl: string, protocol: WireProtocol | undefined, interceptors: Interceptor[]): InstanceTransport {
+  const sessionManager = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 5 * 60_000 });
+  const common = { baseUrl, httpVersion: "2" as const, sessionManager, interceptors };
+  const transport = protocol === "grpc" ? createGrpcTransport(common) : createConnectTransport({ ...common, useBinaryFormat: true });
+  return { transport, close: () => sessionManager.abort() };
 }

@@ -12,6 +12,6 @@ describe("config readers", () => {
   it("uses defaults for unset and blank values", () => {
     expect(integer({ N: "  " }, "N", 7, { min: 0, max: 10 })).toBe(7);
     const config = serviceConfig({ DATABASE_URL: "postgres://localhost/x" });
-    expect(config).toEqual({ databaseUrl: "postgres://localhost/x", natsUrl: "nats://127.0.0.1:4222", streamReplicas: 1, host: "127.0.0.1", logLevel: "info", maxRequestBytes: 1048576, shutdownGraceMs: 10000, otlpEndpoint: undefined });
+    expect(config).toEqual({ databaseUrl: "postgres://localhost/x", natsUrl: "nats://127.0.0.1:4222", streamReplicas: 1, host: "127.0.0.1", logLevel: "info", maxRequestBytes: 1048576, shutdownGraceMs: 10000, otlpEndpoint: undefined, advertiseUrl: undefined, version: "dev" });
   });
 });

@@ -74,6 +74,10 @@ export interface CommonConfig {
   shutdownGraceMs: number;
   /** OTLP/HTTP collector for traces, e.g. http://otel-collector:4318; unset: no export. */
   otlpEndpoint: string | undefined;
+  /** The address peers should use, announced in the service registry; unset: the listen address. */
+  advertiseUrl: string | undefined;
+  /** Announced in the service registry. */
+  version: string;
 }
 
 export function commonConfig(env: Env): CommonConfig {
@@ -85,6 +89,8 @@ export function commonConfig(env: Env): CommonConfig {
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 1024 * 1024, { min: 1024, max: 64 * 1024 * 1024 }),
     shutdownGraceMs: integer(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0, max: 120_000 }),
     otlpEndpoint: env["OTEL_EXPORTER_OTLP_ENDPOINT"] ? url(env, "OTEL_EXPORTER_OTLP_ENDPOINT") : undefined,
+    advertiseUrl: env["ADVERTISE_URL"] ? url(env, "ADVERTISE_URL") : undefined,
+    version: optionalString(env, "SERVICE_VERSION", "dev"),
   };
 }
 

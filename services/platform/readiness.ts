@@ -36,6 +36,8 @@ export function startReadinessMonitor(options: { health: HealthRegistry; names: 
   const timer = setInterval(() => (running = running.then(tick)), options.intervalMs ?? 2_000);
   timer.unref();
   return {
+    /** Settles once the dependencies have been checked the first time. */
+    firstCheck: running,
     async stop() {
       clearInterval(timer);
       await running;

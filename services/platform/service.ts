@@ -5,7 +5,9 @@ import { startOutboxRelay } from "./bus/outbox-relay.js";
 import type { StreamSpec } from "./bus/streams.js";
 import { openDatabase, type Database } from "./db.js";
 import type { OutboxTable } from "./outbox.js";
-import { startReadinessMonitor } from "./readiness.js";
+import { READINESS, startReadinessMonitor } from "./readiness.js";
+import { registerInstance } from "./bus/discovery.js";
+import { ServingStatus } from "./health.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import type { Logger } from "./logger.js";
 import { startServer, type RunningServer } from "./server.js";
@@ -17,6 +19,8 @@ export interface ServiceRuntime {
   natsUrl: string;
   streamReplicas: number;
   host: string;
+  advertiseUrl?: string | undefined;
+  version?: string;
   port: number;
   maxRequestBytes: number;
   shutdownGraceMs: number;
@@ -103,9 +107,19 @@ export async function startService<TSchema extends Record<string, unknown>>(
       ],
       logger,
     });
+    await readiness.firstCheck; // announce a known readiness, not a guess
+    const registration = registerInstance({
+      bus,
+      services: definition.services.map((service) => service.typeName),
+      address: runtime.advertiseUrl ?? server.url,
+      version: runtime.version ?? "dev",
+      health: () => ServingStatus[server.health.get(READINESS) ?? ServingStatus.NOT_SERVING] ?? "UNKNOWN",
+      logger,
+    });
     return {
       ...server,
-      close: () => (closing ??= readiness.stop().then(() => server.close()).then(shutDown)),
+      // Leave the registry first, so peers stop choosing this instance while it drains.
+      close: () => (closing ??= registration.stop().then(() => readiness.stop()).then(() => server.close()).then(shutDown)),
     };
   } catch (err) {
     await shutDown();

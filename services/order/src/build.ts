@@ -4,6 +4,7 @@ import { OrderService } from "../../../gen/shop/order/v1/order_service_pb.js";
 import { InventoryService } from "../../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { PaymentService } from "../../../gen/shop/payment/v1/payment_service_pb.js";
 import { createServiceClient, type WireProtocol } from "../../platform/clients.js";
+import { createServiceDirectory } from "../../platform/bus/discovery.js";
 import { createSagaRunner, type SagaPolicy } from "../../platform/saga/saga-runner.js";
 import type { RunningServer } from "../../platform/server.js";
 import { eventStream } from "../../platform/bus/streams.js";
@@ -23,15 +24,17 @@ export interface OrderDeps extends ServiceRuntime {
 
 /** Wires ordering together and starts serving; main.ts and tests both call this. */
 export function build(deps: OrderDeps): Promise<RunningServer> {
-  const inventory = createServiceClient(InventoryService, { baseUrl: deps.inventoryUrl, protocol: deps.clientProtocol });
-  const payment = createServiceClient(PaymentService, { baseUrl: deps.paymentUrl, protocol: deps.clientProtocol });
   return startService(deps, {
     schemaName: "orders",
     tables,
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),
     outbox: { table: outbox, stream: eventStream("order") },
     services: [OrderService],
-    async setup({ db, metrics }) {
+    async setup({ db, bus, metrics }) {
+      // Instances from the registry; the configured URLs when it knows none.
+      const directory = createServiceDirectory({ bus, logger: deps.logger });
+      const inventory = createServiceClient(InventoryService, { baseUrl: deps.inventoryUrl, protocol: deps.clientProtocol, directory });
+      const payment = createServiceClient(PaymentService, { baseUrl: deps.paymentUrl, protocol: deps.clientProtocol, directory });
       const store = createOrderStore(db);
       metrics.trackClients(() => [inventory.stats(), payment.stats()]);
       metrics.gauge("sagas", "Sagas by state", ["state"], async () =>
@@ -52,6 +55,7 @@ export function build(deps: OrderDeps): Promise<RunningServer> {
           await saga.stop();
           inventory.close();
           payment.close();
+          directory.stop();
         },
       };
     },

@@ -1,0 +1,70 @@
+import { Code, ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
+import type { DescService } from "@bufbuild/protobuf";
+import type { ServiceDirectory } from "./bus/discovery.js";
+
+export interface InstanceTransport {
+  transport: Transport;
+  close(): void;
+}
+
+/** Consecutive failures that take an instance out of rotation, and for how long. */
+const EJECT_AFTER_FAILURES = 2;
+const EJECT_FOR_MS = 10_000;
+
+/**
+ * Client-side load balancing over the instances the directory knows: round robin, skipping
+ * instances that keep failing until their ejection lapses. It is the innermost interceptor,
+ * so each retry of the resilience stack picks afresh and lands on another instance. With no
+ * instance known it falls through to the client's static address (config, or DNS).
+ */
+export function createBalancer(service: DescService, directory: ServiceDirectory, connect: (baseUrl: string) => InstanceTransport) {
+  const transports = new Map<string, InstanceTransport>();
+  const failures = new Map<string, { count: number; ejectedUntil: number }>();
+  let turn = 0;
+
+  function pick(): string | undefined {
+    const now = Date.now();
+    const candidates = directory
+      .instances(service.typeName)
+      .map((instance) => instance.address)
+      .filter((address) => (failures.get(address)?.ejectedUntil ?? 0) <= now)
+      .sort();
+    return candidates.length === 0 ? undefined : candidates[turn++ % candidates.length];
+  }
+
+  function record(address: string, err?: unknown): void {
+    if (err === undefined || ConnectError.from(err).code !== Code.Unavailable) {
+      failures.delete(address);
+      return;
+    }
+    const state = failures.get(address) ?? { count: 0, ejectedUntil: 0 };
+    state.count++;
+    if (state.count >= EJECT_AFTER_FAILURES) state.ejectedUntil = Date.now() + EJECT_FOR_MS;
+    failures.set(address, state);
+  }
+
+  const interceptor: Interceptor = (next) => async (req) => {
+    const address = pick();
+    if (!address) return next(req);
+    let target = transports.get(address);
+    if (!target) transports.set(address, (target = connect(address)));
+    try {
+      // The outer interceptors already put the deadline and trace context in the headers.
+      const response = req.stream
+        ? await target.transport.stream(req.method, req.signal, undefined, req.header, req.message, req.contextValues)
+        : await target.transport.unary(req.method, req.signal, undefined, req.header, req.message, req.contextValues);
+      record(address);
+      return response as never;
+    } catch (err) {
+      record(address, err);
+      throw err;
+    }
+  };
+
+  return {
+    interceptor,
+    close() {
+      for (const target of transports.values()) target.close();
+    },
+  };
+}
