@@ -33,10 +33,12 @@ const docsIn = (dir: string): Doc[] =>
 const base = docsIn(join(deploy, "k8s/base"));
 const find = (kind: string, name: string) => base.find((d) => d.kind === kind && d.metadata?.name === name);
 
-/** A container's environment as the process would see it, with secrets stood in for. */
+/** A container's environment as the process would see it: secrets and the pod IP stood in for, $(VAR) expanded as Kubernetes does. */
 function envOf(container: Doc): Env {
-  const placeholders: Record<string, string> = { DATABASE_URL: "postgres://user:secret@postgres:5432/db", AUTH_JWKS_URL: "http://idp.example/jwks.json" };
-  return Object.fromEntries(container.env.map((e: Doc) => [e.name, e.value ?? placeholders[e.name] ?? "from-a-secret"]));
+  const placeholders: Record<string, string> = { DATABASE_URL: "postgres://user:secret@postgres:5432/db", AUTH_JWKS_URL: "http://idp.example/jwks.json", POD_IP: "10.1.2.3" };
+  const env: Record<string, string> = {};
+  for (const e of container.env) env[e.name] = (e.value ?? placeholders[e.name] ?? "from-a-secret").replace(/\$\((\w+)\)/g, (_: string, name: string) => env[name] ?? "");
+  return env;
 }
 
 describe("Kubernetes manifests (kustomize base)", () => {
@@ -77,6 +79,7 @@ describe("Kubernetes manifests (kustomize base)", () => {
     expect(config.port).toBe(container.ports[0].containerPort);
     expect(find("Service", name).spec.ports[0].port).toBe(config.port);
     expect(envOf(container)["HOST"]).toBe("0.0.0.0");
+    expect(envOf(container)["ADVERTISE_URL"]).toBe(`http://10.1.2.3:${config.port}`); // peers reach the pod itself
   });
 
   it("runs one image for every service, each chosen by argument", () => {
@@ -87,6 +90,15 @@ describe("Kubernetes manifests (kustomize base)", () => {
       expect(container.args).toEqual([name]);
       expect(runner).toContain(`${name}: "`);
     }
+  });
+
+  it("the local overlay's patch switches the gateway to local demo tokens", () => {
+    const overlay = parse(readFileSync(join(deploy, "k8s/overlays/local/kustomization.yaml"), "utf8"));
+    const patch = overlay.patches.find((p: Doc) => p.target.name === "gateway" && p.target.kind === "Deployment");
+    const [op] = parse(patch.patch);
+    const index = Number(/env\/(\d+)\/value$/.exec(op.path)![1]);
+    expect(find("Deployment", "gateway").spec.template.spec.containers[0].env[index].name).toBe("AUTH_MODE");
+    expect(op.value).toBe("local");
   });
 
   it("runs a three-server JetStream cluster, and every service keeps three stream replicas", () => {
