@@ -54,7 +54,12 @@ export async function build(deps: GatewayDeps): Promise<RunningServer> {
         cors: { origins: deps.corsOrigins },
         metrics,
         fallback: await loadConsoleAssets(),
-        interceptors: [createAuthInterceptor(authenticator, StorefrontService, anonymousMethods), createRateLimitInterceptor(StorefrontService, deps.rateLimit)],
+        interceptors: [
+          // A looser per-address limit first, so bad tokens cannot be tried without bound.
+          createRateLimitInterceptor(StorefrontService, { perSecond: deps.rateLimit.perSecond * 10, burst: deps.rateLimit.burst * 10, by: "address" }),
+          createAuthInterceptor(authenticator, StorefrontService, anonymousMethods),
+          createRateLimitInterceptor(StorefrontService, { ...deps.rateLimit, by: "client" }),
+        ],
         routes: createRoutes({ order: order.client, inventory: inventory.client, payment: payment.client, authenticator, meshStatus, bus, maxWatchMs: 5 * 60_000 }),
       },
       { host: deps.host, port: deps.port },

@@ -1,4 +1,4 @@
-import { commonConfig, integer, oneOf, optionalString, port, url, type CommonConfig, type Env } from "../../services/platform/config.js";
+import { commonConfig, integer, optionalString, port, requiredOneOf, url, type CommonConfig, type Env } from "../../services/platform/config.js";
 
 export type AuthConfig = { mode: "local"; secret: string } | { mode: "jwks"; jwksUrl: string; issuer: string; audience: string };
 
@@ -18,7 +18,8 @@ export interface GatewayConfig extends CommonConfig {
 
 /** The only place the gateway reads the environment. */
 export function loadConfig(env: Env): GatewayConfig {
-  const mode = oneOf(env, "AUTH_MODE", ["local", "jwks"] as const, "local");
+  // No default: demo tokens for anyone must be asked for, never fallen into.
+  const mode = requiredOneOf(env, "AUTH_MODE", ["local", "jwks"] as const);
   return {
     ...commonConfig(env),
     // The public edge gets a tighter body limit than the internal services.

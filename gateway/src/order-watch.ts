@@ -47,8 +47,12 @@ export function watchOrderEvents(bus: BusConnection, orderId: string, pollMs: nu
       while (queue.length === 0) {
         if (signal.aborted) return undefined;
         await new Promise<void>((resolve) => {
-          wake = resolve;
-          signal.addEventListener("abort", () => resolve(), { once: true });
+          const onAbort = () => resolve();
+          wake = () => {
+            signal.removeEventListener("abort", onAbort);
+            resolve();
+          };
+          signal.addEventListener("abort", onAbort, { once: true });
         });
         wake = undefined;
       }

@@ -24,16 +24,21 @@ export function createBalancer(service: DescService, directory: ServiceDirectory
 
   function pick(): string | undefined {
     const now = Date.now();
-    const candidates = directory
-      .instances(service.typeName)
-      .map((instance) => instance.address)
-      .filter((address) => (failures.get(address)?.ejectedUntil ?? 0) <= now)
-      .sort();
+    const live = directory.instances(service.typeName).map((instance) => instance.address);
+    for (const [address, target] of transports) {
+      if (live.includes(address)) continue;
+      target.close(); // the instance left the registry: drop its connection
+      transports.delete(address);
+      failures.delete(address);
+    }
+    const candidates = live.filter((address) => (failures.get(address)?.ejectedUntil ?? 0) <= now).sort();
     return candidates.length === 0 ? undefined : candidates[turn++ % candidates.length];
   }
 
   function record(address: string, err?: unknown): void {
-    if (err === undefined || ConnectError.from(err).code !== Code.Unavailable) {
+    const code = err === undefined ? undefined : ConnectError.from(err).code;
+    // Refused, or hanging: either way the instance is not serving.
+    if (code !== Code.Unavailable && code !== Code.DeadlineExceeded && code !== Code.Canceled) {
       failures.delete(address);
       return;
     }

@@ -57,6 +57,11 @@ export function oneOf<T extends string>(env: Env, name: string, allowed: readonl
   return raw as T;
 }
 
+export function requiredOneOf<T extends string>(env: Env, name: string, allowed: readonly T[]): T {
+  if (read(env, name) === undefined) throw new ConfigError(`${name} is required but not set; one of ${allowed.join(", ")}`);
+  return oneOf(env, name, allowed, allowed[0]!);
+}
+
 export const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof logLevels)[number];
 

@@ -36,8 +36,24 @@ export function timeoutFromHeaders(header: Headers): number | undefined {
  * client side to read. It wraps the whole handler, so clients used inside see it.
  */
 export function createDeadlineInterceptor(maxTimeoutMs: number): Interceptor {
-  return (next) => (req) => {
+  return (next) => async (req) => {
     const timeoutMs = Math.min(timeoutFromHeaders(req.header) ?? maxTimeoutMs, maxTimeoutMs);
-    return storage.run({ deadline: Date.now() + timeoutMs }, () => next(req));
+    const store = { deadline: Date.now() + timeoutMs };
+    const res = await storage.run(store, () => next(req));
+    // A streaming handler's body runs as its messages are pulled, after this returned.
+    return res.stream ? { ...res, message: bind(res.message, store) } : res;
+  };
+}
+
+/** An async iterable whose every step runs with `store` as the current deadline. */
+function bind<T>(iterable: AsyncIterable<T>, store: { deadline: number }): AsyncIterable<T> {
+  return {
+    [Symbol.asyncIterator]() {
+      const iterator = storage.run(store, () => iterable[Symbol.asyncIterator]());
+      return {
+        next: () => storage.run(store, () => iterator.next()),
+        return: (value?: unknown) => storage.run(store, () => iterator.return?.(value) ?? Promise.resolve({ done: true as const, value: value as T })),
+      };
+    },
   };
 }

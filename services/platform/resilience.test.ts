@@ -74,7 +74,8 @@ describe("the resilience stack on real servers", () => {
   it("rejects past the bulkhead's limit with RESOURCE_EXHAUSTED, and the server stays healthy", async () => {
     const seen = { timeoutMs: [] as (number | undefined)[], aborted: 0 };
     const server = await startServer({ ...serverOptions, routes: slowInventory(() => 300, seen) }, { host: "127.0.0.1", port: 0 });
-    const inventory = createServiceClient(InventoryService, { baseUrl: server.url, resilience: { maxConcurrent: 2, maxQueued: 1, maxAttempts: 1 } });
+    // A threshold below the number of rejections: back-pressure must not count as failure.
+    const inventory = createServiceClient(InventoryService, { baseUrl: server.url, resilience: { maxConcurrent: 2, maxQueued: 1, maxAttempts: 1, breakerThreshold: 2 } });
     try {
       const results = await Promise.allSettled(Array.from({ length: 6 }, () => inventory.client.getStock({ sku: "b" })));
       const codes = results.map((r) => (r.status === "fulfilled" ? "ok" : codeOf(r.reason)));
@@ -83,6 +84,19 @@ describe("the resilience stack on real servers", () => {
       expect(inventory.stats().breaker).toBe("closed"); // rejections are not the server's failures
       expect(server.health.get("")).toBe(1); // SERVING
       expect((await inventory.client.getStock({ sku: "b" })).stock?.sku).toBe("b");
+    } finally {
+      inventory.close();
+      await server.close();
+    }
+  });
+
+  it("counts attempts that hang against the dependency, so a hanging one trips the breaker", async () => {
+    const seen = { timeoutMs: [] as (number | undefined)[], aborted: 0 };
+    const server = await startServer({ ...serverOptions, routes: slowInventory(() => 2_000, seen) }, { host: "127.0.0.1", port: 0 });
+    const inventory = createServiceClient(InventoryService, { baseUrl: server.url, resilience: { attemptTimeoutMs: 100, maxAttempts: 1, breakerThreshold: 2 } });
+    try {
+      for (let i = 0; i < 2; i++) expect(codeOf(await inventory.client.getStock({ sku: "h" }).catch((e) => e))).toBe(Code.DeadlineExceeded);
+      expect(inventory.stats().breaker).toBe("open");
     } finally {
       inventory.close();
       await server.close();

@@ -78,8 +78,8 @@ const breakerStates: Record<CircuitState, BreakerState> = {
  * The resilience stack for one dependency, as a client interceptor so that no call site can
  * forget it. Outermost first: timeout (the caller's remaining deadline caps it), retry
  * (exponential backoff with jitter; only idempotent methods; only Unavailable and
- * DeadlineExceeded), a per-attempt timeout, circuit breaker (consecutive failures;
- * half-open trial), bulkhead (concurrency plus a queue). An open breaker fails fast with UNAVAILABLE; a full bulkhead
+ * DeadlineExceeded), circuit breaker (consecutive failures; half-open trial), a per-attempt
+ * timeout, bulkhead (concurrency plus a queue). An open breaker fails fast with UNAVAILABLE; a full bulkhead
  * with RESOURCE_EXHAUSTED.
  */
 export function createResilience(dependency: string, overrides: Partial<ResiliencePolicy> = {}) {
@@ -87,7 +87,8 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
   const stats = { calls: 0, failures: 0, rejected: 0, retries: 0 };
 
   const breaker = circuitBreaker(
-    handleWhen((err) => unhealthyCodes.has(codeOf(err))),
+    // A full bulkhead is our own back-pressure, not the dependency failing.
+    handleWhen((err) => !(err instanceof BulkheadRejectedError) && unhealthyCodes.has(codeOf(err))),
     { halfOpenAfter: policy.halfOpenAfterMs, breaker: new ConsecutiveBreaker(policy.breakerThreshold) },
   );
   const isolation = bulkhead(policy.maxConcurrent, policy.maxQueued);
@@ -98,9 +99,10 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
   const backoff = new ExponentialBackoff({ initialDelay: policy.initialBackoffMs, maxDelay: policy.maxBackoffMs });
   const retrying = retry(handleWhen(retryable), { maxAttempts: policy.maxAttempts - 1, backoff });
   retrying.onRetry(() => stats.retries++);
+  // Inside the breaker, so an attempt that hangs counts against the dependency.
   const perAttempt = timeout(policy.attemptTimeoutMs, TimeoutStrategy.Aggressive);
-  const withRetry = wrap(retrying, perAttempt, breaker, isolation);
-  const withoutRetry = wrap(perAttempt, breaker, isolation);
+  const withRetry = wrap(retrying, breaker, perAttempt, isolation);
+  const withoutRetry = wrap(breaker, perAttempt, isolation);
 
   function translate(err: unknown): ConnectError {
     if (err instanceof BrokenCircuitError) return new ConnectError(`circuit breaker for ${dependency} is open`, Code.Unavailable);

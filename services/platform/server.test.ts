@@ -7,6 +7,8 @@ import { pino } from "pino";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { InvalidArgumentError } from "./errors.js";
+import { remainingBudgetMs } from "./deadline.js";
+import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
 import { startServer, type RunningServer } from "./server.js";
 
 /**
@@ -111,6 +113,34 @@ describe("startServer", () => {
     const body = Buffer.from(await response.arrayBuffer());
     const status = response.headers.get("grpc-status") ?? /grpc-status: ?(\d+)/.exec(body.toString("latin1"))?.[1];
     expect(status).toBe(String(Code.InvalidArgument));
+  });
+
+  it("gives a streaming handler the caller's deadline", async () => {
+    const seen: (number | undefined)[] = [];
+    const streaming = await startServer(
+      {
+        logger: pino({ level: "silent" }),
+        services: [StorefrontService],
+        maxRequestBytes: 1024,
+        shutdownGraceMs: 500,
+        routes: (router) =>
+          router.service(StorefrontService, {
+            async *watchOrder() {
+              seen.push(remainingBudgetMs());
+              yield {};
+            },
+          }),
+      },
+      { host: "127.0.0.1", port: 0 },
+    );
+    try {
+      const client = createClient(StorefrontService, createGrpcTransport({ baseUrl: streaming.url }));
+      for await (const update of client.watchOrder({ orderId: "x" }, { timeoutMs: 3_000 })) void update;
+      expect(seen[0]).toBeGreaterThan(0);
+      expect(seen[0]).toBeLessThanOrEqual(3_000);
+    } finally {
+      await streaming.close();
+    }
   });
 
   it("refuses an oversized request with RESOURCE_EXHAUSTED", async () => {

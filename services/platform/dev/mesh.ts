@@ -32,6 +32,8 @@ export function childEnv(env: Env, services: MeshService[], deps: { databaseUrl:
     INVENTORY_URL: env["INVENTORY_URL"] ?? url("inventory"),
     PAYMENT_URL: env["PAYMENT_URL"] ?? url("payment"),
     NOTIFICATION_URL: env["NOTIFICATION_URL"] ?? url("notification"),
+    // On a developer's machine the gateway issues demo tokens; see the README.
+    AUTH_MODE: env["AUTH_MODE"] ?? "local",
   };
 }
 
