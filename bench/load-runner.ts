@@ -1,0 +1,219 @@
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { StorefrontService } from "../gen/shop/gateway/v1/storefront_service_pb.js";
+import { OrderStatus } from "../gen/shop/order/v1/order_service_pb.js";
+import { PaymentStatus } from "../gen/shop/payment/v1/payment_service_pb.js";
+
+export interface LoadOptions {
+  gatewayUrl: string;
+  durationMs: number;
+  ratePerSecond?: number;
+  concurrency?: number;
+  mix: { good: number; declined: number; outOfStock: number };
+  onProgress?: (line: string) => void;
+}
+
+type Kind = "good" | "declined" | "outOfStock";
+
+interface Placed {
+  id: string;
+  customer: number;
+  kind: Kind;
+  acceptMs: number;
+  terminalMs?: number;
+  status?: OrderStatus;
+}
+
+export interface LoadReport {
+  startedAt: string;
+  options: Omit<LoadOptions, "onProgress">;
+  placed: number;
+  ordersPerSecond: number;
+  acceptMs: Percentiles;
+  terminalMs: Percentiles;
+  outcomes: Record<string, number>;
+  errors: Record<string, number>;
+  invariants: { ok: boolean; nonTerminal: number; chargedButNotConfirmed: number; confirmedNotCharged: number; stockDrift: Record<string, number> };
+}
+
+interface Percentiles {
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+function percentiles(values: number[]): Percentiles {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]! : 0);
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: sorted.at(-1) ?? 0 };
+}
+
+/**
+ * The load itself, separate from the CLI so a test can run it. The customer is a fresh id
+ * per run, so the invariant check reads exactly this run's orders.
+ */
+export async function runLoad(options: LoadOptions): Promise<LoadReport> {
+  const anonymous = createClient(StorefrontService, createConnectTransport({ baseUrl: options.gatewayUrl, httpVersion: "2" }));
+  // Many customers, as real traffic has: each has a rate-limit bucket of its own.
+  const run = randomUUID().slice(0, 8);
+  const customers = await Promise.all(
+    Array.from({ length: 32 }, async (_, i) => {
+      const { token } = await anonymous.issueDemoToken({ customerId: `load-${run}-${i}` });
+      const auth: Interceptor = (next) => (req) => {
+        req.header.set("authorization", `Bearer ${token}`);
+        return next(req);
+      };
+      return createClient(StorefrontService, createConnectTransport({ baseUrl: options.gatewayUrl, httpVersion: "2", interceptors: [auth] }));
+    }),
+  );
+  let nextCustomer = 0;
+  const products = (await anonymous.listProducts({})).products;
+  const plentiful = products.filter((p) => p.available > 100).map((p) => p.sku);
+  if (plentiful.length === 0) throw new Error("no product has more than 100 units left; restock with AdjustStock or reset .data/");
+  const scarce = products.reduce((a, b) => (a.available <= b.available ? a : b));
+  const before = new Map(products.map((p) => [p.sku, p.available]));
+
+  const weights: [Kind, number][] = [
+    ["good", options.mix.good],
+    ["declined", options.mix.declined],
+    ["outOfStock", options.mix.outOfStock],
+  ];
+  const total = weights.reduce((sum, [, w]) => sum + w, 0);
+  const pickKind = (): Kind => {
+    let r = Math.random() * total;
+    for (const [kind, w] of weights) if ((r -= w) < 0) return kind;
+    return "good";
+  };
+
+  const placed: Placed[] = [];
+  const errors: Record<string, number> = {};
+  const started = performance.now();
+  const deadline = started + options.durationMs;
+
+  async function placeOne(): Promise<void> {
+    const kind = pickKind();
+    const items =
+      kind === "outOfStock"
+        ? [{ sku: scarce.sku, quantity: Math.min(scarce.available + 1, 10_000) }]
+        : [{ sku: plentiful[Math.floor(Math.random() * plentiful.length)]!, quantity: 1 }];
+    const customer = nextCustomer++ % customers.length;
+    const storefront = customers[customer]!;
+    const t0 = performance.now();
+    try {
+      const { order } = await storefront.placeOrder({ items, paymentToken: kind === "declined" ? "tok_decline" : "tok_visa", requestId: randomUUID() }, { timeoutMs: 10_000 });
+      const record: Placed = { id: order!.id, customer, kind, acceptMs: performance.now() - t0 };
+      placed.push(record);
+      for await (const update of storefront.watchOrder({ orderId: order!.id }, { timeoutMs: 60_000 })) {
+        record.status = update.order!.status;
+        if (record.status !== OrderStatus.PENDING) record.terminalMs = performance.now() - t0;
+      }
+    } catch (err) {
+      const code = Code[ConnectError.from(err).code] ?? "Unknown";
+      errors[code] = (errors[code] ?? 0) + 1;
+    }
+  }
+
+  const inFlight = new Set<Promise<void>>();
+  const progress = setInterval(() => {
+    const elapsed = (performance.now() - started) / 1000;
+    const done = placed.filter((p) => p.terminalMs !== undefined).length;
+    options.onProgress?.(`${elapsed.toFixed(0)} s  placed ${placed.length}  terminal ${done}  in flight ${inFlight.size}  errors ${Object.values(errors).reduce((a, b) => a + b, 0)}  ${(placed.length / Math.max(elapsed, 0.001)).toFixed(1)} orders/s`);
+  }, 500);
+  const launch = () => {
+    const task = placeOne().finally(() => inFlight.delete(task));
+    inFlight.add(task);
+  };
+  if (options.ratePerSecond) {
+    const interval = 1000 / options.ratePerSecond;
+    for (let next = started; next < deadline && inFlight.size < 2_000; next += interval) {
+      await new Promise((r) => setTimeout(r, Math.max(0, next - performance.now())));
+      launch();
+    }
+  } else {
+    const concurrency = options.concurrency ?? 8;
+    while (performance.now() < deadline) {
+      while (inFlight.size < concurrency) launch();
+      await Promise.race(inFlight);
+    }
+  }
+  await Promise.allSettled([...inFlight]);
+  clearInterval(progress);
+  const elapsedS = (performance.now() - started) / 1000;
+
+  // Invariants, read through the public API.
+  let nonTerminal = 0;
+  let chargedButNotConfirmed = 0;
+  let confirmedNotCharged = 0;
+  const sold = new Map<string, number>();
+  for (const p of placed) {
+    const details = await patiently(() => customers[p.customer]!.getOrderDetails({ orderId: p.id }));
+    const status = details.order!.status;
+    const captured = details.payment?.payments.filter((pay) => pay.status === PaymentStatus.CAPTURED).length ?? 0;
+    if (status === OrderStatus.PENDING) nonTerminal++;
+    if (status === OrderStatus.CONFIRMED && captured !== 1) confirmedNotCharged++;
+    if (status !== OrderStatus.CONFIRMED && captured > 0) chargedButNotConfirmed++;
+    if (status === OrderStatus.CONFIRMED) for (const line of details.order!.items) sold.set(line.sku, (sold.get(line.sku) ?? 0) + line.quantity);
+  }
+  const after = new Map((await patiently(() => anonymous.listProducts({}))).products.map((p) => [p.sku, p.available]));
+  const stockDrift: Record<string, number> = {};
+  for (const [sku, was] of before) {
+    const drift = was - (after.get(sku) ?? 0) - (sold.get(sku) ?? 0);
+    if (drift !== 0) stockDrift[sku] = drift; // other traffic during the run shows up here too
+  }
+
+  const outcomes: Record<string, number> = {};
+  for (const p of placed) {
+    const key = `${p.kind}:${p.status === undefined ? "unknown" : OrderStatus[p.status]}`;
+    outcomes[key] = (outcomes[key] ?? 0) + 1;
+  }
+  const { onProgress: _onProgress, ...reported } = options;
+  return {
+    startedAt: new Date(Date.now() - elapsedS * 1000).toISOString(),
+    options: reported,
+    placed: placed.length,
+    ordersPerSecond: placed.length / elapsedS,
+    acceptMs: percentiles(placed.map((p) => p.acceptMs)),
+    terminalMs: percentiles(placed.flatMap((p) => (p.terminalMs === undefined ? [] : [p.terminalMs]))),
+    outcomes,
+    errors,
+    invariants: {
+      ok: nonTerminal === 0 && chargedButNotConfirmed === 0 && confirmedNotCharged === 0 && Object.keys(stockDrift).length === 0,
+      nonTerminal,
+      chargedButNotConfirmed,
+      confirmedNotCharged,
+      stockDrift,
+    },
+  };
+}
+
+/** Retries a read the gateway rate-limited; the check must not fail for being quick. */
+async function patiently<T>(read: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await read();
+    } catch (err) {
+      if (ConnectError.from(err).code !== Code.ResourceExhausted || attempt >= 100) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+export function renderMarkdown(report: LoadReport): string {
+  const ms = (p: Percentiles) => `${p.p50.toFixed(1)} / ${p.p90.toFixed(1)} / ${p.p99.toFixed(1)} / ${p.max.toFixed(1)}`;
+  return [
+    `## Load run ${report.startedAt}`,
+    "",
+    "| measure | value |",
+    "|---|---|",
+    `| orders placed | ${report.placed} |`,
+    `| throughput | ${report.ordersPerSecond.toFixed(1)} orders/s |`,
+    `| accept latency p50 / p90 / p99 / max (ms) | ${ms(report.acceptMs)} |`,
+    `| to terminal p50 / p90 / p99 / max (ms) | ${ms(report.terminalMs)} |`,
+    `| outcomes | ${Object.entries(report.outcomes).map(([k, v]) => `${k} ${v}`).join(", ")} |`,
+    `| errors by code | ${Object.entries(report.errors).map(([k, v]) => `${k} ${v}`).join(", ") || "none"} |`,
+    `| invariants | ${report.invariants.ok ? "hold" : `VIOLATED ${JSON.stringify(report.invariants)}`} |`,
+    "",
+  ].join("\n");
+}

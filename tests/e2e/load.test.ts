@@ -1,0 +1,30 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runLoad } from "../../bench/load-runner.js";
+import type { RunningServer } from "../../services/platform/server.js";
+import { startGateway } from "../support/gateway.js";
+import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
+
+/** The load generator's bookkeeping, not the mesh's speed: a short run must add up. */
+describe("npm run load", () => {
+  let mesh: InProcessMesh;
+  let gateway: RunningServer;
+  beforeAll(async () => {
+    mesh = await startInProcessMesh();
+    gateway = await startGateway(mesh);
+  });
+  afterAll(async () => {
+    await gateway?.close();
+    await mesh?.close();
+  });
+
+  it("places a mix of orders, follows each to the end, and finds the invariants holding", async () => {
+    const report = await runLoad({ gatewayUrl: gateway.url, durationMs: 2_000, concurrency: 4, mix: { good: 1, declined: 1, outOfStock: 1 } });
+    expect(report.placed).toBeGreaterThan(0);
+    expect(report.errors).toEqual({});
+    expect(report.invariants).toMatchObject({ ok: true, nonTerminal: 0, chargedButNotConfirmed: 0, confirmedNotCharged: 0, stockDrift: {} });
+    const byKind = (kind: string) => Object.entries(report.outcomes).filter(([key]) => key.startsWith(`${kind}:`));
+    for (const [key] of byKind("good")) expect(key).toBe("good:CONFIRMED");
+    for (const [key] of [...byKind("declined"), ...byKind("outOfStock")]) expect(key).toMatch(/:CANCELLED$/);
+    expect(report.terminalMs.p50).toBeGreaterThan(0);
+  });
+});
