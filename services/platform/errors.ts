@@ -29,7 +29,7 @@ const genericMessages = new Map<Code, string>([
   [Code.Internal, "internal error"],
 ]);
 
-export function isClassifiedError(err: unknown): err is ClassifiedError {
+function isClassifiedError(err: unknown): err is ClassifiedError {
   return err instanceof Error && typeof (err as Partial<ClassifiedError>).kind === "string" && (err as ClassifiedError).kind in codeByKind;
 }
 

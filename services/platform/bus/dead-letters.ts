@@ -9,7 +9,7 @@ export const DLQ_SUBJECT = "dlq-original-subject";
 export const DLQ_STREAM_SEQ = "dlq-original-stream-seq";
 export const DLQ_DELIVERIES = "dlq-deliveries";
 
-export const deadLetterSubject = (consumer: string) => `dlq.${consumer}`;
+const deadLetterSubject = (consumer: string) => `dlq.${consumer}`;
 
 /**
  * Parks a message in SHOP_DLQ with why it could not be processed. The original subject,

@@ -22,7 +22,7 @@ const DAY = 24 * 60 * 60 * 1000;
 export const eventStream = (context: string): StreamSpec => ({ name: `SHOP_${context.toUpperCase()}`, subjects: [`shop.${context}.v1.>`], maxAgeMs: 7 * DAY });
 export const deadLetterStream: StreamSpec = { name: "SHOP_DLQ", subjects: ["dlq.>"], maxAgeMs: 30 * DAY };
 
-export const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
+const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
 
 /** Creates the stream, or brings an existing one to this configuration; safe to repeat. */
 export async function ensureStream(jsm: JetStreamManager, spec: StreamSpec): Promise<void> {

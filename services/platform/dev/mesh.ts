@@ -11,7 +11,7 @@ export interface MeshService {
  * The deployables of the mesh and their ports, honouring the same *_PORT variables the
  * services read, in start order: participants first, so order's clients find them up.
  */
-export function meshServices(env: Env): MeshService[] {
+function meshServices(env: Env): MeshService[] {
   return [
     { name: "inventory", port: port(env, "INVENTORY_PORT", 50052), main: "services/inventory/main.ts" },
     { name: "payment", port: port(env, "PAYMENT_PORT", 50053), main: "services/payment/main.ts" },

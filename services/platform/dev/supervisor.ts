@@ -1,9 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
-import { ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../../gen/grpc/health/v1/health_pb.js";
+import { ConnectError } from "@connectrpc/connect";
+import { createHealthProbe } from "../health-probe.js";
 import type { MeshService } from "./mesh.js";
 import { repoRoot } from "./local-infra.js";
 
@@ -53,17 +52,11 @@ export function createSupervisor(services: MeshService[], options: SupervisorOpt
     });
   }
 
-  // Plain clients: a probe must see every failure, not a circuit breaker's verdict.
-  const healthClients = services.map((service) => {
-    const sessionManager = new Http2SessionManager(`http://127.0.0.1:${service.port}`);
-    const transport = createConnectTransport({ baseUrl: `http://127.0.0.1:${service.port}`, httpVersion: "2", sessionManager, defaultTimeoutMs: 1_000 });
-    return { service, health: { client: createClient(Health, transport), close: () => sessionManager.abort() } };
-  });
+  const probes = new Map(services.map((service) => [service, createHealthProbe(`http://127.0.0.1:${service.port}`)]));
 
   async function status(service: MeshService): Promise<string> {
-    const { health } = healthClients.find((c) => c.service === service)!;
     try {
-      return ServingStatus[(await health.client.check({})).status] ?? "UNKNOWN";
+      return await probes.get(service)!.check();
     } catch (err) {
       return err instanceof ConnectError ? `DOWN (${err.rawMessage.slice(0, 40)})` : "DOWN";
     }
@@ -102,7 +95,7 @@ export function createSupervisor(services: MeshService[], options: SupervisorOpt
         await exited;
         clearTimeout(timer);
       }
-      for (const { health } of healthClients) health.close();
+      for (const probe of probes.values()) probe.close();
     },
   };
 }
