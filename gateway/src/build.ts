@@ -13,6 +13,7 @@ import type { GatewayConfig } from "./config.js";
 import { loadConsoleAssets } from "./console-assets.js";
 import { createMeshStatus } from "./mesh-status.js";
 import { createRateLimitInterceptor } from "./rate-limit.js";
+import { createOrderEventFeed } from "./order-watch.js";
 import { anonymousMethods, createRoutes } from "./routes.js";
 
 export type GatewayDeps = Omit<GatewayConfig, "logLevel" | "otlpEndpoint" | "advertiseUrl" | "version"> & { logger: Logger };
@@ -21,6 +22,7 @@ export type GatewayDeps = Omit<GatewayConfig, "logLevel" | "otlpEndpoint" | "adv
 export async function build(deps: GatewayDeps): Promise<RunningServer> {
   const bus = connectBus({ url: deps.natsUrl, name: "gateway", logger: deps.logger });
   const directory = createServiceDirectory({ bus, logger: deps.logger });
+  const orderEvents = createOrderEventFeed(bus);
   const order = createServiceClient(OrderService, { baseUrl: deps.orderUrl, name: "order", directory });
   const inventory = createServiceClient(InventoryService, { baseUrl: deps.inventoryUrl, name: "inventory", directory });
   const payment = createServiceClient(PaymentService, { baseUrl: deps.paymentUrl, name: "payment", directory });
@@ -41,6 +43,7 @@ export async function build(deps: GatewayDeps): Promise<RunningServer> {
     meshStatus.close();
     for (const client of clients) client.close();
     directory.stop();
+    orderEvents.close();
     await bus.close();
   };
   try {
@@ -60,7 +63,7 @@ export async function build(deps: GatewayDeps): Promise<RunningServer> {
           createAuthInterceptor(authenticator, StorefrontService, anonymousMethods),
           createRateLimitInterceptor(StorefrontService, { ...deps.rateLimit, by: "client" }),
         ],
-        routes: createRoutes({ order: order.client, inventory: inventory.client, payment: payment.client, authenticator, meshStatus, bus, maxWatchMs: 5 * 60_000 }),
+        routes: createRoutes({ order: order.client, inventory: inventory.client, payment: payment.client, authenticator, meshStatus, orderEvents, maxWatchMs: 5 * 60_000 }),
       },
       { host: deps.host, port: deps.port },
     );

@@ -11,36 +11,75 @@ const eventSchemas = new Map<string, DescMessage>(
   ),
 );
 
+type Listener = (eventType: string) => void;
+
+/**
+ * Every event about any order, read live off the bus (a core subscription on the streams'
+ * subjects: a watch is live, not a replay) and handed to the watchers of that order. One
+ * subscription per gateway, not one per watch: each event is decoded once, whatever the
+ * number of open watches, so the cost grows with the event rate, not events × watchers.
+ */
+export function createOrderEventFeed(bus: BusConnection) {
+  const listeners = new Map<string, Set<Listener>>();
+  let subscription: Subscription | undefined;
+  let closed = false;
+
+  function dispatch(eventType: string, data: Uint8Array) {
+    const schema = eventSchemas.get(eventType);
+    if (!schema) return;
+    let orderId: string | undefined;
+    try {
+      orderId = (fromBinary(schema, data) as { orderId?: string }).orderId;
+    } catch {
+      return; // Not ours to judge; consumers dead-letter undecodable events.
+    }
+    for (const listener of (orderId && listeners.get(orderId)) || []) listener(eventType);
+  }
+
+  void bus.ready.then(
+    ({ nc }) => {
+      if (closed) return;
+      subscription = nc.subscribe("shop.*.v1.>", {
+        callback: (err, msg) => {
+          if (!err && listeners.size > 0) dispatch(msg.headers?.get("ce-type") ?? "", msg.data);
+        },
+      });
+    },
+    () => {},
+  );
+
+  return {
+    /** Calls `listener` with the type of each event about `orderId`; returns the unsubscribe. */
+    listen(orderId: string, listener: Listener): () => void {
+      const set = listeners.get(orderId) ?? new Set<Listener>();
+      listeners.set(orderId, set.add(listener));
+      return () => {
+        set.delete(listener);
+        if (set.size === 0) listeners.delete(orderId);
+      };
+    },
+    close() {
+      closed = true;
+      subscription?.unsubscribe();
+    },
+  };
+}
+
+export type OrderEventFeed = ReturnType<typeof createOrderEventFeed>;
+
 /**
  * Wakes a watcher whenever an event about one order crosses the bus, and every `pollMs`
- * regardless, so a watch keeps moving while NATS is away. Events are read as they are
- * published (a core subscription on the streams' subjects): a watch is live, not a replay.
+ * regardless, so a watch keeps moving while NATS is away.
  */
-export function watchOrderEvents(bus: BusConnection, orderId: string, pollMs: number) {
+export function watchOrderEvents(feed: OrderEventFeed, orderId: string, pollMs: number) {
   const queue: string[] = [];
   let wake: (() => void) | undefined;
   const push = (eventType: string) => {
     queue.push(eventType);
     wake?.();
   };
-  let subscription: Subscription | undefined;
-  void bus.ready.then(({ nc }) => {
-    if (closed) return;
-    subscription = nc.subscribe("shop.*.v1.>", {
-      callback: (err, msg) => {
-        const type = msg.headers?.get("ce-type") ?? "";
-        const schema = eventSchemas.get(type);
-        if (err || !schema) return;
-        try {
-          if ((fromBinary(schema, msg.data) as { orderId?: string }).orderId === orderId) push(type);
-        } catch {
-          // Not ours to judge; consumers dead-letter undecodable events.
-        }
-      },
-    });
-  }, () => {});
+  const unlisten = feed.listen(orderId, push);
   const poll = setInterval(() => push(""), pollMs);
-  let closed = false;
   return {
     /** The next event type about the order ("" for a poll tick), or undefined once aborted. */
     async next(signal: AbortSignal): Promise<string | undefined> {
@@ -59,9 +98,8 @@ export function watchOrderEvents(bus: BusConnection, orderId: string, pollMs: nu
       return queue.shift();
     },
     close() {
-      closed = true;
       clearInterval(poll);
-      subscription?.unsubscribe();
+      unlisten();
     },
   };
 }

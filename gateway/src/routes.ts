@@ -4,10 +4,9 @@ import { StorefrontService, PartStatusSchema, type WatchOrderResponse } from "..
 import { OrderStatus, type OrderService, type Order } from "../../gen/shop/order/v1/order_service_pb.js";
 import type { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import type { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
-import type { BusConnection } from "../../services/platform/bus/connection.js";
 import { customerKey, type Authenticator } from "./auth.js";
 import type { MeshStatus } from "./mesh-status.js";
-import { watchOrderEvents } from "./order-watch.js";
+import { watchOrderEvents, type OrderEventFeed } from "./order-watch.js";
 
 export interface GatewayRouteDeps {
   order: Client<typeof OrderService>;
@@ -15,7 +14,7 @@ export interface GatewayRouteDeps {
   payment: Client<typeof PaymentService>;
   authenticator: Authenticator;
   meshStatus: MeshStatus;
-  bus: BusConnection;
+  orderEvents: OrderEventFeed;
   /** How long a WatchOrder stream may stay open. */
   maxWatchMs: number;
 }
@@ -90,7 +89,7 @@ export function createRoutes(deps: GatewayRouteDeps) {
         let current = await read();
         yield { $typeName: "shop.gateway.v1.WatchOrderResponse", order: current, eventType: "" };
         if (isTerminal(current)) return;
-        const events = watchOrderEvents(deps.bus, req.orderId, 2_000);
+        const events = watchOrderEvents(deps.orderEvents, req.orderId, 2_000);
         const giveUp = AbortSignal.any([ctx.signal, AbortSignal.timeout(deps.maxWatchMs)]);
         try {
           for (;;) {

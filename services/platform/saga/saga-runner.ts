@@ -164,26 +164,31 @@ export function createSagaRunner<P>(options: {
   }
 
   async function setState(tx: SqlExecutor, sagaId: string, fields: { state?: SagaState; failureReason?: string; lastError?: string | null; leaseOwner?: null }) {
-    await fence(tx, sagaId);
     await tx
       .update(sagas)
       .set({ ...fields, ...(fields.leaseOwner === null ? { leaseExpiresAt: null } : {}), updatedAt: sql`now()` })
       .where(eq(sagas.id, sagaId));
   }
 
-  async function setStep(sagaId: string, stepIndex: number, state: StepState, lastError: string | null = null) {
+  async function setStep(tx: SqlExecutor, sagaId: string, stepIndex: number, state: StepState, lastError: string | null = null) {
     const name = definition.steps[stepIndex]!.name;
+    await tx
+      .insert(sagaSteps)
+      .values({ sagaId, stepIndex, name, state, lastError })
+      .onConflictDoUpdate({ target: [sagaSteps.sagaId, sagaSteps.stepIndex], set: { state, lastError, updatedAt: sql`now()` } });
+  }
+
+  /** Records a step's outcome and, if given, the saga's new state: one fenced transaction. */
+  async function settle(sagaId: string, step: { index: number; state: StepState; lastError?: string }, saga?: Parameters<typeof setState>[2]) {
     await db.transaction(async (tx) => {
       await fence(tx, sagaId);
-      await tx
-        .insert(sagaSteps)
-        .values({ sagaId, stepIndex, name, state, lastError })
-        .onConflictDoUpdate({ target: [sagaSteps.sagaId, sagaSteps.stepIndex], set: { state, lastError, updatedAt: sql`now()` } });
+      await setStep(tx, sagaId, step.index, step.state, step.lastError);
+      if (saga) await setState(tx, sagaId, saga);
     });
   }
 
   /** Counts an attempt and renews the lease; throws LeaseLostError if it is gone. */
-  async function beginAttempt(sagaId: string, stepIndex: number) {
+  async function countAttempt(sagaId: string, stepIndex: number) {
     await db.transaction(async (tx) => {
       await fence(tx, sagaId);
       await tx
@@ -194,22 +199,31 @@ export function createSagaRunner<P>(options: {
   }
 
   /**
-   * Marks a step started, unless cancellation was asked for first, in one transaction
-   * holding the saga row. requestCancel takes the same lock, so a cancel either lands
-   * before the point of no return starts, or is refused.
+   * One transaction per step boundary, holding the saga row: records the step that just
+   * succeeded (if any), then completes the saga or marks the next step started with its
+   * first attempt counted, unless cancellation was asked for first. requestCancel takes the
+   * same lock, so a cancel either lands before the point of no return starts, or is refused.
    */
-  async function beginStep(sagaId: string, stepIndex: number, pastPointOfNoReturn: boolean): Promise<"started" | "cancelled"> {
-    return db.transaction(async (tx) => {
+  async function crossBoundary(sagaId: string, succeeded: number | undefined, next: number | undefined, pastPointOfNoReturn: boolean) {
+    return db.transaction(async (tx): Promise<"started" | "cancelled" | "completed"> => {
       const saga = await fence(tx, sagaId);
+      if (succeeded !== undefined) await setStep(tx, sagaId, succeeded, "succeeded");
+      if (next === undefined) {
+        await setState(tx, sagaId, { state: "completed", leaseOwner: null });
+        return "completed";
+      }
       if (saga.cancelRequested && !pastPointOfNoReturn) {
-        await tx.update(sagas).set({ state: "compensating", failureReason: "cancelled at the customer's request", updatedAt: sql`now()` }).where(eq(sagas.id, sagaId));
+        await setState(tx, sagaId, { state: "compensating", failureReason: "cancelled at the customer's request" });
         return "cancelled";
       }
-      const name = definition.steps[stepIndex]!.name;
+      const name = definition.steps[next]!.name;
       await tx
         .insert(sagaSteps)
-        .values({ sagaId, stepIndex, name, state: "started" })
-        .onConflictDoUpdate({ target: [sagaSteps.sagaId, sagaSteps.stepIndex], set: { state: "started", updatedAt: sql`now()` } });
+        .values({ sagaId, stepIndex: next, name, state: "started", attempts: 1 })
+        .onConflictDoUpdate({
+          target: [sagaSteps.sagaId, sagaSteps.stepIndex],
+          set: { state: "started", attempts: sql`${sagaSteps.attempts} + 1`, updatedAt: sql`now()` },
+        });
       return "started";
     });
   }
@@ -219,37 +233,39 @@ export function createSagaRunner<P>(options: {
   async function runForward(saga: SagaRow, steps: Map<number, StepState>): Promise<void> {
     const payload = saga.payload as P;
     const pastPointOfNoReturn = () => [...steps.keys()].some((i) => !definition.steps[i]!.compensate);
+    let succeeded: number | undefined;
     for (let i = 0; i < definition.steps.length; i++) {
       if (steps.get(i) === "succeeded") continue;
       const step = definition.steps[i]!;
-      if ((await beginStep(saga.id, i, pastPointOfNoReturn())) === "cancelled") return;
+      if ((await crossBoundary(saga.id, succeeded, i, pastPointOfNoReturn())) === "cancelled") return;
       steps.set(i, "started");
       // Past the point of no return there is no giving up: retry, with capped backoff, until
       // the participant is back. Before it, a participant that stays away is compensated.
       const attempts = pastPointOfNoReturn() ? Infinity : policy.stepAttempts;
+      let attempt = 0;
       try {
         await policyFor(step, attempts).execute(async ({ signal }) => {
-          await beginAttempt(saga.id, i);
+          if (attempt++ > 0) await countAttempt(saga.id, i); // the first was counted with the start
           await step.run(payload, { idempotencyKey: `${saga.id}:${step.name}`, signal });
         }, stopping.signal);
-        await setStep(saga.id, i, "succeeded");
         steps.set(i, "succeeded");
+        succeeded = i;
       } catch (err) {
         if (stopping.signal.aborted || err instanceof LeaseLostError) return; // left as started; a later driver resumes it
         const rejected = err instanceof StepRejectedError;
-        await setStep(saga.id, i, "failed", describe(err));
+        const failed = { index: i, state: "failed" as const, lastError: describe(err) };
         if (pastPointOfNoReturn()) {
           logger.error({ sagaId: saga.id, step: step.name, err }, "step failed past the point of no return; parking saga");
-          await setState(db, saga.id, { state: "parked", lastError: `${step.name}: ${describe(err)}`, leaseOwner: null });
+          await settle(saga.id, failed, { state: "parked", lastError: `${step.name}: ${describe(err)}`, leaseOwner: null });
           return;
         }
         const reason = rejected ? describe(err) : `${step.name} did not succeed: ${describe(err)}`;
         logger.info({ sagaId: saga.id, step: step.name, reason }, "step failed; compensating");
-        await setState(db, saga.id, { state: "compensating", failureReason: reason, lastError: describe(err) });
+        await settle(saga.id, failed, { state: "compensating", failureReason: reason, lastError: describe(err) });
         return;
       }
     }
-    await setState(db, saga.id, { state: "completed", leaseOwner: null });
+    await crossBoundary(saga.id, succeeded, undefined, true);
   }
 
   async function runCompensation(saga: SagaRow, steps: Map<number, StepState>): Promise<void> {
@@ -260,19 +276,19 @@ export function createSagaRunner<P>(options: {
       if (!step.compensate) continue;
       try {
         await policyFor(step, policy.compensationAttempts).execute(async ({ signal }) => {
-          await beginAttempt(saga.id, i);
+          await countAttempt(saga.id, i);
           await step.compensate!(payload, { idempotencyKey: `${saga.id}:${step.name}:compensate`, signal });
         }, stopping.signal);
-        await setStep(saga.id, i, "compensated");
+        await settle(saga.id, { index: i, state: "compensated" });
       } catch (err) {
         if (stopping.signal.aborted || err instanceof LeaseLostError) return;
         logger.error({ sagaId: saga.id, step: step.name, err }, "compensation exhausted its attempts; parking saga");
-        await setStep(saga.id, i, steps.get(i)!, describe(err));
-        await setState(db, saga.id, { state: "parked", lastError: `compensating ${step.name}: ${describe(err)}`, leaseOwner: null });
+        await settle(saga.id, { index: i, state: steps.get(i)!, lastError: describe(err) }, { state: "parked", lastError: `compensating ${step.name}: ${describe(err)}`, leaseOwner: null });
         return;
       }
     }
     await db.transaction(async (tx) => {
+      await fence(tx, saga.id);
       await definition.onCompensated(tx, payload, saga.failureReason ?? "compensated");
       await setState(tx, saga.id, { state: "compensated", leaseOwner: null });
     });

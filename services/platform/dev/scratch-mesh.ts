@@ -1,0 +1,108 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startLocalNats, type LocalNats } from "./local-nats.js";
+import { startLocalPostgres, type LocalPostgres } from "./local-postgres.js";
+import { childEnv, type MeshService } from "./mesh.js";
+import { createSupervisor } from "./supervisor.js";
+import { freePort } from "./tcp.js";
+
+/** Service names as the supervisor knows them, in start order. */
+export const meshServiceNames = ["inventory", "payment", "order", "notification", "gateway"] as const;
+export type MeshServiceName = (typeof meshServiceNames)[number];
+
+export interface ScratchMeshOptions {
+  /** Extra environment for every service, e.g. PAYMENT_URL pointing at a fault proxy. */
+  env?: Record<string, string>;
+  /**
+   * Extra environment for one service, over `env`: e.g. ADVERTISE_URL, so that the address
+   * payment announces for discovery is a fault proxy in front of it rather than its own port.
+   */
+  serviceEnv?: Partial<Record<MeshServiceName, Record<string, string>>>;
+  /** Where the services' output goes; by default it is kept in `output`. */
+  log?: (line: string) => void;
+}
+
+/**
+ * The whole mesh as `npm start` runs it, but disposable: its own embedded Postgres and its
+ * own nats-server in a scratch directory, every service a real process on a free port under
+ * the real supervisor. The bench and the chaos command use it, so a run can kill anything
+ * (services, NATS, Postgres) without touching a developer's `.data/` or the machine's servers.
+ */
+export async function startScratchMesh(options: ScratchMeshOptions = {}) {
+  const scratch = mkdtempSync(join(tmpdir(), "meshwork-scratch-"));
+  const pgDir = join(scratch, "postgres");
+  const natsDir = join(scratch, "nats");
+  const [pgPort, natsPort] = [await freePort(), await freePort()];
+  let postgres: LocalPostgres | undefined = await startLocalPostgres({ dataDir: pgDir, port: pgPort });
+  let nats: LocalNats | undefined = await startLocalNats({ port: natsPort, storeDir: natsDir });
+
+  const services: MeshService[] = [];
+  for (const name of meshServiceNames) {
+    services.push({ name, port: await freePort(), main: name === "gateway" ? "gateway/main.ts" : `services/${name}/main.ts`, env: options.serviceEnv?.[name] ?? {} });
+  }
+  const ports = Object.fromEntries(services.map((s) => [`${s.name.toUpperCase()}_PORT`, String(s.port)]));
+  const output: string[] = [];
+  const log = options.log ?? ((line: string) => output.push(line));
+  const supervisor = createSupervisor(services, {
+    env: childEnv({ ...process.env, ...ports, LOG_LEVEL: "warn", ...options.env }, services, { databaseUrl: postgres.url, natsUrl: nats.url }),
+    log,
+    initialBackoffMs: 100,
+    maxBackoffMs: 2_000,
+  });
+  const startedAt = performance.now();
+  supervisor.start();
+  const stopInfra = async () => {
+    await nats?.stop();
+    await postgres?.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  };
+  try {
+    await supervisor.waitUntilServing(120_000);
+  } catch (err) {
+    await supervisor.stop(5_000);
+    await stopInfra();
+    throw new Error(`${(err as Error).message}\n${output.slice(-20).join("\n")}`);
+  }
+  const servingAfterMs = performance.now() - startedAt;
+  const url = (name: MeshServiceName) => `http://127.0.0.1:${services.find((s) => s.name === name)!.port}`;
+
+  return {
+    databaseUrl: postgres.url,
+    natsUrl: nats.url,
+    /** From spawning the services to all of them SERVING (infrastructure already up). */
+    servingAfterMs,
+    output,
+    url,
+    pid: (name: MeshServiceName) => supervisor.pid(name),
+    waitUntilServing: (timeoutMs: number) => supervisor.waitUntilServing(timeoutMs),
+    /** SIGKILLs a service; the supervisor restarts it, as it would any crash. */
+    killService(name: MeshServiceName) {
+      const pid = supervisor.pid(name);
+      if (pid) process.kill(pid, "SIGKILL");
+    },
+    /** SIGKILLs nats-server; its store stays, as after a crash. */
+    async killNats() {
+      nats?.process.kill("SIGKILL");
+      await nats?.stop();
+      nats = undefined;
+    },
+    async startNats() {
+      nats = await startLocalNats({ port: natsPort, storeDir: natsDir });
+    },
+    /** A clean Postgres shutdown: every connection is cut, as in a database failover or upgrade. */
+    async stopPostgres() {
+      await postgres?.stop();
+      postgres = undefined;
+    },
+    async startPostgres() {
+      postgres = await startLocalPostgres({ dataDir: pgDir, port: pgPort });
+    },
+    async stop() {
+      await supervisor.stop(10_000);
+      await stopInfra();
+    },
+  };
+}
+
+export type ScratchMesh = Awaited<ReturnType<typeof startScratchMesh>>;
