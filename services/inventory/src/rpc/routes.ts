@@ -23,10 +23,10 @@ const statusToWire: Record<Reservation["status"], ReservationStatus> = {
   committed: ReservationStatus.COMMITTED,
 };
 
-const toReservation = (r: Reservation): ReservationMessage =>
+export const toReservation = (r: Reservation): ReservationMessage =>
   create(ReservationSchema, { id: r.id, orderId: r.orderId, items: r.items, status: statusToWire[r.status] });
 
-const toProduct = (p: Product) =>
+export const toProduct = (p: Product) =>
   create(ProductSchema, {
     sku: p.sku,
     name: p.name,

@@ -17,7 +17,7 @@ const statusToWire: Record<DomainStatus, PaymentStatus> = {
   refunded: PaymentStatus.REFUNDED,
 };
 
-const toPayment = (row: PaymentRow) =>
+export const toPayment = (row: PaymentRow) =>
   create(PaymentSchema, {
     id: row.id,
     orderId: row.orderId,

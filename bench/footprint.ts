@@ -1,0 +1,107 @@
+/**
+ * Footprint: how long `npm start` takes until every service reports SERVING, and each
+ * service's resident memory idle and under load.
+ *
+ * `npm start` runs for real, as a newcomer runs it, but on free ports and pointed (through
+ * DATABASE_URL and NATS_URL) at a Postgres and a nats-server this script starts in a scratch
+ * directory, so it never touches a developer's `.data/` or running mesh. Their own start-up
+ * times are reported too: they are what `npm start` adds when it has to start them itself.
+ * Run: npx tsx bench/footprint.ts [load-seconds=15]
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { startLocalNats } from "../services/platform/dev/local-nats.js";
+import { repoRoot } from "../services/platform/dev/local-infra.js";
+import { startLocalPostgres } from "../services/platform/dev/local-postgres.js";
+import { meshServiceNames } from "../services/platform/dev/scratch-mesh.js";
+import { freePort } from "../services/platform/dev/tcp.js";
+import { runLoad } from "./load-runner.js";
+import { commandLine, progress, quick } from "./report.js";
+
+const loadSeconds = Number(process.argv[2] ?? (quick ? 5 : 15));
+const scratch = mkdtempSync(join(tmpdir(), "meshwork-footprint-"));
+const timed = async <T>(work: () => Promise<T>): Promise<[T, number]> => {
+  const started = performance.now();
+  return [await work(), performance.now() - started];
+};
+
+/** Resident set size in MiB, from /proc (Linux). */
+const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+
+/** The service processes under `npm start`: descendants of its pid, keyed by entry point. */
+function servicePids(rootPid: number): Map<string, number> {
+  const parents = new Map<number, number>();
+  for (const entry of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    try {
+      parents.set(Number(entry), Number(readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1]!.split(" ")[1]));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  const descends = (pid: number): boolean => pid === rootPid || (pid > 1 && parents.has(pid) && descends(parents.get(pid)!));
+  const found = new Map<string, number>();
+  for (const pid of parents.keys()) {
+    if (!descends(pid)) continue;
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    const name = meshServiceNames.find((n) => cmdline.includes(n === "gateway" ? "gateway/main.ts" : `services/${n}/main.ts`));
+    if (name) found.set(name, pid);
+  }
+  return found;
+}
+
+const [pg, pgStartMs] = await timed(async () => startLocalPostgres({ dataDir: join(scratch, "pg"), port: await freePort() }));
+const [nats, natsStartMs] = await timed(async () => startLocalNats({ port: await freePort(), storeDir: join(scratch, "nats") }));
+const ports = Object.fromEntries(await Promise.all(meshServiceNames.map(async (name) => [`${name.toUpperCase()}_PORT`, String(await freePort())])));
+const started = performance.now();
+const npmStart = spawn("npm", ["start"], {
+  cwd: repoRoot,
+  env: { ...process.env, ...ports, DATABASE_URL: pg.url, NATS_URL: nats.url, LOG_LEVEL: "warn" },
+  stdio: ["ignore", "pipe", "inherit"],
+  detached: true,
+});
+const upMs = await new Promise<number>((done, fail) => {
+  createInterface({ input: npmStart.stdout! }).on("line", (line) => line.includes("Meshwork is up") && done(performance.now() - started));
+  npmStart.once("exit", (code) => fail(new Error(`npm start exited (${code})`)));
+});
+progress(`npm start: all SERVING after ${(upMs / 1000).toFixed(1)} s`);
+
+const rss = new Map<string, { idle: number; load: number }>();
+try {
+  await new Promise((resolve) => setTimeout(resolve, 10_000)); // let start-up garbage be collected
+  const pids = servicePids(npmStart.pid!);
+  for (const [name, pid] of pids) rss.set(name, { idle: rssMiB(pid), load: 0 });
+  const sampler = setInterval(() => {
+    for (const [name, pid] of pids) rss.get(name)!.load = Math.max(rss.get(name)!.load, rssMiB(pid));
+  }, 250);
+  const report = await runLoad({ gatewayUrl: `http://127.0.0.1:${ports["GATEWAY_PORT"]}`, durationMs: loadSeconds * 1000, concurrency: 16, mix: { good: 8, declined: 1, outOfStock: 1 } });
+  clearInterval(sampler);
+  progress(`under load: ${report.ordersPerSecond.toFixed(1)} orders/s`);
+} finally {
+  process.kill(-npmStart.pid!, "SIGINT"); // as Ctrl-C: the supervisor stops the services
+  await new Promise((resolve) => npmStart.once("exit", resolve));
+  await nats.stop();
+  await pg.stop();
+  rmSync(scratch, { recursive: true, force: true });
+}
+
+const mib = (n: number) => n.toFixed(0);
+console.log(`## Footprint
+
+\`${commandLine("bench/footprint.ts", [loadSeconds])}\`. Start-up is wall time on this machine; memory is each service's
+resident set (VmRSS), idle 10 s after start and the peak while ${loadSeconds} s of closed-loop load (16 orders in flight) ran.
+
+| start-up | seconds |
+|---|---|
+| \`npm start\` until every service reports SERVING (Postgres and NATS given) | ${(upMs / 1000).toFixed(1)} |
+| embedded Postgres, first start (initdb included) | ${(pgStartMs / 1000).toFixed(1)} |
+| nats-server with JetStream | ${(natsStartMs / 1000).toFixed(1)} |
+
+| service | idle RSS MiB | under load RSS MiB |
+|---|---|---|
+${meshServiceNames.map((name) => `| ${name} | ${mib(rss.get(name)?.idle ?? 0)} | ${mib(rss.get(name)?.load ?? 0)} |`).join("\n")}
+| total | ${mib([...rss.values()].reduce((sum, r) => sum + r.idle, 0))} | ${mib([...rss.values()].reduce((sum, r) => sum + r.load, 0))} |
+`);
+process.exit(0);
