@@ -95,7 +95,9 @@ export function createRoutes(deps: GatewayRouteDeps) {
           for (;;) {
             const eventType = await events.next(giveUp);
             if (eventType === undefined) return;
-            const next = await read();
+            // Only ordering's own events (and poll ticks) can change the order; another
+            // context's event (stock reserved, payment captured) is reported against it as is.
+            const next = eventType === "" || eventType.startsWith("shop.order.") ? await read() : current;
             if (eventType === "" && next.status === current.status) continue; // a quiet poll tick
             current = next;
             yield { $typeName: "shop.gateway.v1.WatchOrderResponse", order: current, eventType };
