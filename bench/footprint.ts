@@ -58,7 +58,7 @@ const ports = Object.fromEntries(await Promise.all(meshServiceNames.map(async (n
 const started = performance.now();
 const npmStart = spawn("npm", ["start"], {
   cwd: repoRoot,
-  env: { ...process.env, ...ports, DATABASE_URL: pg.url, NATS_URL: nats.url, LOG_LEVEL: "warn" },
+  env: { ...process.env, ...ports, DATABASE_URL: pg.url, NATS_URL: nats.url, LOG_LEVEL: "warn", RATE_LIMIT_PER_SECOND: "100000", RATE_LIMIT_BURST: "100000" },
   stdio: ["ignore", "pipe", "inherit"],
   detached: true,
 });
