@@ -1,5 +1,6 @@
 import { createServer as createHttp1Server } from "node:http";
 import { createServer as createHttp2Server, type Http2Session } from "node:http2";
+import { setMaxListeners } from "node:events";
 import type { Socket, AddressInfo } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
@@ -61,6 +62,9 @@ export async function startServer(options: ServerOptions, listen: { port: number
   const { logger } = options;
   const health = createHealthRegistry();
   const shutdown = new AbortController();
+  // Every call in flight listens on it until the call ends, so the count follows concurrency;
+  // Node's default of 10 would report a leak at the 11th concurrent call.
+  setMaxListeners(0, shutdown.signal);
   const rpcHandler = createNodeHandler({
     logger,
     routes: (router) => {
