@@ -29,6 +29,8 @@ export interface LoadReport {
   startedAt: string;
   options: Omit<LoadOptions, "onProgress">;
   placed: number;
+  /** Every order id the gateway accepted, so a chaos run can check that none was lost. */
+  acceptedOrderIds: string[];
   ordersPerSecond: number;
   acceptMs: Percentiles;
   terminalMs: Percentiles;
@@ -173,6 +175,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     startedAt: new Date(Date.now() - elapsedS * 1000).toISOString(),
     options: reported,
     placed: placed.length,
+    acceptedOrderIds: placed.map((p) => p.id),
     ordersPerSecond: placed.length / elapsedS,
     acceptMs: percentiles(placed.map((p) => p.acceptMs)),
     terminalMs: percentiles(placed.flatMap((p) => (p.terminalMs === undefined ? [] : [p.terminalMs]))),
@@ -188,13 +191,18 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   };
 }
 
-/** Retries a read the gateway rate-limited; the check must not fail for being quick. */
+/**
+ * Retries a read the gateway rate-limited, or that found a dependency unavailable for a
+ * moment (a chaos run ends its load while a restarted service comes back): the check must
+ * not fail for being quick.
+ */
 async function patiently<T>(read: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await read();
     } catch (err) {
-      if (ConnectError.from(err).code !== Code.ResourceExhausted || attempt >= 100) throw err;
+      const code = ConnectError.from(err).code;
+      if ((code !== Code.ResourceExhausted && code !== Code.Unavailable) || attempt >= 100) throw err;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }

@@ -4,6 +4,7 @@ import { StorefrontService, PartStatusSchema, type WatchOrderResponse } from "..
 import { OrderStatus, type OrderService, type Order } from "../../gen/shop/order/v1/order_service_pb.js";
 import type { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import type { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
+import { detachedFromDeadline } from "../../services/platform/deadline.js";
 import { customerKey, type Authenticator } from "./auth.js";
 import type { MeshStatus } from "./mesh-status.js";
 import { watchOrderEvents, type OrderEventFeed } from "./order-watch.js";
@@ -85,7 +86,11 @@ export function createRoutes(deps: GatewayRouteDeps) {
 
       async *watchOrder(req, ctx): AsyncGenerator<WatchOrderResponse> {
         const customer = customerOf(ctx);
-        const read = async () => owned((await order.getOrder({ orderId: req.orderId }, { signal: ctx.signal })).order, customer, req.orderId);
+        // A watch may outlive the per-call deadline cap (MAX_TIMEOUT_MS) the server puts on
+        // every call, this stream included: maxWatchMs and the caller leaving bound it. So
+        // each read gets the order client's own budget, not what is left of the stream's.
+        const read = async () =>
+          owned((await detachedFromDeadline(() => order.getOrder({ orderId: req.orderId }, { signal: ctx.signal }))).order, customer, req.orderId);
         let current = await read();
         yield { $typeName: "shop.gateway.v1.WatchOrderResponse", order: current, eventType: "" };
         if (isTerminal(current)) return;

@@ -1,4 +1,5 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { isDatabaseUnavailable } from "./db-errors.js";
 import type { Logger } from "./logger.js";
 
 /**
@@ -47,8 +48,9 @@ export class InvalidArgumentError extends Error implements ClassifiedError {
 
 /**
  * Maps any error to what may go on the wire. Classified errors keep their message, which
- * is written for clients; ConnectErrors pass through; anything else is a bug or an outage
- * whose detail stays in the log, and the client sees a bare INTERNAL.
+ * is written for clients; ConnectErrors pass through; a database that cannot be reached is
+ * UNAVAILABLE; anything else is a bug whose detail stays in the log, and the client sees a
+ * bare INTERNAL.
  */
 export function toConnectError(err: unknown, logger: Logger): ConnectError {
   if (err instanceof ConnectError) {
@@ -60,6 +62,11 @@ export function toConnectError(err: unknown, logger: Logger): ConnectError {
     return new ConnectError(generic, err.code);
   }
   if (isClassifiedError(err)) return new ConnectError(err.message, codeByKind[err.kind]);
+  if (isDatabaseUnavailable(err)) {
+    // An outage, not a bug: UNAVAILABLE tells the caller a retry may succeed.
+    logger.warn({ err }, "database unavailable");
+    return new ConnectError(genericMessages.get(Code.Unavailable)!, Code.Unavailable);
+  }
   logger.error({ err }, "unhandled error");
   return new ConnectError("internal error", Code.Internal);
 }

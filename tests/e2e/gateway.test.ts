@@ -66,6 +66,34 @@ describe("the gateway", () => {
     expect((await eve.listMyOrders({})).orders).toEqual([]);
   });
 
+  it("keeps watching an order past the gateway's per-call deadline cap, to its end", async () => {
+    // Calls capped at 1 s; the order is held pending longer by locking payment's table.
+    const capped = await startGateway(mesh, { maxTimeoutMs: 1_000 });
+    const sql = connect(mesh.databaseUrl);
+    try {
+      const { token } = await createClient(StorefrontService, createGrpcTransport({ baseUrl: capped.url })).issueDemoToken({ customerId: "patient" });
+      const patient = createClient(StorefrontService, createGrpcTransport({ baseUrl: capped.url, interceptors: [bearer(token)] }));
+      let release!: () => void;
+      let held!: () => void;
+      const holding = new Promise<void>((resolve) => (held = resolve));
+      const lock = sql.begin(async (tx) => {
+        await tx`lock table payment.payments in exclusive mode`;
+        held();
+        await new Promise<void>((resolve) => (release = resolve));
+      });
+      await holding;
+      const { order } = await patient.placeOrder({ items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok_visa", requestId: randomUUID() });
+      setTimeout(() => release(), 2_500);
+      let last = OrderStatus.UNSPECIFIED;
+      for await (const update of patient.watchOrder({ orderId: order!.id }, { timeoutMs: 15_000 })) last = update.order!.status;
+      await lock;
+      expect(last).toBe(OrderStatus.CONFIRMED);
+    } finally {
+      await sql.end();
+      await capped.close();
+    }
+  });
+
   it("answers a CORS preflight from an allowed origin, and refuses others", async () => {
     const preflight = (origin: string) =>
       fetch(`${gateway.url}/shop.gateway.v1.StorefrontService/PlaceOrder`, {

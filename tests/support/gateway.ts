@@ -4,7 +4,7 @@ import type { InProcessMesh } from "./services.js";
 import { silentLogger } from "./services.js";
 
 /** The gateway in front of an in-process mesh, on a free port, in local auth mode. */
-export function startGateway(mesh: InProcessMesh, overrides: { rateLimit?: { perSecond: number; burst: number }; maxRequestBytes?: number } = {}): Promise<RunningServer> {
+export function startGateway(mesh: InProcessMesh, overrides: { rateLimit?: { perSecond: number; burst: number }; maxRequestBytes?: number; maxTimeoutMs?: number } = {}): Promise<RunningServer> {
   return buildGateway({
     logger: silentLogger,
     host: "127.0.0.1",
@@ -13,7 +13,7 @@ export function startGateway(mesh: InProcessMesh, overrides: { rateLimit?: { per
     streamReplicas: 1,
     maxRequestBytes: overrides.maxRequestBytes ?? 64 * 1024,
     shutdownGraceMs: 1_000,
-    maxTimeoutMs: 10_000,
+    maxTimeoutMs: overrides.maxTimeoutMs ?? 10_000,
     orderUrl: mesh.order.url,
     inventoryUrl: mesh.inventory.url,
     paymentUrl: mesh.payment.url,

@@ -5,6 +5,8 @@ export interface MeshService {
   port: number;
   /** Entry point, relative to the repository root. */
   main: string;
+  /** Environment for this service alone, over the shared one (e.g. the address it advertises). */
+  env?: Record<string, string>;
 }
 
 /**

@@ -35,7 +35,7 @@ export function createSupervisor(services: MeshService[], options: SupervisorOpt
     const startedAt = Date.now();
     const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, service.main)], {
       cwd: repoRoot,
-      env: options.env,
+      env: { ...options.env, ...service.env },
       stdio: ["ignore", "pipe", "pipe", "ipc"],
       detached: true,
     });

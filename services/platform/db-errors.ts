@@ -1,0 +1,21 @@
+/** postgres.js's own codes for a connection that failed or went away. */
+const connectionCodes = new Set(["CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "CONNECT_TIMEOUT", "ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT"]);
+
+/**
+ * SQLSTATEs for a server that is away or refusing work: class 08 (connection exception),
+ * 57P01-57P03 (shutting down, crashed, starting up) and 53300 (too many connections).
+ */
+const unavailableSqlStates = /^(08...|57P0[123]|53300)$/;
+
+/**
+ * Whether an error means the database could not be reached, rather than that a query was
+ * wrong: the caller may retry later. drizzle wraps driver errors, so the cause chain is
+ * followed.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  for (let current = err, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string" && (connectionCodes.has(code) || unavailableSqlStates.test(code))) return true;
+  }
+  return false;
+}
