@@ -230,14 +230,15 @@ export function createSagaRunner<P>(options: {
 
   const describe = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
-  async function runForward(saga: SagaRow, steps: Map<number, StepState>): Promise<void> {
+  /** Runs the remaining steps; "compensate" when the saga turned to compensating. */
+  async function runForward(saga: SagaRow, steps: Map<number, StepState>): Promise<"compensate" | "stop"> {
     const payload = saga.payload as P;
     const pastPointOfNoReturn = () => [...steps.keys()].some((i) => !definition.steps[i]!.compensate);
     let succeeded: number | undefined;
     for (let i = 0; i < definition.steps.length; i++) {
       if (steps.get(i) === "succeeded") continue;
       const step = definition.steps[i]!;
-      if ((await crossBoundary(saga.id, succeeded, i, pastPointOfNoReturn())) === "cancelled") return;
+      if ((await crossBoundary(saga.id, succeeded, i, pastPointOfNoReturn())) === "cancelled") return "compensate";
       steps.set(i, "started");
       // Past the point of no return there is no giving up: retry, with capped backoff, until
       // the participant is back. Before it, a participant that stays away is compensated.
@@ -251,21 +252,22 @@ export function createSagaRunner<P>(options: {
         steps.set(i, "succeeded");
         succeeded = i;
       } catch (err) {
-        if (stopping.signal.aborted || err instanceof LeaseLostError) return; // left as started; a later driver resumes it
+        if (stopping.signal.aborted || err instanceof LeaseLostError) return "stop"; // left as started; a later driver resumes it
         const rejected = err instanceof StepRejectedError;
         const failed = { index: i, state: "failed" as const, lastError: describe(err) };
         if (pastPointOfNoReturn()) {
           logger.error({ sagaId: saga.id, step: step.name, err }, "step failed past the point of no return; parking saga");
           await settle(saga.id, failed, { state: "parked", lastError: `${step.name}: ${describe(err)}`, leaseOwner: null });
-          return;
+          return "stop";
         }
         const reason = rejected ? describe(err) : `${step.name} did not succeed: ${describe(err)}`;
         logger.info({ sagaId: saga.id, step: step.name, reason }, "step failed; compensating");
         await settle(saga.id, failed, { state: "compensating", failureReason: reason, lastError: describe(err) });
-        return;
+        return "compensate";
       }
     }
     await crossBoundary(saga.id, succeeded, undefined, true);
+    return "stop";
   }
 
   async function runCompensation(saga: SagaRow, steps: Map<number, StepState>): Promise<void> {
@@ -300,8 +302,11 @@ export function createSagaRunner<P>(options: {
       if (!saga) return; // terminal, parked, or another replica holds the lease
       const rows = await db.select().from(sagaSteps).where(eq(sagaSteps.sagaId, sagaId)).orderBy(asc(sagaSteps.stepIndex));
       const steps = new Map(rows.map((row) => [row.stepIndex, row.state] as const));
-      if (saga.state === "running") await runForward(saga, steps);
-      else await runCompensation(saga, steps);
+      // Only a turn from running to compensating needs another pass; anything else has ended
+      // this driver's work (terminal, parked, lease lost), so it does not claim again.
+      if (saga.state === "running" && (await runForward(saga, steps)) === "compensate") continue;
+      if (saga.state === "compensating") await runCompensation(saga, steps);
+      return;
     }
   }
 
