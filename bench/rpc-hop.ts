@@ -5,7 +5,11 @@
  *   platform client     createServiceClient (timeout, retry, breaker, bulkhead, tracing) -> bare server
  *   platform both       createServiceClient -> startServer (metrics, tracing, deadlines, guards, health)
  *   grpc-js             @grpc/grpc-js client -> @grpc/grpc-js server
- * Run: npx tsx bench/rpc-hop.ts [rounds=3] [seconds=3] [concurrency=64]
+ *   moleculer           Moleculer broker -> NATS transporter -> nats-server -> Moleculer broker (bench/moleculer-peer.ts),
+ *                       as shipped, and with its timeout, retry, breaker and bulkhead set like ours
+ * Every client and server lives in this one process, so each pairing has the same one event
+ * loop; Moleculer's nats-server is a second process, and its CPU is counted in its rows.
+ * Run: npx tsx bench/rpc-hop.ts [rounds=3] [seconds=3, 1 with BENCH_QUICK=1] [concurrency=64]
  */
 import { createServer } from "node:http2";
 import type { AddressInfo } from "node:net";
@@ -18,8 +22,10 @@ import { pino } from "pino";
 import { InventoryService } from "../gen/shop/inventory/v1/inventory_service_pb.js";
 import { createServiceClient } from "../services/platform/clients.js";
 import { startServer } from "../services/platform/server.js";
+import { moleculerFaultTolerance, moleculerTransportNote, startMoleculerPeer } from "./moleculer-peer.js";
+import { commandLine, median, progress, quick, targetLine } from "./report.js";
 
-const [rounds = 3, seconds = 3, concurrency = 64] = process.argv.slice(2).map(Number);
+const [rounds = 3, seconds = quick ? 1 : 3, concurrency = 64] = process.argv.slice(2).map(Number);
 const echo = (router: ConnectRouter) => router.service(InventoryService, { getStock: (req) => ({ stock: { sku: req.sku, available: 1 } }) });
 
 async function bareServer() {
@@ -49,50 +55,90 @@ function grpcJsPair() {
   );
 }
 
-/** Calls per second with `concurrency` calls always in flight, for `seconds`. */
-async function measure(call: () => Promise<unknown>): Promise<number> {
-  for (let i = 0; i < 200; i++) await call(); // warm up
+interface Pairing {
+  name: string;
+  transport: string;
+  call: () => Promise<unknown>;
+  /** CPU milliseconds spent so far outside this process on this pairing's behalf (a broker). */
+  outsideCpuMs?: () => number;
+}
+
+interface Sample {
+  callsPerSecond: number;
+  cpuMicrosPerCall: number;
+}
+
+/** Calls per second with `concurrency` calls always in flight, for `seconds`, and the CPU each call cost. */
+async function measure(pairing: Pairing): Promise<Sample> {
+  for (let i = 0; i < 200; i++) await pairing.call(); // warm up
   let done = 0;
+  const cpuBefore = process.cpuUsage();
+  const outsideBefore = pairing.outsideCpuMs?.() ?? 0;
   const until = performance.now() + seconds * 1000;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < until) {
-        await call();
+        await pairing.call();
         done++;
       }
     }),
   );
-  return done / seconds;
+  const cpu = process.cpuUsage(cpuBefore);
+  const outsideMicros = ((pairing.outsideCpuMs?.() ?? 0) - outsideBefore) * 1000;
+  return { callsPerSecond: done / seconds, cpuMicrosPerCall: (cpu.user + cpu.system + outsideMicros) / done };
 }
 
 const logger = pino({ level: "silent" });
 const bare = await bareServer();
 const platformServer = await startServer({ logger, services: [InventoryService], routes: echo, maxRequestBytes: 1 << 20, shutdownGraceMs: 500 }, { host: "127.0.0.1", port: 0 });
-const bareClient = createClient(InventoryService, createConnectTransport({ baseUrl: bare.url, httpVersion: "2", useBinaryFormat: true, sessionManager: new Http2SessionManager(bare.url) }));
+const bareSessions = new Http2SessionManager(bare.url);
+const bareClient = createClient(InventoryService, createConnectTransport({ baseUrl: bare.url, httpVersion: "2", useBinaryFormat: true, sessionManager: bareSessions }));
 const platformToBare = createServiceClient(InventoryService, { baseUrl: bare.url });
 const platformToPlatform = createServiceClient(InventoryService, { baseUrl: platformServer.url });
 const grpcJs = await grpcJsPair();
+const moleculer = await startMoleculerPeer();
+const moleculerWithFaultTolerance = await startMoleculerPeer(moleculerFaultTolerance);
 
-const pairings: [string, () => Promise<unknown>][] = [
-  ["bare connect", () => bareClient.getStock({ sku: "x" })],
-  ["platform client", () => platformToBare.client.getStock({ sku: "x" })],
-  ["platform both", () => platformToPlatform.client.getStock({ sku: "x" })],
-  ["grpc-js", grpcJs.call],
+const connectBinary = "Connect protocol, binary protobuf, HTTP/2 (one session)";
+const pairings: Pairing[] = [
+  { name: "bare connect", transport: connectBinary, call: () => bareClient.getStock({ sku: "x" }) },
+  { name: "platform client (timeout, retry, breaker, bulkhead, tracing) → bare server", transport: connectBinary, call: () => platformToBare.client.getStock({ sku: "x" }) },
+  { name: "platform client → platform server (metrics, tracing, deadlines, guards)", transport: connectBinary, call: () => platformToPlatform.client.getStock({ sku: "x" }) },
+  { name: "@grpc/grpc-js → @grpc/grpc-js", transport: "gRPC, protobuf (proto-loader), HTTP/2", call: grpcJs.call },
+  { name: "Moleculer broker → Moleculer service, as shipped (no timeout, retry, breaker or bulkhead)", transport: moleculerTransportNote, call: moleculer.call, outsideCpuMs: moleculer.brokerCpuMs },
+  { name: "Moleculer with timeout, retry, breaker and bulkhead set like ours", transport: moleculerTransportNote, call: moleculerWithFaultTolerance.call, outsideCpuMs: moleculerWithFaultTolerance.brokerCpuMs },
 ];
-const results = new Map<string, number[]>(pairings.map(([name]) => [name, []]));
+const [bareConnect, platformClient, platformBoth, , moleculerAsShipped, moleculerLikeOurs] = pairings as [Pairing, Pairing, Pairing, Pairing, Pairing, Pairing];
+const samples = new Map<Pairing, Sample[]>(pairings.map((pairing) => [pairing, []]));
 for (let round = 0; round < rounds; round++) {
-  for (const [name, call] of pairings) results.get(name)!.push(await measure(call));
-  process.stderr.write(`round ${round + 1}/${rounds} done\n`);
+  for (const pairing of pairings) samples.get(pairing)!.push(await measure(pairing));
+  progress(`rpc-hop: round ${round + 1}/${rounds} done`);
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const baseline = median(results.get("bare connect")!);
-console.log(`unary echo, ${concurrency} in flight, ${rounds} rounds x ${seconds} s, client and server on the same 2 cores`);
-console.log("| pairing | calls/s (median) | vs bare connect |\n|---|---|---|");
-for (const [name, samples] of results) console.log(`| ${name} | ${median(samples).toFixed(0)} | ${(median(samples) / baseline).toFixed(2)} |`);
+const rate = (pairing: Pairing) => median(samples.get(pairing)!.map((s) => s.callsPerSecond));
+const cpu = (pairing: Pairing) => median(samples.get(pairing)!.map((s) => s.cpuMicrosPerCall));
 
+console.log("## One RPC hop\n");
+console.log(
+  `\`${commandLine("bench/rpc-hop.ts", [rounds, seconds, concurrency])}\`: unary echo (GetStock), ${concurrency} calls in flight, ${rounds} alternating rounds of ${seconds} s per pairing, medians. ` +
+    "Client and server of every pairing share this one process; CPU per call counts this process, plus nats-server for Moleculer. " +
+    "No tracer provider is registered here, so our tracing interceptors make no-op spans; a service registers one (services/platform/lifecycle.ts) and pays for recording spans.\n",
+);
+console.log("| pairing | transport | calls/s (median) | CPU µs/call | vs bare connect | vs Moleculer as shipped |\n|---|---|---|---|---|---|");
+for (const pairing of pairings) {
+  console.log(`| ${pairing.name} | ${pairing.transport} | ${rate(pairing).toFixed(0)} | ${cpu(pairing).toFixed(0)} | ${(rate(pairing) / rate(bareConnect)).toFixed(2)} | ${(rate(pairing) / rate(moleculerAsShipped)).toFixed(2)} |`);
+}
+const likeForLike = (rate(platformBoth) / rate(moleculerLikeOurs)).toFixed(2);
+console.log();
+console.log(targetLine("platform client ≥ 0.90 × bare connect (the policy stack costs ≤ 10%)", rate(platformClient) / rate(bareConnect), 0.9));
+console.log();
+console.log(`${targetLine("platform client → platform server ahead of Moleculer as shipped (≥ 1.00 ×)", rate(platformBoth) / rate(moleculerAsShipped), 1)}; against Moleculer with fault tolerance like ours, ${likeForLike}`);
+
+bareSessions.abort(); // the HTTP/2 server's close waits for every open session to end
 platformToBare.close();
 platformToPlatform.close();
 grpcJs.close();
+await moleculer.close();
+await moleculerWithFaultTolerance.close();
 await platformServer.close();
 await bare.close();
 process.exit(0);

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { pgSchema } from "drizzle-orm/pg-core";
@@ -101,5 +102,22 @@ describe("outbox relay against real NATS and Postgres", () => {
     for (let seq = info.state.last_seq - 49; seq <= info.state.last_seq; seq++) seen.push((await jsm.streams.getMessage(stream.name, { seq }))!.header.get("ce-id"));
     expect(seen.filter((id) => first.includes(id))).toEqual(first);
     expect(seen.filter((id) => second.includes(id))).toEqual(second);
+  });
+
+  it("holds an aggregate's later events behind one whose publish fails, and lets other aggregates through", async () => {
+    const before = await streamed();
+    // No stream takes this subject, so publishing it fails for as long as the row exists.
+    const poison = { id: randomUUID(), aggregateType: "order", aggregateId: "stuck", eventType: "shop.nowhere.v1.Lost", payload: new Uint8Array([1]) };
+    await db.insert(outbox).values(poison);
+    const [held] = await emit("stuck");
+    const [passed] = await emit("free");
+    // "free" was written after "stuck"'s event, so once it is out, the relay has been past the held one.
+    await eventually(async () => expect(await streamed()).toBe(before + 1), 10_000);
+    const stillPending = (await sql`select id from relay_test.outbox where published_at is null order by seq`).map((row) => row["id"]);
+    expect(stillPending).toEqual([poison.id, held]);
+    expect((await (await bus.ready).jsm.streams.getMessage(stream.name, { last_by_subj: "shop.order.v1.OrderConfirmed" }))?.header.get("ce-id")).toBe(passed);
+    await sql`delete from relay_test.outbox where id = ${poison.id}`;
+    await eventually(async () => expect(await pending()).toBe(0), 15_000);
+    expect(await streamed()).toBe(before + 2);
   });
 });
