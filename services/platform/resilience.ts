@@ -64,6 +64,13 @@ export interface DependencyStats {
 /** Failures that say the dependency is unwell, as opposed to "no" to a particular request. */
 const unhealthyCodes = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Internal, Code.Unknown, Code.ResourceExhausted, Code.Aborted]);
 
+/**
+ * A cockatiel timeout that cuts the call off when it fires. It does not abort its signal
+ * when the call returns: the call is over by then, and each abort without a reason costs a
+ * DOMException with a captured stack, a measurable share of a hop's CPU (bench/rpc-hop.ts).
+ */
+const deadlineOf = (ms: number) => timeout(ms, { strategy: TimeoutStrategy.Aggressive, abortOnReturn: false });
+
 /** An attempt cut off by our own timeout counts as the dependency missing its deadline. */
 const codeOf = (err: unknown): Code => (err instanceof TaskCancelledError ? Code.DeadlineExceeded : ConnectError.from(err).code);
 
@@ -100,9 +107,11 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
   const retrying = retry(handleWhen(retryable), { maxAttempts: policy.maxAttempts - 1, backoff });
   retrying.onRetry(() => stats.retries++);
   // Inside the breaker, so an attempt that hangs counts against the dependency.
-  const perAttempt = timeout(policy.attemptTimeoutMs, TimeoutStrategy.Aggressive);
+  const perAttempt = deadlineOf(policy.attemptTimeoutMs);
   const withRetry = wrap(retrying, breaker, perAttempt, isolation);
   const withoutRetry = wrap(breaker, perAttempt, isolation);
+  // Most calls have the whole default budget (no shorter caller deadline): build their stacks once.
+  const defaultBudget = { withRetry: wrap(deadlineOf(policy.timeoutMs), withRetry), withoutRetry: wrap(deadlineOf(policy.timeoutMs), withoutRetry) };
 
   function translate(err: unknown): ConnectError {
     if (err instanceof BrokenCircuitError) return new ConnectError(`circuit breaker for ${dependency} is open`, Code.Unavailable);
@@ -114,17 +123,19 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
   const interceptor: Interceptor = (next) => async (req) => {
     const budget = Math.min(policy.timeoutMs, remainingBudgetMs() ?? Infinity);
     if (budget <= 0) throw new ConnectError(`no time left to call ${dependency}`, Code.DeadlineExceeded);
-    const idempotent = req.method.idempotency !== Idempotency.IDEMPOTENCY_UNKNOWN;
-    const stack = wrap(timeout(budget, TimeoutStrategy.Aggressive), idempotent && !req.stream ? withRetry : withoutRetry);
+    const retried = req.method.idempotency !== Idempotency.IDEMPOTENCY_UNKNOWN && !req.stream;
+    const stack =
+      budget === policy.timeoutMs ? defaultBudget[retried ? "withRetry" : "withoutRetry"] : wrap(deadlineOf(budget), retried ? withRetry : withoutRetry);
     const deadline = Date.now() + budget;
+    const timeoutHeader = req.header.get("content-type")?.startsWith("application/grpc") ? "grpc-timeout" : "connect-timeout-ms";
     stats.calls++;
     try {
       return await stack.execute(({ signal }) => {
         // What is left of the budget travels downstream in the protocol's timeout header.
         const left = Math.max(1, Math.ceil(deadline - Date.now()));
-        if (req.header.get("content-type")?.startsWith("application/grpc")) req.header.set("grpc-timeout", `${left}m`);
-        else req.header.set("connect-timeout-ms", String(left));
-        return next({ ...req, signal: AbortSignal.any([req.signal, signal]) });
+        req.header.set(timeoutHeader, timeoutHeader === "grpc-timeout" ? `${left}m` : String(left));
+        // Cockatiel derives `signal` from req.signal, so it already carries the caller's cancellation.
+        return next({ ...req, signal });
       }, req.signal);
     } catch (err) {
       const translated = translate(err);
