@@ -36,9 +36,11 @@ function breakingComparisons(): Comparison[] {
   const mergeBase = git("merge-base", "HEAD", "origin/main");
   if (mergeBase && mergeBase !== head) return [{ input: ".", against: `.git#ref=${mergeBase}`, why: "merge base with origin/main" }];
   const touched = (git("log", "--format=%H", "--", "proto") ?? "").split("\n").filter(Boolean);
+  // buf clones with depth 50 by default; an older commit's parent would be out of reach.
+  const depth = Number(git("rev-list", "--count", "HEAD") ?? 0) + 1;
   return touched
     .filter((commit) => git("cat-file", "-e", `${commit}~1:buf.yaml`) !== undefined) // a parent with contracts to break
-    .map((commit) => ({ input: `.git#ref=${commit}`, against: `.git#ref=${commit}~1`, why: `commit ${commit.slice(0, 12)} vs its parent` }));
+    .map((commit) => ({ input: `.git#ref=${commit},depth=${depth}`, against: `.git#ref=${commit}~1,depth=${depth}`, why: `commit ${commit.slice(0, 12)} vs its parent` }));
 }
 
 function run(title: string, cmd: string, args: string[]): void {
