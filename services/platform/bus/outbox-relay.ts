@@ -188,8 +188,23 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     });
   }
 
+  /**
+   * LISTEN for committed rows, or undefined if it cannot: NOTIFY only hurries the relay, the
+   * poll is what guarantees progress. postgres.js keeps a channel whose LISTEN failed (say,
+   * its connection was cut by a Postgres restart) and answers every later listen on it with
+   * that same error, so failing here would stop the relay for good.
+   */
+  async function listenForCommits() {
+    try {
+      return await options.sql.listen(outboxChannel(options.schemaName), () => wake());
+    } catch (err) {
+      log.warn({ err, pollMs }, "LISTEN failed; relaying on the poll alone");
+      return undefined;
+    }
+  }
+
   async function relay(): Promise<void> {
-    const listener = options.listen ?? true ? await options.sql.listen(outboxChannel(options.schemaName), () => wake()) : undefined;
+    const listener = options.listen ?? true ? await listenForCommits() : undefined;
     try {
       const bus = await options.bus.ready;
       await ensureStream(bus.jsm, options.stream);
