@@ -9,16 +9,17 @@
  * Run: npx tsx bench/footprint.ts [load-seconds=15]
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { startLocalNats } from "../services/platform/dev/local-nats.js";
 import { repoRoot } from "../services/platform/dev/local-infra.js";
 import { startLocalPostgres } from "../services/platform/dev/local-postgres.js";
-import { meshServiceNames } from "../services/platform/dev/scratch-mesh.js";
+import { meshOnFreePorts, meshServiceNames, portEnv, type MeshService } from "../services/platform/dev/mesh.js";
 import { freePort } from "../services/platform/dev/tcp.js";
 import { runLoad } from "./load-runner.js";
+import { descendantPids } from "./process-cpu.js";
 import { commandLine, progress, quick } from "./report.js";
 
 const loadSeconds = Number(process.argv[2] ?? (quick ? 5 : 15));
@@ -31,34 +32,25 @@ const timed = async <T>(work: () => Promise<T>): Promise<[T, number]> => {
 /** Resident set size in MiB, from /proc (Linux). */
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
 
-/** The service processes under `npm start`: descendants of its pid, keyed by entry point. */
-function servicePids(rootPid: number): Map<string, number> {
-  const parents = new Map<number, number>();
-  for (const entry of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
-    try {
-      parents.set(Number(entry), Number(readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1]!.split(" ")[1]));
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  const descends = (pid: number): boolean => pid === rootPid || (pid > 1 && parents.has(pid) && descends(parents.get(pid)!));
+/** The service processes under `npm start`: its descendants, keyed by the entry point they run. */
+function servicePids(rootPid: number, services: readonly MeshService[]): Map<string, number> {
   const found = new Map<string, number>();
-  for (const pid of parents.keys()) {
-    if (!descends(pid)) continue;
+  for (const pid of descendantPids(rootPid)) {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-    const name = meshServiceNames.find((n) => cmdline.includes(n === "gateway" ? "gateway/main.ts" : `services/${n}/main.ts`));
-    if (name) found.set(name, pid);
+    const service = services.find((s) => cmdline.includes(s.main));
+    if (service) found.set(service.name, pid);
   }
   return found;
 }
 
 const [pg, pgStartMs] = await timed(async () => startLocalPostgres({ dataDir: join(scratch, "pg"), port: await freePort() }));
 const [nats, natsStartMs] = await timed(async () => startLocalNats({ port: await freePort(), storeDir: join(scratch, "nats") }));
-const ports = Object.fromEntries(await Promise.all(meshServiceNames.map(async (name) => [`${name.toUpperCase()}_PORT`, String(await freePort())])));
+const services = await meshOnFreePorts();
+const gateway = services.find((s) => s.name === "gateway")!;
 const started = performance.now();
 const npmStart = spawn("npm", ["start"], {
   cwd: repoRoot,
-  env: { ...process.env, ...ports, DATABASE_URL: pg.url, NATS_URL: nats.url, LOG_LEVEL: "warn", RATE_LIMIT_PER_SECOND: "100000", RATE_LIMIT_BURST: "100000" },
+  env: { ...process.env, ...portEnv(services), DATABASE_URL: pg.url, NATS_URL: nats.url, LOG_LEVEL: "warn", RATE_LIMIT_PER_SECOND: "100000", RATE_LIMIT_BURST: "100000" },
   stdio: ["ignore", "pipe", "inherit"],
   detached: true,
 });
@@ -71,12 +63,12 @@ progress(`npm start: all SERVING after ${(upMs / 1000).toFixed(1)} s`);
 const rss = new Map<string, { idle: number; load: number }>();
 try {
   await new Promise((resolve) => setTimeout(resolve, 10_000)); // let start-up garbage be collected
-  const pids = servicePids(npmStart.pid!);
+  const pids = servicePids(npmStart.pid!, services);
   for (const [name, pid] of pids) rss.set(name, { idle: rssMiB(pid), load: 0 });
   const sampler = setInterval(() => {
     for (const [name, pid] of pids) rss.get(name)!.load = Math.max(rss.get(name)!.load, rssMiB(pid));
   }, 250);
-  const report = await runLoad({ gatewayUrl: `http://127.0.0.1:${ports["GATEWAY_PORT"]}`, durationMs: loadSeconds * 1000, concurrency: 16, mix: { good: 8, declined: 1, outOfStock: 1 } });
+  const report = await runLoad({ gatewayUrl: `http://127.0.0.1:${gateway.port}`, durationMs: loadSeconds * 1000, concurrency: 16, mix: { good: 8, declined: 1, outOfStock: 1 } });
   clearInterval(sampler);
   progress(`under load: ${report.ordersPerSecond.toFixed(1)} orders/s`);
 } finally {

@@ -13,19 +13,22 @@ export function processCpuMs(pid: number): number {
   return readStat(pid)?.cpuMs ?? 0;
 }
 
-/** User plus system CPU so far of every live process descended from `ancestor` (not itself), in ms. */
-export function descendantsCpuMs(ancestor = process.pid): number {
-  const stats = listPids().flatMap((pid) => readStat(pid) ?? []);
+/** Every live process descended from `ancestor` (not itself). */
+export function descendantPids(ancestor = process.pid): number[] {
   const children = new Map<number, number[]>();
-  for (const stat of stats) children.set(stat.ppid, [...(children.get(stat.ppid) ?? []), stat.pid]);
-  const byPid = new Map(stats.map((stat) => [stat.pid, stat]));
-  let total = 0;
+  for (const stat of listPids().flatMap((pid) => readStat(pid) ?? [])) children.set(stat.ppid, [...(children.get(stat.ppid) ?? []), stat.pid]);
+  const found: number[] = [];
   const queue = [...(children.get(ancestor) ?? [])];
   for (let pid = queue.pop(); pid !== undefined; pid = queue.pop()) {
-    total += byPid.get(pid)?.cpuMs ?? 0;
+    found.push(pid);
     queue.push(...(children.get(pid) ?? []));
   }
-  return total;
+  return found;
+}
+
+/** User plus system CPU so far of every live process descended from `ancestor` (not itself), in ms. */
+export function descendantsCpuMs(ancestor = process.pid): number {
+  return descendantPids(ancestor).reduce((total, pid) => total + processCpuMs(pid), 0);
 }
 
 function listPids(): number[] {

@@ -1,9 +1,8 @@
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
-import { childEnv, type MeshService } from "../../services/platform/dev/mesh.js";
+import { childEnv, meshOnFreePorts, portEnv } from "../../services/platform/dev/mesh.js";
 import { createSupervisor } from "../../services/platform/dev/supervisor.js";
-import { freePort } from "../../services/platform/dev/tcp.js";
 import { OrderService } from "../../gen/shop/order/v1/order_service_pb.js";
 import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
@@ -17,17 +16,10 @@ import { startTestNats } from "./nats.js";
  */
 export async function startProcessMesh(options: { env?: Record<string, string> } = {}) {
   const [databaseUrl, nats] = await Promise.all([createTestDatabase(), startTestNats()]);
-  const services: MeshService[] = [
-    { name: "inventory", port: await freePort(), main: "services/inventory/main.ts" },
-    { name: "payment", port: await freePort(), main: "services/payment/main.ts" },
-    { name: "order", port: await freePort(), main: "services/order/main.ts" },
-    { name: "notification", port: await freePort(), main: "services/notification/main.ts" },
-    { name: "gateway", port: await freePort(), main: "gateway/main.ts" },
-  ];
-  const ports = Object.fromEntries(services.map((s) => [`${s.name.toUpperCase()}_PORT`, String(s.port)]));
+  const services = await meshOnFreePorts();
   const output: string[] = [];
   const supervisor = createSupervisor(services, {
-    env: childEnv({ ...process.env, ...ports, LOG_LEVEL: "warn", ...options.env }, services, { databaseUrl, natsUrl: nats.url }),
+    env: childEnv({ ...process.env, ...portEnv(services), LOG_LEVEL: "warn", ...options.env }, services, { databaseUrl, natsUrl: nats.url }),
     log: (line) => output.push(line),
     initialBackoffMs: 100,
   });

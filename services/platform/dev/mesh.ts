@@ -1,4 +1,5 @@
 import { ConfigError, port, type Env } from "../config.js";
+import { freePort } from "./tcp.js";
 
 export interface MeshService {
   name: string;
@@ -9,19 +10,35 @@ export interface MeshService {
   env?: Record<string, string>;
 }
 
-/**
- * The deployables of the mesh and their ports, honouring the same *_PORT variables the
- * services read, in start order: participants first, so order's clients find them up.
- */
+/** The deployables of the mesh, in start order: participants first, so order's clients find them up. */
+export const meshDeployables = [
+  { name: "inventory", main: "services/inventory/main.ts", defaultPort: 50052 },
+  { name: "payment", main: "services/payment/main.ts", defaultPort: 50053 },
+  { name: "order", main: "services/order/main.ts", defaultPort: 50051 },
+  { name: "notification", main: "services/notification/main.ts", defaultPort: 50054 },
+  { name: "gateway", main: "gateway/main.ts", defaultPort: 8080 },
+] as const;
+
+export type MeshServiceName = (typeof meshDeployables)[number]["name"];
+export const meshServiceNames: readonly MeshServiceName[] = meshDeployables.map((d) => d.name);
+
+/** The variable a service reads its port from, e.g. ORDER_PORT. */
+const portVariable = (name: string) => `${name.toUpperCase()}_PORT`;
+
+/** The deployables on the ports the same *_PORT variables the services read give. */
 function meshServices(env: Env): MeshService[] {
-  return [
-    { name: "inventory", port: port(env, "INVENTORY_PORT", 50052), main: "services/inventory/main.ts" },
-    { name: "payment", port: port(env, "PAYMENT_PORT", 50053), main: "services/payment/main.ts" },
-    { name: "order", port: port(env, "ORDER_PORT", 50051), main: "services/order/main.ts" },
-    { name: "notification", port: port(env, "NOTIFICATION_PORT", 50054), main: "services/notification/main.ts" },
-    { name: "gateway", port: port(env, "GATEWAY_PORT", 8080), main: "gateway/main.ts" },
-  ];
+  return meshDeployables.map(({ name, main, defaultPort }) => ({ name, main, port: port(env, portVariable(name), defaultPort) }));
 }
+
+/** The deployables on free ports, for a disposable mesh beside a developer's own. */
+export async function meshOnFreePorts(): Promise<MeshService[]> {
+  const services: MeshService[] = [];
+  for (const { name, main } of meshDeployables) services.push({ name, main, port: await freePort() });
+  return services;
+}
+
+/** The *_PORT variables that put services where `services` says. */
+export const portEnv = (services: readonly MeshService[]) => Object.fromEntries(services.map((s) => [portVariable(s.name), String(s.port)]));
 
 /** Environment for a child: the resolved dependencies, and peers' addresses by their ports. */
 export function childEnv(env: Env, services: MeshService[], deps: { databaseUrl: string; natsUrl: string }): NodeJS.ProcessEnv {

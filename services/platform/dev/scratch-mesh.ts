@@ -3,13 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startLocalNats, type LocalNats } from "./local-nats.js";
 import { startLocalPostgres, type LocalPostgres } from "./local-postgres.js";
-import { childEnv, type MeshService } from "./mesh.js";
+import { childEnv, meshOnFreePorts, portEnv, type MeshServiceName } from "./mesh.js";
 import { createSupervisor } from "./supervisor.js";
 import { freePort } from "./tcp.js";
 
-/** Service names as the supervisor knows them, in start order. */
-export const meshServiceNames = ["inventory", "payment", "order", "notification", "gateway"] as const;
-export type MeshServiceName = (typeof meshServiceNames)[number];
+export { meshServiceNames, type MeshServiceName } from "./mesh.js";
 
 export interface ScratchMeshOptions {
   /** Extra environment for every service, e.g. PAYMENT_URL pointing at a fault proxy. */
@@ -37,15 +35,11 @@ export async function startScratchMesh(options: ScratchMeshOptions = {}) {
   let postgres: LocalPostgres | undefined = await startLocalPostgres({ dataDir: pgDir, port: pgPort });
   let nats: LocalNats | undefined = await startLocalNats({ port: natsPort, storeDir: natsDir });
 
-  const services: MeshService[] = [];
-  for (const name of meshServiceNames) {
-    services.push({ name, port: await freePort(), main: name === "gateway" ? "gateway/main.ts" : `services/${name}/main.ts`, env: options.serviceEnv?.[name] ?? {} });
-  }
-  const ports = Object.fromEntries(services.map((s) => [`${s.name.toUpperCase()}_PORT`, String(s.port)]));
+  const services = (await meshOnFreePorts()).map((service) => ({ ...service, env: options.serviceEnv?.[service.name as MeshServiceName] ?? {} }));
   const output: string[] = [];
   const log = options.log ?? ((line: string) => output.push(line));
   const supervisor = createSupervisor(services, {
-    env: childEnv({ ...process.env, ...ports, LOG_LEVEL: "warn", ...options.env }, services, { databaseUrl: postgres.url, natsUrl: nats.url }),
+    env: childEnv({ ...process.env, ...portEnv(services), LOG_LEVEL: "warn", ...options.env }, services, { databaseUrl: postgres.url, natsUrl: nats.url }),
     log,
     initialBackoffMs: 100,
     maxBackoffMs: 2_000,
