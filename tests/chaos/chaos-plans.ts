@@ -1,6 +1,6 @@
 import { meshServiceNames } from "../../services/platform/dev/scratch-mesh.js";
 import type { LoadShape, RecoveryBounds } from "./chaos-rig.js";
-import { flappingPayment, killNats, killService, restartPostgres, slowPayment, type ChaosScenario } from "./chaos-scenarios.js";
+import { flappingPayment, killNats, killService, restartPostgres, slowPayment, terminateBackends, type ChaosScenario } from "./chaos-scenarios.js";
 
 /** A chaos run: the mesh's settings, the load each scenario runs under, and the scenarios. */
 export interface ChaosPlan {
@@ -28,7 +28,15 @@ export const fullPlan: ChaosPlan = (() => {
     env: {},
     load: { durationMs: 20_000, ratePerSecond: 6, faultAfterMs: 4_000, mix },
     bounds: { terminalAfterFaultMs: 60_000, settleAfterTerminalMs: 45_000 },
-    scenarios: [...meshServiceNames.map(killService), killNats(d), restartPostgres(d), slowPayment(d), flappingPayment(d)],
+    scenarios: [
+      ...meshServiceNames.map(killService),
+      killNats(d),
+      restartPostgres(d),
+      restartPostgres(d, 5),
+      terminateBackends(),
+      slowPayment(d),
+      flappingPayment(d),
+    ],
   };
 })();
 
@@ -45,6 +53,7 @@ export const quickPlan: ChaosPlan = (() => {
     load: { durationMs: 6_000, ratePerSecond: 5, faultAfterMs: 2_000, mix },
     // Tighter, so a failing scenario reports within its test's timeout rather than timing out.
     bounds: { terminalAfterFaultMs: 30_000, settleAfterTerminalMs: 35_000 },
-    scenarios: [killService("order"), killNats(d), flappingPayment(d), restartPostgres(d)],
+    // Five restarts in a row, a second apart: a driver that survives one blip by luck fails here.
+    scenarios: [killService("order"), killNats(d), flappingPayment(d), restartPostgres({ ...d, outageMs: 1_000 }, 5, 1_000)],
   };
 })();

@@ -149,6 +149,9 @@ export async function startChaosRig(options: { env?: Record<string, string>; log
     }
   }
 
+  /** Each service's current process; a new pid means the supervisor restarted it. */
+  const processIds = () => Object.fromEntries(meshServiceNames.map((name) => [name, mesh.pid(name)]));
+
   /** Tops up plentiful SKUs through AdjustStock, recording each delta in the ledger. */
   async function restock(): Promise<void> {
     for (const product of (await inventory.listProducts({})).products) {
@@ -177,14 +180,17 @@ export async function startChaosRig(options: { env?: Record<string, string>; log
       });
       await sleep(shape.faultAfterMs);
       const inFlightAtFault = await sagasInFlight();
-      await scenario.inject({ mesh, paymentProxy });
+      const pidsAtFault = processIds();
+      await scenario.inject({ mesh, paymentProxy, sql });
       const clearedAt = new Date();
       const recovered = recovery(clearedAt, bounds.terminalAfterFaultMs);
       const report = await loadDone;
       const { recoveredMs, notReady: stillDown } = await recovered;
       const acceptedOrderIds = report?.acceptedOrderIds ?? [];
+      const died = meshServiceNames.filter((name) => name !== scenario.kills && processIds()[name] !== pidsAtFault[name]);
       const violations = [
         ...(loadFailure ? [loadFailure] : []),
+        ...(died.length ? [`service processes died and were restarted by the supervisor: ${died.join(", ")}`] : []),
         ...(stillDown.length ? [`not serving ${bounds.terminalAfterFaultMs / 1000} s after the fault ended: ${stillDown.join(", ")}`] : []),
         ...(await settleInvariants(sql, {
           terminalWithinMs: Math.max(0, clearedAt.getTime() + bounds.terminalAfterFaultMs - Date.now()),

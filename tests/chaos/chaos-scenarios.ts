@@ -1,4 +1,5 @@
 import type { MeshServiceName, ScratchMesh } from "../../services/platform/dev/scratch-mesh.js";
+import type { Sql } from "postgres";
 import type { TcpFaultProxy } from "./tcp-fault-proxy.js";
 
 /** What a scenario may break: the mesh's processes and the link between order and payment. */
@@ -6,6 +7,8 @@ export interface FaultTargets {
   mesh: ScratchMesh;
   /** Sits in front of payment; every caller of payment goes through it. */
   paymentProxy: TcpFaultProxy;
+  /** The rig's own superuser connection to the mesh's database. */
+  sql: Sql;
 }
 
 /**
@@ -17,6 +20,12 @@ export interface FaultTargets {
 export interface ChaosScenario {
   name: string;
   inject(targets: FaultTargets): Promise<void>;
+  /**
+   * The service the fault kills, which the supervisor is expected to restart. Any other
+   * service process that dies during the scenario is a violation: a fault elsewhere (a
+   * database restart, a broker crash, a flapping link) must be survived, not crashed through.
+   */
+  kills?: MeshServiceName;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -36,6 +45,7 @@ export interface FaultDurations {
 /** A crash, as the OOM killer or a node failure deals it: no shutdown hook runs. */
 export const killService = (name: MeshServiceName): ChaosScenario => ({
   name: `SIGKILL ${name}`,
+  kills: name,
   async inject({ mesh }) {
     mesh.killService(name);
   },
@@ -51,13 +61,31 @@ export const killNats = (d: FaultDurations): ChaosScenario => ({
   },
 });
 
-/** A database restart (failover, upgrade): every connection of every service is cut at once. */
-export const restartPostgres = (d: FaultDurations): ChaosScenario => ({
-  name: "restart Postgres",
+/**
+ * Database restarts (failover, upgrade): every connection of every service is cut at once,
+ * `times` times in a row with `upMs` of service between them, so a driver that survives one
+ * blip by luck is still caught. No service process may die of it.
+ */
+export const restartPostgres = (d: FaultDurations, times = 1, upMs = 1_500): ChaosScenario => ({
+  name: times === 1 ? "restart Postgres" : `restart Postgres ${times} times`,
   async inject({ mesh }) {
-    await mesh.stopPostgres();
-    await sleep(d.outageMs);
-    await mesh.startPostgres();
+    for (let i = 0; i < times; i++) {
+      if (i > 0) await sleep(upMs);
+      await mesh.stopPostgres();
+      await sleep(d.outageMs);
+      await mesh.startPostgres();
+    }
+  },
+});
+
+/**
+ * An administrator (or a pooler, or an idle-session timeout) terminates every service
+ * backend at once while Postgres stays up: each pool must replace its connections.
+ */
+export const terminateBackends = (): ChaosScenario => ({
+  name: "terminate every Postgres backend",
+  async inject({ sql }) {
+    await sql`select pg_terminate_backend(pid) from pg_stat_activity where pid <> pg_backend_pid() and backend_type = 'client backend'`;
   },
 });
 
