@@ -21,15 +21,44 @@ export function detachedFromDeadline<T>(work: () => T): T {
   return storage.exit(work);
 }
 
+const CONNECT_TIMEOUT = "connect-timeout-ms";
+const GRPC_TIMEOUT = "grpc-timeout";
+const grpcUnitMs: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 };
+
+/** The timeout of a Connect `connect-timeout-ms` value, in ms, or undefined if malformed. */
+const connectTimeoutMs = (value: string | null) => (value !== null && /^\d{1,10}$/.test(value) ? Number(value) : undefined);
+
+/** The timeout of a gRPC `grpc-timeout` value, in ms, or undefined if malformed. */
+function grpcTimeoutMs(value: string | null): number | undefined {
+  const grpc = value === null ? null : /^(\d{1,8})([HMSmun])$/.exec(value);
+  return grpc ? Number(grpc[1]) * grpcUnitMs[grpc[2]!]! : undefined;
+}
+
 /** Parses the timeout headers of the Connect and gRPC protocols into milliseconds. */
 export function timeoutFromHeaders(header: Headers): number | undefined {
-  const connect = header.get("connect-timeout-ms");
-  if (connect && /^\d{1,10}$/.test(connect)) return Number(connect);
-  const grpc = /^(\d{1,8})([HMSmun])$/.exec(header.get("grpc-timeout") ?? "");
-  if (!grpc) return undefined;
-  const unitMs: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 };
-  return Number(grpc[1]) * unitMs[grpc[2]!]!;
+  return connectTimeoutMs(header.get(CONNECT_TIMEOUT)) ?? grpcTimeoutMs(header.get(GRPC_TIMEOUT));
 }
+
+/** The longest timer Node arms: a longer one fires after 1 ms, with a TimeoutOverflowWarning. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * Rewrites a timeout header longer than `maxTimeoutMs` to `maxTimeoutMs`, in place. connect-es
+ * arms a timer with the caller's timeout as sent, so without this a deadline of days, say
+ * `grpc-timeout: 99999999H`, overflows Node's timer and the call fails at once with
+ * DEADLINE_EXCEEDED; or, were connect's own maxTimeoutMs set, with INVALID_ARGUMENT. A
+ * caller asking for more time than we give gets what we give, as a cap, never an error.
+ * Malformed values are left for connect-es to refuse.
+ */
+export function capTimeoutHeaders(header: Headers, maxTimeoutMs: number): void {
+  const connect = connectTimeoutMs(header.get(CONNECT_TIMEOUT));
+  if (connect !== undefined && connect > maxTimeoutMs) header.set(CONNECT_TIMEOUT, String(maxTimeoutMs));
+  const grpc = grpcTimeoutMs(header.get(GRPC_TIMEOUT));
+  if (grpc !== undefined && grpc > maxTimeoutMs) header.set(GRPC_TIMEOUT, grpcTimeout(maxTimeoutMs));
+}
+
+/** `ms` (at most MAX_TIMER_MS) as a grpc-timeout value, whose number has at most 8 digits. */
+const grpcTimeout = (ms: number) => (ms <= 99_999_999 ? `${ms}m` : `${Math.floor(ms / 1_000)}S`);
 
 /**
  * Server interceptor that records each call's deadline, capped at `maxTimeoutMs`, for the

@@ -1,8 +1,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { Code, ConnectError, createConnectRouter, createContextKey, createContextValues, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
+import { base64Decode } from "@bufbuild/protobuf/wire";
+import { Code, ConnectError, createConnectRouter, createContextKey, createContextValues, type ConnectRouter, type ConnectRouterOptions, type Interceptor } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { capTimeoutHeaders, MAX_TIMER_MS } from "./deadline.js";
 import type { Logger } from "./logger.js";
 
 export type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -12,11 +14,20 @@ export type NodeResponse = ServerResponse | Http2ServerResponse;
 export const clientAddressKey = createContextKey<string>("unknown", { description: "client address" });
 
 /**
- * connectNodeAdapter, plus two corrections for interoperability:
- * - connect-es reports a request body that is not valid protobuf as INTERNAL ("parse
- *   binary: ..."), although the fault is the client's; JSON that fails to parse is already
- *   INVALID_ARGUMENT, and connect-go answers both with INVALID_ARGUMENT. We rewrite that one
- *   error, in each protocol's framing, so clients can tell their own mistake from ours.
+ * connectNodeAdapter, plus corrections so that a client's mistake never looks like ours and
+ * a caller cannot break the server's timers:
+ * - A timeout header longer than `maxTimeoutMs` is capped before connect-es arms its timer
+ *   (see capTimeoutHeaders); a timer past 2^31-1 ms would fire at once.
+ * - connect-es answers some malformed requests with INTERNAL although the fault is the
+ *   client's: a body that is not valid protobuf ("parse binary: ..."), and a gRPC, gRPC-Web
+ *   or Connect streaming frame flagged compressed without a message encoding to decompress
+ *   it. JSON that fails to parse is already INVALID_ARGUMENT, and connect-go answers all of
+ *   them with INVALID_ARGUMENT. A unary call's error is rewritten in each protocol's
+ *   framing; a streaming call's is raised while the handler reads its input, so an
+ *   interceptor corrects it. (An encoding we do not support is UNIMPLEMENTED, as the gRPC
+ *   spec says; connect-es does that.)
+ * - A Connect GET whose `message` query parameter is not base64 is refused with
+ *   INVALID_ARGUMENT here; connect-es answers it with a bare 500 that logs nothing.
  * - connect-es percent-encodes grpc-message with encodeURIComponent, escaping printable
  *   characters such as ":" that the gRPC spec leaves bare; @grpc/grpc-js then shows
  *   "items%3A must not be empty". We re-encode it as the spec says.
@@ -29,7 +40,15 @@ export function createNodeHandler(
     fallback?: (req: NodeRequest, res: NodeResponse) => void;
   },
 ) {
-  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...options });
+  // Longer timeouts are capped, so connect's own check (INVALID_ARGUMENT past it) never fires.
+  const maxTimeoutMs = Math.min(options.maxTimeoutMs ?? MAX_TIMER_MS, MAX_TIMER_MS);
+  const router = createConnectRouter({
+    acceptCompression: [compressionGzip, compressionBrotli],
+    ...options,
+    maxTimeoutMs,
+    // Innermost, so the other interceptors (error mapping) see the corrected code.
+    interceptors: [...(options.interceptors ?? []), streamClientFaultInterceptor],
+  });
   options.routes(router);
   const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
   return (req: NodeRequest, res: NodeResponse) => {
@@ -40,9 +59,19 @@ export function createNodeHandler(
       res.end();
       return;
     }
+    if (req.method === "GET") {
+      const problem = badGetMessage(req.url ?? "");
+      if (problem) {
+        options.logger.debug({ rpc: handler.requestPath, problem }, "refused a malformed Connect GET");
+        return writeConnectError(res, problem);
+      }
+    }
     // The peer's address, for per-client limits of callers without an identity.
     const contextValues = createContextValues().set(clientAddressKey, req.socket?.remoteAddress ?? "unknown");
-    handler(universalRequestFromNodeRequest(req as never, res as never, undefined, contextValues))
+    const request = universalRequestFromNodeRequest(req as never, res as never, undefined, contextValues);
+    // A plain-object lookup first: most calls carry a deadline, but few an absurd one.
+    if (req.headers["connect-timeout-ms"] !== undefined || req.headers["grpc-timeout"] !== undefined) capTimeoutHeaders(request.header, maxTimeoutMs);
+    handler(request)
       .then(correctErrorResponse)
       .then((response) => universalResponseToNodeResponse(response, res as never))
       .catch((reason: unknown) => {
@@ -52,9 +81,32 @@ export function createNodeHandler(
   };
 }
 
-const PARSE_ERROR = "parse binary:";
-const isParseError = (status: string | null | undefined, message: string | null | undefined) =>
-  status === String(Code.Internal) && message != null && decodeURIComponent(message).startsWith(PARSE_ERROR);
+/**
+ * Why the `message` query parameter of a Connect GET cannot be decoded, if it cannot.
+ * Only base64 can be malformed: without `base64=1` the parameter is the message itself.
+ */
+function badGetMessage(url: string): string | undefined {
+  const query = new URLSearchParams(url.slice(url.indexOf("?") + 1));
+  if (query.get("base64") !== "1") return undefined;
+  try {
+    base64Decode(query.get("message") ?? "");
+    return undefined;
+  } catch {
+    return "message: query parameter is not valid base64url";
+  }
+}
+
+function writeConnectError(res: NodeResponse, message: string): void {
+  const body = JSON.stringify({ code: "invalid_argument", message });
+  res.writeHead(400, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** How connect-es words the client mistakes it reports as INTERNAL (see createNodeHandler). */
+const CLIENT_FAULTS = ["parse binary:", "received compressed envelope, but do not know how to decompress"];
+const isClientFault = (message: string | null | undefined) => message != null && CLIENT_FAULTS.some((fault) => message.startsWith(fault));
+const isGrpcClientFault = (status: string | null | undefined, message: string | null | undefined) =>
+  status === String(Code.Internal) && message != null && isClientFault(decodeURIComponent(message));
 
 /** gRPC's percent-encoding: only '%' and bytes outside printable ASCII are escaped. */
 function encodeGrpcMessage(message: string): string {
@@ -68,7 +120,7 @@ async function correctErrorResponse(response: UniversalServerResponse): Promise<
   for (const fields of [response.header, response.trailer]) {
     const message = fields?.get("grpc-message");
     if (!fields || message == null) continue;
-    if (isParseError(fields.get("grpc-status"), message)) fields.set("grpc-status", String(Code.InvalidArgument));
+    if (isGrpcClientFault(fields.get("grpc-status"), message)) fields.set("grpc-status", String(Code.InvalidArgument));
     fields.set("grpc-message", encodeGrpcMessage(decodeURIComponent(message)));
   }
   if (!response.body) return response;
@@ -80,26 +132,49 @@ async function correctErrorResponse(response: UniversalServerResponse): Promise<
   return response;
 }
 
+/** A streaming request's input, with the client faults connect-es raises as INTERNAL reclassified. */
+const streamClientFaultInterceptor: Interceptor = (next) => (req) => (req.stream ? next({ ...req, message: reclassifyClientFaults(req.message) }) : next(req));
+
+async function* reclassifyClientFaults<T>(messages: AsyncIterable<T>): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (err) {
+    if (err instanceof ConnectError && err.code === Code.Internal && isClientFault(err.rawMessage)) throw new ConnectError(err.rawMessage, Code.InvalidArgument);
+    throw err;
+  }
+}
+
+const TRAILERS_FLAG = 0x80;
+const COMPRESSED_FLAG = 0x01;
+
+/**
+ * gRPC-Web trailer frames with grpc-message encoded as gRPC's, and a client fault's status
+ * corrected. connect-es writes each frame as one chunk; a compressed one is passed on as is.
+ */
 async function* rewriteTrailerFrames(body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
   for await (const chunk of body) {
-    if (chunk[0] !== 0x80) {
+    const flags = chunk[0]!;
+    const corrected = flags & TRAILERS_FLAG && !(flags & COMPRESSED_FLAG) ? correctTrailers(new TextDecoder().decode(chunk.subarray(5))) : undefined;
+    if (corrected === undefined) {
       yield chunk;
       continue;
     }
-    const text = new TextDecoder().decode(chunk.subarray(5));
-    const status = /grpc-status: ?(\d+)/.exec(text)?.[1];
-    const message = /grpc-message: ?([^\r\n]*)/.exec(text)?.[1];
-    if (!isParseError(status, message)) {
-      yield chunk;
-      continue;
-    }
-    const trailers = new TextEncoder().encode(text.replace(/grpc-status: ?\d+/, `grpc-status: ${Code.InvalidArgument}`));
+    const trailers = new TextEncoder().encode(corrected);
     const frame = new Uint8Array(5 + trailers.byteLength);
-    frame[0] = 0x80;
+    frame[0] = flags;
     new DataView(frame.buffer).setUint32(1, trailers.byteLength);
     frame.set(trailers, 5);
     yield frame;
   }
+}
+
+/** The corrected text of gRPC-Web trailers, or undefined if they carry no message. */
+function correctTrailers(text: string): string | undefined {
+  const status = /grpc-status: ?(\d+)/.exec(text)?.[1];
+  const message = /grpc-message: ?([^\r\n]*)/.exec(text)?.[1];
+  if (message === undefined) return undefined;
+  const corrected = isGrpcClientFault(status, message) ? text.replace(/grpc-status: ?\d+/, `grpc-status: ${Code.InvalidArgument}`) : text;
+  return corrected.replace(/grpc-message: ?[^\r\n]*/, () => `grpc-message: ${encodeGrpcMessage(decodeURIComponent(message))}`);
 }
 
 async function rewriteConnectError(response: UniversalServerResponse, body: AsyncIterable<Uint8Array>): Promise<UniversalServerResponse> {
@@ -113,7 +188,7 @@ async function rewriteConnectError(response: UniversalServerResponse, body: Asyn
   } catch {
     return replay(bytes); // not a Connect error body; pass it on untouched
   }
-  if (error.code !== "internal" || !error.message?.startsWith(PARSE_ERROR)) return replay(bytes);
+  if (error.code !== "internal" || !isClientFault(error.message)) return replay(bytes);
   const rewritten = new TextEncoder().encode(JSON.stringify({ ...error, code: "invalid_argument" }));
   response.header?.set("content-length", String(rewritten.byteLength));
   return { ...replay(rewritten), status: 400 };

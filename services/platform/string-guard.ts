@@ -1,53 +1,181 @@
-import { ScalarType, type DescMessage } from "@bufbuild/protobuf";
-import { isReflectList, isReflectMap, isReflectMessage, reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
-import type { Interceptor } from "@connectrpc/connect";
-import { InvalidArgumentError } from "./errors.js";
+import { ScalarType, getOption, hasOption, type DescField, type DescMessage } from "@bufbuild/protobuf";
+import { isWrapperDesc } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { limits } from "../../gen/meshwork/v1/limits_pb.js";
+
+/** Characters a string field may hold without a `(meshwork.v1.limits).max_len` option. */
+export const DEFAULT_MAX_LEN = 128;
+/** Items a repeated field or map may hold without a `(meshwork.v1.limits).max_items` option. */
+export const DEFAULT_MAX_ITEMS = 100;
 
 /**
- * Rejects requests whose strings hold a NUL character. Protobuf allows it, but Postgres
- * text cannot store it and would fail the write deep inside a transaction; here the client
- * learns which field is wrong before any handler runs.
+ * Enforces the contract's request limits (proto/meshwork/v1/limits.proto) before any
+ * handler runs: every string field at most its `max_len` characters and free of NUL, every
+ * repeated field and map at most its `max_items` entries, in nested messages too. A client
+ * past a limit gets INVALID_ARGUMENT naming the field ("reason: must be at most 1000
+ * characters"), instead of an unbounded row, a query with more bind parameters than
+ * Postgres takes, or a NUL that Postgres text cannot store failing deep in a transaction.
+ *
+ * What to check is worked out once per message type from its descriptor; a call only reads
+ * the fields that have a limit.
  */
 export function createStringGuardInterceptor(): Interceptor {
   return (next) => async (req) => {
+    const plan = planFor(req.method.input);
+    if (!matters(plan)) return next(req);
     if (!req.stream) {
-      const field = findNul(reflect(req.method.input as DescMessage, req.message), "");
-      if (field) throw new InvalidArgumentError(field, "must not contain NUL characters");
+      throwIfInvalid(plan, req.message as unknown as Fields);
+      return next(req);
     }
-    return next(req);
+    return next({ ...req, message: guardEach(plan, req.message as AsyncIterable<never>) });
   };
 }
 
-const hasNul = (value: unknown) => typeof value === "string" && value.includes("\u0000");
+/** A message in protobuf-es's local form: fields are properties named by localName. */
+type Fields = Record<string, unknown>;
 
-function findNul(message: ReflectMessage, prefix: string): string | undefined {
-  for (const field of message.fields) {
-    if (!message.isSet(field)) continue;
-    const path = `${prefix}${field.name}`;
-    const value = message.get(field);
-    if (field.fieldKind === "scalar" && field.scalar === ScalarType.STRING && hasNul(value)) return path;
-    if (isReflectMessage(value)) {
-      const found = findNul(value, `${path}.`);
-      if (found) return found;
-    } else if (isReflectList(value)) {
-      let i = 0;
-      for (const item of value) {
-        if (hasNul(item)) return `${path}[${i}]`;
-        if (isReflectMessage(item)) {
-          const found = findNul(item, `${path}[${i}].`);
-          if (found) return found;
-        }
-        i++;
+/** What to check in one message type; `recursive` while its own fields are being planned. */
+interface MessagePlan {
+  readonly fields: FieldPlan[];
+  recursive: boolean;
+}
+
+interface FieldPlan {
+  readonly name: string;
+  readonly localName: string;
+  /** The oneof group's localName, for a field that is a member of one. */
+  readonly oneof: string | undefined;
+  /** Returns the violation in a present value: a path suffix ("", "[2]", "[2].sku") and the problem. */
+  readonly check: (value: unknown) => Violation | undefined;
+}
+
+interface Violation {
+  readonly path: string;
+  readonly problem: string;
+}
+
+const plans = new WeakMap<DescMessage, MessagePlan>();
+
+function planFor(desc: DescMessage): MessagePlan {
+  const cached = plans.get(desc);
+  if (cached) return cached;
+  const plan: MessagePlan = { fields: [], recursive: true };
+  plans.set(desc, plan); // before the fields, so a message type that contains itself terminates
+  for (const field of desc.fields) {
+    const check = checkFor(field);
+    if (check) plan.fields.push({ name: field.name, localName: field.localName, oneof: field.oneof?.localName, check });
+  }
+  plan.recursive = false;
+  return plan;
+}
+
+/** A plan worth running: it checks something, or is still being planned (a cycle). */
+const matters = (plan: MessagePlan) => plan.fields.length > 0 || plan.recursive;
+
+function checkFor(field: DescField): FieldPlan["check"] | undefined {
+  const option = hasOption(field, limits) ? getOption(field, limits) : undefined;
+  const maxLen = option?.maxLen || DEFAULT_MAX_LEN;
+  const maxItems = option?.maxItems || DEFAULT_MAX_ITEMS;
+  const stringProblem = (value: string) => problemIn(value, maxLen);
+  const stringCheck = (value: unknown) => atField(stringProblem(value as string));
+  switch (field.fieldKind) {
+    case "scalar":
+      return field.scalar === ScalarType.STRING ? stringCheck : undefined;
+    case "enum":
+      return undefined;
+    case "message": {
+      // protobuf-es unwraps google.protobuf wrappers in singular fields outside a oneof,
+      // and gives google.protobuf.Struct as plain JSON, which the request size bounds.
+      if (isWrapperDesc(field.message) && !field.oneof) {
+        return field.message.fields[0]?.scalar === ScalarType.STRING ? stringCheck : undefined;
       }
-    } else if (isReflectMap(value)) {
-      for (const [key, item] of value) {
-        if (hasNul(key) || hasNul(item)) return `${path}[${String(key)}]`;
-        if (isReflectMessage(item)) {
-          const found = findNul(item, `${path}[${String(key)}].`);
-          if (found) return found;
+      if (field.message.typeName === "google.protobuf.Struct") return undefined;
+      return messageCheck(field.message);
+    }
+    case "list": {
+      const item = field.listKind === "message" ? messageCheck(field.message) : field.scalar === ScalarType.STRING ? stringCheck : undefined;
+      return (value) => {
+        const list = value as readonly unknown[];
+        if (list.length > maxItems) return { path: "", problem: `must have at most ${maxItems} items` };
+        if (!item) return undefined;
+        for (let i = 0; i < list.length; i++) {
+          const found = item(list[i]);
+          if (found) return { path: `[${i}]${found.path}`, problem: found.problem };
         }
-      }
+        return undefined;
+      };
+    }
+    case "map": {
+      const keyIsString = field.mapKey === ScalarType.STRING;
+      const item = field.mapKind === "message" ? messageCheck(field.message) : field.scalar === ScalarType.STRING ? stringCheck : undefined;
+      return (value) => {
+        const keys = Object.keys(value as Fields);
+        if (keys.length > maxItems) return { path: "", problem: `must have at most ${maxItems} entries` };
+        for (const key of keys) {
+          // The key is not put in the path until it is known to be short.
+          const keyProblem = keyIsString ? stringProblem(key) : undefined;
+          if (keyProblem) return { path: "", problem: `keys ${keyProblem}` };
+          const found = item?.((value as Fields)[key]);
+          if (found) return { path: `[${key}]${found.path}`, problem: found.problem };
+        }
+        return undefined;
+      };
     }
   }
+}
+
+/** The check of a message value, if its type has anything to check. */
+function messageCheck(desc: DescMessage): FieldPlan["check"] | undefined {
+  const plan = planFor(desc);
+  if (!matters(plan)) return undefined;
+  return (value) => {
+    const found = findViolation(plan, value as Fields);
+    return found && { path: `.${found.path}`, problem: found.problem };
+  };
+}
+
+const atField = (problem: string | undefined): Violation | undefined => (problem ? { path: "", problem } : undefined);
+
+/** The first violation in `message`, with a path from its own fields, e.g. "items[2].sku". */
+function findViolation(plan: MessagePlan, message: Fields): Violation | undefined {
+  for (const field of plan.fields) {
+    let value: unknown;
+    if (field.oneof) {
+      const group = message[field.oneof] as { case?: string; value?: unknown };
+      if (group.case !== field.localName) continue;
+      value = group.value;
+    } else {
+      value = message[field.localName];
+    }
+    if (value === undefined) continue;
+    const found = field.check(value);
+    if (found) return { path: `${field.name}${found.path}`, problem: found.problem };
+  }
   return undefined;
+}
+
+/** Why `value` breaks the string limits, or undefined if it keeps them. */
+function problemIn(value: string, maxLen: number): string | undefined {
+  // UTF-16 length bounds the code point count from above, so only long strings are counted.
+  if (value.length > maxLen && codePointsExceed(value, maxLen)) return `must be at most ${maxLen} characters`;
+  if (value.includes("\u0000")) return "must not contain NUL characters";
+  return undefined;
+}
+
+function codePointsExceed(value: string, max: number): boolean {
+  let count = 0;
+  for (const _ of value) if (++count > max) return true;
+  return false;
+}
+
+function throwIfInvalid(plan: MessagePlan, message: Fields): void {
+  const found = findViolation(plan, message);
+  if (found) throw new ConnectError(`${found.path}: ${found.problem}`, Code.InvalidArgument);
+}
+
+async function* guardEach<T>(plan: MessagePlan, messages: AsyncIterable<T>): AsyncIterable<T> {
+  for await (const message of messages) {
+    throwIfInvalid(plan, message as Fields);
+    yield message;
+  }
 }

@@ -480,6 +480,8 @@ export const IssueDemoTokenResponseSchema: GenMessage<IssueDemoTokenResponse> = 
  * HTTP/1.1) and for gRPC clients (HTTP/2), on one port. ListProducts, GetMeshStatus and,
  * in local mode, IssueDemoToken are open to anonymous callers; everything that touches
  * orders needs `authorization: Bearer <JWT>`, whose subject is the customer id.
+ * Request limits: each string holds at most 128 characters and each list at most 100 items
+ * unless a field's (meshwork.v1.limits) option says otherwise; see meshwork/v1/limits.proto.
  *
  * @generated from service shop.gateway.v1.StorefrontService
  */

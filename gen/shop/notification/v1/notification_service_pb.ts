@@ -149,6 +149,8 @@ export const NotificationKindSchema: GenEnum<NotificationKind> = /*@__PURE__*/
 /**
  * NotificationService records a customer notification for every order that is confirmed
  * or cancelled. It learns of them only from events (choreography), never from calls.
+ * Request limits: each string holds at most 128 characters (the mesh's default; see
+ * meshwork/v1/limits.proto).
  *
  * @generated from service shop.notification.v1.NotificationService
  */

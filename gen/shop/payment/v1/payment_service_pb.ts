@@ -6,6 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { file_meshwork_v1_limits } from "../../../meshwork/v1/limits_pb.js";
 import type { Money } from "../../common/v1/money_pb.js";
 import { file_shop_common_v1_money } from "../../common/v1/money_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/payment/v1/payment_service.proto.
  */
 export const file_shop_payment_v1_payment_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVzaG9wL3BheW1lbnQvdjEvcGF5bWVudF9zZXJ2aWNlLnByb3RvEg9zaG9wLnBheW1lbnQudjEi+AEKB1BheW1lbnQSCgoCaWQYASABKAkSEAoIb3JkZXJfaWQYAiABKAkSJQoGYW1vdW50GAMgASgLMhUuc2hvcC5jb21tb24udjEuTW9uZXkSLgoGc3RhdHVzGAQgASgOMh4uc2hvcC5wYXltZW50LnYxLlBheW1lbnRTdGF0dXMSFgoOZGVjbGluZV9yZWFzb24YBSABKAkSLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ4Cg1DaGFyZ2VSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJEiUKBmFtb3VudBgCIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5EhUKDXBheW1lbnRfdG9rZW4YAyABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJIjsKDkNoYXJnZVJlc3BvbnNlEikKB3BheW1lbnQYASABKAsyGC5zaG9wLnBheW1lbnQudjEuUGF5bWVudCJKCg1SZWZ1bmRSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIOCgZyZWFzb24YAyABKAkiPAoOUmVmdW5kUmVzcG9uc2USKgoIcGF5bWVudHMYASADKAsyGC5zaG9wLnBheW1lbnQudjEuUGF5bWVudCIlChFHZXRQYXltZW50UmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCSJAChJHZXRQYXltZW50UmVzcG9uc2USKgoIcGF5bWVudHMYASADKAsyGC5zaG9wLnBheW1lbnQudjEuUGF5bWVudCqiAQoNUGF5bWVudFN0YXR1cxIeChpQQVlNRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFlBBWU1FTlRfU1RBVFVTX1BFTkRJTkcQARIbChdQQVlNRU5UX1NUQVRVU19DQVBUVVJFRBACEhsKF1BBWU1FTlRfU1RBVFVTX0RFQ0xJTkVEEAMSGwoXUEFZTUVOVF9TVEFUVVNfUkVGVU5ERUQQBDKMAgoOUGF5bWVudFNlcnZpY2USTgoGQ2hhcmdlEh4uc2hvcC5wYXltZW50LnYxLkNoYXJnZVJlcXVlc3QaHy5zaG9wLnBheW1lbnQudjEuQ2hhcmdlUmVzcG9uc2UiA5ACAhJOCgZSZWZ1bmQSHi5zaG9wLnBheW1lbnQudjEuUmVmdW5kUmVxdWVzdBofLnNob3AucGF5bWVudC52MS5SZWZ1bmRSZXNwb25zZSIDkAICEloKCkdldFBheW1lbnQSIi5zaG9wLnBheW1lbnQudjEuR2V0UGF5bWVudFJlcXVlc3QaIy5zaG9wLnBheW1lbnQudjEuR2V0UGF5bWVudFJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp, file_shop_common_v1_money]);
+  fileDesc("CiVzaG9wL3BheW1lbnQvdjEvcGF5bWVudF9zZXJ2aWNlLnByb3RvEg9zaG9wLnBheW1lbnQudjEi+AEKB1BheW1lbnQSCgoCaWQYASABKAkSEAoIb3JkZXJfaWQYAiABKAkSJQoGYW1vdW50GAMgASgLMhUuc2hvcC5jb21tb24udjEuTW9uZXkSLgoGc3RhdHVzGAQgASgOMh4uc2hvcC5wYXltZW50LnYxLlBheW1lbnRTdGF0dXMSFgoOZGVjbGluZV9yZWFzb24YBSABKAkSLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ4Cg1DaGFyZ2VSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJEiUKBmFtb3VudBgCIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5EhUKDXBheW1lbnRfdG9rZW4YAyABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJIjsKDkNoYXJnZVJlc3BvbnNlEikKB3BheW1lbnQYASABKAsyGC5zaG9wLnBheW1lbnQudjEuUGF5bWVudCJTCg1SZWZ1bmRSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIXCgZyZWFzb24YAyABKAlCB6K7GAMI6AciPAoOUmVmdW5kUmVzcG9uc2USKgoIcGF5bWVudHMYASADKAsyGC5zaG9wLnBheW1lbnQudjEuUGF5bWVudCIlChFHZXRQYXltZW50UmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCSJAChJHZXRQYXltZW50UmVzcG9uc2USKgoIcGF5bWVudHMYASADKAsyGC5zaG9wLnBheW1lbnQudjEuUGF5bWVudCqiAQoNUGF5bWVudFN0YXR1cxIeChpQQVlNRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFlBBWU1FTlRfU1RBVFVTX1BFTkRJTkcQARIbChdQQVlNRU5UX1NUQVRVU19DQVBUVVJFRBACEhsKF1BBWU1FTlRfU1RBVFVTX0RFQ0xJTkVEEAMSGwoXUEFZTUVOVF9TVEFUVVNfUkVGVU5ERUQQBDKMAgoOUGF5bWVudFNlcnZpY2USTgoGQ2hhcmdlEh4uc2hvcC5wYXltZW50LnYxLkNoYXJnZVJlcXVlc3QaHy5zaG9wLnBheW1lbnQudjEuQ2hhcmdlUmVzcG9uc2UiA5ACAhJOCgZSZWZ1bmQSHi5zaG9wLnBheW1lbnQudjEuUmVmdW5kUmVxdWVzdBofLnNob3AucGF5bWVudC52MS5SZWZ1bmRSZXNwb25zZSIDkAICEloKCkdldFBheW1lbnQSIi5zaG9wLnBheW1lbnQudjEuR2V0UGF5bWVudFJlcXVlc3QaIy5zaG9wLnBheW1lbnQudjEuR2V0UGF5bWVudFJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp, file_meshwork_v1_limits, file_shop_common_v1_money]);
 
 /**
  * @generated from message shop.payment.v1.Payment
@@ -134,6 +135,8 @@ export type RefundRequest = Message<"shop.payment.v1.RefundRequest"> & {
   idempotencyKey: string;
 
   /**
+   * Why the order is refunded, kept with the refund: at most 1000 characters.
+   *
    * @generated from field: string reason = 3;
    */
   reason: string;
@@ -240,6 +243,8 @@ export const PaymentStatusSchema: GenEnum<PaymentStatus> = /*@__PURE__*/
 /**
  * PaymentService charges and refunds orders through a card network. Both writes are
  * idempotent by the caller's idempotency_key, so a retried call never charges twice.
+ * Request limits: each string holds at most 128 characters and each list at most 100 items
+ * unless a field's (meshwork.v1.limits) option says otherwise; see meshwork/v1/limits.proto.
  *
  * @generated from service shop.payment.v1.PaymentService
  */
