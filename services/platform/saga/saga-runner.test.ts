@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { pgSchema } from "drizzle-orm/pg-core";
 import { drizzle } from "drizzle-orm/postgres-js";
 import { generateDrizzleJson, generateMigration } from "drizzle-kit/api";
 import { connect, createTestDatabase } from "../../../tests/support/databases.js";
 import { silentLogger } from "../../../tests/support/services.js";
-import { createSagaRunner, StepRejectedError, type SagaStep } from "./saga-runner.js";
+import { TaskCancelledError } from "cockatiel";
+import { classifySagaFailure, createSagaRunner, StepRejectedError, type SagaStep } from "./saga-runner.js";
 import { createSagaTables } from "./tables.js";
 
 const schema = pgSchema("saga_test");
@@ -121,7 +123,7 @@ describe("saga runner against real Postgres", () => {
   it("past the point of no return, retries beyond the step budget and never compensates", async () => {
     const { steps, log } = scriptedSteps({
       after: (attempt) => {
-        if (attempt <= 5) throw new Error("still down"); // stepAttempts is 3
+        if (attempt <= 5) throw new ConnectError("still down", Code.Unavailable); // stepAttempts is 3
       },
     });
     const { saga } = await settle(steps, "late");
@@ -184,5 +186,105 @@ describe("saga runner against real Postgres", () => {
     for (let i = 0; i < 200 && (await runner.get("cancel-me"))?.state !== "compensated"; i++) await new Promise((r) => setTimeout(r, 10));
     expect(cancelled.get("cancel-me")).toBe("cancelled at the customer's request");
     expect(log).toEqual(["a", "undo-a"]);
+  });
+
+  /** What the client stack raises while a participant's breaker is open. */
+  const breakerOpen = () => new ConnectError("circuit breaker for shop.inventory.v1.InventoryService is open", Code.Unavailable);
+
+  it("keeps retrying a compensation behind an open breaker past its attempt budget, and finishes it", async () => {
+    const { steps, log } = scriptedSteps({
+      b: () => {
+        throw new StepRejectedError("card declined");
+      },
+      "undo-a": (attempt) => {
+        if (attempt <= 3 * fastPolicy.compensationAttempts) throw breakerOpen();
+      },
+    });
+    const { saga, cancelled } = await settle(steps, "breaker-compensation");
+    expect(saga).toMatchObject({ state: "compensated", failureReason: "card declined" });
+    expect(log.filter((s) => s === "undo-a")).toHaveLength(3 * fastPolicy.compensationAttempts + 1);
+    expect(cancelled.get("breaker-compensation")).toBe("card declined");
+  });
+
+  it("parks a compensation on the participant's definitive answer at once", async () => {
+    const { steps, log } = scriptedSteps({
+      b: () => {
+        throw new StepRejectedError("card declined");
+      },
+      "undo-a": () => {
+        throw new ConnectError("reservation is committed", Code.FailedPrecondition);
+      },
+    });
+    const { saga, cancelled } = await settle(steps, "definitive-compensation");
+    expect(saga).toMatchObject({ state: "parked", lastError: "compensating a: [failed_precondition] reservation is committed" });
+    expect(log.filter((s) => s === "undo-a")).toHaveLength(1);
+    expect(cancelled.has("definitive-compensation")).toBe(false);
+  });
+
+  it("past the point of no return, rides out an open breaker and parks on a definitive answer", async () => {
+    const late = scriptedSteps({
+      after: (attempt) => {
+        if (attempt <= 3 * fastPolicy.stepAttempts) throw breakerOpen();
+      },
+    });
+    const recovered = await settle(late.steps, "breaker-late");
+    expect(recovered.saga.state).toBe("completed");
+    expect(late.log.filter((s) => s === "after")).toHaveLength(3 * fastPolicy.stepAttempts + 1);
+
+    const refused = scriptedSteps({
+      after: () => {
+        throw new ConnectError("items: no such reservation", Code.InvalidArgument);
+      },
+    });
+    const parked = await settle(refused.steps, "definitive-late");
+    expect(parked.saga).toMatchObject({ state: "parked", lastError: "after: [invalid_argument] items: no such reservation" });
+    expect(refused.log.filter((s) => s === "after")).toHaveLength(1);
+    expect(refused.log.some((s) => s.startsWith("undo"))).toBe(false);
+  });
+
+  it("classifies failures: 'not now' is transient, the participant's 'no' is definitive, anything else unexpected", () => {
+    for (const code of [Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted]) expect(classifySagaFailure(new ConnectError("x", code))).toBe("transient");
+    expect(classifySagaFailure(breakerOpen())).toBe("transient");
+    expect(classifySagaFailure(new TaskCancelledError())).toBe("transient");
+    expect(classifySagaFailure(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }))).toBe("transient");
+    for (const code of [Code.FailedPrecondition, Code.InvalidArgument, Code.NotFound]) expect(classifySagaFailure(new ConnectError("x", code))).toBe("definitive");
+    expect(classifySagaFailure(new StepRejectedError("no"))).toBe("definitive");
+    expect(classifySagaFailure(new ConnectError("x", Code.Internal))).toBe("unexpected");
+    expect(classifySagaFailure(new TypeError("undefined is not a function"))).toBe("unexpected");
+  });
+
+  it("shows a retrying saga's progress in its row, and stop() interrupts the wait", async () => {
+    const { steps } = scriptedSteps({
+      b: () => {
+        throw new StepRejectedError("card declined");
+      },
+      "undo-a": () => {
+        throw breakerOpen();
+      },
+    });
+    const runner = createSagaRunner<Payload>({
+      db,
+      tables,
+      logger: silentLogger,
+      policy: { ...fastPolicy, initialBackoffMs: 2_000, maxBackoffMs: 5_000, leaseMs: 60_000 },
+      definition: { type: "test", steps, onCompensated: async () => {} },
+    });
+    const sagaId = await runner.create(db, "retrying", { id: "retrying" });
+    runner.drive(sagaId);
+    // Jittered backoff can start near zero; wait for a wait long enough to interrupt.
+    const waitingLong = (saga: Awaited<ReturnType<typeof runner.get>>) => (saga?.nextAttemptAt?.getTime() ?? 0) > Date.now() + 1_000;
+    let saga = await runner.get("retrying");
+    for (let i = 0; i < 500 && !waitingLong(saga); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      saga = await runner.get("retrying");
+    }
+    expect(waitingLong(saga)).toBe(true);
+    expect(saga).toMatchObject({ state: "compensating", currentStep: "a (compensation)", lastError: "compensating a: [unavailable] circuit breaker for shop.inventory.v1.InventoryService is open" });
+    expect(saga!.attempts).toBeGreaterThanOrEqual(1);
+    expect(saga!.steps[0]).toMatchObject({ name: "a", lastError: saga!.lastError });
+    const started = Date.now();
+    await runner.stop();
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(await runner.get("retrying")).toMatchObject({ state: "compensating", leaseOwner: null });
   });
 });

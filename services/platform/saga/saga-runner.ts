@@ -1,7 +1,10 @@
 import { randomUUID } from "node:crypto";
-import { and, asc, eq, gte, inArray, isNull, lt, or, sql } from "drizzle-orm";
+import { setTimeout as sleep } from "node:timers/promises";
+import { and, asc, eq, gt, gte, inArray, isNull, lt, or, sql, type SQL } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
-import { ExponentialBackoff, TimeoutStrategy, handleWhen, retry, timeout, wrap } from "cockatiel";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { BrokenCircuitError, BulkheadRejectedError, ExponentialBackoff, TaskCancelledError, TimeoutStrategy, timeout, type IBackoff } from "cockatiel";
+import { isDatabaseUnavailable } from "../db-errors.js";
 import { detachedFromDeadline } from "../deadline.js";
 import type { Logger } from "../logger.js";
 import type { SagaRow, SagaState, SagaStepRow, SagaTables, StepState } from "./tables.js";
@@ -16,6 +19,42 @@ export type SqlExecutor = PgDatabase<PgQueryResultHKT, any>;
  */
 export class StepRejectedError extends Error {
   override readonly name = "StepRejectedError";
+}
+
+/**
+ * How the runner treats a failed attempt:
+ * - `transient`: "not now" (unavailable, breaker open, deadline or resource exhausted, aborted,
+ *   an attempt that timed out, a database that cannot be reached). Worth retrying for as long
+ *   as it takes.
+ * - `definitive`: the participant's own "no" (invalid argument, failed precondition, not
+ *   found, ...) or a StepRejectedError. Asking again gets the same answer.
+ * - `unexpected`: anything else, e.g. INTERNAL or a bug in the step. Retried a bounded number
+ *   of times, since a participant killed mid-call can answer INTERNAL once.
+ */
+export type SagaFailureKind = "transient" | "definitive" | "unexpected";
+
+const transientCodes: ReadonlySet<Code> = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted]);
+const definitiveCodes: ReadonlySet<Code> = new Set([
+  Code.InvalidArgument,
+  Code.FailedPrecondition,
+  Code.NotFound,
+  Code.AlreadyExists,
+  Code.OutOfRange,
+  Code.PermissionDenied,
+  Code.Unauthenticated,
+  Code.Unimplemented,
+]);
+
+/**
+ * Classifies a step's or compensation's failure by its gRPC status code. The client stack
+ * raises an open breaker as UNAVAILABLE; cockatiel's own errors are accepted too, for steps
+ * that use cockatiel directly.
+ */
+export function classifySagaFailure(err: unknown): SagaFailureKind {
+  if (err instanceof StepRejectedError) return "definitive";
+  if (err instanceof ConnectError) return transientCodes.has(err.code) ? "transient" : definitiveCodes.has(err.code) ? "definitive" : "unexpected";
+  if (err instanceof TaskCancelledError || err instanceof BrokenCircuitError || err instanceof BulkheadRejectedError) return "transient";
+  return isDatabaseUnavailable(err) ? "transient" : "unexpected";
 }
 
 /** This runner's claim on a saga lapsed and another took it over; it must stop acting. */
@@ -53,8 +92,16 @@ export interface SagaDefinition<P> {
 export interface SagaPolicy {
   /** Per attempt of a step or compensation; a step may set its own. */
   stepTimeoutMs: number;
+  /**
+   * Attempts of a step before the point of no return; past them the saga compensates. Steps
+   * past the point of no return retry transient failures without limit, and get this many
+   * attempts for unexpected ones before the saga is parked.
+   */
   stepAttempts: number;
-  /** Compensations get more attempts; past them the saga is parked, never dropped. */
+  /**
+   * Attempts of a compensation that fails unexpectedly, before the saga is parked. Transient
+   * failures never use them up: a compensation waits out an outage, however long.
+   */
   compensationAttempts: number;
   initialBackoffMs: number;
   maxBackoffMs: number;
@@ -83,6 +130,20 @@ export const defaultSagaPolicy: SagaPolicy = {
 /** The outcome of asking a saga to cancel. */
 export type CancelOutcome = "accepted" | "already-compensating" | "past-point-of-no-return" | "finished";
 
+/** A saga with its steps, as persisted. */
+export type SagaWithSteps = SagaRow & { steps: SagaStepRow[] };
+
+/** The outcome of an operator's request to retry or compensate a saga. */
+export type SagaActionOutcome =
+  /** The saga is being driven again, in this state (or will compensate at its next step). */
+  | { outcome: "accepted"; state: "running" | "compensating" }
+  | { outcome: "not-found" }
+  /** The saga's state does not allow the action; `reason` says why, for the operator. */
+  | { outcome: "refused"; reason: string };
+
+/** Runs in the transaction that decides an operator's action, e.g. to audit it with it. */
+export type ActionHook = (tx: SqlExecutor, saga: SagaRow | undefined, outcome: SagaActionOutcome) => Promise<void>;
+
 export interface SagaRunner<P> {
   /** Records a new saga in the caller's transaction; drive it after that commits. */
   create(tx: SqlExecutor, aggregateId: string, payload: P): Promise<string>;
@@ -95,7 +156,22 @@ export interface SagaRunner<P> {
   /** Asks a saga to compensate; refused once a step without compensation has started. */
   requestCancel(aggregateId: string): Promise<CancelOutcome>;
   /** The saga of an aggregate with its steps, as persisted. */
-  get(aggregateId: string): Promise<(SagaRow & { steps: SagaStepRow[] }) | undefined>;
+  get(aggregateId: string): Promise<SagaWithSteps | undefined>;
+  /** Sagas of this type, oldest first, optionally in one state, resuming strictly after `after`. */
+  list(filter: { state?: SagaState | undefined; limit: number; after?: { createdAt: Date; id: string } | undefined }): Promise<SagaRow[]>;
+  /**
+   * For operators: resumes a parked saga where it stopped, going forward if it was parked
+   * past the point of no return and compensating if it was parked compensating.
+   */
+  retry(aggregateId: string, hook?: ActionHook): Promise<SagaActionOutcome>;
+  /**
+   * For operators: forces compensation where it is still allowed. A running saga that has
+   * not started a step without compensation compensates at its next step boundary (as a
+   * customer's cancel does), with `reason` as its failure reason; a saga parked while
+   * compensating resumes compensating. Refused past the point of no return, while already
+   * compensating, and once finished.
+   */
+  compensate(aggregateId: string, reason: string, hook?: ActionHook): Promise<SagaActionOutcome>;
   /** Waits for the sagas being driven to reach a checkpoint, then releases their leases. */
   stop(): Promise<void>;
 }
@@ -128,10 +204,10 @@ export function createSagaRunner<P>(options: {
   const pointOfNoReturn = definition.steps.findIndex((step) => !step.compensate);
 
   const backoff = new ExponentialBackoff({ initialDelay: policy.initialBackoffMs, maxDelay: policy.maxBackoffMs });
-  const retryable = handleWhen((err) => !(err instanceof StepRejectedError) && !(err instanceof LeaseLostError) && !stopping.signal.aborted);
-  const policyFor = (step: SagaStep<P>, attempts: number) =>
-    wrap(retry(retryable, { maxAttempts: attempts - 1, backoff }), timeout(step.timeoutMs ?? policy.stepTimeoutMs, TimeoutStrategy.Aggressive));
   const leaseInterval = sql`now() + ${`${policy.leaseMs} milliseconds`}::interval`;
+  const inMs = (ms: number) => sql`now() + ${`${Math.round(ms)} milliseconds`}::interval`;
+  /** The saga's attempt count once an attempt of `label` starts: the next, or the first of a new action. */
+  const attemptOf = (label: string) => sql`case when ${sagas.currentStep} = ${label} then ${sagas.attempts} + 1 else 1 end`;
 
   async function claim(sagaId: string): Promise<SagaRow | undefined> {
     const [row] = await db
@@ -153,15 +229,19 @@ export function createSagaRunner<P>(options: {
    * write a driver makes goes through this, so a driver that lost its lease (it stalled
    * past leaseMs and another replica took over) stops instead of acting twice.
    */
-  async function fence(tx: SqlExecutor, sagaId: string): Promise<SagaRow> {
+  async function fence(tx: SqlExecutor, sagaId: string, progress: Progress = {}): Promise<SagaRow> {
+    // Progress rides on the same statement: tracking it costs no extra round trip per step.
+    // Any write clears the next attempt's time, which only a failed attempt sets.
     const [row] = await tx
       .update(sagas)
-      .set({ leaseExpiresAt: leaseInterval })
+      .set({ leaseExpiresAt: leaseInterval, nextAttemptAt: null, ...progress })
       .where(and(eq(sagas.id, sagaId), eq(sagas.leaseOwner, owner)))
       .returning();
     if (!row) throw new LeaseLostError(sagaId);
     return row;
   }
+
+  type Progress = Partial<Record<"currentStep" | "lastError", string | SQL>> & Partial<Record<"attempts" | "nextAttemptAt", SQL>>;
 
   async function setState(tx: SqlExecutor, sagaId: string, fields: { state?: SagaState; failureReason?: string; lastError?: string | null; leaseOwner?: null }) {
     await tx
@@ -187,15 +267,63 @@ export function createSagaRunner<P>(options: {
     });
   }
 
-  /** Counts an attempt and renews the lease; throws LeaseLostError if it is gone. */
-  async function countAttempt(sagaId: string, stepIndex: number) {
+  /** Counts an attempt of `label` and renews the lease; throws LeaseLostError if it is gone. */
+  async function countAttempt(sagaId: string, stepIndex: number, label: string) {
     await db.transaction(async (tx) => {
-      await fence(tx, sagaId);
+      await fence(tx, sagaId, { currentStep: label, attempts: attemptOf(label) });
       await tx
         .update(sagaSteps)
         .set({ attempts: sql`${sagaSteps.attempts} + 1`, updatedAt: sql`now()` })
         .where(and(eq(sagaSteps.sagaId, sagaId), eq(sagaSteps.stepIndex, stepIndex)));
     });
+  }
+
+  /** Records a failed attempt that will be retried, and when: what GetOrder shows operators. */
+  async function recordRetry(sagaId: string, stepIndex: number, lastError: string, delayMs: number) {
+    await db.transaction(async (tx) => {
+      await fence(tx, sagaId, { lastError, nextAttemptAt: inMs(delayMs) });
+      await tx
+        .update(sagaSteps)
+        .set({ lastError, updatedAt: sql`now()` })
+        .where(and(eq(sagaSteps.sagaId, sagaId), eq(sagaSteps.stepIndex, stepIndex)));
+    });
+  }
+
+  /**
+   * Attempts a step or compensation until it succeeds or fails for good, with capped
+   * exponential backoff between attempts. A definitive failure ends it at once. With
+   * `untilDone` (a compensation, or a step past the point of no return) transient failures
+   * are retried for as long as it takes, and only unexpected ones use up `budget`; otherwise
+   * every failure does. Stopping the runner interrupts the wait between attempts.
+   */
+  async function attemptUntilSettled(
+    target: { sagaId: string; stepIndex: number; errorPrefix: string; timeoutMs: number; budget: number; untilDone: boolean },
+    attempt: (signal: AbortSignal, n: number) => Promise<void>,
+  ): Promise<void> {
+    const perAttempt = timeout(target.timeoutMs, TimeoutStrategy.Aggressive);
+    let delay: IBackoff<unknown> | undefined;
+    let unexpected = 0;
+    for (let n = 1; ; n++) {
+      try {
+        await perAttempt.execute(({ signal }) => attempt(signal, n), stopping.signal);
+        return;
+      } catch (err) {
+        if (stopping.signal.aborted || err instanceof LeaseLostError) throw err;
+        const kind = classifySagaFailure(err);
+        const spent = target.untilDone ? kind === "unexpected" && ++unexpected >= target.budget : n >= target.budget;
+        if (kind === "definitive" || spent) throw err;
+        delay = delay ? delay.next(undefined) : backoff.next();
+        const lastError = `${target.errorPrefix}: ${describe(err)}`;
+        // A long outage means many attempts: the first is news, the rest are detail.
+        logger[n === 1 ? "warn" : "debug"]({ sagaId: target.sagaId, attempt: n, kind, lastError, delayMs: delay.duration }, "saga attempt failed; retrying");
+        await recordRetry(target.sagaId, target.stepIndex, lastError, delay.duration).catch((recordErr: unknown) => {
+          if (recordErr instanceof LeaseLostError) throw recordErr;
+          // The database is away: the next attempt finds out whether it is back.
+          logger.warn({ sagaId: target.sagaId, err: recordErr }, "could not record a saga's retry");
+        });
+        await sleep(delay.duration, undefined, { signal: stopping.signal });
+      }
+    }
   }
 
   /**
@@ -206,14 +334,16 @@ export function createSagaRunner<P>(options: {
    */
   async function crossBoundary(sagaId: string, succeeded: number | undefined, next: number | undefined, pastPointOfNoReturn: boolean) {
     return db.transaction(async (tx): Promise<"started" | "cancelled" | "completed"> => {
-      const saga = await fence(tx, sagaId);
+      const label = next === undefined ? null : definition.steps[next]!.name;
+      const saga = await fence(tx, sagaId, label === null ? {} : { currentStep: label, attempts: attemptOf(label) });
       if (succeeded !== undefined) await setStep(tx, sagaId, succeeded, "succeeded");
       if (next === undefined) {
         await setState(tx, sagaId, { state: "completed", leaseOwner: null });
         return "completed";
       }
       if (saga.cancelRequested && !pastPointOfNoReturn) {
-        await setState(tx, sagaId, { state: "compensating", failureReason: "cancelled at the customer's request" });
+        // An operator's forced compensation leaves its reason; a customer's cancel does not.
+        await setState(tx, sagaId, { state: "compensating", failureReason: saga.failureReason ?? "cancelled at the customer's request" });
         return "cancelled";
       }
       const name = definition.steps[next]!.name;
@@ -240,15 +370,14 @@ export function createSagaRunner<P>(options: {
       const step = definition.steps[i]!;
       if ((await crossBoundary(saga.id, succeeded, i, pastPointOfNoReturn())) === "cancelled") return "compensate";
       steps.set(i, "started");
-      // Past the point of no return there is no giving up: retry, with capped backoff, until
-      // the participant is back. Before it, a participant that stays away is compensated.
-      const attempts = pastPointOfNoReturn() ? Infinity : policy.stepAttempts;
-      let attempt = 0;
+      // Past the point of no return there is no giving up on "not now": retry, with capped
+      // backoff, until the participant is back. Before it, one that stays away is compensated.
+      const target = { sagaId: saga.id, stepIndex: i, errorPrefix: step.name, timeoutMs: step.timeoutMs ?? policy.stepTimeoutMs };
       try {
-        await policyFor(step, attempts).execute(async ({ signal }) => {
-          if (attempt++ > 0) await countAttempt(saga.id, i); // the first was counted with the start
+        await attemptUntilSettled({ ...target, budget: policy.stepAttempts, untilDone: pastPointOfNoReturn() }, async (signal, n) => {
+          if (n > 1) await countAttempt(saga.id, i, step.name); // the first was counted with the start
           await step.run(payload, { idempotencyKey: `${saga.id}:${step.name}`, signal });
-        }, stopping.signal);
+        });
         steps.set(i, "succeeded");
         succeeded = i;
       } catch (err) {
@@ -256,7 +385,7 @@ export function createSagaRunner<P>(options: {
         const rejected = err instanceof StepRejectedError;
         const failed = { index: i, state: "failed" as const, lastError: describe(err) };
         if (pastPointOfNoReturn()) {
-          logger.error({ sagaId: saga.id, step: step.name, err }, "step failed past the point of no return; parking saga");
+          logger.error({ sagaId: saga.id, step: step.name, err }, "step failed for good past the point of no return; parking saga");
           await settle(saga.id, failed, { state: "parked", lastError: `${step.name}: ${describe(err)}`, leaseOwner: null });
           return "stop";
         }
@@ -276,15 +405,17 @@ export function createSagaRunner<P>(options: {
     for (const i of toUndo) {
       const step = definition.steps[i]!;
       if (!step.compensate) continue;
+      const label = `${step.name} (compensation)`;
+      const target = { sagaId: saga.id, stepIndex: i, errorPrefix: `compensating ${step.name}`, timeoutMs: step.timeoutMs ?? policy.stepTimeoutMs };
       try {
-        await policyFor(step, policy.compensationAttempts).execute(async ({ signal }) => {
-          await countAttempt(saga.id, i);
+        await attemptUntilSettled({ ...target, budget: policy.compensationAttempts, untilDone: true }, async (signal) => {
+          await countAttempt(saga.id, i, label);
           await step.compensate!(payload, { idempotencyKey: `${saga.id}:${step.name}:compensate`, signal });
-        }, stopping.signal);
+        });
         await settle(saga.id, { index: i, state: "compensated" });
       } catch (err) {
         if (stopping.signal.aborted || err instanceof LeaseLostError) return;
-        logger.error({ sagaId: saga.id, step: step.name, err }, "compensation exhausted its attempts; parking saga");
+        logger.error({ sagaId: saga.id, step: step.name, err }, "compensation failed for good; parking saga");
         await settle(saga.id, { index: i, state: steps.get(i)!, lastError: describe(err) }, { state: "parked", lastError: `compensating ${step.name}: ${describe(err)}`, leaseOwner: null });
         return;
       }
@@ -335,6 +466,56 @@ export function createSagaRunner<P>(options: {
     return rows.length;
   }
 
+  const lockSaga = async (tx: SqlExecutor, aggregateId: string) => (await tx.select().from(sagas).where(eq(sagas.aggregateId, aggregateId)).for("update"))[0];
+
+  /** Whether a step without compensation has started: the saga can then only go forward. */
+  async function hasPassedPointOfNoReturn(tx: SqlExecutor, sagaId: string): Promise<boolean> {
+    if (pointOfNoReturn < 0) return false;
+    const [started] = await tx
+      .select({ stepIndex: sagaSteps.stepIndex })
+      .from(sagaSteps)
+      .where(and(eq(sagaSteps.sagaId, sagaId), gte(sagaSteps.stepIndex, pointOfNoReturn)))
+      .limit(1);
+    return started !== undefined;
+  }
+
+  /**
+   * A saga has a failure reason exactly once it compensates (or was asked to, which is only
+   * accepted before the point of no return); so a parked one with a reason was compensating.
+   */
+  const wasCompensating = (saga: SagaRow) => saga.failureReason !== null;
+  const refused = (reason: string): SagaActionOutcome => ({ outcome: "refused", reason });
+
+  /** Hands a parked saga back to the drivers, in the state it was parked from, with a fresh budget. */
+  function resumeParked(saga: SagaRow): SagaActionOutcome {
+    return { outcome: "accepted", state: wasCompensating(saga) ? "compensating" : "running" };
+  }
+
+  /**
+   * Decides an operator's action on the locked saga, applies the resulting state, and runs
+   * `hook` (the audit) in the same transaction; then drives the saga if it was accepted.
+   */
+  async function operatorAction(
+    aggregateId: string,
+    hook: ActionHook | undefined,
+    decide: (saga: SagaRow, tx: SqlExecutor) => Promise<SagaActionOutcome>,
+  ): Promise<SagaActionOutcome> {
+    const { outcome, sagaId } = await db.transaction(async (tx) => {
+      const saga = await lockSaga(tx, aggregateId);
+      const outcome: SagaActionOutcome = saga ? await decide(saga, tx) : { outcome: "not-found" };
+      if (saga && outcome.outcome === "accepted" && saga.state === "parked") {
+        await tx
+          .update(sagas)
+          .set({ state: outcome.state, leaseOwner: null, leaseExpiresAt: null, nextAttemptAt: null, updatedAt: sql`now()` })
+          .where(eq(sagas.id, saga.id));
+      }
+      await hook?.(tx, saga, outcome);
+      return { outcome, sagaId: saga?.id };
+    });
+    if (outcome.outcome === "accepted" && sagaId) drive(sagaId);
+    return outcome;
+  }
+
   return {
     async create(tx, aggregateId, payload) {
       const id = randomUUID();
@@ -353,18 +534,10 @@ export function createSagaRunner<P>(options: {
     },
     async requestCancel(aggregateId) {
       const outcome = await db.transaction(async (tx): Promise<{ outcome: CancelOutcome; id?: string }> => {
-        const [saga] = await tx.select().from(sagas).where(eq(sagas.aggregateId, aggregateId)).for("update");
+        const saga = await lockSaga(tx, aggregateId);
         if (!saga || saga.state === "completed" || saga.state === "compensated" || saga.state === "parked") return { outcome: "finished" };
         if (saga.state === "compensating") return { outcome: "already-compensating" };
-        const [started] =
-          pointOfNoReturn < 0
-            ? []
-            : await tx
-                .select({ stepIndex: sagaSteps.stepIndex })
-                .from(sagaSteps)
-                .where(and(eq(sagaSteps.sagaId, saga.id), gte(sagaSteps.stepIndex, pointOfNoReturn)))
-                .limit(1);
-        if (started) return { outcome: "past-point-of-no-return" };
+        if (await hasPassedPointOfNoReturn(tx, saga.id)) return { outcome: "past-point-of-no-return" };
         await tx.update(sagas).set({ cancelRequested: true, updatedAt: sql`now()` }).where(eq(sagas.id, saga.id));
         return { outcome: "accepted", id: saga.id };
       });
@@ -377,6 +550,37 @@ export function createSagaRunner<P>(options: {
       const steps = await db.select().from(sagaSteps).where(eq(sagaSteps.sagaId, row.id)).orderBy(asc(sagaSteps.stepIndex));
       return { ...row, steps };
     },
+    async list({ state, limit, after }) {
+      const keyset = after ? or(gt(sagas.createdAt, after.createdAt), and(eq(sagas.createdAt, after.createdAt), gt(sagas.id, after.id))) : undefined;
+      return db
+        .select()
+        .from(sagas)
+        .where(and(eq(sagas.type, definition.type), state ? eq(sagas.state, state) : undefined, keyset))
+        .orderBy(asc(sagas.createdAt), asc(sagas.id))
+        .limit(limit);
+    },
+    retry: (aggregateId, hook) =>
+      operatorAction(aggregateId, hook, async (saga) => {
+        if (saga.state !== "parked") return refused(`saga is ${saga.state}; only a parked saga can be retried`);
+        return resumeParked(saga);
+      }),
+    compensate: (aggregateId, reason, hook) =>
+      operatorAction(aggregateId, hook, async (saga, tx) => {
+        switch (saga.state) {
+          case "completed":
+          case "compensated":
+            return refused(`saga is ${saga.state}; there is nothing left to compensate`);
+          case "compensating":
+            return refused("saga is already compensating");
+          case "parked":
+            if (!wasCompensating(saga)) return refused("saga is parked past the point of no return; it can only go forward: retry it");
+            return resumeParked(saga);
+          case "running":
+            if (await hasPassedPointOfNoReturn(tx, saga.id)) return refused("saga is past the point of no return; it can only go forward");
+            await tx.update(sagas).set({ cancelRequested: true, failureReason: reason, updatedAt: sql`now()` }).where(eq(sagas.id, saga.id));
+            return { outcome: "accepted", state: "compensating" };
+        }
+      }),
     async stop() {
       stopping.abort();
       clearInterval(sweeper);

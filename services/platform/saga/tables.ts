@@ -30,14 +30,23 @@ export function createSagaTables(schema: Schema) {
       failureReason: text("failure_reason"),
       /** The last error of a step or compensation, for operators. */
       lastError: text("last_error"),
+      /** The step or compensation being attempted, e.g. "charge" or "charge (compensation)". */
+      currentStep: text("current_step"),
+      /** Attempts of the current step or compensation, the one under way included. */
+      attempts: integer("attempts").notNull().default(0),
+      /** When a failed attempt will be tried again; null while an attempt runs or none is due. */
+      nextAttemptAt: timestamp("next_attempt_at", { withTimezone: true }),
       cancelRequested: boolean("cancel_requested").notNull().default(false),
       leaseOwner: text("lease_owner"),
       leaseExpiresAt: timestamp("lease_expires_at", { withTimezone: true }),
-      createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+      // Millisecond precision, so a page token built from a JS Date matches the row exactly.
+      createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
       updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
     },
     (t) => [
       index("sagas_unfinished_idx").on(t.createdAt).where(sql`${t.state} in ('running', 'compensating')`),
+      // Operators list sagas by state, oldest first, a page at a time.
+      index("sagas_state_created_idx").on(t.state, t.createdAt, t.id),
       check("sagas_state_valid", sql`${t.state} in ('running', 'compensating', 'completed', 'compensated', 'parked')`),
     ],
   );

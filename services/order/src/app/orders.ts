@@ -4,7 +4,7 @@ import { decodePageToken, encodePageToken, pageSize } from "../../../platform/pa
 import type { SagaRunner } from "../../../platform/saga/saga-runner.js";
 import type { InventoryService } from "../../../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { InvalidOrderError, OrderNotFoundError, OrderTransitionError } from "../domain/errors.js";
-import { assertCancellable, priceOrder, validateNewOrder, type CatalogPrice, type NewOrder } from "../domain/order.js";
+import { assertCancellable, assertSameRequest, priceOrder, requestFingerprint, validateNewOrder, type CatalogPrice, type NewOrder } from "../domain/order.js";
 import type { Db, OrderStore, StoredOrder } from "./order-store.js";
 import type { PlaceOrderPayload } from "./place-order-saga.js";
 
@@ -28,16 +28,23 @@ export function createOrders(deps: { db: Db; store: OrderStore; inventory: Clien
   return {
     /**
      * Stores a PENDING order and its saga in one transaction, then starts the saga without
-     * waiting for it. A repeated request id answers with the order it created first.
+     * waiting for it. A repeated request id answers with the order it created first, if it
+     * asks for the same order; reused for a different one, it is refused.
      */
     async create(request: NewOrder): Promise<StoredOrder> {
       const order = validateNewOrder(request);
-      const existing = await store.findByRequest(order.customerId, order.requestId);
+      const fingerprint = requestFingerprint(order);
+      const original = async () => {
+        const existing = await store.findByRequest(order.customerId, order.requestId);
+        if (existing) assertSameRequest(existing.requestFingerprint, fingerprint);
+        return existing;
+      };
+      const existing = await original();
       if (existing) return existing;
       const priced = await priceFromCatalog(order);
       const orderId = randomUUID();
       const sagaId = await db.transaction(async (tx) => {
-        const inserted = await store.insert(tx, { id: orderId, customerId: order.customerId, requestId: order.requestId, priced });
+        const inserted = await store.insert(tx, { id: orderId, customerId: order.customerId, requestId: order.requestId, requestFingerprint: fingerprint, priced });
         if (!inserted) return undefined;
         return saga.create(tx, orderId, {
           orderId,
@@ -47,7 +54,7 @@ export function createOrders(deps: { db: Db; store: OrderStore; inventory: Clien
           paymentToken: order.paymentToken,
         });
       });
-      if (sagaId === undefined) return (await store.findByRequest(order.customerId, order.requestId))!; // lost a race with a concurrent retry
+      if (sagaId === undefined) return (await original())!; // lost a race with a concurrent retry
       saga.drive(sagaId);
       return (await store.find(orderId))!;
     },

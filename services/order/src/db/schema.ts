@@ -13,6 +13,8 @@ export const orders = ordersSchema.table(
     customerId: text("customer_id").notNull(),
     /** The client's retry key, unique per customer. */
     requestId: text("request_id").notNull(),
+    /** requestFingerprint of the request that created the order; null for older orders. */
+    requestFingerprint: text("request_fingerprint"),
     status: text("status", { enum: ["pending", "confirmed", "cancelled"] }).notNull(),
     totalMinor: bigint("total_minor", { mode: "number" }).notNull(),
     currency: char("currency", { length: 3 }).notNull(),
@@ -46,6 +48,31 @@ export const orderLines = ordersSchema.table(
 
 export const { sagas, sagaSteps } = createSagaTables(ordersSchema);
 
+/**
+ * One row per operator action on a saga (retry, compensate), refused ones included: who,
+ * when, what, and the outcome. Written in the transaction that decides the action.
+ */
+export const sagaAudit = ordersSchema.table(
+  "saga_audit",
+  {
+    id: uuid("id").primaryKey(),
+    at: timestamp("at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    /** The operator's name and address, e.g. "ada@127.0.0.1"; see the admin routes. */
+    actor: text("actor").notNull(),
+    action: text("action", { enum: ["retry", "compensate"] }).notNull(),
+    orderId: text("order_id").notNull(),
+    /** "accepted", "not_found" or "refused". */
+    outcome: text("outcome", { enum: ["accepted", "not_found", "refused"] }).notNull(),
+    /** The resulting state, or why it was refused. */
+    detail: text("detail").notNull(),
+  },
+  (t) => [
+    index("saga_audit_order_idx").on(t.orderId, t.at),
+    check("saga_audit_action_valid", sql`${t.action} in ('retry', 'compensate')`),
+    check("saga_audit_outcome_valid", sql`${t.outcome} in ('accepted', 'not_found', 'refused')`),
+  ],
+);
+
 export const outbox = createOutboxTable(ordersSchema);
 
-export const tables = { orders, orderLines, sagas, sagaSteps, outbox };
+export const tables = { orders, orderLines, sagas, sagaSteps, sagaAudit, outbox };

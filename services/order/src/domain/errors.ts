@@ -25,3 +25,12 @@ export class OrderTransitionError extends Error {
     super(`cannot ${action} order ${orderId}: it is ${status}`);
   }
 }
+
+export class RequestReusedError extends Error {
+  override readonly name = "RequestReusedError";
+  readonly kind = "already_exists";
+  readonly field = "request_id";
+  constructor() {
+    super("request_id: already used for a different order");
+  }
+}

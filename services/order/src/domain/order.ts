@@ -1,4 +1,5 @@
-import { InvalidOrderError, OrderTransitionError } from "./errors.js";
+import { createHash } from "node:crypto";
+import { InvalidOrderError, OrderTransitionError, RequestReusedError } from "./errors.js";
 
 export type OrderStatus = "pending" | "confirmed" | "cancelled";
 
@@ -97,4 +98,25 @@ export function priceOrder(items: readonly RequestedLine[], catalog: ReadonlyMap
 /** A customer may cancel only while the order is still pending. */
 export function assertCancellable(orderId: string, status: OrderStatus): void {
   if (status === "confirmed") throw new OrderTransitionError(orderId, status, "cancel");
+}
+
+/**
+ * A canonical digest of what a CreateOrder asks for: customer, payment token, and quantity
+ * per SKU (repeats merged, in SKU order, as pricing merges them). Two requests with the same
+ * request_id are the same order exactly when their fingerprints match.
+ */
+export function requestFingerprint(order: NewOrder): string {
+  const quantities = new Map<string, number>();
+  for (const { sku, quantity } of order.items) quantities.set(sku, (quantities.get(sku) ?? 0) + quantity);
+  const items = [...quantities].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return createHash("sha256").update(JSON.stringify([order.customerId, order.paymentToken, items])).digest("base64url");
+}
+
+/**
+ * A request id names one order: reusing it for a different one is refused (as Stripe refuses
+ * a reused idempotency key), never answered with the first order. Orders stored before
+ * fingerprints were kept have none, and are taken at their word.
+ */
+export function assertSameRequest(storedFingerprint: string | null, fingerprint: string): void {
+  if (storedFingerprint !== null && storedFingerprint !== fingerprint) throw new RequestReusedError();
 }
