@@ -57,7 +57,7 @@ async function measure(side: string, gatewayUrl: string): Promise<Sample> {
 }
 
 // The gateway's per-client limits guard a public API; here they would cap the load generator.
-const mesh = await startScratchMesh({ env: { RATE_LIMIT_PER_SECOND: "100000", RATE_LIMIT_BURST: "100000" } });
+const mesh = await startScratchMesh({ env: { RATE_LIMIT_PER_SECOND: "100000", RATE_LIMIT_BURST: "100000", WATCH_MAX_PER_CUSTOMER: "100000", WATCH_MAX_PER_ADDRESS: "100000" } });
 const monolith = await startMonolith(mesh.databaseUrl);
 const sides = { mesh: mesh.url("gateway"), monolith: monolith.url };
 const samples: Record<keyof typeof sides, Sample[]> = { mesh: [], monolith: [] };

@@ -50,7 +50,7 @@ const gateway = services.find((s) => s.name === "gateway")!;
 const started = performance.now();
 const npmStart = spawn("npm", ["start"], {
   cwd: repoRoot,
-  env: { ...process.env, ...portEnv(services), DATABASE_URL: pg.url, NATS_URL: nats.url, LOG_LEVEL: "warn", RATE_LIMIT_PER_SECOND: "100000", RATE_LIMIT_BURST: "100000" },
+  env: { ...process.env, ...portEnv(services), DATABASE_URL: pg.url, NATS_URL: nats.url, LOG_LEVEL: "warn", RATE_LIMIT_PER_SECOND: "100000", RATE_LIMIT_BURST: "100000", WATCH_MAX_PER_CUSTOMER: "100000", WATCH_MAX_PER_ADDRESS: "100000" },
   stdio: ["ignore", "pipe", "inherit"],
   detached: true,
 });

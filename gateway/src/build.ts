@@ -15,8 +15,11 @@ import { createMeshStatus } from "./mesh-status.js";
 import { createRateLimitInterceptor } from "./rate-limit.js";
 import { createOrderEventFeed } from "./order-watch.js";
 import { anonymousMethods, createRoutes } from "./routes.js";
+import { createWatchSlots } from "./watch-slots.js";
 
-export type GatewayDeps = Omit<GatewayConfig, "logLevel" | "otlpEndpoint" | "advertiseUrl" | "version"> & { logger: Logger };
+/** The connection limits and trusted proxies may be left out (the kit's defaults, none). */
+export type GatewayDeps = Omit<GatewayConfig, "logLevel" | "otlpEndpoint" | "advertiseUrl" | "version" | "connectionLimits" | "trustedProxies"> &
+  Partial<Pick<GatewayConfig, "connectionLimits" | "trustedProxies">> & { logger: Logger };
 
 /** Wires the gateway together and starts serving; main.ts and tests both call this. */
 export async function build(deps: GatewayDeps): Promise<RunningServer> {
@@ -39,6 +42,8 @@ export async function build(deps: GatewayDeps): Promise<RunningServer> {
   const authenticator = createAuthenticator(deps.auth);
   const metrics = createMetrics("gateway");
   metrics.trackClients(() => clients.map((client) => client.stats()));
+  const watchSlots = createWatchSlots(deps.watchLimits);
+  metrics.gauge("watch_order_streams", "Open WatchOrder streams", [], async () => [{ value: watchSlots.open() }]);
   const stop = async () => {
     meshStatus.close();
     for (const client of clients) client.close();
@@ -55,6 +60,8 @@ export async function build(deps: GatewayDeps): Promise<RunningServer> {
         shutdownGraceMs: deps.shutdownGraceMs,
         maxTimeoutMs: deps.maxTimeoutMs,
         cors: { origins: deps.corsOrigins },
+        ...(deps.connectionLimits ? { connectionLimits: deps.connectionLimits } : {}),
+        ...(deps.trustedProxies ? { trustedProxies: deps.trustedProxies } : {}),
         metrics,
         fallback: await loadConsoleAssets(),
         interceptors: [
@@ -63,7 +70,7 @@ export async function build(deps: GatewayDeps): Promise<RunningServer> {
           createAuthInterceptor(authenticator, StorefrontService, anonymousMethods),
           createRateLimitInterceptor(StorefrontService, { ...deps.rateLimit, by: "client" }),
         ],
-        routes: createRoutes({ order: order.client, inventory: inventory.client, payment: payment.client, authenticator, meshStatus, orderEvents, maxWatchMs: 5 * 60_000 }),
+        routes: createRoutes({ order: order.client, inventory: inventory.client, payment: payment.client, authenticator, meshStatus, orderEvents, maxWatchMs: 5 * 60_000, watchSlots }),
       },
       { host: deps.host, port: deps.port },
     );

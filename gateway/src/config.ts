@@ -1,3 +1,4 @@
+import type { WatchLimits } from "./watch-slots.js";
 import { commonConfig, integer, optionalString, port, requiredOneOf, url, type CommonConfig, type Env } from "../../services/platform/config.js";
 
 export type AuthConfig = { mode: "local"; secret: string } | { mode: "jwks"; jwksUrl: string; issuer: string; audience: string };
@@ -14,6 +15,8 @@ export interface GatewayConfig extends CommonConfig {
   corsOrigins: string[];
   /** The longest deadline a public caller may ask for. */
   maxTimeoutMs: number;
+  /** Open WatchOrder streams per customer and per client address. */
+  watchLimits: WatchLimits;
 }
 
 /** The only place the gateway reads the environment. */
@@ -39,5 +42,11 @@ export function loadConfig(env: Env): GatewayConfig {
     },
     corsOrigins: optionalString(env, "CORS_ORIGINS", "*").split(",").map((o) => o.trim()).filter(Boolean),
     maxTimeoutMs: integer(env, "MAX_TIMEOUT_MS", 10_000, { min: 100, max: 120_000 }),
+    // A customer follows the few orders it just placed; an address may carry many customers
+    // (an office behind NAT; the chaos load holds about 120 watches from 127.0.0.1).
+    watchLimits: {
+      perCustomer: integer(env, "WATCH_MAX_PER_CUSTOMER", 16, { min: 1, max: 1_000_000 }),
+      perAddress: integer(env, "WATCH_MAX_PER_ADDRESS", 256, { min: 1, max: 1_000_000 }),
+    },
   };
 }

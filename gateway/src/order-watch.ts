@@ -55,7 +55,8 @@ export function createOrderEventFeed(bus: BusConnection) {
       listeners.set(orderId, set.add(listener));
       return () => {
         set.delete(listener);
-        if (set.size === 0) listeners.delete(orderId);
+        // Only this set: a repeated unsubscribe must not drop a later watcher's set.
+        if (set.size === 0 && listeners.get(orderId) === set) listeners.delete(orderId);
       };
     },
     close() {

@@ -5,9 +5,11 @@ import { OrderStatus, type OrderService, type Order } from "../../gen/shop/order
 import type { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import type { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
 import { detachedFromDeadline } from "../../services/platform/deadline.js";
+import { clientAddressKey } from "../../services/platform/node-handler.js";
 import { customerKey, type Authenticator } from "./auth.js";
 import type { MeshStatus } from "./mesh-status.js";
 import { watchOrderEvents, type OrderEventFeed } from "./order-watch.js";
+import type { WatchSlots } from "./watch-slots.js";
 
 export interface GatewayRouteDeps {
   order: Client<typeof OrderService>;
@@ -18,6 +20,8 @@ export interface GatewayRouteDeps {
   orderEvents: OrderEventFeed;
   /** How long a WatchOrder stream may stay open. */
   maxWatchMs: number;
+  /** Open WatchOrder streams per customer and per address. */
+  watchSlots: WatchSlots;
 }
 
 /** Methods open to callers without a token. */
@@ -39,6 +43,35 @@ export function createRoutes(deps: GatewayRouteDeps) {
   function owned(found: Order | undefined, customerId: string, orderId: string): Order {
     if (!found || found.customerId !== customerId) throw new ConnectError(`order ${orderId} not found`, Code.NotFound);
     return found;
+  }
+
+  /** The order's current state, then each change, until it is terminal or the watch ends. */
+  async function* followOrder(orderId: string, customer: string, ctx: HandlerContext): AsyncGenerator<WatchOrderResponse> {
+    // A watch may outlive the per-call deadline cap (MAX_TIMEOUT_MS) the server puts on
+    // every call, this stream included: maxWatchMs and the caller leaving bound it. So
+    // each read gets the order client's own budget, not what is left of the stream's.
+    const read = async () => owned((await detachedFromDeadline(() => order.getOrder({ orderId }, { signal: ctx.signal }))).order, customer, orderId);
+    let current = await read();
+    yield { $typeName: "shop.gateway.v1.WatchOrderResponse", order: current, eventType: "" };
+    if (isTerminal(current)) return;
+    const events = watchOrderEvents(deps.orderEvents, orderId, 2_000);
+    const giveUp = AbortSignal.any([ctx.signal, AbortSignal.timeout(deps.maxWatchMs)]);
+    giveUp.addEventListener("abort", events.close, { once: true }); // also if abandoned at a yield
+    try {
+      for (;;) {
+        const eventType = await events.next(giveUp);
+        if (eventType === undefined) return;
+        // Only ordering's own events (and poll ticks) can change the order; another
+        // context's event (stock reserved, payment captured) is reported against it as is.
+        const next = eventType === "" || eventType.startsWith("shop.order.") ? await read() : current;
+        if (eventType === "" && next.status === current.status) continue; // a quiet poll tick
+        current = next;
+        yield { $typeName: "shop.gateway.v1.WatchOrderResponse", order: current, eventType };
+        if (isTerminal(current)) return;
+      }
+    } finally {
+      events.close();
+    }
   }
 
   return (router: ConnectRouter) =>
@@ -86,30 +119,15 @@ export function createRoutes(deps: GatewayRouteDeps) {
 
       async *watchOrder(req, ctx): AsyncGenerator<WatchOrderResponse> {
         const customer = customerOf(ctx);
-        // A watch may outlive the per-call deadline cap (MAX_TIMEOUT_MS) the server puts on
-        // every call, this stream included: maxWatchMs and the caller leaving bound it. So
-        // each read gets the order client's own budget, not what is left of the stream's.
-        const read = async () =>
-          owned((await detachedFromDeadline(() => order.getOrder({ orderId: req.orderId }, { signal: ctx.signal }))).order, customer, req.orderId);
-        let current = await read();
-        yield { $typeName: "shop.gateway.v1.WatchOrderResponse", order: current, eventType: "" };
-        if (isTerminal(current)) return;
-        const events = watchOrderEvents(deps.orderEvents, req.orderId, 2_000);
-        const giveUp = AbortSignal.any([ctx.signal, AbortSignal.timeout(deps.maxWatchMs)]);
+        const release = deps.watchSlots.acquire(customer, ctx.values.get(clientAddressKey));
+        // The signal aborts however the stream ends, even where the generator is abandoned
+        // at a yield without being returned (a write that never drains), so the slot is not
+        // left held; the finally below covers the ends that come first.
+        ctx.signal.addEventListener("abort", release, { once: true });
         try {
-          for (;;) {
-            const eventType = await events.next(giveUp);
-            if (eventType === undefined) return;
-            // Only ordering's own events (and poll ticks) can change the order; another
-            // context's event (stock reserved, payment captured) is reported against it as is.
-            const next = eventType === "" || eventType.startsWith("shop.order.") ? await read() : current;
-            if (eventType === "" && next.status === current.status) continue; // a quiet poll tick
-            current = next;
-            yield { $typeName: "shop.gateway.v1.WatchOrderResponse", order: current, eventType };
-            if (isTerminal(current)) return;
-          }
+          yield* followOrder(req.orderId, customer, ctx);
         } finally {
-          events.close();
+          release();
         }
       },
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, integer, oneOf, port, serviceConfig, url } from "./config.js";
+import { addressList, ConfigError, connectionLimits, integer, oneOf, port, serviceConfig, url } from "./config.js";
+import { defaultConnectionLimits } from "./connection-limits.js";
 
 describe("config readers", () => {
   it("fails fast naming the variable", () => {
@@ -12,6 +13,15 @@ describe("config readers", () => {
   it("uses defaults for unset and blank values", () => {
     expect(integer({ N: "  " }, "N", 7, { min: 0, max: 10 })).toBe(7);
     const config = serviceConfig({ DATABASE_URL: "postgres://localhost/x" });
-    expect(config).toEqual({ databaseUrl: "postgres://localhost/x", natsUrl: "nats://127.0.0.1:4222", streamReplicas: 1, host: "127.0.0.1", logLevel: "info", maxRequestBytes: 1048576, shutdownGraceMs: 10000, otlpEndpoint: undefined, advertiseUrl: undefined, version: "dev" });
+    expect(config).toEqual({ databaseUrl: "postgres://localhost/x", natsUrl: "nats://127.0.0.1:4222", streamReplicas: 1, host: "127.0.0.1", logLevel: "info", maxRequestBytes: 1048576, shutdownGraceMs: 10000, otlpEndpoint: undefined, advertiseUrl: undefined, version: "dev", connectionLimits: defaultConnectionLimits, trustedProxies: [] });
+  });
+
+  it("reads connection limits and trusted proxies, refusing what cannot work", () => {
+    expect(connectionLimits({ HEADERS_TIMEOUT_MS: "2000", MAX_CONNECTIONS_PER_ADDRESS: "8" })).toMatchObject({ headersTimeoutMs: 2000, maxConnectionsPerAddress: 8 });
+    expect(() => connectionLimits({ HEADERS_TIMEOUT_MS: "40000", REQUEST_TIMEOUT_MS: "30000" })).toThrow("HEADERS_TIMEOUT_MS (40000) must not exceed REQUEST_TIMEOUT_MS (30000)");
+    expect(() => connectionLimits({ IDLE_TIMEOUT_MS: "0" })).toThrow('IDLE_TIMEOUT_MS must be an integer from 100 to 3600000, got "0"');
+    expect(addressList({ TRUSTED_PROXIES: " 10.0.0.1, 10.1.0.0/16,fd00::/8 " }, "TRUSTED_PROXIES")).toEqual(["10.0.0.1", "10.1.0.0/16", "fd00::/8"]);
+    expect(() => addressList({ TRUSTED_PROXIES: "10.0.0.1,ingress" }, "TRUSTED_PROXIES")).toThrow('TRUSTED_PROXIES must list IP addresses or CIDR subnets, got "ingress"');
+    expect(() => addressList({ TRUSTED_PROXIES: "10.0.0.0/33" }, "TRUSTED_PROXIES")).toThrow('got "10.0.0.0/33"');
   });
 });

@@ -3,6 +3,9 @@
  * only place that reads the environment, so a bad deployment fails at start with a message
  * that names the variable instead of failing later on the first request.
  */
+import { isAddressOrSubnet } from "./client-address.js";
+import { defaultConnectionLimits, type ConnectionLimits } from "./connection-limits.js";
+
 export type Env = Readonly<Record<string, string | undefined>>;
 
 export class ConfigError extends Error {
@@ -62,6 +65,35 @@ export function requiredOneOf<T extends string>(env: Env, name: string, allowed:
   return oneOf(env, name, allowed, allowed[0]!);
 }
 
+/** A comma-separated list of IP addresses and CIDR subnets; unset or blank: none. */
+export function addressList(env: Env, name: string): string[] {
+  const entries = (read(env, name) ?? "").split(",").map((entry) => entry.trim()).filter(Boolean);
+  const bad = entries.find((entry) => !isAddressOrSubnet(entry));
+  if (bad !== undefined) throw new ConfigError(`${name} must list IP addresses or CIDR subnets, got "${bad}"`);
+  return entries;
+}
+
+/** Timeouts and caps on inbound connections; see ConnectionLimits for what each bounds. */
+export function connectionLimits(env: Env): ConnectionLimits {
+  const d = defaultConnectionLimits;
+  const ms = (name: string, fallback: number) => integer(env, name, fallback, { min: 100, max: 3_600_000 });
+  const count = (name: string, fallback: number) => integer(env, name, fallback, { min: 1, max: 1_000_000 });
+  const limits: ConnectionLimits = {
+    detectTimeoutMs: ms("PROTOCOL_DETECT_TIMEOUT_MS", d.detectTimeoutMs),
+    headersTimeoutMs: ms("HEADERS_TIMEOUT_MS", d.headersTimeoutMs),
+    requestTimeoutMs: ms("REQUEST_TIMEOUT_MS", d.requestTimeoutMs),
+    idleTimeoutMs: ms("IDLE_TIMEOUT_MS", d.idleTimeoutMs),
+    maxConnections: count("MAX_CONNECTIONS", d.maxConnections),
+    maxConnectionsPerAddress: count("MAX_CONNECTIONS_PER_ADDRESS", d.maxConnectionsPerAddress),
+    maxConcurrentStreams: count("MAX_CONCURRENT_STREAMS", d.maxConcurrentStreams),
+  };
+  // The request timeout counts from the request's first byte, headers included (Node's rule).
+  if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
+    throw new ConfigError(`HEADERS_TIMEOUT_MS (${limits.headersTimeoutMs}) must not exceed REQUEST_TIMEOUT_MS (${limits.requestTimeoutMs})`);
+  }
+  return limits;
+}
+
 export const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 export type LogLevel = (typeof logLevels)[number];
 
@@ -83,6 +115,13 @@ export interface CommonConfig {
   advertiseUrl: string | undefined;
   /** Announced in the service registry. */
   version: string;
+  /** Timeouts and caps on every inbound connection. */
+  connectionLimits: ConnectionLimits;
+  /**
+   * The proxies or ingress in front of this process (TRUSTED_PROXIES, addresses or CIDR
+   * subnets): their X-Forwarded-For names the client. Empty: the TCP peer is the client.
+   */
+  trustedProxies: string[];
 }
 
 export function commonConfig(env: Env): CommonConfig {
@@ -96,6 +135,8 @@ export function commonConfig(env: Env): CommonConfig {
     otlpEndpoint: env["OTEL_EXPORTER_OTLP_ENDPOINT"] ? url(env, "OTEL_EXPORTER_OTLP_ENDPOINT") : undefined,
     advertiseUrl: env["ADVERTISE_URL"] ? url(env, "ADVERTISE_URL") : undefined,
     version: optionalString(env, "SERVICE_VERSION", "dev"),
+    connectionLimits: connectionLimits(env),
+    trustedProxies: addressList(env, "TRUSTED_PROXIES"),
   };
 }
 

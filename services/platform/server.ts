@@ -1,10 +1,13 @@
 import { createServer as createHttp1Server } from "node:http";
-import { createServer as createHttp2Server, type Http2Session } from "node:http2";
+import { createServer as createHttp2Server } from "node:http2";
 import { setMaxListeners } from "node:events";
 import type { Socket, AddressInfo } from "node:net";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import { createDualProtocolListener } from "./dual-protocol-listener.js";
+import { createClientAddressInterceptor, createTrustedProxies } from "./client-address.js";
+import { checkIntervalMs, defaultConnectionLimits, type ConnectionLimits } from "./connection-limits.js";
+import { trackHttp2Sessions } from "./http2-sessions.js";
 import { createErrorMappingInterceptor } from "./errors.js";
 import { createHealthRegistry, ServingStatus, type HealthRegistry } from "./health.js";
 import { createDeadlineInterceptor } from "./deadline.js";
@@ -36,6 +39,14 @@ export interface ServerOptions {
   /** Counted RPCs, and GET /metrics. */
   metrics?: Metrics;
   interceptors?: Interceptor[];
+  /** Timeouts and caps on every connection; unset fields get defaultConnectionLimits. */
+  connectionLimits?: Partial<ConnectionLimits>;
+  /**
+   * Proxy addresses or CIDR subnets whose X-Forwarded-For names the client (for per-address
+   * limits), and which are exempt from the per-address connection cap. Empty: the TCP peer
+   * is the client, whatever headers it sends.
+   */
+  trustedProxies?: readonly string[];
 }
 
 export interface RunningServer {
@@ -65,6 +76,8 @@ export async function startServer(options: ServerOptions, listen: { port: number
   // Every call in flight listens on it until the call ends, so the count follows concurrency;
   // Node's default of 10 would report a leak at the 11th concurrent call.
   setMaxListeners(0, shutdown.signal);
+  const limits: ConnectionLimits = { ...defaultConnectionLimits, ...options.connectionLimits };
+  const trustedProxies = createTrustedProxies(options.trustedProxies ?? []);
   const rpcHandler = createNodeHandler({
     logger,
     routes: (router) => {
@@ -81,6 +94,8 @@ export async function startServer(options: ServerOptions, listen: { port: number
       createErrorMappingInterceptor(logger),
       createDeadlineInterceptor(options.maxTimeoutMs ?? 30_000),
       createStringGuardInterceptor(),
+      // Before the service's own interceptors: per-address limits read the resolved client.
+      ...(trustedProxies.empty ? [] : [createClientAddressInterceptor(trustedProxies)]),
       ...(options.interceptors ?? []),
     ],
     shutdownSignal: shutdown.signal,
@@ -93,33 +108,29 @@ export async function startServer(options: ServerOptions, listen: { port: number
   });
   const handler = options.cors ? withCors(rpcHandler, options.cors) : rpcHandler;
 
-  const http1 = createHttp1Server(handler);
-  const http2 = createHttp2Server(handler);
+  const http1 = createHttp1Server(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.idleTimeoutMs,
+      connectionsCheckingInterval: checkIntervalMs([limits.headersTimeoutMs, limits.requestTimeoutMs]),
+    },
+    handler,
+  );
+  // Node enforces headersTimeout and requestTimeout by a check of its connections list that
+  // it starts on "listening" (setupConnectionsTracking), and only connections that arrive
+  // after that are tracked. This server never listens, since the dual-protocol listener hands
+  // it sockets, so start the tracking now, as Node's own http2 server with allowHTTP1 does.
+  http1.emit("listening");
+  const http2 = createHttp2Server({ settings: { maxConcurrentStreams: limits.maxConcurrentStreams } }, handler);
   /** Every accepted connection and when it arrived. */
   const sockets = new Map<Socket, number>();
-  /** Open streams per HTTP/2 session, and since when it has had none. */
-  const sessions = new Map<Http2Session, { open: number; idleSince: number }>();
-  /** Sockets handed to the HTTP/2 server (session.socket is a proxy, not the socket). */
-  const http2Sockets = new Set<Socket>();
-  http2.on("connection", (socket: Socket) => {
-    http2Sockets.add(socket);
-    socket.once("close", () => http2Sockets.delete(socket));
-  });
+  const http2Sessions = trackHttp2Sessions(http2, limits);
   http2.on("session", (session) => {
-    const state = { open: 0, idleSince: Date.now() };
-    sessions.set(session, state);
-    session.on("stream", (stream) => {
-      state.open++;
-      stream.once("close", () => {
-        state.open--;
-        state.idleSince = Date.now();
-      });
-    });
-    session.once("close", () => sessions.delete(session));
     if (closing) session.close(); // arrived while draining: GOAWAY, after its first streams
   });
-  // Node tracks idle HTTP/1.1 connections only for servers that listen themselves; ours are
-  // handed sockets by the dual-protocol listener, so track requests in flight per socket.
+  // Requests in flight per HTTP/1.1 socket, so a drain closes idle keep-alive connections
+  // at once and lets busy ones finish their response.
   const http1Busy = new Map<Socket, number>();
   http1.on("connection", (socket: Socket) => {
     http1Busy.set(socket, 0);
@@ -130,7 +141,12 @@ export async function startServer(options: ServerOptions, listen: { port: number
     http1Busy.set(socket, (http1Busy.get(socket) ?? 0) + 1);
     res.once("close", () => http1Busy.has(socket) && http1Busy.set(socket, (http1Busy.get(socket) ?? 1) - 1));
   });
-  const listener = createDualProtocolListener(http1, http2);
+  const listener = createDualProtocolListener(http1, http2, {
+    detectTimeoutMs: limits.detectTimeoutMs,
+    maxConnections: limits.maxConnections,
+    maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+    ...(trustedProxies.empty ? {} : { exempt: (address: string) => trustedProxies.has(address) }),
+  });
   listener.on("connection", (socket: Socket) => {
     sockets.set(socket, Date.now());
     socket.once("close", () => sockets.delete(socket));
@@ -155,15 +171,15 @@ export async function startServer(options: ServerOptions, listen: { port: number
     (closing ??= (async () => {
       health.shutdown();
       listener.close();
-      for (const session of sessions.keys()) session.close(); // GOAWAY; open streams run to completion
+      for (const session of http2Sessions.sessions.keys()) session.close(); // GOAWAY; open streams run to completion
       const drained = new Promise<void>((resolve) => {
         const check = () => {
           const now = Date.now();
           for (const [socket, busy] of http1Busy) if (busy === 0) socket.destroy();
-          for (const [session, { open, idleSince }] of sessions) if (open === 0 && now - idleSince >= QUIET_MS) session.destroy();
+          for (const [session, { open, idleSince }] of http2Sessions.sessions) if (open === 0 && now - idleSince >= QUIET_MS) session.destroy();
           // Connected but never sent a byte, so neither server has it.
           for (const [socket, since] of sockets) {
-            if (!http1Busy.has(socket) && !http2Sockets.has(socket) && now - since >= QUIET_MS) socket.destroy();
+            if (!http1Busy.has(socket) && !http2Sessions.sockets.has(socket) && now - since >= QUIET_MS) socket.destroy();
           }
           if (sockets.size === 0) resolve();
           else setTimeout(check, 25).unref();
@@ -177,6 +193,8 @@ export async function startServer(options: ServerOptions, listen: { port: number
       if (timedOut) logger.warn({ open: sockets.size }, "grace period over; dropping connections");
       shutdown.abort();
       for (const socket of sockets.keys()) socket.destroy();
+      http2Sessions.stop();
+      http1.close(); // stops Node's connection checks; it never listened, so nothing else
       logger.info("server closed");
     })());
 

@@ -11,6 +11,7 @@ import { ServingStatus } from "./health.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import type { Logger } from "./logger.js";
 import { startServer, type RunningServer } from "./server.js";
+import type { ConnectionLimits } from "./connection-limits.js";
 
 /** What every service process needs, whichever bounded context it serves. */
 export interface ServiceRuntime {
@@ -24,6 +25,9 @@ export interface ServiceRuntime {
   port: number;
   maxRequestBytes: number;
   shutdownGraceMs: number;
+  /** Unset: the kit's defaults (in-process tests pass none). */
+  connectionLimits?: ConnectionLimits;
+  trustedProxies?: readonly string[];
 }
 
 export interface ServiceDefinition<TSchema extends Record<string, unknown>> {
@@ -94,6 +98,8 @@ export async function startService<TSchema extends Record<string, unknown>>(
         maxRequestBytes: runtime.maxRequestBytes,
         shutdownGraceMs: runtime.shutdownGraceMs,
         metrics,
+        ...(runtime.connectionLimits ? { connectionLimits: runtime.connectionLimits } : {}),
+        ...(runtime.trustedProxies ? { trustedProxies: runtime.trustedProxies } : {}),
       },
       { host: runtime.host, port: runtime.port },
     );

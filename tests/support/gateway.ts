@@ -4,7 +4,7 @@ import type { InProcessMesh } from "./services.js";
 import { silentLogger } from "./services.js";
 
 /** The gateway in front of an in-process mesh, on a free port, in local auth mode. */
-export function startGateway(mesh: InProcessMesh, overrides: { rateLimit?: { perSecond: number; burst: number }; maxRequestBytes?: number; maxTimeoutMs?: number } = {}): Promise<RunningServer> {
+export function startGateway(mesh: InProcessMesh, overrides: { rateLimit?: { perSecond: number; burst: number }; watchLimits?: { perCustomer: number; perAddress: number }; maxRequestBytes?: number; maxTimeoutMs?: number } = {}): Promise<RunningServer> {
   return buildGateway({
     logger: silentLogger,
     host: "127.0.0.1",
@@ -20,6 +20,7 @@ export function startGateway(mesh: InProcessMesh, overrides: { rateLimit?: { per
     notificationUrl: mesh.notification.url,
     auth: { mode: "local", secret: "test-secret-test-secret-test-secret" },
     rateLimit: overrides.rateLimit ?? { perSecond: 1_000, burst: 1_000 },
+    watchLimits: overrides.watchLimits ?? { perCustomer: 100_000, perAddress: 100_000 },
     corsOrigins: ["http://console.example"],
   });
 }
