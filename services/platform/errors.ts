@@ -47,8 +47,25 @@ export class InvalidArgumentError extends Error implements ClassifiedError {
 }
 
 /**
+ * The error as it may be passed on: its code, message and details, without its metadata.
+ * A ConnectError that came back from a dependency carries that dependency's response
+ * headers and trailers as metadata (content-type, content-length, date, grpc-status, ...).
+ * They describe the other hop's HTTP exchange; relayed, they would become this server's
+ * trailers (a gRPC trailer block with content-length makes grpc-js and curl reset the
+ * stream) or, for Connect unary, its response headers (a wrong content-length for the body).
+ * Nothing in them is meant for the next caller, so none of it passes.
+ */
+export function withoutMetadata(err: ConnectError): ConnectError {
+  if (err.metadata.keys().next().done) return err;
+  const relayed = new ConnectError(err.rawMessage, err.code, undefined, undefined, err.cause);
+  relayed.details = err.details;
+  return relayed;
+}
+
+/**
  * Maps any error to what may go on the wire. Classified errors keep their message, which
- * is written for clients; ConnectErrors pass through; a database that cannot be reached is
+ * is written for clients; ConnectErrors pass through with their code, message and details
+ * only (see withoutMetadata); a database that cannot be reached is
  * UNAVAILABLE; anything else is a bug whose detail stays in the log, and the client sees a
  * bare INTERNAL.
  */
@@ -57,7 +74,7 @@ export function toConnectError(err: unknown, logger: Logger): ConnectError {
     // Usually a dependency's failure surfacing through one of our clients: keep the code,
     // which tells the caller whether to retry, but not the message, which names hosts.
     const generic = genericMessages.get(err.code);
-    if (!generic) return err;
+    if (!generic) return withoutMetadata(err);
     logger.warn({ err }, "dependency call failed");
     return new ConnectError(generic, err.code);
   }
@@ -71,13 +88,27 @@ export function toConnectError(err: unknown, logger: Logger): ConnectError {
   return new ConnectError("internal error", Code.Internal);
 }
 
-/** Server interceptor that applies `toConnectError` to every handler, so none can leak. */
+/**
+ * Server interceptor that applies `toConnectError` to every handler, so none can leak: to
+ * what a unary handler throws, and to what a streaming handler throws between messages,
+ * after this interceptor has already returned the stream.
+ */
 export function createErrorMappingInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
+    const map = (err: unknown) => toConnectError(err, logger.child({ rpc: req.url }));
     try {
-      return await next(req);
+      const res = await next(req);
+      return res.stream ? { ...res, message: mappingErrors(res.message, map) } : res;
     } catch (err) {
-      throw toConnectError(err, logger.child({ rpc: req.url }));
+      throw map(err);
     }
   };
+}
+
+async function* mappingErrors<T>(messages: AsyncIterable<T>, map: (err: unknown) => ConnectError): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (err) {
+    throw map(err);
+  }
 }

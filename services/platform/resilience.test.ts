@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError, createClient, type Client, type ConnectRouter, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
@@ -11,7 +11,8 @@ import { createSimulatedCardNetwork } from "../payment/src/app/simulated-card-ne
 import { connect, createTestDatabase } from "../../tests/support/databases.js";
 import { eventually } from "../../tests/support/eventually.js";
 import { startTestNats, type TestNats } from "../../tests/support/nats.js";
-import { createServiceClient } from "./clients.js";
+import { createServiceClient, type ServiceClient } from "./clients.js";
+import type { ResiliencePolicy } from "./resilience.js";
 import { startServer, type RunningServer } from "./server.js";
 import { toMoney } from "./money.js";
 
@@ -135,6 +136,160 @@ describe("the resilience stack on real servers", () => {
       await middle.close();
       await downstream.close();
     }
+  });
+});
+
+/**
+ * A stand-in inventory whose GetStock behaves as its sku says, counting the calls per sku
+ * and the deadlines it was given.
+ */
+function scriptedInventory(seen: { calls: Map<string, number>; shortDeadlines: number; onArrival: Map<string, () => void> }) {
+  return (router: ConnectRouter) =>
+    router.service(InventoryService, {
+      async getStock(req, ctx: HandlerContext) {
+        seen.calls.set(req.sku, (seen.calls.get(req.sku) ?? 0) + 1);
+        if (ctx.timeoutMs() !== undefined && ctx.timeoutMs()! <= 10) seen.shortDeadlines++;
+        seen.onArrival.get(req.sku)?.();
+        const wait = (ms: number) =>
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, ms);
+            ctx.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+          });
+        if (req.sku === "down") throw new ConnectError("not serving", Code.Unavailable);
+        // A callee that will not start what it cannot finish in the time it was given.
+        if (req.sku === "refuses-short" && (ctx.timeoutMs() ?? Infinity) < 100) throw new ConnectError("too little time left", Code.DeadlineExceeded);
+        if (req.sku.startsWith("slow")) await wait(30);
+        if (req.sku === "hang") await wait(2_000);
+        return { stock: { sku: req.sku, available: 1 } };
+      },
+    });
+}
+
+/** A caller that sends a deadline header but keeps no timer of its own, as a hostile client would. */
+const withDeadlineHeader =
+  (ms: number): Interceptor =>
+  (next) =>
+  (req) => {
+    req.header.set("grpc-timeout", `${ms}m`);
+    return next(req);
+  };
+
+describe("a breaker counts only the dependency's own failures", () => {
+  let downstream: RunningServer;
+  let middle: RunningServer;
+  let toDownstream: ServiceClient<typeof InventoryService>;
+  const seen = { calls: new Map<string, number>(), shortDeadlines: 0, onArrival: new Map<string, () => void>() };
+
+  /**
+   * A middle hop that calls downstream on behalf of its caller, as the gateway and order do:
+   * GetReservation passes the caller's signal along (the gateway's way), ListProducts does not
+   * (order's CreateOrder), so only the propagated deadline bounds its call.
+   */
+  async function startMiddle(resilience: Partial<ResiliencePolicy>) {
+    toDownstream = createServiceClient(InventoryService, { baseUrl: downstream.url, resilience });
+    middle = await startServer(
+      {
+        ...serverOptions,
+        routes: (router) =>
+          router.service(InventoryService, {
+            async getReservation(req, ctx) {
+              await toDownstream.client.getStock({ sku: req.orderId }, { signal: ctx.signal });
+              return {};
+            },
+            async listProducts(req) {
+              await toDownstream.client.getStock({ sku: req.skus[0]! });
+              return { products: [] };
+            },
+          }),
+      },
+      { host: "127.0.0.1", port: 0 },
+    );
+  }
+  /** A caller of the middle hop per deadline, each over one HTTP/2 session to it. */
+  const callers = new Map<number | undefined, Client<typeof InventoryService>>();
+  const callerOf = (deadlineMs?: number) => {
+    let caller = callers.get(deadlineMs);
+    if (!caller) {
+      const transport = createGrpcTransport({ baseUrl: middle.url, interceptors: deadlineMs === undefined ? [] : [withDeadlineHeader(deadlineMs)] });
+      callers.set(deadlineMs, (caller = createClient(InventoryService, transport)));
+    }
+    return caller;
+  };
+
+  beforeAll(async () => {
+    downstream = await startServer({ ...serverOptions, routes: scriptedInventory(seen) }, { host: "127.0.0.1", port: 0 });
+  });
+  afterEach(async () => {
+    callers.clear();
+    toDownstream?.close();
+    await middle?.close();
+  });
+  afterAll(async () => {
+    await downstream?.close();
+  });
+
+  it("a storm of 1 ms caller deadlines and cancellations leaves the breaker closed, and honest calls meanwhile succeed", async () => {
+    await startMiddle({ breakerThreshold: 3 });
+    seen.shortDeadlines = 0;
+    const storm = Array.from({ length: 80 }, (_, i) => {
+      const deadlineMs = 1 + (i % 5);
+      switch (i % 4) {
+        case 0: // the caller's deadline cuts off the attempt; the caller's signal is passed along
+          return callerOf(deadlineMs).getReservation({ orderId: "slow" });
+        case 1: // the same, with only the deadline propagated
+          return callerOf(deadlineMs).listProducts({ skus: ["slow"] });
+        case 2: // the dependency itself answers DEADLINE_EXCEEDED to the short deadline it was given
+          return callerOf(deadlineMs + 4).listProducts({ skus: ["refuses-short"] });
+        default: {
+          // the caller cancels, once the middle hop is waiting for the dependency
+          const abort = new AbortController();
+          seen.onArrival.set(`slow-${i}`, () => setTimeout(() => abort.abort(), deadlineMs));
+          return callerOf().getReservation({ orderId: `slow-${i}` }, { signal: abort.signal });
+        }
+      }
+    });
+    const honest = Array.from({ length: 20 }, (_, i) => sleep(i * 5).then(() => toDownstream.client.getStock({ sku: "fast" })));
+    const [stormResults, honestResults] = await Promise.all([Promise.allSettled(storm), Promise.allSettled(honest)]);
+
+    const stats = toDownstream.stats();
+    expect(stats).toMatchObject({ breaker: "closed", failures: 0 });
+    expect(honestResults.map((r) => r.status)).toEqual(Array(20).fill("fulfilled"));
+    expect(stormResults.filter((r) => r.status === "rejected").length).toBeGreaterThan(60); // the storm did fail its callers
+    expect(seen.shortDeadlines).toBeGreaterThan(10); // and reached the dependency with its short deadlines
+    expect([...seen.calls.keys()].filter((sku) => sku.startsWith("slow-")).length).toBe(20); // and all its cancellations, too
+    expect(stats.abandoned).toBeGreaterThan(10);
+    expect(stats.retries).toBe(0); // nor did the storm spend retries
+    // A breaker the storm never touched still opens on the dependency's own failures.
+    for (let i = 0; i < 3; i++) expect(codeOf(await toDownstream.client.getStock({ sku: "down" }).catch((e) => e))).toBe(Code.Unavailable);
+    expect(toDownstream.stats().breaker).toBe("open");
+  });
+
+  it("an attempt that hangs past the client's own per-attempt timeout still counts, under a longer caller deadline", async () => {
+    await startMiddle({ attemptTimeoutMs: 100, maxAttempts: 1, breakerThreshold: 2 });
+    for (const call of [() => callerOf(3_000).getReservation({ orderId: "hang" }), () => callerOf(3_000).listProducts({ skus: ["hang"] })]) {
+      expect(codeOf(await call().catch((e) => e))).toBe(Code.DeadlineExceeded);
+    }
+    expect(toDownstream.stats()).toMatchObject({ breaker: "open", failures: 2, abandoned: 0 });
+  });
+
+  it("a dependency answering UNAVAILABLE still opens it, under a caller deadline", async () => {
+    await startMiddle({ maxAttempts: 1, breakerThreshold: 3 });
+    for (let i = 0; i < 3; i++) expect(codeOf(await callerOf(1_000).listProducts({ skus: ["down"] }).catch((e) => e))).toBe(Code.Unavailable);
+    expect(toDownstream.stats()).toMatchObject({ breaker: "open", failures: 3 });
+  });
+
+  it("retries spend from a budget (gRFC A6), so a failing dependency is not hit by a retry storm", async () => {
+    await startMiddle({ maxAttempts: 3, initialBackoffMs: 1, maxBackoffMs: 2, breakerThreshold: 1_000 });
+    seen.calls.set("down", 0);
+    for (let i = 0; i < 20; i++) expect(codeOf(await toDownstream.client.getStock({ sku: "down" }).catch((e) => e))).toBe(Code.Unavailable);
+    // 10 tokens, retries only above 5: three retries, where unbounded retrying would make 40.
+    expect(toDownstream.stats().retries).toBe(3);
+    expect(seen.calls.get("down")).toBe(23);
+    // Successes earn the budget back (0.1 a call): past 6 tokens, a failure (-1) leaves more than
+    // half, and is retried again.
+    for (let i = 0; i < 70; i++) await toDownstream.client.getStock({ sku: "fast" });
+    await toDownstream.client.getStock({ sku: "down" }).catch(() => undefined);
+    expect(toDownstream.stats().retries).toBeGreaterThan(3);
   });
 });
 

@@ -12,10 +12,13 @@ import {
   circuitBreaker,
   handleWhen,
   retry,
+  type IDefaultPolicyContext,
   timeout,
   wrap,
 } from "cockatiel";
 import { remainingBudgetMs } from "./deadline.js";
+import { withoutMetadata } from "./errors.js";
+import { createRetryBudget } from "./retry-budget.js";
 
 /** How calls to one dependency are protected. */
 export interface ResiliencePolicy {
@@ -34,6 +37,10 @@ export interface ResiliencePolicy {
   /** Calls in flight at once, and calls allowed to wait for a slot. */
   maxConcurrent: number;
   maxQueued: number;
+  /** Retry budget (gRFC A6 throttling): retries stop while at most half these tokens are left. */
+  retryBudgetTokens: number;
+  /** Tokens a successful attempt gives back; each retryable failure takes one. */
+  retryBudgetRatio: number;
 }
 
 export const defaultResiliencePolicy: ResiliencePolicy = {
@@ -46,6 +53,8 @@ export const defaultResiliencePolicy: ResiliencePolicy = {
   halfOpenAfterMs: 5_000,
   maxConcurrent: 64,
   maxQueued: 256,
+  retryBudgetTokens: 10,
+  retryBudgetRatio: 0.1,
 };
 
 export type BreakerState = "closed" | "open" | "half-open" | "isolated";
@@ -54,7 +63,10 @@ export interface DependencyStats {
   dependency: string;
   breaker: BreakerState;
   calls: number;
+  /** Calls that failed, the caller's own give-ups (`abandoned`) aside. */
   failures: number;
+  /** Calls the caller gave up on: it cancelled, or its deadline ran out. Never held against the dependency. */
+  abandoned: number;
   /** Calls refused without being sent: breaker open or bulkhead full. */
   rejected: number;
   retries: number;
@@ -63,6 +75,8 @@ export interface DependencyStats {
 
 /** Failures that say the dependency is unwell, as opposed to "no" to a particular request. */
 const unhealthyCodes = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Internal, Code.Unknown, Code.ResourceExhausted, Code.Aborted]);
+/** Failures that a retry may fix: refused, or no answer in time. */
+const retryableCodes = new Set([Code.Unavailable, Code.DeadlineExceeded]);
 
 /**
  * A cockatiel timeout that cuts the call off when it fires. It does not abort its signal
@@ -71,7 +85,7 @@ const unhealthyCodes = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.In
  */
 const deadlineOf = (ms: number) => timeout(ms, { strategy: TimeoutStrategy.Aggressive, abortOnReturn: false });
 
-/** An attempt cut off by our own timeout counts as the dependency missing its deadline. */
+/** A cockatiel timeout that cut an attempt off reads as the dependency missing its deadline. */
 const codeOf = (err: unknown): Code => (err instanceof TaskCancelledError ? Code.DeadlineExceeded : ConnectError.from(err).code);
 
 const breakerStates: Record<CircuitState, BreakerState> = {
@@ -85,63 +99,98 @@ const breakerStates: Record<CircuitState, BreakerState> = {
  * The resilience stack for one dependency, as a client interceptor so that no call site can
  * forget it. Outermost first: timeout (the caller's remaining deadline caps it), retry
  * (exponential backoff with jitter; only idempotent methods; only Unavailable and
- * DeadlineExceeded), circuit breaker (consecutive failures; half-open trial), a per-attempt
- * timeout, bulkhead (concurrency plus a queue). An open breaker fails fast with UNAVAILABLE; a full bulkhead
- * with RESOURCE_EXHAUSTED.
+ * DeadlineExceeded; spent from a retry budget), circuit breaker (consecutive failures;
+ * half-open trial), a per-attempt timeout, bulkhead (concurrency plus a queue). An open
+ * breaker fails fast with UNAVAILABLE; a full bulkhead with RESOURCE_EXHAUSTED.
+ *
+ * The breaker and the retry budget count only the dependency's own failures: its unhealthy
+ * codes, and attempts that ran out of the client's own time (the per-attempt timeout, or the
+ * call's budget when no caller set a shorter one). Whatever the caller brought on itself
+ * counts for nothing, or any client could open a breaker for everyone by sending 1 ms
+ * deadlines: its cancellation, its deadline cutting an attempt off, and a DEADLINE_EXCEEDED
+ * from a dependency that was only given what was left of the caller's deadline.
  */
 export function createResilience(dependency: string, overrides: Partial<ResiliencePolicy> = {}) {
   const policy = { ...defaultResiliencePolicy, ...overrides };
-  const stats = { calls: 0, failures: 0, rejected: 0, retries: 0 };
+  const stats = { calls: 0, failures: 0, abandoned: 0, rejected: 0, retries: 0 };
+  /** Attempt failures that were the caller's doing: neither the breaker nor a retry sees them. */
+  const callersDoing = new WeakSet<object>();
+  const isObject = (err: unknown): err is object => typeof err === "object" && err !== null;
+  const blamesCaller = (err: unknown) => isObject(err) && callersDoing.has(err);
+  const refused = (err: unknown) => err instanceof BrokenCircuitError || err instanceof BulkheadRejectedError;
 
   const breaker = circuitBreaker(
     // A full bulkhead is our own back-pressure, not the dependency failing.
-    handleWhen((err) => !(err instanceof BulkheadRejectedError) && unhealthyCodes.has(codeOf(err))),
+    handleWhen((err) => !blamesCaller(err) && !(err instanceof BulkheadRejectedError) && unhealthyCodes.has(codeOf(err))),
     { halfOpenAfter: policy.halfOpenAfterMs, breaker: new ConsecutiveBreaker(policy.breakerThreshold) },
   );
   const isolation = bulkhead(policy.maxConcurrent, policy.maxQueued);
-  const retryable = (err: Error) => {
-    const code = codeOf(err);
-    return !(err instanceof BrokenCircuitError) && !(err instanceof BulkheadRejectedError) && (code === Code.Unavailable || code === Code.DeadlineExceeded);
-  };
+  const retryBudget = createRetryBudget({ maxTokens: policy.retryBudgetTokens, tokenRatio: policy.retryBudgetRatio });
+  const retryable = (err: Error) => !blamesCaller(err) && !refused(err) && retryableCodes.has(codeOf(err)) && retryBudget.allowsRetry();
   const backoff = new ExponentialBackoff({ initialDelay: policy.initialBackoffMs, maxDelay: policy.maxBackoffMs });
   const retrying = retry(handleWhen(retryable), { maxAttempts: policy.maxAttempts - 1, backoff });
   retrying.onRetry(() => stats.retries++);
   // Inside the breaker, so an attempt that hangs counts against the dependency.
-  const perAttempt = deadlineOf(policy.attemptTimeoutMs);
-  const withRetry = wrap(retrying, breaker, perAttempt, isolation);
-  const withoutRetry = wrap(breaker, perAttempt, isolation);
+  const attemptStack = wrap(deadlineOf(policy.attemptTimeoutMs), isolation);
+  const withRetry = wrap(retrying, breaker);
   // Most calls have the whole default budget (no shorter caller deadline): build their stacks once.
-  const defaultBudget = { withRetry: wrap(deadlineOf(policy.timeoutMs), withRetry), withoutRetry: wrap(deadlineOf(policy.timeoutMs), withoutRetry) };
+  const defaultBudget = { withRetry: wrap(deadlineOf(policy.timeoutMs), withRetry), withoutRetry: wrap(deadlineOf(policy.timeoutMs), breaker) };
 
   function translate(err: unknown): ConnectError {
     if (err instanceof BrokenCircuitError) return new ConnectError(`circuit breaker for ${dependency} is open`, Code.Unavailable);
     if (err instanceof BulkheadRejectedError) return new ConnectError(`too many calls in flight to ${dependency}`, Code.ResourceExhausted);
     if (err instanceof TaskCancelledError) return new ConnectError(`${dependency} did not answer in time`, Code.DeadlineExceeded);
-    return ConnectError.from(err);
+    // The dependency's response headers and trailers are hop-by-hop: they must not follow
+    // the error to whoever relays it.
+    return withoutMetadata(ConnectError.from(err));
   }
 
   const interceptor: Interceptor = (next) => async (req) => {
-    const budget = Math.min(policy.timeoutMs, remainingBudgetMs() ?? Infinity);
+    const callerLeft = remainingBudgetMs();
+    /** Whether the caller's deadline, not our own timeout, ends this call. */
+    const callerBound = callerLeft !== undefined && callerLeft < policy.timeoutMs;
+    const budget = callerBound ? callerLeft : policy.timeoutMs;
     if (budget <= 0) throw new ConnectError(`no time left to call ${dependency}`, Code.DeadlineExceeded);
     const retried = req.method.idempotency !== Idempotency.IDEMPOTENCY_UNKNOWN && !req.stream;
-    const stack =
-      budget === policy.timeoutMs ? defaultBudget[retried ? "withRetry" : "withoutRetry"] : wrap(deadlineOf(budget), retried ? withRetry : withoutRetry);
+    const stack = callerBound ? wrap(deadlineOf(budget), retried ? withRetry : breaker) : defaultBudget[retried ? "withRetry" : "withoutRetry"];
     const deadline = Date.now() + budget;
     const timeoutHeader = req.header.get("content-type")?.startsWith("application/grpc") ? "grpc-timeout" : "connect-timeout-ms";
+    // Cockatiel derives `signal` from req.signal, so it already carries the caller's cancellation.
+    const send = ({ signal }: IDefaultPolicyContext) => next({ ...req, signal });
+    let lastAttemptFailure: unknown;
+    /** One attempt, run by the breaker; `signal` is aborted when the call's deadline fires or the caller cancels. */
+    const attempt = async ({ signal }: IDefaultPolicyContext) => {
+      const left = deadline - Date.now();
+      // Whose clock bounds this attempt: ours (its own timeout, or the call's budget when no
+      // caller set a shorter one), or what is left of the caller's deadline.
+      const ownClock = !callerBound || left >= policy.attemptTimeoutMs;
+      // The dependency is told the attempt's budget, in the protocol's timeout header.
+      const attemptMs = Math.max(1, Math.ceil(Math.min(left, policy.attemptTimeoutMs)));
+      req.header.set(timeoutHeader, timeoutHeader === "grpc-timeout" ? `${attemptMs}m` : String(attemptMs));
+      try {
+        const response = await attemptStack.execute(send, signal);
+        retryBudget.recordSuccess();
+        return response;
+      } catch (err) {
+        lastAttemptFailure = err;
+        const code = codeOf(err);
+        if (req.signal.aborted || (callerBound && signal.aborted) || (!ownClock && code === Code.DeadlineExceeded)) {
+          if (isObject(err)) callersDoing.add(err);
+        }
+        else if (!refused(err) && retryableCodes.has(code)) retryBudget.recordFailure();
+        throw err;
+      }
+    };
     stats.calls++;
     try {
-      return await stack.execute(({ signal }) => {
-        // What is left of the budget travels downstream in the protocol's timeout header.
-        const left = Math.max(1, Math.ceil(deadline - Date.now()));
-        req.header.set(timeoutHeader, timeoutHeader === "grpc-timeout" ? `${left}m` : String(left));
-        // Cockatiel derives `signal` from req.signal, so it already carries the caller's cancellation.
-        return next({ ...req, signal });
-      }, req.signal);
+      return await stack.execute(attempt, req.signal);
     } catch (err) {
-      const translated = translate(err);
-      if (err instanceof BrokenCircuitError || err instanceof BulkheadRejectedError) stats.rejected++;
+      if (refused(err)) stats.rejected++;
+      // The call's timeout, firing outside any attempt's verdict (during a backoff, or cutting
+      // off the attempt in flight), is the caller's deadline when the caller set it.
+      else if (blamesCaller(err) || req.signal.aborted || (callerBound && err instanceof TaskCancelledError && err !== lastAttemptFailure)) stats.abandoned++;
       else stats.failures++;
-      throw translated;
+      throw translate(err);
     }
   };
 
