@@ -1,30 +1,48 @@
 import { resolve } from "node:path";
 import { count } from "drizzle-orm";
 import { OrderService } from "../../../gen/shop/order/v1/order_service_pb.js";
+import { SagaAdminService } from "../../../gen/shop/order/v1/saga_admin_service_pb.js";
 import { InventoryService } from "../../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { PaymentService } from "../../../gen/shop/payment/v1/payment_service_pb.js";
 import { createServiceClient, type WireProtocol } from "../../platform/clients.js";
 import { createServiceDirectory } from "../../platform/bus/discovery.js";
 import { createSagaRunner, type SagaPolicy } from "../../platform/saga/saga-runner.js";
-import type { RunningServer } from "../../platform/server.js";
+import { startServer, type RunningServer } from "../../platform/server.js";
 import { eventStream } from "../../platform/bus/streams.js";
 import { startService, type ServiceRuntime } from "../../platform/service.js";
 import { createOrderStore } from "./app/order-store.js";
 import { createOrders } from "./app/orders.js";
 import { createPlaceOrderSaga } from "./app/place-order-saga.js";
+import { createSagaAdmin } from "./app/saga-admin.js";
 import { outbox, sagas, sagaSteps, tables } from "./db/schema.js";
 import { createRoutes } from "./rpc/routes.js";
+import { createSagaAdminRoutes } from "./rpc/saga-admin-routes.js";
 
 export interface OrderDeps extends ServiceRuntime {
   inventoryUrl: string;
   paymentUrl: string;
   clientProtocol: WireProtocol;
   sagaPolicy: Partial<SagaPolicy>;
+  /** SagaAdminService's port on 127.0.0.1; unset: a free one, as tests want. */
+  adminPort?: number;
 }
 
-/** Wires ordering together and starts serving; main.ts and tests both call this. */
-export function build(deps: OrderDeps): Promise<RunningServer> {
-  return startService(deps, {
+export interface OrderServer extends RunningServer {
+  /** The operators' server: SagaAdminService, on loopback only. */
+  readonly admin: RunningServer;
+}
+
+/** Only someone on the host reaches the admin port, until operators have an identity (issue 11). */
+const ADMIN_HOST = "127.0.0.1";
+
+/**
+ * Wires ordering together and starts serving: OrderService on the mesh port, and
+ * SagaAdminService on a second server bound to loopback, which neither the mesh port nor
+ * the gateway exposes. main.ts and tests both call this.
+ */
+export async function build(deps: OrderDeps): Promise<OrderServer> {
+  let admin: RunningServer | undefined;
+  const server = await startService(deps, {
     schemaName: "orders",
     tables,
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),
@@ -49,9 +67,22 @@ export function build(deps: OrderDeps): Promise<RunningServer> {
       });
       const resumed = await saga.startSweeping();
       if (resumed > 0) deps.logger.info({ resumed }, "resumed unfinished sagas");
+      const adminLogger = deps.logger.child({ server: "admin" });
+      const adminServer = await startServer(
+        {
+          logger: adminLogger,
+          routes: createSagaAdminRoutes({ admin: createSagaAdmin({ saga, logger: adminLogger }) }),
+          services: [SagaAdminService],
+          maxRequestBytes: deps.maxRequestBytes,
+          shutdownGraceMs: deps.shutdownGraceMs,
+        },
+        { host: ADMIN_HOST, port: deps.adminPort ?? 0 },
+      );
+      admin = adminServer;
       return {
         routes: createRoutes({ orders: createOrders({ db, store, inventory: inventory.client, saga }) }),
         async stop() {
+          await adminServer.close();
           await saga.stop();
           inventory.close();
           payment.close();
@@ -60,4 +91,5 @@ export function build(deps: OrderDeps): Promise<RunningServer> {
       };
     },
   });
+  return { ...server, admin: admin! };
 }

@@ -34,3 +34,20 @@ export class RequestReusedError extends Error {
     super("request_id: already used for a different order");
   }
 }
+
+export class SagaNotFoundError extends Error {
+  override readonly name = "SagaNotFoundError";
+  readonly kind = "not_found";
+  constructor(orderId: string) {
+    super(`no saga for order ${orderId}`);
+  }
+}
+
+/** An operator's action that the saga's state does not allow; the message says why. */
+export class SagaActionRefusedError extends Error {
+  override readonly name = "SagaActionRefusedError";
+  readonly kind = "failed_precondition";
+  constructor(action: string, orderId: string, reason: string) {
+    super(`cannot ${action} the saga of order ${orderId}: ${reason}`);
+  }
+}

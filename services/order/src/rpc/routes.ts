@@ -2,11 +2,11 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { toMoney as money } from "../../../platform/money.js";
-import { OrderSchema, OrderService, OrderStatus, SagaState, SagaStatusSchema } from "../../../../gen/shop/order/v1/order_service_pb.js";
-import type { SagaRow, SagaStepRow } from "../../../platform/saga/tables.js";
+import { OrderSchema, OrderService, OrderStatus } from "../../../../gen/shop/order/v1/order_service_pb.js";
 import type { StoredOrder } from "../app/order-store.js";
 import type { Orders } from "../app/orders.js";
 import { requireCustomerId, requireOrderId, type OrderStatus as DomainStatus } from "../domain/order.js";
+import { toSagaStatus } from "./saga-messages.js";
 
 const statusToWire: Record<DomainStatus, OrderStatus> = {
   pending: OrderStatus.PENDING,
@@ -30,23 +30,6 @@ export function toOrderMessage(order: StoredOrder) {
     cancelReason: order.cancelReason ?? "",
     createTime: timestampFromDate(order.createdAt),
     updateTime: timestampFromDate(order.updatedAt),
-  });
-}
-
-const sagaStateToWire: Record<SagaRow["state"], SagaState> = {
-  running: SagaState.RUNNING,
-  compensating: SagaState.COMPENSATING,
-  completed: SagaState.COMPLETED,
-  compensated: SagaState.COMPENSATED,
-  parked: SagaState.PARKED,
-};
-
-function toSagaStatus(saga: SagaRow & { steps: SagaStepRow[] }) {
-  return create(SagaStatusSchema, {
-    state: sagaStateToWire[saga.state],
-    failureReason: saga.failureReason ?? "",
-    lastError: saga.lastError ?? "",
-    steps: saga.steps.map((step) => ({ name: step.name, state: step.state, attempts: step.attempts, lastError: step.lastError ?? "" })),
   });
 }
 

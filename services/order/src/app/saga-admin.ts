@@ -1,0 +1,83 @@
+import { randomUUID } from "node:crypto";
+import type { Logger } from "../../../platform/logger.js";
+import { decodePageToken, encodePageToken, pageSize } from "../../../platform/page-token.js";
+import type { ActionHook, SagaActionOutcome, SagaRunner, SagaWithSteps } from "../../../platform/saga/saga-runner.js";
+import type { SagaRow, SagaState } from "../../../platform/saga/tables.js";
+import { InvalidOrderError, SagaActionRefusedError, SagaNotFoundError } from "../domain/errors.js";
+import { requireOrderId } from "../domain/order.js";
+import { sagaAudit } from "../db/schema.js";
+import type { PlaceOrderPayload } from "./place-order-saga.js";
+import { redactPaymentTokens } from "./redact.js";
+
+/** Who acts, as the admin edge identifies them, e.g. "ada@127.0.0.1". */
+export type Actor = string;
+
+type AuditedAction = "retry" | "compensate";
+
+const DEFAULT_COMPENSATE_REASON = "compensated by an operator";
+
+/**
+ * The operator's view of place-order sagas, and the actions that unstick them. Each action
+ * is audited in the transaction that decides it, so no action goes unrecorded and no record
+ * claims an action that did not happen. Rows come back as stored: the views that show them
+ * (rpc/saga-messages.ts) redact payment tokens, as the audit and its log line do here.
+ */
+export function createSagaAdmin(deps: { saga: SagaRunner<PlaceOrderPayload>; logger: Logger }) {
+  const { saga } = deps;
+  const logger = deps.logger.child({ component: "saga-admin" });
+
+  const audit =
+    (actor: Actor, action: AuditedAction, orderId: string): ActionHook =>
+    async (tx, _saga, outcome) => {
+      const detail = redactPaymentTokens(describeOutcome(outcome));
+      await tx.insert(sagaAudit).values({ id: randomUUID(), actor, action, orderId, outcome: outcome.outcome === "not-found" ? "not_found" : outcome.outcome, detail });
+      logger.info({ actor, action, orderId, outcome: outcome.outcome, detail }, "operator action on a saga");
+    };
+
+  async function act(action: AuditedAction, rawOrderId: string, actor: Actor, run: (orderId: string, hook: ActionHook) => Promise<SagaActionOutcome>) {
+    const orderId = requireOrderId(rawOrderId);
+    const outcome = await run(orderId, audit(actor, action, orderId));
+    if (outcome.outcome === "not-found") throw new SagaNotFoundError(orderId);
+    if (outcome.outcome === "refused") throw new SagaActionRefusedError(action, orderId, outcome.reason);
+    return find(orderId);
+  }
+
+  async function find(orderId: string): Promise<SagaWithSteps> {
+    const found = await saga.get(orderId);
+    if (!found) throw new SagaNotFoundError(orderId);
+    return found;
+  }
+
+  return {
+    /** Sagas oldest first, optionally in one state, a bounded page at a time. */
+    async list(state: SagaState | undefined, requestedSize: number, pageToken: string): Promise<{ sagas: SagaRow[]; nextPageToken: string }> {
+      if (requestedSize < 0) throw new InvalidOrderError("page_size", "must not be negative");
+      const after = pageToken ? decodePageToken(pageToken) : undefined;
+      if (pageToken && !after) throw new InvalidOrderError("page_token", "is not a token returned by ListSagas");
+      const size = pageSize(requestedSize);
+      const rows = await saga.list({ state, limit: size + 1, after });
+      const page = rows.slice(0, size);
+      return { sagas: page, nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!) : "" };
+    },
+
+    get: (orderId: string) => find(requireOrderId(orderId)),
+
+    retry: (orderId: string, actor: Actor) => act("retry", orderId, actor, (id, hook) => saga.retry(id, hook)),
+
+    compensate: (orderId: string, reason: string, actor: Actor) =>
+      act("compensate", orderId, actor, (id, hook) => saga.compensate(id, reason.trim() || DEFAULT_COMPENSATE_REASON, hook)),
+  };
+}
+
+function describeOutcome(outcome: SagaActionOutcome): string {
+  switch (outcome.outcome) {
+    case "accepted":
+      return outcome.state;
+    case "not-found":
+      return "no saga for this order";
+    case "refused":
+      return outcome.reason;
+  }
+}
+
+export type SagaAdmin = ReturnType<typeof createSagaAdmin>;

@@ -1,0 +1,61 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { SagaState, SagaStatusSchema, SagaStepStatusSchema } from "../../../../gen/shop/order/v1/order_service_pb.js";
+import { SagaSchema } from "../../../../gen/shop/order/v1/saga_admin_service_pb.js";
+import type { SagaWithSteps } from "../../../platform/saga/saga-runner.js";
+import type { SagaRow, SagaState as KitSagaState, SagaStepRow } from "../../../platform/saga/tables.js";
+import { InvalidOrderError } from "../domain/errors.js";
+import { redactPaymentTokens } from "../app/redact.js";
+
+const sagaStateToWire: Record<KitSagaState, SagaState> = {
+  running: SagaState.RUNNING,
+  compensating: SagaState.COMPENSATING,
+  completed: SagaState.COMPLETED,
+  compensated: SagaState.COMPENSATED,
+  parked: SagaState.PARKED,
+};
+const sagaStateFromWire = new Map(Object.entries(sagaStateToWire).map(([kit, wire]) => [wire, kit as KitSagaState]));
+
+/** A wire filter as the kit's state; SAGA_STATE_UNSPECIFIED means any. */
+export function sagaStateFilter(state: SagaState): KitSagaState | undefined {
+  if (state === SagaState.UNSPECIFIED) return undefined;
+  const kit = sagaStateFromWire.get(state);
+  if (!kit) throw new InvalidOrderError("state", `unknown saga state ${state}`);
+  return kit;
+}
+
+const toStepStatus = (step: SagaStepRow) => create(SagaStepStatusSchema, { name: step.name, state: step.state, attempts: step.attempts, lastError: step.lastError ?? "" });
+
+/** A saga's progress as every view shows it: where it is, how often it tried, what it met next. */
+function progress(saga: SagaRow) {
+  return {
+    state: sagaStateToWire[saga.state],
+    currentStep: saga.currentStep ?? "",
+    attempts: saga.attempts,
+    ...(saga.nextAttemptAt ? { nextAttemptTime: timestampFromDate(saga.nextAttemptAt) } : {}),
+    failureReason: saga.failureReason ?? "",
+    lastError: saga.lastError ?? "",
+  };
+}
+
+/** GetOrder's view of the order's saga, payment tokens redacted. */
+export function toSagaStatus(saga: SagaWithSteps) {
+  const shown = redactPaymentTokens(saga);
+  return create(SagaStatusSchema, { ...progress(shown), steps: shown.steps.map(toStepStatus) });
+}
+
+/** The admin view of a saga, payment tokens redacted; steps only where they were read. */
+export function toSagaMessage(saga: SagaRow & { steps?: SagaStepRow[] }) {
+  const shown = redactPaymentTokens(saga);
+  return create(SagaSchema, {
+    ...progress(shown),
+    orderId: shown.aggregateId,
+    sagaId: shown.id,
+    type: shown.type,
+    cancelRequested: shown.cancelRequested,
+    steps: (shown.steps ?? []).map(toStepStatus),
+    payloadJson: JSON.stringify(shown.payload),
+    createTime: timestampFromDate(shown.createdAt),
+    updateTime: timestampFromDate(shown.updatedAt),
+  });
+}
