@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { assertCancellable, priceOrder, requireOrderId, validateNewOrder, type CatalogPrice } from "./order.js";
+import { assertCancellable, assertSameRequest, priceOrder, requestFingerprint, requireOrderId, validateNewOrder, type CatalogPrice } from "./order.js";
 
 const catalog = new Map<string, CatalogPrice>([
   ["A", { sku: "A", name: "Alpha", priceMinor: 1250, currency: "USD" }],
@@ -67,5 +67,17 @@ describe("order rules", () => {
   it("never cancels a confirmed order", () => {
     expect(() => assertCancellable("o1", "confirmed")).toThrow("cannot cancel order o1: it is confirmed");
     expect(() => assertCancellable("o1", "pending")).not.toThrow();
+  });
+});
+
+describe("requestFingerprint", () => {
+  it("is the same for the same order however its lines are listed, and differs for any other", () => {
+    const base = { ...valid, items: [{ sku: "A", quantity: 2 }, { sku: "B", quantity: 1 }] };
+    const same = [{ ...base, items: [{ sku: "B", quantity: 1 }, { sku: "A", quantity: 1 }, { sku: "A", quantity: 1 }] }, { ...base, requestId: "other" }];
+    for (const order of same) expect(requestFingerprint(order)).toBe(requestFingerprint(base));
+    const different = [{ ...base, items: [{ sku: "A", quantity: 3 }, { sku: "B", quantity: 1 }] }, { ...base, paymentToken: "tok_decline" }, { ...base, customerId: "c2" }];
+    for (const order of different) expect(requestFingerprint(order)).not.toBe(requestFingerprint(base));
+    expect(() => assertSameRequest(requestFingerprint(base), requestFingerprint(different[0]!))).toThrow("request_id: already used for a different order");
+    expect(() => assertSameRequest(null, requestFingerprint(base))).not.toThrow();
   });
 });
