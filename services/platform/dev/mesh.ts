@@ -37,8 +37,11 @@ export async function meshOnFreePorts(): Promise<MeshService[]> {
   return services;
 }
 
-/** The *_PORT variables that put services where `services` says. */
-export const portEnv = (services: readonly MeshService[]) => Object.fromEntries(services.map((s) => [portVariable(s.name), String(s.port)]));
+/**
+ * The *_PORT variables that put services where `services` says. Order's loopback admin port
+ * is any free one, so a disposable mesh never collides with a developer's on 50061.
+ */
+export const portEnv = (services: readonly MeshService[]) => ({ ...Object.fromEntries(services.map((s) => [portVariable(s.name), String(s.port)])), ORDER_ADMIN_PORT: "0" });
 
 /** Environment for a child: the resolved dependencies, and peers' addresses by their ports. */
 export function childEnv(env: Env, services: MeshService[], deps: { databaseUrl: string; natsUrl: string }): NodeJS.ProcessEnv {
