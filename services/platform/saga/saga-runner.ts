@@ -142,7 +142,7 @@ export type SagaActionOutcome =
   | { outcome: "refused"; reason: string };
 
 /** Runs in the transaction that decides an operator's action, e.g. to audit it with it. */
-export type ActionHook = (tx: SqlExecutor, saga: SagaRow | undefined, outcome: SagaActionOutcome) => Promise<void>;
+export type ActionHook = (tx: SqlExecutor, outcome: SagaActionOutcome) => Promise<void>;
 
 export interface SagaRunner<P> {
   /** Records a new saga in the caller's transaction; drive it after that commits. */
@@ -224,6 +224,9 @@ export function createSagaRunner<P>(options: {
     return row;
   }
 
+  /** What a write may record about the attempt under way, beside renewing the lease. */
+  type Progress = Partial<Record<"currentStep" | "lastError", string | SQL>> & Partial<Record<"attempts" | "nextAttemptAt", SQL>>;
+
   /**
    * Locks the saga row if this runner still holds its lease, and extends the lease. Every
    * write a driver makes goes through this, so a driver that lost its lease (it stalled
@@ -240,8 +243,6 @@ export function createSagaRunner<P>(options: {
     if (!row) throw new LeaseLostError(sagaId);
     return row;
   }
-
-  type Progress = Partial<Record<"currentStep" | "lastError", string | SQL>> & Partial<Record<"attempts" | "nextAttemptAt", SQL>>;
 
   async function setState(tx: SqlExecutor, sagaId: string, fields: { state?: SagaState; failureReason?: string; lastError?: string | null; leaseOwner?: null }) {
     await tx
@@ -486,10 +487,8 @@ export function createSagaRunner<P>(options: {
   const wasCompensating = (saga: SagaRow) => saga.failureReason !== null;
   const refused = (reason: string): SagaActionOutcome => ({ outcome: "refused", reason });
 
-  /** Hands a parked saga back to the drivers, in the state it was parked from, with a fresh budget. */
-  function resumeParked(saga: SagaRow): SagaActionOutcome {
-    return { outcome: "accepted", state: wasCompensating(saga) ? "compensating" : "running" };
-  }
+  /** Resuming a parked saga puts it back in the state it was parked from; operatorAction applies it. */
+  const resumeParked = (saga: SagaRow): SagaActionOutcome => ({ outcome: "accepted", state: wasCompensating(saga) ? "compensating" : "running" });
 
   /**
    * Decides an operator's action on the locked saga, applies the resulting state, and runs
@@ -509,7 +508,7 @@ export function createSagaRunner<P>(options: {
           .set({ state: outcome.state, leaseOwner: null, leaseExpiresAt: null, nextAttemptAt: null, updatedAt: sql`now()` })
           .where(eq(sagas.id, saga.id));
       }
-      await hook?.(tx, saga, outcome);
+      await hook?.(tx, outcome);
       return { outcome, sagaId: saga?.id };
     });
     if (outcome.outcome === "accepted" && sagaId) drive(sagaId);

@@ -28,7 +28,7 @@ export function createSagaAdmin(deps: { saga: SagaRunner<PlaceOrderPayload>; log
 
   const audit =
     (actor: Actor, action: AuditedAction, orderId: string): ActionHook =>
-    async (tx, _saga, outcome) => {
+    async (tx, outcome) => {
       const detail = redactPaymentTokens(describeOutcome(outcome));
       await tx.insert(sagaAudit).values({ id: randomUUID(), actor, action, orderId, outcome: outcome.outcome === "not-found" ? "not_found" : outcome.outcome, detail });
       logger.info({ actor, action, orderId, outcome: outcome.outcome, detail }, "operator action on a saga");
