@@ -2,10 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect as connectHttp2, createServer as createHttp2Server, type ClientHttp2Session, type Http2Server, type ServerHttp2Session } from "node:http2";
 import type { AddressInfo } from "node:net";
 import { getOption } from "@bufbuild/protobuf";
-import { Code, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { Code, createClient, type ConnectRouter, type HandlerContext, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
-import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { limits } from "../../gen/meshwork/v1/limits_pb.js";
 import { AdjustStockRequestSchema, InventoryService, ListProductsRequestSchema } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { RefundRequestSchema } from "../../gen/shop/payment/v1/payment_service_pb.js";
@@ -78,7 +78,7 @@ describe("bad input at the kit's server", () => {
   });
 
   describe("deadlines are capped, never overflowed", () => {
-    const huge = [
+    const huge: { protocol: string; transport: () => Transport; header: Record<string, string> }[] = [
       { protocol: "Connect", transport: () => createConnectTransport({ baseUrl: server.url, httpVersion: "2" }), header: { "connect-timeout-ms": "9999999999" } },
       { protocol: "gRPC", transport: () => createGrpcTransport({ baseUrl: server.url }), header: { "grpc-timeout": "99999999H" } },
       { protocol: "gRPC-Web", transport: () => createGrpcWebTransport({ baseUrl: server.url, httpVersion: "1.1" }), header: { "grpc-timeout": "99999999H" } },
@@ -235,7 +235,15 @@ describe("createNodeHandler's deadline cap", () => {
   let url: string;
   const sessions = new Set<ServerHttp2Session>();
   beforeAll(async () => {
-    server = createHttp2Server(createNodeHandler({ logger, routes, maxTimeoutMs: 5_000 }));
+    const withWatch = (router: ConnectRouter) =>
+      routes(router).service(Health, {
+        check: () => ({}),
+        async *watch(_req, ctx) {
+          seenTimeoutMs = ctx.timeoutMs();
+          yield { status: HealthCheckResponse_ServingStatus.SERVING };
+        },
+      });
+    server = createHttp2Server(createNodeHandler({ logger, routes: withWatch, maxTimeoutMs: 5_000 }));
     server.on("session", (session: ServerHttp2Session) => sessions.add(session));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -247,7 +255,7 @@ describe("createNodeHandler's deadline cap", () => {
   });
 
   it("gives a caller asking for more than maxTimeoutMs exactly maxTimeoutMs, on every protocol", async () => {
-    const calls = [
+    const calls: { transport: Transport; header: Record<string, string> }[] = [
       { transport: createConnectTransport({ baseUrl: url, httpVersion: "2" }), header: { "connect-timeout-ms": "9999999999" } },
       { transport: createGrpcTransport({ baseUrl: url }), header: { "grpc-timeout": "99999999H" } },
       { transport: createGrpcWebTransport({ baseUrl: url, httpVersion: "2" }), header: { "grpc-timeout": "60S" } },
@@ -260,5 +268,15 @@ describe("createNodeHandler's deadline cap", () => {
     }
     expect(seen).toHaveLength(3);
     for (const timeoutMs of seen) expect(timeoutMs > 4_000 && timeoutMs <= 5_000).toBe(true);
+  });
+
+  it("leaves a stream the caller's longer timeout, capped only at Node's timer ceiling", async () => {
+    const health = createClient(Health, createGrpcTransport({ baseUrl: url }));
+    for (const [header, atLeast, atMost] of [["60S", 59_000, 60_000], ["99999999H", 2_000_000_000, 2_147_483_647]] as const) {
+      seenTimeoutMs = undefined;
+      for await (const _ of health.watch({}, { headers: { "grpc-timeout": header } })) break;
+      expect(seenTimeoutMs).toBeGreaterThan(atLeast);
+      expect(seenTimeoutMs).toBeLessThanOrEqual(atMost);
+    }
   });
 });

@@ -16,8 +16,8 @@ export const clientAddressKey = createContextKey<string>("unknown", { descriptio
 /**
  * connectNodeAdapter, plus corrections so that a client's mistake never looks like ours and
  * a caller cannot break the server's timers:
- * - A timeout header longer than `maxTimeoutMs` is capped before connect-es arms its timer
- *   (see capTimeoutHeaders); a timer past 2^31-1 ms would fire at once.
+ * - A timeout header longer than the cap is capped before connect-es arms its timer (see
+ *   capTimeoutHeaders); a timer past 2^31-1 ms would fire at once.
  * - connect-es answers some malformed requests with INTERNAL although the fault is the
  *   client's: a body that is not valid protobuf ("parse binary: ..."), and a gRPC, gRPC-Web
  *   or Connect streaming frame flagged compressed without a message encoding to decompress
@@ -33,27 +33,36 @@ export const clientAddressKey = createContextKey<string>("unknown", { descriptio
  *   "items%3A must not be empty". We re-encode it as the spec says.
  */
 export function createNodeHandler(
-  options: ConnectRouterOptions & {
+  options: Omit<ConnectRouterOptions, "maxTimeoutMs"> & {
     routes: (router: ConnectRouter) => void;
     logger: Logger;
+    /**
+     * The longest timeout a unary call gets; a caller asking for more gets this. A stream
+     * keeps the caller's timeout up to Node's timer ceiling, as a watch may outlive the
+     * per-call cap and is bounded by its own limits.
+     */
+    maxTimeoutMs?: number;
     /** Serves what is not an RPC, e.g. a web page; 404 if absent. */
     fallback?: (req: NodeRequest, res: NodeResponse) => void;
   },
 ) {
-  // Longer timeouts are capped, so connect's own check (INVALID_ARGUMENT past it) never fires.
-  const maxTimeoutMs = Math.min(options.maxTimeoutMs ?? MAX_TIMER_MS, MAX_TIMER_MS);
+  const maxUnaryTimeoutMs = Math.min(options.maxTimeoutMs ?? MAX_TIMER_MS, MAX_TIMER_MS);
   const router = createConnectRouter({
     acceptCompression: [compressionGzip, compressionBrotli],
     ...options,
-    maxTimeoutMs,
+    // Every timeout is capped below this first, so connect's own check (INVALID_ARGUMENT
+    // past it) never fires.
+    maxTimeoutMs: MAX_TIMER_MS,
     // Innermost, so the other interceptors (error mapping) see the corrected code.
     interceptors: [...(options.interceptors ?? []), streamClientFaultInterceptor],
   });
   options.routes(router);
-  const handlers = new Map(router.handlers.map((handler) => [handler.requestPath, handler]));
+  const handlers = new Map(
+    router.handlers.map((handler) => [handler.requestPath, { handler, maxTimeoutMs: handler.method.methodKind === "unary" ? maxUnaryTimeoutMs : MAX_TIMER_MS }]),
+  );
   return (req: NodeRequest, res: NodeResponse) => {
-    const handler = handlers.get(req.url?.split("?", 1)[0] ?? "");
-    if (!handler) {
+    const { handler, maxTimeoutMs } = handlers.get(req.url?.split("?", 1)[0] ?? "") ?? {};
+    if (!handler || maxTimeoutMs === undefined) {
       if (options.fallback) return options.fallback(req, res);
       res.writeHead(404);
       res.end();
