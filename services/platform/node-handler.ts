@@ -61,13 +61,14 @@ export function createNodeHandler(
     router.handlers.map((handler) => [handler.requestPath, { handler, maxTimeoutMs: handler.method.methodKind === "unary" ? maxUnaryTimeoutMs : MAX_TIMER_MS }]),
   );
   return (req: NodeRequest, res: NodeResponse) => {
-    const { handler, maxTimeoutMs } = handlers.get(req.url?.split("?", 1)[0] ?? "") ?? {};
-    if (!handler || maxTimeoutMs === undefined) {
+    const route = handlers.get(req.url?.split("?", 1)[0] ?? "");
+    if (!route) {
       if (options.fallback) return options.fallback(req, res);
       res.writeHead(404);
       res.end();
       return;
     }
+    const { handler, maxTimeoutMs } = route;
     if (req.method === "GET") {
       const problem = badGetMessage(req.url ?? "");
       if (problem) {
@@ -95,7 +96,8 @@ export function createNodeHandler(
  * Only base64 can be malformed: without `base64=1` the parameter is the message itself.
  */
 function badGetMessage(url: string): string | undefined {
-  const query = new URLSearchParams(url.slice(url.indexOf("?") + 1));
+  const start = url.indexOf("?");
+  const query = new URLSearchParams(start < 0 ? "" : url.slice(start + 1));
   if (query.get("base64") !== "1") return undefined;
   try {
     base64Decode(query.get("message") ?? "");
