@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect as connectHttp2, createServer as createHttp2Server, type ClientHttp2Session, type Http2Server, type ServerHttp2Session } from "node:http2";
 import type { AddressInfo } from "node:net";
-import { getOption } from "@bufbuild/protobuf";
+import { create, getOption } from "@bufbuild/protobuf";
+import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import { Code, createClient, type ConnectRouter, type HandlerContext, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
@@ -11,6 +12,7 @@ import { AdjustStockRequestSchema, InventoryService, ListProductsRequestSchema }
 import { RefundRequestSchema } from "../../gen/shop/payment/v1/payment_service_pb.js";
 import { createNodeHandler } from "./node-handler.js";
 import { startServer, type RunningServer } from "./server.js";
+import { createStringGuardInterceptor } from "./string-guard.js";
 
 const logger = pino({ level: "silent" });
 
@@ -218,6 +220,18 @@ describe("bad input at the kit's server", () => {
       const many = Array.from({ length: 101 }, () => ({ sku: "a", quantity: 1 }));
       await expect(client().reserveStock({ orderId: "o", items: many })).rejects.toMatchObject({ rawMessage: "items: must have at most 100 items" });
       await expect(client().reserveStock({ orderId: "o", items: [{ sku: "a\u0000", quantity: 1 }] })).rejects.toMatchObject({ rawMessage: "items[0].sku: must not contain NUL characters" });
+    });
+
+    it("a message type that contains itself is planned once and checked at any depth", async () => {
+      const guard = createStringGuardInterceptor()(async () => ({}) as never);
+      const check = (message: Value) => guard({ stream: false, method: { input: ValueSchema }, message } as never);
+      const nested = create(ValueSchema, {
+        kind: { case: "structValue", value: { fields: { note: { kind: { case: "listValue", value: { values: [{ kind: { case: "stringValue", value: "n".repeat(129) } }] } } } } } },
+      });
+      await expect(check(nested)).rejects.toMatchObject({ code: Code.InvalidArgument, rawMessage: "struct_value.fields[note].list_value.values[0].string_value: must be at most 128 characters" });
+      const wide = create(ValueSchema, { kind: { case: "listValue", value: { values: Array.from({ length: 101 }, () => ({})) } } });
+      await expect(check(wide)).rejects.toMatchObject({ rawMessage: "list_value.values: must have at most 100 items" });
+      await expect(check(create(ValueSchema, { kind: { case: "stringValue", value: "fine" } }))).resolves.toEqual({});
     });
 
     it("a streaming request is checked too", async () => {

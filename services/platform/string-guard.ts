@@ -34,10 +34,10 @@ export function createStringGuardInterceptor(): Interceptor {
 /** A message in protobuf-es's local form: fields are properties named by localName. */
 type Fields = Record<string, unknown>;
 
-/** What to check in one message type; `recursive` while its own fields are being planned. */
+/** What to check in one message type; `planning` until its own fields are planned. */
 interface MessagePlan {
   readonly fields: FieldPlan[];
-  recursive: boolean;
+  planning: boolean;
 }
 
 interface FieldPlan {
@@ -59,18 +59,18 @@ const plans = new WeakMap<DescMessage, MessagePlan>();
 function planFor(desc: DescMessage): MessagePlan {
   const cached = plans.get(desc);
   if (cached) return cached;
-  const plan: MessagePlan = { fields: [], recursive: true };
+  const plan: MessagePlan = { fields: [], planning: true };
   plans.set(desc, plan); // before the fields, so a message type that contains itself terminates
   for (const field of desc.fields) {
     const check = checkFor(field);
     if (check) plan.fields.push({ name: field.name, localName: field.localName, oneof: field.oneof?.localName, check });
   }
-  plan.recursive = false;
+  plan.planning = false;
   return plan;
 }
 
 /** A plan worth running: it checks something, or is still being planned (a cycle). */
-const matters = (plan: MessagePlan) => plan.fields.length > 0 || plan.recursive;
+const matters = (plan: MessagePlan) => plan.fields.length > 0 || plan.planning;
 
 function checkFor(field: DescField): FieldPlan["check"] | undefined {
   const option = hasOption(field, limits) ? getOption(field, limits) : undefined;
@@ -85,11 +85,12 @@ function checkFor(field: DescField): FieldPlan["check"] | undefined {
       return undefined;
     case "message": {
       // protobuf-es unwraps google.protobuf wrappers in singular fields outside a oneof,
-      // and gives google.protobuf.Struct as plain JSON, which the request size bounds.
+      // and gives google.protobuf.Struct as plain JSON except inside google.protobuf.Value;
+      // the request size bounds that JSON.
       if (isWrapperDesc(field.message) && !field.oneof) {
         return field.message.fields[0]?.scalar === ScalarType.STRING ? stringCheck : undefined;
       }
-      if (field.message.typeName === "google.protobuf.Struct") return undefined;
+      if (field.message.typeName === "google.protobuf.Struct" && field.parent.typeName !== "google.protobuf.Value") return undefined;
       return messageCheck(field.message);
     }
     case "list": {
