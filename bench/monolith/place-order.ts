@@ -7,7 +7,7 @@ import { InsufficientStockError } from "../../services/inventory/src/domain/erro
 import { orderEventHandlers } from "../../services/notification/src/app/notifications.js";
 import { inbox } from "../../services/notification/src/db/schema.js";
 import { createOrderStore, type StoredOrder } from "../../services/order/src/app/order-store.js";
-import { priceOrder, validateNewOrder, type CatalogPrice, type NewOrder } from "../../services/order/src/domain/order.js";
+import { priceOrder, requestFingerprint, validateNewOrder, type CatalogPrice, type NewOrder } from "../../services/order/src/domain/order.js";
 import { createPayments } from "../../services/payment/src/app/payments.js";
 import { createSimulatedCardNetwork } from "../../services/payment/src/app/simulated-card-network.js";
 import { OrderCancelledSchema, OrderConfirmedSchema } from "../../gen/shop/order/v1/order_events_pb.js";
@@ -48,7 +48,7 @@ export function createMonolith(db: AnyDb) {
           (await inventory.listProducts([...new Set(order.items.map((item) => item.sku))])).map((p) => [p.sku, { sku: p.sku, name: p.name, priceMinor: p.priceMinor, currency: p.currency }]),
         );
         const priced = priceOrder(order.items, catalog);
-        await store.insert(tx, { id: orderId, customerId: order.customerId, requestId: order.requestId, priced });
+        await store.insert(tx, { id: orderId, customerId: order.customerId, requestId: order.requestId, requestFingerprint: requestFingerprint(order), priced });
         const items = priced.lines.map(({ sku, quantity }) => ({ sku, quantity }));
         const cancel = async (reason: string) => {
           await store.cancel(tx, orderId, reason);

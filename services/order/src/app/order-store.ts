@@ -57,11 +57,11 @@ export function createOrderStore(db: Db) {
 
     /**
      * Inserts a PENDING order unless the customer already used this request id; returns
-     * false in that case so the caller can answer with the original order. Without a
-     * `requestFingerprint` (domain requestFingerprint) a later reuse of the id for a different
-     * order cannot be told apart, so only a caller that never replays requests may omit it.
+     * false in that case so the caller can answer with the original order. The
+     * `requestFingerprint` (domain requestFingerprint) lets a later reuse of the id for a
+     * different order be told apart from a replay.
      */
-    async insert(tx: SqlExecutor, order: { id: string; customerId: string; requestId: string; requestFingerprint?: string; priced: PricedOrder }): Promise<boolean> {
+    async insert(tx: SqlExecutor, order: { id: string; customerId: string; requestId: string; requestFingerprint: string; priced: PricedOrder }): Promise<boolean> {
       const inserted = await tx
         .insert(orders)
         .values({
