@@ -27,7 +27,7 @@ describe("a Python gRPC client", () => {
 
   beforeAll(async () => {
     const wellKnown = execFileSync(python, ["-c", "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))"], { encoding: "utf8" }).trim();
-    execFileSync(python, ["-m", "grpc_tools.protoc", `-I${protoRoot}`, `-I${wellKnown}`, `--python_out=${stubs}`, `--grpc_python_out=${stubs}`, ...protoFiles(join(protoRoot, "shop"))]);
+    execFileSync(python, ["-m", "grpc_tools.protoc", `-I${protoRoot}`, `-I${wellKnown}`, `--python_out=${stubs}`, `--grpc_python_out=${stubs}`, ...protoFiles(join(protoRoot, "shop")), ...protoFiles(join(protoRoot, "meshwork"))]);
     mesh = await startInProcessMesh();
     gateway = await startGateway(mesh);
   });
