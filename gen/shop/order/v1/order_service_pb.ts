@@ -494,6 +494,8 @@ export const SagaStateSchema: GenEnum<SagaState> = /*@__PURE__*/
  * OrderService accepts orders and drives each through the place-order saga:
  * reserve stock, charge, confirm. CreateOrder answers as soon as the order is stored
  * as PENDING; poll GetOrder (or watch events) for the outcome.
+ * Request limits: each string holds at most 128 characters and each list at most 100 items
+ * (meshwork/v1/limits.proto), which is also what the order domain accepts.
  *
  * @generated from service shop.order.v1.OrderService
  */
