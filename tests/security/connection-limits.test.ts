@@ -10,6 +10,7 @@ import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_
 import { clientAddressKey } from "../../services/platform/node-handler.js";
 import { startServer, type RunningServer } from "../../services/platform/server.js";
 import type { ConnectionLimits } from "../../services/platform/connection-limits.js";
+import { fromAddress } from "./from-address.js";
 
 /**
  * Hostile connections against a real server: attack traffic comes from 127.0.0.2 (and .3,
@@ -89,7 +90,7 @@ function dribble(socket: Socket, piece: string, everyMs: number, times = 40) {
 }
 
 function http2From(url: string, localAddress: string): ClientHttp2Session {
-  const session = connectHttp2(url, { localAddress });
+  const session = connectHttp2(url, fromAddress(localAddress));
   session.on("error", () => {});
   return session;
 }
@@ -260,7 +261,7 @@ describe("connection limits", () => {
         createConnectTransport({
           baseUrl: server.url,
           httpVersion: "2",
-          nodeOptions: { localAddress },
+          nodeOptions: fromAddress(localAddress),
           interceptors: [(next) => (req) => (req.header.set("x-forwarded-for", forwardedFor), next(req))],
         }),
       ).getStock({ sku: "who" });

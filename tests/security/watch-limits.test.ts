@@ -9,6 +9,7 @@ import { connect } from "../support/databases.js";
 import { eventually } from "../support/eventually.js";
 import { startGateway } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
+import { fromAddress } from "./from-address.js";
 
 const limits = { perCustomer: 2, perAddress: 3 };
 type Storefront = Client<typeof StorefrontService>;
@@ -26,7 +27,7 @@ describe("WatchOrder caps", () => {
   let paymentsLocked: Promise<unknown> = Promise.resolve();
 
   const as = async (customerId: string, localAddress = "127.0.0.1"): Promise<Storefront> => {
-    const nodeOptions = { localAddress };
+    const nodeOptions = fromAddress(localAddress);
     const { token } = await createClient(StorefrontService, createGrpcTransport({ baseUrl: gateway.url, nodeOptions })).issueDemoToken({ customerId });
     const bearer: Interceptor = (next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req));
     return createClient(StorefrontService, createGrpcTransport({ baseUrl: gateway.url, nodeOptions, interceptors: [bearer] }));
