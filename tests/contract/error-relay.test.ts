@@ -102,7 +102,7 @@ const cases: RelayCase[] = [
 const isStatusTrailer = (name: string) => name === "grpc-status" || name === "grpc-message" || name === "grpc-status-details-bin";
 
 /** One length-prefixed message, as gRPC, gRPC-Web and Connect streaming frame them. */
-function envelope(flags: number, payload: Uint8Array): Uint8Array {
+function envelope(flags: number, payload: Uint8Array): Uint8Array<ArrayBuffer> {
   const framed = new Uint8Array(5 + payload.length);
   framed[0] = flags;
   new DataView(framed.buffer).setUint32(1, payload.length);
@@ -188,7 +188,7 @@ describe("errors relayed through the gateway", () => {
     });
   }
 
-  const post = (method: string, contentType: string, body: Uint8Array | string) =>
+  const post = (method: string, contentType: string, body: Uint8Array<ArrayBuffer> | string) =>
     fetch(`${gateway.url}${path(method)}`, {
       method: "POST",
       headers: { "content-type": contentType, authorization: `Bearer ${token}` },
