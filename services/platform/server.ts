@@ -78,6 +78,7 @@ export async function startServer(options: ServerOptions, listen: { port: number
   setMaxListeners(0, shutdown.signal);
   const limits: ConnectionLimits = { ...defaultConnectionLimits, ...options.connectionLimits };
   const trustedProxies = createTrustedProxies(options.trustedProxies ?? []);
+  const maxTimeoutMs = options.maxTimeoutMs ?? 30_000;
   const rpcHandler = createNodeHandler({
     logger,
     routes: (router) => {
@@ -86,13 +87,14 @@ export async function startServer(options: ServerOptions, listen: { port: number
       createReflectionRoutes([...options.services, Health])(router);
     },
     readMaxBytes: options.maxRequestBytes,
+    maxTimeoutMs,
     jsonOptions,
     interceptors: [
       // Outermost: it sees the status code the caller gets.
       ...(options.metrics ? [options.metrics.interceptor] : []),
       createServerTracingInterceptor(options.services[0]?.typeName ?? "unknown"),
       createErrorMappingInterceptor(logger),
-      createDeadlineInterceptor(options.maxTimeoutMs ?? 30_000),
+      createDeadlineInterceptor(maxTimeoutMs),
       createStringGuardInterceptor(),
       // Before the service's own interceptors: per-address limits read the resolved client.
       ...(trustedProxies.empty ? [] : [createClientAddressInterceptor(trustedProxies)]),
