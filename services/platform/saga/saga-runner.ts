@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { and, asc, eq, gt, gte, inArray, isNull, lt, or, sql, type SQL } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
@@ -199,6 +200,9 @@ export function createSagaRunner<P>(options: {
   const logger = options.logger.child({ saga: definition.type });
   const inFlight = new Map<string, Promise<void>>();
   const stopping = new AbortController();
+  // Every attempt and every wait between attempts listens on it while it runs, so the count
+  // follows the sagas in flight; Node's default of 10 would report a leak at the 11th.
+  setMaxListeners(0, stopping.signal);
 
   let sweeper: NodeJS.Timeout | undefined;
   const pointOfNoReturn = definition.steps.findIndex((step) => !step.compensate);
