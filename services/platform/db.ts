@@ -23,6 +23,14 @@ export interface DatabaseOptions<TSchema extends Record<string, unknown>> {
 }
 
 /**
+ * Seconds a pool connection waits before reconnecting after a failure (postgres.js's
+ * `backoff`, given how many failures the pool has seen since its last good connect). The
+ * driver's default grows 3× per failure up to 20 s, so after a Postgres restart under load
+ * queries stalled for 15 s once Postgres was back; this doubles from 50 ms up to 1 s, jittered.
+ */
+export const reconnectBackoff = (failures: number): number => Math.min(0.05 * 2 ** failures, 1) * (0.5 + Math.random() / 2);
+
+/**
  * Opens the service's pool and brings its schema up to date. Migrations run under a
  * Postgres advisory lock named after the schema, so replicas starting together apply each
  * migration once.
@@ -31,12 +39,13 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(opti
   const { logger, schemaName } = options;
   const sql = postgres(options.url, {
     max: options.maxConnections ?? 10,
+    backoff: reconnectBackoff,
     onnotice: (notice) => logger.debug({ notice: notice["message"] }, "postgres notice"),
     connection: { application_name: schemaName },
   });
   const db = drizzle(sql, { schema: options.tables });
   try {
-    await migrateUnderLock(sql, db, options);
+    await migrateUnderLock(db, options);
   } catch (err) {
     await sql.end({ timeout: 1 });
     throw err;
@@ -45,19 +54,20 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(opti
 }
 
 async function migrateUnderLock<TSchema extends Record<string, unknown>>(
-  sql: Sql,
   db: PostgresJsDatabase<TSchema>,
-  { schemaName, migrationsFolder, logger }: DatabaseOptions<TSchema>,
+  { url, schemaName, migrationsFolder, logger }: DatabaseOptions<TSchema>,
 ): Promise<void> {
   const lockKey = `meshwork:migrate:${schemaName}`;
-  const lock = await sql.reserve();
+  // The session lock lives on a client of its own, not on a connection reserved from the
+  // pool: postgres.js 3.4.9 puts a reserved connection whose backend died back into the
+  // pool on release, dead, where it fails every query sent to it from then on.
+  const lock = postgres(url, { max: 1, onnotice: () => {}, connection: { application_name: `${schemaName}-migrate` } });
   try {
     await lock`select pg_advisory_lock(hashtext(${lockKey}))`;
     const started = Date.now();
     await migrate(db, { migrationsFolder, migrationsSchema: schemaName, migrationsTable: "__drizzle_migrations" });
     logger.info({ schema: schemaName, ms: Date.now() - started }, "migrations applied");
   } finally {
-    await lock`select pg_advisory_unlock(hashtext(${lockKey}))`.catch(() => undefined);
-    lock.release();
+    await lock.end({ timeout: 5 }); // ending the session releases its advisory lock
   }
 }
