@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ServiceDirectory } from "./bus/discovery.js";
+import { callersDoingKey } from "./resilience.js";
 
 export interface InstanceTransport {
   transport: Transport;
@@ -61,7 +62,9 @@ export function createBalancer(service: DescService, directory: ServiceDirectory
       record(address);
       return response as never;
     } catch (err) {
-      record(address, err);
+      // A failure the caller brought on itself (its cancellation, its deadline) says nothing
+      // about the instance.
+      if (!req.contextValues.get(callersDoingKey)(err)) record(address, err);
       throw err;
     }
   };

@@ -11,6 +11,8 @@ import { createSimulatedCardNetwork } from "../payment/src/app/simulated-card-ne
 import { connect, createTestDatabase } from "../../tests/support/databases.js";
 import { eventually } from "../../tests/support/eventually.js";
 import { startTestNats, type TestNats } from "../../tests/support/nats.js";
+import { connectBus } from "./bus/connection.js";
+import { createServiceDirectory, registerInstance, type ServiceDirectory } from "./bus/discovery.js";
 import { createServiceClient, type ServiceClient } from "./clients.js";
 import type { ResiliencePolicy } from "./resilience.js";
 import { startServer, type RunningServer } from "./server.js";
@@ -185,8 +187,8 @@ describe("a breaker counts only the dependency's own failures", () => {
    * GetReservation passes the caller's signal along (the gateway's way), ListProducts does not
    * (order's CreateOrder), so only the propagated deadline bounds its call.
    */
-  async function startMiddle(resilience: Partial<ResiliencePolicy>) {
-    toDownstream = createServiceClient(InventoryService, { baseUrl: downstream.url, resilience });
+  async function startMiddle(resilience: Partial<ResiliencePolicy>, directory?: ServiceDirectory) {
+    toDownstream = createServiceClient(InventoryService, { baseUrl: downstream.url, resilience, ...(directory ? { directory } : {}) });
     middle = await startServer(
       {
         ...serverOptions,
@@ -276,6 +278,40 @@ describe("a breaker counts only the dependency's own failures", () => {
     await startMiddle({ maxAttempts: 1, breakerThreshold: 3 });
     for (let i = 0; i < 3; i++) expect(codeOf(await callerOf(1_000).listProducts({ skus: ["down"] }).catch((e) => e))).toBe(Code.Unavailable);
     expect(toDownstream.stats()).toMatchObject({ breaker: "open", failures: 3 });
+  });
+
+  it("nor do the storm's failures take healthy instances out of the balancer's rotation", async () => {
+    const nats = await startTestNats();
+    const bus = connectBus({ url: nats.url, name: "balancer-test", logger });
+    const seenByOther = { calls: new Map<string, number>(), shortDeadlines: 0, onArrival: new Map<string, () => void>() };
+    const other = await startServer({ ...serverOptions, routes: scriptedInventory(seenByOther) }, { host: "127.0.0.1", port: 0 });
+    const instances = [downstream, other].map((server) =>
+      registerInstance({ bus, services: [InventoryService.typeName], address: server.url, version: "test", health: () => "SERVING", logger }),
+    );
+    const directory = createServiceDirectory({ bus, logger });
+    try {
+      await eventually(() => expect(directory.instances(InventoryService.typeName)).toHaveLength(2), 10_000);
+      await startMiddle({ breakerThreshold: 3 }, directory);
+      const storm = Array.from({ length: 40 }, (_, i) => {
+        if (i % 2) return callerOf(2 + (i % 4)).listProducts({ skus: ["slow"] });
+        const abort = new AbortController();
+        seen.onArrival.set(`slow-b${i}`, () => setTimeout(() => abort.abort(), 1));
+        seenByOther.onArrival.set(`slow-b${i}`, () => setTimeout(() => abort.abort(), 1));
+        return callerOf().getReservation({ orderId: `slow-b${i}` }, { signal: abort.signal });
+      });
+      await Promise.allSettled(storm);
+      seen.calls.set("honest", 0);
+      for (let i = 0; i < 10; i++) await toDownstream.client.getStock({ sku: "honest" });
+      // Round robin over both instances still: neither was ejected (the fallback address is the first).
+      expect([seen.calls.get("honest"), seenByOther.calls.get("honest")]).toEqual([5, 5]);
+      expect(toDownstream.stats()).toMatchObject({ breaker: "closed", failures: 0 });
+    } finally {
+      directory.stop();
+      await Promise.all(instances.map((instance) => instance.stop()));
+      await bus.close();
+      await other.close();
+      await nats.stop();
+    }
   });
 
   it("retries spend from a budget (gRFC A6), so a failing dependency is not hit by a retry storm", async () => {

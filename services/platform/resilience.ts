@@ -1,4 +1,4 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { MethodOptions_IdempotencyLevel as Idempotency } from "@bufbuild/protobuf/wkt";
 import {
   BrokenCircuitError,
@@ -88,6 +88,13 @@ const deadlineOf = (ms: number) => timeout(ms, { strategy: TimeoutStrategy.Aggre
 /** A cockatiel timeout that cut an attempt off reads as the dependency missing its deadline. */
 const codeOf = (err: unknown): Code => (err instanceof TaskCancelledError ? Code.DeadlineExceeded : ConnectError.from(err).code);
 
+/**
+ * Whether a failed attempt was the caller's doing, for the interceptors inside the resilience
+ * stack: the balancer asks it before it holds a failure against an instance, so that a
+ * caller's 1 ms deadlines cannot take healthy instances out of rotation either.
+ */
+export const callersDoingKey = createContextKey<(err: unknown) => boolean>(() => false, { description: "whether a failed attempt was the caller's doing" });
+
 const breakerStates: Record<CircuitState, BreakerState> = {
   [CircuitState.Closed]: "closed",
   [CircuitState.Open]: "open",
@@ -114,9 +121,9 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
   const policy = { ...defaultResiliencePolicy, ...overrides };
   const stats = { calls: 0, failures: 0, abandoned: 0, rejected: 0, retries: 0 };
   /** Attempt failures that were the caller's doing: neither the breaker nor a retry sees them. */
-  const callersDoing = new WeakSet<object>();
+  const excused = new WeakSet<object>();
   const isObject = (err: unknown): err is object => typeof err === "object" && err !== null;
-  const blamesCaller = (err: unknown) => isObject(err) && callersDoing.has(err);
+  const blamesCaller = (err: unknown) => isObject(err) && excused.has(err);
   const refused = (err: unknown) => err instanceof BrokenCircuitError || err instanceof BulkheadRejectedError;
 
   const breaker = circuitBreaker(
@@ -158,12 +165,19 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
     // Cockatiel derives `signal` from req.signal, so it already carries the caller's cancellation.
     const send = ({ signal }: IDefaultPolicyContext) => next({ ...req, signal });
     let lastAttemptFailure: unknown;
-    /** One attempt, run by the breaker; `signal` is aborted when the call's deadline fires or the caller cancels. */
+    // The attempt in flight: the signal the breaker gave it, aborted when the call's deadline
+    // fires or the caller cancels, and whose clock bounds it: ours (its own timeout, or the
+    // call's budget when no caller set a shorter one), or what is left of the caller's deadline.
+    let attemptSignal: AbortSignal | undefined;
+    let ownClock = true;
+    /** The caller cancelled, its deadline cut the attempt off, or the dependency gave up on a deadline that was the caller's. */
+    const callersDoing = (err: unknown) => req.signal.aborted || (callerBound && attemptSignal!.aborted) || (!ownClock && codeOf(err) === Code.DeadlineExceeded);
+    req.contextValues.set(callersDoingKey, callersDoing);
+    /** One attempt, run by the breaker. */
     const attempt = async ({ signal }: IDefaultPolicyContext) => {
       const left = deadline - Date.now();
-      // Whose clock bounds this attempt: ours (its own timeout, or the call's budget when no
-      // caller set a shorter one), or what is left of the caller's deadline.
-      const ownClock = !callerBound || left >= policy.attemptTimeoutMs;
+      attemptSignal = signal;
+      ownClock = !callerBound || left >= policy.attemptTimeoutMs;
       // The dependency is told the attempt's budget, in the protocol's timeout header.
       const attemptMs = Math.max(1, Math.ceil(Math.min(left, policy.attemptTimeoutMs)));
       req.header.set(timeoutHeader, timeoutHeader === "grpc-timeout" ? `${attemptMs}m` : String(attemptMs));
@@ -173,11 +187,9 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
         return response;
       } catch (err) {
         lastAttemptFailure = err;
-        const code = codeOf(err);
-        if (req.signal.aborted || (callerBound && signal.aborted) || (!ownClock && code === Code.DeadlineExceeded)) {
-          if (isObject(err)) callersDoing.add(err);
-        }
-        else if (!refused(err) && retryableCodes.has(code)) retryBudget.recordFailure();
+        if (callersDoing(err)) {
+          if (isObject(err)) excused.add(err);
+        } else if (!refused(err) && retryableCodes.has(codeOf(err))) retryBudget.recordFailure();
         throw err;
       }
     };
