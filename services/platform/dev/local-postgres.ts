@@ -59,7 +59,7 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
   if (!existsSync(dataDir)) mkdirSync(dataDir, { mode: 0o700 });
   if (runAs) chownSync(dataDir, runAs.uid, runAs.gid);
   if (!existsSync(join(dataDir, "PG_VERSION"))) {
-    await initialise(join(binDir, "initdb"), pgdata, spawnOptions, runAs ? dirname(binDir) : tmpdir(), runAs, options.durable !== false, log);
+    await initialise(join(binDir, "initdb"), pgdata, spawnOptions, runAs ? rootCopies() : tmpdir(), runAs, options.durable !== false, log);
   }
 
   const flags = ["-D", pgdata, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300", ...englishMessages];
@@ -144,6 +144,9 @@ function postgresOsUser(): OsUser {
   return created;
 }
 
+/** Where root keeps what the postgres OS user must reach: binary copies, initdb's password file. */
+const rootCopies = () => join(tmpdir(), "meshwork-postgres");
+
 /**
  * As root: the binaries package copied to `<tmpdir>/meshwork-postgres/<version>-<platform>-<arch>`,
  * which the postgres user can reach. The copy is root-owned and writable by root alone (so
@@ -153,7 +156,7 @@ function postgresOsUser(): OsUser {
  * Returns its bin directory.
  */
 function reachableBinaries(native: PackagedBinaries, runAs: OsUser): string {
-  const root = join(tmpdir(), "meshwork-postgres");
+  const root = rootCopies();
   mkdirSync(root, { recursive: true, mode: 0o755 });
   const rootStat = lstatSync(root);
   if (!rootStat.isDirectory() || rootStat.uid !== 0 || (rootStat.mode & 0o022) !== 0) {
