@@ -137,4 +137,15 @@ describe("Docker Compose and the Dockerfile", () => {
     expect(dockerfile).toMatch(/^USER 1000:1000$/m);
     expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "--import", "tsx", "deploy\/run-service.ts"\]$/m);
   });
+
+  it("gives npm ci what package.json's postinstall needs, so the driver patch is applied in the image", () => {
+    const dockerfile = readFileSync(join(deploy, "Dockerfile"), "utf8");
+    const postinstall = (JSON.parse(readFileSync(join(deploy, "..", "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts["postinstall"];
+    expect(postinstall).toBe("tsx tools/apply-patches.ts");
+    const install = dockerfile.indexOf("RUN npm ci");
+    for (const copied of ["COPY patches ./patches", "COPY tools/apply-patches.ts ./tools/"]) {
+      expect(dockerfile.indexOf(copied), copied).toBeGreaterThan(-1);
+      expect(dockerfile.indexOf(copied), `${copied} before npm ci`).toBeLessThan(install);
+    }
+  });
 });
