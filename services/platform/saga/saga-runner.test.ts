@@ -242,14 +242,58 @@ describe("saga runner against real Postgres", () => {
     expect(refused.log.some((s) => s.startsWith("undo"))).toBe(false);
   });
 
+  it("does not park a compensation that took effect when recording it fails; the sweep finishes it", async () => {
+    // The database blinks exactly when the runner records that the refund went through.
+    let blinkArmed = false;
+    const blinkingDb = new Proxy(db, {
+      get(target, key, receiver) {
+        if (key !== "transaction" || !blinkArmed) return Reflect.get(target, key, receiver);
+        blinkArmed = false;
+        return async () => {
+          throw Object.assign(new Error("write CONNECTION_CLOSED"), { code: "CONNECTION_CLOSED" });
+        };
+      },
+    });
+    const { steps, log } = scriptedSteps({
+      b: () => {
+        throw new StepRejectedError("card declined");
+      },
+      "undo-a": (attempt) => {
+        if (attempt === 1) blinkArmed = true;
+      },
+    });
+    const cancelled = new Map<string, string>();
+    const runner = createSagaRunner<Payload>({
+      db: blinkingDb,
+      tables,
+      logger: silentLogger,
+      policy: fastPolicy,
+      definition: { type: "test-blink", steps, onCompensated: async (_tx, payload, reason) => void cancelled.set(payload.id, reason) },
+    });
+    const sagaId = await runner.create(db, "blink", { id: "blink" });
+    await runner.startSweeping();
+    runner.drive(sagaId);
+    let saga = await runner.get("blink");
+    for (let i = 0; i < 300 && saga && ["running", "compensating"].includes(saga.state); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      saga = await runner.get("blink");
+    }
+    await runner.stop();
+    expect(saga).toMatchObject({ state: "compensated", failureReason: "card declined" });
+    // Run again by the sweep: compensations are idempotent, so that is safe.
+    expect(log.filter((s) => s === "undo-a")).toHaveLength(2);
+    expect(cancelled.get("blink")).toBe("card declined");
+  });
+
   it("classifies failures: 'not now' is transient, the participant's 'no' is definitive, anything else unexpected", () => {
-    for (const code of [Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted]) expect(classifySagaFailure(new ConnectError("x", code))).toBe("transient");
+    for (const code of [Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted, Code.Canceled]) expect(classifySagaFailure(new ConnectError("x", code))).toBe("transient");
     expect(classifySagaFailure(breakerOpen())).toBe("transient");
     expect(classifySagaFailure(new TaskCancelledError())).toBe("transient");
     expect(classifySagaFailure(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }))).toBe("transient");
     for (const code of [Code.FailedPrecondition, Code.InvalidArgument, Code.NotFound]) expect(classifySagaFailure(new ConnectError("x", code))).toBe("definitive");
     expect(classifySagaFailure(new StepRejectedError("no"))).toBe("definitive");
-    expect(classifySagaFailure(new ConnectError("x", Code.Internal))).toBe("unexpected");
+    // A proxy's 401/403/404 and a bug on the participant's side: bounded, then parked.
+    for (const code of [Code.Internal, Code.Unauthenticated, Code.PermissionDenied, Code.Unimplemented]) expect(classifySagaFailure(new ConnectError("x", code))).toBe("unexpected");
     expect(classifySagaFailure(new TypeError("undefined is not a function"))).toBe("unexpected");
   });
 

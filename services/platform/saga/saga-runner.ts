@@ -34,17 +34,18 @@ export class StepRejectedError extends Error {
  */
 export type SagaFailureKind = "transient" | "definitive" | "unexpected";
 
-const transientCodes: ReadonlySet<Code> = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted]);
-const definitiveCodes: ReadonlySet<Code> = new Set([
-  Code.InvalidArgument,
-  Code.FailedPrecondition,
-  Code.NotFound,
-  Code.AlreadyExists,
-  Code.OutOfRange,
-  Code.PermissionDenied,
-  Code.Unauthenticated,
-  Code.Unimplemented,
-]);
+/**
+ * CANCELED is transient too: connect-node reports an HTTP/2 stream reset with CANCEL (a
+ * participant draining, a server's request timeout) as CANCELED, and the saga never cancels
+ * its own calls except on stop(), which is handled before classification.
+ */
+const transientCodes: ReadonlySet<Code> = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted, Code.Canceled]);
+/**
+ * The participant's own "no" to this request. PERMISSION_DENIED, UNAUTHENTICATED and
+ * UNIMPLEMENTED are not here: connect maps a proxy's 401/403/404 to them, and a
+ * misconfiguration an operator fixes is "not now"; they are unexpected, with a budget.
+ */
+const definitiveCodes: ReadonlySet<Code> = new Set([Code.InvalidArgument, Code.FailedPrecondition, Code.NotFound, Code.AlreadyExists, Code.OutOfRange]);
 
 /**
  * Classifies a step's or compensation's failure by its gRPC status code. The client stack
@@ -315,6 +316,9 @@ export function createSagaRunner<P>(options: {
       } catch (err) {
         if (stopping.signal.aborted || err instanceof LeaseLostError) throw err;
         const kind = classifySagaFailure(err);
+        // Unexpected failures count while consecutive: a participant flapping between
+        // "unavailable" and a crash mid-call ("internal") is still only away.
+        if (kind === "transient") unexpected = 0;
         const spent = target.untilDone ? kind === "unexpected" && ++unexpected >= target.budget : n >= target.budget;
         if (kind === "definitive" || spent) throw err;
         delay = delay ? delay.next(undefined) : backoff.next();
@@ -417,13 +421,16 @@ export function createSagaRunner<P>(options: {
           await countAttempt(saga.id, i, label);
           await step.compensate!(payload, { idempotencyKey: `${saga.id}:${step.name}:compensate`, signal });
         });
-        await settle(saga.id, { index: i, state: "compensated" });
       } catch (err) {
         if (stopping.signal.aborted || err instanceof LeaseLostError) return;
         logger.error({ sagaId: saga.id, step: step.name, err }, "compensation failed for good; parking saga");
         await settle(saga.id, { index: i, state: steps.get(i)!, lastError: describe(err) }, { state: "parked", lastError: `compensating ${step.name}: ${describe(err)}`, leaseOwner: null });
         return;
       }
+      // Outside the try: failing to record a compensation that took effect (the database
+      // blinked) is no reason to park. The driver stops, and the sweep runs the idempotent
+      // compensation again.
+      await settle(saga.id, { index: i, state: "compensated" });
     }
     await db.transaction(async (tx) => {
       await fence(tx, saga.id);
