@@ -1,4 +1,5 @@
 import { pino, type DestinationStream, type Logger } from "pino";
+import { DrizzleQueryError } from "drizzle-orm/errors";
 import type { LogLevel } from "./config.js";
 import { activeTraceIds } from "./telemetry.js";
 
@@ -10,6 +11,32 @@ export type { Logger };
  */
 export function createLogger(service: string, level: LogLevel, destination?: DestinationStream): Logger {
   // trace_id and span_id on every line logged inside a traced call, to join logs to traces.
-  const options = { name: service, level, base: { service }, timestamp: pino.stdTimeFunctions.isoTime, mixin: () => activeTraceIds() ?? {} };
+  const options = {
+    name: service,
+    level,
+    base: { service },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    mixin: () => activeTraceIds() ?? {},
+    serializers: { err: serializeError },
+  };
   return destination ? pino(options, destination) : pino(options);
+}
+
+/**
+ * pino's error serializer, minus a failed query's bind parameters. drizzle writes them into
+ * the error's message, stack and `params`, and they are customers' data: the order saga's
+ * payload, for one, holds the payment token. The query text stays, for debugging.
+ */
+function serializeError(err: unknown): unknown {
+  const serialized = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
+  for (let current = err, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+    if (!(current instanceof DrizzleQueryError)) continue;
+    const shown = `params: ${current.params}`;
+    const hidden = `params: [${current.params.length} hidden]`;
+    for (const key of ["message", "stack"]) {
+      if (typeof serialized[key] === "string") serialized[key] = (serialized[key] as string).split(shown).join(hidden);
+    }
+    if (current === err) serialized["params"] = hidden;
+  }
+  return serialized;
 }
