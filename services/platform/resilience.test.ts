@@ -274,6 +274,15 @@ describe("a breaker counts only the dependency's own failures", () => {
     expect(toDownstream.stats()).toMatchObject({ breaker: "open", failures: 2, abandoned: 0 });
   });
 
+  it("a dependency that hangs still opens it when every caller's deadline is shorter than the attempt timeout (a second hop)", async () => {
+    // The caller's deadline ends each attempt, but only after it has waited slowAttemptMs.
+    await startMiddle({ maxAttempts: 1, breakerThreshold: 2, slowAttemptMs: 200 });
+    for (const call of [() => callerOf(600).getReservation({ orderId: "hang" }), () => callerOf(600).listProducts({ skus: ["hang"] })]) {
+      expect(codeOf(await call().catch((e) => e))).toBe(Code.DeadlineExceeded);
+    }
+    expect(toDownstream.stats()).toMatchObject({ breaker: "open", failures: 2, abandoned: 0 });
+  });
+
   it("a dependency answering UNAVAILABLE still opens it, under a caller deadline", async () => {
     await startMiddle({ maxAttempts: 1, breakerThreshold: 3 });
     for (let i = 0; i < 3; i++) expect(codeOf(await callerOf(1_000).listProducts({ skus: ["down"] }).catch((e) => e))).toBe(Code.Unavailable);

@@ -41,6 +41,14 @@ export interface ResiliencePolicy {
   retryBudgetTokens: number;
   /** Tokens a successful attempt gives back; each retryable failure takes one. */
   retryBudgetRatio: number;
+  /**
+   * An attempt the caller's deadline or cancellation ends after it has waited this long counts
+   * as the dependency hanging: no healthy dependency of the mesh keeps a caller waiting that
+   * long. Below it the caller is to blame, so 1 ms deadlines cannot open a breaker, while a
+   * dependency that hangs still does at the second hop and beyond, where every caller's
+   * deadline is shorter than the attempt timeout.
+   */
+  slowAttemptMs: number;
 }
 
 export const defaultResiliencePolicy: ResiliencePolicy = {
@@ -55,6 +63,7 @@ export const defaultResiliencePolicy: ResiliencePolicy = {
   maxQueued: 256,
   retryBudgetTokens: 10,
   retryBudgetRatio: 0.1,
+  slowAttemptMs: 1_000,
 };
 
 export type BreakerState = "closed" | "open" | "half-open" | "isolated";
@@ -169,18 +178,27 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
     // fires or the caller cancels, and whose clock bounds it: ours (its own timeout, or the
     // call's budget when no caller set a shorter one), or what is left of the caller's deadline.
     let attemptSignal: AbortSignal | undefined;
+    let attemptStartedAt = 0;
+    let attemptInFlight = false;
     let ownClock = true;
-    /** The caller cancelled, its deadline cut the attempt off, or the dependency gave up on a deadline that was the caller's. */
-    const callersDoing = (err: unknown) => req.signal.aborted || (callerBound && attemptSignal!.aborted) || (!ownClock && codeOf(err) === Code.DeadlineExceeded);
+    /**
+     * The caller cancelled, its deadline cut the attempt off, or the dependency gave up on a
+     * deadline that was the caller's, all before the attempt had waited slowAttemptMs.
+     */
+    const callersDoing = (err: unknown) =>
+      (req.signal.aborted || (callerBound && attemptSignal!.aborted) || (!ownClock && codeOf(err) === Code.DeadlineExceeded)) &&
+      Date.now() - attemptStartedAt < policy.slowAttemptMs;
     req.contextValues.set(callersDoingKey, callersDoing);
     /** One attempt, run by the breaker. */
     const attempt = async ({ signal }: IDefaultPolicyContext) => {
-      const left = deadline - Date.now();
+      attemptStartedAt = Date.now();
+      const left = deadline - attemptStartedAt;
       attemptSignal = signal;
       ownClock = !callerBound || left >= policy.attemptTimeoutMs;
       // The dependency is told the attempt's budget, in the protocol's timeout header.
       const attemptMs = Math.max(1, Math.ceil(Math.min(left, policy.attemptTimeoutMs)));
       req.header.set(timeoutHeader, timeoutHeader === "grpc-timeout" ? `${attemptMs}m` : String(attemptMs));
+      attemptInFlight = true;
       try {
         const response = await attemptStack.execute(send, signal);
         retryBudget.recordSuccess();
@@ -191,16 +209,28 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
           if (isObject(err)) excused.add(err);
         } else if (!refused(err) && retryableCodes.has(codeOf(err))) retryBudget.recordFailure();
         throw err;
+      } finally {
+        attemptInFlight = false;
       }
+    };
+    /**
+     * Whether the caller, not the dependency, ended the call. The call's own timeout or the
+     * caller's signal can end it outside any attempt's verdict (during a backoff, or cutting
+     * off the attempt in flight): then the last attempt's verdict decides.
+     */
+    const abandonedByCaller = (err: unknown) => {
+      if (blamesCaller(err)) return true;
+      if (err === lastAttemptFailure) return false; // the attempt's own verdict: the dependency's failure
+      if (attemptInFlight) return Date.now() - attemptStartedAt < policy.slowAttemptMs;
+      if (lastAttemptFailure !== undefined) return blamesCaller(lastAttemptFailure); // ended during a backoff
+      return req.signal.aborted || callerBound;
     };
     stats.calls++;
     try {
       return await stack.execute(attempt, req.signal);
     } catch (err) {
       if (refused(err)) stats.rejected++;
-      // The call's timeout, firing outside any attempt's verdict (during a backoff, or cutting
-      // off the attempt in flight), is the caller's deadline when the caller set it.
-      else if (blamesCaller(err) || req.signal.aborted || (callerBound && err instanceof TaskCancelledError && err !== lastAttemptFailure)) stats.abandoned++;
+      else if (abandonedByCaller(err)) stats.abandoned++;
       else stats.failures++;
       throw translate(err);
     }
