@@ -86,6 +86,7 @@ export function connectionLimits(env: Env): ConnectionLimits {
     maxConnections: count("MAX_CONNECTIONS", d.maxConnections),
     maxConnectionsPerAddress: count("MAX_CONNECTIONS_PER_ADDRESS", d.maxConnectionsPerAddress),
     maxConcurrentStreams: count("MAX_CONCURRENT_STREAMS", d.maxConcurrentStreams),
+    maxStreamDurationMs: integer(env, "MAX_STREAM_DURATION_MS", d.maxStreamDurationMs, { min: 1_000, max: 24 * 3_600_000 }),
   };
   // The request timeout counts from the request's first byte, headers included (Node's rule).
   if (limits.headersTimeoutMs > limits.requestTimeoutMs) {

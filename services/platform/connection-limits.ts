@@ -34,6 +34,15 @@ export interface ConnectionLimits {
   maxConnectionsPerAddress: number;
   /** HTTP/2 streams one session may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
   maxConcurrentStreams: number;
+  /**
+   * The longest any call may last, a streaming one included (Envoy's max_stream_duration):
+   * an HTTP/2 stream older than this is reset (CANCEL), an HTTP/1.1 response's connection is
+   * closed. A server stream whose client stopped reading is stuck at a write that never
+   * drains and cannot end itself; without this it would hold its memory, and any slot it
+   * took (a WatchOrder cap), for as long as the client keeps the connection open. Clients
+   * of long streams (WatchOrder, Health.Watch) reconnect.
+   */
+  maxStreamDurationMs: number;
 }
 
 /**
@@ -50,7 +59,11 @@ export const defaultConnectionLimits: Readonly<ConnectionLimits> = {
   idleTimeoutMs: 60_000,
   maxConnections: 4_096,
   maxConnectionsPerAddress: 256,
-  maxConcurrentStreams: 1_000,
+  // grpc-go's and nginx's figure: plenty for multiplexing, and a session's streams times
+  // maxConnectionsPerAddress bounds what one address can hold open.
+  maxConcurrentStreams: 100,
+  // Longer than a WatchOrder may run (5 minutes), so only a stuck stream meets it.
+  maxStreamDurationMs: 10 * 60_000,
 };
 
 /**

@@ -1,4 +1,4 @@
-import { createServer as createHttp1Server } from "node:http";
+import { createServer as createHttp1Server, type ServerResponse } from "node:http";
 import { createServer as createHttp2Server } from "node:http2";
 import { setMaxListeners } from "node:events";
 import type { Socket, AddressInfo } from "node:net";
@@ -132,8 +132,16 @@ export async function startServer(options: ServerOptions, listen: { port: number
     if (closing) session.close(); // arrived while draining: GOAWAY, after its first streams
   });
   // Requests in flight per HTTP/1.1 socket, so a drain closes idle keep-alive connections
-  // at once and lets busy ones finish their response.
+  // at once and lets busy ones finish their response; and when each response began, so
+  // none outlives the maximum stream duration (HTTP/1.1 cannot reset one: its connection
+  // is closed).
   const http1Busy = new Map<Socket, number>();
+  const http1Responses = new Map<ServerResponse, number>();
+  const http1Sweep = setInterval(() => {
+    const now = Date.now();
+    for (const [res, since] of http1Responses) if (now - since >= limits.maxStreamDurationMs) res.socket?.destroy();
+  }, checkIntervalMs([limits.maxStreamDurationMs]));
+  http1Sweep.unref();
   http1.on("connection", (socket: Socket) => {
     http1Busy.set(socket, 0);
     socket.once("close", () => http1Busy.delete(socket));
@@ -141,7 +149,11 @@ export async function startServer(options: ServerOptions, listen: { port: number
   http1.on("request", (req, res) => {
     const socket = req.socket;
     http1Busy.set(socket, (http1Busy.get(socket) ?? 0) + 1);
-    res.once("close", () => http1Busy.has(socket) && http1Busy.set(socket, (http1Busy.get(socket) ?? 1) - 1));
+    http1Responses.set(res, Date.now());
+    res.once("close", () => {
+      http1Responses.delete(res);
+      if (http1Busy.has(socket)) http1Busy.set(socket, (http1Busy.get(socket) ?? 1) - 1);
+    });
   });
   const listener = createDualProtocolListener(http1, http2, {
     detectTimeoutMs: limits.detectTimeoutMs,
@@ -196,6 +208,7 @@ export async function startServer(options: ServerOptions, listen: { port: number
       shutdown.abort();
       for (const socket of sockets.keys()) socket.destroy();
       http2Sessions.stop();
+      clearInterval(http1Sweep);
       http1.close(); // stops Node's connection checks; it never listened, so nothing else
       logger.info("server closed");
     })());

@@ -25,6 +25,7 @@ const limits: ConnectionLimits = {
   maxConnections: 64,
   maxConnectionsPerAddress: 8,
   maxConcurrentStreams: 100,
+  maxStreamDurationMs: 60_000,
 };
 /** Timers are checked every quarter of a timeout; scheduling on a busy machine adds more. */
 const SLACK_MS = 700;
@@ -167,6 +168,29 @@ describe("connection limits", () => {
       for await (const update of client.watchOrder({ orderId: "o" })) events.push(update.eventType);
       expect(events).toHaveLength(8);
       expect(Date.now() - started).toBeGreaterThan(limits.requestTimeoutMs + limits.idleTimeoutMs);
+    }
+  });
+
+  it("ends a stream at the maximum stream duration, over HTTP/1.1 and HTTP/2, however long it would run", async () => {
+    const short = await startTarget({ maxStreamDurationMs: 1_000 });
+    try {
+      for (const httpVersion of ["1.1", "2"] as const) {
+        const client = createClient(StorefrontService, createConnectTransport({ baseUrl: short.url, httpVersion }));
+        const started = Date.now();
+        const events: string[] = [];
+        const outcome = await (async () => {
+          for await (const update of client.watchOrder({ orderId: "o" })) events.push(update.eventType);
+        })().then(
+          () => "completed",
+          () => "cut",
+        );
+        expect(outcome, `HTTP/${httpVersion}`).toBe("cut");
+        expect(events.length, `HTTP/${httpVersion}`).toBeLessThan(8);
+        expect(Date.now() - started, `HTTP/${httpVersion}`).toBeGreaterThanOrEqual(1_000);
+        expect(Date.now() - started, `HTTP/${httpVersion}`).toBeLessThan(1_000 + SLACK_MS + 1_000);
+      }
+    } finally {
+      await short.close();
     }
   });
 
