@@ -18,6 +18,14 @@ describe("resolveClientAddress", () => {
     expect(resolveClientAddress("fd00::1", "2001:db8::7", trusted)).toBe("2001:db8::7");
   });
 
+  it("reads hops that carry a port or brackets, as some load balancers write them", () => {
+    expect(resolveClientAddress("10.0.0.1", "1.2.3.4:51234", trusted)).toBe("1.2.3.4");
+    expect(resolveClientAddress("10.0.0.1", "[2001:db8::7]:443", trusted)).toBe("2001:db8::7");
+    expect(resolveClientAddress("10.0.0.1", "6.6.6.6, [2001:db8::8], 10.1.0.9:80", trusted)).toBe("2001:db8::8");
+    // An IPv6 address without brackets is not mistaken for one with a port.
+    expect(resolveClientAddress("10.0.0.1", "2001:db8::9", trusted)).toBe("2001:db8::9");
+  });
+
   it("stops at a malformed hop, and uses the peer when there is no header", () => {
     expect(resolveClientAddress("10.0.0.1", "1.2.3.4, unknown", trusted)).toBe("10.0.0.1");
     expect(resolveClientAddress("10.0.0.1", "1.2.3.4, not-an-ip, 10.1.0.9", trusted)).toBe("10.1.0.9");

@@ -7,6 +7,19 @@ export function normalizeAddress(address: string): string {
   return address.startsWith("::ffff:") && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
 }
 
+/**
+ * The address in one X-Forwarded-For hop. Some load balancers append the port
+ * ("203.0.113.7:51234", "[2001:db8::7]:443"), or bracket IPv6 without one; a hop read as
+ * malformed would merge every client behind the proxy into the proxy's own address.
+ */
+function addressOfHop(hop: string): string {
+  const trimmed = hop.trim();
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(trimmed);
+  if (bracketed) return bracketed[1]!;
+  const withPort = /^([^:]+):\d+$/.exec(trimmed);
+  return withPort && isIP(withPort[1]!) === 4 ? withPort[1]! : trimmed;
+}
+
 /** Whether `entry` is an IP address or a CIDR subnet such as 10.0.0.0/8 or fd00::/8. */
 export function isAddressOrSubnet(entry: string): boolean {
   const [address = "", prefix, ...rest] = entry.split("/");
@@ -54,7 +67,7 @@ export function resolveClientAddress(peer: string, forwardedFor: string | null |
   if (!forwardedFor || !trusted.has(client)) return client;
   const hops = forwardedFor.split(",");
   for (let i = hops.length - 1; i >= 0; i--) {
-    const hop = normalizeAddress(hops[i]!.trim());
+    const hop = normalizeAddress(addressOfHop(hops[i]!));
     // A malformed hop cannot be a client address: the last proxy that forwarded it is.
     if (isIP(hop) === 0) return client;
     client = hop;
