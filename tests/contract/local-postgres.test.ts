@@ -1,0 +1,89 @@
+import { spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { startLocalPostgres } from "../../services/platform/dev/local-postgres.js";
+import { freePort } from "../../services/platform/dev/tcp.js";
+
+const root = resolve(import.meta.dirname, "../..");
+const localPostgres = pathToFileURL(join(root, "services/platform/dev/local-postgres.ts")).href;
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function gone(pid: number, withinMs: number): Promise<boolean> {
+  for (const deadline = Date.now() + withinMs; Date.now() < deadline; ) {
+    if (!isAlive(pid)) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return !isAlive(pid);
+}
+
+/**
+ * A Node process that starts a throwaway cluster as the benches and the chaos command do,
+ * says where, and then only waits: it installs no signal handler, so a signal kills it
+ * the way it kills any Node process.
+ */
+async function processWithPostgres(dataDir: string): Promise<{ child: ReturnType<typeof spawn>; postmasterPid: number }> {
+  const port = await freePort();
+  const program = `
+    const { startLocalPostgres } = await import(${JSON.stringify(localPostgres)});
+    await startLocalPostgres({ dataDir: ${JSON.stringify(dataDir)}, port: ${port}, durable: false });
+    process.stdout.write("ready\\n");
+    setInterval(() => {}, 1000);
+  `;
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", program], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+  const stderr: string[] = [];
+  child.stderr!.on("data", (chunk: Buffer) => stderr.push(chunk.toString()));
+  await new Promise<void>((ready, fail) => {
+    child.stdout!.on("data", (chunk: Buffer) => chunk.toString().includes("ready") && ready());
+    child.once("exit", (code) => fail(new Error(`the child exited (${code}) before Postgres was up:\n${stderr.join("")}`)));
+  });
+  const postmasterPid = Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  return { child, postmasterPid };
+}
+
+describe("local Postgres (startLocalPostgres)", () => {
+  const scratch = mkdtempSync(join(tmpdir(), "meshwork-local-postgres-"));
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+  for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+    it(`stops when the process that started it dies of ${signal}`, async () => {
+      const dataDir = join(scratch, signal);
+      const { child, postmasterPid } = await processWithPostgres(dataDir);
+      try {
+        expect(isAlive(postmasterPid)).toBe(true);
+        const exited = new Promise((done) => child.once("exit", (_code, killedBy) => done(killedBy)));
+        child.kill(signal);
+        expect(await exited).toBe(signal); // died of the signal, no handler ran
+        expect(await gone(postmasterPid, 10_000)).toBe(true);
+      } finally {
+        if (isAlive(postmasterPid)) process.kill(postmasterPid, "SIGQUIT"); // never leave one behind
+      }
+    });
+  }
+
+  it.runIf(process.getuid?.() === 0)("as root, refuses a TMPDIR that another user could swap the binary copies out of", async () => {
+    const shared = join(scratch, "shared-tmp");
+    mkdirSync(shared);
+    chmodSync(shared, 0o777); // writable by all, no sticky bit
+    const before = process.env["TMPDIR"];
+    process.env["TMPDIR"] = shared;
+    try {
+      const started = startLocalPostgres({ dataDir: join(scratch, "refused"), port: await freePort(), durable: false });
+      await expect(started).rejects.toThrow(/shared-tmp is writable by others \(mode 777\) without the sticky bit.*TMPDIR=\/tmp/);
+    } finally {
+      if (before === undefined) delete process.env["TMPDIR"];
+      else process.env["TMPDIR"] = before;
+    }
+    expect(existsSync(join(shared, "meshwork-postgres"))).toBe(false);
+  });
+});
