@@ -30,39 +30,60 @@ interface FilePatch {
 
 export type PatchOutcome = "applied" | "already applied";
 
-/** Splits a unified diff into its files and hunks. */
+/**
+ * Splits a unified diff into its files and hunks. A hunk is read by the line counts in its
+ * `@@ -a,b +c,d @@` header, so a removed line that reads `--- x` or an added one that reads
+ * `+++ x` stays part of the hunk; only outside a hunk do such lines name a file.
+ */
 export function parseUnifiedDiff(diff: string): FilePatch[] {
   const files: FilePatch[] = [];
-  let hunk: { before: string[]; after: string[] } | undefined;
-  const closeHunk = () => {
-    if (hunk) files.at(-1)!.hunks.push({ before: hunk.before.join(""), after: hunk.after.join("") });
-    hunk = undefined;
-  };
-  for (const line of diff.split(/(?<=\n)/)) {
-    if (line.startsWith("--- ")) {
-      closeHunk();
-      continue;
-    }
+  const lines = diff.split(/(?<=\n)/);
+  for (let at = 0; at < lines.length; ) {
+    const line = lines[at++]!;
     if (line.startsWith("+++ ")) {
       files.push({ path: line.slice(4).trim().replace(/^b\//, ""), hunks: [] });
       continue;
     }
-    if (line.startsWith("@@")) {
-      if (!files.length) throw new Error("hunk before any +++ file header");
-      closeHunk();
-      hunk = { before: [], after: [] };
-      continue;
+    if (!line.startsWith("@@")) continue; // "--- a/…", "diff --git", "index", a preamble
+    const file = files.at(-1);
+    if (!file) throw new Error("hunk before any +++ file header");
+    const counts = /^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@/.exec(line);
+    if (!counts) throw new Error(`${file.path}: malformed hunk header ${JSON.stringify(line)}`);
+    let [removing, adding] = [Number(counts[1] ?? 1), Number(counts[2] ?? 1)];
+    const before: string[] = [];
+    const after: string[] = [];
+    let last: string[][] = [];
+    while (removing > 0 || adding > 0) {
+      const body = lines[at++];
+      if (body === undefined) throw new Error(`${file.path}: hunk ${file.hunks.length + 1} ends before its ${line.trim()} header says`);
+      // A context line; some editors strip its leading space when the line is empty.
+      if (body.startsWith(" ") || body === "\n") {
+        const text = body === "\n" ? body : body.slice(1);
+        before.push(text);
+        after.push(text);
+        last = [before, after];
+        removing--;
+        adding--;
+      } else if (body.startsWith("-")) {
+        before.push(body.slice(1));
+        last = [before];
+        removing--;
+      } else if (body.startsWith("+")) {
+        after.push(body.slice(1));
+        last = [after];
+        adding--;
+      } else {
+        throw new Error(`${file.path}: unexpected line in hunk ${file.hunks.length + 1}: ${JSON.stringify(body)}`);
+      }
+      if (removing < 0 || adding < 0) throw new Error(`${file.path}: hunk ${file.hunks.length + 1} has more lines than its ${line.trim()} header says`);
+      // "\ No newline at end of file" after a line: that line (on its side) has no newline.
+      if (lines[at]?.startsWith("\\")) {
+        at++;
+        for (const side of last) side[side.length - 1] = side.at(-1)!.replace(/\n$/, "");
+      }
     }
-    if (!hunk) continue; // headers such as "diff --git", "index"
-    const body = line.slice(1);
-    if (line.startsWith(" ") || line === "\n") {
-      hunk.before.push(line === "\n" ? "\n" : body);
-      hunk.after.push(line === "\n" ? "\n" : body);
-    } else if (line.startsWith("-")) hunk.before.push(body);
-    else if (line.startsWith("+")) hunk.after.push(body);
-    else if (!line.startsWith("\\")) throw new Error(`unexpected diff line: ${JSON.stringify(line)}`);
+    file.hunks.push({ before: before.join(""), after: after.join("") });
   }
-  closeHunk();
   return files;
 }
 

@@ -1,3 +1,6 @@
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import postgres, { type Sql } from "postgres";
 import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { migrate } from "drizzle-orm/postgres-js/migrator";
@@ -31,12 +34,48 @@ export interface DatabaseOptions<TSchema extends Record<string, unknown>> {
 export const reconnectBackoff = (failures: number): number => Math.min(0.05 * 2 ** failures, 1) * (0.5 + Math.random() / 2);
 
 /**
+ * The line patches/postgres+3.4.9.patch adds to postgres.js. Without that patch a Postgres
+ * restart can crash a service (`Cannot read properties of null (reading 'write')`, upstream
+ * #1154 and #1208), so no pool opens on a driver that lacks it: say after
+ * `npm ci --ignore-scripts`, which skips the postinstall that applies patches/.
+ */
+export const driverPatchMarker = "// meshwork-patched: postgres+3.4.9.patch rev 2";
+
+/**
+ * Throws, saying how to repair the install, unless `connectionSource` (by default the
+ * installed postgres.js's connection.js, the one this module loads) carries the patch.
+ */
+export function assertDriverPatched(connectionSource = installedDriverSource()): void {
+  let source: string;
+  try {
+    source = readFileSync(connectionSource, "utf8");
+  } catch (err) {
+    throw new Error(`cannot check the database driver for its patch: ${(err as Error).message}`);
+  }
+  if (!source.includes(driverPatchMarker)) {
+    throw new Error(
+      `the installed postgres.js (${connectionSource}) lacks the fix in patches/postgres+3.4.9.patch, and would crash on a Postgres restart: ` +
+        "run `npm ci` or `npm install` (without --ignore-scripts), whose postinstall applies patches/",
+    );
+  }
+}
+
+/** The ESM build's connection.js; require.resolve names the CommonJS entry, <package>/cjs/src/index.js. */
+const installedDriverSource = () => join(dirname(createRequire(import.meta.url).resolve("postgres")), "../../src/connection.js");
+
+let driverChecked = false;
+
+/**
  * Opens the service's pool and brings its schema up to date. Migrations run under a
  * Postgres advisory lock named after the schema, so replicas starting together apply each
- * migration once.
+ * migration once. Fails at once on a driver without its patch ({@link assertDriverPatched}).
  */
 export async function openDatabase<TSchema extends Record<string, unknown>>(options: DatabaseOptions<TSchema>): Promise<Database<TSchema>> {
   const { logger, schemaName } = options;
+  if (!driverChecked) {
+    assertDriverPatched(); // once per process: one small file read
+    driverChecked = true;
+  }
   const sql = postgres(options.url, {
     max: options.maxConnections ?? 10,
     backoff: reconnectBackoff,
