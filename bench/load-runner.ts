@@ -191,18 +191,23 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   };
 }
 
+/** What a read may answer while the mesh recovers: "not now", never "no". */
+const notNow = new Set([Code.ResourceExhausted, Code.Unavailable, Code.DeadlineExceeded, Code.Aborted]);
+/** How long the invariant check waits out one read's "not now". */
+const PATIENCE_MS = 60_000;
+
 /**
- * Retries a read the gateway rate-limited, or that found a dependency unavailable for a
- * moment (a chaos run ends its load while a restarted service comes back): the check must
- * not fail for being quick.
+ * Retries a read the gateway rate-limited, or that found a dependency away for a moment (a
+ * chaos run ends its load while a restarted service or database comes back): the check
+ * must not fail for being quick.
  */
 async function patiently<T>(read: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
+  const giveUpAt = Date.now() + PATIENCE_MS;
+  for (;;) {
     try {
       return await read();
     } catch (err) {
-      const code = ConnectError.from(err).code;
-      if ((code !== Code.ResourceExhausted && code !== Code.Unavailable) || attempt >= 100) throw err;
+      if (!notNow.has(ConnectError.from(err).code) || Date.now() >= giveUpAt) throw err;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }

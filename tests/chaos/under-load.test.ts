@@ -30,7 +30,7 @@ describe("faults under load", () => {
     // broken invariant is reported as such rather than as a timeout.
     it(`${scenario.name}: orders accepted, none lost, every invariant holds`, { timeout: 90_000 }, async () => {
       const result = await rig.runScenario(scenario, quickPlan);
-      expect(result.accepted, "orders accepted during the load").toBeGreaterThan(0);
+      expect(result.accepted, `orders accepted during the load (errors ${JSON.stringify(result.errors)}; ${result.violations.join("; ")})`).toBeGreaterThan(0);
       expect(result.violations, `services' recent log:\n${recentLog.join("\n")}`).toEqual([]);
       expect(result.terminal).toBe(result.accepted);
       expect(result.recoveredMs).toBeDefined();
