@@ -18,6 +18,7 @@ import { SagaState } from "../gen/shop/order/v1/order_service_pb.js";
 import { SagaAdminService, SagaSchema, type Saga } from "../gen/shop/order/v1/saga_admin_service_pb.js";
 import { ConfigError, port, url, type Env } from "../services/platform/config.js";
 import { OPERATOR_HEADER } from "../services/order/src/rpc/saga-admin-routes.js";
+import { DEFAULT_ORDER_ADMIN_PORT } from "../services/order/src/config.js";
 
 const USAGE = `usage: npm run saga -- <command> [options]
   list [--state running|compensating|completed|compensated|parked] [--limit N] [--page-token T] [--json]
@@ -34,19 +35,18 @@ export interface CliOutput {
 
 class UsageError extends Error {}
 
-const stateNames = ["running", "compensating", "completed", "compensated", "parked"] as const;
-const stateByName: Record<(typeof stateNames)[number], SagaState> = {
-  running: SagaState.RUNNING,
-  compensating: SagaState.COMPENSATING,
-  completed: SagaState.COMPLETED,
-  compensated: SagaState.COMPENSATED,
-  parked: SagaState.PARKED,
-};
+/** The contract's saga states by their lower-case names (running, parked, ...), for --state. */
+const stateByName = new Map(
+  Object.entries(SagaState)
+    .filter((entry): entry is [string, SagaState] => typeof entry[1] === "number" && entry[1] !== SagaState.UNSPECIFIED)
+    .map(([name, state]) => [name.toLowerCase(), state]),
+);
+const stateNames = [...stateByName.keys()];
 const stateName = (state: SagaState) => SagaState[state]?.toLowerCase() ?? String(state);
 
 /** The admin service's address: the CLI's only configuration. */
 function adminUrl(env: Env): string {
-  return url(env, "ORDER_ADMIN_URL", `http://127.0.0.1:${port(env, "ORDER_ADMIN_PORT", 50061)}`);
+  return url(env, "ORDER_ADMIN_URL", `http://127.0.0.1:${port(env, "ORDER_ADMIN_PORT", DEFAULT_ORDER_ADMIN_PORT)}`);
 }
 
 function parse(args: string[]) {
@@ -102,11 +102,11 @@ export async function sagaCli(args: string[], env: Env, io: CliOutput): Promise<
       case "list": {
         if (positionals.length !== 1) throw new UsageError("list takes no arguments");
         const name = values.state;
-        if (name !== undefined && !(stateNames as readonly string[]).includes(name)) throw new UsageError(`--state must be one of ${stateNames.join(", ")}`);
+        if (name !== undefined && !stateByName.has(name)) throw new UsageError(`--state must be one of ${stateNames.join(", ")}`);
         const limit = values.limit === undefined ? 0 : Number(values.limit); // 0: the server's default
         if (values.limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > 100)) throw new UsageError("--limit must be an integer from 1 to 100");
         const page = await client.listSagas(
-          { state: name ? stateByName[name as keyof typeof stateByName] : SagaState.UNSPECIFIED, pageSize: limit, pageToken: values["page-token"] ?? "" },
+          { state: name ? stateByName.get(name)! : SagaState.UNSPECIFIED, pageSize: limit, pageToken: values["page-token"] ?? "" },
           { headers },
         );
         if (values.json) io.out(JSON.stringify(page.sagas.map((s) => toJson(SagaSchema, s)), null, 2));

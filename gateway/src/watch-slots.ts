@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { createKeyedCounts } from "../../services/platform/keyed-counts.js";
 
 /** How many WatchOrder streams may be open at once. */
 export interface WatchLimits {
@@ -13,14 +14,9 @@ export interface WatchLimits {
  * caller could hold the gateway's and order's memory (500 watches: 285 MB and 220 MB).
  */
 export function createWatchSlots(limits: WatchLimits) {
-  const byCustomer = new Map<string, number>();
-  const byAddress = new Map<string, number>();
+  const byCustomer = createKeyedCounts();
+  const byAddress = createKeyedCounts();
   let open = 0;
-  const decrement = (counts: Map<string, number>, key: string) => {
-    const left = (counts.get(key) ?? 1) - 1;
-    if (left === 0) counts.delete(key);
-    else counts.set(key, left);
-  };
   return {
     /**
      * Takes a slot for a new watch, or throws RESOURCE_EXHAUSTED naming the limit reached.
@@ -28,24 +24,21 @@ export function createWatchSlots(limits: WatchLimits) {
      * one path (its end, an error, the caller leaving), and only the first counts.
      */
     acquire(customer: string, address: string): () => void {
-      const ofCustomer = byCustomer.get(customer) ?? 0;
-      if (ofCustomer >= limits.perCustomer) {
+      if (!byCustomer.tryTake(customer, limits.perCustomer)) {
         throw new ConnectError(`too many open WatchOrder streams: at most ${limits.perCustomer} per customer; close one first`, Code.ResourceExhausted);
       }
-      const ofAddress = byAddress.get(address) ?? 0;
-      if (ofAddress >= limits.perAddress) {
+      if (!byAddress.tryTake(address, limits.perAddress)) {
+        byCustomer.release(customer);
         throw new ConnectError(`too many open WatchOrder streams: at most ${limits.perAddress} per client address; close one first`, Code.ResourceExhausted);
       }
-      byCustomer.set(customer, ofCustomer + 1);
-      byAddress.set(address, ofAddress + 1);
       open++;
       let released = false;
       return () => {
         if (released) return;
         released = true;
         open--;
-        decrement(byCustomer, customer);
-        decrement(byAddress, address);
+        byCustomer.release(customer);
+        byAddress.release(address);
       };
     },
     /** Open watches in all, for the metrics. */

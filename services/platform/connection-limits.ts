@@ -68,7 +68,7 @@ export const defaultConnectionLimits: Readonly<ConnectionLimits> = {
 
 /**
  * How often timers are checked: a quarter of the shortest timeout, at most once a second,
- * so a timeout fires at most 25% (or 1 s) late, and a server costs one timer, not one per
+ * so a timeout fires at most 25% (or 1 s) late, and each sweep costs one timer, not one per
  * connection or stream.
  */
 export function checkIntervalMs(timeoutsMs: readonly number[]): number {

@@ -13,9 +13,14 @@ const unavailableSqlStates = /^(08...|57P0[123]|53300)$/;
  * followed.
  */
 export function isDatabaseUnavailable(err: unknown): boolean {
-  for (let current = err, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+  for (const current of causeChain(err)) {
     const code = (current as { code?: unknown }).code;
     if (typeof code === "string" && (connectionCodes.has(code) || unavailableSqlStates.test(code))) return true;
   }
   return false;
+}
+
+/** An error and its causes, outermost first; a few deep, as drizzle and the driver wrap. */
+export function* causeChain(err: unknown): Generator<Error> {
+  for (let current = err, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) yield current;
 }

@@ -60,6 +60,14 @@ export function capTimeoutHeaders(header: Headers, maxTimeoutMs: number): void {
 /** `ms` (at most MAX_TIMER_MS) as a grpc-timeout value, whose number has at most 8 digits. */
 const grpcTimeout = (ms: number) => (ms <= 99_999_999 ? `${ms}m` : `${Math.floor(ms / 1_000)}S`);
 
+/** Which timeout header a call's protocol reads, from its request's content type. */
+export const timeoutHeaderOf = (header: Headers) => (header.get("content-type")?.startsWith("application/grpc") ? GRPC_TIMEOUT : CONNECT_TIMEOUT);
+
+/** Tells the callee `ms` in `name`, one of the headers timeoutHeaderOf names. */
+export function setTimeoutHeader(header: Headers, name: string, ms: number): void {
+  header.set(name, name === GRPC_TIMEOUT ? grpcTimeout(ms) : String(ms));
+}
+
 /**
  * Server interceptor that records each call's deadline, capped at `maxTimeoutMs`, for the
  * client side to read. It wraps the whole handler, so clients used inside see it.

@@ -2,6 +2,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import type { Http2Server } from "node:http2";
 import type { Server as Http1Server } from "node:http";
 import { normalizeAddress } from "./client-address.js";
+import { createKeyedCounts } from "./keyed-counts.js";
 
 /** Every cleartext HTTP/2 connection opens with this preface (RFC 9113, section 3.4). */
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -28,7 +29,7 @@ export interface AcceptLimits {
  * the detection timeout is closed, since neither HTTP server has it yet to time it out.
  */
 export function createDualProtocolListener(http1: Http1Server, http2: Http2Server, limits: AcceptLimits): NetServer {
-  const perAddress = new Map<string, number>();
+  const perAddress = createKeyedCounts();
   const server = createNetServer((socket) => {
     socket.on("error", () => socket.destroy());
     if (!admit(socket)) return;
@@ -60,17 +61,11 @@ export function createDualProtocolListener(http1: Http1Server, http2: Http2Serve
   function admit(socket: Socket): boolean {
     const address = normalizeAddress(socket.remoteAddress ?? "unknown");
     if (limits.exempt?.(address)) return true;
-    const open = perAddress.get(address) ?? 0;
-    if (open >= limits.maxConnectionsPerAddress) {
+    if (!perAddress.tryTake(address, limits.maxConnectionsPerAddress)) {
       socket.destroy();
       return false;
     }
-    perAddress.set(address, open + 1);
-    socket.once("close", () => {
-      const left = (perAddress.get(address) ?? 1) - 1;
-      if (left === 0) perAddress.delete(address);
-      else perAddress.set(address, left);
-    });
+    socket.once("close", () => perAddress.release(address));
     return true;
   }
   return server;

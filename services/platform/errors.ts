@@ -105,7 +105,8 @@ export function createErrorMappingInterceptor(logger: Logger): Interceptor {
   };
 }
 
-async function* mappingErrors<T>(messages: AsyncIterable<T>, map: (err: unknown) => ConnectError): AsyncIterable<T> {
+/** A stream whose failure, however it comes, is thrown as `map` turns it. */
+export async function* mappingErrors<T>(messages: AsyncIterable<T>, map: (err: unknown) => unknown): AsyncIterable<T> {
   try {
     yield* messages;
   } catch (err) {

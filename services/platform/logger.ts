@@ -1,5 +1,6 @@
 import { pino, type DestinationStream, type Logger } from "pino";
 import { DrizzleQueryError } from "drizzle-orm/errors";
+import { causeChain } from "./db-errors.js";
 import type { LogLevel } from "./config.js";
 import { activeTraceIds } from "./telemetry.js";
 
@@ -29,7 +30,7 @@ export function createLogger(service: string, level: LogLevel, destination?: Des
  */
 function serializeError(err: unknown): unknown {
   const serialized = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
-  for (let current = err, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
+  for (const current of causeChain(err)) {
     if (!(current instanceof DrizzleQueryError)) continue;
     const shown = `params: ${current.params}`;
     const hidden = `params: [${current.params.length} hidden]`;

@@ -5,6 +5,7 @@ import { Code, ConnectError, createConnectRouter, createContextKey, createContex
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { capTimeoutHeaders, MAX_TIMER_MS } from "./deadline.js";
+import { mappingErrors } from "./errors.js";
 import type { Logger } from "./logger.js";
 
 export type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -12,6 +13,10 @@ export type NodeResponse = ServerResponse | Http2ServerResponse;
 
 /** The TCP peer of the call, available to interceptors through req.contextValues. */
 export const clientAddressKey = createContextKey<string>("unknown", { description: "client address" });
+
+/** One of each for every call: they hold no state between calls. */
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder();
 
 /**
  * connectNodeAdapter, plus corrections so that a client's mistake never looks like ours and
@@ -121,7 +126,7 @@ const isGrpcClientFault = (status: string | null | undefined, message: string | 
 
 /** gRPC's percent-encoding: only '%' and bytes outside printable ASCII are escaped. */
 function encodeGrpcMessage(message: string): string {
-  return [...new TextEncoder().encode(message)]
+  return [...utf8Encoder.encode(message)]
     .map((byte) => (byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`))
     .join("");
 }
@@ -144,16 +149,10 @@ async function correctErrorResponse(response: UniversalServerResponse): Promise<
 }
 
 /** A streaming request's input, with the client faults connect-es raises as INTERNAL reclassified. */
-const streamClientFaultInterceptor: Interceptor = (next) => (req) => (req.stream ? next({ ...req, message: reclassifyClientFaults(req.message) }) : next(req));
+const streamClientFaultInterceptor: Interceptor = (next) => (req) => (req.stream ? next({ ...req, message: mappingErrors(req.message, reclassifyClientFault) }) : next(req));
 
-async function* reclassifyClientFaults<T>(messages: AsyncIterable<T>): AsyncIterable<T> {
-  try {
-    yield* messages;
-  } catch (err) {
-    if (err instanceof ConnectError && err.code === Code.Internal && isClientFault(err.rawMessage)) throw new ConnectError(err.rawMessage, Code.InvalidArgument);
-    throw err;
-  }
-}
+const reclassifyClientFault = (err: unknown) =>
+  err instanceof ConnectError && err.code === Code.Internal && isClientFault(err.rawMessage) ? new ConnectError(err.rawMessage, Code.InvalidArgument) : err;
 
 const TRAILERS_FLAG = 0x80;
 const COMPRESSED_FLAG = 0x01;
@@ -165,12 +164,12 @@ const COMPRESSED_FLAG = 0x01;
 async function* rewriteTrailerFrames(body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
   for await (const chunk of body) {
     const flags = chunk[0]!;
-    const corrected = flags & TRAILERS_FLAG && !(flags & COMPRESSED_FLAG) ? correctTrailers(new TextDecoder().decode(chunk.subarray(5))) : undefined;
+    const corrected = flags & TRAILERS_FLAG && !(flags & COMPRESSED_FLAG) ? correctTrailers(utf8Decoder.decode(chunk.subarray(5))) : undefined;
     if (corrected === undefined) {
       yield chunk;
       continue;
     }
-    const trailers = new TextEncoder().encode(corrected);
+    const trailers = utf8Encoder.encode(corrected);
     const frame = new Uint8Array(5 + trailers.byteLength);
     frame[0] = flags;
     new DataView(frame.buffer).setUint32(1, trailers.byteLength);
@@ -200,7 +199,7 @@ async function rewriteConnectError(response: UniversalServerResponse, body: Asyn
     return replay(bytes); // not a Connect error body; pass it on untouched
   }
   if (error.code !== "internal" || !isClientFault(error.message)) return replay(bytes);
-  const rewritten = new TextEncoder().encode(JSON.stringify({ ...error, code: "invalid_argument" }));
+  const rewritten = utf8Encoder.encode(JSON.stringify({ ...error, code: "invalid_argument" }));
   response.header?.set("content-length", String(rewritten.byteLength));
   return { ...replay(rewritten), status: 400 };
 }

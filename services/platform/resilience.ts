@@ -16,7 +16,7 @@ import {
   timeout,
   wrap,
 } from "cockatiel";
-import { remainingBudgetMs } from "./deadline.js";
+import { remainingBudgetMs, setTimeoutHeader, timeoutHeaderOf } from "./deadline.js";
 import { withoutMetadata } from "./errors.js";
 import { createRetryBudget } from "./retry-budget.js";
 
@@ -170,7 +170,7 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
     const retried = req.method.idempotency !== Idempotency.IDEMPOTENCY_UNKNOWN && !req.stream;
     const stack = callerBound ? wrap(deadlineOf(budget), retried ? withRetry : breaker) : defaultBudget[retried ? "withRetry" : "withoutRetry"];
     const deadline = Date.now() + budget;
-    const timeoutHeader = req.header.get("content-type")?.startsWith("application/grpc") ? "grpc-timeout" : "connect-timeout-ms";
+    const timeoutHeader = timeoutHeaderOf(req.header);
     // Cockatiel derives `signal` from req.signal, so it already carries the caller's cancellation.
     const send = ({ signal }: IDefaultPolicyContext) => next({ ...req, signal });
     let lastAttemptFailure: unknown;
@@ -197,7 +197,7 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
       ownClock = !callerBound || left >= policy.attemptTimeoutMs;
       // The dependency is told the attempt's budget, in the protocol's timeout header.
       const attemptMs = Math.max(1, Math.ceil(Math.min(left, policy.attemptTimeoutMs)));
-      req.header.set(timeoutHeader, timeoutHeader === "grpc-timeout" ? `${attemptMs}m` : String(attemptMs));
+      setTimeoutHeader(req.header, timeoutHeader, attemptMs);
       attemptInFlight = true;
       try {
         const response = await attemptStack.execute(send, signal);

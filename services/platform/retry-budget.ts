@@ -13,8 +13,6 @@ export interface RetryBudget {
   recordFailure(): void;
   /** Whether a retry may be spent now: only while more than half the tokens are left. */
   allowsRetry(): boolean;
-  /** Tokens left, for tests and stats. */
-  tokens(): number;
 }
 
 /**
@@ -36,6 +34,5 @@ export function createRetryBudget(policy: RetryBudgetPolicy): RetryBudget {
       if (tokens > 0) tokens = Math.max(0, tokens - 1);
     },
     allowsRetry: () => tokens > threshold,
-    tokens: () => tokens,
   };
 }

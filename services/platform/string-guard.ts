@@ -4,9 +4,9 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { limits } from "../../gen/meshwork/v1/limits_pb.js";
 
 /** Characters a string field may hold without a `(meshwork.v1.limits).max_len` option. */
-export const DEFAULT_MAX_LEN = 128;
+const DEFAULT_MAX_LEN = 128;
 /** Items a repeated field or map may hold without a `(meshwork.v1.limits).max_items` option. */
-export const DEFAULT_MAX_ITEMS = 100;
+const DEFAULT_MAX_ITEMS = 100;
 
 /**
  * Enforces the contract's request limits (proto/meshwork/v1/limits.proto) before any

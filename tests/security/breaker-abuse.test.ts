@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { connect as connectTcp } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -9,6 +8,7 @@ import type { RunningServer } from "../../services/platform/server.js";
 import { eventually } from "../support/eventually.js";
 import { startGateway } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
+import { fromAddress } from "./from-address.js";
 
 /**
  * A caller can waste its own time, never everyone else's: a storm of calls whose deadline is
@@ -20,10 +20,7 @@ import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 const ATTACKER = "127.0.0.2";
 
 /** An HTTP/2 session from the attacker's address. */
-const attackerSession = (baseUrl: string) => {
-  const { hostname, port } = new URL(baseUrl);
-  return new Http2SessionManager(baseUrl, undefined, { createConnection: () => connectTcp({ host: hostname, port: Number(port), localAddress: ATTACKER }) });
-};
+const attackerSession = (baseUrl: string) => new Http2SessionManager(baseUrl, undefined, fromAddress(ATTACKER));
 
 /** Sends a deadline header and keeps no timer of its own, as curl or a hostile client does. */
 const deadlineHeader =

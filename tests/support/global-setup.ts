@@ -17,9 +17,9 @@ declare module "vitest" {
  * touch a developer's data or the machine's own services. Suites start their own
  * nats-server (tests/support/nats.ts), which they may kill.
  *
- * This is the one place durability is turned off (`durable: false`): the cluster is
- * deleted after the run. Everything else, the scratch meshes that suites start included,
- * runs Postgres durable.
+ * Its cluster runs with durability off (`durable: false`), as only the suite's throwaway
+ * clusters may: it is deleted after the run. Everything else, the scratch meshes that
+ * suites start included, runs Postgres durable.
  */
 export default async function setup(project: TestProject) {
   const scratch = mkdtempSync(join(tmpdir(), "meshwork-test-"));

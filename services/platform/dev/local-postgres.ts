@@ -17,8 +17,9 @@ export interface LocalPostgresOptions {
   log?: (line: string) => void;
   /**
    * Durability (fsync, synchronous_commit, full_page_writes) is on unless this is false.
-   * Only the vitest suite's own cluster (tests/support/global-setup.ts) passes false: its data
-   * is thrown away after the run, so a machine crash can lose nothing anyone was promised.
+   * Only the vitest suite's throwaway clusters pass false (tests/support/global-setup.ts, and
+   * suites that start one of their own to kill): their data is deleted after the run, so a
+   * machine crash can lose nothing anyone was promised.
    */
   durable?: boolean;
 }

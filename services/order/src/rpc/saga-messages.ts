@@ -27,7 +27,7 @@ export function sagaStateFilter(state: SagaState): KitSagaState | undefined {
 const toStepStatus = (step: SagaStepRow) => create(SagaStepStatusSchema, { name: step.name, state: step.state, attempts: step.attempts, lastError: step.lastError ?? "" });
 
 /** A saga's progress as every view shows it: where it is, how often it tried, what it met next. */
-function progress(saga: SagaRow) {
+function progress(saga: Omit<SagaRow, "payload">) {
   return {
     state: sagaStateToWire[saga.state],
     currentStep: saga.currentStep ?? "",
@@ -39,7 +39,9 @@ function progress(saga: SagaRow) {
 }
 
 /** GetOrder's view of the order's saga, payment tokens redacted. */
-export function toSagaStatus(saga: SagaWithSteps) {
+export function toSagaStatus({ payload: _notShown, ...saga }: SagaWithSteps) {
+  // GetOrder never shows the payload, so it is not copied through the redaction (every
+  // GetOrder and WatchOrder poll comes here).
   const shown = redactPaymentTokens(saga);
   return create(SagaStatusSchema, { ...progress(shown), steps: shown.steps.map(toStepStatus) });
 }
