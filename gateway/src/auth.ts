@@ -1,6 +1,7 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
-import { SignJWT, createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from "jose";
+import { SignJWT, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import type { DescService } from "@bufbuild/protobuf";
+import { isSafePrincipalId, PRINCIPAL_ID_RULE } from "../../services/platform/principal-id.js";
 import type { AuthConfig } from "./config.js";
 
 /** The authenticated customer of a call; empty for anonymous methods. */
@@ -9,47 +10,71 @@ export const customerKey = createContextKey<string>("", { description: "customer
 export interface Authenticator {
   /** The customer id a token speaks for; throws if the token is not valid. */
   verify(token: string): Promise<string>;
-  /** Signs a demo token; only the local authenticator can. */
+  /** Signs a demo token; only the local authenticator can. Throws InvalidArgument for an unsafe customer id. */
   issue?(customerId: string): Promise<{ token: string; expiresInSeconds: number }>;
 }
 
 const LOCAL_ISSUER = "meshwork-local";
 const AUDIENCE = "meshwork";
 const DEMO_TOKEN_SECONDS = 12 * 60 * 60;
+/** AUTH_MAX_TOKEN_LIFETIME_SECONDS when unset. */
+export const defaultMaxTokenLifetimeSeconds = 24 * 60 * 60;
+
+/**
+ * A token without an end would be good forever once leaked. jose's maxTokenAge is not used:
+ * it needs an iat (which not every provider sets) and bounds only the age since
+ * iat, so a freshly issued token whose exp is centuries away would still pass today.
+ */
+const requiredClaims = { requiredClaims: ["exp", "sub"] };
+
+/** The customer a verified payload names, if its lifetime and subject are acceptable. */
+function customerOf(payload: JWTPayload, maxLifetimeSeconds: number): string {
+  const now = Math.floor(Date.now() / 1000);
+  // Counted from now when iat is absent or in the future: an iat far ahead would otherwise
+  // make an exp just as far ahead look short-lived.
+  const issuedAt = Math.min(payload.iat ?? now, now);
+  // exp is there (requiredClaims) and a number (jose checks it).
+  if (payload.exp! - issuedAt > maxLifetimeSeconds) throw new Error(`token lives longer than ${maxLifetimeSeconds} s`);
+  if (typeof payload.sub !== "string" || !isSafePrincipalId(payload.sub)) throw new Error(`token subject ${PRINCIPAL_ID_RULE}`);
+  return payload.sub;
+}
 
 /**
  * Local mode: HS256 tokens signed with a shared secret, issued by IssueDemoToken so the
  * console and curl can act as any customer. JWKS mode: tokens from a real identity
- * provider, verified against its published keys.
+ * provider, verified against its published keys. Either way a token must carry a safe
+ * subject and an exp at most maxTokenLifetimeSeconds after it was issued.
  */
 export function createAuthenticator(config: AuthConfig): Authenticator {
+  const maxLifetime = config.maxTokenLifetimeSeconds ?? defaultMaxTokenLifetimeSeconds;
   if (config.mode === "jwks") {
     const keys: JWTVerifyGetKey = createRemoteJWKSet(new URL(config.jwksUrl));
     return {
       async verify(token) {
-        const { payload } = await jwtVerify(token, keys, { audience: config.audience, ...(config.issuer ? { issuer: config.issuer } : {}) });
-        if (!payload.sub) throw new Error("token has no subject");
-        return payload.sub;
+        const { payload } = await jwtVerify(token, keys, { ...requiredClaims, audience: config.audience, ...(config.issuer ? { issuer: config.issuer } : {}) });
+        return customerOf(payload, maxLifetime);
       },
     };
   }
   const secret = new TextEncoder().encode(config.secret);
+  // A demo token the gateway would itself refuse is no use to anyone.
+  const demoSeconds = Math.min(DEMO_TOKEN_SECONDS, maxLifetime);
   return {
     async verify(token) {
-      const { payload } = await jwtVerify(token, secret, { issuer: LOCAL_ISSUER, audience: AUDIENCE, algorithms: ["HS256"] });
-      if (!payload.sub) throw new Error("token has no subject");
-      return payload.sub;
+      const { payload } = await jwtVerify(token, secret, { ...requiredClaims, issuer: LOCAL_ISSUER, audience: AUDIENCE, algorithms: ["HS256"] });
+      return customerOf(payload, maxLifetime);
     },
     async issue(customerId) {
+      if (!isSafePrincipalId(customerId)) throw new ConnectError(`customer_id: ${PRINCIPAL_ID_RULE}`, Code.InvalidArgument);
       const token = await new SignJWT({})
         .setProtectedHeader({ alg: "HS256" })
         .setSubject(customerId)
         .setIssuer(LOCAL_ISSUER)
         .setAudience(AUDIENCE)
         .setIssuedAt()
-        .setExpirationTime(`${DEMO_TOKEN_SECONDS}s`)
+        .setExpirationTime(`${demoSeconds}s`)
         .sign(secret);
-      return { token, expiresInSeconds: DEMO_TOKEN_SECONDS };
+      return { token, expiresInSeconds: demoSeconds };
     },
   };
 }

@@ -1,7 +1,29 @@
 import type { WatchLimits } from "./watch-slots.js";
-import { commonConfig, integer, optionalString, port, requiredOneOf, url, type CommonConfig, type Env } from "../../services/platform/config.js";
+import { commonConfig, ConfigError, integer, optionalString, port, requiredOneOf, url, type CommonConfig, type Env } from "../../services/platform/config.js";
+import { defaultMaxTokenLifetimeSeconds } from "./auth.js";
 
-export type AuthConfig = { mode: "local"; secret: string } | { mode: "jwks"; jwksUrl: string; issuer: string; audience: string };
+export type AuthConfig = ({ mode: "local"; secret: string } | { mode: "jwks"; jwksUrl: string; issuer: string; audience: string }) & {
+  /** The longest a token may live, from its iat (or from now, without one) to its exp; unset: 24 h. */
+  maxTokenLifetimeSeconds?: number;
+};
+
+/** Public in this source: whoever holds it can mint a token for any customer. */
+const BUILT_IN_LOCAL_SECRET = "meshwork-local-development-secret-not-for-production";
+const MIN_LOCAL_SECRET_LENGTH = 32;
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "::1", "localhost"]);
+
+/**
+ * The built-in secret only where nobody else can reach the gateway; a secret of one's own
+ * long enough that it cannot be guessed offline from a single token.
+ */
+function localSecret(env: Env, host: string): string {
+  const secret = optionalString(env, "AUTH_LOCAL_SECRET", BUILT_IN_LOCAL_SECRET);
+  if (secret === BUILT_IN_LOCAL_SECRET && !LOOPBACK_HOSTS.has(host)) {
+    throw new ConfigError(`AUTH_LOCAL_SECRET must be set when HOST is "${host}": the built-in secret is public and only serves a gateway bound to loopback (127.0.0.1, ::1, localhost)`);
+  }
+  if (secret.length < MIN_LOCAL_SECRET_LENGTH) throw new ConfigError(`AUTH_LOCAL_SECRET must be at least ${MIN_LOCAL_SECRET_LENGTH} characters, got ${secret.length}`);
+  return secret;
+}
 
 export interface GatewayConfig extends CommonConfig {
   port: number;
@@ -23,8 +45,10 @@ export interface GatewayConfig extends CommonConfig {
 export function loadConfig(env: Env): GatewayConfig {
   // No default: demo tokens for anyone must be asked for, never fallen into.
   const mode = requiredOneOf(env, "AUTH_MODE", ["local", "jwks"] as const);
+  const common = commonConfig(env);
+  const maxTokenLifetimeSeconds = integer(env, "AUTH_MAX_TOKEN_LIFETIME_SECONDS", defaultMaxTokenLifetimeSeconds, { min: 60, max: 30 * 24 * 60 * 60 });
   return {
-    ...commonConfig(env),
+    ...common,
     // The public edge gets a tighter body limit than the internal services.
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 64 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
     port: port(env, "GATEWAY_PORT", 8080),
@@ -34,8 +58,8 @@ export function loadConfig(env: Env): GatewayConfig {
     notificationUrl: url(env, "NOTIFICATION_URL", "http://127.0.0.1:50054"),
     auth:
       mode === "local"
-        ? { mode, secret: optionalString(env, "AUTH_LOCAL_SECRET", "meshwork-local-development-secret-not-for-production") }
-        : { mode, jwksUrl: url(env, "AUTH_JWKS_URL"), issuer: optionalString(env, "AUTH_ISSUER", ""), audience: optionalString(env, "AUTH_AUDIENCE", "meshwork") },
+        ? { mode, secret: localSecret(env, common.host), maxTokenLifetimeSeconds }
+        : { mode, jwksUrl: url(env, "AUTH_JWKS_URL"), issuer: optionalString(env, "AUTH_ISSUER", ""), audience: optionalString(env, "AUTH_AUDIENCE", "meshwork"), maxTokenLifetimeSeconds },
     rateLimit: {
       perSecond: integer(env, "RATE_LIMIT_PER_SECOND", 20, { min: 1, max: 100_000 }),
       burst: integer(env, "RATE_LIMIT_BURST", 40, { min: 1, max: 100_000 }),

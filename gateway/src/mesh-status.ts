@@ -9,7 +9,8 @@ export interface MeshStatus {
 
 /**
  * Health of every service (grpc.health.v1 probes) and the state of the gateway's own
- * circuit breakers.
+ * circuit breakers. Served anonymously on the public port, so it names services and never
+ * says where they are: ServiceHealth.address stays empty.
  */
 export function createMeshStatus(services: { name: string; url: string }[], breakers: () => DependencyStats[]): MeshStatus {
   const probes = services.map((service) => ({ ...service, probe: createHealthProbe(service.url) }));
@@ -18,7 +19,7 @@ export function createMeshStatus(services: { name: string; url: string }[], brea
       const health = await Promise.all(
         probes.map(async (probe) => {
           const status = await probe.probe.check().catch(() => "UNREACHABLE");
-          return { $typeName: "shop.gateway.v1.ServiceHealth" as const, name: probe.name, address: probe.url, status };
+          return { $typeName: "shop.gateway.v1.ServiceHealth" as const, name: probe.name, address: "", status };
         }),
       );
       return {

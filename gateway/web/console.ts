@@ -55,7 +55,7 @@ async function loadOrders() {
 
 async function loadMesh() {
   const status = await storefront.getMeshStatus({});
-  $("#services tbody").replaceChildren(...status.services.map((s) => row(cell(s.name), cell(s.address), cell(s.status, s.status))));
+  $("#services tbody").replaceChildren(...status.services.map((s) => row(cell(s.name), cell(s.status, s.status))));
   $("#breakers tbody").replaceChildren(...status.breakers.map((b) => row(cell(b.dependency), cell(b.state, b.state), cell(String(b.calls)), cell(String(b.failures)), cell(String(b.rejected)))));
 }
 
