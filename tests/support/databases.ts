@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { inject } from "vitest";
+import { provisionServiceRoles, serviceDatabaseUrl } from "../../services/platform/dev/database-roles.js";
 
 /**
  * A fresh, empty database on the test cluster, so every suite starts from nothing and
- * suites can run in parallel without seeing each other's rows.
+ * suites can run in parallel without seeing each other's rows. Returns its superuser URL.
  */
 export async function createTestDatabase(): Promise<string> {
   const adminUrl = inject("postgresUrl");
@@ -18,6 +19,32 @@ export async function createTestDatabase(): Promise<string> {
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   return url.toString();
+}
+
+export type DatabaseService = "inventory" | "payment" | "order" | "notification";
+
+/** Each service's role (named after it) and the schema it owns. */
+export const serviceSchemas: Record<DatabaseService, string> = { inventory: "inventory", payment: "payment", order: "orders", notification: "notification" };
+
+/**
+ * Fixed, since roles belong to the whole test cluster and every suite's databases share
+ * them: a password that changed per suite would lock out the suites running alongside.
+ */
+export const testRolePassword = (service: DatabaseService) => `test-${service}-role`;
+
+/**
+ * A fresh database (as {@link createTestDatabase}) with every service's own role
+ * provisioned in it, as `npm start` provisions them: the admin URL, and each service's URL.
+ */
+export async function createServiceDatabases(): Promise<{ adminUrl: string; urls: Record<DatabaseService, string> }> {
+  const adminUrl = await createTestDatabase();
+  const services = Object.keys(serviceSchemas) as DatabaseService[];
+  await provisionServiceRoles(
+    adminUrl,
+    services.map((service) => ({ role: service, schema: serviceSchemas[service], password: testRolePassword(service) })),
+  );
+  const urls = Object.fromEntries(services.map((service) => [service, serviceDatabaseUrl(adminUrl, service, testRolePassword(service))]));
+  return { adminUrl, urls: urls as Record<DatabaseService, string> };
 }
 
 /** A small pool for assertions against a database, closed by the caller. */
