@@ -1,8 +1,9 @@
 import { spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
 import { startLocalPostgres } from "../../services/platform/dev/local-postgres.js";
 import { freePort } from "../../services/platform/dev/tcp.js";
@@ -36,7 +37,7 @@ async function processWithPostgres(dataDir: string): Promise<{ child: ReturnType
   const port = await freePort();
   const program = `
     const { startLocalPostgres } = await import(${JSON.stringify(localPostgres)});
-    await startLocalPostgres({ dataDir: ${JSON.stringify(dataDir)}, port: ${port}, durable: false });
+    await startLocalPostgres({ dataDir: ${JSON.stringify(dataDir)}, port: ${port}, superuserPassword: "signal-test", durable: false });
     process.stdout.write("ready\\n");
     setInterval(() => {}, 1000);
   `;
@@ -71,6 +72,41 @@ describe("local Postgres (startLocalPostgres)", () => {
     });
   }
 
+  it("moves a cluster with the former built-in superuser password and cleartext rules to the given password and SCRAM, once", async () => {
+    const dataDir = join(scratch, "former");
+    const port = await freePort();
+    const start = (superuserPassword: string, log?: (line: string) => void) => startLocalPostgres({ dataDir, port, superuserPassword, durable: false, log });
+    await (await start("postgres")).stop();
+    // What initdb --auth=password wrote for every cluster before.
+    writeFileSync(join(dataDir, "pg_hba.conf"), ["local all all password", "host all all 127.0.0.1/32 password", "host all all ::1/128 password"].join("\n"));
+    const urlWith = (password: string) => `postgres://postgres:${password}@127.0.0.1:${port}/meshwork`;
+    const query = async (url: string) => {
+      const sql = postgres(url, { max: 1, onnotice: () => {} });
+      try {
+        return await sql<{ auth_method: string }[]>`select distinct auth_method from pg_hba_file_rules`;
+      } finally {
+        await sql.end({ timeout: 1 });
+      }
+    };
+
+    const logged: string[] = [];
+    const moved = await start("new-secret", (line) => logged.push(line));
+    try {
+      expect(moved.url).toBe(urlWith("new-secret"));
+      expect((await query(moved.url)).map((rule) => rule.auth_method)).toEqual(["scram-sha-256"]);
+      await expect(query(urlWith("postgres"))).rejects.toMatchObject({ code: "28P01" });
+    } finally {
+      await moved.stop();
+    }
+    expect(logged.filter((line) => line.includes("former built-in password"))).toHaveLength(1);
+
+    await (await start("new-secret", (line) => logged.push(line))).stop();
+    expect(logged.filter((line) => line.includes("former built-in password"))).toHaveLength(1); // once
+
+    await expect(start("wrong-secret")).rejects.toThrow(/does not open the Postgres cluster/);
+    expect(existsSync(join(dataDir, "postmaster.pid"))).toBe(false); // stopped, not left running
+  });
+
   it.runIf(process.getuid?.() === 0)("as root, refuses a TMPDIR that another user could swap the binary copies out of", async () => {
     const shared = join(scratch, "shared-tmp");
     mkdirSync(shared);
@@ -78,7 +114,7 @@ describe("local Postgres (startLocalPostgres)", () => {
     const before = process.env["TMPDIR"];
     process.env["TMPDIR"] = shared;
     try {
-      const started = startLocalPostgres({ dataDir: join(scratch, "refused"), port: await freePort(), durable: false });
+      const started = startLocalPostgres({ dataDir: join(scratch, "refused"), port: await freePort(), superuserPassword: "refused-test", durable: false });
       await expect(started).rejects.toThrow(/shared-tmp is writable by others \(mode 777\) without the sticky bit.*TMPDIR=\/tmp/);
     } finally {
       if (before === undefined) delete process.env["TMPDIR"];

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,7 +8,7 @@ import { freePort } from "../../services/platform/dev/tcp.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
-    /** Superuser URL of the test cluster's `meshwork` database; suites create their own. */
+    /** Superuser URL (password included) of the test cluster's `meshwork` database; suites create their own. */
     postgresUrl: string;
   }
 }
@@ -23,7 +24,12 @@ declare module "vitest" {
  */
 export default async function setup(project: TestProject) {
   const scratch = mkdtempSync(join(tmpdir(), "meshwork-test-"));
-  const postgres = await startLocalPostgres({ dataDir: join(scratch, "postgres"), port: await freePort(), durable: false });
+  const postgres = await startLocalPostgres({
+    dataDir: join(scratch, "postgres"),
+    port: await freePort(),
+    superuserPassword: randomBytes(18).toString("base64url"),
+    durable: false,
+  });
   project.provide("postgresUrl", postgres.url);
   return async () => {
     await postgres.stop();

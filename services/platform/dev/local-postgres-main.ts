@@ -2,13 +2,17 @@
  * Runs embedded Postgres as its own process for the supervisor, so that `npm start`'s Ctrl-C
  * reaches the supervisor alone and Postgres is stopped last, cleanly. Durable, as `npm start`
  * must be.
- * Usage: local-postgres-main.ts <dataDir> <port>; reports {"url"} over IPC when ready.
+ * Usage: local-postgres-main.ts <dataDir> <port> <superuserPasswordFile>; reports {"url"} over
+ * IPC when ready. The password comes in a file (one line), never on the command line, where
+ * every user of the machine could read it.
  */
+import { readFileSync } from "node:fs";
 import { startLocalPostgres } from "./local-postgres.js";
 
-const [dataDir, port] = process.argv.slice(2);
-if (!dataDir || !port) throw new Error("usage: local-postgres-main.ts <dataDir> <port>");
-const pg = await startLocalPostgres({ dataDir, port: Number(port), log: (line) => process.stderr.write(`${line}\n`) });
+const [dataDir, port, passwordFile] = process.argv.slice(2);
+if (!dataDir || !port || !passwordFile) throw new Error("usage: local-postgres-main.ts <dataDir> <port> <superuserPasswordFile>");
+const superuserPassword = readFileSync(passwordFile, "utf8").replace(/\r?\n$/, "");
+const pg = await startLocalPostgres({ dataDir, port: Number(port), superuserPassword, log: (line) => process.stderr.write(`${line}\n`) });
 process.send?.({ url: pg.url });
 let stopping: Promise<void> | undefined;
 const stopAndExit = () => (stopping ??= pg.stop().then(() => process.exit(0)));

