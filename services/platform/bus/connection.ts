@@ -15,19 +15,52 @@ export interface BusConnection {
 }
 
 /**
+ * A user's private inbox prefix: replies to its requests, and deliveries of its consumers,
+ * go to subjects under it, which its permissions let only that user subscribe to.
+ */
+export const natsInboxPrefix = (user: string) => `_INBOX_${user}`;
+
+/** NATS_URL with its password masked, for logs. */
+export function redactNatsUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.href;
+  } catch {
+    return "(unparsable NATS URL)";
+  }
+}
+
+/**
+ * NATS_URL is nats://<user>:<password>@host:port. nats.js ignores a URL's userinfo (it would
+ * even read the port from a password that starts with digits), so the credentials are taken
+ * out here and given to connect as user and pass.
+ */
+function connectOptions(url: string) {
+  const parsed = new URL(url);
+  const server = `${parsed.protocol}//${parsed.host}`;
+  if (!parsed.username) return { servers: server };
+  const user = decodeURIComponent(parsed.username);
+  return { servers: server, user, pass: decodeURIComponent(parsed.password), inboxPrefix: natsInboxPrefix(user) };
+}
+
+/**
  * One NATS connection per process, retried forever: the first connect, and any reconnect
  * after NATS restarts. Publishes and consumers simply wait; the outbox holds events until
- * then, so an outage delays events and loses none.
+ * then, so an outage delays events and loses none. A refused sign-in is retried, and
+ * logged, the same way.
  */
 export function connectBus(options: { url: string; name: string; logger: Logger }): BusConnection {
   const { logger } = options;
+  const credentials = connectOptions(options.url);
+  const url = redactNatsUrl(options.url);
   let closed = false;
   let connection: NatsConnection | undefined;
   const ready = (async (): Promise<Bus> => {
     for (let attempt = 1; ; attempt++) {
       try {
         connection = await connect({
-          servers: options.url,
+          ...credentials,
           name: options.name,
           maxReconnectAttempts: -1,
           reconnectTimeWait: 500,
@@ -36,12 +69,12 @@ export function connectBus(options: { url: string; name: string; logger: Logger 
         // JetStream may still be starting up after the server accepts connections.
         const bus = { nc: connection, js: jetstream(connection), jsm: await jetstreamManager(connection) };
         watchStatus(connection);
-        logger.info({ url: options.url }, "connected to NATS");
+        logger.info({ url }, "connected to NATS");
         return bus;
       } catch (err) {
         await connection?.close().catch(() => {});
         if (closed) throw new Error("bus closed before it connected");
-        if (attempt === 1 || attempt % 20 === 0) logger.warn({ err, url: options.url, attempt }, "NATS not reachable yet; retrying");
+        if (attempt === 1 || attempt % 20 === 0) logger.warn({ err, url, attempt }, "NATS not reachable yet; retrying");
         await new Promise((resolve) => setTimeout(resolve, Math.min(250 * attempt, 2_000)));
       }
     }
@@ -50,6 +83,8 @@ export function connectBus(options: { url: string; name: string; logger: Logger 
     void (async () => {
       for await (const status of nc.status()) {
         if (status.type === "disconnect" || status.type === "reconnect") logger.info({ status: status.type }, "NATS connection status");
+        // A permission the server refused, say: the operation fails too, but this names the subject.
+        else if (status.type === "error") logger.warn({ err: status.error }, "NATS reported an error");
       }
     })();
   }

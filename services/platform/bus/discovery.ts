@@ -58,16 +58,64 @@ export interface ServiceDirectory {
   stop(): void;
 }
 
+const isText = (value: unknown): value is string => typeof value === "string" && value !== "";
+
+/**
+ * The instance a registry entry announces, or why it is not believed. Its key must be
+ * `<service>.<id>` of its own fields, with an id of one key token, so an entry written under
+ * one service's keys (the only ones its writer's NATS user may write) cannot claim another
+ * service; and its address must be an http(s) URL with a host.
+ */
+export function parseRegistryEntry(key: string, value: string): Instance | { rejected: string } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return { rejected: "not JSON" };
+  }
+  const entry = (typeof parsed === "object" && parsed !== null ? parsed : {}) as Partial<Record<keyof Instance, unknown>>;
+  const { service, id, address, version, health, updatedAt } = entry;
+  if (!isText(service) || !isText(id) || !isText(address) || typeof version !== "string" || !isText(health)) return { rejected: "missing fields" };
+  if (id.includes(".") || key !== keyOf(service, id)) return { rejected: "key is not <service>.<id> of the entry" };
+  let url: URL;
+  try {
+    url = new URL(address);
+  } catch {
+    return { rejected: "address is not a URL" };
+  }
+  if ((url.protocol !== "http:" && url.protocol !== "https:") || url.hostname === "") return { rejected: "address is not an http(s) URL with a host" };
+  return { service, id, address, version, health, updatedAt: typeof updatedAt === "number" ? updatedAt : 0 };
+}
+
 /**
  * Follows the registry bucket and answers which instances of a service are live: announced
- * as SERVING, and renewed within the TTL (an expired entry leaves no delete marker, so age
- * is checked here too).
+ * as SERVING, and received within the TTL. Age counts from when this process received the
+ * entry, never from its `updatedAt`, which its writer chooses: an entry from the future
+ * expires like any other unless it is renewed (an expired entry leaves no delete marker, so
+ * age is checked here too). An entry that fails `parseRegistryEntry` is ignored, and logged
+ * once per key.
  */
 export function createServiceDirectory(options: { bus: BusConnection; ttlMs?: number; logger: Logger }): ServiceDirectory {
   const ttlMs = options.ttlMs ?? 15_000;
-  const known = new Map<string, Instance>();
+  const known = new Map<string, { instance: Instance; receivedAt: number }>();
+  // Keys whose entry was refused, so a writer renewing a bad entry is logged once; bounded, as anyone may write keys.
+  const refused = new Set<string>();
   let stopped = false;
   let stopWatch: (() => void) | undefined;
+  const receive = (key: string, value: string) => {
+    const instance = parseRegistryEntry(key, value);
+    if ("rejected" in instance) {
+      known.delete(key);
+      if (!refused.has(key)) {
+        if (refused.size >= 1_000) refused.clear();
+        refused.add(key);
+        options.logger.debug({ key: key.slice(0, 200), reason: instance.rejected }, "ignoring a registry entry");
+      }
+      return;
+    }
+    refused.delete(key);
+    known.set(key, { instance, receivedAt: Date.now() });
+  };
   const follow = async () => {
     while (!stopped) {
       try {
@@ -75,8 +123,11 @@ export function createServiceDirectory(options: { bus: BusConnection; ttlMs?: nu
         const watch = await kv.watch();
         stopWatch = () => watch.stop();
         for await (const entry of watch) {
-          if (entry.operation === "PUT") known.set(entry.key, JSON.parse(entry.string()) as Instance);
-          else known.delete(entry.key);
+          if (entry.operation === "PUT") receive(entry.key, entry.string());
+          else {
+            known.delete(entry.key);
+            refused.delete(entry.key);
+          }
         }
       } catch (err) {
         if (!stopped) options.logger.debug({ err }, "service directory watch interrupted; resuming");
@@ -88,7 +139,7 @@ export function createServiceDirectory(options: { bus: BusConnection; ttlMs?: nu
   return {
     instances(service) {
       const now = Date.now();
-      return [...known.values()].filter((i) => i.service === service && i.health === "SERVING" && now - i.updatedAt < ttlMs);
+      return [...known.values()].filter(({ instance, receivedAt }) => instance.service === service && instance.health === "SERVING" && now - receivedAt < ttlMs).map(({ instance }) => instance);
     },
     stop() {
       stopped = true;
