@@ -66,7 +66,7 @@ const isText = (value: unknown): value is string => typeof value === "string" &&
  * one service's keys (the only ones its writer's NATS user may write) cannot claim another
  * service; and its address must be an http(s) URL with a host.
  */
-export function parseRegistryEntry(key: string, value: string): Instance | { rejected: string } {
+function parseRegistryEntry(key: string, value: string): Instance | { rejected: string } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(value);
