@@ -1,19 +1,13 @@
 /**
- * The container's entry point: `run-service.ts <name>` starts one deployable, so a single
- * image serves every service (`docker run meshwork order`).
+ * The container's entry point: `run-service.ts <name>` starts one deployable of the manifest,
+ * so a single image serves every service (`docker run meshwork order`).
  */
-const entries: Record<string, string> = {
-  order: "../services/order/main.js",
-  inventory: "../services/inventory/main.js",
-  payment: "../services/payment/main.js",
-  notification: "../services/notification/main.js",
-  gateway: "../gateway/main.js",
-};
+import { meshDeployables } from "../services/platform/dev/mesh.js";
 
 const name = process.argv[2] ?? "";
-const entry = entries[name];
-if (!entry) {
-  console.error(`usage: run-service.ts <${Object.keys(entries).join("|")}>`);
+const deployable = meshDeployables.find((d) => d.name === name);
+if (!deployable) {
+  console.error(`usage: run-service.ts <${meshDeployables.map((d) => d.name).join("|")}>`);
   process.exit(2);
 }
-await import(entry);
+await import(new URL(`../${deployable.main}`, import.meta.url).href);

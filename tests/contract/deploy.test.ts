@@ -1,44 +1,124 @@
-import { existsSync, readFileSync, readdirSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { describe, expect, it } from "vitest";
+import { spawnSync } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative, resolve } from "node:path";
+import { getOption, type DescService } from "@bufbuild/protobuf";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
+import { access } from "../../gen/meshwork/v1/access_pb.js";
 import type { Env } from "../../services/platform/config.js";
+import { meshDeployables, type Deployable, type MeshServiceName } from "../../services/platform/dev/mesh.js";
+import { natsPasswordVariable, OPERATOR_NATS_USER } from "../../services/platform/dev/nats-accounts.js";
 import { loadConfig as orderConfig } from "../../services/order/src/config.js";
 import { loadConfig as inventoryConfig } from "../../services/inventory/src/config.js";
 import { loadConfig as paymentConfig } from "../../services/payment/src/config.js";
 import { loadConfig as notificationConfig } from "../../services/notification/src/config.js";
 import { loadConfig as gatewayConfig } from "../../gateway/src/config.js";
+import { databasePasswordVariable, generateSecrets } from "../../deploy/generate-secrets.js";
+import { natsConfigFiles } from "../../deploy/nats-config.js";
 
 /**
  * No Docker engine or cluster runs here, so the deployment is checked by reading it: every
- * manifest parses, and the invariants a production rollout relies on hold.
+ * manifest parses, and the invariants a zero-trust rollout relies on hold for every deployable
+ * of the manifest (services/platform/dev/mesh.ts), with the callers each may admit read from
+ * the contract's (meshwork.v1.access) options.
  */
-const deploy = resolve(import.meta.dirname, "../../deploy");
-const loaders: Record<string, (env: Env) => { port: number }> = {
+const root = resolve(import.meta.dirname, "../..");
+const deploy = join(root, "deploy");
+
+type Loaded = { port: number; opsPort: number; meshTls: { certFile: string; keyFile: string; caFile: string } | "off" };
+const loaders: Record<MeshServiceName, (env: Env) => Loaded> = {
   order: orderConfig,
   inventory: inventoryConfig,
   payment: paymentConfig,
   notification: notificationConfig,
   gateway: gatewayConfig,
 };
-const services = Object.keys(loaders);
+const deployables: readonly Deployable[] = meshDeployables;
+const names = deployables.map((d) => d.name as MeshServiceName);
+const withSchema = deployables.filter((d) => d.schema !== undefined).map((d) => d.name);
+/** NATS users and mesh identities alike. */
+const principals = [...names, OPERATOR_NATS_USER];
+const byName = (name: string) => deployables.find((d) => d.name === name)!;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- manifests are untyped YAML
 type Doc = any;
-const docsIn = (dir: string): Doc[] =>
-  readdirSync(dir)
-    .filter((f) => f.endsWith(".yaml"))
-    .flatMap((f) => parseAllDocuments(readFileSync(join(dir, f), "utf8")).map((d) => d.toJS()))
+const yamlDocs = (file: string): Doc[] =>
+  parseAllDocuments(readFileSync(file, "utf8"))
+    .map((d) => d.toJS())
     .filter(Boolean);
+const docsIn = (dir: string): Doc[] => readdirSync(dir).filter((f) => f.endsWith(".yaml")).flatMap((f) => yamlDocs(join(dir, f)));
 const base = docsIn(join(deploy, "k8s/base"));
 const find = (kind: string, name: string) => base.find((d) => d.kind === kind && d.metadata?.name === name);
+const overlay = parse(readFileSync(join(deploy, "k8s/overlays/local/kustomization.yaml"), "utf8"));
+const compose = parse(readFileSync(join(deploy, "compose.yaml"), "utf8"), { merge: true });
 
-/** A container's environment as the process would see it: secrets and the pod IP stood in for, $(VAR) expanded as Kubernetes does. */
-function envOf(container: Doc): Env {
-  const placeholders: Record<string, string> = { DATABASE_URL: "postgres://user:secret@postgres:5432/db", AUTH_JWKS_URL: "http://idp.example/jwks.json", POD_IP: "10.1.2.3" };
+const podOf = (name: string) => find("Deployment", name).spec.template.spec;
+const containerOf = (name: string) => podOf(name).containers[0];
+const portNamed = (container: Doc, name: string): number => container.ports.find((p: Doc) => p.name === name).containerPort;
+/** The port a deployable serves on: the mesh port (mTLS), or the public one if its contract admits "anyone" or "customer". */
+const servingPortName = (name: string) => (contract(name).public ? "http" : "rpc");
+
+/** Long enough for every check a loader makes of a secret (the gateway wants 32 characters). */
+const SECRET_STANDIN = "stand-in-for-a-value-from-a-kubernetes-secret";
+
+/** A container's environment as the process would see it: secrets and config maps stood in for, $(VAR) expanded as Kubernetes does. */
+function envOf(container: Doc, extra: Doc[] = []): Env {
   const env: Record<string, string> = {};
-  for (const e of container.env) env[e.name] = (e.value ?? placeholders[e.name] ?? "from-a-secret").replace(/\$\((\w+)\)/g, (_: string, name: string) => env[name] ?? "");
+  const entries = [...container.env.filter((e: Doc) => !extra.some((x) => x.name === e.name)), ...extra];
+  for (const e of entries) {
+    const raw = e.value ?? (e.valueFrom?.secretKeyRef ? SECRET_STANDIN : e.valueFrom?.fieldRef ? "10.1.2.3" : "http://idp.example/jwks.json");
+    env[e.name] = String(raw).replace(/\$\((\w+)\)/g, (_: string, name: string) => env[name] ?? "");
+  }
   return env;
+}
+
+/** Every Secret a pod spec refers to: env, envFrom, secret and projected volumes. */
+function secretsOf(pod: Doc): string[] {
+  const containers = [...(pod.initContainers ?? []), ...pod.containers];
+  const refs = [
+    ...containers.flatMap((c: Doc) => (c.env ?? []).map((e: Doc) => e.valueFrom?.secretKeyRef?.name)),
+    ...containers.flatMap((c: Doc) => (c.envFrom ?? []).map((e: Doc) => e.secretRef?.name)),
+    ...(pod.volumes ?? []).flatMap((v: Doc) => [v.secret?.secretName, ...(v.projected?.sources ?? []).map((s: Doc) => s.secret?.name)]),
+  ];
+  return [...new Set(refs.filter(Boolean))].sort();
+}
+
+// The contract: every generated service descriptor, by its protobuf name.
+const descriptors = new Map<string, DescService>();
+for (const context of readdirSync(join(root, "gen/shop"))) {
+  const dir = join(root, "gen/shop", context, "v1");
+  for (const file of readdirSync(dir).filter((f) => f.endsWith("_service_pb.ts"))) {
+    const module = (await import(join(dir, file))) as Record<string, { kind?: string }>;
+    for (const value of Object.values(module)) if (value.kind === "service") descriptors.set((value as DescService).typeName, value as DescService);
+  }
+}
+/** The deployables the contract lets call `name`'s RPCs (over every service it serves), and whether customers or anyone may too. */
+function contract(name: string): { callers: string[]; public: boolean } {
+  const admitted = byName(name).serves.flatMap((typeName) => {
+    const service = descriptors.get(typeName);
+    if (!service) throw new Error(`${name} serves ${typeName}, which has no generated descriptor`);
+    return service.methods.flatMap((method) => getOption(method, access).callers);
+  });
+  const outside = new Set([OPERATOR_NATS_USER, "anyone", "customer"]); // operators come through port-forward, the rest through the ingress
+  return { callers: [...new Set(admitted.filter((c) => !outside.has(c)))].sort(), public: admitted.some((c) => c === "anyone" || c === "customer") };
+}
+
+/** The pods (by app.kubernetes.io/name) and namespaces one ingress rule admits. */
+function admitted(rule: Doc): { pods: string[]; namespaces: string[]; other: Doc[] } {
+  const from: Doc[] = rule.from ?? [{ anything: true }];
+  return {
+    pods: from.filter((f) => f.podSelector && !f.namespaceSelector).map((f) => f.podSelector.matchLabels["app.kubernetes.io/name"]).sort(),
+    namespaces: from.filter((f) => f.namespaceSelector && !f.podSelector).map((f) => f.namespaceSelector.matchLabels["kubernetes.io/metadata.name"]).sort(),
+    other: from.filter((f) => !(f.podSelector && !f.namespaceSelector) && !(f.namespaceSelector && !f.podSelector)),
+  };
+}
+/** A NetworkPolicy's ingress rules by port; a rule without ports (every port) under "*". */
+function rulesByPort(policy: Doc): Map<number | "*", Doc> {
+  const rules = new Map<number | "*", Doc>();
+  for (const rule of policy.spec.ingress ?? []) for (const port of rule.ports?.map((p: Doc) => p.port) ?? ["*"]) rules.set(port, rule);
+  return rules;
 }
 
 describe("Kubernetes manifests (kustomize base)", () => {
@@ -46,26 +126,34 @@ describe("Kubernetes manifests (kustomize base)", () => {
     for (const dir of ["k8s/base", "k8s/overlays/local"]) {
       const kustomization = parse(readFileSync(join(deploy, dir, "kustomization.yaml"), "utf8"));
       for (const resource of kustomization.resources) expect(existsSync(join(deploy, dir, resource)), `${dir}: ${resource}`).toBe(true);
+      for (const generated of kustomization.configMapGenerator ?? []) for (const file of generated.files ?? []) expect(existsSync(join(deploy, dir, file.split("=").pop())), `${dir}: ${file}`).toBe(true);
     }
   });
 
-  it.each(services)("%s has a Deployment, Service, ServiceAccount and PodDisruptionBudget", (name) => {
+  it("deploy exactly the manifest's deployables", () => {
+    expect(base.filter((d) => d.kind === "Deployment").map((d) => d.metadata.name).sort()).toEqual([...names].sort());
+    expect(Object.keys(loaders).sort()).toEqual([...names].sort());
+  });
+
+  it.each(names)("%s has a Deployment, Service, ServiceAccount and PodDisruptionBudget", (name) => {
     const deployment = find("Deployment", name);
-    expect(deployment).toBeDefined();
     expect(find("Service", name)?.spec.selector).toEqual(deployment.spec.selector.matchLabels);
-    expect(find("ServiceAccount", name)).toBeDefined();
+    expect(find("ServiceAccount", name).automountServiceAccountToken).toBe(false);
     expect(deployment.spec.template.spec.serviceAccountName).toBe(name);
     expect(find("PodDisruptionBudget", name)?.spec.selector.matchLabels).toEqual(deployment.spec.selector.matchLabels);
   });
 
-  it.each(services)("%s probes gRPC health, sets resources, and runs non-root on a read-only filesystem", (name) => {
-    const pod = find("Deployment", name).spec.template.spec;
-    const [container] = pod.containers;
-    const port = container.ports[0].containerPort;
-    expect(container.readinessProbe.grpc.port).toBe(port);
-    expect(container.livenessProbe.grpc.port).toBe(port);
+  it.each(names)("%s is probed and scraped on its plaintext ops port, sets resources, and runs non-root on a read-only filesystem", (name) => {
+    const pod = podOf(name);
+    const container = containerOf(name);
+    const ops = portNamed(container, "ops");
+    expect(ops).toBe(byName(name).defaultOpsPort);
+    expect(loaders[name](envOf(container)).opsPort).toBe(ops);
+    expect(container.readinessProbe.grpc.port).toBe(ops);
+    expect(container.livenessProbe.grpc.port).toBe(ops);
     expect(container.livenessProbe.grpc.service ?? "").toBe(""); // liveness never follows dependencies
     expect(container.readinessProbe.grpc.service).toBe(name === "gateway" ? "" : "readiness");
+    expect(find("Deployment", name).spec.template.metadata.annotations["prometheus.io/port"]).toBe(String(ops));
     expect(container.resources.requests.cpu).toBeDefined();
     expect(container.resources.limits.memory).toBeDefined();
     expect(pod.securityContext.runAsNonRoot).toBe(true);
@@ -73,61 +161,327 @@ describe("Kubernetes manifests (kustomize base)", () => {
     expect(container.volumeMounts).toContainEqual({ name: "tmp", mountPath: "/tmp" }); // tsx's cache
   });
 
-  it.each(services)("%s gets every variable its loadConfig requires, and listens where it is probed", (name) => {
-    const [container] = find("Deployment", name).spec.template.spec.containers;
-    const config = loaders[name]!(envOf(container));
-    expect(config.port).toBe(container.ports[0].containerPort);
-    expect(find("Service", name).spec.ports[0].port).toBe(config.port);
+  it.each(names)("%s gets every variable its loadConfig requires, and listens where it is reached", (name) => {
+    const container = containerOf(name);
+    const config = loaders[name](envOf(container));
+    const port = portNamed(container, servingPortName(name));
+    expect(config.port).toBe(port);
+    expect(config.port).toBe(byName(name).defaultPort);
+    expect(find("Service", name).spec.ports.map((p: Doc) => p.port)).toEqual([port]); // the ops port is no Service's
     expect(envOf(container)["HOST"]).toBe("0.0.0.0");
-    expect(envOf(container)["ADVERTISE_URL"]).toBe(`http://10.1.2.3:${config.port}`); // peers reach the pod itself
+    // Peers reach the pod itself, over mTLS unless it is the public port.
+    expect(envOf(container)["ADVERTISE_URL"]).toBe(`${contract(name).public ? "http" : "https"}://10.1.2.3:${port}`);
   });
 
-  it("runs one image for every service, each chosen by argument", () => {
+  it("runs one image for every service, each chosen by argument, from the manifest", () => {
     const runner = readFileSync(join(deploy, "run-service.ts"), "utf8");
-    for (const name of services) {
-      const [container] = find("Deployment", name).spec.template.spec.containers;
-      expect(container.image).toBe("meshwork:latest");
-      expect(container.args).toEqual([name]);
-      expect(runner).toContain(`${name}: "`);
+    expect(runner).toMatch(/import \{ meshDeployables \} from "\.\.\/services\/platform\/dev\/mesh\.js"/);
+    for (const { name, main } of deployables) {
+      expect(containerOf(name).image).toBe("meshwork:latest");
+      expect(containerOf(name).args).toEqual([name]);
+      expect(existsSync(join(root, main)), main).toBe(true);
     }
-  });
-
-  it("the local overlay's patch switches the gateway to local demo tokens", () => {
-    const overlay = parse(readFileSync(join(deploy, "k8s/overlays/local/kustomization.yaml"), "utf8"));
-    const patch = overlay.patches.find((p: Doc) => p.target.name === "gateway" && p.target.kind === "Deployment");
-    const [op] = parse(patch.patch);
-    const index = Number(/env\/(\d+)\/value$/.exec(op.path)![1]);
-    expect(find("Deployment", "gateway").spec.template.spec.containers[0].env[index].name).toBe("AUTH_MODE");
-    expect(op.value).toBe("local");
   });
 
   it("runs a three-server JetStream cluster, and every service keeps three stream replicas", () => {
     expect(find("StatefulSet", "nats").spec.replicas).toBe(3);
-    expect(find("ConfigMap", "nats-config").data["nats.conf"]).toMatch(/jetstream/);
-    for (const name of services) expect(envOf(find("Deployment", name).spec.template.spec.containers[0])["STREAM_REPLICAS"]).toBe("3");
+    expect(readFileSync(join(deploy, "k8s/base/nats/nats.conf"), "utf8")).toMatch(/jetstream/);
+    for (const name of names) expect(envOf(containerOf(name))["STREAM_REPLICAS"]).toBe("3");
+  });
+});
+
+describe("mTLS identities (cert-manager)", () => {
+  const certificates = base.filter((d) => d.kind === "Certificate");
+  const certificateFor = (secretName: string) => certificates.find((c) => c.spec.secretName === secretName);
+
+  it("a CA Issuer signs from the Secret meshwork-ca, which a self-signed bootstrap makes and no pod mounts", () => {
+    const issuer = find("Issuer", "meshwork-ca");
+    expect(issuer.spec.ca.secretName).toBe("meshwork-ca");
+    const ca = certificateFor("meshwork-ca");
+    expect(ca.spec.isCA).toBe(true);
+    expect(find("Issuer", ca.spec.issuerRef.name).spec.selfSigned).toEqual({});
+    for (const workload of base.filter((d) => d.spec?.template?.spec)) expect(secretsOf(workload.spec.template.spec), workload.metadata.name).not.toContain("meshwork-ca");
   });
 
-  it("gives each service with state a database of its own", () => {
-    const init = find("ConfigMap", "postgres-init").data["init.sql"];
-    for (const name of services.filter((n) => n !== "gateway")) {
-      expect(init).toContain(name === "order" ? 'CREATE DATABASE "order"' : `CREATE DATABASE ${name}`);
-      const url = find("Deployment", name).spec.template.spec.containers[0].env.find((e: Doc) => e.name === "DATABASE_URL");
-      expect(url.valueFrom.secretKeyRef.name).toBe(`${name}-database`);
+  it.each(names)("%s has a 24 h certificate for spiffe://meshwork/<name>, its Service's name, server and client", (name) => {
+    const certificate = certificateFor(`${name}-tls`);
+    expect(certificate.spec.uris).toEqual([`spiffe://meshwork/${name}`]);
+    expect(certificate.spec.dnsNames).toContain(find("Service", name).metadata.name);
+    expect(certificate.spec.usages).toEqual(expect.arrayContaining(["server auth", "client auth"]));
+    expect(certificate.spec).toMatchObject({ duration: "24h", renewBefore: "8h", issuerRef: { name: "meshwork-ca", kind: "Issuer" } });
+  });
+
+  it("the operator's certificate can only be a client", () => {
+    const certificate = certificateFor("operator-tls");
+    expect(certificate.spec.uris).toEqual(["spiffe://meshwork/operator"]);
+    expect(certificate.spec.usages).toContain("client auth");
+    expect(certificate.spec.usages).not.toContain("server auth");
+    expect(certificate.spec.issuerRef.name).toBe("meshwork-ca");
+  });
+
+  it.each(names)("%s mounts its own certificate read-only and reads its TLS files from there", (name) => {
+    const pod = podOf(name);
+    const tlsVolumes = pod.volumes.filter((v: Doc) => v.secret);
+    expect(tlsVolumes.map((v: Doc) => v.secret.secretName)).toEqual([`${name}-tls`]);
+    expect(tlsVolumes[0].secret.defaultMode & 0o007).toBe(0); // nothing for others
+    const mount = containerOf(name).volumeMounts.find((m: Doc) => m.name === tlsVolumes[0].name);
+    expect(mount.readOnly).toBe(true);
+    const { meshTls } = loaders[name](envOf(containerOf(name)));
+    // cert-manager's keys in the Secret: tls.crt, tls.key, ca.crt.
+    expect(meshTls).toEqual({ certFile: `${mount.mountPath}/tls.crt`, keyFile: `${mount.mountPath}/tls.key`, caFile: `${mount.mountPath}/ca.crt` });
+  });
+});
+
+describe("NetworkPolicies", () => {
+  const policies = base.filter((d) => d.kind === "NetworkPolicy");
+  const policyFor = (app: string) => policies.filter((p) => p.spec.podSelector.matchLabels?.["app.kubernetes.io/name"] === app);
+
+  it("deny all ingress in the namespace unless a policy admits it", () => {
+    const denyAll = policies.filter((p) => Object.keys(p.spec.podSelector).length === 0);
+    expect(denyAll).toHaveLength(1);
+    expect(denyAll[0].spec.policyTypes).toEqual(["Ingress"]);
+    expect(denyAll[0].spec.ingress ?? []).toEqual([]);
+  });
+
+  it.each(names)("%s admits on its mesh port exactly the callers its contract names, and on its ops port only monitoring", (name) => {
+    const [policy, ...others] = policyFor(name);
+    expect(others).toEqual([]);
+    const container = containerOf(name);
+    const rules = rulesByPort(policy);
+    expect([...rules.keys()].sort()).toEqual([portNamed(container, servingPortName(name)), portNamed(container, "ops")].sort());
+    const mesh = admitted(rules.get(portNamed(container, servingPortName(name))));
+    expect(mesh.pods).toEqual(contract(name).callers);
+    // Only the public port admits a namespace: the ingress controller's.
+    expect(mesh.namespaces).toEqual(contract(name).public ? ["ingress-nginx"] : []);
+    expect(mesh.other).toEqual([]);
+    expect(admitted(rules.get(portNamed(container, "ops")))).toEqual({ pods: [], namespaces: ["monitoring"], other: [] });
+  });
+
+  it("Postgres admits only the services with a schema, and the Job that makes their roles", () => {
+    const rules = rulesByPort(policyFor("postgres")[0]);
+    expect([...rules.keys()]).toEqual([5432]);
+    expect(admitted(rules.get(5432))).toEqual({ pods: [...withSchema, "postgres-roles"].sort(), namespaces: [], other: [] });
+    expect(find("Job", "postgres-roles").spec.template.metadata.labels["app.kubernetes.io/name"]).toBe("postgres-roles");
+  });
+
+  it("NATS admits every deployable as a client, its own servers as routes, monitoring on its monitor port", () => {
+    const rules = rulesByPort(policyFor("nats")[0]);
+    expect([...rules.keys()].sort()).toEqual([4222, 6222, 8222]);
+    expect(admitted(rules.get(4222))).toEqual({ pods: [...names].sort(), namespaces: [], other: [] });
+    expect(admitted(rules.get(6222))).toEqual({ pods: ["nats"], namespaces: [], other: [] });
+    expect(admitted(rules.get(8222))).toEqual({ pods: [], namespaces: ["monitoring"], other: [] });
+  });
+
+  it("the local overlay opens the gateway's public port, and only it, to its NodePort", () => {
+    const patch = overlay.patches.find((p: Doc) => p.target.kind === "NetworkPolicy" && p.target.name === "gateway");
+    const ops = parse(patch.patch);
+    const index = Number(/^\/spec\/ingress\/(\d+)\/from$/.exec(ops.find((op: Doc) => op.op === "remove").path)![1]);
+    const rule = find("NetworkPolicy", "gateway").spec.ingress[index];
+    expect(rule.ports.map((p: Doc) => p.port)).toEqual([portNamed(containerOf("gateway"), "http")]);
+    expect(ops).toContainEqual({ op: "test", path: `/spec/ingress/${index}/ports/0/port`, value: rule.ports[0].port });
+  });
+});
+
+describe("credentials per service", () => {
+  const workloads = base.filter((d) => d.spec?.template?.spec);
+
+  it.each(names)("%s refers to its own Secrets alone", (name) => {
+    const own = [`${name}-tls`, `${name}-nats`, ...(byName(name).schema === undefined ? [] : [`${name}-db`])];
+    expect(secretsOf(podOf(name))).toEqual(own.sort());
+  });
+
+  it("NATS gets every user's password and Postgres the admin's; the roles Job the admin's and each role's; nothing else", () => {
+    const secretsOfWorkload = (kind: string, name: string) => secretsOf(workloads.find((w) => w.kind === kind && w.metadata.name === name).spec.template.spec);
+    expect(secretsOfWorkload("StatefulSet", "nats")).toEqual(principals.map((n) => `${n}-nats`).sort());
+    expect(secretsOfWorkload("StatefulSet", "postgres")).toEqual(["postgres-admin"]);
+    expect(secretsOfWorkload("Job", "postgres-roles")).toEqual(["postgres-admin", ...withSchema.map((n) => `${n}-db`)].sort());
+    expect(workloads.map((w) => `${w.kind}/${w.metadata.name}`).sort()).toEqual([...names.map((n) => `Deployment/${n}`), "Job/postgres-roles", "StatefulSet/nats", "StatefulSet/postgres"].sort());
+  });
+
+  it.each(names)("%s signs in to Postgres as its own role, never a superuser, and to NATS as its own user", (name) => {
+    const env = envOf(containerOf(name));
+    const nats = new URL(env["NATS_URL"]!);
+    expect([nats.username, nats.password, nats.host]).toEqual([name, SECRET_STANDIN, "nats:4222"]);
+    if (byName(name).schema === undefined) {
+      expect(env["DATABASE_URL"]).toBeUndefined();
+      return;
     }
+    const database = new URL(env["DATABASE_URL"]!);
+    expect([database.username, database.password, database.pathname]).toEqual([name, SECRET_STANDIN, `/${name}`]);
+  });
+
+  it("the roles Job runs postgres-init.sql, which makes a role, database and schema per service that has one", () => {
+    const sql = find("ConfigMap", "postgres-init").data;
+    expect(sql["postgres-init.sql"]).toBe(readFileSync(join(deploy, "postgres-init.sql"), "utf8"));
+    expect(sql["postgres-role.sql"]).toBe(readFileSync(join(deploy, "postgres-role.sql"), "utf8"));
+    const blocks = [...sql["postgres-init.sql"].matchAll(/\\getenv password (\w+)\n\\set role (\S+)\n\\set db (\S+)\n\\set schema (\S+)\n\\ir postgres-role.sql/g)].map((m) => m.slice(1));
+    expect(blocks).toEqual(withSchema.map((name) => [databasePasswordVariable(name), name, name, byName(name).schema]));
+    expect(sql["postgres-role.sql"]).toMatch(/ALTER ROLE :"role" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'password';/);
+    expect(sql["postgres-role.sql"]).toMatch(/REVOKE ALL ON DATABASE :"db" FROM PUBLIC;/);
+    const job = find("Job", "postgres-roles").spec.template.spec.containers[0];
+    expect(job.command.join(" ")).toContain("-f /init/postgres-init.sql");
+    for (const name of withSchema) expect(job.env.find((e: Doc) => e.name === databasePasswordVariable(name)).valueFrom.secretKeyRef).toEqual({ name: `${name}-db`, key: "password" });
+  });
+
+  it("the NATS configs are those nats-config.ts writes, with a user per deployable and the operator, each password from its own Secret", () => {
+    for (const [path, contents] of Object.entries(natsConfigFiles())) expect(readFileSync(join(deploy, path), "utf8"), `${path} is stale: npx tsx deploy/nats-config.ts`).toBe(contents);
+    const config = readFileSync(join(deploy, "k8s/base/nats/nats.conf"), "utf8");
+    const users = [...config.matchAll(/user: "([^"]+)"\s+password: \$(\w+)/g)].map((m) => [m[1], m[2]]);
+    expect(users).toEqual(principals.map((n) => [n, natsPasswordVariable(n)]));
+    const parsed = parse(readFileSync(join(deploy, "k8s/base/kustomization.yaml"), "utf8"));
+    expect(parsed.configMapGenerator).toContainEqual({ name: "nats-config", files: ["nats.conf=nats/nats.conf"] });
+    const nats = find("StatefulSet", "nats").spec.template.spec;
+    expect(nats.containers[0].args).toEqual(["-c", "/etc/nats/nats.conf"]);
+    expect(nats.volumes).toContainEqual({ name: "config", configMap: { name: "nats-config" } });
+    for (const name of principals) {
+      const env = envOf(nats.containers[0]);
+      expect(env[natsPasswordVariable(name)], name).toBe(`"${SECRET_STANDIN}"`); // quoted: nats-server parses the value
+      const source = nats.containers[0].env.find((e: Doc) => e.name === /\$\((\w+)\)/.exec(nats.containers[0].env.find((x: Doc) => x.name === natsPasswordVariable(name)).value)![1]);
+      expect(source.valueFrom.secretKeyRef).toEqual({ name: `${name}-nats`, key: "password" });
+    }
+  });
+
+  it("the gateway verifies customers' tokens with jwks, or in the local overlay with a generated secret, never the built-in one", () => {
+    const container = containerOf("gateway");
+    expect(gatewayConfig(envOf(container)).auth).toMatchObject({ mode: "jwks", jwksUrl: "http://idp.example/jwks.json" });
+    const patch = parse(overlay.patches.find((p: Doc) => p.target.kind === "Deployment" && p.target.name === "gateway").patch);
+    const patched = patch.spec.template.spec.containers.find((c: Doc) => c.name === "gateway").env;
+    expect(patched.find((e: Doc) => e.name === "AUTH_LOCAL_SECRET").valueFrom.secretKeyRef.name).toMatch(/^gateway-/);
+    expect(gatewayConfig(envOf(container, patched)).auth).toMatchObject({ mode: "local", secret: SECRET_STANDIN });
+    expect(overlay.secretGenerator.map((s: Doc) => s.name)).toContain(patched.find((e: Doc) => e.name === "AUTH_LOCAL_SECRET").valueFrom.secretKeyRef.name);
+  });
+});
+
+describe("secrets are generated, never committed", () => {
+  const ignored = (paths: string[]): Set<string> => {
+    // Exit status 1: none of them is ignored.
+    const { stdout, status } = spawnSync("git", ["check-ignore", "--stdin"], { cwd: root, input: paths.join("\n"), encoding: "utf8" });
+    if (status !== 0 && status !== 1) throw new Error(`git check-ignore exited with ${status}`);
+    return new Set(stdout.split("\n").filter(Boolean));
+  };
+  const walk = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
+  const local = walk(deploy).map((f) => relative(root, f));
+  const skip = ignored(local);
+  const tracked = local.filter((f) => !skip.has(f));
+
+  it("the generator's directories are git-ignored", () => {
+    expect([...ignored(["deploy/.secrets/values/order-db", "deploy/k8s/overlays/local/secrets/order-db.env"])].sort()).toEqual(["deploy/.secrets/values/order-db", "deploy/k8s/overlays/local/secrets/order-db.env"]);
+  });
+
+  it("no file of deploy/ holds a key, a password in a URL, a Secret's data or a literal password", () => {
+    expect(tracked.length).toBeGreaterThan(10);
+    for (const file of tracked) {
+      const text = readFileSync(join(root, file), "utf8");
+      expect(text, file).not.toMatch(/-----BEGIN [A-Z ]*PRIVATE KEY-----/);
+      // user:password@ only as a $(VAR) reference that Kubernetes fills in from a Secret.
+      for (const [, password] of text.matchAll(/\w+:\/\/[^\s:/@"']+:([^\s@/"']+)@/g)) expect(password, file).toMatch(/^\$\(\w+\)$|^\$\{/); // or a template in a script
+      expect(text, file).not.toMatch(/meshwork-local-development-secret/);
+      if (!file.endsWith(".yaml")) continue;
+      for (const doc of yamlDocs(join(root, file))) {
+        if (doc.kind === "Secret") expect(doc.data ?? doc.stringData, `${file}: Secret ${doc.metadata?.name}`).toBeUndefined();
+        for (const generated of doc.secretGenerator ?? []) expect(generated.literals, `${file}: ${generated.name}`).toBeUndefined();
+      }
+    }
+  });
+
+  it("no container or compose service sets a password or secret variable to a value", () => {
+    const containers = base.filter((d) => d.spec?.template?.spec).flatMap((w) => w.spec.template.spec.containers);
+    const literal = (name: string, value: unknown) => /PASSWORD|SECRET/.test(name) && value !== undefined && !/^"?\$\(\w+\)"?$/.test(String(value));
+    const offenders = [
+      ...containers.flatMap((c: Doc) => c.env.filter((e: Doc) => literal(e.name, e.value)).map((e: Doc) => `${c.name}: ${e.name}`)),
+      ...Object.entries(compose.services as Record<string, Doc>).flatMap(([name, s]) => Object.entries(s.environment ?? {}).filter(([k, v]) => literal(k, v)).map(([k]) => `${name}: ${k}`)),
+    ];
+    expect(containers.length).toBeGreaterThan(names.length);
+    expect(offenders).toEqual([]);
+  });
+});
+
+describe("generate-secrets.ts", () => {
+  let dir: string;
+  const envFileOf = (file: string): Record<string, string> =>
+    Object.fromEntries(
+      readFileSync(file, "utf8")
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1).replace(/^'(.*)'$/, "$1")]),
+    );
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "meshwork-deploy-"));
+    await generateSecrets(dir);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("writes every file the local overlay's secretGenerator and compose's env_files name, each 0600", () => {
+    const files = [
+      ...overlay.secretGenerator.flatMap((s: Doc) => s.envs.map((f: string) => join(dir, "k8s/overlays/local", f))),
+      ...Object.values(compose.services as Record<string, Doc>).flatMap((s) => (s.env_file ?? []).map((f: string) => join(dir, f))),
+    ];
+    expect(files.length).toBeGreaterThan(principals.length * 2);
+    for (const file of files) expect(statSync(file).mode & 0o777, file).toBe(0o600);
+    // Every Secret the base refers to, but the certificates cert-manager makes, comes from the overlay.
+    const referred = new Set(base.filter((d) => d.spec?.template?.spec).flatMap((w) => secretsOf(w.spec.template.spec)).filter((s) => !s.endsWith("-tls")));
+    expect(overlay.secretGenerator.map((s: Doc) => s.name).sort()).toEqual([...referred, "gateway-local-auth"].sort());
+  });
+
+  it("keeps its passwords across runs", async () => {
+    const before = readFileSync(join(dir, "k8s/overlays/local/secrets/order-db.env"), "utf8");
+    await generateSecrets(dir);
+    expect(readFileSync(join(dir, "k8s/overlays/local/secrets/order-db.env"), "utf8")).toBe(before);
+    expect(before).toMatch(/^password=[\w-]{32}\n$/);
+  });
+
+  it.each(names)("compose runs %s with its own database role, NATS user and certificate, and publishes only the gateway on loopback", (name) => {
+    const service = compose.services[name];
+    expect(service.env_file).toEqual([`.secrets/compose/${name}.env`]);
+    const own = envFileOf(join(dir, service.env_file[0]));
+    const env = { ...own, ...service.environment };
+    const config = loaders[name](env);
+    expect(config.port).toBe(Number(service.environment[`${name.toUpperCase()}_PORT`]));
+    expect(config.opsPort).toBe(byName(name).defaultOpsPort);
+    expect(new URL(env["NATS_URL"]).username).toBe(name);
+    expect(env["DATABASE_URL"] && new URL(env["DATABASE_URL"]).username).toBe(byName(name).schema === undefined ? undefined : name);
+    // Its env file holds no other principal's password, nor the admin's.
+    const values = join(dir, ".secrets/values");
+    const others = readdirSync(values).filter((f) => !f.startsWith(`${name}-`)).map((f) => readFileSync(join(values, f), "utf8").trim());
+    expect(others.length).toBeGreaterThan(principals.length);
+    expect(others.filter((other) => readFileSync(join(dir, service.env_file[0]), "utf8").includes(other))).toEqual([]);
+    // Its certificate alone, at the paths its TLS variables name.
+    expect(service.volumes).toEqual([`./.secrets/compose/pki/${name}:/var/run/meshwork/tls:ro`]);
+    expect(config.meshTls).toEqual({ certFile: "/var/run/meshwork/tls/tls.crt", keyFile: "/var/run/meshwork/tls/tls.key", caFile: "/var/run/meshwork/tls/ca.crt" });
+    const certificate = new X509Certificate(readFileSync(join(dir, ".secrets/compose/pki", name, "tls.crt")));
+    expect(certificate.subjectAltName).toContain(`URI:spiffe://meshwork/${name}`);
+    expect(certificate.verify(new X509Certificate(readFileSync(join(dir, ".secrets/compose/pki", name, "ca.crt"))).publicKey)).toBe(true);
+    expect(service.ports ?? []).toEqual(contract(name).public ? [`127.0.0.1:${config.port}:${config.port}`] : []);
+    expect(service.healthcheck.test.join(" ")).toContain("process.env.OPS_PORT + '/grpc.health.v1.Health/Check'");
+  });
+
+  it("compose's operator certificate can only be a client, and no container mounts it or the CA's key", () => {
+    const certificate = new X509Certificate(readFileSync(join(dir, ".secrets/compose/pki/operator/tls.crt")));
+    expect(certificate.subjectAltName).toContain("URI:spiffe://meshwork/operator");
+    expect(certificate.keyUsage).toEqual(["1.3.6.1.5.5.7.3.2"]); // clientAuth, no serverAuth
+    const mounts = Object.values(compose.services as Record<string, Doc>).flatMap((s) => s.volumes ?? []);
+    expect(mounts.filter((m: string) => /operator|\/ca[:/]/.test(m))).toEqual([]);
+  });
+
+  it("compose's Postgres roles and NATS get the passwords they check", () => {
+    const roles = envFileOf(join(dir, ".secrets/compose/postgres-roles.env"));
+    const admin = envFileOf(join(dir, ".secrets/compose/postgres.env"))["POSTGRES_PASSWORD"];
+    expect(roles["PGPASSWORD"]).toBe(admin);
+    for (const name of withSchema) expect(new URL(envFileOf(join(dir, `.secrets/compose/${name}.env`))["DATABASE_URL"]!).password).toBe(roles[databasePasswordVariable(name)]);
+    const nats = envFileOf(join(dir, ".secrets/compose/nats.env"));
+    for (const name of names) expect(nats[natsPasswordVariable(name)]).toBe(`"${new URL(envFileOf(join(dir, `.secrets/compose/${name}.env`))["NATS_URL"]!).password}"`);
+    expect(compose.services.nats.volumes).toEqual(["./nats.conf:/etc/nats/nats.conf:ro"]);
+    expect(compose.services["postgres-roles"].command.join(" ")).toContain("-f /init/postgres-init.sql");
   });
 });
 
 describe("Docker Compose and the Dockerfile", () => {
-  const compose = parse(readFileSync(join(deploy, "compose.yaml"), "utf8"), { merge: true });
-
-  it.each(services)("%s starts only once its dependencies are healthy, and is configured completely", (name) => {
+  it.each(names)("%s starts only once its dependencies are healthy (or, for the roles, done)", (name) => {
     const service = compose.services[name];
     expect(service.image).toBe("meshwork:latest");
     expect(service.command).toEqual([name]);
     expect(service.read_only).toBe(true);
-    expect(service.healthcheck.test.join(" ")).toContain("grpc.health.v1.Health/Check");
-    for (const dependency of Object.values(service.depends_on)) expect(dependency).toEqual({ condition: "service_healthy" });
-    expect(loaders[name]!(service.environment).port).toBe(Number(service.environment.PORT));
+    for (const [dependency, condition] of Object.entries(service.depends_on)) expect(condition).toEqual({ condition: dependency === "postgres-roles" ? "service_completed_successfully" : "service_healthy" });
   });
 
   it("builds in stages and runs as a non-root user", () => {
@@ -140,7 +494,7 @@ describe("Docker Compose and the Dockerfile", () => {
 
   it("gives npm ci what package.json's postinstall needs, so the driver patch is applied in the image", () => {
     const dockerfile = readFileSync(join(deploy, "Dockerfile"), "utf8");
-    const postinstall = (JSON.parse(readFileSync(join(deploy, "..", "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts["postinstall"];
+    const postinstall = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts["postinstall"];
     expect(postinstall).toBe("tsx tools/apply-patches.ts");
     const install = dockerfile.indexOf("RUN npm ci");
     for (const copied of ["COPY patches ./patches", "COPY tools/apply-patches.ts ./tools/"]) {
