@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { request as httpsRequest } from "node:https";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { OrderService, OrderStatus } from "../../gen/shop/order/v1/order_service_pb.js";
-import type { RunningServer } from "../../services/platform/server.js";
+import { expectIdentity } from "../../services/platform/mesh-tls.js";
+import type { ServiceServer } from "../../services/platform/service.js";
 import { eventually } from "../support/eventually.js";
 import { startGateway } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
@@ -16,11 +17,29 @@ function value(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
 
-describe("Prometheus metrics on every port", () => {
+/** GET /metrics on a mesh port as the operator: the status it answers. */
+function meshPortMetricsStatus(mesh: InProcessMesh, server: ServiceServer, peer: string): Promise<number> {
+  const files = mesh.pki.operator;
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      `${server.url}/metrics`,
+      { ca: readFileSync(files.caFile), cert: readFileSync(files.certFile), key: readFileSync(files.keyFile), checkServerIdentity: expectIdentity(peer), timeout: 5_000 },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** Every process serves /metrics on its plaintext ops port, for the scraper; no port callers reach serves it. */
+describe("Prometheus metrics on every ops port", () => {
   let mesh: InProcessMesh;
-  let gateway: RunningServer;
-  const scrape = async (server: RunningServer) => {
-    const response = await fetch(`${server.url}/metrics`);
+  let gateway: ServiceServer;
+  const scrape = async (server: ServiceServer) => {
+    const response = await fetch(`${server.ops.url}/metrics`);
     expect(response.headers.get("content-type")).toMatch(/^text\/plain/);
     return response.text();
   };
@@ -28,7 +47,7 @@ describe("Prometheus metrics on every port", () => {
   beforeAll(async () => {
     mesh = await startInProcessMesh();
     gateway = await startGateway(mesh);
-    const orders = createClient(OrderService, createGrpcTransport({ baseUrl: mesh.order.url }));
+    const orders = mesh.client(OrderService, "order");
     const { order } = await orders.createOrder({ customerId: "metrics", items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok_visa", requestId: randomUUID() });
     await eventually(async () => expect((await orders.getOrder({ orderId: order!.id })).order?.status).toBe(OrderStatus.CONFIRMED));
     await orders.getOrder({ orderId: "not-a-uuid" }).catch(() => {});
@@ -59,5 +78,14 @@ describe("Prometheus metrics on every port", () => {
     const text = await scrape(gateway);
     expect(value(text, 'rpc_client_breaker_state{dependency="order",service="gateway"}')).toBe(0);
     expect(text).toContain("process_resident_memory_bytes");
+  });
+
+  it("answers 404 for /metrics on the mesh ports, even to an operator, and on the gateway's public port", async () => {
+    const meshPorts = { order: mesh.order, inventory: mesh.inventory, payment: mesh.payment, notification: mesh.notification };
+    const statuses = await Promise.all(Object.entries(meshPorts).map(async ([name, server]) => [name, await meshPortMetricsStatus(mesh, server, name)] as const));
+    expect(Object.fromEntries(statuses)).toEqual({ order: 404, inventory: 404, payment: 404, notification: 404 });
+    const publicPort = await fetch(`${gateway.url}/metrics`);
+    expect(publicPort.status).toBe(404);
+    expect(await publicPort.text()).not.toContain("rpc_server_requests_total");
   });
 });

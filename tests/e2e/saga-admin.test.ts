@@ -1,25 +1,30 @@
 import { randomUUID } from "node:crypto";
-import { connect as connectTcp } from "node:net";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { OrderService, SagaState } from "../../gen/shop/order/v1/order_service_pb.js";
 import { SagaAdminService } from "../../gen/shop/order/v1/saga_admin_service_pb.js";
-import type { OrderServer } from "../../services/order/src/build.js";
+import { writeMeshState } from "../../services/platform/dev/mesh-state.js";
 import { sagaCli } from "../../tools/saga.js";
 import { connect } from "../support/databases.js";
 import { eventually } from "../support/eventually.js";
+import { meshTransport } from "../support/mesh-clients.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 
 const operator = { headers: { "x-operator": "ada" } };
 
-describe("saga admin service (order, loopback only)", () => {
+describe("saga admin service (order's mesh port, operators only)", () => {
   let mesh: InProcessMesh;
-  let admin: OrderServer["admin"];
   let sql: ReturnType<typeof connect>;
-  const orders = () => createClient(OrderService, createGrpcTransport({ baseUrl: mesh.order.url }));
-  const sagas = () => createClient(SagaAdminService, createGrpcTransport({ baseUrl: admin.url }));
+  /** Holds the mesh state file the CLI finds the mesh by, as `npm start` writes .data/mesh.json. */
+  let stateDir: string;
+  let cliEnv: { MESH_STATE_FILE: string };
+  const orders = () => mesh.client(OrderService, "order");
+  // The contract admits only operators, so this calls as the operator.
+  const sagas = () => mesh.client(SagaAdminService, "order");
   const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (e: unknown) => ConnectError.from(e));
 
   /** Places an order and waits for its saga to finish. */
@@ -32,24 +37,38 @@ describe("saga admin service (order, loopback only)", () => {
 
   beforeAll(async () => {
     mesh = await startInProcessMesh();
-    // build() returns order's admin server beside the mesh server; the mesh helper types it as a plain server.
-    admin = (mesh.order as OrderServer).admin;
     sql = connect(mesh.databaseUrl);
+    stateDir = mkdtempSync(join(tmpdir(), "meshwork-saga-cli-"));
+    const operatorNats = new URL(mesh.nats.urlFor("operator"));
+    const operatorNatsPasswordFile = join(stateDir, "operator-nats-password");
+    writeFileSync(operatorNatsPasswordFile, decodeURIComponent(operatorNats.password), { mode: 0o600 });
+    const servers = { order: mesh.order, inventory: mesh.inventory, payment: mesh.payment, notification: mesh.notification };
+    cliEnv = { MESH_STATE_FILE: join(stateDir, "mesh.json") };
+    writeMeshState(cliEnv.MESH_STATE_FILE, {
+      services: Object.fromEntries(Object.entries(servers).map(([name, server]) => [name, { url: server.url, opsUrl: server.ops.url }])),
+      natsUrl: `nats://${operatorNats.host}`,
+      operator: mesh.pki.operator,
+      operatorNatsPasswordFile,
+    });
   });
   afterAll(async () => {
     await sql?.end();
     await mesh?.close();
+    if (stateDir) rmSync(stateDir, { recursive: true, force: true });
   });
 
-  it("listens on 127.0.0.1 only, and order's mesh port does not serve it", async () => {
-    expect(new URL(admin.url).hostname).toBe("127.0.0.1");
-    const refused = await new Promise<string>((resolve) => {
-      const socket = connectTcp({ host: "127.0.0.2", port: admin.port }, () => resolve("connected"));
-      socket.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "error"));
-    });
-    expect(refused).toBe("ECONNREFUSED");
-    const onMeshPort = createClient(SagaAdminService, createGrpcTransport({ baseUrl: mesh.order.url }));
-    expect(await failure(onMeshPort.listSagas({}))).toMatchObject({ code: Code.Unimplemented });
+  it("is served on order's mesh port to operators alone: another identity gets PERMISSION_DENIED, no certificate UNAUTHENTICATED", async () => {
+    const as = (identity: string | undefined) =>
+      createClient(SagaAdminService, meshTransport(mesh.order.url, mesh.pki, { ...(identity ? { as: identity } : {}), peer: "order" }));
+    for (const identity of ["gateway", "payment", "inventory", "notification", "order"]) {
+      expect(await failure(as(identity).listSagas({})), identity).toMatchObject({ code: Code.PermissionDenied });
+    }
+    expect(await failure(as(undefined).listSagas({}))).toMatchObject({ code: Code.Unauthenticated });
+    expect(await failure(as(undefined).retrySaga({ orderId: randomUUID() }, operator))).toMatchObject({ code: Code.Unauthenticated });
+    expect(await failure(as("operator").listSagas({}))).toBeUndefined();
+    // Refused before the handler, so none of these left an audit row.
+    const [row] = await sql`select count(*)::int as n from orders.saga_audit`;
+    expect(row?.["n"]).toBe(0);
   });
 
   it("shows and lists sagas with the payment token redacted, a bounded page at a time", async () => {
@@ -86,7 +105,11 @@ describe("saga admin service (order, loopback only)", () => {
     expect(await failure(sagas().compensateSaga({ orderId: done }, operator))).toMatchObject({ code: Code.FailedPrecondition });
 
     const audit = await sql`select actor, action, outcome, detail from orders.saga_audit where order_id in (${done}, ${unknown}) order by at, action`;
-    expect(audit.map((r) => `${r["actor"]} ${r["action"]} ${r["outcome"]}`)).toEqual(["ada@127.0.0.1 retry not_found", "ada@127.0.0.1 retry refused", "ada@127.0.0.1 compensate refused"]);
+    expect(audit.map((r) => `${r["actor"]} ${r["action"]} ${r["outcome"]}`)).toEqual([
+      "ada (operator)@127.0.0.1 retry not_found",
+      "ada (operator)@127.0.0.1 retry refused",
+      "ada (operator)@127.0.0.1 compensate refused",
+    ]);
     expect(audit[2]!["detail"]).toBe("saga is completed; there is nothing left to compensate");
   });
 
@@ -101,7 +124,7 @@ describe("saga admin service (order, loopback only)", () => {
     expect(saga?.state).toBe(SagaState.RUNNING);
     await eventually(async () => expect((await sagas().getSaga({ orderId: id })).saga?.state).toBe(SagaState.COMPLETED));
     const [row] = await sql`select actor, outcome, detail from orders.saga_audit where order_id = ${id} and action = 'retry'`;
-    expect(row).toEqual({ actor: "ada@127.0.0.1", outcome: "accepted", detail: "running" });
+    expect(row).toEqual({ actor: "ada (operator)@127.0.0.1", outcome: "accepted", detail: "running" });
   });
 
   it("forces the compensation of a saga parked while compensating, through the CLI", async () => {
@@ -110,7 +133,7 @@ describe("saga admin service (order, loopback only)", () => {
     await sql`update orders.saga_steps set state = 'succeeded' where name = 'reserve-stock' and saga_id = (select id from orders.sagas where aggregate_id = ${id})`;
     const lines: string[] = [];
     const io = { out: (line: string) => lines.push(line), err: (line: string) => lines.push(line) };
-    const env = { ORDER_ADMIN_URL: admin.url };
+    const env = cliEnv;
 
     expect(await sagaCli(["list", "--state", "parked"], env, io)).toBe(0);
     expect(lines.join("\n")).toContain(id);
@@ -128,7 +151,7 @@ describe("saga admin service (order, loopback only)", () => {
     expect(lines.at(-1)).toMatch(/^saga: NotFound: no saga for order /);
     expect(await sagaCli(["retry"], env, io)).toBe(2);
     const [row] = await sql`select actor, outcome from orders.saga_audit where order_id = ${id} and action = 'compensate'`;
-    expect(row).toEqual({ actor: "grace@127.0.0.1", outcome: "accepted" });
+    expect(row).toEqual({ actor: "grace (operator)@127.0.0.1", outcome: "accepted" });
   });
 
   // Last: it takes payment away for good.
