@@ -11,11 +11,13 @@ import { createSimulatedCardNetwork } from "../payment/src/app/simulated-card-ne
 import { connect, createTestDatabase } from "../../tests/support/databases.js";
 import { eventually } from "../../tests/support/eventually.js";
 import { startTestNats, type TestNats } from "../../tests/support/nats.js";
+import { testPki } from "../../tests/support/mesh-clients.js";
 import { connectBus } from "./bus/connection.js";
 import { createServiceDirectory, registerInstance, type ServiceDirectory } from "./bus/discovery.js";
 import { createServiceClient, type ServiceClient } from "./clients.js";
 import type { ResiliencePolicy } from "./resilience.js";
 import { startServer, type RunningServer } from "./server.js";
+import { loadMeshCredentials, type MeshCredentials } from "./mesh-tls.js";
 import { toMoney } from "./money.js";
 
 const logger = pino({ level: "silent" });
@@ -342,12 +344,16 @@ describe("retries never duplicate an effect", () => {
   let nats: TestNats;
   let payment: RunningServer;
   let databaseUrl: string;
+  /** Order's certificate: only order may Charge. */
+  let asOrder: MeshCredentials;
   let captures = 0;
   let slowFirstCapture = true;
 
   beforeAll(async () => {
     nats = await startTestNats();
     databaseUrl = await createTestDatabase();
+    const pki = await testPki();
+    asOrder = loadMeshCredentials(pki.files("order"), { logger });
     const simulated = createSimulatedCardNetwork();
     // The card network answers the first capture too late for the client: the client gives
     // up, the charge still completes on the server, and the client's retry must find it.
@@ -363,15 +369,18 @@ describe("retries never duplicate an effect", () => {
       refund: (request) => simulated.refund(request),
       void: (request) => simulated.void(request),
     };
-    payment = await buildPayment({ logger, databaseUrl, natsUrl: nats.url, streamReplicas: 1, host: "127.0.0.1", port: 0, maxRequestBytes: 65536, shutdownGraceMs: 500, cardNetwork: network });
+    payment = await buildPayment({ logger, databaseUrl, natsUrl: nats.url, streamReplicas: 1, host: "127.0.0.1", port: 0, opsPort: 0, meshTls: pki.files("payment"), maxRequestBytes: 65536, shutdownGraceMs: 500, cardNetwork: network });
   });
   afterAll(async () => {
     await payment?.close();
     await nats?.stop();
+    asOrder?.close();
   });
 
   it("a charge retried after a lost response charges once", async () => {
-    const client = createServiceClient(PaymentService, { baseUrl: payment.url, resilience: { attemptTimeoutMs: 250, timeoutMs: 5_000, maxAttempts: 5 } });
+    const client = createServiceClient(PaymentService, { baseUrl: payment.url, resilience: { attemptTimeoutMs: 250, timeoutMs: 5_000, maxAttempts: 5 },
+      tls: { credentials: asOrder, peer: "payment" },
+    });
     try {
       const orderId = randomUUID();
       const { payment: result } = await client.client.charge({ orderId, amount: toMoney("USD", 4200), paymentToken: "tok_visa", idempotencyKey: `${orderId}:charge` });

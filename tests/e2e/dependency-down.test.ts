@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { OrderService } from "../../gen/shop/order/v1/order_service_pb.js";
 import { connect } from "../support/databases.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
@@ -16,7 +15,7 @@ describe("when a dependency is down", () => {
   afterAll(() => mesh?.close());
 
   it("CreateOrder answers UNAVAILABLE without leaking addresses, and stores nothing", async () => {
-    const orders = createClient(OrderService, createGrpcTransport({ baseUrl: mesh.order.url }));
+    const orders = mesh.client(OrderService, "order");
     const started = Date.now();
     const err = await orders
       .createOrder({ customerId: "c", items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok_visa", requestId: randomUUID() })

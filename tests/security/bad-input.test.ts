@@ -1,39 +1,44 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { PaymentService, PaymentStatus } from "../../gen/shop/payment/v1/payment_service_pb.js";
 import { build as buildInventory } from "../../services/inventory/src/build.js";
 import { build as buildPayment } from "../../services/payment/src/build.js";
 import type { RunningServer } from "../../services/platform/server.js";
+import type { MeshPki } from "../../services/platform/dev/mesh-pki.js";
 import { createTestDatabase } from "../support/databases.js";
+import { contractClient, testPki } from "../support/mesh-clients.js";
 import { startTestNats, type TestNats } from "../support/nats.js";
-import { silentLogger } from "../support/services.js";
+import { testRuntime } from "../support/services.js";
 
 /**
  * Oversized input sent to the real services, each with the request size limit it runs with
  * by default (1 MiB), so the request reaches the contract's limits rather than the size cap.
- * Before the limits, each of these was stored, or failed as INTERNAL.
+ * Before the limits, each of these was stored, or failed as INTERNAL. Each call comes from
+ * a caller its contract admits (order charges, an operator adjusts stock), so it is the
+ * input that is refused, not the caller.
  */
 describe("bad input at inventory and payment", () => {
   let nats: TestNats;
   let inventoryServer: RunningServer;
   let paymentServer: RunningServer;
+  let pki: MeshPki;
   const catalog = [{ sku: "SEC-001", name: "Probe", priceMinor: 500, currency: "USD", initialStock: 10 }];
 
   beforeAll(async () => {
-    const [databaseUrl, startedNats] = await Promise.all([createTestDatabase(), startTestNats()]);
+    const [databaseUrl, startedNats, meshPki] = await Promise.all([createTestDatabase(), startTestNats(), testPki()]);
     nats = startedNats;
-    const runtime = { logger: silentLogger, databaseUrl, natsUrl: nats.url, streamReplicas: 1, host: "127.0.0.1", port: 0, maxRequestBytes: 1024 * 1024, shutdownGraceMs: 1_000 };
-    [inventoryServer, paymentServer] = await Promise.all([buildInventory({ ...runtime, catalog }), buildPayment(runtime)]);
+    pki = meshPki;
+    const runtime = (name: string) => ({ ...testRuntime(pki, name, databaseUrl, nats.url), maxRequestBytes: 1024 * 1024, shutdownGraceMs: 1_000 });
+    [inventoryServer, paymentServer] = await Promise.all([buildInventory({ ...runtime("inventory"), catalog }), buildPayment(runtime("payment"))]);
   });
   afterAll(async () => {
     await Promise.all([inventoryServer?.close(), paymentServer?.close()]);
     await nats?.stop();
   });
 
-  const inventory = () => createClient(InventoryService, createConnectTransport({ baseUrl: inventoryServer.url, httpVersion: "2" }));
-  const payment = () => createClient(PaymentService, createConnectTransport({ baseUrl: paymentServer.url, httpVersion: "2" }));
+  const inventory = () => contractClient(InventoryService, inventoryServer.url, pki, { peer: "inventory", protocol: "connect" });
+  const payment = () => contractClient(PaymentService, paymentServer.url, pki, { peer: "payment", protocol: "connect" });
   const failure = (call: Promise<unknown>) => call.then(() => undefined, (err: unknown) => ConnectError.from(err));
 
   it("ListProducts with 70,000 SKUs is INVALID_ARGUMENT naming skus, not a query past Postgres's bind parameters", async () => {

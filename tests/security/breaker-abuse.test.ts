@@ -4,9 +4,11 @@ import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
 import { OrderService, OrderStatus } from "../../gen/shop/order/v1/order_service_pb.js";
-import type { RunningServer } from "../../services/platform/server.js";
+import { CUSTOMER_HEADER } from "../../services/platform/mesh-identity.js";
+import type { ServiceServer } from "../../services/platform/service.js";
 import { eventually } from "../support/eventually.js";
 import { startGateway } from "../support/gateway.js";
+import { meshTransport } from "../support/mesh-clients.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 import { fromAddress } from "./from-address.js";
 
@@ -39,9 +41,9 @@ const bearer =
     return next(req);
   };
 
-/** A service's client gauge for one dependency, from its Prometheus metrics. */
-async function clientGauge(serverUrl: string, gauge: "rpc_client_breaker_state" | "rpc_client_failures", dependency: string): Promise<number> {
-  const text = await (await fetch(`${serverUrl}/metrics`)).text();
+/** A service's client gauge for one dependency, from its Prometheus metrics on its ops port. */
+async function clientGauge(server: ServiceServer, gauge: "rpc_client_breaker_state" | "rpc_client_failures", dependency: string): Promise<number> {
+  const text = await (await fetch(`${server.ops.url}/metrics`)).text();
   const line = text.split("\n").find((l) => l.startsWith(`${gauge}{`) && l.includes(`dependency="${dependency}"`));
   if (!line) throw new Error(`no ${gauge} for ${dependency}`);
   return Number(line.split(" ").at(-1));
@@ -49,7 +51,7 @@ async function clientGauge(serverUrl: string, gauge: "rpc_client_breaker_state" 
 
 describe("breaker abuse", () => {
   let mesh: InProcessMesh;
-  let gateway: RunningServer;
+  let gateway: ServiceServer;
   const sessions: Http2SessionManager[] = [];
 
   beforeAll(async () => {
@@ -77,10 +79,23 @@ describe("breaker abuse", () => {
     const viaGatewayGrpc = createClient(StorefrontService, attack(gateway.url, [deadlineHeader("grpc-timeout", () => "1m")], "grpc"));
     const viaGatewayCancelling = createClient(StorefrontService, attack(gateway.url, [], "connect"));
     // 2 to 10 ms: enough for order to start CreateOrder, too little for its call to inventory.
+    // Only the gateway may call CreateOrder, so this is a gateway's certificate (a gateway
+    // relaying hostile deadlines), calling order's mesh port from the attacker's address.
     let orderCalls = 0;
-    const toOrder = createClient(OrderService, attack(mesh.order.url, [deadlineHeader("grpc-timeout", () => `${2 + (orderCalls++ % 9)}m`)], "grpc"));
+    const toOrder = createClient(
+      OrderService,
+      meshTransport(mesh.order.url, mesh.pki, {
+        as: "gateway",
+        peer: "order",
+        interceptors: [deadlineHeader("grpc-timeout", () => `${2 + (orderCalls++ % 9)}m`)],
+        nodeOptions: { localAddress: ATTACKER },
+      }),
+    );
     const createOrder = (i: number) =>
-      toOrder.createOrder({ customerId: `attacker-${i}`, items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok_visa", requestId: randomUUID() });
+      toOrder.createOrder(
+        { customerId: `attacker-${i}`, items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok_visa", requestId: randomUUID() },
+        { headers: { [CUSTOMER_HEADER]: `attacker-${i}` } },
+      );
 
     /** One call of each kind of abuse; the storm sends them in waves, as a script in a loop would. */
     const wave = (i: number) => [
@@ -118,7 +133,7 @@ describe("breaker abuse", () => {
     ]);
     expect(status.breakers.find((b) => b.dependency === "inventory")!.calls).toBeGreaterThan(10n); // the storm did reach the client
     for (const dependency of ["shop.inventory.v1.InventoryService", "shop.payment.v1.PaymentService"]) {
-      expect([dependency, await clientGauge(mesh.order.url, "rpc_client_breaker_state", dependency), await clientGauge(mesh.order.url, "rpc_client_failures", dependency)]).toEqual([dependency, 0, 0]);
+      expect([dependency, await clientGauge(mesh.order, "rpc_client_breaker_state", dependency), await clientGauge(mesh.order, "rpc_client_failures", dependency)]).toEqual([dependency, 0, 0]);
     }
 
     // The storm failed its own callers, with their own deadline or cancellation, and never

@@ -4,7 +4,7 @@ import { Code, ConnectError, createClient, type Client, type Interceptor } from 
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
 import { OrderStatus } from "../../gen/shop/order/v1/order_service_pb.js";
-import type { RunningServer } from "../../services/platform/server.js";
+import type { ServiceServer } from "../../services/platform/service.js";
 import { connect } from "../support/databases.js";
 import { eventually } from "../support/eventually.js";
 import { startGateway } from "../support/gateway.js";
@@ -21,7 +21,7 @@ type Storefront = Client<typeof StorefrontService>;
  */
 describe("WatchOrder caps", () => {
   let mesh: InProcessMesh;
-  let gateway: RunningServer;
+  let gateway: ServiceServer;
   let sql: ReturnType<typeof connect>;
   let unlockPayments: () => void = () => {};
   let paymentsLocked: Promise<unknown> = Promise.resolve();
@@ -49,7 +49,8 @@ describe("WatchOrder caps", () => {
     return { cancel: () => leave.abort(), done };
   }
   const refusal = (customer: Storefront, orderId: string) => watch(customer, orderId).then(() => undefined, (err: unknown) => ConnectError.from(err));
-  const openWatches = async () => Number(/^watch_order_streams(?:\{[^}]*\})? (\d+)$/m.exec(await (await fetch(`${gateway.url}/metrics`)).text())?.[1]);
+  // From the gateway's ops port: /metrics is served there alone.
+  const openWatches = async () => Number(/^watch_order_streams(?:\{[^}]*\})? (\d+)$/m.exec(await (await fetch(`${gateway.ops.url}/metrics`)).text())?.[1]);
 
   beforeAll(async () => {
     mesh = await startInProcessMesh();
