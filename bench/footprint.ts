@@ -8,6 +8,7 @@
  * times are reported too: they are what `npm start` adds when it has to start them itself.
  * Run: npx tsx bench/footprint.ts [load-seconds=15]
  */
+import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -43,7 +44,7 @@ function servicePids(rootPid: number, services: readonly MeshService[]): Map<str
   return found;
 }
 
-const [pg, pgStartMs] = await timed(async () => startLocalPostgres({ dataDir: join(scratch, "pg"), port: await freePort() }));
+const [pg, pgStartMs] = await timed(async () => startLocalPostgres({ dataDir: join(scratch, "pg"), port: await freePort(), superuserPassword: randomBytes(18).toString("base64url") }));
 const [nats, natsStartMs] = await timed(async () => startLocalNats({ port: await freePort(), storeDir: join(scratch, "nats") }));
 const services = await meshOnFreePorts();
 const gateway = services.find((s) => s.name === "gateway")!;

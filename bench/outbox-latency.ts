@@ -4,6 +4,7 @@
  * nats-server. Latency is commit to PubAck-confirmed (published_at - created_at).
  * Run: npx tsx bench/outbox-latency.ts [events=300, 60 with BENCH_QUICK=1]
  */
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,7 +26,7 @@ import { commandLine, progress, quick } from "./report.js";
 
 const events = Number(process.argv[2] ?? (quick ? 60 : 300));
 const scratch = mkdtempSync(join(tmpdir(), "meshwork-bench-"));
-const pg = await startLocalPostgres({ dataDir: join(scratch, "pg"), port: await freePort() });
+const pg = await startLocalPostgres({ dataDir: join(scratch, "pg"), port: await freePort(), superuserPassword: randomBytes(18).toString("base64url") });
 const nats = await startLocalNats({ port: await freePort(), storeDir: join(scratch, "nats") });
 const logger = pino({ level: "silent" });
 const sql = postgres(pg.url, { max: 4, onnotice: () => {} });

@@ -22,6 +22,7 @@
  * of the other side, and each round checks that the stream holds exactly every event.
  * Run: npx tsx bench/outbox-throughput.ts [events=30000, 3000 with BENCH_QUICK=1] [rounds=3] [window=256]
  */
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -83,7 +84,7 @@ function orderTraffic(count: number): DomainEvent<DescMessage>[] {
 }
 
 const scratch = mkdtempSync(join(tmpdir(), "meshwork-bench-"));
-const pg = await startLocalPostgres({ dataDir: join(scratch, "pg"), port: await freePort() });
+const pg = await startLocalPostgres({ dataDir: join(scratch, "pg"), port: await freePort(), superuserPassword: randomBytes(18).toString("base64url") });
 const nats = await startLocalNats({ port: await freePort(), storeDir: join(scratch, "nats") });
 const natsPid = nats.process.pid!;
 const telemetry = initTelemetry({ serviceName: source });

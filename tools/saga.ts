@@ -1,9 +1,10 @@
 /**
  * `npm run saga -- list [--state S] | show <order-id> | retry <order-id> | compensate <order-id>`:
- * the operators' tool for place-order sagas. It calls order's SagaAdminService, which order
- * serves on 127.0.0.1 only, at ORDER_ADMIN_URL, else http://127.0.0.1:$ORDER_ADMIN_PORT
- * (default 50061). The operator is named in the x-operator header (--operator, default the
- * OS user) for the audit; payment tokens arrive already redacted by the server.
+ * the operators' tool for place-order sagas. It calls order's SagaAdminService on order's mesh
+ * port with the operator certificate, both found in the running mesh's state file
+ * (.data/mesh.json, written by `npm start`; MESH_STATE_FILE names another). The person is
+ * named in the x-operator header (--operator, default the OS user) for the audit, beside the
+ * certificate's verified identity; payment tokens arrive already redacted by the server.
  *
  * Exit status: 0 done, 1 the service refused or failed (its status is printed), 2 bad usage.
  */
@@ -13,19 +14,19 @@ import { parseArgs } from "node:util";
 import { toJson } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
 import { SagaState } from "../gen/shop/order/v1/order_service_pb.js";
 import { SagaAdminService, SagaSchema, type Saga } from "../gen/shop/order/v1/saga_admin_service_pb.js";
-import { ConfigError, port, url, type Env } from "../services/platform/config.js";
+import type { Env } from "../services/platform/config.js";
+import { defaultMeshStateFile, operatorTransport, readMeshState } from "../services/platform/dev/mesh-state.js";
+import { dataDir } from "../services/platform/dev/local-infra.js";
 import { OPERATOR_HEADER } from "../services/order/src/rpc/saga-admin-routes.js";
-import { DEFAULT_ORDER_ADMIN_PORT } from "../services/order/src/config.js";
 
 const USAGE = `usage: npm run saga -- <command> [options]
   list [--state running|compensating|completed|compensated|parked] [--limit N] [--page-token T] [--json]
   show <order-id>
   retry <order-id>
   compensate <order-id> [--reason TEXT]
-options: --operator NAME (default: your user name)   address: ORDER_ADMIN_URL or ORDER_ADMIN_PORT`;
+options: --operator NAME (default: your user name)   the mesh: .data/mesh.json, or MESH_STATE_FILE`;
 
 /** Where the CLI writes; a test passes its own. */
 export interface CliOutput {
@@ -43,11 +44,6 @@ const stateByName = new Map(
 );
 const stateNames = [...stateByName.keys()];
 const stateName = (state: SagaState) => SagaState[state]?.toLowerCase() ?? String(state);
-
-/** The admin service's address: the CLI's only configuration. */
-function adminUrl(env: Env): string {
-  return url(env, "ORDER_ADMIN_URL", `http://127.0.0.1:${port(env, "ORDER_ADMIN_PORT", DEFAULT_ORDER_ADMIN_PORT)}`);
-}
 
 function parse(args: string[]) {
   try {
@@ -93,10 +89,16 @@ const asJson = (saga: Saga | undefined) => JSON.stringify(saga ? toJson(SagaSche
 
 /** Runs one command; returns the exit status. */
 export async function sagaCli(args: string[], env: Env, io: CliOutput): Promise<number> {
+  let connection: { close(): void } | undefined;
   try {
     const { positionals, values } = parse(args);
     const command = positionals[0];
-    const client = createClient(SagaAdminService, createConnectTransport({ baseUrl: adminUrl(env), httpVersion: "1.1" }));
+    const mesh = readMeshState(env, defaultMeshStateFile(dataDir));
+    const order = mesh.services["order"];
+    if (!order) throw new Error("the mesh state names no order service");
+    const operator = operatorTransport(order.url, "order", mesh.operator);
+    connection = operator;
+    const client = createClient(SagaAdminService, operator.transport);
     const headers = { [OPERATOR_HEADER]: values.operator ?? userInfo().username };
     switch (command) {
       case "list": {
@@ -134,13 +136,15 @@ export async function sagaCli(args: string[], env: Env, io: CliOutput): Promise<
         throw new UsageError(command ? `unknown command "${command}"` : "no command");
     }
   } catch (err) {
-    if (err instanceof UsageError || err instanceof ConfigError) {
+    if (err instanceof UsageError) {
       io.err(`saga: ${err.message}\n${USAGE}`);
       return 2;
     }
     const status = ConnectError.from(err);
     io.err(`saga: ${Code[status.code]}: ${status.rawMessage}`);
     return 1;
+  } finally {
+    connection?.close();
   }
 }
 

@@ -6,7 +6,8 @@ import { connectBus } from "../../services/platform/bus/connection.js";
 import { createServiceDirectory } from "../../services/platform/bus/discovery.js";
 import { createServiceClient } from "../../services/platform/clients.js";
 import type { Logger } from "../../services/platform/logger.js";
-import { startServer, type RunningServer } from "../../services/platform/server.js";
+import { startServer } from "../../services/platform/server.js";
+import { createMeshSecurity, startOpsServer, type ServiceServer } from "../../services/platform/service.js";
 import { createMetrics } from "../../services/platform/metrics.js";
 import { createAuthenticator, createAuthInterceptor } from "./auth.js";
 import type { GatewayConfig } from "./config.js";
@@ -22,13 +23,15 @@ export type GatewayDeps = Omit<GatewayConfig, "logLevel" | "otlpEndpoint" | "adv
   Partial<Pick<GatewayConfig, "connectionLimits" | "trustedProxies">> & { logger: Logger };
 
 /** Wires the gateway together and starts serving; main.ts and tests both call this. */
-export async function build(deps: GatewayDeps): Promise<RunningServer> {
+export async function build(deps: GatewayDeps): Promise<ServiceServer> {
+  const mesh = createMeshSecurity(deps);
   const bus = connectBus({ url: deps.natsUrl, name: "gateway", logger: deps.logger });
   const directory = createServiceDirectory({ bus, logger: deps.logger });
-  const orderEvents = createOrderEventFeed(bus);
-  const order = createServiceClient(OrderService, { baseUrl: deps.orderUrl, name: "order", directory });
-  const inventory = createServiceClient(InventoryService, { baseUrl: deps.inventoryUrl, name: "inventory", directory });
-  const payment = createServiceClient(PaymentService, { baseUrl: deps.paymentUrl, name: "payment", directory });
+  // The contexts whose events WatchOrder reports; the manifest's `watches` for the gateway.
+  const orderEvents = createOrderEventFeed(bus, ["order", "inventory", "payment"]);
+  const order = createServiceClient(OrderService, { baseUrl: deps.orderUrl, name: "order", directory, tls: mesh.peerTls("order") });
+  const inventory = createServiceClient(InventoryService, { baseUrl: deps.inventoryUrl, name: "inventory", directory, tls: mesh.peerTls("inventory") });
+  const payment = createServiceClient(PaymentService, { baseUrl: deps.paymentUrl, name: "payment", directory, tls: mesh.peerTls("payment") });
   const clients = [order, inventory, payment];
   const meshStatus = createMeshStatus(
     [
@@ -38,6 +41,7 @@ export async function build(deps: GatewayDeps): Promise<RunningServer> {
       { name: "notification", url: deps.notificationUrl },
     ],
     () => clients.map((client) => client.stats()),
+    mesh.peerTls,
   );
   const authenticator = createAuthenticator(deps.auth);
   const metrics = createMetrics("gateway");
@@ -50,6 +54,7 @@ export async function build(deps: GatewayDeps): Promise<RunningServer> {
     directory.stop();
     orderEvents.close();
     await bus.close();
+    mesh.close();
   };
   try {
     const server = await startServer(
@@ -74,10 +79,12 @@ export async function build(deps: GatewayDeps): Promise<RunningServer> {
       },
       { host: deps.host, port: deps.port },
     );
+    const ops = await startOpsServer({ logger: deps.logger, health: server.health, metrics, shutdownGraceMs: deps.shutdownGraceMs }, { host: deps.host, port: deps.opsPort });
     let closing: Promise<void> | undefined;
     return {
       ...server,
-      close: () => (closing ??= server.close().then(stop)),
+      ops,
+      close: () => (closing ??= server.close().then(() => ops.close()).then(stop)),
     };
   } catch (err) {
     await stop();

@@ -1,5 +1,6 @@
 import type { GetMeshStatusResponse } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
 import { createHealthProbe } from "../../services/platform/health-probe.js";
+import type { PeerTls } from "../../services/platform/clients.js";
 import type { DependencyStats } from "../../services/platform/resilience.js";
 
 export interface MeshStatus {
@@ -12,8 +13,8 @@ export interface MeshStatus {
  * circuit breakers. Served anonymously on the public port, so it names services and never
  * says where they are: ServiceHealth.address stays empty.
  */
-export function createMeshStatus(services: { name: string; url: string }[], breakers: () => DependencyStats[]): MeshStatus {
-  const probes = services.map((service) => ({ ...service, probe: createHealthProbe(service.url) }));
+export function createMeshStatus(services: { name: string; url: string }[], breakers: () => DependencyStats[], tls: (peer: string) => PeerTls | undefined): MeshStatus {
+  const probes = services.map((service) => ({ ...service, probe: createHealthProbe(service.url, { tls: tls(service.name) }) }));
   return {
     async read() {
       const health = await Promise.all(

@@ -14,14 +14,14 @@ const eventSchemas = new Map<string, DescMessage>(
 type Listener = (eventType: string) => void;
 
 /**
- * Every event about any order, read live off the bus (a core subscription on the streams'
- * subjects: a watch is live, not a replay) and handed to the watchers of that order. One
+ * Every event about any order, read live off the bus (core subscriptions on the subjects of
+ * `contexts`' streams: a watch is live, not a replay) and handed to the watchers of that order. One
  * subscription per gateway, not one per watch: each event is decoded once, whatever the
  * number of open watches, so the cost grows with the event rate, not events × watchers.
  */
-export function createOrderEventFeed(bus: BusConnection) {
+export function createOrderEventFeed(bus: BusConnection, contexts: readonly string[]) {
   const listeners = new Map<string, Set<Listener>>();
-  let subscription: Subscription | undefined;
+  let subscriptions: Subscription[] = [];
   let closed = false;
 
   function dispatch(eventType: string, data: Uint8Array) {
@@ -39,11 +39,14 @@ export function createOrderEventFeed(bus: BusConnection) {
   void bus.ready.then(
     ({ nc }) => {
       if (closed) return;
-      subscription = nc.subscribe("shop.*.v1.>", {
-        callback: (err, msg) => {
-          if (!err && listeners.size > 0) dispatch(msg.headers?.get("ce-type") ?? "", msg.data);
-        },
-      });
+      // One per context, each within what the gateway's NATS user may subscribe to.
+      subscriptions = contexts.map((context) =>
+        nc.subscribe(`shop.${context}.v1.>`, {
+          callback: (err, msg) => {
+            if (!err && listeners.size > 0) dispatch(msg.headers?.get("ce-type") ?? "", msg.data);
+          },
+        }),
+      );
     },
     () => {},
   );
@@ -61,7 +64,7 @@ export function createOrderEventFeed(bus: BusConnection) {
     },
     close() {
       closed = true;
-      subscription?.unsubscribe();
+      for (const subscription of subscriptions) subscription.unsubscribe();
     },
   };
 }

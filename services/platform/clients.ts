@@ -5,6 +5,7 @@ import { createClientTracingInterceptor } from "./telemetry.js";
 import { createBalancer, type InstanceTransport } from "./balancer.js";
 import type { ServiceDirectory } from "./bus/discovery.js";
 import { createResilience, type DependencyStats, type ResiliencePolicy } from "./resilience.js";
+import { expectIdentity, type MeshCredentials } from "./mesh-tls.js";
 
 /**
  * "connect": the Connect protocol with binary protobuf over HTTP/2, our default for hops
@@ -25,6 +26,18 @@ export interface ClientOptions {
   interceptors?: Interceptor[];
   /** Instances found in the registry; without any, calls go to baseUrl. */
   directory?: ServiceDirectory;
+  /**
+   * mTLS: present this process's certificate, and accept only a server whose certificate
+   * is spiffe://meshwork/<peer>. Unset under MESH_TLS=off, where a sidecar does both.
+   */
+  tls?: PeerTls;
+}
+
+/** Who the caller is, and whom it means to reach. */
+export interface PeerTls {
+  credentials: MeshCredentials;
+  /** The deployable the server must be, e.g. "payment". */
+  peer: string;
 }
 
 export interface ServiceClient<T extends DescService> {
@@ -43,11 +56,11 @@ export interface ServiceClient<T extends DescService> {
  */
 export function createServiceClient<T extends DescService>(service: T, options: ClientOptions): ServiceClient<T> {
   const resilience = createResilience(options.name ?? service.typeName, options.resilience);
-  const balancer = options.directory && createBalancer(service, options.directory, (baseUrl) => connectTo(baseUrl, options.protocol, []));
+  const balancer = options.directory && createBalancer(service, options.directory, (baseUrl) => connectTo(baseUrl, options.protocol, [], options.tls));
   // A span per attempt, inside the resilience stack, so retries show up in the trace; the
   // balancer innermost, so every attempt chooses its instance.
   const interceptors = [resilience.interceptor, createClientTracingInterceptor(), ...(options.interceptors ?? []), ...(balancer ? [balancer.interceptor] : [])];
-  const fallback = connectTo(options.baseUrl, options.protocol, interceptors);
+  const fallback = connectTo(options.baseUrl, options.protocol, interceptors, options.tls);
   return {
     client: createClient(service, fallback.transport),
     stats: resilience.stats,
@@ -59,9 +72,23 @@ export function createServiceClient<T extends DescService>(service: T, options: 
 }
 
 /** A transport over one long-lived HTTP/2 session to one address. */
-function connectTo(baseUrl: string, protocol: WireProtocol | undefined, interceptors: Interceptor[]): InstanceTransport {
-  const sessionManager = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 5 * 60_000 });
+function connectTo(baseUrl: string, protocol: WireProtocol | undefined, interceptors: Interceptor[], tls: PeerTls | undefined): InstanceTransport {
+  const sessionManager = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 5 * 60_000 }, tls && meshSessionOptions(tls));
   const common = { baseUrl, httpVersion: "2" as const, sessionManager, interceptors };
   const transport = protocol === "grpc" ? createGrpcTransport(common) : createConnectTransport({ ...common, useBinaryFormat: true });
   return { transport, close: () => sessionManager.abort() };
+}
+
+/**
+ * Options for http2.connect under mTLS. http2.connect copies its options at each connect,
+ * so the getter hands every new session the credentials current then: a rotated
+ * certificate is used from the next connection on.
+ */
+export function meshSessionOptions(tls: PeerTls) {
+  return {
+    get secureContext() {
+      return tls.credentials.context();
+    },
+    checkServerIdentity: expectIdentity(tls.peer),
+  };
 }

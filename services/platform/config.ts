@@ -5,6 +5,7 @@
  */
 import { isAddressOrSubnet } from "./client-address.js";
 import { defaultConnectionLimits, type ConnectionLimits } from "./connection-limits.js";
+import type { MeshTlsFiles } from "./mesh-tls.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -123,9 +124,27 @@ export interface CommonConfig {
    * subnets): their X-Forwarded-For names the client. Empty: the TCP peer is the client.
    */
   trustedProxies: string[];
+  /** Plaintext port for grpc.health.v1 probes and /metrics scrapes (OPS_PORT); 0 picks a free one. */
+  opsPort: number;
+  /**
+   * How the mesh port knows its callers. Files: mTLS with this process's certificate
+   * (MESH_TLS=on, the default). "off": a sidecar mesh does mTLS, and the callers' identities
+   * come from its x-forwarded-client-cert, believed only from TRUSTED_PROXIES.
+   */
+  meshTls: MeshTlsFiles | "off";
+}
+
+/** MESH_TLS and the files it needs; off requires the sidecar's address, so it never fails open. */
+export function meshTls(env: Env, trustedProxies: readonly string[]): MeshTlsFiles | "off" {
+  if (oneOf(env, "MESH_TLS", ["on", "off"] as const, "on") === "off") {
+    if (trustedProxies.length === 0) throw new ConfigError("MESH_TLS=off needs TRUSTED_PROXIES naming the sidecar proxy (e.g. 127.0.0.1) whose x-forwarded-client-cert names the callers");
+    return "off";
+  }
+  return { certFile: requiredString(env, "TLS_CERT_FILE"), keyFile: requiredString(env, "TLS_KEY_FILE"), caFile: requiredString(env, "TLS_CA_FILE") };
 }
 
 export function commonConfig(env: Env): CommonConfig {
+  const trustedProxies = addressList(env, "TRUSTED_PROXIES");
   return {
     natsUrl: url(env, "NATS_URL", "nats://127.0.0.1:4222"),
     streamReplicas: integer(env, "STREAM_REPLICAS", 1, { min: 1, max: 5 }),
@@ -137,7 +156,9 @@ export function commonConfig(env: Env): CommonConfig {
     advertiseUrl: env["ADVERTISE_URL"] ? url(env, "ADVERTISE_URL") : undefined,
     version: optionalString(env, "SERVICE_VERSION", "dev"),
     connectionLimits: connectionLimits(env),
-    trustedProxies: addressList(env, "TRUSTED_PROXIES"),
+    trustedProxies,
+    opsPort: port(env, "OPS_PORT", 0),
+    meshTls: meshTls(env, trustedProxies),
   };
 }
 

@@ -1,4 +1,5 @@
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
+import type { Server as TlsServer, TLSSocket } from "node:tls";
 import type { Http2Server } from "node:http2";
 import type { Server as Http1Server } from "node:http";
 import { normalizeAddress } from "./client-address.js";
@@ -18,6 +19,11 @@ export interface AcceptLimits {
   exempt?: (address: string) => boolean;
 }
 
+/** The listener, and for each accepted socket the one handed to an HTTP server (its TLS socket, under TLS). */
+export interface DualProtocolListener extends NetServer {
+  servingSocket(accepted: Socket): Socket;
+}
+
 /**
  * One TCP port for browsers (HTTP/1.1) and gRPC clients (cleartext HTTP/2, "h2c" with prior
  * knowledge). Node's http2 server accepts HTTP/1.1 only over TLS with ALPN, so the listener
@@ -27,12 +33,33 @@ export interface AcceptLimits {
  * It is also where connections are refused: past the caps, a new connection is closed
  * before a byte of it is read, and one that has not said which protocol it speaks within
  * the detection timeout is closed, since neither HTTP server has it yet to time it out.
+ *
+ * Under TLS (a mesh port) the `tls` server, which never listens itself, does the handshake
+ * (within its handshakeTimeout), and ALPN says the protocol: "h2" goes to the http2 server,
+ * anything else to the http server.
  */
-export function createDualProtocolListener(http1: Http1Server, http2: Http2Server, limits: AcceptLimits): NetServer {
+export function createDualProtocolListener(
+  http1: Http1Server,
+  http2: Http2Server,
+  limits: AcceptLimits,
+  tls?: TlsServer,
+): DualProtocolListener {
   const perAddress = createKeyedCounts();
+  const served = new WeakMap<Socket, Socket>();
+  tls?.on("secureConnection", (secure: TLSSocket) => {
+    // The accepted socket it wraps; Node has no public accessor for it.
+    const accepted = (secure as TLSSocket & { _parent?: Socket })._parent;
+    if (accepted) served.set(accepted, secure);
+    if (secure.alpnProtocol === "h2") http2.emit("connection", secure);
+    else http1.emit("connection", secure);
+  });
   const server = createNetServer((socket) => {
     socket.on("error", () => socket.destroy());
     if (!admit(socket)) return;
+    if (tls) {
+      tls.emit("connection", socket); // it times out the handshake itself
+      return;
+    }
     const detection = setTimeout(() => socket.destroy(), limits.detectTimeoutMs);
     socket.once("close", () => clearTimeout(detection));
     let seen = Buffer.alloc(0);
@@ -68,5 +95,5 @@ export function createDualProtocolListener(http1: Http1Server, http2: Http2Serve
     socket.once("close", () => perAddress.release(address));
     return true;
   }
-  return server;
+  return Object.assign(server, { servingSocket: (accepted: Socket) => served.get(accepted) ?? accepted });
 }

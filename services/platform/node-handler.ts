@@ -6,6 +6,7 @@ import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, un
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { capTimeoutHeaders, MAX_TIMER_MS } from "./deadline.js";
 import { mappingErrors } from "./errors.js";
+import { callerIdentityKey } from "./mesh-identity.js";
 import type { Logger } from "./logger.js";
 
 export type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -49,6 +50,8 @@ export function createNodeHandler(
     maxTimeoutMs?: number;
     /** Serves what is not an RPC, e.g. a web page; 404 if absent. */
     fallback?: (req: NodeRequest, res: NodeResponse) => void;
+    /** The caller's verified mesh identity, for the access control of a mesh port. */
+    callerIdentity?: (req: NodeRequest) => string | undefined;
   },
 ) {
   const maxUnaryTimeoutMs = Math.min(options.maxTimeoutMs ?? MAX_TIMER_MS, MAX_TIMER_MS);
@@ -83,6 +86,7 @@ export function createNodeHandler(
     }
     // The peer's address, for per-client limits of callers without an identity.
     const contextValues = createContextValues().set(clientAddressKey, req.socket?.remoteAddress ?? "unknown");
+    if (options.callerIdentity) contextValues.set(callerIdentityKey, options.callerIdentity(req));
     const request = universalRequestFromNodeRequest(req as never, res as never, undefined, contextValues);
     // A plain-object lookup first: most calls carry a deadline, but few an absurd one.
     if (req.headers["connect-timeout-ms"] !== undefined || req.headers["grpc-timeout"] !== undefined) capTimeoutHeaders(request.header, maxTimeoutMs);

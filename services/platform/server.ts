@@ -2,6 +2,7 @@ import { createServer as createHttp1Server, type ServerResponse } from "node:htt
 import { createServer as createHttp2Server } from "node:http2";
 import { setMaxListeners } from "node:events";
 import type { Socket, AddressInfo } from "node:net";
+import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import { createDualProtocolListener } from "./dual-protocol-listener.js";
@@ -18,6 +19,9 @@ import type { Metrics } from "./metrics.js";
 import { createServerTracingInterceptor } from "./telemetry.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { createStringGuardInterceptor } from "./string-guard.js";
+import { createAccessControlInterceptor } from "./access-control.js";
+import { identityOfCertificate, identityOfForwardedCert } from "./mesh-identity.js";
+import type { MeshCredentials } from "./mesh-tls.js";
 import type { Logger } from "./logger.js";
 
 export interface ServerOptions {
@@ -36,8 +40,21 @@ export interface ServerOptions {
   fallback?: (req: NodeRequest, res: NodeResponse) => void;
   /** Browser origins allowed to call across origins. */
   cors?: CorsOptions;
-  /** Counted RPCs, and GET /metrics. */
+  /** Counts every RPC. */
   metrics?: Metrics;
+  /** Serves GET /metrics; only the ops port does, never a port callers reach. */
+  metricsEndpoint?: Metrics;
+  /**
+   * Makes this a mesh port: every RPC but health needs a verified caller identity that its
+   * contract's (meshwork.v1.access) option names. `tls`: mTLS with the mesh's credentials.
+   * `forwardedBy`: MESH_TLS=off, where a sidecar proxy at one of these addresses terminates
+   * mTLS and passes the client's identity in x-forwarded-client-cert.
+   */
+  mesh?: { tls: MeshCredentials } | { forwardedBy: readonly string[] };
+  /** Shares another server's health, as the ops port does the mesh port's; else its own. */
+  health?: HealthRegistry;
+  /** Serves grpc.reflection (the default); the ops port does not. */
+  reflection?: boolean;
   interceptors?: Interceptor[];
   /** Timeouts and caps on every connection; unset fields get defaultConnectionLimits. */
   connectionLimits?: Partial<ConnectionLimits>;
@@ -51,7 +68,7 @@ export interface ServerOptions {
 
 export interface RunningServer {
   readonly port: number;
-  /** Base URL for clients, e.g. http://127.0.0.1:50051. */
+  /** Base URL for clients, e.g. https://127.0.0.1:50051 (a mesh port under mTLS). */
   readonly url: string;
   readonly health: HealthRegistry;
   /** Drains: NOT_SERVING, GOAWAY, in-flight calls finish, then connections close. */
@@ -65,13 +82,46 @@ export interface RunningServer {
  */
 const jsonOptions = { ignoreUnknownFields: false, textDecoder: new TextDecoder("utf-8", { fatal: true }) };
 
+/** A TLS connection's verified client identity, read once at its handshake. */
+const connectionIdentity = Symbol("meshwork.connectionIdentity");
+type IdentifiedSocket = { [connectionIdentity]?: string | undefined };
+
+/**
+ * The TLS side of a mesh port. It asks every client for a certificate but does not insist
+ * at the handshake, so that a caller without one gets UNAUTHENTICATED naming the problem,
+ * not a bare handshake failure; the identity of a verified certificate is read once per
+ * connection. A rotation takes effect at the next handshake.
+ */
+function createMeshTlsServer(credentials: MeshCredentials, handshakeTimeoutMs: number) {
+  const server = createTlsServer({ ...credentials.pem(), requestCert: true, rejectUnauthorized: false, ALPNProtocols: ["h2", "http/1.1"], handshakeTimeout: handshakeTimeoutMs, minVersion: "TLSv1.2" });
+  credentials.onRotate(() => server.setSecureContext({ ...credentials.pem(), minVersion: "TLSv1.2" }));
+  // Registered before the listener's own handler, so the identity is there when a request arrives.
+  server.on("secureConnection", (socket: TLSSocket) => {
+    (socket as unknown as IdentifiedSocket)[connectionIdentity] = socket.authorized ? identityOfCertificate(socket.getPeerCertificate()) : undefined;
+  });
+  server.on("tlsClientError", (_err, socket) => socket.destroy());
+  return server;
+}
+
+/** How a mesh port learns who calls: from the connection's certificate, or from a trusted sidecar. */
+function callerIdentityOf(mesh: NonNullable<ServerOptions["mesh"]>): (req: NodeRequest) => string | undefined {
+  // http2's req.socket is a proxy that forwards property reads to the TLS socket.
+  if ("tls" in mesh) return (req) => (req.socket as unknown as IdentifiedSocket | undefined)?.[connectionIdentity];
+  const sidecars = createTrustedProxies(mesh.forwardedBy);
+  return (req) => {
+    if (!sidecars.has(req.socket?.remoteAddress ?? "")) return undefined;
+    const header = req.headers["x-forwarded-client-cert"];
+    return identityOfForwardedCert(Array.isArray(header) ? header.at(-1) : header);
+  };
+}
+
 /**
  * Serves Connect, gRPC and gRPC-Web on one port, over HTTP/1.1 and cleartext HTTP/2, with
  * grpc.health.v1, request size limits and error mapping on every route.
  */
 export async function startServer(options: ServerOptions, listen: { port: number; host: string }): Promise<RunningServer> {
   const { logger } = options;
-  const health = createHealthRegistry();
+  const health = options.health ?? createHealthRegistry();
   const shutdown = new AbortController();
   // Every call in flight listens on it until the call ends, so the count follows concurrency;
   // Node's default of 10 would report a leak at the 11th concurrent call.
@@ -84,8 +134,9 @@ export async function startServer(options: ServerOptions, listen: { port: number
     routes: (router) => {
       options.routes(router);
       health.routes(router);
-      createReflectionRoutes([...options.services, Health])(router);
+      if (options.reflection !== false) createReflectionRoutes([...options.services, Health])(router);
     },
+    ...(options.mesh ? { callerIdentity: callerIdentityOf(options.mesh) } : {}),
     readMaxBytes: options.maxRequestBytes,
     maxTimeoutMs,
     jsonOptions,
@@ -94,6 +145,8 @@ export async function startServer(options: ServerOptions, listen: { port: number
       ...(options.metrics ? [options.metrics.interceptor] : []),
       createServerTracingInterceptor(options.services[0]?.typeName ?? "unknown"),
       createErrorMappingInterceptor(logger),
+      // Before anything reads the request: a caller the contract does not name learns nothing more.
+      ...(options.mesh ? [createAccessControlInterceptor()] : []),
       createDeadlineInterceptor(maxTimeoutMs),
       createStringGuardInterceptor(),
       // Before the service's own interceptors: per-address limits read the resolved client.
@@ -102,7 +155,7 @@ export async function startServer(options: ServerOptions, listen: { port: number
     ],
     shutdownSignal: shutdown.signal,
     fallback: (req, res) => {
-      if (options.metrics?.handle(req, res)) return;
+      if (options.metricsEndpoint?.handle(req, res)) return;
       if (options.fallback) return options.fallback(req, res);
       res.writeHead(404);
       res.end();
@@ -155,12 +208,19 @@ export async function startServer(options: ServerOptions, listen: { port: number
       if (http1Busy.has(socket)) http1Busy.set(socket, (http1Busy.get(socket) ?? 1) - 1);
     });
   });
-  const listener = createDualProtocolListener(http1, http2, {
-    detectTimeoutMs: limits.detectTimeoutMs,
-    maxConnections: limits.maxConnections,
-    maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
-    ...(trustedProxies.empty ? {} : { exempt: (address: string) => trustedProxies.has(address) }),
-  });
+  const credentials = options.mesh && "tls" in options.mesh ? options.mesh.tls : undefined;
+  const tls = credentials && createMeshTlsServer(credentials, limits.detectTimeoutMs);
+  const listener = createDualProtocolListener(
+    http1,
+    http2,
+    {
+      detectTimeoutMs: limits.detectTimeoutMs,
+      maxConnections: limits.maxConnections,
+      maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+      ...(trustedProxies.empty ? {} : { exempt: (address: string) => trustedProxies.has(address) }),
+    },
+    tls,
+  );
   listener.on("connection", (socket: Socket) => {
     sockets.set(socket, Date.now());
     socket.once("close", () => sockets.delete(socket));
@@ -193,7 +253,8 @@ export async function startServer(options: ServerOptions, listen: { port: number
           for (const [session, { open, idleSince }] of http2Sessions.sessions) if (open === 0 && now - idleSince >= QUIET_MS) session.destroy();
           // Connected but never sent a byte, so neither server has it.
           for (const [socket, since] of sockets) {
-            if (!http1Busy.has(socket) && !http2Sessions.sockets.has(socket) && now - since >= QUIET_MS) socket.destroy();
+            const serving = listener.servingSocket(socket);
+            if (!http1Busy.has(serving) && !http2Sessions.sockets.has(serving) && now - since >= QUIET_MS) socket.destroy();
           }
           if (sockets.size === 0) resolve();
           else setTimeout(check, 25).unref();
@@ -213,5 +274,6 @@ export async function startServer(options: ServerOptions, listen: { port: number
       logger.info("server closed");
     })());
 
-  return { port, url: `http://${listen.host === "0.0.0.0" ? "127.0.0.1" : listen.host}:${port}`, health, close };
+  const scheme = credentials ? "https" : "http";
+  return { port, url: `${scheme}://${listen.host === "0.0.0.0" ? "127.0.0.1" : listen.host}:${port}`, health, close };
 }

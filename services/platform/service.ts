@@ -12,6 +12,8 @@ import { createMetrics, type Metrics } from "./metrics.js";
 import type { Logger } from "./logger.js";
 import { startServer, type RunningServer } from "./server.js";
 import type { ConnectionLimits } from "./connection-limits.js";
+import { loadMeshCredentials, type MeshCredentials, type MeshTlsFiles } from "./mesh-tls.js";
+import type { PeerTls } from "./clients.js";
 
 /** What every service process needs, whichever bounded context it serves. */
 export interface ServiceRuntime {
@@ -28,6 +30,30 @@ export interface ServiceRuntime {
   /** Unset: the kit's defaults (in-process tests pass none). */
   connectionLimits?: ConnectionLimits;
   trustedProxies?: readonly string[];
+  /** mTLS credentials of this process, or "off" behind a sidecar mesh (then trustedProxies names the sidecar). */
+  meshTls: MeshTlsFiles | "off";
+  /** The plaintext port for probes and scrapes; 0 picks a free one. */
+  opsPort: number;
+}
+
+/** The mesh side of a process: its credentials (none under MESH_TLS=off), as servers and clients use them. */
+export interface MeshSecurity {
+  readonly credentials: MeshCredentials | undefined;
+  /** Client TLS that presents this process's certificate and accepts only `peer`; undefined when a sidecar does mTLS. */
+  peerTls(peer: string): PeerTls | undefined;
+  /** The mesh server option for startServer. */
+  readonly server: { tls: MeshCredentials } | { forwardedBy: readonly string[] };
+  close(): void;
+}
+
+export function createMeshSecurity(runtime: Pick<ServiceRuntime, "meshTls" | "trustedProxies" | "logger">): MeshSecurity {
+  const credentials = runtime.meshTls === "off" ? undefined : loadMeshCredentials(runtime.meshTls, { logger: runtime.logger });
+  return {
+    credentials,
+    peerTls: (peer) => credentials && { credentials, peer },
+    server: credentials ? { tls: credentials } : { forwardedBy: runtime.trustedProxies ?? [] },
+    close: () => credentials?.close(),
+  };
 }
 
 export interface ServiceDefinition<TSchema extends Record<string, unknown>> {
@@ -44,7 +70,7 @@ export interface ServiceDefinition<TSchema extends Record<string, unknown>> {
    * work such as a saga runner, what to stop after the server drains and before the pool
    * closes.
    */
-  setup(context: Database<TSchema> & { bus: BusConnection; metrics: Metrics }): Promise<{ routes: (router: ConnectRouter) => void; stop?: () => Promise<void> }>;
+  setup(context: Database<TSchema> & { bus: BusConnection; metrics: Metrics; mesh: MeshSecurity }): Promise<{ routes: (router: ConnectRouter) => void; stop?: () => Promise<void> }>;
 }
 
 /**
@@ -56,7 +82,7 @@ export interface ServiceDefinition<TSchema extends Record<string, unknown>> {
 export async function startService<TSchema extends Record<string, unknown>>(
   runtime: ServiceRuntime,
   definition: ServiceDefinition<TSchema>,
-): Promise<RunningServer> {
+): Promise<ServiceServer> {
   const { logger } = runtime;
   const database = await openDatabase({
     url: runtime.databaseUrl,
@@ -65,6 +91,7 @@ export async function startService<TSchema extends Record<string, unknown>>(
     migrationsFolder: definition.migrationsFolder,
     logger,
   });
+  const mesh = createMeshSecurity(runtime);
   const bus = connectBus({ url: runtime.natsUrl, name: definition.schemaName, logger });
   const metrics = createMetrics(definition.schemaName);
   registerDatabaseMetrics(metrics, database, definition);
@@ -86,9 +113,10 @@ export async function startService<TSchema extends Record<string, unknown>>(
     await relay?.stop();
     await bus.close();
     await database.close();
+    mesh.close();
   };
   try {
-    const built = await definition.setup({ ...database, bus, metrics });
+    const built = await definition.setup({ ...database, bus, metrics, mesh });
     stop = built.stop;
     const server = await startServer(
       {
@@ -98,11 +126,13 @@ export async function startService<TSchema extends Record<string, unknown>>(
         maxRequestBytes: runtime.maxRequestBytes,
         shutdownGraceMs: runtime.shutdownGraceMs,
         metrics,
+        mesh: mesh.server,
         ...(runtime.connectionLimits ? { connectionLimits: runtime.connectionLimits } : {}),
         ...(runtime.trustedProxies ? { trustedProxies: runtime.trustedProxies } : {}),
       },
       { host: runtime.host, port: runtime.port },
     );
+    const ops = await startOpsServer({ logger, health: server.health, metrics, shutdownGraceMs: runtime.shutdownGraceMs }, { host: runtime.host, port: runtime.opsPort });
     let closing: Promise<void> | undefined;
     const readiness = startReadinessMonitor({
       health: server.health,
@@ -124,13 +154,44 @@ export async function startService<TSchema extends Record<string, unknown>>(
     });
     return {
       ...server,
+      ops,
       // Leave the registry first, so peers stop choosing this instance while it drains.
-      close: () => (closing ??= registration.stop().then(() => readiness.stop()).then(() => server.close()).then(shutDown)),
+      close: () => (closing ??= registration.stop().then(() => readiness.stop()).then(() => server.close()).then(() => ops.close()).then(shutDown)),
     };
   } catch (err) {
     await shutDown();
     throw err;
   }
+}
+
+/** A running service: its mesh port, and the plaintext ops port beside it. */
+export interface ServiceServer extends RunningServer {
+  readonly ops: RunningServer;
+}
+
+/**
+ * The ops port: grpc.health.v1 alone (sharing the mesh port's health, so probes see the
+ * readiness peers see) and GET /metrics, in plaintext, because kubelet's gRPC probes and
+ * Prometheus present no client certificate. It serves no RPC of the service, so nothing
+ * on it needs an identity; a NetworkPolicy keeps it to probes and the scraper.
+ */
+export function startOpsServer(
+  options: { logger: Logger; health: RunningServer["health"]; metrics: Metrics; shutdownGraceMs: number },
+  listen: { host: string; port: number },
+): Promise<RunningServer> {
+  return startServer(
+    {
+      logger: options.logger.child({ server: "ops" }),
+      routes: () => {},
+      services: [],
+      health: options.health,
+      reflection: false,
+      metricsEndpoint: options.metrics,
+      maxRequestBytes: 4 * 1024,
+      shutdownGraceMs: options.shutdownGraceMs,
+    },
+    listen,
+  );
 }
 
 /** The pool's connections by state, and the outbox's backlog and the age of its oldest row. */

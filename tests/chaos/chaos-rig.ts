@@ -1,11 +1,12 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { contractClient } from "../support/mesh-clients.js";
 import postgres from "postgres";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
 import { runLoad, type LoadOptions, type LoadReport } from "../../bench/load-runner.js";
-import { meshServiceNames, startScratchMesh, type MeshServiceName } from "../../services/platform/dev/scratch-mesh.js";
+import { meshServiceNames, startScratchMesh } from "../../services/platform/dev/scratch-mesh.js";
 import { seededStock, settleInvariants } from "../support/invariant-violations.js";
 import type { ChaosScenario } from "./chaos-scenarios.js";
 import { startTcpFaultProxy } from "./tcp-fault-proxy.js";
@@ -65,9 +66,11 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  */
 export async function startChaosRig(options: { env?: Record<string, string>; log?: (line: string) => void } = {}) {
   const paymentProxy = await startTcpFaultProxy();
+  // TLS runs through the proxy end to end: order still verifies it reached payment.
+  const paymentUrl = `https://127.0.0.1:${new URL(paymentProxy.url).port}`;
   const mesh = await startScratchMesh({
-    env: { PAYMENT_URL: paymentProxy.url, ...options.env },
-    serviceEnv: { payment: { ADVERTISE_URL: paymentProxy.url } },
+    env: { PAYMENT_URL: paymentUrl, ...options.env },
+    serviceEnv: { payment: { ADVERTISE_URL: paymentUrl } },
     ...(options.log ? { log: options.log } : {}),
   }).catch(async (err: unknown) => {
     await paymentProxy.close();
@@ -76,14 +79,15 @@ export async function startChaosRig(options: { env?: Record<string, string>; log
   paymentProxy.setTarget(Number(new URL(mesh.url("payment")).port));
   const sql = postgres(mesh.databaseUrl, { max: 2, onnotice: () => {} });
   const sessions: Http2SessionManager[] = [];
-  const transport = (name: MeshServiceName) => {
-    const sessionManager = new Http2SessionManager(mesh.url(name));
+  const plaintext = (baseUrl: string) => {
+    const sessionManager = new Http2SessionManager(baseUrl);
     sessions.push(sessionManager);
-    return createConnectTransport({ baseUrl: mesh.url(name), httpVersion: "2", sessionManager, defaultTimeoutMs: 2_000 });
+    return createConnectTransport({ baseUrl, httpVersion: "2", sessionManager, defaultTimeoutMs: 2_000 });
   };
-  const health = meshServiceNames.map((name) => ({ name, client: createClient(Health, transport(name)) }));
-  const inventory = createClient(InventoryService, transport("inventory"));
-  const storefront = createClient(StorefrontService, transport("gateway"));
+  // Health on each ops port, as a probe asks it; stock as the operator, who restocks.
+  const health = meshServiceNames.map((name) => ({ name, client: createClient(Health, plaintext(mesh.opsUrl(name))) }));
+  const inventory = contractClient(InventoryService, mesh.url("inventory"), mesh.pki, { peer: "inventory", protocol: "connect" });
+  const storefront = createClient(StorefrontService, plaintext(mesh.url("gateway")));
   const ledger = seededStock();
 
   async function stop(): Promise<void> {

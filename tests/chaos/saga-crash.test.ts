@@ -181,7 +181,7 @@ describe("a saga survives crashes", () => {
   // after the consumer's 30 s ack wait.
   it("NATS stopped while orders are placed: every event goes out once it is back, applied once", async () => {
     await mesh.nats.kill();
-    const health = createClient(Health, createGrpcTransport({ baseUrl: mesh.url("order") }));
+    const health = createClient(Health, createGrpcTransport({ baseUrl: mesh.opsUrl("order") }));
     // Readiness follows NATS; liveness does not, and the service keeps taking orders.
     await eventually(async () => expect((await health.check({ service: "readiness" })).status).toBe(ServingStatus.NOT_SERVING), 15_000);
     expect((await health.check({})).status).toBe(ServingStatus.SERVING);

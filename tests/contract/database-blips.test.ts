@@ -28,7 +28,8 @@ describe("database blips", () => {
   it("a database client under load survives terminated backends and Postgres restarts, then works again", async () => {
     const dataDir = join(scratch, "postgres");
     const port = await freePort();
-    pg = await startLocalPostgres({ dataDir, port, durable: false });
+    const superuserPassword = "blips-superuser";
+    pg = await startLocalPostgres({ dataDir, port, durable: false, superuserPassword });
     const url = pg.url;
 
     const child = fork(join(import.meta.dirname, "database-blips-load.ts"), [url], { execArgv: ["--import", "tsx"], stdio: ["ignore", "ignore", "pipe", "ipc"] });
@@ -54,7 +55,7 @@ describe("database blips", () => {
       await sleep(300);
       await pg.stop();
       await sleep(200);
-      pg = await startLocalPostgres({ dataDir, port, durable: false });
+      pg = await startLocalPostgres({ dataDir, port, durable: false, superuserPassword });
     }
     await sleep(300);
 

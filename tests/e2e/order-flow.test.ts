@@ -6,6 +6,7 @@ import { PaymentStatus } from "../../gen/shop/payment/v1/payment_service_pb.js";
 import { ReservationStatus } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { demoCatalog } from "../../services/inventory/src/domain/demo-catalog.js";
 import { eventually } from "../support/eventually.js";
+import { CUSTOMER_HEADER } from "../../services/platform/mesh-identity.js";
 import { startProcessMesh, type ProcessMesh } from "../support/process-mesh.js";
 
 /**
@@ -117,7 +118,7 @@ describe("place an order end to end", () => {
 
   it("refuses to cancel a confirmed order", async () => {
     const order = await settled((await place([{ sku: "MW-STK-003", quantity: 1 }])).id);
-    await expect(mesh.order.cancelOrder({ orderId: order.id })).rejects.toMatchObject({ code: Code.FailedPrecondition });
+    await expect(mesh.order.cancelOrder({ orderId: order.id }, { headers: { [CUSTOMER_HEADER]: order.customerId } })).rejects.toMatchObject({ code: Code.FailedPrecondition });
   });
 
   it("rejects bad input with the field named, and writes nothing", async () => {
@@ -126,7 +127,7 @@ describe("place an order end to end", () => {
       [{ customerId: "eve", items: [{ sku: "MW-MUG-001", quantity: 0 }], paymentToken: "tok_visa", requestId: "2" }, "items[0].quantity: must be greater than 0"],
       [{ customerId: "eve", items: [{ sku: "MW-MUG-001", quantity: -2 }], paymentToken: "tok_visa", requestId: "3" }, "items[0].quantity: must be greater than 0"],
       [{ customerId: "eve", items: [], paymentToken: "tok_visa", requestId: "4" }, "items: must not be empty"],
-      [{ customerId: "", items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok_visa", requestId: "5" }, "customer_id: is required"],
+      // The customer comes from the gateway's header, which access control requires (see tests/security/zero-trust.test.ts).
       [{ customerId: "eve", items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "", requestId: "6" }, "payment_token: is required"],
       [{ customerId: "eve", items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok\u0000visa", requestId: "7" }, "payment_token: must not contain NUL characters"],
       [{ customerId: "eve", items: [{ sku: "MW\u0000", quantity: 1 }], paymentToken: "tok_visa", requestId: "8" }, "items[0].sku: must not contain NUL characters"],

@@ -8,7 +8,7 @@ import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_
 import { createAuthenticator } from "../../gateway/src/auth.js";
 import { loadConfig } from "../../gateway/src/config.js";
 import type { RunningServer } from "../../services/platform/server.js";
-import { startGateway } from "../support/gateway.js";
+import { startGateway, testAuthSecret } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 
 const hour = 60 * 60;
@@ -42,7 +42,7 @@ const bearer = (token: string): Interceptor => (next) => (req) => {
 describe("the gateway's public edge", () => {
   // tests/support/gateway.ts signs local tokens with this; the accepted control token below
   // proves the two still agree, so a refusal is never just a wrong key.
-  const secret = new TextEncoder().encode("test-secret-test-secret-test-secret");
+  const secret = new TextEncoder().encode(testAuthSecret);
   const sign = (payload: JWTPayload) => new SignJWT(payload).setProtectedHeader({ alg: "HS256" }).setIssuer("meshwork-local").setAudience("meshwork").sign(secret);
   let mesh: InProcessMesh;
   let gateway: RunningServer;

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { inject } from "vitest";
+import { meshDeployables } from "../../services/platform/dev/mesh.js";
 import { provisionServiceRoles, serviceDatabaseUrl } from "../../services/platform/dev/database-roles.js";
 
 /**
@@ -21,10 +22,10 @@ export async function createTestDatabase(): Promise<string> {
   return url.toString();
 }
 
-export type DatabaseService = "inventory" | "payment" | "order" | "notification";
-
-/** Each service's role (named after it) and the schema it owns. */
-export const serviceSchemas: Record<DatabaseService, string> = { inventory: "inventory", payment: "payment", order: "orders", notification: "notification" };
+/** The deployables with a schema, whose roles (named after them) own it, as the manifest says. */
+const withSchema = meshDeployables.flatMap((d) => ("schema" in d ? [d] : []));
+export type DatabaseService = (typeof withSchema)[number]["name"];
+export const serviceSchemas = Object.fromEntries(withSchema.map((d) => [d.name, d.schema])) as Record<DatabaseService, string>;
 
 /**
  * Fixed, since roles belong to the whole test cluster and every suite's databases share

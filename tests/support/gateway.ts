@@ -1,15 +1,20 @@
 import { build as buildGateway } from "../../gateway/src/build.js";
-import type { RunningServer } from "../../services/platform/server.js";
+import type { ServiceServer } from "../../services/platform/service.js";
 import type { InProcessMesh } from "./services.js";
 import { silentLogger } from "./services.js";
 
+/** The secret the test gateways sign demo tokens with. */
+export const testAuthSecret = "test-secret-test-secret-test-secret";
+
 /** The gateway in front of an in-process mesh, on a free port, in local auth mode. */
-export function startGateway(mesh: InProcessMesh, overrides: { rateLimit?: { perSecond: number; burst: number }; watchLimits?: { perCustomer: number; perAddress: number }; maxRequestBytes?: number; maxTimeoutMs?: number } = {}): Promise<RunningServer> {
+export function startGateway(mesh: InProcessMesh, overrides: { rateLimit?: { perSecond: number; burst: number }; watchLimits?: { perCustomer: number; perAddress: number }; maxRequestBytes?: number; maxTimeoutMs?: number } = {}): Promise<ServiceServer> {
   return buildGateway({
     logger: silentLogger,
     host: "127.0.0.1",
     port: 0,
-    natsUrl: mesh.nats.url,
+    opsPort: 0,
+    meshTls: mesh.pki.files("gateway"),
+    natsUrl: mesh.nats.urlFor("gateway"),
     streamReplicas: 1,
     maxRequestBytes: overrides.maxRequestBytes ?? 64 * 1024,
     shutdownGraceMs: 1_000,
@@ -18,7 +23,7 @@ export function startGateway(mesh: InProcessMesh, overrides: { rateLimit?: { per
     inventoryUrl: mesh.inventory.url,
     paymentUrl: mesh.payment.url,
     notificationUrl: mesh.notification.url,
-    auth: { mode: "local", secret: "test-secret-test-secret-test-secret" },
+    auth: { mode: "local", secret: testAuthSecret },
     rateLimit: overrides.rateLimit ?? { perSecond: 1_000, burst: 1_000 },
     watchLimits: overrides.watchLimits ?? { perCustomer: 100_000, perAddress: 100_000 },
     corsOrigins: ["http://console.example"],

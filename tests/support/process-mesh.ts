@@ -1,25 +1,31 @@
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import type { DescService } from "@bufbuild/protobuf";
-import { childEnv, meshOnFreePorts, portEnv } from "../../services/platform/dev/mesh.js";
+import { childEnv, meshOnFreePorts, portEnv, withOwnCredentials } from "../../services/platform/dev/mesh.js";
 import { createSupervisor } from "../../services/platform/dev/supervisor.js";
 import { OrderService } from "../../gen/shop/order/v1/order_service_pb.js";
 import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
 import { NotificationService } from "../../gen/shop/notification/v1/notification_service_pb.js";
-import { createTestDatabase } from "./databases.js";
+import { createServiceDatabases, type DatabaseService } from "./databases.js";
 import { startTestNats } from "./nats.js";
+import { contractClient, testPki } from "./mesh-clients.js";
+import { testAuthSecret } from "./gateway.js";
 
 /**
  * The mesh as `npm start` runs it: each service its own OS process from its main.ts, on free
- * ports, under the real supervisor, against one fresh database.
+ * ports, under the real supervisor, against one fresh database, each with its own
+ * certificate, Postgres role and NATS user.
  */
 export async function startProcessMesh(options: { env?: Record<string, string> } = {}) {
-  const [databaseUrl, nats] = await Promise.all([createTestDatabase(), startTestNats()]);
-  const services = await meshOnFreePorts();
+  const [databases, nats, pki] = await Promise.all([createServiceDatabases(), startTestNats(), testPki()]);
+  const databaseUrl = databases.adminUrl;
+  const services = withOwnCredentials(await meshOnFreePorts(), {
+    databaseUrl: (name) => databases.urls[name as DatabaseService],
+    natsUrl: nats.urlFor,
+    tls: pki.files,
+    gatewayAuthSecret: testAuthSecret,
+  });
   const output: string[] = [];
   const supervisor = createSupervisor(services, {
-    env: childEnv({ ...process.env, ...portEnv(services), LOG_LEVEL: "warn", ...options.env }, services, { databaseUrl, natsUrl: nats.url }),
+    env: childEnv({ ...process.env, ...portEnv(services), LOG_LEVEL: "warn", ...options.env }, services),
     log: (line) => output.push(line),
     initialBackoffMs: 100,
   });
@@ -31,26 +37,25 @@ export async function startProcessMesh(options: { env?: Record<string, string> }
     await nats.stop();
     throw new Error(`${(err as Error).message}\n${output.slice(-20).join("\n")}`);
   }
-  const url = (name: string) => `http://127.0.0.1:${services.find((s) => s.name === name)!.port}`;
-  // Plain gRPC clients, as an outside caller would use: no breaker or retries of ours.
-  const sessions: Http2SessionManager[] = [];
-  const plain = <T extends DescService>(service: T, name: string) => {
-    const sessionManager = new Http2SessionManager(url(name));
-    sessions.push(sessionManager);
-    return createClient(service, createGrpcTransport({ baseUrl: url(name), sessionManager }));
-  };
+  const service = (name: string) => services.find((s) => s.name === name)!;
+  const url = (name: string) => `${name === "gateway" ? "http" : "https"}://127.0.0.1:${service(name).port}`;
+  // Plain gRPC clients, as an outside caller would use (no breaker or retries of ours), each
+  // method called as a caller its contract admits.
   const clients = {
-    order: plain(OrderService, "order"),
-    inventory: plain(InventoryService, "inventory"),
-    payment: plain(PaymentService, "payment"),
-    notification: plain(NotificationService, "notification"),
+    order: contractClient(OrderService, url("order"), pki, { peer: "order" }),
+    inventory: contractClient(InventoryService, url("inventory"), pki, { peer: "inventory" }),
+    payment: contractClient(PaymentService, url("payment"), pki, { peer: "payment" }),
+    notification: contractClient(NotificationService, url("notification"), pki, { peer: "notification" }),
   };
   return {
+    /** The admin URL, for checks across schemas. */
     databaseUrl,
     nats,
+    pki,
     supervisor,
     output,
     url,
+    opsUrl: (name: string) => `http://127.0.0.1:${service(name).opsPort}`,
     ...clients,
     /** SIGKILLs a service; the supervisor restarts it, as it would any crash. */
     kill(name: string) {
@@ -58,7 +63,6 @@ export async function startProcessMesh(options: { env?: Record<string, string> }
       if (pid) process.kill(pid, "SIGKILL");
     },
     async stop() {
-      for (const session of sessions) session.abort();
       await supervisor.stop(10_000);
       await nats.stop();
     },

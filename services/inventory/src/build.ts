@@ -1,8 +1,7 @@
 import { resolve } from "node:path";
 import { InventoryService } from "../../../gen/shop/inventory/v1/inventory_service_pb.js";
-import type { RunningServer } from "../../platform/server.js";
 import { eventStream } from "../../platform/bus/streams.js";
-import { startService, type ServiceRuntime } from "../../platform/service.js";
+import { startService, type ServiceRuntime, type ServiceServer } from "../../platform/service.js";
 import { createInventory } from "./app/inventory.js";
 import { outbox, tables } from "./db/schema.js";
 import { demoCatalog, type CatalogEntry } from "./domain/demo-catalog.js";
@@ -14,7 +13,7 @@ export interface InventoryDeps extends ServiceRuntime {
 }
 
 /** Wires inventory together and starts serving; main.ts and tests both call this. */
-export function build(deps: InventoryDeps): Promise<RunningServer> {
+export function build(deps: InventoryDeps): Promise<ServiceServer> {
   return startService(deps, {
     schemaName: "inventory",
     tables,

@@ -3,8 +3,7 @@ import { NotificationService } from "../../../gen/shop/notification/v1/notificat
 import { file_shop_order_v1_order_events } from "../../../gen/shop/order/v1/order_events_pb.js";
 import { startEventConsumer } from "../../platform/bus/event-consumer.js";
 import { eventStream } from "../../platform/bus/streams.js";
-import type { RunningServer } from "../../platform/server.js";
-import { startService, type ServiceRuntime } from "../../platform/service.js";
+import { startService, type ServiceRuntime, type ServiceServer } from "../../platform/service.js";
 import { createNotificationQueries, orderEventHandlers } from "./app/notifications.js";
 import { inbox, tables } from "./db/schema.js";
 import { createRoutes } from "./rpc/routes.js";
@@ -15,7 +14,7 @@ export interface NotificationDeps extends ServiceRuntime {
 }
 
 /** Wires notification together and starts serving; main.ts and tests both call this. */
-export function build(deps: NotificationDeps): Promise<RunningServer> {
+export function build(deps: NotificationDeps): Promise<ServiceServer> {
   return startService(deps, {
     schemaName: "notification",
     tables,

@@ -7,9 +7,8 @@ import { PaymentService } from "../../../gen/shop/payment/v1/payment_service_pb.
 import { createServiceClient, type WireProtocol } from "../../platform/clients.js";
 import { createServiceDirectory } from "../../platform/bus/discovery.js";
 import { createSagaRunner, type SagaPolicy } from "../../platform/saga/saga-runner.js";
-import { startServer, type RunningServer } from "../../platform/server.js";
 import { eventStream } from "../../platform/bus/streams.js";
-import { startService, type ServiceRuntime } from "../../platform/service.js";
+import { startService, type ServiceRuntime, type ServiceServer } from "../../platform/service.js";
 import { createOrderStore } from "./app/order-store.js";
 import { createOrders } from "./app/orders.js";
 import { createPlaceOrderSaga } from "./app/place-order-saga.js";
@@ -23,36 +22,25 @@ export interface OrderDeps extends ServiceRuntime {
   paymentUrl: string;
   clientProtocol: WireProtocol;
   sagaPolicy: Partial<SagaPolicy>;
-  /** SagaAdminService's port on 127.0.0.1; unset: a free one, as tests want. */
-  adminPort?: number;
 }
-
-export interface OrderServer extends RunningServer {
-  /** The operators' server: SagaAdminService, on loopback only. */
-  readonly admin: RunningServer;
-}
-
-/** Only someone on the host reaches the admin port, until operators have an identity (issue 11). */
-const ADMIN_HOST = "127.0.0.1";
 
 /**
- * Wires ordering together and starts serving: OrderService on the mesh port, and
- * SagaAdminService on a second server bound to loopback, which neither the mesh port nor
- * the gateway exposes. main.ts and tests both call this.
+ * Wires ordering together and starts serving OrderService and, for operators only (the
+ * contract's access option), SagaAdminService on the mesh port. main.ts and tests both call
+ * this.
  */
-export async function build(deps: OrderDeps): Promise<OrderServer> {
-  let admin: RunningServer | undefined;
-  const server = await startService(deps, {
+export async function build(deps: OrderDeps): Promise<ServiceServer> {
+  return startService(deps, {
     schemaName: "orders",
     tables,
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),
     outbox: { table: outbox, stream: eventStream("order") },
-    services: [OrderService],
-    async setup({ db, bus, metrics }) {
+    services: [OrderService, SagaAdminService],
+    async setup({ db, bus, metrics, mesh }) {
       // Instances from the registry; the configured URLs when it knows none.
       const directory = createServiceDirectory({ bus, logger: deps.logger });
-      const inventory = createServiceClient(InventoryService, { baseUrl: deps.inventoryUrl, protocol: deps.clientProtocol, directory });
-      const payment = createServiceClient(PaymentService, { baseUrl: deps.paymentUrl, protocol: deps.clientProtocol, directory });
+      const inventory = createServiceClient(InventoryService, { baseUrl: deps.inventoryUrl, protocol: deps.clientProtocol, directory, tls: mesh.peerTls("inventory") });
+      const payment = createServiceClient(PaymentService, { baseUrl: deps.paymentUrl, protocol: deps.clientProtocol, directory, tls: mesh.peerTls("payment") });
       const store = createOrderStore(db);
       metrics.trackClients(() => [inventory.stats(), payment.stats()]);
       metrics.gauge("sagas", "Sagas by state", ["state"], async () =>
@@ -67,22 +55,12 @@ export async function build(deps: OrderDeps): Promise<OrderServer> {
       });
       const resumed = await saga.startSweeping();
       if (resumed > 0) deps.logger.info({ resumed }, "resumed unfinished sagas");
-      const adminLogger = deps.logger.child({ server: "admin" });
-      const adminServer = await startServer(
-        {
-          logger: adminLogger,
-          routes: createSagaAdminRoutes({ admin: createSagaAdmin({ saga, logger: adminLogger }) }),
-          services: [SagaAdminService],
-          maxRequestBytes: deps.maxRequestBytes,
-          shutdownGraceMs: deps.shutdownGraceMs,
-        },
-        { host: ADMIN_HOST, port: deps.adminPort ?? 0 },
-      );
-      admin = adminServer;
       return {
-        routes: createRoutes({ orders: createOrders({ db, store, inventory: inventory.client, saga }) }),
+        routes: (router) => {
+          createRoutes({ orders: createOrders({ db, store, inventory: inventory.client, saga }) })(router);
+          createSagaAdminRoutes({ admin: createSagaAdmin({ saga, logger: deps.logger }) })(router);
+        },
         async stop() {
-          await adminServer.close();
           await saga.stop();
           inventory.close();
           payment.close();
@@ -91,5 +69,4 @@ export async function build(deps: OrderDeps): Promise<OrderServer> {
       };
     },
   });
-  return { ...server, admin: admin! };
 }

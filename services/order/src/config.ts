@@ -4,8 +4,6 @@ import { defaultSagaPolicy, type SagaPolicy } from "../../platform/saga/saga-run
 
 export interface OrderConfig extends ServiceConfig {
   port: number;
-  /** SagaAdminService's port, always bound to 127.0.0.1; 0 picks a free one. */
-  adminPort: number;
   inventoryUrl: string;
   paymentUrl: string;
   /** Protocol for calls to inventory and payment. */
@@ -13,15 +11,11 @@ export interface OrderConfig extends ServiceConfig {
   sagaPolicy: SagaPolicy;
 }
 
-/** Where the saga admin service listens on 127.0.0.1, unless ORDER_ADMIN_PORT says otherwise. */
-export const DEFAULT_ORDER_ADMIN_PORT = 50061;
-
 /** The only place ordering reads the environment. */
 export function loadConfig(env: Env): OrderConfig {
   return {
     ...serviceConfig(env),
     port: port(env, "ORDER_PORT", 50051),
-    adminPort: port(env, "ORDER_ADMIN_PORT", DEFAULT_ORDER_ADMIN_PORT),
     inventoryUrl: url(env, "INVENTORY_URL", "http://127.0.0.1:50052"),
     paymentUrl: url(env, "PAYMENT_URL", "http://127.0.0.1:50053"),
     clientProtocol: oneOf(env, "CLIENT_PROTOCOL", ["connect", "grpc"] as const, "connect"),

@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { OrderService } from "../../../gen/shop/order/v1/order_service_pb.js";
 import { connect } from "../../../tests/support/databases.js";
 import { startInProcessMesh, type InProcessMesh } from "../../../tests/support/services.js";
@@ -14,7 +13,7 @@ describe("CreateOrder's request_id", () => {
   afterAll(() => mesh?.close());
 
   it("returns the same order for the same request, and refuses it for a different one", async () => {
-    const orders = createClient(OrderService, createGrpcTransport({ baseUrl: mesh.order.url }));
+    const orders = mesh.client(OrderService, "order");
     const requestId = randomUUID();
     const request = { customerId: "c-idem", items: [{ sku: "MW-MUG-001", quantity: 1 }, { sku: "MW-STK-003", quantity: 2 }], paymentToken: "tok_visa", requestId };
     const { order } = await orders.createOrder(request);

@@ -1,8 +1,7 @@
 import { resolve } from "node:path";
 import { PaymentService } from "../../../gen/shop/payment/v1/payment_service_pb.js";
-import type { RunningServer } from "../../platform/server.js";
 import { eventStream } from "../../platform/bus/streams.js";
-import { startService, type ServiceRuntime } from "../../platform/service.js";
+import { startService, type ServiceRuntime, type ServiceServer } from "../../platform/service.js";
 import type { CardNetwork } from "./app/card-network.js";
 import { createPayments } from "./app/payments.js";
 import { createSimulatedCardNetwork } from "./app/simulated-card-network.js";
@@ -15,7 +14,7 @@ export interface PaymentDeps extends ServiceRuntime {
 }
 
 /** Wires payment together and starts serving; main.ts and tests both call this. */
-export function build(deps: PaymentDeps): Promise<RunningServer> {
+export function build(deps: PaymentDeps): Promise<ServiceServer> {
   return startService(deps, {
     schemaName: "payment",
     tables,

@@ -1,10 +1,16 @@
 import { fork } from "node:child_process";
 import { join, resolve } from "node:path";
 import { integer, type Env } from "../config.js";
-import { findNatsServer, natsInstallHint, startLocalNats } from "./local-nats.js";
+import { findNatsServer, natsInstallHint } from "./local-nats.js";
+import { natsUrlFor, startMeshNats, type MeshSecrets } from "./mesh-launch.js";
 import { isListening } from "./tcp.js";
+import { localSecret } from "./local-secrets.js";
 
 export const repoRoot = resolve(import.meta.dirname, "../../..");
+/** The local mesh's state: Postgres and NATS data, the PKI, the generated secrets. */
+export const dataDir = join(repoRoot, ".data");
+export const secretsDir = join(dataDir, "secrets");
+export const pkiDir = join(dataDir, "pki");
 
 export interface Dependency {
   name: string;
@@ -17,16 +23,18 @@ export interface Dependency {
 const nothingToStop = async () => {};
 
 /**
- * Postgres for local runs: DATABASE_URL if set; else embedded Postgres under .data/,
- * reused if it is already up (say, `npm start` runs while `npm run service` starts).
+ * Postgres for local runs, as an ADMIN URL, which only provisions the services' roles:
+ * DATABASE_URL if set; else embedded Postgres under .data/, whose superuser password is a
+ * generated secret, reused if it is already up (say, `npm start` runs while `npm run
+ * service` starts).
  */
 export async function resolvePostgres(env: Env, log: (line: string) => void): Promise<Dependency> {
-  if (env["DATABASE_URL"]) return { name: "postgres", url: env["DATABASE_URL"], source: "DATABASE_URL", stop: nothingToStop };
+  if (env["DATABASE_URL"]) return { name: "postgres", url: env["DATABASE_URL"], source: "DATABASE_URL (admin)", stop: nothingToStop };
   const port = integer(env, "EMBEDDED_POSTGRES_PORT", 54329, { min: 1, max: 65535 });
-  const url = `postgres://postgres:postgres@127.0.0.1:${port}/meshwork`;
+  const password = localSecret(secretsDir, "postgres-admin");
+  const url = `postgres://postgres:${password}@127.0.0.1:${port}/meshwork`;
   if (await isListening("127.0.0.1", port)) return { name: "postgres", url, source: "embedded, already running", stop: nothingToStop };
-  const dataDir = join(repoRoot, ".data/postgres");
-  const child = fork(join(import.meta.dirname, "local-postgres-main.ts"), [dataDir, String(port)], {
+  const child = fork(join(import.meta.dirname, "local-postgres-main.ts"), [join(dataDir, "postgres"), String(port), join(secretsDir, "postgres-admin")], {
     execArgv: ["--import", "tsx"],
     stdio: ["ignore", "ignore", "pipe", "ipc"],
     detached: true, // Ctrl-C reaches the supervisor only; it stops Postgres last
@@ -52,16 +60,27 @@ export async function resolvePostgres(env: Env, log: (line: string) => void): Pr
   };
 }
 
+/** NATS as a launcher hands it out: each deployable's own credentialed URL. */
+export interface NatsDependency extends Dependency {
+  urlFor(name: string): string;
+}
+
 /**
- * NATS for local runs: NATS_URL if set; else a server already on 127.0.0.1:4222; else
- * `nats-server -js` from PATH with its store under .data/nats; else a clear error.
+ * NATS for local runs: NATS_URL if set (with credentials of its own: every process then
+ * uses it as given); else the mesh's own nats-server on 127.0.0.1:EMBEDDED_NATS_PORT
+ * (54222), with a user per deployable, started from PATH with its store under .data/nats,
+ * or reused if already up. Never whatever happens to listen on 4222: an open broker there is
+ * exactly what the mesh must not trust.
  */
-export async function resolveNats(env: Env, log: (line: string) => void): Promise<Dependency> {
-  if (env["NATS_URL"]) return { name: "nats", url: env["NATS_URL"], source: "NATS_URL", stop: nothingToStop };
-  if (await isListening("127.0.0.1", 4222)) return { name: "nats", url: "nats://127.0.0.1:4222", source: "already running", stop: nothingToStop };
-  const binary = findNatsServer();
-  if (!binary) throw new Error(natsInstallHint);
-  const nats = await startLocalNats({ port: 4222, storeDir: join(repoRoot, ".data/nats"), binary, detached: true });
-  log(`started ${binary} -js on 127.0.0.1:4222, store in .data/nats`);
-  return { name: "nats", url: nats.url, source: `started ${binary}`, stop: () => nats.stop() };
+export async function resolveNats(env: Env, log: (line: string) => void, secrets: MeshSecrets): Promise<NatsDependency> {
+  const given = env["NATS_URL"];
+  if (given) return { name: "nats", url: given, urlFor: () => given, source: "NATS_URL", stop: nothingToStop };
+  const port = integer(env, "EMBEDDED_NATS_PORT", 54222, { min: 1, max: 65535 });
+  const url = `nats://127.0.0.1:${port}`;
+  const urlFor = natsUrlFor(port, secrets);
+  if (await isListening("127.0.0.1", port)) return { name: "nats", url, urlFor, source: "mesh's own, already running", stop: nothingToStop };
+  if (!findNatsServer()) throw new Error(natsInstallHint);
+  const nats = await startMeshNats({ port, storeDir: join(dataDir, "nats"), secrets, detached: true });
+  log(`started nats-server -js on ${url} with a user per service, store in .data/nats`);
+  return { name: "nats", url, urlFor, source: "started, a user per service", stop: () => nats.stop() };
 }

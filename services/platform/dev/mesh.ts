@@ -1,9 +1,12 @@
 import { ConfigError, port, type Env } from "../config.js";
 import { freePort } from "./tcp.js";
+import type { MeshTlsFiles } from "../mesh-tls.js";
 
 export interface MeshService {
   name: string;
   port: number;
+  /** Its plaintext probe and scrape port. */
+  opsPort: number;
   /** Entry point, relative to the repository root. */
   main: string;
   /** Environment for this service alone, over the shared one (e.g. the address it advertises). */
@@ -55,40 +58,62 @@ export const meshDeployables = [
     serves: ["shop.notification.v1.NotificationService"],
     consumes: [{ context: "order", durable: "notification" }],
   },
-  { name: "gateway", main: "gateway/main.ts", defaultPort: 8080, defaultOpsPort: 9080, serves: ["shop.gateway.v1.StorefrontService"], watches: ["order"] },
+  { name: "gateway", main: "gateway/main.ts", defaultPort: 8080, defaultOpsPort: 9080, serves: ["shop.gateway.v1.StorefrontService"], watches: ["order", "inventory", "payment"] },
 ] as const satisfies readonly Deployable[];
 
 export type MeshServiceName = (typeof meshDeployables)[number]["name"];
 export const meshServiceNames: readonly MeshServiceName[] = meshDeployables.map((d) => d.name);
 
-/** The variable a service reads its port from, e.g. ORDER_PORT. */
+/** The variable a service reads its port from, e.g. ORDER_PORT; and its ops port, e.g. ORDER_OPS_PORT. */
 const portVariable = (name: string) => `${name.toUpperCase()}_PORT`;
+const opsPortVariable = (name: string) => `${name.toUpperCase()}_OPS_PORT`;
 
-/** The deployables on the ports the same *_PORT variables the services read give. */
+/** The deployables on the ports the *_PORT and *_OPS_PORT variables give, else their defaults. */
 function meshServices(env: Env): MeshService[] {
-  return meshDeployables.map(({ name, main, defaultPort }) => ({ name, main, port: port(env, portVariable(name), defaultPort) }));
+  return meshDeployables.map(({ name, main, defaultPort, defaultOpsPort }) => ({
+    name,
+    main,
+    port: port(env, portVariable(name), defaultPort),
+    opsPort: port(env, opsPortVariable(name), defaultOpsPort),
+  }));
 }
 
 /** The deployables on free ports, for a disposable mesh beside a developer's own. */
 export async function meshOnFreePorts(): Promise<MeshService[]> {
   const services: MeshService[] = [];
-  for (const { name, main } of meshDeployables) services.push({ name, main, port: await freePort() });
+  for (const { name, main } of meshDeployables) services.push({ name, main, port: await freePort(), opsPort: await freePort() });
   return services;
 }
 
-/**
- * The *_PORT variables that put services where `services` says. Order's loopback admin port
- * is any free one, so a disposable mesh never collides with a developer's on 50061.
- */
-export const portEnv = (services: readonly MeshService[]) => ({ ...Object.fromEntries(services.map((s) => [portVariable(s.name), String(s.port)])), ORDER_ADMIN_PORT: "0" });
+/** The *_PORT variables that put services where `services` says. */
+export const portEnv = (services: readonly MeshService[]) => Object.fromEntries(services.map((s) => [portVariable(s.name), String(s.port)]));
 
-/** Environment for a child: the resolved dependencies, and peers' addresses by their ports. */
-export function childEnv(env: Env, services: MeshService[], deps: { databaseUrl: string; natsUrl: string }): NodeJS.ProcessEnv {
-  const url = (name: string) => `http://127.0.0.1:${services.find((s) => s.name === name)!.port}`;
+/** What each process of a mesh is given that is its own: credentials, resolved per service. */
+export interface MeshCredentialSource {
+  /** The service's own Postgres role's URL; undefined for a deployable without a schema. */
+  databaseUrl(name: string): string | undefined;
+  /** NATS with the service's own user. */
+  natsUrl(name: string): string;
+  /** Its certificate, key and the mesh CA; undefined under MESH_TLS=off. */
+  tls(name: string): MeshTlsFiles | undefined;
+  /** The gateway's token-signing secret in local auth mode. */
+  gatewayAuthSecret?: string;
+}
+
+/**
+ * Variables a child must never inherit from the shell that started the mesh: an admin
+ * DATABASE_URL, someone else's NATS user or certificate. Each process gets its own instead.
+ */
+const perProcessVariables = ["DATABASE_URL", "NATS_URL", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE", "OPS_PORT", "AUTH_LOCAL_SECRET"];
+
+/** Environment every child shares: peers' addresses (https under mTLS) and the gateway's auth mode; no credential. */
+export function childEnv(env: Env, services: MeshService[]): NodeJS.ProcessEnv {
+  const scheme = env["MESH_TLS"] === "off" ? "http" : "https";
+  const url = (name: string) => `${scheme}://127.0.0.1:${services.find((s) => s.name === name)!.port}`;
+  const shared: NodeJS.ProcessEnv = { ...env };
+  for (const name of perProcessVariables) delete shared[name];
   return {
-    ...env,
-    DATABASE_URL: deps.databaseUrl,
-    NATS_URL: deps.natsUrl,
+    ...shared,
     ORDER_URL: env["ORDER_URL"] ?? url("order"),
     INVENTORY_URL: env["INVENTORY_URL"] ?? url("inventory"),
     PAYMENT_URL: env["PAYMENT_URL"] ?? url("payment"),
@@ -96,6 +121,22 @@ export function childEnv(env: Env, services: MeshService[], deps: { databaseUrl:
     // On a developer's machine the gateway issues demo tokens; see the README.
     AUTH_MODE: env["AUTH_MODE"] ?? "local",
   };
+}
+
+/** Each service with the environment that is its own alone, over any it already has. */
+export function withOwnCredentials(services: readonly MeshService[], credentials: MeshCredentialSource): MeshService[] {
+  return services.map((service) => {
+    const databaseUrl = credentials.databaseUrl(service.name);
+    const tls = credentials.tls(service.name);
+    const own: Record<string, string> = {
+      NATS_URL: credentials.natsUrl(service.name),
+      OPS_PORT: String(service.opsPort),
+      ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+      ...(tls ? { TLS_CERT_FILE: tls.certFile, TLS_KEY_FILE: tls.keyFile, TLS_CA_FILE: tls.caFile } : {}),
+      ...(service.name === "gateway" && credentials.gatewayAuthSecret ? { AUTH_LOCAL_SECRET: credentials.gatewayAuthSecret } : {}),
+    };
+    return { ...service, env: { ...own, ...service.env } };
+  });
 }
 
 /** For the CLIs: a bad *_PORT ends the command with the variable's name, not a stack trace. */

@@ -1,9 +1,12 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startLocalNats, type LocalNats } from "./local-nats.js";
+import { randomBytes } from "node:crypto";
+import type { LocalNats } from "./local-nats.js";
 import { startLocalPostgres, type LocalPostgres } from "./local-postgres.js";
 import { childEnv, meshOnFreePorts, portEnv, type MeshServiceName } from "./mesh.js";
+import { ephemeralMeshSecrets, startMeshNats, withMeshCredentials } from "./mesh-launch.js";
+import { startMeshPki } from "./mesh-pki.js";
 import { createSupervisor } from "./supervisor.js";
 import { freePort } from "./tcp.js";
 
@@ -24,7 +27,8 @@ export interface ScratchMeshOptions {
 /**
  * The whole mesh as `npm start` runs it, but disposable: its own embedded Postgres and its
  * own nats-server in a scratch directory, every service a real process on a free port under
- * the real supervisor. The bench and the chaos command use it, so a run can kill anything
+ * the real supervisor, with the credentials `npm start` gives (certificates, a Postgres role
+ * and a NATS user each). The bench and the chaos command use it, so a run can kill anything
  * (services, NATS, Postgres) without touching a developer's `.data/` or the machine's servers.
  */
 export async function startScratchMesh(options: ScratchMeshOptions = {}) {
@@ -32,14 +36,20 @@ export async function startScratchMesh(options: ScratchMeshOptions = {}) {
   const pgDir = join(scratch, "postgres");
   const natsDir = join(scratch, "nats");
   const [pgPort, natsPort] = [await freePort(), await freePort()];
-  let postgres: LocalPostgres | undefined = await startLocalPostgres({ dataDir: pgDir, port: pgPort });
-  let nats: LocalNats | undefined = await startLocalNats({ port: natsPort, storeDir: natsDir });
+  const superuserPassword = randomBytes(18).toString("base64url");
+  const secrets = ephemeralMeshSecrets();
+  const startPostgres = () => startLocalPostgres({ dataDir: pgDir, port: pgPort, superuserPassword });
+  const startNats = () => startMeshNats({ port: natsPort, storeDir: natsDir, secrets });
+  let postgres: LocalPostgres | undefined = await startPostgres();
+  let nats: LocalNats | undefined = await startNats();
+  const pki = await startMeshPki(join(scratch, "pki"), { lifetimeMs: 24 * 3_600_000 });
 
-  const services = (await meshOnFreePorts()).map((service) => ({ ...service, env: options.serviceEnv?.[service.name as MeshServiceName] ?? {} }));
+  const onFreePorts = (await meshOnFreePorts()).map((service) => ({ ...service, env: options.serviceEnv?.[service.name as MeshServiceName] ?? {} }));
+  const services = await withMeshCredentials(onFreePorts, { adminDatabaseUrl: postgres.url, natsUrlFor: nats.urlFor, pki, secrets });
   const output: string[] = [];
   const log = options.log ?? ((line: string) => output.push(line));
   const supervisor = createSupervisor(services, {
-    env: childEnv({ ...process.env, ...portEnv(services), LOG_LEVEL: "warn", ...options.env }, services, { databaseUrl: postgres.url, natsUrl: nats.url }),
+    env: childEnv({ ...process.env, ...portEnv(services), LOG_LEVEL: "warn", ...options.env }, services),
     log,
     initialBackoffMs: 100,
     maxBackoffMs: 2_000,
@@ -47,6 +57,7 @@ export async function startScratchMesh(options: ScratchMeshOptions = {}) {
   const startedAt = performance.now();
   supervisor.start();
   const stopInfra = async () => {
+    pki.stop();
     await nats?.stop();
     await postgres?.stop();
     rmSync(scratch, { recursive: true, force: true });
@@ -59,15 +70,21 @@ export async function startScratchMesh(options: ScratchMeshOptions = {}) {
     throw new Error(`${(err as Error).message}\n${output.slice(-20).join("\n")}`);
   }
   const servingAfterMs = performance.now() - startedAt;
-  const url = (name: MeshServiceName) => `http://127.0.0.1:${services.find((s) => s.name === name)!.port}`;
+  const service = (name: MeshServiceName) => services.find((s) => s.name === name)!;
+  const url = (name: MeshServiceName) => `${name === "gateway" ? "http" : "https"}://127.0.0.1:${service(name).port}`;
 
   return {
+    /** The admin URL, for checks across schemas. */
     databaseUrl: postgres.url,
-    natsUrl: nats.url,
+    /** The operator's NATS URL, for checks of streams. */
+    natsUrl: nats.urlFor("operator"),
+    pki,
     /** From spawning the services to all of them SERVING (infrastructure already up). */
     servingAfterMs,
     output,
     url,
+    /** The plaintext ops port: health and /metrics. */
+    opsUrl: (name: MeshServiceName) => `http://127.0.0.1:${service(name).opsPort}`,
     pid: (name: MeshServiceName) => supervisor.pid(name),
     waitUntilServing: (timeoutMs: number) => supervisor.waitUntilServing(timeoutMs),
     /** SIGKILLs a service; the supervisor restarts it, as it would any crash. */
@@ -82,7 +99,7 @@ export async function startScratchMesh(options: ScratchMeshOptions = {}) {
       nats = undefined;
     },
     async startNats() {
-      nats = await startLocalNats({ port: natsPort, storeDir: natsDir });
+      nats = await startNats();
     },
     /** A clean Postgres shutdown: every connection is cut, as in a database failover or upgrade. */
     async stopPostgres() {
@@ -90,7 +107,7 @@ export async function startScratchMesh(options: ScratchMeshOptions = {}) {
       postgres = undefined;
     },
     async startPostgres() {
-      postgres = await startLocalPostgres({ dataDir: pgDir, port: pgPort });
+      postgres = await startPostgres();
     },
     async stop() {
       await supervisor.stop(10_000);

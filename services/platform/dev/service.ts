@@ -1,29 +1,36 @@
 /**
  * `npm run service -- <name>`: one service in the foreground, configured as `npm start`
- * would configure it (the same Postgres, NATS and peer addresses).
+ * would configure it: the same Postgres and NATS, its own role, user and certificate (from
+ * .data/, so it joins a running `npm start` mesh), and the peers' addresses.
  */
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { repoRoot, resolveNats, resolvePostgres } from "./local-infra.js";
+import { pkiDir, repoRoot, resolveNats, resolvePostgres, secretsDir } from "./local-infra.js";
 import { childEnv, meshServicesOrExit } from "./mesh.js";
+import { persistentMeshSecrets, withMeshCredentials } from "./mesh-launch.js";
+import { startMeshPki } from "./mesh-pki.js";
 
 const name = process.argv[2];
-const services = meshServicesOrExit(process.env);
-const service = services.find((s) => s.name === name);
-if (!service) {
-  console.error(`usage: npm run service -- <${services.map((s) => s.name).join("|")}>`);
+const all = meshServicesOrExit(process.env);
+if (!all.some((s) => s.name === name)) {
+  console.error(`usage: npm run service -- <${all.map((s) => s.name).join("|")}>`);
   process.exit(2);
 }
 const log = (line: string) => console.error(`meshwork: ${line}`);
+const secrets = persistentMeshSecrets(secretsDir);
 const postgres = await resolvePostgres(process.env, log);
-const nats = await resolveNats(process.env, log);
+const nats = await resolveNats(process.env, log, secrets);
+const pki = process.env["MESH_TLS"] === "off" ? undefined : await startMeshPki(pkiDir, { lifetimeMs: 24 * 3_600_000, log });
+const services = await withMeshCredentials(all, { adminDatabaseUrl: postgres.url, natsUrlFor: nats.urlFor, pki, secrets });
+const service = services.find((s) => s.name === name)!;
 const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, service.main)], {
   cwd: repoRoot,
-  env: childEnv(process.env, services, { databaseUrl: postgres.url, natsUrl: nats.url }),
+  env: { ...childEnv(process.env, services), ...service.env },
   stdio: "inherit",
 });
 for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));
 child.once("exit", async (code) => {
+  pki?.stop();
   await nats.stop();
   await postgres.stop();
   process.exit(code ?? 1);

@@ -1,31 +1,49 @@
 /**
- * `npm start`: the whole mesh on one machine. Resolves Postgres and NATS, starts every
- * service under supervision, waits for SERVING, prints where everything is, and on Ctrl-C
- * stops the services, then the dependencies it started.
+ * `npm start`: the whole mesh on one machine, secure by default. Resolves Postgres and
+ * NATS, issues the mesh's certificates, gives every service its own Postgres role, NATS user
+ * and certificate, starts them under supervision, waits for SERVING, writes .data/mesh.json
+ * for the tools, prints where everything is, and on Ctrl-C stops the services, then the
+ * dependencies it started.
  */
-import { resolveNats, resolvePostgres, type Dependency } from "./local-infra.js";
-import { childEnv, meshServicesOrExit } from "./mesh.js";
+import { join } from "node:path";
+import { dataDir, pkiDir, resolveNats, resolvePostgres, secretsDir, type Dependency } from "./local-infra.js";
+import { childEnv, meshServicesOrExit, type MeshService } from "./mesh.js";
+import { persistentMeshSecrets, withMeshCredentials } from "./mesh-launch.js";
+import { startMeshPki, type MeshPki } from "./mesh-pki.js";
+import { defaultMeshStateFile, writeMeshState } from "./mesh-state.js";
+import { OPERATOR_NATS_USER } from "./nats-accounts.js";
 import { createSupervisor } from "./supervisor.js";
+import { integer } from "../config.js";
 
 const log = (line: string) => console.log(line);
 const env = process.env;
-const services = meshServicesOrExit(env);
+const secrets = persistentMeshSecrets(secretsDir);
 const dependencies: Dependency[] = [];
+let pki: MeshPki | undefined;
 
 async function stopDependencies() {
+  pki?.stop();
   for (const dependency of dependencies.reverse()) await dependency.stop();
 }
 
+let services: MeshService[];
+let natsUrl: string;
 try {
-  dependencies.push(await resolvePostgres(env, log));
-  dependencies.push(await resolveNats(env, log));
+  const postgres = await resolvePostgres(env, log);
+  dependencies.push(postgres);
+  const nats = await resolveNats(env, log, secrets);
+  dependencies.push(nats);
+  natsUrl = nats.url;
+  // Certificates last a day and are re-issued hot at two thirds of that; see the README.
+  const lifetimeMs = integer(env, "MESH_CERT_LIFETIME_MS", 24 * 3_600_000, { min: 60_000, max: 90 * 24 * 3_600_000 });
+  pki = env["MESH_TLS"] === "off" ? undefined : await startMeshPki(pkiDir, { lifetimeMs, log });
+  services = await withMeshCredentials(meshServicesOrExit(env), { adminDatabaseUrl: postgres.url, natsUrlFor: nats.urlFor, pki, secrets });
 } catch (err) {
   console.error(`meshwork: ${(err as Error).message}`);
   await stopDependencies();
   process.exit(1);
 }
-const [postgres, nats] = dependencies as [Dependency, Dependency];
-const supervisor = createSupervisor(services, { env: childEnv(env, services, { databaseUrl: postgres.url, natsUrl: nats.url }), log });
+const supervisor = createSupervisor(services, { env: childEnv(env, services), log });
 
 let stopping = false;
 async function shutdown(signal: string, exitCode = 0) {
@@ -49,14 +67,25 @@ try {
   await shutdown("start-up failure", 1);
 }
 
+const scheme = (s: MeshService) => (s.name === "gateway" || !pki ? "http" : "https");
+const address = (s: MeshService) => `${scheme(s)}://127.0.0.1:${s.port}`;
+if (pki) {
+  writeMeshState(defaultMeshStateFile(dataDir), {
+    services: Object.fromEntries(services.map((s) => [s.name, { url: address(s), opsUrl: `http://127.0.0.1:${s.opsPort}` }])),
+    natsUrl,
+    operator: pki.operator,
+    operatorNatsPasswordFile: join(secretsDir, `${OPERATOR_NATS_USER}.nats`),
+  });
+}
 const rows = [
   ["service", "address", "health"],
-  ...(await Promise.all(services.map(async (s) => [s.name, `http://127.0.0.1:${s.port}`, await supervisor.status(s)]))),
+  ...(await Promise.all(services.map(async (s) => [s.name, address(s), await supervisor.status(s)]))),
   ...dependencies.map((d) => [d.name, d.url.replace(/:[^:@/]+@/, ":***@"), d.source]),
 ];
 const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-log(`\nMeshwork is up in ${((Date.now() - started) / 1000).toFixed(1)} s. Each service port speaks gRPC, gRPC-Web and Connect.\n`);
+log(`\nMeshwork is up in ${((Date.now() - started) / 1000).toFixed(1)} s. Each service port speaks gRPC, gRPC-Web and Connect${pki ? ", and requires a mesh client certificate" : ""}.\n`);
 for (const row of rows) log(`  ${row.map((cell, i) => cell.padEnd(widths[i]!)).join("   ")}`);
 const gateway = services.find((s) => s.name === "gateway")!;
 log(`\nConsole: http://127.0.0.1:${gateway.port}/`);
+if (pki) log(`Operator certificate: .data/pki/operator.crt and .data/pki/operator.key, CA .data/pki/ca.crt (see the README for grpcurl, curl and Python).`);
 log(`Try: curl -s -H 'content-type: application/json' -d '{}' http://127.0.0.1:${gateway.port}/shop.gateway.v1.StorefrontService/ListProducts\nCtrl-C stops everything.\n`);

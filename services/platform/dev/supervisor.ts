@@ -52,7 +52,7 @@ export function createSupervisor(services: MeshService[], options: SupervisorOpt
     });
   }
 
-  const probes = new Map(services.map((service) => [service, createHealthProbe(`http://127.0.0.1:${service.port}`)]));
+  const probes = new Map(services.map((service) => [service, createHealthProbe(`http://127.0.0.1:${service.opsPort}`)]));
 
   async function status(service: MeshService): Promise<string> {
     try {

@@ -1,5 +1,6 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { customerOf } from "../../../platform/mesh-identity.js";
 import { NotificationKind, NotificationService } from "../../../../gen/shop/notification/v1/notification_service_pb.js";
 import type { createNotificationQueries, NotificationRow } from "../app/notifications.js";
 
@@ -12,8 +13,8 @@ const kindToWire: Record<NotificationRow["kind"], NotificationKind> = {
 export function createRoutes({ queries }: { queries: ReturnType<typeof createNotificationQueries> }) {
   return (router: ConnectRouter) =>
     router.service(NotificationService, {
-      async listNotifications(req) {
-        const { rows, nextPageToken } = await queries.list(req.customerId, req.pageSize, req.pageToken);
+      async listNotifications(req, ctx) {
+        const { rows, nextPageToken } = await queries.list(customerOf(ctx, req.customerId) ?? req.customerId, req.pageSize, req.pageToken);
         return {
           notifications: rows.map((row) => ({
             id: row.id,

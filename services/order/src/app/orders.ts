@@ -59,15 +59,16 @@ export function createOrders(deps: { db: Db; store: OrderStore; inventory: Clien
       return (await store.find(orderId))!;
     },
 
-    async get(orderId: string): Promise<StoredOrder> {
+    /** The order; for a customer, only one of theirs: another's is as absent as one that never was. */
+    async get(orderId: string, forCustomer?: string): Promise<StoredOrder> {
       const order = await store.find(orderId);
-      if (!order) throw new OrderNotFoundError(orderId);
+      if (!order || (forCustomer !== undefined && order.customerId !== forCustomer)) throw new OrderNotFoundError(orderId);
       return order;
     },
 
-    /** The order with its saga's progress, for operators. */
-    async inspect(orderId: string) {
-      const order = await this.get(orderId);
+    /** The order with its saga's progress. */
+    async inspect(orderId: string, forCustomer?: string) {
+      const order = await this.get(orderId, forCustomer);
       return { order, saga: await saga.get(orderId) };
     },
 
@@ -82,8 +83,8 @@ export function createOrders(deps: { db: Db; store: OrderStore; inventory: Clien
     },
 
     /** Asks the saga to compensate; the order turns CANCELLED once it has. */
-    async cancel(orderId: string): Promise<StoredOrder> {
-      const order = await this.get(orderId);
+    async cancel(orderId: string, forCustomer?: string): Promise<StoredOrder> {
+      const order = await this.get(orderId, forCustomer);
       assertCancellable(orderId, order.status);
       if (order.status === "pending" && (await saga.requestCancel(orderId)) === "past-point-of-no-return") {
         throw new OrderTransitionError(orderId, "being confirmed", "cancel");

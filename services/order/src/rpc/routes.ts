@@ -7,6 +7,7 @@ import type { StoredOrder } from "../app/order-store.js";
 import type { Orders } from "../app/orders.js";
 import { requireCustomerId, requireOrderId, type OrderStatus as DomainStatus } from "../domain/order.js";
 import { toSagaStatus } from "./saga-messages.js";
+import { actingCustomerOf, customerOf } from "../../../platform/mesh-identity.js";
 
 const statusToWire: Record<DomainStatus, OrderStatus> = {
   pending: OrderStatus.PENDING,
@@ -37,20 +38,22 @@ export function toOrderMessage(order: StoredOrder) {
 export function createRoutes({ orders }: { orders: Orders }) {
   return (router: ConnectRouter) =>
     router.service(OrderService, {
-      async createOrder(req) {
-        const order = await orders.create({ customerId: req.customerId, items: req.items, paymentToken: req.paymentToken, requestId: req.requestId });
+      async createOrder(req, ctx) {
+        // The contract admits only the gateway, and makes it name the customer.
+        const customerId = customerOf(ctx, req.customerId) ?? "";
+        const order = await orders.create({ customerId, items: req.items, paymentToken: req.paymentToken, requestId: req.requestId });
         return { order: toOrderMessage(order) };
       },
-      async getOrder(req) {
-        const { order, saga } = await orders.inspect(requireOrderId(req.orderId));
+      async getOrder(req, ctx) {
+        const { order, saga } = await orders.inspect(requireOrderId(req.orderId), actingCustomerOf(ctx));
         return { order: toOrderMessage(order), ...(saga ? { saga: toSagaStatus(saga) } : {}) };
       },
-      async listOrders(req) {
-        const page = await orders.list(requireCustomerId(req.customerId), req.pageSize, req.pageToken);
+      async listOrders(req, ctx) {
+        const page = await orders.list(requireCustomerId(customerOf(ctx, req.customerId) ?? req.customerId), req.pageSize, req.pageToken);
         return { orders: page.orders.map(toOrderMessage), nextPageToken: page.nextPageToken };
       },
-      async cancelOrder(req) {
-        return { order: toOrderMessage(await orders.cancel(requireOrderId(req.orderId))) };
+      async cancelOrder(req, ctx) {
+        return { order: toOrderMessage(await orders.cancel(requireOrderId(req.orderId), actingCustomerOf(ctx))) };
       },
     });
 }

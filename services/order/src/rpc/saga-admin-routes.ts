@@ -1,6 +1,7 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { SagaAdminService } from "../../../../gen/shop/order/v1/saga_admin_service_pb.js";
 import { clientAddressKey } from "../../../platform/node-handler.js";
+import { callerOf } from "../../../platform/mesh-identity.js";
 import type { SagaAdmin } from "../app/saga-admin.js";
 import { sagaStateFilter, toSagaMessage } from "./saga-messages.js";
 
@@ -8,14 +9,13 @@ import { sagaStateFilter, toSagaMessage } from "./saga-messages.js";
 export const OPERATOR_HEADER = "x-operator";
 
 /**
- * Who is acting, for the audit: the operator the caller names, and the address it called
- * from. The name is the caller's word: the admin port is bound to loopback, so only someone
- * on the host can call it at all. Issue 11 replaces this with the identity in the operator's
- * client certificate.
+ * Who is acting, for the audit: the verified identity of the caller's certificate (the
+ * contract admits only operators), the person it names, and the address it called from.
+ * The name is the operator's word; the identity is not.
  */
 function actorOf(ctx: HandlerContext): string {
   const named = (ctx.requestHeader.get(OPERATOR_HEADER) ?? "").trim().slice(0, 64) || "unknown";
-  return `${named}@${ctx.values.get(clientAddressKey)}`;
+  return `${named} (${callerOf(ctx) ?? "no identity"})@${ctx.values.get(clientAddressKey)}`;
 }
 
 /** Maps shop.order.v1.SagaAdminService onto the saga admin use cases. */
