@@ -4,7 +4,8 @@ import { defaultConnectionLimits } from "./connection-limits.js";
 
 describe("config readers", () => {
   it("fails fast naming the variable", () => {
-    expect(() => serviceConfig({})).toThrow(new ConfigError("DATABASE_URL is required but not set"));
+    expect(() => serviceConfig({ TLS_CERT_FILE: "c", TLS_KEY_FILE: "k", TLS_CA_FILE: "a" })).toThrow(new ConfigError("NATS_URL is required but not set"));
+    expect(() => serviceConfig({ NATS_URL: "nats://order:pw@nats:4222", TLS_CERT_FILE: "c", TLS_KEY_FILE: "k", TLS_CA_FILE: "a" })).toThrow(new ConfigError("DATABASE_URL is required but not set"));
     expect(() => port({ ORDER_PORT: "http" }, "ORDER_PORT", 1)).toThrow('ORDER_PORT must be an integer from 0 to 65535, got "http"');
     expect(() => url({ INVENTORY_URL: "not a url" }, "INVENTORY_URL")).toThrow('INVENTORY_URL must be a URL, got "not a url"');
     expect(() => oneOf({ LOG_LEVEL: "loud" }, "LOG_LEVEL", ["info", "debug"], "info")).toThrow('LOG_LEVEL must be one of info, debug, got "loud"');
@@ -12,8 +13,24 @@ describe("config readers", () => {
 
   it("uses defaults for unset and blank values", () => {
     expect(integer({ N: "  " }, "N", 7, { min: 0, max: 10 })).toBe(7);
-    const config = serviceConfig({ DATABASE_URL: "postgres://localhost/x" });
-    expect(config).toEqual({ databaseUrl: "postgres://localhost/x", natsUrl: "nats://127.0.0.1:4222", streamReplicas: 1, host: "127.0.0.1", logLevel: "info", maxRequestBytes: 1048576, shutdownGraceMs: 10000, otlpEndpoint: undefined, advertiseUrl: undefined, version: "dev", connectionLimits: defaultConnectionLimits, trustedProxies: [] });
+    // No broker, database or certificate is assumed: a service is told its own.
+    const config = serviceConfig({ DATABASE_URL: "postgres://localhost/x", NATS_URL: "nats://order:pw@nats:4222", TLS_CERT_FILE: "c", TLS_KEY_FILE: "k", TLS_CA_FILE: "a" });
+    expect(config).toEqual({
+      databaseUrl: "postgres://localhost/x",
+      natsUrl: "nats://order:pw@nats:4222",
+      streamReplicas: 1,
+      host: "127.0.0.1",
+      logLevel: "info",
+      maxRequestBytes: 1048576,
+      shutdownGraceMs: 10000,
+      otlpEndpoint: undefined,
+      advertiseUrl: undefined,
+      version: "dev",
+      connectionLimits: defaultConnectionLimits,
+      trustedProxies: [],
+      opsPort: 0,
+      meshTls: { certFile: "c", keyFile: "k", caFile: "a" },
+    });
   });
 
   it("reads connection limits and trusted proxies, refusing what cannot work", () => {

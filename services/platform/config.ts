@@ -146,7 +146,7 @@ export function meshTls(env: Env, trustedProxies: readonly string[]): MeshTlsFil
 export function commonConfig(env: Env): CommonConfig {
   const trustedProxies = addressList(env, "TRUSTED_PROXIES");
   return {
-    natsUrl: url(env, "NATS_URL", "nats://127.0.0.1:4222"),
+    natsUrl: url(env, "NATS_URL"),
     streamReplicas: integer(env, "STREAM_REPLICAS", 1, { min: 1, max: 5 }),
     host: optionalString(env, "HOST", "127.0.0.1"),
     logLevel: oneOf(env, "LOG_LEVEL", logLevels, "info"),
