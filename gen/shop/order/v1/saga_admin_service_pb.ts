@@ -292,10 +292,9 @@ export const CompensateSagaResponseSchema: GenMessage<CompensateSagaResponse> = 
 /**
  * SagaAdminService lets operators see and unstick place-order sagas (`npm run saga`).
  *
- * It is not part of the public API. Order serves it on a second port bound to 127.0.0.1
- * only (ORDER_ADMIN_PORT, default 50061), never on its mesh port, and the gateway does not
- * route to it. Until operators have a certificate identity (issue 11), whoever can reach
- * that loopback port is an operator; the x-operator header names them for the audit.
+ * It is not part of the public API: order serves it on its mesh port to callers with the
+ * operator certificate (spiffe://meshwork/operator) only, and the gateway does not route to
+ * it. The x-operator header names the person for the audit, beside the verified identity.
  *
  * Every RetrySaga and CompensateSaga, refused ones included, is written to the audit table
  * (orders.saga_audit) with the operator, the time, the order and the outcome. Every view
