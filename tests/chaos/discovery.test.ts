@@ -4,10 +4,11 @@ import { Kvm } from "@nats-io/kv";
 import { OrderStatus } from "../../gen/shop/order/v1/order_service_pb.js";
 import { connectBus } from "../../services/platform/bus/connection.js";
 import { DISCOVERY_BUCKET, type Instance } from "../../services/platform/bus/discovery.js";
-import type { MeshService } from "../../services/platform/dev/mesh.js";
+import { serviceDatabaseUrl } from "../../services/platform/dev/database-roles.js";
+import { withOwnCredentials } from "../../services/platform/dev/mesh.js";
 import { createSupervisor } from "../../services/platform/dev/supervisor.js";
 import { freePort } from "../../services/platform/dev/tcp.js";
-import { connect } from "../support/databases.js";
+import { connect, testRolePassword } from "../support/databases.js";
 import { eventually } from "../support/eventually.js";
 import { expectInvariants } from "../support/invariants.js";
 import { startProcessMesh, type ProcessMesh } from "../support/process-mesh.js";
@@ -24,11 +25,14 @@ describe("service discovery and load balancing", () => {
 
   beforeAll(async () => {
     mesh = await startProcessMesh();
-    const services: MeshService[] = [{ name: "inventory-2", port: await freePort(), main: "services/inventory/main.ts" }];
-    second = createSupervisor(services, {
-      env: { ...process.env, DATABASE_URL: mesh.databaseUrl, NATS_URL: mesh.nats.url, INVENTORY_PORT: String(services[0]!.port), LOG_LEVEL: "warn" },
-      log: () => {},
+    // A second inventory with the first one's credentials (its role, NATS user and
+    // certificate), so it may announce inventory's service; supervised under a name of its own.
+    const [own] = withOwnCredentials([{ name: "inventory", main: "services/inventory/main.ts", port: await freePort(), opsPort: await freePort() }], {
+      databaseUrl: () => serviceDatabaseUrl(mesh.databaseUrl, "inventory", testRolePassword("inventory")),
+      natsUrl: mesh.nats.urlFor,
+      tls: mesh.pki.files,
     });
+    second = createSupervisor([{ ...own!, name: "inventory-2" }], { env: { ...process.env, INVENTORY_PORT: String(own!.port), LOG_LEVEL: "warn" }, log: () => {} });
     second.start();
     await second.waitUntilServing(30_000);
   });
@@ -38,7 +42,7 @@ describe("service discovery and load balancing", () => {
   });
 
   async function registered(): Promise<Instance[]> {
-    const bus = connectBus({ url: mesh.nats.url, name: "discovery-test", logger: silentLogger });
+    const bus = connectBus({ url: mesh.nats.urlFor("operator"), name: "discovery-test", logger: silentLogger });
     try {
       const kv = await new Kvm((await bus.ready).js).open(DISCOVERY_BUCKET);
       const found: Instance[] = [];

@@ -1,18 +1,41 @@
 /**
  * `npm run dlq -- list` shows the dead letters in SHOP_DLQ;
  * `npm run dlq -- replay <seq>...` (or `replay --all`) sends them back to their subjects.
- * Uses NATS_URL, else nats://127.0.0.1:4222.
+ * Signs in as the operator to the running mesh's NATS, both found in its state file
+ * (.data/mesh.json, written by `npm start`; MESH_STATE_FILE names another); NATS_URL, with
+ * the operator's credentials in it, overrides both. Never a well-known port: whoever
+ * listens there is not necessarily the mesh.
  */
+import { readFileSync } from "node:fs";
 import { connectBus } from "../bus/connection.js";
 import { listDeadLetters, replayDeadLetter } from "../bus/dead-letters.js";
 import { createLogger } from "../logger.js";
+import { dataDir } from "./local-infra.js";
+import { defaultMeshStateFile, readMeshState } from "./mesh-state.js";
+import { OPERATOR_NATS_USER } from "./nats-accounts.js";
+
+function operatorNatsUrl(): string {
+  if (process.env["NATS_URL"]) return process.env["NATS_URL"];
+  const mesh = readMeshState(process.env, defaultMeshStateFile(dataDir));
+  const url = new URL(mesh.natsUrl);
+  url.username = OPERATOR_NATS_USER;
+  url.password = encodeURIComponent(readFileSync(mesh.operatorNatsPasswordFile, "utf8").trim());
+  return url.href;
+}
 
 const [command, ...args] = process.argv.slice(2);
 if (command !== "list" && command !== "replay") {
   console.error("usage: npm run dlq -- list | replay <seq>... | replay --all");
   process.exit(2);
 }
-const connection = connectBus({ url: process.env["NATS_URL"] ?? "nats://127.0.0.1:4222", name: "dlq-cli", logger: createLogger("dlq", "warn") });
+let url: string;
+try {
+  url = operatorNatsUrl();
+} catch (err) {
+  console.error(`meshwork: ${(err as Error).message}`);
+  process.exit(2);
+}
+const connection = connectBus({ url, name: "dlq-cli", logger: createLogger("dlq", "warn") });
 const bus = await Promise.race([connection.ready, new Promise<never>((_, fail) => setTimeout(() => fail(new Error("NATS not reachable within 10 s")), 10_000))]);
 try {
   const letters = await listDeadLetters(bus.jsm).catch(() => []);
