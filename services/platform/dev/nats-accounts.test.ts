@@ -56,11 +56,12 @@ describe("meshNatsUsers", () => {
     expect(publishers("$KV.meshwork_services.shop.gateway.v1.StorefrontService.x")).toEqual(["gateway"]);
   });
 
-  it("keeps each inbox to its user, and live order events to the gateway that watches them", () => {
+  it("keeps each inbox to its user, and a context's live events to the deployables that watch it", () => {
     expect(subscribers("_INBOX_order.abc.1")).toEqual(["order"]);
     expect(subscribers("_INBOX_operator.abc")).toEqual(["operator"]);
-    expect(subscribers("shop.order.v1.OrderConfirmed")).toEqual(["gateway"]);
-    expect(subscribers("shop.payment.v1.PaymentCaptured")).toEqual([]);
+    const watchers = (context: string) => meshDeployables.filter((d) => "watches" in d && (d.watches as readonly string[]).includes(context)).map((d) => d.name);
+    expect(watchers("order")).toContain("gateway");
+    for (const context of ["order", "payment", "inventory"]) expect(subscribers(`shop.${context}.v1.SomethingHappened`)).toEqual(watchers(context));
   });
 });
 
