@@ -140,7 +140,9 @@ describe("local demo tokens", () => {
 });
 
 describe("the gateway's auth configuration", () => {
-  const local = (env: Record<string, string>) => () => loadConfig({ AUTH_MODE: "local", ...env }).auth;
+  /** What every gateway is given besides its auth settings: its NATS user and certificate. */
+  const mesh = { NATS_URL: "nats://gateway:pw@127.0.0.1:54222", TLS_CERT_FILE: "gateway.crt", TLS_KEY_FILE: "gateway.key", TLS_CA_FILE: "ca.crt" };
+  const local = (env: Record<string, string>) => () => loadConfig({ ...mesh, AUTH_MODE: "local", ...env }).auth;
   const ownSecret = "x".repeat(32);
 
   it("serves the built-in secret on loopback only", () => {
@@ -162,13 +164,13 @@ describe("the gateway's auth configuration", () => {
   });
 
   it("reads AUTH_MAX_TOKEN_LIFETIME_SECONDS, 24 h when unset", () => {
-    const jwks = { AUTH_MODE: "jwks", AUTH_JWKS_URL: "http://idp.example/jwks.json" };
+    const jwks = { ...mesh, AUTH_MODE: "jwks", AUTH_JWKS_URL: "http://idp.example/jwks.json" };
     expect(loadConfig(jwks).auth.maxTokenLifetimeSeconds).toBe(24 * 3600);
     expect(loadConfig({ ...jwks, AUTH_MAX_TOKEN_LIFETIME_SECONDS: "600" }).auth.maxTokenLifetimeSeconds).toBe(600);
     expect(() => loadConfig({ ...jwks, AUTH_MAX_TOKEN_LIFETIME_SECONDS: "0" })).toThrow(/AUTH_MAX_TOKEN_LIFETIME_SECONDS must be an integer/);
   });
 
   it("still has no default AUTH_MODE", () => {
-    expect(() => loadConfig({})).toThrow(/AUTH_MODE is required/);
+    expect(() => loadConfig(mesh)).toThrow(/AUTH_MODE is required/);
   });
 });
