@@ -174,7 +174,9 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
     const bus = await options.bus.ready;
     while (!stopping) {
       try {
-        await ensureStream(bus.jsm, options.stream);
+        // The stream is its owner's to create and configure; this consumer's NATS user may
+        // only look it up, so until the owner has started, it waits.
+        await bus.jsm.streams.info(options.stream.name);
         await ensureStream(bus.jsm, { ...deadLetterStream, replicas: options.stream.replicas ?? 1 });
         await ensureConsumer(bus);
         const consumer = await bus.js.consumers.get(options.stream.name, durable);
@@ -187,7 +189,8 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
         }
       } catch (err) {
         if (stopping) break;
-        log.warn({ err }, "consumer interrupted; restarting");
+        if (err instanceof JetStreamApiError && err.status === 404) log.info({ stream: options.stream.name }, "waiting for the stream's owner to create it");
+        else log.warn({ err }, "consumer interrupted; restarting");
         await new Promise((resolve) => setTimeout(resolve, 1_000));
       }
     }

@@ -36,8 +36,10 @@ describe("meshNatsUsers", () => {
   it("gives no one STREAM.DELETE or PURGE, and stream creation only for the streams a user runs", () => {
     for (const action of ["DELETE", "PURGE"]) for (const stream of ["SHOP_ORDER", "SHOP_DLQ", "KV_meshwork_services"]) expect(publishers(`$JS.API.STREAM.${action}.${stream}`)).toEqual([]);
     expect(publishers("$JS.API.STREAM.CREATE.SHOP_PAYMENT")).toEqual(["payment"]);
-    // notification's consumer ensures the stream it reads (event-consumer.ts).
-    expect(publishers("$JS.API.STREAM.UPDATE.SHOP_ORDER")).toEqual(["order", "notification"]);
+    // A stream's owner alone configures it: a consumer could otherwise shrink its retention.
+    expect(publishers("$JS.API.STREAM.UPDATE.SHOP_ORDER")).toEqual(["order"]);
+    expect(publishers("$JS.API.STREAM.CREATE.SHOP_ORDER")).toEqual(["order"]);
+    expect(publishers("$JS.API.STREAM.INFO.SHOP_ORDER")).toContain("notification");
     expect(publishers("$JS.API.STREAM.CREATE.SHOP_DLQ")).toEqual(["notification"]);
     expect(publishers("$JS.API.STREAM.CREATE.EVIL")).toEqual([]);
     expect(publishers("$JS.API.STREAM.MSG.DELETE.SHOP_DLQ")).toEqual(["operator"]);

@@ -51,9 +51,8 @@ function serviceUser(deployable: Deployable): NatsUser {
   for (const { context, durable } of deployable.consumes ?? []) {
     const stream = eventStream(context).name;
     publish.push(
-      // CREATE and UPDATE of a stream it does not own, where reading needs only INFO: the
-      // event consumer ensures the stream it reads (event-consumer.ts), to start before its owner.
-      ...ensureStream(stream),
+      // INFO only: the stream is its owner's to create and configure (event-consumer.ts waits for it).
+      `${api}.STREAM.INFO.${stream}`,
       `${api}.CONSUMER.INFO.${stream}.${durable}`,
       `${api}.CONSUMER.CREATE.${stream}.${durable}.>`,
       `${api}.CONSUMER.MSG.NEXT.${stream}.${durable}`,
