@@ -4,8 +4,11 @@
  *
  * `npm start` runs for real, as a newcomer runs it, but on free ports and pointed (through
  * DATABASE_URL and NATS_URL) at a Postgres and a nats-server this script starts in a scratch
- * directory, so it never touches a developer's `.data/` or running mesh. Their own start-up
- * times are reported too: they are what `npm start` adds when it has to start them itself.
+ * directory, so it never touches a developer's database or broker; it does issue its
+ * certificates into `.data/pki` and write `.data/mesh.json`, as every `npm start` does. The
+ * scratch nats-server has no users (NATS_URL given by hand is used as given by every
+ * process), which costs nothing measurable here. Their own start-up times are reported too:
+ * they are what `npm start` adds when it has to start them itself.
  * Run: npx tsx bench/footprint.ts [load-seconds=15]
  */
 import { randomBytes } from "node:crypto";
