@@ -26,18 +26,31 @@ async function stopDependencies() {
   for (const dependency of dependencies.reverse()) await dependency.stop();
 }
 
+/** A settled start's value, or its failure thrown. */
+function valueOf<T>(result: PromiseSettledResult<T>): T {
+  if (result.status === "rejected") throw result.reason;
+  return result.value;
+}
+
 let services: MeshService[];
 let natsUrl: string;
 try {
-  const postgres = await resolvePostgres(env, log);
-  dependencies.push(postgres);
-  const nats = await resolveNats(env, log, secrets);
-  dependencies.push(nats);
-  natsUrl = nats.url;
   // Certificates last a day and are re-issued hot at two thirds of that; see the README.
   const lifetimeMs = integer(env, "MESH_CERT_LIFETIME_MS", 24 * 3_600_000, { min: 60_000, max: 90 * 24 * 3_600_000 });
-  pki = env["MESH_TLS"] === "off" ? undefined : await startMeshPki(pkiDir, { lifetimeMs, log });
-  services = await withMeshCredentials(meshServicesOrExit(env), { adminDatabaseUrl: postgres.url, natsUrlFor: nats.urlFor, pki, secrets });
+  // Independent of each other, so started together: start-up time is a budget (10 s).
+  const [postgres, nats, issued] = await Promise.allSettled([
+    resolvePostgres(env, log),
+    resolveNats(env, log, secrets),
+    env["MESH_TLS"] === "off" ? Promise.resolve(undefined) : startMeshPki(pkiDir, { lifetimeMs, log }),
+  ]);
+  // Whatever did start is stopped on the way out, even if something else failed.
+  for (const started of [postgres, nats]) if (started.status === "fulfilled") dependencies.push(started.value);
+  if (issued.status === "fulfilled") pki = issued.value;
+  const adminDatabaseUrl = valueOf(postgres).url;
+  const { url, urlFor } = valueOf(nats);
+  valueOf(issued);
+  natsUrl = url;
+  services = await withMeshCredentials(meshServicesOrExit(env), { adminDatabaseUrl, natsUrlFor: urlFor, pki, secrets });
 } catch (err) {
   console.error(`meshwork: ${(err as Error).message}`);
   await stopDependencies();
