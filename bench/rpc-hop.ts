@@ -4,29 +4,38 @@
  *   bare connect        createConnectTransport (binary, HTTP/2) -> connectNodeAdapter on http2
  *   platform client     createServiceClient (timeout, retry, breaker, bulkhead, tracing) -> bare server
  *   platform both       createServiceClient -> startServer (metrics, tracing, deadlines, guards, health)
+ *   platform over mTLS  the same, the server a mesh port (mesh: { tls }): mTLS with certificates from a private
+ *                       mesh CA, and access control; the client calls as "order", whom GetStock's contract admits,
+ *                       and checks the server is "inventory", over one reused session as in the mesh
+ *   new connection      a platform client made per call, so each call pays a connection setup, to the plaintext
+ *                       and to the mTLS server; bounded by count, not time: what one shared session saves
  *   grpc-js             @grpc/grpc-js client -> @grpc/grpc-js server
  *   moleculer           Moleculer broker -> NATS transporter -> nats-server -> Moleculer broker (bench/moleculer-peer.ts),
  *                       as shipped, and with its timeout, retry, breaker and bulkhead set like ours
  * Every client and server lives in this one process, so each pairing has the same one event
  * loop; Moleculer's nats-server is a second process, and its CPU is counted in its rows.
- * Run: npx tsx bench/rpc-hop.ts [rounds=3] [seconds=3, 1 with BENCH_QUICK=1] [concurrency=64]
+ * Run: npx tsx bench/rpc-hop.ts [rounds=3] [seconds=3, 1 with BENCH_QUICK=1] [concurrency=64] [connections=300, 100 with BENCH_QUICK=1]
  */
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http2";
+import { tmpdir } from "node:os";
 import type { AddressInfo } from "node:net";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { createClient, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter, createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { pino } from "pino";
 import { InventoryService } from "../gen/shop/inventory/v1/inventory_service_pb.js";
-import { createServiceClient } from "../services/platform/clients.js";
+import { createServiceClient, type PeerTls } from "../services/platform/clients.js";
+import { startMeshPki } from "../services/platform/dev/mesh-pki.js";
+import { loadMeshCredentials } from "../services/platform/mesh-tls.js";
 import { startServer } from "../services/platform/server.js";
 import { initTelemetry } from "../services/platform/telemetry.js";
 import { moleculerFaultTolerance, moleculerTransportNote, startMoleculerPeer } from "./moleculer-peer.js";
 import { commandLine, median, progress, quick, targetLine } from "./report.js";
 
-const [rounds = 3, seconds = quick ? 1 : 3, concurrency = 64] = process.argv.slice(2).map(Number);
+const [rounds = 3, seconds = quick ? 1 : 3, concurrency = 64, connections = quick ? 100 : 300] = process.argv.slice(2).map(Number);
 const echo = (router: ConnectRouter) => router.service(InventoryService, { getStock: (req) => ({ stock: { sku: req.sku, available: 1 } }) });
 
 async function bareServer() {
@@ -62,6 +71,8 @@ interface Pairing {
   call: () => Promise<unknown>;
   /** CPU milliseconds spent so far outside this process on this pairing's behalf (a broker). */
   outsideCpuMs?: () => number;
+  /** Measure this many calls rather than run for `seconds`: a connection per call is too slow to fill them. */
+  calls?: number;
 }
 
 interface Sample {
@@ -69,24 +80,44 @@ interface Sample {
   cpuMicrosPerCall: number;
 }
 
-/** Calls per second with `concurrency` calls always in flight, for `seconds`, and the CPU each call cost. */
+/**
+ * Calls per second with `concurrency` calls always in flight, for `seconds` (or until
+ * `pairing.calls` have started), and the CPU each call cost; the rate is over the time the
+ * calls actually took, including those still in flight at the deadline.
+ */
 async function measure(pairing: Pairing): Promise<Sample> {
-  for (let i = 0; i < 200; i++) await pairing.call(); // warm up
+  // Enough to warm the JIT; a pairing bounded by count pays a handshake per call, so fewer.
+  for (let i = 0; i < (pairing.calls ? 20 : 200); i++) await pairing.call();
+  let started = 0;
   let done = 0;
   const cpuBefore = process.cpuUsage();
   const outsideBefore = pairing.outsideCpuMs?.() ?? 0;
-  const until = performance.now() + seconds * 1000;
+  const begin = performance.now();
+  const until = begin + seconds * 1000;
+  const more = pairing.calls === undefined ? () => performance.now() < until : () => started < pairing.calls!;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
-      while (performance.now() < until) {
+      while (more()) {
+        started++;
         await pairing.call();
         done++;
       }
     }),
   );
+  const elapsedSeconds = (performance.now() - begin) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
   const outsideMicros = ((pairing.outsideCpuMs?.() ?? 0) - outsideBefore) * 1000;
-  return { callsPerSecond: done / seconds, cpuMicrosPerCall: (cpu.user + cpu.system + outsideMicros) / done };
+  return { callsPerSecond: done / elapsedSeconds, cpuMicrosPerCall: (cpu.user + cpu.system + outsideMicros) / done };
+}
+
+/** One call over a connection of its own: a platform client made for it, closed after it. */
+async function callOnNewConnection(baseUrl: string, tls?: PeerTls) {
+  const once = createServiceClient(InventoryService, { baseUrl, ...(tls ? { tls } : {}) });
+  try {
+    return await once.client.getStock({ sku: "x" });
+  } finally {
+    once.close();
+  }
 }
 
 const logger = pino({ level: "silent" });
@@ -94,25 +125,40 @@ const logger = pino({ level: "silent" });
 // real spans and their cost is counted; without an OTLP endpoint they are not exported.
 initTelemetry({ serviceName: "bench" });
 const bare = await bareServer();
-const platformServer = await startServer({ logger, services: [InventoryService], routes: echo, maxRequestBytes: 1 << 20, shutdownGraceMs: 500 }, { host: "127.0.0.1", port: 0 });
+const serverOptions = { logger, services: [InventoryService], routes: echo, maxRequestBytes: 1 << 20, shutdownGraceMs: 500 };
+const platformServer = await startServer(serverOptions, { host: "127.0.0.1", port: 0 });
+// The mesh's own PKI (P-256 certificates naming spiffe://meshwork/<name>), in a directory of this run's.
+const pkiDir = mkdtempSync(join(tmpdir(), "meshwork-bench-pki-"));
+const pki = await startMeshPki(pkiDir, { lifetimeMs: 60 * 60_000 });
+const inventoryCredentials = loadMeshCredentials(pki.files("inventory"), { logger });
+const orderCredentials = loadMeshCredentials(pki.files("order"), { logger });
+const mtlsServer = await startServer({ ...serverOptions, mesh: { tls: inventoryCredentials } }, { host: "127.0.0.1", port: 0 });
+const asOrder: PeerTls = { credentials: orderCredentials, peer: "inventory" };
 const bareSessions = new Http2SessionManager(bare.url);
 const bareClient = createClient(InventoryService, createConnectTransport({ baseUrl: bare.url, httpVersion: "2", useBinaryFormat: true, sessionManager: bareSessions }));
 const platformToBare = createServiceClient(InventoryService, { baseUrl: bare.url });
 const platformToPlatform = createServiceClient(InventoryService, { baseUrl: platformServer.url });
+const platformOverMtls = createServiceClient(InventoryService, { baseUrl: mtlsServer.url, tls: asOrder });
 const grpcJs = await grpcJsPair();
 const moleculer = await startMoleculerPeer();
 const moleculerWithFaultTolerance = await startMoleculerPeer(moleculerFaultTolerance);
 
 const connectBinary = "Connect protocol, binary protobuf, HTTP/2 (one session)";
+const connectBinaryTls = "as above, over TLS 1.3 with client certificates (one session)";
 const pairings: Pairing[] = [
   { name: "bare connect", transport: connectBinary, call: () => bareClient.getStock({ sku: "x" }) },
   { name: "platform client (timeout, retry, breaker, bulkhead, tracing) → bare server", transport: connectBinary, call: () => platformToBare.client.getStock({ sku: "x" }) },
   { name: "platform client → platform server (metrics, tracing, deadlines, guards)", transport: connectBinary, call: () => platformToPlatform.client.getStock({ sku: "x" }) },
+  { name: "platform client → platform server over mTLS with access control (order → inventory)", transport: connectBinaryTls, call: () => platformOverMtls.client.getStock({ sku: "x" }) },
+  { name: `a new platform client and connection per call → platform server (${connections} calls)`, transport: "Connect protocol, binary protobuf, HTTP/2 (a session per call)", call: () => callOnNewConnection(platformServer.url), calls: connections },
+  { name: `a new platform client and connection per call → platform server over mTLS (${connections} calls)`, transport: "as above, over TLS 1.3 (a handshake per call)", call: () => callOnNewConnection(mtlsServer.url, asOrder), calls: connections },
   { name: "@grpc/grpc-js → @grpc/grpc-js", transport: "gRPC, protobuf (proto-loader), HTTP/2", call: grpcJs.call },
   { name: "Moleculer broker → Moleculer service, as shipped (no timeout, retry, breaker or bulkhead)", transport: moleculerTransportNote, call: moleculer.call, outsideCpuMs: moleculer.brokerCpuMs },
   { name: "Moleculer with timeout, retry, breaker and bulkhead set like ours", transport: moleculerTransportNote, call: moleculerWithFaultTolerance.call, outsideCpuMs: moleculerWithFaultTolerance.brokerCpuMs },
 ];
-const [bareConnect, platformClient, platformBoth, , moleculerAsShipped, moleculerLikeOurs] = pairings as [Pairing, Pairing, Pairing, Pairing, Pairing, Pairing];
+const [bareConnect, platformClient, platformBoth, platformMtls, newConnection, newMtlsConnection, , moleculerAsShipped, moleculerLikeOurs] = pairings as [
+  Pairing, Pairing, Pairing, Pairing, Pairing, Pairing, Pairing, Pairing, Pairing,
+];
 const samples = new Map<Pairing, Sample[]>(pairings.map((pairing) => [pairing, []]));
 for (let round = 0; round < rounds; round++) {
   for (const pairing of pairings) samples.get(pairing)!.push(await measure(pairing));
@@ -123,16 +169,28 @@ const cpu = (pairing: Pairing) => median(samples.get(pairing)!.map((s) => s.cpuM
 
 console.log("## One RPC hop\n");
 console.log(
-  `\`${commandLine("bench/rpc-hop.ts", [rounds, seconds, concurrency])}\`: unary echo (GetStock), ${concurrency} calls in flight, ${rounds} alternating rounds of ${seconds} s per pairing, medians. ` +
+  `\`${commandLine("bench/rpc-hop.ts", [rounds, seconds, concurrency, connections])}\`: unary echo (GetStock), ${concurrency} calls in flight, ${rounds} alternating rounds of ${seconds} s per pairing (${connections} calls for a connection per call), medians. ` +
     "Client and server of every pairing share this one process; CPU per call counts this process, plus nats-server for Moleculer. " +
     "A tracer provider is registered as in every service; with no OTLP endpoint it starts no sampled traces (parent-based, off at the root), as in a service without one, so our tracing interceptors create and propagate non-recording spans. " +
-    "Moleculer's calls were checked to cross nats-server: with it killed, they time out.\n",
+    "Moleculer's calls were checked to cross nats-server: with it killed, they time out. " +
+    "The mTLS server is a mesh port as every service serves (startServer with mesh: { tls }), with certificates issued by the mesh's own PKI (startMeshPki).\n",
 );
 console.log("| pairing | transport | calls/s (median) | CPU µs/call | vs bare connect | vs Moleculer as shipped |\n|---|---|---|---|---|---|");
 for (const pairing of pairings) {
   console.log(`| ${pairing.name} | ${pairing.transport} | ${rate(pairing).toFixed(0)} | ${cpu(pairing).toFixed(0)} | ${(rate(pairing) / rate(bareConnect)).toFixed(2)} | ${(rate(pairing) / rate(moleculerAsShipped)).toFixed(2)} |`);
 }
 const likeForLike = (rate(platformBoth) / rate(moleculerLikeOurs)).toFixed(2);
+const cpuRange = (pairing: Pairing) => `${Math.min(...samples.get(pairing)!.map((s) => s.cpuMicrosPerCall)).toFixed(0)}–${Math.max(...samples.get(pairing)!.map((s) => s.cpuMicrosPerCall)).toFixed(0)}`;
+console.log();
+console.log(
+  `mTLS with access control against plaintext, platform client → platform server over one session: ${(rate(platformMtls) / rate(platformBoth)).toFixed(2)} × the calls/s, ` +
+    `${(cpu(platformMtls) / cpu(platformBoth)).toFixed(2)} × the CPU per call (${cpu(platformMtls).toFixed(0)} against ${cpu(platformBoth).toFixed(0)} µs; rounds ${cpuRange(platformMtls)} and ${cpuRange(platformBoth)} µs).`,
+);
+console.log();
+console.log(
+  `A connection per call: ${cpu(newMtlsConnection).toFixed(0)} µs of CPU per call over mTLS (rounds ${cpuRange(newMtlsConnection)}), ${cpu(newConnection).toFixed(0)} µs in plaintext: ` +
+    `the TLS handshake with client certificates costs about ${(cpu(newMtlsConnection) - cpu(newConnection)).toFixed(0)} µs of CPU (both ends), and one reused mTLS session saves ${(cpu(newMtlsConnection) - cpu(platformMtls)).toFixed(0)} µs per call.`,
+);
 console.log();
 console.log(targetLine("platform client ≥ 0.90 × bare connect (the policy stack costs ≤ 10%)", rate(platformClient) / rate(bareConnect), 0.9));
 console.log();
@@ -141,9 +199,15 @@ console.log(`${targetLine("platform client → platform server ahead of Molecule
 bareSessions.abort(); // the HTTP/2 server's close waits for every open session to end
 platformToBare.close();
 platformToPlatform.close();
+platformOverMtls.close();
 grpcJs.close();
 await moleculer.close();
 await moleculerWithFaultTolerance.close();
 await platformServer.close();
+await mtlsServer.close();
+inventoryCredentials.close();
+orderCredentials.close();
+pki.stop();
+rmSync(pkiDir, { recursive: true, force: true });
 await bare.close();
 process.exit(0);
