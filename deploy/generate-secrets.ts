@@ -10,9 +10,9 @@
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { meshDeployables, type Deployable } from "../services/platform/dev/mesh.js";
+import { meshDeployables, OPERATOR, type Deployable } from "../services/platform/dev/mesh.js";
 import { localSecret } from "../services/platform/dev/local-secrets.js";
-import { natsPasswordVariable, OPERATOR_NATS_USER } from "../services/platform/dev/nats-accounts.js";
+import { natsPasswordVariable } from "../services/platform/dev/nats-accounts.js";
 import { loadOrCreateCertificateAuthority } from "../services/platform/dev/pki.js";
 
 /** Compose has nothing that renews certificates: a month, then run the generator again. */
@@ -53,7 +53,7 @@ export async function generateSecrets(deployDir: string, deployables: readonly D
   const secret = (name: string) => localSecret(dirs.values, name);
   const adminPassword = secret("postgres-admin");
   // NATS users and mesh identities alike: every deployable, and the operator.
-  const principals = [...deployables.map((d) => d.name), OPERATOR_NATS_USER];
+  const principals = [...deployables.map((d) => d.name), OPERATOR];
   const withSchema = deployables.filter((d) => d.schema !== undefined);
   const written: string[] = [];
   const write = (dir: string, file: string, contents: string) => {
@@ -87,7 +87,7 @@ export async function generateSecrets(deployDir: string, deployables: readonly D
   // cert-manager's Secrets are (tls.crt, tls.key, ca.crt), each mounted by its service alone.
   const ca = await loadOrCreateCertificateAuthority(join(dirs.compose, "ca"));
   for (const identity of principals) {
-    const credentials = await ca.issue(identity, { lifetimeMs: COMPOSE_CERTIFICATE_LIFETIME_MS, clientOnly: identity === OPERATOR_NATS_USER });
+    const credentials = await ca.issue(identity, { lifetimeMs: COMPOSE_CERTIFICATE_LIFETIME_MS, clientOnly: identity === OPERATOR });
     const dir = join(dirs.compose, "pki", identity);
     write(dir, "tls.key", credentials.keyPem);
     write(dir, "tls.crt", credentials.certPem);

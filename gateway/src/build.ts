@@ -17,6 +17,9 @@ import { createRateLimitInterceptor } from "./rate-limit.js";
 import { createOrderEventFeed } from "./order-watch.js";
 import { anonymousMethods, createRoutes } from "./routes.js";
 import { createWatchSlots } from "./watch-slots.js";
+import { meshDeployables } from "../../services/platform/dev/mesh.js";
+
+const gatewayDeployable = meshDeployables.find((deployable) => deployable.name === "gateway")!;
 
 /** The connection limits and trusted proxies may be left out (the kit's defaults, none). */
 export type GatewayDeps = Omit<GatewayConfig, "logLevel" | "otlpEndpoint" | "advertiseUrl" | "version" | "connectionLimits" | "trustedProxies"> &
@@ -27,8 +30,8 @@ export async function build(deps: GatewayDeps): Promise<ServiceServer> {
   const mesh = createMeshSecurity(deps);
   const bus = connectBus({ url: deps.natsUrl, name: "gateway", logger: deps.logger });
   const directory = createServiceDirectory({ bus, logger: deps.logger });
-  // The contexts whose events WatchOrder reports; the manifest's `watches` for the gateway.
-  const orderEvents = createOrderEventFeed(bus, ["order", "inventory", "payment"]);
+  // The contexts whose events WatchOrder reports, as the manifest says (its NATS user may follow those alone).
+  const orderEvents = createOrderEventFeed(bus, gatewayDeployable.watches);
   const order = createServiceClient(OrderService, { baseUrl: deps.orderUrl, name: "order", directory, tls: mesh.peerTls("order") });
   const inventory = createServiceClient(InventoryService, { baseUrl: deps.inventoryUrl, name: "inventory", directory, tls: mesh.peerTls("inventory") });
   const payment = createServiceClient(PaymentService, { baseUrl: deps.paymentUrl, name: "payment", directory, tls: mesh.peerTls("payment") });

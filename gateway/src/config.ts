@@ -1,5 +1,5 @@
 import type { WatchLimits } from "./watch-slots.js";
-import { commonConfig, ConfigError, integer, optionalString, port, requiredOneOf, url, type CommonConfig, type Env } from "../../services/platform/config.js";
+import { ConfigError, commonConfig, integer, optionalString, peerUrl, port, requiredOneOf, url, type CommonConfig, type Env } from "../../services/platform/config.js";
 import { defaultMaxTokenLifetimeSeconds } from "./auth.js";
 
 export type AuthConfig = ({ mode: "local"; secret: string } | { mode: "jwks"; jwksUrl: string; issuer: string; audience: string }) & {
@@ -52,10 +52,10 @@ export function loadConfig(env: Env): GatewayConfig {
     // The public edge gets a tighter body limit than the internal services.
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 64 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
     port: port(env, "GATEWAY_PORT", 8080),
-    orderUrl: url(env, "ORDER_URL", "http://127.0.0.1:50051"),
-    inventoryUrl: url(env, "INVENTORY_URL", "http://127.0.0.1:50052"),
-    paymentUrl: url(env, "PAYMENT_URL", "http://127.0.0.1:50053"),
-    notificationUrl: url(env, "NOTIFICATION_URL", "http://127.0.0.1:50054"),
+    orderUrl: peerUrl(env, "ORDER_URL", 50051, common.meshTls),
+    inventoryUrl: peerUrl(env, "INVENTORY_URL", 50052, common.meshTls),
+    paymentUrl: peerUrl(env, "PAYMENT_URL", 50053, common.meshTls),
+    notificationUrl: peerUrl(env, "NOTIFICATION_URL", 50054, common.meshTls),
     auth:
       mode === "local"
         ? { mode, secret: localSecret(env, common.host), maxTokenLifetimeSeconds }

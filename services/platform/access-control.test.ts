@@ -56,8 +56,14 @@ describe("access control behind a sidecar (MESH_TLS=off)", () => {
     expect(await adjust("127.0.0.2", "spiffe://meshwork/operator")).toBe("Unauthenticated");
   });
 
-  it("reads the hop nearest to the server", () => {
+  it("reads the one URI of the hop nearest to the server, never a quoted value", () => {
     expect(identityOfForwardedCert('By=spiffe://meshwork/a;URI=spiffe://meshwork/gateway,By=spiffe://meshwork/b;URI="spiffe://meshwork/order"')).toBe("order");
+    // A DNS SAN crafted to look like a field, and one to look like another hop.
+    expect(identityOfForwardedCert('By=spiffe://meshwork/b;URI=spiffe://meshwork/order;DNS="x;URI=spiffe://meshwork/operator"')).toBe("order");
+    expect(identityOfForwardedCert('By=spiffe://meshwork/b;URI=spiffe://meshwork/order;Subject="CN=a,URI=spiffe://meshwork/operator"')).toBe("order");
+    expect(identityOfForwardedCert('By=spiffe://meshwork/b;DNS="x,URI=spiffe://meshwork/operator"')).toBeUndefined();
+    expect(identityOfForwardedCert('By=spiffe://meshwork/b;URI=spiffe://meshwork/order;URI=spiffe://meshwork/operator')).toBeUndefined();
+    expect(identityOfForwardedCert('By=spiffe://meshwork/b;URI="spiffe://meshwork/operator')).toBeUndefined();
   });
 
   it("is refused at start without the sidecar's address, so it never fails open", () => {

@@ -55,8 +55,16 @@ export interface ServiceClient<T extends DescService> {
  * would not share its breaker.
  */
 export function createServiceClient<T extends DescService>(service: T, options: ClientOptions): ServiceClient<T> {
+  // Under mTLS an http:// address would be a cleartext call that presents and checks
+  // nothing, so none is used: not the configured one, nor any a registry entry names.
+  const scheme = options.tls ? "https:" : "http:";
+  if (new URL(options.baseUrl).protocol !== scheme) throw new Error(`${options.name ?? service.typeName}: ${options.baseUrl} must be a ${scheme}// address${options.tls ? " under mTLS" : ""}`);
+  const directory: ServiceDirectory | undefined = options.directory && {
+    instances: (name) => options.directory!.instances(name).filter((instance) => new URL(instance.address).protocol === scheme),
+    stop: () => options.directory!.stop(),
+  };
   const resilience = createResilience(options.name ?? service.typeName, options.resilience);
-  const balancer = options.directory && createBalancer(service, options.directory, (baseUrl) => connectTo(baseUrl, options.protocol, [], options.tls));
+  const balancer = directory && createBalancer(service, directory, (baseUrl) => connectTo(baseUrl, options.protocol, [], options.tls));
   // A span per attempt, inside the resilience stack, so retries show up in the trace; the
   // balancer innermost, so every attempt chooses its instance.
   const interceptors = [resilience.interceptor, createClientTracingInterceptor(), ...(options.interceptors ?? []), ...(balancer ? [balancer.interceptor] : [])];

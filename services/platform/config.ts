@@ -134,6 +134,17 @@ export interface CommonConfig {
   meshTls: MeshTlsFiles | "off";
 }
 
+/**
+ * A peer's address: `name` if set, else 127.0.0.1 on its default port. Under mTLS it must be
+ * https://, since a cleartext address would carry calls that present and check no identity.
+ */
+export function peerUrl(env: Env, name: string, defaultPort: number, tls: MeshTlsFiles | "off"): string {
+  const scheme = tls === "off" ? "http" : "https";
+  const value = url(env, name, `${scheme}://127.0.0.1:${defaultPort}`);
+  if (new URL(value).protocol !== `${scheme}:`) throw new ConfigError(`${name} must be a ${scheme}:// address ${tls === "off" ? "with MESH_TLS=off" : "under mTLS"}, got "${value}"`);
+  return value;
+}
+
 /** MESH_TLS and the files it needs; off requires the sidecar's address, so it never fails open. */
 export function meshTls(env: Env, trustedProxies: readonly string[]): MeshTlsFiles | "off" {
   if (oneOf(env, "MESH_TLS", ["on", "off"] as const, "on") === "off") {

@@ -32,19 +32,41 @@ export function identityOfCertificate(cert: Pick<PeerCertificate, "subjectaltnam
 }
 
 /**
+ * Splits `text` at `separator` outside double quotes: Envoy quotes XFCC values (a Subject,
+ * a DNS name) that may hold "," or ";", and a value must never be read as a field.
+ */
+function splitUnquoted(text: string, separator: string): string[] | undefined {
+  const parts: string[] = [];
+  let current = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i]!;
+    if (char === "\\" && quoted) {
+      current += char + (text[++i] ?? "");
+      continue;
+    }
+    if (char === '"') quoted = !quoted;
+    if (char === separator && !quoted) {
+      parts.push(current);
+      current = "";
+    } else current += char;
+  }
+  return quoted ? undefined : [...parts, current];
+}
+
+/**
  * The client identity a sidecar proxy (Envoy, Istio, Linkerd) verified, from its
- * x-forwarded-client-cert header: the URI= of the last element, the hop nearest to us.
- * Believed only from a trusted proxy (MESH_TLS=off).
+ * x-forwarded-client-cert header: the one URI= of the last element, the hop nearest to us.
+ * Anything malformed (an unclosed quote, two URIs) names nobody. Believed only from a
+ * trusted proxy (MESH_TLS=off).
  */
 export function identityOfForwardedCert(header: string | undefined): string | undefined {
-  const last = header?.split(",").at(-1);
-  const uri = last
-    ?.split(";")
-    .map((pair) => pair.trim())
-    .find((pair) => pair.startsWith("URI="))
-    ?.slice(4)
-    .replace(/^"|"$/g, "");
-  return uri === undefined ? undefined : nameOfIdentityUri(uri);
+  const last = header === undefined ? undefined : splitUnquoted(header, ",")?.at(-1);
+  const fields = last === undefined ? undefined : splitUnquoted(last, ";");
+  const uris = (fields ?? []).map((field) => field.trim()).filter((field) => field.slice(0, 4).toUpperCase() === "URI=");
+  if (uris.length !== 1) return undefined;
+  const value = uris[0]!.slice(4);
+  return nameOfIdentityUri(value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value);
 }
 
 /** The caller's verified mesh identity; undefined for a caller without one. */

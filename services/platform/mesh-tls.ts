@@ -16,8 +16,8 @@ export interface MeshCredentials {
   context(): SecureContext;
   /** The current PEMs, for a TLS server's options. */
   pem(): { cert: string; key: string; ca: string };
-  /** Called after each rotation. */
-  onRotate(listener: () => void): void;
+  /** Called after each rotation; returns the unsubscribe. */
+  onRotate(listener: () => void): () => void;
   close(): void;
 }
 
@@ -42,7 +42,7 @@ export function loadMeshCredentials(files: MeshTlsFiles, options: { logger: Logg
   const read = (file: string) => readFileSync(file, "utf8");
   let pem: Pem = { cert: read(files.certFile), key: read(files.keyFile), ca: read(files.caFile) };
   let context = contextOf(pem);
-  const listeners: (() => void)[] = [];
+  const listeners = new Set<() => void>();
   const reload = async () => {
     try {
       const [cert, key, ca] = await Promise.all([readFile(files.certFile, "utf8"), readFile(files.keyFile, "utf8"), readFile(files.caFile, "utf8")]);
@@ -61,7 +61,10 @@ export function loadMeshCredentials(files: MeshTlsFiles, options: { logger: Logg
   return {
     context: () => context,
     pem: () => pem,
-    onRotate: (listener) => void listeners.push(listener),
+    onRotate: (listener) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     close: () => clearInterval(timer),
   };
 }

@@ -90,11 +90,10 @@ type IdentifiedSocket = { [connectionIdentity]?: string | undefined };
  * The TLS side of a mesh port. It asks every client for a certificate but does not insist
  * at the handshake, so that a caller without one gets UNAUTHENTICATED naming the problem,
  * not a bare handshake failure; the identity of a verified certificate is read once per
- * connection. A rotation takes effect at the next handshake.
+ * connection. A rotation takes effect at the next handshake (see startServer).
  */
 function createMeshTlsServer(credentials: MeshCredentials, handshakeTimeoutMs: number) {
   const server = createTlsServer({ ...credentials.pem(), requestCert: true, rejectUnauthorized: false, ALPNProtocols: ["h2", "http/1.1"], handshakeTimeout: handshakeTimeoutMs, minVersion: "TLSv1.2" });
-  credentials.onRotate(() => server.setSecureContext({ ...credentials.pem(), minVersion: "TLSv1.2" }));
   // Registered before the listener's own handler, so the identity is there when a request arrives.
   server.on("secureConnection", (socket: TLSSocket) => {
     (socket as unknown as IdentifiedSocket)[connectionIdentity] = socket.authorized ? identityOfCertificate(socket.getPeerCertificate()) : undefined;
@@ -210,6 +209,17 @@ export async function startServer(options: ServerOptions, listen: { port: number
   });
   const credentials = options.mesh && "tls" in options.mesh ? options.mesh.tls : undefined;
   const tls = credentials && createMeshTlsServer(credentials, limits.detectTimeoutMs);
+  // A new certificate serves the next handshake. A new CA also ends the connections that
+  // authenticated under the old one (GOAWAY: their open calls finish), since the identity a
+  // connection proved is believed for as long as it lasts.
+  let trustedCa = credentials?.pem().ca;
+  const stopFollowingRotation = credentials?.onRotate(() => {
+    tls?.setSecureContext({ ...credentials.pem(), minVersion: "TLSv1.2" });
+    if (credentials.pem().ca === trustedCa) return;
+    trustedCa = credentials.pem().ca;
+    for (const session of http2Sessions.sessions.keys()) session.close();
+    for (const [socket, busy] of http1Busy) if (busy === 0) socket.destroy();
+  });
   const listener = createDualProtocolListener(
     http1,
     http2,
@@ -244,6 +254,7 @@ export async function startServer(options: ServerOptions, listen: { port: number
   const close = () =>
     (closing ??= (async () => {
       health.shutdown();
+      stopFollowingRotation?.();
       listener.close();
       for (const session of http2Sessions.sessions.keys()) session.close(); // GOAWAY; open streams run to completion
       const drained = new Promise<void>((resolve) => {

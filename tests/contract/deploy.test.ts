@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 import { access } from "../../gen/meshwork/v1/access_pb.js";
 import type { Env } from "../../services/platform/config.js";
-import { meshDeployables, type Deployable, type MeshServiceName } from "../../services/platform/dev/mesh.js";
-import { natsPasswordVariable, OPERATOR_NATS_USER } from "../../services/platform/dev/nats-accounts.js";
+import { meshDeployables, OPERATOR, type Deployable, type MeshServiceName } from "../../services/platform/dev/mesh.js";
+import { natsPasswordVariable } from "../../services/platform/dev/nats-accounts.js";
 import { loadConfig as orderConfig } from "../../services/order/src/config.js";
 import { loadConfig as inventoryConfig } from "../../services/inventory/src/config.js";
 import { loadConfig as paymentConfig } from "../../services/payment/src/config.js";
@@ -39,7 +39,7 @@ const deployables: readonly Deployable[] = meshDeployables;
 const names = deployables.map((d) => d.name as MeshServiceName);
 const withSchema = deployables.filter((d) => d.schema !== undefined).map((d) => d.name);
 /** NATS users and mesh identities alike. */
-const principals = [...names, OPERATOR_NATS_USER];
+const principals = [...names, OPERATOR];
 const byName = (name: string) => deployables.find((d) => d.name === name)!;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- manifests are untyped YAML
@@ -101,7 +101,7 @@ function contract(name: string): { callers: string[]; public: boolean } {
     if (!service) throw new Error(`${name} serves ${typeName}, which has no generated descriptor`);
     return service.methods.flatMap((method) => getOption(method, access).callers);
   });
-  const outside = new Set([OPERATOR_NATS_USER, "anyone", "customer"]); // operators come through port-forward, the rest through the ingress
+  const outside = new Set([OPERATOR, "anyone", "customer"]); // operators come through port-forward, the rest through the ingress
   return { callers: [...new Set(admitted.filter((c) => !outside.has(c)))].sort(), public: admitted.some((c) => c === "anyone" || c === "customer") };
 }
 

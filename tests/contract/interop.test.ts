@@ -7,7 +7,7 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { CUSTOMER_HEADER } from "../../services/platform/mesh-identity.js";
 import { expectIdentity } from "../../services/platform/mesh-tls.js";
-import { OPERATOR } from "../../services/platform/dev/mesh-pki.js";
+import { OPERATOR } from "../../services/platform/dev/mesh.js";
 import type { ServiceServer } from "../../services/platform/service.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 

@@ -19,6 +19,7 @@ import { startServer, type RunningServer } from "../../services/platform/server.
 import { toMoney } from "../../services/platform/money.js";
 import { createCertificateAuthority, writeCredentials } from "../../services/platform/dev/pki.js";
 import { eventually } from "../support/eventually.js";
+import { startTcpFaultProxy, type TcpFaultProxy } from "../chaos/tcp-fault-proxy.js";
 import { meshTransport } from "../support/mesh-clients.js";
 import { silentLogger, startInProcessMesh, type InProcessMesh } from "../support/services.js";
 
@@ -108,15 +109,16 @@ describe("zero trust inside the mesh", () => {
     let charges = 0;
     const scratch = mkdtempSync(join(tmpdir(), "meshwork-impostor-"));
 
-    /** A PaymentService that captures everything, and counts what reaches it. */
-    const impostor = async (files: { certFile: string; keyFile: string; caFile: string }) => {
+    const proxies: TcpFaultProxy[] = [];
+    /** A PaymentService that captures everything, and counts what reaches it; under mTLS unless `files` is undefined. */
+    const impostor = async (files: { certFile: string; keyFile: string; caFile: string } | undefined) => {
       const server = await startServer(
         {
           logger: silentLogger,
           services: [PaymentService],
           maxRequestBytes: 64 * 1024,
           shutdownGraceMs: 100,
-          mesh: { tls: loadMeshCredentials(files, { logger: silentLogger }) },
+          ...(files ? { mesh: { tls: loadMeshCredentials(files, { logger: silentLogger }) } } : {}),
           routes: (router) =>
             router.service(PaymentService, {
               charge(req) {
@@ -128,21 +130,27 @@ describe("zero trust inside the mesh", () => {
         { host: "127.0.0.1", port: 0 },
       );
       impostors.push(server);
-      return server;
+      // In front of it, a proxy that counts the connections order makes to it.
+      const proxy = await startTcpFaultProxy();
+      proxy.setTarget(server.port);
+      proxies.push(proxy);
+      return { url: `${files ? "https" : "http"}://127.0.0.1:${new URL(proxy.url).port}`, connections: () => proxy.stats().accepted };
     };
 
     afterAll(async () => {
+      await Promise.all(proxies.map((proxy) => proxy.close()));
       await Promise.all(impostors.map((server) => server.close()));
       rmSync(scratch, { recursive: true, force: true });
     });
 
     it("cannot confirm a declined order: order refuses every server that is not spiffe://meshwork/payment", async () => {
-      // A compromised inventory (a real mesh certificate, the wrong identity), and a server
-      // claiming to be payment under a CA of its own.
+      // A compromised inventory (a real mesh certificate, the wrong identity), a server
+      // claiming to be payment under a CA of its own, and one in cleartext.
       const foreignCa = await createCertificateAuthority();
       const forged = writeCredentials(scratch, "payment", await foreignCa.issue("payment"));
       const foreignCaFile = writeCredentials(scratch, "foreign-ca", { certPem: foreignCa.certPem, keyPem: foreignCa.keyPem }).certFile;
-      const servers = [await impostor(mesh.pki.files("inventory")), await impostor({ ...forged, caFile: foreignCaFile })];
+      const [wrongIdentity, foreign, cleartext] = [await impostor(mesh.pki.files("inventory")), await impostor({ ...forged, caFile: foreignCaFile }), await impostor(undefined)];
+      const servers = [wrongIdentity!, foreign!, cleartext!];
       // The registry is written as the issue's probe did: entries that look live and ready,
       // one dated far in the future. (NATS permissions stop services writing each other's
       // keys; this plays an attacker past them.)
@@ -167,6 +175,11 @@ describe("zero trust inside the mesh", () => {
         }, 30_000);
         expect(settled.map((o) => o.status)).toEqual(placed.map(() => OrderStatus.CANCELLED));
         expect(charges).toBe(0); // no impostor ever saw a request, nor a payment token
+        // Order did try the TLS impostors (the registry reached it) and refused them at the
+        // handshake; the cleartext address it never dialled.
+        expect(wrongIdentity!.connections()).toBeGreaterThan(0);
+        expect(foreign!.connections()).toBeGreaterThan(0);
+        expect(cleartext!.connections()).toBe(0);
       } finally {
         await bus.close();
       }

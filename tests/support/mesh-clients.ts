@@ -7,7 +7,8 @@ import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { accessOf } from "../../services/platform/access-control.js";
 import { CUSTOMER_AGENT, CUSTOMER_HEADER } from "../../services/platform/mesh-identity.js";
 import { expectIdentity } from "../../services/platform/mesh-tls.js";
-import { startMeshPki, OPERATOR, type MeshPki } from "../../services/platform/dev/mesh-pki.js";
+import { startMeshPki, type MeshPki } from "../../services/platform/dev/mesh-pki.js";
+import { OPERATOR } from "../../services/platform/dev/mesh.js";
 
 let shared: Promise<MeshPki> | undefined;
 

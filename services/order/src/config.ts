@@ -1,4 +1,4 @@
-import { serviceConfig, integer, oneOf, port, url, type ServiceConfig, type Env } from "../../platform/config.js";
+import { serviceConfig, integer, oneOf, peerUrl, port, type ServiceConfig, type Env } from "../../platform/config.js";
 import type { WireProtocol } from "../../platform/clients.js";
 import { defaultSagaPolicy, type SagaPolicy } from "../../platform/saga/saga-runner.js";
 
@@ -13,11 +13,12 @@ export interface OrderConfig extends ServiceConfig {
 
 /** The only place ordering reads the environment. */
 export function loadConfig(env: Env): OrderConfig {
+  const service = serviceConfig(env);
   return {
-    ...serviceConfig(env),
+    ...service,
     port: port(env, "ORDER_PORT", 50051),
-    inventoryUrl: url(env, "INVENTORY_URL", "http://127.0.0.1:50052"),
-    paymentUrl: url(env, "PAYMENT_URL", "http://127.0.0.1:50053"),
+    inventoryUrl: peerUrl(env, "INVENTORY_URL", 50052, service.meshTls),
+    paymentUrl: peerUrl(env, "PAYMENT_URL", 50053, service.meshTls),
     clientProtocol: oneOf(env, "CLIENT_PROTOCOL", ["connect", "grpc"] as const, "connect"),
     sagaPolicy: {
       ...defaultSagaPolicy,

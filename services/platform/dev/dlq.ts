@@ -12,13 +12,13 @@ import { listDeadLetters, replayDeadLetter } from "../bus/dead-letters.js";
 import { createLogger } from "../logger.js";
 import { dataDir } from "./local-infra.js";
 import { defaultMeshStateFile, readMeshState } from "./mesh-state.js";
-import { OPERATOR_NATS_USER } from "./nats-accounts.js";
+import { OPERATOR } from "./mesh.js";
 
 function operatorNatsUrl(): string {
   if (process.env["NATS_URL"]) return process.env["NATS_URL"];
   const mesh = readMeshState(process.env, defaultMeshStateFile(dataDir));
   const url = new URL(mesh.natsUrl);
-  url.username = OPERATOR_NATS_USER;
+  url.username = OPERATOR;
   url.password = encodeURIComponent(readFileSync(mesh.operatorNatsPasswordFile, "utf8").trim());
   return url.href;
 }

@@ -1,4 +1,5 @@
 import { fork } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { integer, type Env } from "../config.js";
 import { findNatsServer, natsInstallHint } from "./local-nats.js";
@@ -33,7 +34,11 @@ export async function resolvePostgres(env: Env, log: (line: string) => void): Pr
   const port = integer(env, "EMBEDDED_POSTGRES_PORT", 54329, { min: 1, max: 65535 });
   const password = localSecret(secretsDir, "postgres-admin");
   const url = `postgres://postgres:${password}@127.0.0.1:${port}/meshwork`;
-  if (await isListening("127.0.0.1", port)) return { name: "postgres", url, source: "embedded, already running", stop: nothingToStop };
+  if (await isListening("127.0.0.1", port)) {
+    // Only our own cluster gets the superuser's password: whatever else listens there might ask for it in cleartext.
+    if (!isRunning(readFirstLine(join(dataDir, "postgres", "postmaster.pid")))) throw new Error(portTaken("Postgres", port, "EMBEDDED_POSTGRES_PORT"));
+    return { name: "postgres", url, source: "embedded, already running", stop: nothingToStop };
+  }
   const child = fork(join(import.meta.dirname, "local-postgres-main.ts"), [join(dataDir, "postgres"), String(port), join(secretsDir, "postgres-admin")], {
     execArgv: ["--import", "tsx"],
     stdio: ["ignore", "ignore", "pipe", "ipc"],
@@ -60,6 +65,32 @@ export async function resolvePostgres(env: Env, log: (line: string) => void): Pr
   };
 }
 
+const readFirstLine = (file: string) => {
+  try {
+    return readFileSync(file, "utf8").split("\n", 1)[0]!.trim();
+  } catch {
+    return "";
+  }
+};
+
+/**
+ * Whether `pid` names a live process we may signal: the server a pid file of ours says we
+ * started (as root, Postgres runs as the postgres user, whom root may signal; a process of
+ * another user would be EPERM, and is not ours).
+ */
+function isRunning(pid: string): boolean {
+  if (!/^\d+$/.test(pid)) return false;
+  try {
+    process.kill(Number(pid), 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const portTaken = (what: string, port: number, variable: string) =>
+  `127.0.0.1:${port} is taken, but not by this checkout's ${what} (.data/); stop whatever listens there, or set ${variable} to another port`;
+
 /** NATS as a launcher hands it out: each deployable's own credentialed URL. */
 export interface NatsDependency extends Dependency {
   urlFor(name: string): string;
@@ -78,9 +109,15 @@ export async function resolveNats(env: Env, log: (line: string) => void, secrets
   const port = integer(env, "EMBEDDED_NATS_PORT", 54222, { min: 1, max: 65535 });
   const url = `nats://127.0.0.1:${port}`;
   const urlFor = natsUrlFor(port, secrets);
-  if (await isListening("127.0.0.1", port)) return { name: "nats", url, urlFor, source: "mesh's own, already running", stop: nothingToStop };
+  const pidFile = join(dataDir, "nats.pid");
+  if (await isListening("127.0.0.1", port)) {
+    // Only the server we started gets the services' passwords, which NATS sends as they are.
+    if (!isRunning(readFirstLine(pidFile))) throw new Error(portTaken("NATS", port, "EMBEDDED_NATS_PORT"));
+    return { name: "nats", url, urlFor, source: "mesh's own, already running", stop: nothingToStop };
+  }
   if (!findNatsServer()) throw new Error(natsInstallHint);
   const nats = await startMeshNats({ port, storeDir: join(dataDir, "nats"), secrets, detached: true });
+  writeFileSync(pidFile, `${nats.process.pid}\n`, { mode: 0o600 });
   log(`started nats-server -js on ${url} with a user per service, store in .data/nats`);
   return { name: "nats", url, urlFor, source: "started, a user per service", stop: () => nats.stop() };
 }

@@ -15,7 +15,10 @@ export function localSecret(dir: string, name: string): string {
   const file = join(dir, name);
   try {
     const existing = readFileSync(file, "utf8").trim();
-    if (existing !== "") return existing;
+    if (existing !== "") {
+      chmodSync(file, 0o600); // a copy or an old checkout may have left it readable to others
+      return existing;
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }

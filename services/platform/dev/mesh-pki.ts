@@ -1,11 +1,9 @@
 import { join } from "node:path";
 import type { MeshTlsFiles } from "../mesh-tls.js";
 import type { OperatorFiles } from "./mesh-state.js";
-import { meshServiceNames } from "./mesh.js";
+import { meshServiceNames, OPERATOR } from "./mesh.js";
 import { loadOrCreateCertificateAuthority, startCertificateRotation } from "./pki.js";
 
-/** The operator's identity: tools and people, with a client-only certificate. */
-export const OPERATOR = "operator";
 
 export interface MeshPki {
   /** A deployable's certificate, key and the CA, as its TLS_* variables name them. */

@@ -61,6 +61,9 @@ export const meshDeployables = [
   { name: "gateway", main: "gateway/main.ts", defaultPort: 8080, defaultOpsPort: 9080, serves: ["shop.gateway.v1.StorefrontService"], watches: ["order", "inventory", "payment"] },
 ] as const satisfies readonly Deployable[];
 
+/** The one principal that is no deployable: tools and people, with a client-only certificate and a NATS user of its own. */
+export const OPERATOR = "operator";
+
 export type MeshServiceName = (typeof meshDeployables)[number]["name"];
 export const meshServiceNames: readonly MeshServiceName[] = meshDeployables.map((d) => d.name);
 

@@ -1,4 +1,4 @@
-import type { Deployable } from "./mesh.js";
+import { OPERATOR, type Deployable } from "./mesh.js";
 import { natsInboxPrefix } from "../bus/connection.js";
 import { DISCOVERY_BUCKET } from "../bus/discovery.js";
 import { deadLetterStream, eventStream } from "../bus/streams.js";
@@ -13,9 +13,6 @@ export interface NatsUser {
   publish: readonly string[];
   subscribe: readonly string[];
 }
-
-/** The NATS user tools and humans sign in as: `npm run dlq`, reads of the streams and the registry. */
-export const OPERATOR_NATS_USER = "operator";
 
 /** The variable the server reads a user's password from, e.g. ORDER_NATS_PASSWORD. */
 export const natsPasswordVariable = (name: string) => `${name.toUpperCase().replace(/[^A-Z0-9]/g, "_")}_NATS_PASSWORD`;
@@ -75,7 +72,7 @@ function serviceUser(deployable: Deployable): NatsUser {
  */
 function operatorUser(): NatsUser {
   return {
-    name: OPERATOR_NATS_USER,
+    name: OPERATOR,
     publish: [
       `${api}.INFO`,
       `${api}.STREAM.NAMES`,
@@ -89,7 +86,7 @@ function operatorUser(): NatsUser {
       `${api}.STREAM.MSG.DELETE.${deadLetterStream.name}`,
       "shop.*.v1.>",
     ],
-    subscribe: [`${natsInboxPrefix(OPERATOR_NATS_USER)}.>`],
+    subscribe: [`${natsInboxPrefix(OPERATOR)}.>`],
   };
 }
 

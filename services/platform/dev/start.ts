@@ -7,11 +7,10 @@
  */
 import { join } from "node:path";
 import { dataDir, pkiDir, resolveNats, resolvePostgres, secretsDir, type Dependency } from "./local-infra.js";
-import { childEnv, meshServicesOrExit, type MeshService } from "./mesh.js";
+import { childEnv, meshServicesOrExit, OPERATOR, type MeshService } from "./mesh.js";
 import { persistentMeshSecrets, withMeshCredentials } from "./mesh-launch.js";
 import { startMeshPki, type MeshPki } from "./mesh-pki.js";
 import { defaultMeshStateFile, writeMeshState } from "./mesh-state.js";
-import { OPERATOR_NATS_USER } from "./nats-accounts.js";
 import { createSupervisor } from "./supervisor.js";
 import { integer } from "../config.js";
 
@@ -87,7 +86,7 @@ if (pki) {
     services: Object.fromEntries(services.map((s) => [s.name, { url: address(s), opsUrl: `http://127.0.0.1:${s.opsPort}` }])),
     natsUrl,
     operator: pki.operator,
-    operatorNatsPasswordFile: join(secretsDir, `${OPERATOR_NATS_USER}.nats`),
+    operatorNatsPasswordFile: join(secretsDir, `${OPERATOR}.nats`),
   });
 }
 const rows = [
