@@ -14,7 +14,7 @@ import { connectBus, type BusConnection } from "./connection.js";
 import { listDeadLetters, replayDeadLetter } from "./dead-letters.js";
 import { on, startEventConsumer, type EventConsumer } from "./event-consumer.js";
 import { toHeaders } from "./event-headers.js";
-import { eventStream } from "./streams.js";
+import { ensureStream, eventStream } from "./streams.js";
 
 const schema = pgSchema("consumer_test");
 const inbox = createInboxTable(schema);
@@ -58,6 +58,8 @@ describe("event consumer against real NATS and Postgres", () => {
       backoffMs: [20, 40],
     });
     const { jsm } = await bus.ready;
+    // The stream is its owner's to create, as order's relay creates SHOP_ORDER; the consumer waits for it.
+    await ensureStream(jsm, stream);
     await eventually(async () => expect((await jsm.consumers.info(stream.name, "consumer-test")).name).toBe("consumer-test"));
   });
   afterAll(async () => {
