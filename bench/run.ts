@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 /** In the order they run; arguments are the full run's (each script's defaults, unless given). */
 const benches: { file: string; args?: string[] }[] = [
   { file: "bench/end-to-end.ts" },
+  { file: "bench/cost-per-order.ts" },
   { file: "bench/rpc-hop.ts" },
   { file: "bench/outbox-throughput.ts" },
   { file: "bench/outbox-latency.ts" },

@@ -29,6 +29,8 @@ export interface LocalPostgresOptions {
    * machine crash can lose nothing anyone was promised.
    */
   durable?: boolean;
+  /** Further server settings (`-c name=value`), e.g. shared_preload_libraries for a bench's statement counts. */
+  settings?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -94,6 +96,7 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
 
   const flags = ["-D", pgdata, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300", ...englishMessages];
   if (options.durable === false) flags.push(...nonDurable);
+  for (const [name, value] of Object.entries(options.settings ?? {})) flags.push("-c", `${name}=${value}`);
   // Through the guard, so that Postgres stops when this process ends however it ends.
   const server = spawn(
     process.execPath,

@@ -20,6 +20,8 @@ export interface ScratchMeshOptions {
    * payment announces for discovery is a fault proxy in front of it rather than its own port.
    */
   serviceEnv?: Partial<Record<MeshServiceName, Record<string, string>>>;
+  /** Further Postgres settings, e.g. to load pg_stat_statements for a bench. */
+  postgresSettings?: Record<string, string>;
   /** Where the services' output goes; by default it is kept in `output`. */
   log?: (line: string) => void;
 }
@@ -38,7 +40,7 @@ export async function startScratchMesh(options: ScratchMeshOptions = {}) {
   const [pgPort, natsPort] = [await freePort(), await freePort()];
   const superuserPassword = randomBytes(18).toString("base64url");
   const secrets = ephemeralMeshSecrets();
-  const startPostgres = () => startLocalPostgres({ dataDir: pgDir, port: pgPort, superuserPassword });
+  const startPostgres = () => startLocalPostgres({ dataDir: pgDir, port: pgPort, superuserPassword, ...(options.postgresSettings ? { settings: options.postgresSettings } : {}) });
   const startNats = () => startMeshNats({ port: natsPort, storeDir: natsDir, secrets });
   let postgres: LocalPostgres | undefined = await startPostgres();
   let nats: LocalNats | undefined = await startNats();

@@ -1,0 +1,93 @@
+/**
+ * Cost per order: CPU of every mesh process (services, Postgres, nats-server) read from
+ * /proc, and SQL statements and transactions per service from pg_stat_statements, divided by
+ * the orders placed in a closed loop through the gateway. The mesh runs as `npm start` runs
+ * it: durable Postgres, mTLS, authorization and a role and NATS user per service (the scratch
+ * mesh). The load generator runs in this process and its CPU is reported apart, not charged.
+ * Run: npx tsx bench/cost-per-order.ts [seconds=20] [concurrency=24]
+ */
+import { readFileSync } from "node:fs";
+import postgres from "postgres";
+import { meshServiceNames, startScratchMesh } from "../services/platform/dev/scratch-mesh.js";
+import { runLoad } from "./load-runner.js";
+import { descendantPids, processCpuMs } from "./process-cpu.js";
+import { commandLine, progress, quick, targetLine } from "./report.js";
+
+const [seconds, concurrency] = [Number(process.argv[2] ?? (quick ? 5 : 20)), Number(process.argv[3] ?? 24)];
+const mix = { good: 8, declined: 1, outOfStock: 1 };
+
+const mesh = await startScratchMesh({
+  env: { LOG_LEVEL: "warn", RATE_LIMIT_PER_SECOND: "100000", RATE_LIMIT_BURST: "100000", WATCH_MAX_PER_CUSTOMER: "100000", WATCH_MAX_PER_ADDRESS: "100000" },
+  postgresSettings: { shared_preload_libraries: "pg_stat_statements", "pg_stat_statements.track": "all" },
+});
+const sql = postgres(mesh.databaseUrl, { max: 1, onnotice: () => {} });
+
+/** Which mesh process a pid is, by its command line: a service's entry point, Postgres or NATS. */
+function processName(pid: number): string | undefined {
+  let cmdline: string;
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+  } catch {
+    return undefined;
+  }
+  for (const name of meshServiceNames) if (mesh.pid(name) === pid) return name;
+  if (/\/postgres\s/.test(cmdline) || cmdline.startsWith("postgres:")) return "postgres";
+  if (cmdline.includes("nats-server")) return "nats-server";
+  return undefined;
+}
+
+/** CPU so far of every mesh process, summed by name; Postgres backends come and go, so each sample walks them all. */
+function cpuByProcess(): Map<string, number> {
+  const totals = new Map<string, number>();
+  for (const pid of descendantPids()) {
+    const name = processName(pid);
+    if (name) totals.set(name, (totals.get(name) ?? 0) + processCpuMs(pid));
+  }
+  return totals;
+}
+
+try {
+  await sql`create extension if not exists pg_stat_statements`;
+  progress("warming up");
+  await runLoad({ gatewayUrl: mesh.url("gateway"), durationMs: 5_000, concurrency, mix });
+  await sql`select pg_stat_statements_reset()`;
+  const before = cpuByProcess();
+  const selfBefore = process.cpuUsage();
+  progress(`measuring: ${seconds} s, ${concurrency} in flight`);
+  const report = await runLoad({ gatewayUrl: mesh.url("gateway"), durationMs: seconds * 1000, concurrency, mix });
+  const after = cpuByProcess();
+  const self = process.cpuUsage(selfBefore);
+  // Each service's role is named after it. A transaction is a BEGIN; statements are the rest
+  // but COMMIT and ROLLBACK, as a reader counts the work.
+  const statements = await sql<{ role: string; calls: number; transactions: number }[]>`
+    select r.rolname as role,
+      coalesce(sum(s.calls) filter (where s.query !~* '^\s*(begin|commit|rollback)'), 0)::int as calls,
+      coalesce(sum(s.calls) filter (where s.query ~* '^\s*begin'), 0)::int as transactions
+    from pg_stat_statements s join pg_roles r on r.oid = s.userid
+    where r.rolname = any(${[...meshServiceNames]})
+    group by r.rolname`;
+  const orders = report.placed;
+  if (!report.invariants.ok || orders === 0) throw new Error(`the load failed its invariant check or placed nothing: ${JSON.stringify(report.invariants)}`);
+  const names = [...meshServiceNames, "postgres", "nats-server"];
+  const cpu = new Map(names.map((name) => [name, ((after.get(name) ?? 0) - (before.get(name) ?? 0)) / orders]));
+  const total = [...cpu.values()].reduce((a, b) => a + b, 0);
+  const statementsPerOrder = statements.reduce((sum, row) => sum + row.calls, 0) / orders;
+
+  console.log(`## Cost per order\n`);
+  console.log(`\`${commandLine("bench/cost-per-order.ts", [seconds, concurrency])}\`: a closed loop of ${concurrency} orders in flight through the gateway for ${seconds} s`);
+  console.log(`(mix 8:1:1), after 5 s of warm-up, on a scratch mesh as \`npm start\` runs it: durable Postgres, mTLS, authorization, a role and a NATS user per service.`);
+  console.log(`${orders} orders placed, ${report.ordersPerSecond.toFixed(1)} orders/s, accept p50 ${report.acceptMs.p50.toFixed(0)} ms; every invariant held.\n`);
+  console.log(`| process | CPU ms per order | SQL statements per order | transactions (BEGIN) per order |`);
+  console.log(`|---|---|---|---|`);
+  for (const name of names) {
+    const row = statements.find((r) => r.role === name);
+    console.log(`| ${name} | ${cpu.get(name)!.toFixed(1)} | ${row ? (row.calls / orders).toFixed(1) : "-"} | ${row ? (row.transactions / orders).toFixed(1) : "-"} |`);
+  }
+  console.log(`| **whole mesh** | **${total.toFixed(1)}** | **${statementsPerOrder.toFixed(1)}** | |`);
+  console.log(`\nThe load generator, in this process, used ${((self.user + self.system) / 1000 / orders).toFixed(1)} ms per order, not counted above.\n`);
+  console.log(targetLine("CPU per order ≤ 25 ms (shown as 25 / measured)", 25 / total, 1));
+  console.log(targetLine("SQL statements per order ≤ 30 (shown as 30 / measured)", 30 / statementsPerOrder, 1));
+} finally {
+  await sql.end({ timeout: 5 });
+  await mesh.stop();
+}
