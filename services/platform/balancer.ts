@@ -2,6 +2,7 @@ import { Code, ConnectError, type Interceptor, type Transport } from "@connectrp
 import type { DescService } from "@bufbuild/protobuf";
 import type { ServiceDirectory } from "./bus/discovery.js";
 import { callersDoingKey } from "./resilience.js";
+import { isPeerRefused } from "./mesh-tls.js";
 
 export interface InstanceTransport {
   transport: Transport;
@@ -11,6 +12,8 @@ export interface InstanceTransport {
 /** Consecutive failures that take an instance out of rotation, and for how long. */
 const EJECT_AFTER_FAILURES = 2;
 const EJECT_FOR_MS = 10_000;
+/** How long an address whose server is not the service (the wrong identity, a foreign CA) stays out. */
+const IMPOSTOR_EJECT_MS = 5 * 60_000;
 
 /**
  * Client-side load balancing over the instances the directory knows: round robin, skipping
@@ -46,6 +49,8 @@ export function createBalancer(service: DescService, directory: ServiceDirectory
     const state = failures.get(address) ?? { count: 0, ejectedUntil: 0 };
     state.count++;
     if (state.count >= EJECT_AFTER_FAILURES) state.ejectedUntil = Date.now() + EJECT_FOR_MS;
+    // Not the service at all (a poisoned or stale entry): out at once, and for longer.
+    if (isPeerRefused(err)) state.ejectedUntil = Date.now() + IMPOSTOR_EJECT_MS;
     failures.set(address, state);
   }
 

@@ -1,11 +1,12 @@
-import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClientTracingInterceptor } from "./telemetry.js";
 import { createBalancer, type InstanceTransport } from "./balancer.js";
 import type { ServiceDirectory } from "./bus/discovery.js";
 import { createResilience, type DependencyStats, type ResiliencePolicy } from "./resilience.js";
-import { expectIdentity, type MeshCredentials } from "./mesh-tls.js";
+import { expectIdentity, isPeerRefused, type MeshCredentials } from "./mesh-tls.js";
+import { identityUri } from "./mesh-identity.js";
 
 /**
  * "connect": the Connect protocol with binary protobuf over HTTP/2, our default for hops
@@ -84,7 +85,7 @@ function connectTo(baseUrl: string, protocol: WireProtocol | undefined, intercep
   const sessionManager = new Http2SessionManager(baseUrl, { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 5 * 60_000 }, tls && meshSessionOptions(tls));
   const common = { baseUrl, httpVersion: "2" as const, sessionManager, interceptors };
   const transport = protocol === "grpc" ? createGrpcTransport(common) : createConnectTransport({ ...common, useBinaryFormat: true });
-  return { transport, close: () => sessionManager.abort() };
+  return { transport: tls ? refusingImpostors(transport, baseUrl, tls.peer) : transport, close: () => sessionManager.abort() };
 }
 
 /**
@@ -98,5 +99,21 @@ export function meshSessionOptions(tls: PeerTls) {
       return tls.credentials.context();
     },
     checkServerIdentity: expectIdentity(tls.peer),
+  };
+}
+
+/**
+ * connect-node reports a refused server certificate as INTERNAL, which would read as a bug
+ * of the callee (a saga parks after enough of them). It is UNAVAILABLE: that address does
+ * not serve `peer`, and the call belongs on another; the balancer ejects the address.
+ */
+function refusingImpostors(transport: Transport, baseUrl: string, peer: string): Transport {
+  const unavailable = (err: unknown): never => {
+    if (!isPeerRefused(err)) throw err;
+    throw new ConnectError(`${baseUrl} is not ${identityUri(peer)}: ${ConnectError.from(err).rawMessage}`, Code.Unavailable, undefined, undefined, err);
+  };
+  return {
+    unary: (...args) => transport.unary(...args).catch(unavailable),
+    stream: (...args) => transport.stream(...args).catch(unavailable),
   };
 }

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { createSecureContext, type PeerCertificate, type SecureContext } from "node:tls";
 import { identityOfCertificate, identityUri } from "./mesh-identity.js";
 import type { Logger } from "./logger.js";
+import { causeChain } from "./db-errors.js";
 
 /** Where a process finds its mesh credentials: PEM files that cert-manager or `npm start` rotate. */
 export interface MeshTlsFiles {
@@ -69,6 +70,11 @@ export function loadMeshCredentials(files: MeshTlsFiles, options: { logger: Logg
   };
 }
 
+/** A server that is not the workload the caller meant to reach. */
+export class PeerIdentityError extends Error {
+  override readonly name = "PeerIdentityError";
+}
+
 /**
  * Node's check of a server certificate, replaced by the one that matters in the mesh: the
  * server must be the workload the caller meant to reach, spiffe://meshwork/<expected>. A
@@ -78,6 +84,23 @@ export function expectIdentity(expected: string) {
   return (_hostname: string, cert: PeerCertificate): Error | undefined => {
     const found = identityOfCertificate(cert);
     if (found === expected) return undefined;
-    return new Error(`expected the server to be ${identityUri(expected)}, but its certificate names ${found ? identityUri(found) : "no mesh identity"}`);
+    return new PeerIdentityError(`expected the server to be ${identityUri(expected)}, but its certificate names ${found ? identityUri(found) : "no mesh identity"}`);
   };
+}
+
+/** OpenSSL's verdicts on a server's certificate chain (a foreign CA, a self-signed or expired certificate). */
+const CERTIFICATE_REFUSED = /^(UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO_SELF_SIGNED|CERT_|INVALID_PURPOSE|ERR_TLS_CERT)/;
+
+/**
+ * Whether a call failed because the server is not who the caller meant: the wrong identity,
+ * or a certificate the mesh CA did not issue. That is the address's fault, not the
+ * service's: say a stale or poisoned registry entry.
+ */
+export function isPeerRefused(err: unknown): boolean {
+  for (const cause of causeChain(err)) {
+    if (cause instanceof PeerIdentityError) return true;
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (typeof code === "string" && CERTIFICATE_REFUSED.test(code)) return true;
+  }
+  return false;
 }
