@@ -6,14 +6,14 @@ import type { PeerCertificate } from "node:tls";
  * as the URI SAN of each mesh certificate. <name> is a deployable of the manifest, or
  * "operator" for the certificate that tools and people use.
  */
-export const TRUST_DOMAIN = "meshwork";
+const TRUST_DOMAIN = "meshwork";
 const SPIFFE_PREFIX = `spiffe://${TRUST_DOMAIN}/`;
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;
 
 export const identityUri = (name: string) => `${SPIFFE_PREFIX}${name}`;
 
 /** The name in spiffe://meshwork/<name>; undefined for any other URI, another trust domain included. */
-export function nameOfIdentityUri(uri: string): string | undefined {
+function nameOfIdentityUri(uri: string): string | undefined {
   if (!uri.startsWith(SPIFFE_PREFIX)) return undefined;
   const name = uri.slice(SPIFFE_PREFIX.length);
   return NAME.test(name) ? name : undefined;

@@ -71,7 +71,7 @@ export function loadMeshCredentials(files: MeshTlsFiles, options: { logger: Logg
 }
 
 /** A server that is not the workload the caller meant to reach. */
-export class PeerIdentityError extends Error {
+class PeerIdentityError extends Error {
   override readonly name = "PeerIdentityError";
 }
 

@@ -150,7 +150,7 @@ describe("zero trust inside the mesh", () => {
       const forged = writeCredentials(scratch, "payment", await foreignCa.issue("payment"));
       const foreignCaFile = writeCredentials(scratch, "foreign-ca", { certPem: foreignCa.certPem, keyPem: foreignCa.keyPem }).certFile;
       const [wrongIdentity, foreign, cleartext] = [await impostor(mesh.pki.files("inventory")), await impostor({ ...forged, caFile: foreignCaFile }), await impostor(undefined)];
-      const servers = [wrongIdentity!, foreign!, cleartext!];
+      const servers = [wrongIdentity, foreign, cleartext];
       // The registry is written as the issue's probe did: entries that look live and ready,
       // one dated far in the future. (NATS permissions stop services writing each other's
       // keys; this plays an attacker past them.)
@@ -177,9 +177,9 @@ describe("zero trust inside the mesh", () => {
         expect(charges).toBe(0); // no impostor ever saw a request, nor a payment token
         // Order did try the TLS impostors (the registry reached it) and refused them at the
         // handshake; the cleartext address it never dialled.
-        expect(wrongIdentity!.connections()).toBeGreaterThan(0);
-        expect(foreign!.connections()).toBeGreaterThan(0);
-        expect(cleartext!.connections()).toBe(0);
+        expect(wrongIdentity.connections()).toBeGreaterThan(0);
+        expect(foreign.connections()).toBeGreaterThan(0);
+        expect(cleartext.connections()).toBe(0);
       } finally {
         await bus.close();
       }

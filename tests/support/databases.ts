@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { inject } from "vitest";
 import { meshDeployables } from "../../services/platform/dev/mesh.js";
-import { provisionServiceRoles, serviceDatabaseUrl } from "../../services/platform/dev/database-roles.js";
+import { provisionMeshDatabases } from "../../services/platform/dev/mesh-databases.js";
 
 /**
  * A fresh, empty database on the test cluster, so every suite starts from nothing and
@@ -39,12 +39,8 @@ export const testRolePassword = (service: DatabaseService) => `test-${service}-r
  */
 export async function createServiceDatabases(): Promise<{ adminUrl: string; urls: Record<DatabaseService, string> }> {
   const adminUrl = await createTestDatabase();
-  const services = Object.keys(serviceSchemas) as DatabaseService[];
-  await provisionServiceRoles(
-    adminUrl,
-    services.map((service) => ({ role: service, schema: serviceSchemas[service], password: testRolePassword(service) })),
-  );
-  const urls = Object.fromEntries(services.map((service) => [service, serviceDatabaseUrl(adminUrl, service, testRolePassword(service))]));
+  const urlOf = await provisionMeshDatabases(adminUrl, (name) => testRolePassword(name as DatabaseService));
+  const urls = Object.fromEntries(withSchema.map(({ name }) => [name, urlOf(name)!]));
   return { adminUrl, urls: urls as Record<DatabaseService, string> };
 }
 

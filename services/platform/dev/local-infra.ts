@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import { integer, type Env } from "../config.js";
 import { findNatsServer, natsInstallHint } from "./local-nats.js";
 import { natsUrlFor, startMeshNats, type MeshSecrets } from "./mesh-launch.js";
+import { DEFAULT_CERT_LIFETIME_MS, startMeshPki, type MeshPki } from "./mesh-pki.js";
 import { isListening } from "./tcp.js";
 import { localSecret } from "./local-secrets.js";
 
@@ -120,4 +121,14 @@ export async function resolveNats(env: Env, log: (line: string) => void, secrets
   writeFileSync(pidFile, `${nats.process.pid}\n`, { mode: 0o600 });
   log(`started nats-server -js on ${url} with a user per service, store in .data/nats`);
   return { name: "nats", url, urlFor, source: "started, a user per service", stop: () => nats.stop() };
+}
+
+/**
+ * The local mesh's PKI under .data/pki, re-issued hot (MESH_CERT_LIFETIME_MS, a day by
+ * default); none under MESH_TLS=off, where a sidecar mesh holds the certificates.
+ */
+export function resolvePki(env: Env, log: (line: string) => void): Promise<MeshPki | undefined> {
+  if (env["MESH_TLS"] === "off") return Promise.resolve(undefined);
+  const lifetimeMs = integer(env, "MESH_CERT_LIFETIME_MS", DEFAULT_CERT_LIFETIME_MS, { min: 60_000, max: 90 * 24 * 3_600_000 });
+  return startMeshPki(pkiDir, { lifetimeMs, log });
 }

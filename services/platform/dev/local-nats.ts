@@ -22,6 +22,10 @@ export interface LocalNats {
   stop(): Promise<void>;
 }
 
+/** A NATS user's URL, credentials in its userinfo as the services read them from NATS_URL. */
+export const natsUserUrl = (host: string, port: number, name: string, password: string) =>
+  `nats://${encodeURIComponent(name)}:${encodeURIComponent(password)}@${host}:${port}`;
+
 export interface LocalNatsOptions {
   port: number;
   /** Interface to listen on; 127.0.0.1 by default. */
@@ -96,7 +100,7 @@ export async function startLocalNats(options: LocalNatsOptions): Promise<LocalNa
     urlFor(name) {
       const password = options.passwords?.[name];
       if (!options.users?.some((user) => user.name === name) || !password) throw new Error(`NATS user "${name}" is not one of this server's users`);
-      return `nats://${encodeURIComponent(name)}:${encodeURIComponent(password)}@${host}:${options.port}`;
+      return natsUserUrl(host, options.port, name, password);
     },
     process: child,
     async stop() {

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { localSecret } from "./local-secrets.js";
-import { startLocalNats, type LocalNats } from "./local-nats.js";
+import { natsUserUrl, startLocalNats, type LocalNats } from "./local-nats.js";
 import { meshDeployables, withOwnCredentials, type MeshService } from "./mesh.js";
 import { provisionMeshDatabases } from "./mesh-databases.js";
 import type { MeshPki } from "./mesh-pki.js";
@@ -39,8 +39,7 @@ export function startMeshNats(options: { port: number; storeDir: string; secrets
 }
 
 /** A mesh NATS user's URL on a server of ours that is already running. */
-export const natsUrlFor = (port: number, secrets: MeshSecrets) => (name: string) =>
-  `nats://${encodeURIComponent(name)}:${encodeURIComponent(secrets.password("nats", name))}@127.0.0.1:${port}`;
+export const natsUrlFor = (port: number, secrets: MeshSecrets) => (name: string) => natsUserUrl("127.0.0.1", port, name, secrets.password("nats", name));
 
 /**
  * Gives each service what is its own alone: its Postgres role (provisioned now through the

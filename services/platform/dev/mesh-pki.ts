@@ -4,6 +4,8 @@ import type { OperatorFiles } from "./mesh-state.js";
 import { meshServiceNames, OPERATOR } from "./mesh.js";
 import { loadOrCreateCertificateAuthority, startCertificateRotation } from "./pki.js";
 
+/** A day: long enough to outlive a coffee break, short enough that a leaked key soon expires; re-issued with a third left. */
+export const DEFAULT_CERT_LIFETIME_MS = 24 * 3_600_000;
 
 export interface MeshPki {
   /** A deployable's certificate, key and the CA, as its TLS_* variables name them. */

@@ -6,7 +6,7 @@ import type { LocalNats } from "./local-nats.js";
 import { startLocalPostgres, type LocalPostgres } from "./local-postgres.js";
 import { childEnv, meshOnFreePorts, portEnv, type MeshServiceName } from "./mesh.js";
 import { ephemeralMeshSecrets, startMeshNats, withMeshCredentials } from "./mesh-launch.js";
-import { startMeshPki } from "./mesh-pki.js";
+import { DEFAULT_CERT_LIFETIME_MS, startMeshPki } from "./mesh-pki.js";
 import { createSupervisor } from "./supervisor.js";
 import { freePort } from "./tcp.js";
 
@@ -44,7 +44,7 @@ export async function startScratchMesh(options: ScratchMeshOptions = {}) {
   const startNats = () => startMeshNats({ port: natsPort, storeDir: natsDir, secrets });
   let postgres: LocalPostgres | undefined = await startPostgres();
   let nats: LocalNats | undefined = await startNats();
-  const pki = await startMeshPki(join(scratch, "pki"), { lifetimeMs: 24 * 3_600_000 });
+  const pki = await startMeshPki(join(scratch, "pki"), { lifetimeMs: DEFAULT_CERT_LIFETIME_MS });
 
   const onFreePorts = (await meshOnFreePorts()).map((service) => ({ ...service, env: options.serviceEnv?.[service.name as MeshServiceName] ?? {} }));
   const services = await withMeshCredentials(onFreePorts, { adminDatabaseUrl: postgres.url, natsUrlFor: nats.urlFor, pki, secrets });

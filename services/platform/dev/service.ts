@@ -5,10 +5,9 @@
  */
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { pkiDir, repoRoot, resolveNats, resolvePostgres, secretsDir } from "./local-infra.js";
+import { repoRoot, resolveNats, resolvePki, resolvePostgres, secretsDir } from "./local-infra.js";
 import { childEnv, meshServicesOrExit } from "./mesh.js";
 import { persistentMeshSecrets, withMeshCredentials } from "./mesh-launch.js";
-import { startMeshPki } from "./mesh-pki.js";
 
 const name = process.argv[2];
 const all = meshServicesOrExit(process.env);
@@ -20,7 +19,7 @@ const log = (line: string) => console.error(`meshwork: ${line}`);
 const secrets = persistentMeshSecrets(secretsDir);
 const postgres = await resolvePostgres(process.env, log);
 const nats = await resolveNats(process.env, log, secrets);
-const pki = process.env["MESH_TLS"] === "off" ? undefined : await startMeshPki(pkiDir, { lifetimeMs: 24 * 3_600_000, log });
+const pki = await resolvePki(process.env, log);
 const services = await withMeshCredentials(all, { adminDatabaseUrl: postgres.url, natsUrlFor: nats.urlFor, pki, secrets });
 const service = services.find((s) => s.name === name)!;
 const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, service.main)], {

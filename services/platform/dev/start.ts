@@ -6,13 +6,12 @@
  * dependencies it started.
  */
 import { join } from "node:path";
-import { dataDir, pkiDir, resolveNats, resolvePostgres, secretsDir, type Dependency } from "./local-infra.js";
+import { dataDir, resolveNats, resolvePki, resolvePostgres, secretsDir, type Dependency } from "./local-infra.js";
 import { childEnv, meshServicesOrExit, OPERATOR, type MeshService } from "./mesh.js";
 import { persistentMeshSecrets, withMeshCredentials } from "./mesh-launch.js";
-import { startMeshPki, type MeshPki } from "./mesh-pki.js";
+import type { MeshPki } from "./mesh-pki.js";
 import { defaultMeshStateFile, writeMeshState } from "./mesh-state.js";
 import { createSupervisor } from "./supervisor.js";
-import { integer } from "../config.js";
 
 const log = (line: string) => console.log(line);
 const env = process.env;
@@ -34,13 +33,11 @@ function valueOf<T>(result: PromiseSettledResult<T>): T {
 let services: MeshService[];
 let natsUrl: string;
 try {
-  // Certificates last a day and are re-issued hot at two thirds of that; see the README.
-  const lifetimeMs = integer(env, "MESH_CERT_LIFETIME_MS", 24 * 3_600_000, { min: 60_000, max: 90 * 24 * 3_600_000 });
   // Independent of each other, so started together: start-up time is a budget (10 s).
   const [postgres, nats, issued] = await Promise.allSettled([
     resolvePostgres(env, log),
     resolveNats(env, log, secrets),
-    env["MESH_TLS"] === "off" ? Promise.resolve(undefined) : startMeshPki(pkiDir, { lifetimeMs, log }),
+    resolvePki(env, log),
   ]);
   // Whatever did start is stopped on the way out, even if something else failed.
   for (const started of [postgres, nats]) if (started.status === "fulfilled") dependencies.push(started.value);
