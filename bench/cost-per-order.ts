@@ -4,19 +4,29 @@
  * the orders placed in a closed loop through the gateway. The mesh runs as `npm start` runs
  * it: durable Postgres, mTLS, authorization and a role and NATS user per service (the scratch
  * mesh). The load generator runs in this process and its CPU is reported apart, not charged.
- * Run: npx tsx bench/cost-per-order.ts [seconds=20] [concurrency=24]
+ * Run: npx tsx bench/cost-per-order.ts [seconds=20] [concurrency=24] [--profile DIR]
+ *
+ * With `--profile DIR` every service runs under `node --cpu-prof`, and writes its profile to
+ * DIR when the mesh stops (warm-up and start-up included); open a .cpuprofile in Chrome's
+ * DevTools (Performance) or speedscope to see where an order's CPU goes.
  */
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import postgres from "postgres";
 import { meshServiceNames, startScratchMesh } from "../services/platform/dev/scratch-mesh.js";
 import { runLoad } from "./load-runner.js";
 import { descendantPids, processCpuMs } from "./process-cpu.js";
 import { commandLine, progress, quick, targetLine } from "./report.js";
 
-const [seconds, concurrency] = [Number(process.argv[2] ?? (quick ? 5 : 20)), Number(process.argv[3] ?? 24)];
+const profileFlag = process.argv.indexOf("--profile");
+const profileDir = profileFlag > 0 ? resolve(process.argv[profileFlag + 1] ?? "profiles") : undefined;
+const positional = profileFlag > 0 ? process.argv.slice(2, profileFlag) : process.argv.slice(2);
+const [seconds, concurrency] = [Number(positional[0] ?? (quick ? 5 : 20)), Number(positional[1] ?? 24)];
+if (profileDir) mkdirSync(profileDir, { recursive: true });
 const mix = { good: 8, declined: 1, outOfStock: 1 };
 
 const mesh = await startScratchMesh({
+  ...(profileDir ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] } : {}),
   env: { LOG_LEVEL: "warn", RATE_LIMIT_PER_SECOND: "100000", RATE_LIMIT_BURST: "100000", WATCH_MAX_PER_CUSTOMER: "100000", WATCH_MAX_PER_ADDRESS: "100000" },
   postgresSettings: { shared_preload_libraries: "pg_stat_statements", "pg_stat_statements.track": "all" },
 });
@@ -66,6 +76,12 @@ try {
     from pg_stat_statements s join pg_roles r on r.oid = s.userid
     where r.rolname = any(${[...meshServiceNames]})
     group by r.rolname`;
+  // The statements behind the totals, most frequent first: where a change to the data path shows.
+  const top = await sql<{ role: string; calls: number; query: string }[]>`
+    select r.rolname as role, s.calls::int as calls, regexp_replace(s.query, '[[:space:]]+', ' ', 'g') as query
+    from pg_stat_statements s join pg_roles r on r.oid = s.userid
+    where r.rolname = any(${[...meshServiceNames]}) and s.query !~* '^[[:space:]]*(commit|rollback)'
+    order by s.calls desc limit 20`;
   const orders = report.placed;
   if (!report.invariants.ok || orders === 0) throw new Error(`the load failed its invariant check or placed nothing: ${JSON.stringify(report.invariants)}`);
   const names = [...meshServiceNames, "postgres", "nats-server"];
@@ -84,6 +100,11 @@ try {
     console.log(`| ${name} | ${cpu.get(name)!.toFixed(1)} | ${row ? (row.calls / orders).toFixed(1) : "-"} | ${row ? (row.transactions / orders).toFixed(1) : "-"} |`);
   }
   console.log(`| **whole mesh** | **${total.toFixed(1)}** | **${statementsPerOrder.toFixed(1)}** | |`);
+  console.log(`\n<details><summary>The most frequent statements, per order</summary>\n`);
+  console.log(`| role | per order | statement (first 140 characters) |`);
+  console.log(`|---|---|---|`);
+  for (const row of top) console.log(`| ${row.role} | ${(row.calls / orders).toFixed(2)} | \`${row.query.slice(0, 140).replaceAll("|", "\\|")}\` |`);
+  console.log(`\n</details>`);
   console.log(`\nThe load generator, in this process, used ${((self.user + self.system) / 1000 / orders).toFixed(1)} ms per order, not counted above.\n`);
   console.log(targetLine("CPU per order ≤ 25 ms (shown as 25 / measured)", 25 / total, 1));
   console.log(targetLine("SQL statements per order ≤ 30 (shown as 30 / measured)", 30 / statementsPerOrder, 1));

@@ -22,6 +22,8 @@ export interface ScratchMeshOptions {
   serviceEnv?: Partial<Record<MeshServiceName, Record<string, string>>>;
   /** Further Postgres settings, e.g. to load pg_stat_statements for a bench. */
   postgresSettings?: Record<string, string>;
+  /** Extra Node.js flags for every service, e.g. to write CPU profiles. */
+  nodeArgs?: string[];
   /** Where the services' output goes; by default it is kept in `output`. */
   log?: (line: string) => void;
 }
@@ -55,6 +57,7 @@ export async function startScratchMesh(options: ScratchMeshOptions = {}) {
     log,
     initialBackoffMs: 100,
     maxBackoffMs: 2_000,
+    ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
   });
   const startedAt = performance.now();
   supervisor.start();

@@ -17,6 +17,8 @@ export interface SupervisorOptions {
   /** First restart delay; doubles per crash up to maxBackoffMs, resets after a stable run. */
   initialBackoffMs?: number;
   maxBackoffMs?: number;
+  /** Extra Node.js flags for every child, e.g. `--cpu-prof` (which NODE_OPTIONS refuses). */
+  nodeArgs?: string[];
 }
 
 /**
@@ -33,7 +35,7 @@ export function createSupervisor(services: MeshService[], options: SupervisorOpt
 
   function launch(service: MeshService, backoffMs: number): void {
     const startedAt = Date.now();
-    const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, service.main)], {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), "--import", "tsx", join(repoRoot, service.main)], {
       cwd: repoRoot,
       env: { ...options.env, ...service.env },
       stdio: ["ignore", "pipe", "pipe", "ipc"],

@@ -151,6 +151,8 @@ export interface SagaRunner<P> {
   create(tx: SqlExecutor, aggregateId: string, payload: P): Promise<string>;
   /** Drives a saga in the background until it is terminal, parked or owned by another. */
   drive(sagaId: string): void;
+  /** Sagas this runner is driving now: the backlog that admission control weighs. */
+  backlog(): number;
   /** Drives every unfinished saga whose lease is free; returns how many it picked up. */
   resumeUnfinished(): Promise<number>;
   /** Resumes unfinished sagas now and then every `sweepMs`, until stop(). */
@@ -533,6 +535,7 @@ export function createSagaRunner<P>(options: {
       return id;
     },
     drive,
+    backlog: () => inFlight.size,
     resumeUnfinished,
     async startSweeping() {
       const resumed = await resumeUnfinished();
