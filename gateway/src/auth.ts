@@ -1,5 +1,5 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
-import { SignJWT, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
+import { SignJWT, createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import type { DescService } from "@bufbuild/protobuf";
 import { isSafePrincipalId, PRINCIPAL_ID_RULE } from "../../services/platform/principal-id.js";
 import type { AuthConfig } from "./config.js";
@@ -75,6 +75,35 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
         .setExpirationTime(`${demoSeconds}s`)
         .sign(secret);
       return { token, expiresInSeconds: demoSeconds };
+    },
+  };
+}
+
+/** How long a verified token is trusted without checking its signature again, at most. */
+const VERIFIED_TOKEN_TTL_MS = 60_000;
+/** Bounds the cache's memory: a token is at most a header long, so this is a few MiB at worst. */
+const VERIFIED_TOKEN_CACHE_SIZE = 10_000;
+
+/**
+ * Remembers tokens that verified, so a customer's next call (a WatchOrder after a PlaceOrder,
+ * a poll) costs a map lookup instead of a signature check: verification was the gateway's
+ * largest single item per order. An entry lasts until the token's exp or a minute, whichever
+ * is sooner, so a key rotation or revocation at the provider takes effect within a minute.
+ * Failures are not remembered: a flood of bad tokens could otherwise evict the good ones.
+ */
+export function cachingVerifications(authenticator: Authenticator, now: () => number = Date.now): Authenticator {
+  const verified = new Map<string, { customer: string; until: number }>();
+  return {
+    ...authenticator,
+    async verify(token) {
+      const hit = verified.get(token);
+      if (hit && hit.until > now()) return hit.customer;
+      verified.delete(token);
+      const customer = await authenticator.verify(token);
+      const exp = decodeJwt(token).exp! * 1000; // verified: exp is there and a number
+      if (verified.size >= VERIFIED_TOKEN_CACHE_SIZE) verified.delete(verified.keys().next().value!); // the oldest entry
+      verified.set(token, { customer, until: Math.min(exp, now() + VERIFIED_TOKEN_TTL_MS) });
+      return customer;
     },
   };
 }

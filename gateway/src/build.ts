@@ -9,7 +9,7 @@ import type { Logger } from "../../services/platform/logger.js";
 import { startServer } from "../../services/platform/server.js";
 import { createMeshSecurity, startOpsServer, type ServiceServer } from "../../services/platform/service.js";
 import { createMetrics } from "../../services/platform/metrics.js";
-import { createAuthenticator, createAuthInterceptor } from "./auth.js";
+import { cachingVerifications, createAuthenticator, createAuthInterceptor } from "./auth.js";
 import type { GatewayConfig } from "./config.js";
 import { loadConsoleAssets } from "./console-assets.js";
 import { createMeshStatus } from "./mesh-status.js";
@@ -46,7 +46,7 @@ export async function build(deps: GatewayDeps): Promise<ServiceServer> {
     () => clients.map((client) => client.stats()),
     mesh.peerTls,
   );
-  const authenticator = createAuthenticator(deps.auth);
+  const authenticator = cachingVerifications(createAuthenticator(deps.auth));
   const metrics = createMetrics("gateway");
   metrics.trackClients(() => clients.map((client) => client.stats()));
   const watchSlots = createWatchSlots(deps.watchLimits);

@@ -11,7 +11,15 @@ const eventSchemas = new Map<string, DescMessage>(
   ),
 );
 
-type Listener = (eventType: string) => void;
+/** An event about one order, decoded once for all its watchers. */
+export interface OrderEvent {
+  type: string;
+  message: { orderId?: string; reason?: string };
+  /** When the change it reports was committed (the CloudEvents `ce-time`). */
+  time: Date;
+}
+
+type Listener = (event: OrderEvent) => void;
 
 /**
  * Every event about any order, read live off the bus (core subscriptions on the subjects of
@@ -24,16 +32,19 @@ export function createOrderEventFeed(bus: BusConnection, contexts: readonly stri
   let subscriptions: Subscription[] = [];
   let closed = false;
 
-  function dispatch(eventType: string, data: Uint8Array) {
-    const schema = eventSchemas.get(eventType);
+  function dispatch(type: string, time: string, data: Uint8Array) {
+    const schema = eventSchemas.get(type);
     if (!schema) return;
-    let orderId: string | undefined;
+    let message: OrderEvent["message"];
     try {
-      orderId = (fromBinary(schema, data) as { orderId?: string }).orderId;
+      message = fromBinary(schema, data) as OrderEvent["message"];
     } catch {
       return; // Not ours to judge; consumers dead-letter undecodable events.
     }
-    for (const listener of (orderId && listeners.get(orderId)) || []) listener(eventType);
+    const watching = message.orderId && listeners.get(message.orderId);
+    if (!watching) return;
+    const event = { type, message, time: new Date(time) };
+    for (const listener of watching) listener(event);
   }
 
   void bus.ready.then(
@@ -43,7 +54,7 @@ export function createOrderEventFeed(bus: BusConnection, contexts: readonly stri
       subscriptions = contexts.map((context) =>
         nc.subscribe(`shop.${context}.v1.>`, {
           callback: (err, msg) => {
-            if (!err && listeners.size > 0) dispatch(msg.headers?.get("ce-type") ?? "", msg.data);
+            if (!err && listeners.size > 0) dispatch(msg.headers?.get("ce-type") ?? "", msg.headers?.get("ce-time") ?? "", msg.data);
           },
         }),
       );
@@ -52,7 +63,7 @@ export function createOrderEventFeed(bus: BusConnection, contexts: readonly stri
   );
 
   return {
-    /** Calls `listener` with the type of each event about `orderId`; returns the unsubscribe. */
+    /** Calls `listener` with each event about `orderId`; returns the unsubscribe. */
     listen(orderId: string, listener: Listener): () => void {
       const set = listeners.get(orderId) ?? new Set<Listener>();
       listeners.set(orderId, set.add(listener));
@@ -76,17 +87,17 @@ export type OrderEventFeed = ReturnType<typeof createOrderEventFeed>;
  * regardless, so a watch keeps moving while NATS is away.
  */
 export function watchOrderEvents(feed: OrderEventFeed, orderId: string, pollMs: number) {
-  const queue: string[] = [];
+  const queue: (OrderEvent | "poll")[] = [];
   let wake: (() => void) | undefined;
-  const push = (eventType: string) => {
-    queue.push(eventType);
+  const push = (event: OrderEvent | "poll") => {
+    queue.push(event);
     wake?.();
   };
   const unlisten = feed.listen(orderId, push);
-  const poll = setInterval(() => push(""), pollMs);
+  const poll = setInterval(() => push("poll"), pollMs);
   return {
-    /** The next event type about the order ("" for a poll tick), or undefined once aborted. */
-    async next(signal: AbortSignal): Promise<string | undefined> {
+    /** The next event about the order ("poll" for a poll tick), or undefined once aborted. */
+    async next(signal: AbortSignal): Promise<OrderEvent | "poll" | undefined> {
       while (queue.length === 0) {
         if (signal.aborted) return undefined;
         await new Promise<void>((resolve) => {

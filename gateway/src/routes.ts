@@ -1,7 +1,9 @@
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type Client } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { StorefrontService, PartStatusSchema, type WatchOrderResponse } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
 import { OrderStatus, type OrderService, type Order } from "../../gen/shop/order/v1/order_service_pb.js";
+import { OrderCancelledSchema, OrderConfirmedSchema } from "../../gen/shop/order/v1/order_events_pb.js";
 import type { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import type { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
 import { detachedFromDeadline } from "../../services/platform/deadline.js";
@@ -10,7 +12,7 @@ import { CUSTOMER_HEADER } from "../../services/platform/mesh-identity.js";
 import { accessOf } from "../../services/platform/access-control.js";
 import { customerKey, type Authenticator } from "./auth.js";
 import type { MeshStatus } from "./mesh-status.js";
-import { watchOrderEvents, type OrderEventFeed } from "./order-watch.js";
+import { watchOrderEvents, type OrderEvent, type OrderEventFeed } from "./order-watch.js";
 import type { WatchSlots } from "./watch-slots.js";
 
 export interface GatewayRouteDeps {
@@ -33,6 +35,19 @@ const partStatus = (err?: unknown) =>
   err === undefined
     ? create(PartStatusSchema, { code: "OK" })
     : create(PartStatusSchema, { code: Code[ConnectError.from(err).code]?.replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase() ?? "UNKNOWN", message: ConnectError.from(err).rawMessage });
+
+/** The order after one of ordering's own events: confirmed or cancelled, when it was committed. */
+function applyOrderEvent(order: Order, event: OrderEvent): Order {
+  const updateTime = timestampFromDate(event.time);
+  switch (event.type) {
+    case OrderConfirmedSchema.typeName:
+      return { ...order, status: OrderStatus.CONFIRMED, updateTime };
+    case OrderCancelledSchema.typeName:
+      return { ...order, status: OrderStatus.CANCELLED, cancelReason: event.message.reason ?? "", updateTime };
+    default:
+      return order;
+  }
+}
 
 const isTerminal = (order: Order) => order.status === OrderStatus.CONFIRMED || order.status === OrderStatus.CANCELLED;
 
@@ -65,14 +80,21 @@ export function createRoutes(deps: GatewayRouteDeps) {
     giveUp.addEventListener("abort", events.close, { once: true }); // also if abandoned at a yield
     try {
       for (;;) {
-        const eventType = await events.next(giveUp);
-        if (eventType === undefined) return;
-        // Only ordering's own events (and poll ticks) can change the order; another
-        // context's event (stock reserved, payment captured) is reported against it as is.
-        const next = eventType === "" || eventType.startsWith("shop.order.") ? await read() : current;
-        if (eventType === "" && next.status === current.status) continue; // a quiet poll tick
-        current = next;
-        yield { $typeName: "shop.gateway.v1.WatchOrderResponse", order: current, eventType };
+        const event = await events.next(giveUp);
+        if (event === undefined) return;
+        if (event === "poll") {
+          // The fallback while NATS is away: read, and report only a change.
+          const next = await read();
+          if (next.status === current.status) continue;
+          current = next;
+          yield { $typeName: "shop.gateway.v1.WatchOrderResponse", order: current, eventType: "" };
+        } else {
+          // An order leaves PENDING once, and its event says how, so the watch applies it
+          // instead of reading the order again. Another context's event (stock reserved,
+          // payment captured) cannot change the order; it is reported against it as is.
+          current = applyOrderEvent(current, event);
+          yield { $typeName: "shop.gateway.v1.WatchOrderResponse", order: current, eventType: event.type };
+        }
         if (isTerminal(current)) return;
       }
     } finally {

@@ -66,6 +66,19 @@ describe("the gateway", () => {
     expect((await eve.listMyOrders({})).orders).toEqual([]);
   });
 
+  it("ends a watch on the order as it is stored, though it applies ordering's events instead of reading again", async () => {
+    const ada = await as("ada");
+    for (const paymentToken of ["tok_visa", "tok_decline"]) {
+      const { order } = await ada.placeOrder({ items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken, requestId: randomUUID() });
+      const updates = [];
+      for await (const update of ada.watchOrder({ orderId: order!.id }, { timeoutMs: 15_000 })) updates.push(update);
+      const stored = (await ada.getOrderDetails({ orderId: order!.id })).order!;
+      expect(updates.at(-1)!.eventType).toMatch(/^shop\.order\.v1\.Order(Confirmed|Cancelled)$/);
+      expect(updates.at(-1)!.order).toEqual(stored);
+      expect(stored.status).toBe(paymentToken === "tok_visa" ? OrderStatus.CONFIRMED : OrderStatus.CANCELLED);
+    }
+  });
+
   it("keeps watching an order past the gateway's per-call deadline cap, to its end", async () => {
     // Calls capped at 1 s; the order is held pending longer by locking payment's table.
     const capped = await startGateway(mesh, { maxTimeoutMs: 1_000 });

@@ -5,7 +5,7 @@ import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { SignJWT, exportJWK, generateKeyPair, type JWTPayload } from "jose";
 import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
-import { createAuthenticator } from "../../gateway/src/auth.js";
+import { cachingVerifications, createAuthenticator, type Authenticator } from "../../gateway/src/auth.js";
 import { loadConfig } from "../../gateway/src/config.js";
 import type { RunningServer } from "../../services/platform/server.js";
 import { startGateway, testAuthSecret } from "../support/gateway.js";
@@ -136,6 +136,44 @@ describe("local demo tokens", () => {
     const { token, expiresInSeconds } = await local.issue!("ada");
     expect(expiresInSeconds).toBe(600);
     expect(await local.verify(token)).toBe("ada");
+  });
+});
+
+describe("remembered verifications", () => {
+  const local = () => createAuthenticator({ mode: "local", secret: "y".repeat(32), maxTokenLifetimeSeconds: 600 });
+  /** Counts the signature checks that reach the real authenticator. */
+  const counting = (inner: Authenticator) => {
+    const counted = { checks: 0, ...inner, verify: (token: string) => (counted.checks++, inner.verify(token)) };
+    return counted;
+  };
+
+  it("check a token's signature once while it is fresh, and again after a minute", async () => {
+    const inner = counting(local());
+    let clock = Date.now();
+    const cached = cachingVerifications(inner, () => clock);
+    const { token } = await inner.issue!("ada");
+    expect([await cached.verify(token), await cached.verify(token), await cached.verify(token)]).toEqual(["ada", "ada", "ada"]);
+    expect(inner.checks).toBe(1);
+    clock += 61_000;
+    expect(await cached.verify(token)).toBe("ada");
+    expect(inner.checks).toBe(2);
+  });
+
+  it("never outlive the token's exp, and never remember a refusal", async () => {
+    const inner = counting(local());
+    let clock = Date.now();
+    const cached = cachingVerifications(inner, () => clock);
+    const { token } = await inner.issue!("ada");
+    await cached.verify(token);
+    clock += 50_000; // fresh by the cache's minute, but within ten seconds of exp below
+    const { token: shortLived } = await createAuthenticator({ mode: "local", secret: "y".repeat(32), maxTokenLifetimeSeconds: 10 }).issue!("ada");
+    await cached.verify(shortLived);
+    clock += 11_000; // past the short token's exp, though less than a minute since it was checked
+    await cached.verify(shortLived);
+    expect(inner.checks).toBe(3);
+    await expect(cached.verify(`${token}x`)).rejects.toThrow();
+    await expect(cached.verify(`${token}x`)).rejects.toThrow();
+    expect(inner.checks).toBe(5);
   });
 });
 
