@@ -8,8 +8,6 @@
  */
 import { resolve } from "node:path";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import { drizzle } from "drizzle-orm/postgres-js";
-import postgres from "postgres";
 import { pino } from "pino";
 import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
 import { openDatabase } from "../../services/platform/db.js";
@@ -17,16 +15,15 @@ import { startServer } from "../../services/platform/server.js";
 import { createInventory } from "../../services/inventory/src/app/inventory.js";
 import { tables as inventoryTables } from "../../services/inventory/src/db/schema.js";
 import { demoCatalog } from "../../services/inventory/src/domain/demo-catalog.js";
-import { toProduct, toReservation } from "../../services/inventory/src/rpc/routes.js";
+import { toProduct } from "../../services/inventory/src/rpc/routes.js";
 import { tables as notificationTables } from "../../services/notification/src/db/schema.js";
-import { createOrderStore } from "../../services/order/src/app/order-store.js";
+import { requireOrderId } from "../../services/order/src/domain/order.js";
 import { tables as orderTables } from "../../services/order/src/db/schema.js";
 import { toOrderMessage } from "../../services/order/src/rpc/routes.js";
-import { createPayments } from "../../services/payment/src/app/payments.js";
 import { createSimulatedCardNetwork } from "../../services/payment/src/app/simulated-card-network.js";
 import { tables as paymentTables } from "../../services/payment/src/db/schema.js";
 import { toPayment } from "../../services/payment/src/rpc/routes.js";
-import { createMonolith } from "./place-order.js";
+import { createMonolith, openMonolithPool } from "./place-order.js";
 
 const databaseUrl = process.argv[2];
 if (!databaseUrl) throw new Error("usage: main.ts <database-url>");
@@ -41,37 +38,35 @@ const schemas = [
 ];
 for (const { schemaName, tables, folder } of schemas) {
   const migrated = await openDatabase({ url: databaseUrl, schemaName, tables, logger, migrationsFolder: resolve(import.meta.dirname, `../../services/${folder ?? schemaName}/migrations`) });
+  // The demo catalog by inventory's own use case, as the mesh seeds it.
+  if (schemaName === "inventory") await createInventory(migrated.db as never).seed(demoCatalog);
   await migrated.close();
 }
 
-const sql = postgres(databaseUrl, { max: 10, onnotice: () => {} });
-const db = drizzle(sql);
-const inventory = createInventory(db as never);
-await inventory.seed(demoCatalog);
-const orders = createOrderStore(db as never);
-const payments = createPayments(db as never, createSimulatedCardNetwork());
-const monolith = createMonolith(db);
+const sql = openMonolithPool(databaseUrl);
+const monolith = createMonolith(sql, createSimulatedCardNetwork());
 
 const customerOf = (ctx: HandlerContext) => ctx.requestHeader.get("authorization")?.replace(/^Bearer /, "") ?? "anonymous";
 const routes = (router: ConnectRouter) =>
   router.service(StorefrontService, {
     issueDemoToken: (req) => ({ token: req.customerId, expiresInSeconds: 3600n }),
-    listProducts: async () => ({ products: (await inventory.listProducts([])).map(toProduct) }),
+    listProducts: async () => ({ products: (await monolith.listProducts()).map(toProduct) }),
     placeOrder: async (req, ctx) => ({
       order: toOrderMessage(await monolith.placeOrder({ customerId: customerOf(ctx), items: req.items, paymentToken: req.paymentToken, requestId: req.requestId })),
     }),
     // Orders leave placeOrder terminal, so a watch has one thing to say.
     async *watchOrder(req) {
-      const found = await orders.find(req.orderId);
+      const found = await monolith.findOrder(requireOrderId(req.orderId));
       if (found) yield { order: toOrderMessage(found), eventType: "" };
     },
+    // No reservation exists: stock moves straight to sold in the transaction that confirms the order.
     async getOrderDetails(req) {
-      const found = await orders.find(req.orderId);
-      const reservation = await inventory.getReservation(req.orderId).catch(() => undefined);
+      const orderId = requireOrderId(req.orderId);
+      const [found, payments] = await Promise.all([monolith.findOrder(orderId), monolith.paymentsFor(orderId)]);
       return {
         ...(found ? { order: toOrderMessage(found) } : {}),
-        payment: { status: { code: "OK" }, payments: (await payments.listForOrder(req.orderId)).map(toPayment) },
-        reservation: { status: { code: "OK" }, ...(reservation ? { reservation: toReservation(reservation) } : {}) },
+        payment: { status: { code: "OK" }, payments: payments.map(toPayment) },
+        reservation: { status: { code: "OK" } },
       };
     },
   });
