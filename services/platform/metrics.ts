@@ -68,6 +68,7 @@ export function createMetrics(service: string) {
       this.gauge("rpc_client_failures", "Failed calls per dependency since start", ["dependency"], perDependency("failures"));
       this.gauge("rpc_client_rejected", "Calls refused by an open breaker or a full bulkhead", ["dependency"], perDependency("rejected"));
       this.gauge("rpc_client_retries", "Retries per dependency since start", ["dependency"], perDependency("retries"));
+      this.gauge("rpc_client_retries_refused", "Retries the dependency's retry budget refused (exhausted) since start", ["dependency"], perDependency("retriesRefused"));
       this.gauge("rpc_client_abandoned", "Calls the caller gave up on (its cancellation or deadline), never held against the dependency", ["dependency"], perDependency("abandoned"));
       this.gauge("rpc_client_in_flight", "Calls in flight per dependency", ["dependency"], perDependency("inFlight"));
     },

@@ -160,6 +160,8 @@ function scriptedInventory(seen: { calls: Map<string, number>; shortDeadlines: n
             ctx.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
           });
         if (req.sku === "down") throw new ConnectError("not serving", Code.Unavailable);
+        if (req.sku === "shed") throw new ConnectError("overloaded", Code.ResourceExhausted);
+        if (req.sku.startsWith("flaky-") && seen.calls.get(req.sku) === 1) throw new ConnectError("not this time", Code.Unavailable);
         // A callee that will not start what it cannot finish in the time it was given.
         if (req.sku === "refuses-short" && (ctx.timeoutMs() ?? Infinity) < 100) throw new ConnectError("too little time left", Code.DeadlineExceeded);
         if (req.sku.startsWith("slow")) await wait(30);
@@ -325,18 +327,36 @@ describe("a breaker counts only the dependency's own failures", () => {
     }
   });
 
-  it("retries spend from a budget (gRFC A6), so a failing dependency is not hit by a retry storm", async () => {
-    await startMiddle({ maxAttempts: 3, initialBackoffMs: 1, maxBackoffMs: 2, breakerThreshold: 1_000 });
+  it("retries stay within the budget under a dependency failing every call: 20% of calls plus the floor", async () => {
+    // A floor of 0.5 a second over 10 s: 5 retries whatever the traffic.
+    await startMiddle({ maxAttempts: 3, initialBackoffMs: 1, maxBackoffMs: 2, breakerThreshold: 1_000, retryBudget: { ratio: 0.2, minPerSecond: 0.5, windowMs: 10_000 } });
     seen.calls.set("down", 0);
-    for (let i = 0; i < 20; i++) expect(codeOf(await toDownstream.client.getStock({ sku: "down" }).catch((e) => e))).toBe(Code.Unavailable);
-    // 10 tokens, retries only above 5: three retries, where unbounded retrying would make 40.
-    expect(toDownstream.stats().retries).toBe(3);
-    expect(seen.calls.get("down")).toBe(23);
-    // Successes earn the budget back (0.1 a call): past 6 tokens, a failure (-1) leaves more than
-    // half, and is retried again.
-    for (let i = 0; i < 70; i++) await toDownstream.client.getStock({ sku: "fast" });
-    await toDownstream.client.getStock({ sku: "down" }).catch(() => undefined);
-    expect(toDownstream.stats().retries).toBeGreaterThan(3);
+    for (let i = 0; i < 100; i++) expect(codeOf(await toDownstream.client.getStock({ sku: "down" }).catch((e) => e))).toBe(Code.Unavailable);
+    const { retries, retriesRefused } = toDownstream.stats();
+    // Unbounded, 3 attempts would make 200 retries.
+    expect(retries).toBeLessThanOrEqual(0.2 * 100 + 5);
+    expect(retries).toBeGreaterThanOrEqual(0.2 * 100);
+    expect(retriesRefused).toBeGreaterThan(50); // most calls were refused their retry
+    expect(seen.calls.get("down")).toBe(100 + retries);
+  });
+
+  it("retries every failure of a dependency that mostly succeeds", async () => {
+    await startMiddle({ maxAttempts: 3, initialBackoffMs: 1, maxBackoffMs: 2, retryBudget: { ratio: 0.2, minPerSecond: 0.5, windowMs: 10_000 } });
+    for (let i = 0; i < 50; i++) {
+      // One call in five fails its first attempt (a fresh flaky sku) and succeeds when retried.
+      const sku = i % 5 === 0 ? `flaky-${randomUUID()}` : "fast";
+      expect((await toDownstream.client.getStock({ sku })).stock?.sku).toBe(sku);
+    }
+    expect(toDownstream.stats()).toMatchObject({ retries: 10, retriesRefused: 0, failures: 0 });
+  });
+
+  it("a dependency shedding load (RESOURCE_EXHAUSTED) is neither retried nor held against its breaker", async () => {
+    await startMiddle({ maxAttempts: 3, breakerThreshold: 3 });
+    seen.calls.set("shed", 0);
+    for (let i = 0; i < 10; i++) expect(codeOf(await toDownstream.client.getStock({ sku: "shed" }).catch((e) => e))).toBe(Code.ResourceExhausted);
+    expect(toDownstream.stats()).toMatchObject({ breaker: "closed", retries: 0, retriesRefused: 0, rejected: 0 });
+    expect(seen.calls.get("shed")).toBe(10);
+    expect((await toDownstream.client.getStock({ sku: "fast" })).stock?.sku).toBe("fast");
   });
 });
 

@@ -18,7 +18,7 @@ import {
 } from "cockatiel";
 import { remainingBudgetMs, setTimeoutHeader, timeoutHeaderOf } from "./deadline.js";
 import { withoutMetadata } from "./errors.js";
-import { createRetryBudget } from "./retry-budget.js";
+import { createRetryBudget, type RetryBudgetPolicy } from "./retry-budget.js";
 
 /** How calls to one dependency are protected. */
 export interface ResiliencePolicy {
@@ -37,10 +37,8 @@ export interface ResiliencePolicy {
   /** Calls in flight at once, and calls allowed to wait for a slot. */
   maxConcurrent: number;
   maxQueued: number;
-  /** Retry budget (gRFC A6 throttling): retries stop while at most half these tokens are left. */
-  retryBudgetTokens: number;
-  /** Tokens a successful attempt gives back; each retryable failure takes one. */
-  retryBudgetRatio: number;
+  /** How many retries the dependency's calls earn: a share of the calls, plus a floor per second. */
+  retryBudget: RetryBudgetPolicy;
   /**
    * An attempt the caller's deadline or cancellation ends after it has waited this long counts
    * as the dependency hanging: no healthy dependency of the mesh keeps a caller waiting that
@@ -61,8 +59,8 @@ export const defaultResiliencePolicy: ResiliencePolicy = {
   halfOpenAfterMs: 5_000,
   maxConcurrent: 64,
   maxQueued: 256,
-  retryBudgetTokens: 10,
-  retryBudgetRatio: 0.1,
+  // Linkerd's defaults: retries at most 20% of calls, plus 10 a second, over 10 s.
+  retryBudget: { ratio: 0.2, minPerSecond: 10, windowMs: 10_000 },
   slowAttemptMs: 1_000,
 };
 
@@ -79,11 +77,18 @@ export interface DependencyStats {
   /** Calls refused without being sent: breaker open or bulkhead full. */
   rejected: number;
   retries: number;
+  /** Retries the retry budget refused: the dependency's failures would have been retried, but it was spent. */
+  retriesRefused: number;
   inFlight: number;
 }
 
-/** Failures that say the dependency is unwell, as opposed to "no" to a particular request. */
-const unhealthyCodes = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Internal, Code.Unknown, Code.ResourceExhausted, Code.Aborted]);
+/**
+ * Failures that say the dependency is unwell, as opposed to "no" to a particular request.
+ * RESOURCE_EXHAUSTED is not one: it is a healthy server shedding load (admission control)
+ * in microseconds, and opening the breaker on it would turn a server that sheds part of its
+ * traffic into one that gets none, then all of it back at once after the half-open trial.
+ */
+const unhealthyCodes = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Internal, Code.Unknown, Code.Aborted]);
 /** Failures that a retry may fix: refused, or no answer in time. */
 const retryableCodes = new Set([Code.Unavailable, Code.DeadlineExceeded]);
 
@@ -128,7 +133,7 @@ const breakerStates: Record<CircuitState, BreakerState> = {
  */
 export function createResilience(dependency: string, overrides: Partial<ResiliencePolicy> = {}) {
   const policy = { ...defaultResiliencePolicy, ...overrides };
-  const stats = { calls: 0, failures: 0, abandoned: 0, rejected: 0, retries: 0 };
+  const stats = { calls: 0, failures: 0, abandoned: 0, rejected: 0, retries: 0, retriesRefused: 0 };
   /** Attempt failures that were the caller's doing: neither the breaker nor a retry sees them. */
   const excused = new WeakSet<object>();
   const isObject = (err: unknown): err is object => typeof err === "object" && err !== null;
@@ -141,8 +146,10 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
     { halfOpenAfter: policy.halfOpenAfterMs, breaker: new ConsecutiveBreaker(policy.breakerThreshold) },
   );
   const isolation = bulkhead(policy.maxConcurrent, policy.maxQueued);
-  const retryBudget = createRetryBudget({ maxTokens: policy.retryBudgetTokens, tokenRatio: policy.retryBudgetRatio });
-  const retryable = (err: Error) => !blamesCaller(err) && !refused(err) && retryableCodes.has(codeOf(err)) && retryBudget.allowsRetry();
+  const retryBudget = createRetryBudget(policy.retryBudget);
+  /** Attempt failures the budget granted a retry: the attempt decides, since only it knows whether one is left. */
+  const granted = new WeakSet<object>();
+  const retryable = (err: Error) => granted.has(err);
   const backoff = new ExponentialBackoff({ initialDelay: policy.initialBackoffMs, maxDelay: policy.maxBackoffMs });
   const retrying = retry(handleWhen(retryable), { maxAttempts: policy.maxAttempts - 1, backoff });
   retrying.onRetry(() => stats.retries++);
@@ -173,6 +180,7 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
     const timeoutHeader = timeoutHeaderOf(req.header);
     // Cockatiel derives `signal` from req.signal, so it already carries the caller's cancellation.
     const send = ({ signal }: IDefaultPolicyContext) => next({ ...req, signal });
+    let attempts = 0;
     let lastAttemptFailure: unknown;
     // The attempt in flight: the signal the breaker gave it, aborted when the call's deadline
     // fires or the caller cancels, and whose clock bounds it: ours (its own timeout, or the
@@ -192,6 +200,7 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
     /** One attempt, run by the breaker. */
     const attempt = async ({ signal }: IDefaultPolicyContext) => {
       attemptStartedAt = Date.now();
+      attempts++;
       const left = deadline - attemptStartedAt;
       attemptSignal = signal;
       ownClock = !callerBound || left >= policy.attemptTimeoutMs;
@@ -200,14 +209,16 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
       setTimeoutHeader(req.header, timeoutHeader, attemptMs);
       attemptInFlight = true;
       try {
-        const response = await attemptStack.execute(send, signal);
-        retryBudget.recordSuccess();
-        return response;
+        return await attemptStack.execute(send, signal);
       } catch (err) {
         lastAttemptFailure = err;
         if (callersDoing(err)) {
           if (isObject(err)) excused.add(err);
-        } else if (!refused(err) && retryableCodes.has(codeOf(err))) retryBudget.recordFailure();
+        } else if (retried && attempts < policy.maxAttempts && !refused(err) && retryableCodes.has(codeOf(err)) && isObject(err)) {
+          // A retry would follow: the budget decides whether one may.
+          if (retryBudget.tryRetry()) granted.add(err);
+          else stats.retriesRefused++;
+        }
         throw err;
       } finally {
         attemptInFlight = false;
@@ -226,6 +237,7 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
       return req.signal.aborted || callerBound;
     };
     stats.calls++;
+    retryBudget.recordCall();
     try {
       return await stack.execute(attempt, req.signal);
     } catch (err) {
