@@ -20,22 +20,36 @@ const IMPOSTOR_EJECT_MS = 5 * 60_000;
  * instances that keep failing until their ejection lapses. It is the innermost interceptor,
  * so each retry of the resilience stack picks afresh and lands on another instance. With no
  * instance known it falls through to the client's static address (config, or DNS).
+ *
+ * Failures eject at most half of the instances (rounded down), as Envoy's
+ * max_ejection_percent caps outlier detection: when every instance fails at once the fault
+ * is more likely shared (overload, a dependency of theirs, our own network) than in each
+ * of them, and ejecting them all would leave the traffic on the survivors, or on none. The
+ * last instance is never ejected for failures. An impostor (an address whose server is not
+ * the service) is outside the cap: it is no instance of the service, so it neither counts
+ * towards the cap nor is let back in because of it.
  */
 export function createBalancer(service: DescService, directory: ServiceDirectory, connect: (baseUrl: string) => InstanceTransport) {
   const transports = new Map<string, InstanceTransport>();
-  const failures = new Map<string, { count: number; ejectedUntil: number }>();
+  const failures = new Map<string, { count: number; ejectedUntil: number; impostor: boolean }>();
+  let live: string[] = [];
+  const ejected = (address: string, now: number) => (failures.get(address)?.ejectedUntil ?? 0) > now;
+  const isImpostor = (address: string, now: number) => ejected(address, now) && failures.get(address)!.impostor;
   let turn = 0;
 
   function pick(): string | undefined {
     const now = Date.now();
-    const live = directory.instances(service.typeName).map((instance) => instance.address);
+    live = directory.instances(service.typeName).map((instance) => instance.address);
     for (const [address, target] of transports) {
       if (live.includes(address)) continue;
       target.close(); // the instance left the registry: drop its connection
       transports.delete(address);
       failures.delete(address);
     }
-    const candidates = live.filter((address) => (failures.get(address)?.ejectedUntil ?? 0) <= now).sort();
+    const instances = live.filter((address) => !isImpostor(address, now)).sort();
+    // Every instance out for failures (the others left the registry since): none is ejected, then.
+    const healthy = instances.filter((address) => !ejected(address, now));
+    const candidates = healthy.length > 0 ? healthy : instances;
     return candidates.length === 0 ? undefined : candidates[turn++ % candidates.length];
   }
 
@@ -46,12 +60,19 @@ export function createBalancer(service: DescService, directory: ServiceDirectory
       failures.delete(address);
       return;
     }
-    const state = failures.get(address) ?? { count: 0, ejectedUntil: 0 };
-    state.count++;
-    if (state.count >= EJECT_AFTER_FAILURES) state.ejectedUntil = Date.now() + EJECT_FOR_MS;
-    // Not the service at all (a poisoned or stale entry): out at once, and for longer.
-    if (isPeerRefused(err)) state.ejectedUntil = Date.now() + IMPOSTOR_EJECT_MS;
+    const now = Date.now();
+    const state = failures.get(address) ?? { count: 0, ejectedUntil: 0, impostor: false };
     failures.set(address, state);
+    state.count++;
+    // Not the service at all (a poisoned or stale entry): out at once, and for longer.
+    if (isPeerRefused(err)) {
+      Object.assign(state, { ejectedUntil: now + IMPOSTOR_EJECT_MS, impostor: true });
+      return;
+    }
+    if (state.count < EJECT_AFTER_FAILURES || ejected(address, now)) return;
+    const instances = live.filter((other) => !isImpostor(other, now));
+    const out = instances.filter((other) => ejected(other, now)).length;
+    if (out + 1 <= Math.floor(instances.length / 2)) Object.assign(state, { ejectedUntil: now + EJECT_FOR_MS, impostor: false });
   }
 
   const interceptor: Interceptor = (next) => async (req) => {
