@@ -20,6 +20,7 @@ import { createServerTracingInterceptor } from "./telemetry.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { createStringGuardInterceptor } from "./string-guard.js";
 import { createAccessControlInterceptor } from "./access-control.js";
+import { createAdmission, type Admission, type AdmissionOptions } from "./admission.js";
 import { identityOfCertificate, identityOfForwardedCert } from "./mesh-identity.js";
 import type { MeshCredentials } from "./mesh-tls.js";
 import type { Logger } from "./logger.js";
@@ -56,6 +57,12 @@ export interface ServerOptions {
   /** Serves grpc.reflection (the default); the ops port does not. */
   reflection?: boolean;
   interceptors?: Interceptor[];
+  /**
+   * Adaptive admission control (admission.ts): calls past the server's adaptive concurrency
+   * limit, or past its backlog's, get RESOURCE_EXHAUSTED. On by default wherever the server
+   * serves a service; `false` turns it off.
+   */
+  admission?: Omit<AdmissionOptions, "name"> | false;
   /** Timeouts and caps on every connection; unset fields get defaultConnectionLimits. */
   connectionLimits?: Partial<ConnectionLimits>;
   /**
@@ -128,6 +135,8 @@ export async function startServer(options: ServerOptions, listen: { port: number
   const limits: ConnectionLimits = { ...defaultConnectionLimits, ...options.connectionLimits };
   const trustedProxies = createTrustedProxies(options.trustedProxies ?? []);
   const maxTimeoutMs = options.maxTimeoutMs ?? 30_000;
+  const admission = options.admission === false || options.services.length === 0 ? undefined : createAdmission({ name: options.services[0]!.typeName, ...options.admission });
+  if (admission && options.metrics) registerAdmissionMetrics(options.metrics, admission);
   const rpcHandler = createNodeHandler({
     logger,
     routes: (router) => {
@@ -146,6 +155,8 @@ export async function startServer(options: ServerOptions, listen: { port: number
       createErrorMappingInterceptor(logger),
       // Before anything reads the request: a caller the contract does not name learns nothing more.
       ...(options.mesh ? [createAccessControlInterceptor()] : []),
+      // Early, so a refused call costs little; after access control, which names the operator.
+      ...(admission ? [admission.interceptor] : []),
       createDeadlineInterceptor(maxTimeoutMs),
       createStringGuardInterceptor(),
       // Before the service's own interceptors: per-address limits read the resolved client.
@@ -287,4 +298,19 @@ export async function startServer(options: ServerOptions, listen: { port: number
 
   const scheme = credentials ? "https" : "http";
   return { port, url: `${scheme}://${listen.host === "0.0.0.0" ? "127.0.0.1" : listen.host}:${port}`, health, close };
+}
+
+/** The admission limits, what they hold now, and the calls they refused. */
+function registerAdmissionMetrics(metrics: Metrics, admission: Admission): void {
+  metrics.gauge("admission_limit", "Adaptive admission limit: calls in flight (concurrency), and the backlog of work calls leave behind (backlog)", ["kind"], async () => {
+    const stats = admission.stats();
+    return [{ labels: { kind: "concurrency" }, value: stats.concurrencyLimit }, ...(stats.backlogLimit === undefined ? [] : [{ labels: { kind: "backlog" }, value: stats.backlogLimit }])];
+  });
+  metrics.gauge("admission_in_use", "What the admission limits hold now: calls in flight, and the backlog", ["kind"], async () => {
+    const stats = admission.stats();
+    return [{ labels: { kind: "concurrency" }, value: stats.inFlight }, ...(stats.backlog === undefined ? [] : [{ labels: { kind: "backlog" }, value: stats.backlog }])];
+  });
+  metrics.gauge("admission_shed", "Calls refused with RESOURCE_EXHAUSTED by admission control since start, by the limit they met", ["reason"], async () =>
+    Object.entries(admission.stats().shed).map(([reason, value]) => ({ labels: { reason }, value })),
+  );
 }

@@ -68,9 +68,10 @@ export interface ServiceDefinition<TSchema extends Record<string, unknown>> {
   /**
    * Builds the service on its migrated database: returns its routes and, for background
    * work such as a saga runner, what to stop after the server drains and before the pool
-   * closes.
+   * closes, and how much of that work is under way (`backlog`, which admission control
+   * weighs: calls with side effects are refused while it is past its adaptive limit).
    */
-  setup(context: Database<TSchema> & { bus: BusConnection; metrics: Metrics; mesh: MeshSecurity }): Promise<{ routes: (router: ConnectRouter) => void; stop?: () => Promise<void> }>;
+  setup(context: Database<TSchema> & { bus: BusConnection; metrics: Metrics; mesh: MeshSecurity }): Promise<{ routes: (router: ConnectRouter) => void; stop?: () => Promise<void>; backlog?: () => number }>;
 }
 
 /**
@@ -127,6 +128,7 @@ export async function startService<TSchema extends Record<string, unknown>>(
         shutdownGraceMs: runtime.shutdownGraceMs,
         metrics,
         mesh: mesh.server,
+        ...(built.backlog ? { admission: { backlog: built.backlog } } : {}),
         ...(runtime.connectionLimits ? { connectionLimits: runtime.connectionLimits } : {}),
         ...(runtime.trustedProxies ? { trustedProxies: runtime.trustedProxies } : {}),
       },

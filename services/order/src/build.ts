@@ -60,6 +60,8 @@ export async function build(deps: OrderDeps): Promise<ServiceServer> {
           createRoutes({ orders: createOrders({ db, store, inventory: inventory.client, saga }) })(router);
           createSagaAdminRoutes({ admin: createSagaAdmin({ saga, logger: deps.logger }) })(router);
         },
+        // CreateOrder answers before its saga runs: admission control weighs the sagas under way too.
+        backlog: () => saga.backlog(),
         async stop() {
           await saga.stop();
           inventory.close();
