@@ -24,6 +24,10 @@ export interface GradientLimitOptions {
  * capacity); once the window is slower than `tolerance` times the average, queueing has
  * set in and the limit shrinks in proportion, by at most half. A window in which less than
  * half the limit was in use says nothing about capacity, so it changes nothing.
+ *
+ * Unlike Gradient2, a window in which the limit refused calls does not teach the average:
+ * it was overload held at bay, and a sustained overload learnt as the norm would let the
+ * latency it admits creep up for as long as the overload lasts.
  */
 export function createGradientLimit(options: GradientLimitOptions) {
   let limit = options.initial;
@@ -35,9 +39,11 @@ export function createGradientLimit(options: GradientLimitOptions) {
     get value() {
       return Math.floor(limit);
     },
-    update(shortMs: number, maxInFlight: number): void {
-      windows++;
-      longMs = windows <= WARMUP ? longMs + (shortMs - longMs) / windows : longMs + ((shortMs - longMs) * 2) / (options.longWindow + 1);
+    update(shortMs: number, maxInFlight: number, refusedAny: boolean): void {
+      if (!refusedAny || windows === 0) {
+        windows++;
+        longMs = windows <= WARMUP ? longMs + (shortMs - longMs) / windows : longMs + ((shortMs - longMs) * 2) / (options.longWindow + 1);
+      }
       // Latency is back to normal after a long overload: let the average follow it at once.
       if (longMs / shortMs > 2) longMs *= 0.9;
       if (maxInFlight < limit / 2) return;
@@ -78,7 +84,7 @@ export interface AdmissionStats {
 const gradientDefaults: GradientLimitOptions = { initial: 100, min: 8, max: 1_000, tolerance: 1.5, smoothing: 0.2, longWindow: 600 };
 const backlogDefaults: GradientLimitOptions = { ...gradientDefaults, initial: 64, min: 4 };
 /** A window closes after this long and this many calls, whichever is later. */
-const WINDOW_MS = 250;
+const WINDOW_MS = 100;
 const WINDOW_CALLS = 10;
 /** Admission times kept to age the backlog by; far more than any backlog the limit lets build. */
 const ADMISSIONS_KEPT = 4_096;
@@ -103,17 +109,25 @@ export function createAdmission(options: AdmissionOptions) {
   const backlogLimit = options.backlog && createGradientLimit({ ...backlogDefaults, ...options.backlogLimit });
   const shed = { concurrency: 0, backlog: 0 };
   let inFlight = 0;
-  const window = { startedAt: now(), calls: 0, totalMs: 0, maxInFlight: 0 };
-  const backlogWindow = { startedAt: now(), maxBacklog: 0 };
+  const window = { startedAt: now(), calls: 0, totalMs: 0, maxInFlight: 0, shedAtStart: 0 };
+  const backlogWindow = { startedAt: now(), maxBacklog: 0, shedAtStart: 0 };
   /** When the calls that left work behind were admitted, oldest first: a ring of the last ADMISSIONS_KEPT. */
   const admittedAt = new Array<number>(ADMISSIONS_KEPT);
   let admitted = 0;
 
-  /** How long the oldest work in the backlog has waited, taking it to be the last `size` admitted (first in, first out). */
+  /**
+   * How long the work in the backlog has waited so far, on average, taking it to be the last
+   * `size` admitted (first in, first out). The mean, not the oldest: work admitted in a burst
+   * ages together, and the oldest alone would saw up and down with each burst. It grows
+   * while the backlog stalls, where the time work took to finish would say nothing until
+   * it finished.
+   */
   function backlogAgeMs(size: number, at: number): number | undefined {
-    if (admitted === 0) return undefined;
     const oldest = Math.max(admitted - size, admitted - ADMISSIONS_KEPT, 0);
-    return at - admittedAt[oldest % ADMISSIONS_KEPT]!;
+    if (oldest === admitted) return undefined;
+    let total = 0;
+    for (let i = oldest; i < admitted; i++) total += at - admittedAt[i % ADMISSIONS_KEPT]!;
+    return total / (admitted - oldest);
   }
 
   /** Closes the backlog's window now and then: one age sample a window, while there is a backlog. */
@@ -121,16 +135,16 @@ export function createAdmission(options: AdmissionOptions) {
     backlogWindow.maxBacklog = Math.max(backlogWindow.maxBacklog, size);
     if (at - backlogWindow.startedAt < WINDOW_MS) return;
     const age = size > 0 ? backlogAgeMs(size, at) : undefined;
-    if (age !== undefined && age > 0) backlogLimit!.update(age, backlogWindow.maxBacklog);
-    Object.assign(backlogWindow, { startedAt: at, maxBacklog: size });
+    if (age !== undefined && age > 0) backlogLimit!.update(age, backlogWindow.maxBacklog, shed.backlog > backlogWindow.shedAtStart);
+    Object.assign(backlogWindow, { startedAt: at, maxBacklog: size, shedAtStart: shed.backlog });
   }
 
   function sampleLatency(ms: number, at: number): void {
     window.calls++;
     window.totalMs += ms;
     if (window.calls < WINDOW_CALLS || at - window.startedAt < WINDOW_MS) return;
-    concurrency.update(Math.max(window.totalMs / window.calls, 0.001), window.maxInFlight);
-    Object.assign(window, { startedAt: at, calls: 0, totalMs: 0, maxInFlight: inFlight });
+    concurrency.update(Math.max(window.totalMs / window.calls, 0.001), window.maxInFlight, shed.concurrency > window.shedAtStart);
+    Object.assign(window, { startedAt: at, calls: 0, totalMs: 0, maxInFlight: inFlight, shedAtStart: shed.concurrency });
   }
 
   const exempt = (req: Parameters<Parameters<Interceptor>[0]>[0]) => req.stream || req.service.typeName === Health.typeName || req.contextValues.get(callerIdentityKey) === OPERATOR;
