@@ -247,7 +247,7 @@ describe("saga runner against real Postgres", () => {
     let blinkArmed = false;
     const blinkingDb = new Proxy(db, {
       get(target, key, receiver) {
-        if (key !== "transaction" || !blinkArmed) return Reflect.get(target, key, receiver);
+        if (key !== "execute" || !blinkArmed) return Reflect.get(target, key, receiver);
         blinkArmed = false;
         return async () => {
           throw Object.assign(new Error("write CONNECTION_CLOSED"), { code: "CONNECTION_CLOSED" });

@@ -1,18 +1,16 @@
 import { randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
-import { and, asc, eq, gt, gte, inArray, isNull, lt, or, sql, type SQL } from "drizzle-orm";
-import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { and, asc, eq, getTableColumns, gt, gte, inArray, isNull, lt, or, sql } from "drizzle-orm";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BrokenCircuitError, BulkheadRejectedError, ExponentialBackoff, TaskCancelledError, TimeoutStrategy, timeout, type IBackoff } from "cockatiel";
 import { isDatabaseUnavailable } from "../db-errors.js";
 import { detachedFromDeadline } from "../deadline.js";
 import type { Logger } from "../logger.js";
+import { createSagaStatements, type ClaimedSaga, type Settlement, type SqlExecutor } from "./saga-statements.js";
 import type { SagaRow, SagaState, SagaStepRow, SagaTables, StepState } from "./tables.js";
 
-/** A drizzle database or transaction over any service's schema. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the runner is schema-agnostic
-export type SqlExecutor = PgDatabase<PgQueryResultHKT, any>;
+export type { SqlExecutor } from "./saga-statements.js";
 
 /**
  * A definitive "no" from a step (out of stock, card declined). It is not retried: the saga
@@ -132,6 +130,9 @@ export const defaultSagaPolicy: SagaPolicy = {
 /** The outcome of asking a saga to cancel. */
 export type CancelOutcome = "accepted" | "already-compensating" | "past-point-of-no-return" | "finished";
 
+/** A step row as `get` reads it, through JSON. */
+type StepJson = Omit<SagaStepRow, "updatedAt"> & { updatedAt: string };
+
 /** A saga with its steps, as persisted. */
 export type SagaWithSteps = SagaRow & { steps: SagaStepRow[] };
 
@@ -211,90 +212,19 @@ export function createSagaRunner<P>(options: {
   const pointOfNoReturn = definition.steps.findIndex((step) => !step.compensate);
 
   const backoff = new ExponentialBackoff({ initialDelay: policy.initialBackoffMs, maxDelay: policy.maxBackoffMs });
-  const leaseInterval = sql`now() + ${`${policy.leaseMs} milliseconds`}::interval`;
-  const inMs = (ms: number) => sql`now() + ${`${Math.round(ms)} milliseconds`}::interval`;
-  /** The saga's attempt count once an attempt of `label` starts: the next, or the first of a new action. */
-  const attemptOf = (label: string) => sql`case when ${sagas.currentStep} = ${label} then ${sagas.attempts} + 1 else 1 end`;
-
-  async function claim(sagaId: string): Promise<SagaRow | undefined> {
-    const [row] = await db
-      .update(sagas)
-      .set({ leaseOwner: owner, leaseExpiresAt: leaseInterval })
-      .where(
-        and(
-          eq(sagas.id, sagaId),
-          inArray(sagas.state, ["running", "compensating"]),
-          or(isNull(sagas.leaseOwner), eq(sagas.leaseOwner, owner), lt(sagas.leaseExpiresAt, sql`now()`)),
-        ),
-      )
-      .returning();
-    return row;
-  }
-
-  /** What a write may record about the attempt under way, beside renewing the lease. */
-  type Progress = Partial<Record<"currentStep" | "lastError", string | SQL>> & Partial<Record<"attempts" | "nextAttemptAt", SQL>>;
-
-  /**
-   * Locks the saga row if this runner still holds its lease, and extends the lease. Every
-   * write a driver makes goes through this, so a driver that lost its lease (it stalled
-   * past leaseMs and another replica took over) stops instead of acting twice.
-   */
-  async function fence(tx: SqlExecutor, sagaId: string, progress: Progress = {}): Promise<SagaRow> {
-    // Progress rides on the same statement: tracking it costs no extra round trip per step.
-    // Any write clears the next attempt's time, which only a failed attempt sets.
-    const [row] = await tx
-      .update(sagas)
-      .set({ leaseExpiresAt: leaseInterval, nextAttemptAt: null, ...progress })
-      .where(and(eq(sagas.id, sagaId), eq(sagas.leaseOwner, owner)))
-      .returning();
-    if (!row) throw new LeaseLostError(sagaId);
-    return row;
-  }
-
-  async function setState(tx: SqlExecutor, sagaId: string, fields: { state?: SagaState; failureReason?: string; lastError?: string | null; leaseOwner?: null }) {
-    await tx
-      .update(sagas)
-      .set({ ...fields, ...(fields.leaseOwner === null ? { leaseExpiresAt: null } : {}), updatedAt: sql`now()` })
-      .where(eq(sagas.id, sagaId));
-  }
-
-  async function setStep(tx: SqlExecutor, sagaId: string, stepIndex: number, state: StepState, lastError: string | null = null) {
-    const name = definition.steps[stepIndex]!.name;
-    await tx
-      .insert(sagaSteps)
-      .values({ sagaId, stepIndex, name, state, lastError })
-      .onConflictDoUpdate({ target: [sagaSteps.sagaId, sagaSteps.stepIndex], set: { state, lastError, updatedAt: sql`now()` } });
-  }
-
-  /** Records a step's outcome and, if given, the saga's new state: one fenced transaction. */
-  async function settle(sagaId: string, step: { index: number; state: StepState; lastError?: string }, saga?: Parameters<typeof setState>[2]) {
-    await db.transaction(async (tx) => {
-      await fence(tx, sagaId);
-      await setStep(tx, sagaId, step.index, step.state, step.lastError);
-      if (saga) await setState(tx, sagaId, saga);
-    });
-  }
-
-  /** Counts an attempt of `label` and renews the lease; throws LeaseLostError if it is gone. */
-  async function countAttempt(sagaId: string, stepIndex: number, label: string) {
-    await db.transaction(async (tx) => {
-      await fence(tx, sagaId, { currentStep: label, attempts: attemptOf(label) });
-      await tx
-        .update(sagaSteps)
-        .set({ attempts: sql`${sagaSteps.attempts} + 1`, updatedAt: sql`now()` })
-        .where(and(eq(sagaSteps.sagaId, sagaId), eq(sagaSteps.stepIndex, stepIndex)));
-    });
-  }
-
-  /** Records a failed attempt that will be retried, and when: what GetOrder shows operators. */
-  async function recordRetry(sagaId: string, stepIndex: number, lastError: string, delayMs: number) {
-    await db.transaction(async (tx) => {
-      await fence(tx, sagaId, { lastError, nextAttemptAt: inMs(delayMs) });
-      await tx
-        .update(sagaSteps)
-        .set({ lastError, updatedAt: sql`now()` })
-        .where(and(eq(sagaSteps.sagaId, sagaId), eq(sagaSteps.stepIndex, stepIndex)));
-    });
+  const statements = createSagaStatements(options.tables, owner, policy.leaseMs);
+  /** Each transition's fence matches only while this runner holds the lease. */
+  const unlessLeaseLost = (sagaId: string) => (held: boolean | undefined) => {
+    if (!held) throw new LeaseLostError(sagaId);
+  };
+  const settle = (sagaId: string, settlement: Settlement) => statements.settle(db, sagaId, settlement).then(unlessLeaseLost(sagaId));
+  const countAttempt = (sagaId: string, stepIndex: number, label: string) => statements.countAttempt(db, sagaId, stepIndex, label).then(unlessLeaseLost(sagaId));
+  const recordRetry = (sagaId: string, stepIndex: number, lastError: string, delayMs: number) =>
+    statements.recordRetry(db, sagaId, stepIndex, lastError, delayMs).then(unlessLeaseLost(sagaId));
+  async function crossBoundary(sagaId: string, succeeded: number | undefined, next: number | undefined, pastPointOfNoReturn: boolean) {
+    const outcome = await statements.crossBoundary(db, sagaId, succeeded, next === undefined ? undefined : { index: next, name: definition.steps[next]!.name }, pastPointOfNoReturn);
+    if (!outcome) throw new LeaseLostError(sagaId);
+    return outcome;
   }
 
   /**
@@ -337,42 +267,10 @@ export function createSagaRunner<P>(options: {
     }
   }
 
-  /**
-   * One transaction per step boundary, holding the saga row: records the step that just
-   * succeeded (if any), then completes the saga or marks the next step started with its
-   * first attempt counted, unless cancellation was asked for first. requestCancel takes the
-   * same lock, so a cancel either lands before the point of no return starts, or is refused.
-   */
-  async function crossBoundary(sagaId: string, succeeded: number | undefined, next: number | undefined, pastPointOfNoReturn: boolean) {
-    return db.transaction(async (tx): Promise<"started" | "cancelled" | "completed"> => {
-      const label = next === undefined ? null : definition.steps[next]!.name;
-      const saga = await fence(tx, sagaId, label === null ? {} : { currentStep: label, attempts: attemptOf(label) });
-      if (succeeded !== undefined) await setStep(tx, sagaId, succeeded, "succeeded");
-      if (next === undefined) {
-        await setState(tx, sagaId, { state: "completed", leaseOwner: null });
-        return "completed";
-      }
-      if (saga.cancelRequested && !pastPointOfNoReturn) {
-        // An operator's forced compensation leaves its reason; a customer's cancel does not.
-        await setState(tx, sagaId, { state: "compensating", failureReason: saga.failureReason ?? "cancelled at the customer's request" });
-        return "cancelled";
-      }
-      const name = definition.steps[next]!.name;
-      await tx
-        .insert(sagaSteps)
-        .values({ sagaId, stepIndex: next, name, state: "started", attempts: 1 })
-        .onConflictDoUpdate({
-          target: [sagaSteps.sagaId, sagaSteps.stepIndex],
-          set: { state: "started", attempts: sql`${sagaSteps.attempts} + 1`, updatedAt: sql`now()` },
-        });
-      return "started";
-    });
-  }
-
   const describe = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
   /** Runs the remaining steps; "compensate" when the saga turned to compensating. */
-  async function runForward(saga: SagaRow, steps: Map<number, StepState>): Promise<"compensate" | "stop"> {
+  async function runForward(saga: ClaimedSaga, steps: Map<number, StepState>): Promise<"compensate" | "stop"> {
     const payload = saga.payload as P;
     const pastPointOfNoReturn = () => [...steps.keys()].some((i) => !definition.steps[i]!.compensate);
     let succeeded: number | undefined;
@@ -394,15 +292,15 @@ export function createSagaRunner<P>(options: {
       } catch (err) {
         if (stopping.signal.aborted || err instanceof LeaseLostError) return "stop"; // left as started; a later driver resumes it
         const rejected = err instanceof StepRejectedError;
-        const failed = { index: i, state: "failed" as const, lastError: describe(err) };
+        const failed = { index: i, name: step.name, state: "failed" as const, lastError: describe(err) };
         if (pastPointOfNoReturn()) {
           logger.error({ sagaId: saga.id, step: step.name, err }, "step failed for good past the point of no return; parking saga");
-          await settle(saga.id, failed, { state: "parked", lastError: `${step.name}: ${describe(err)}`, leaseOwner: null });
+          await settle(saga.id, { step: failed, saga: { state: "parked", lastError: `${step.name}: ${describe(err)}`, releaseLease: true } });
           return "stop";
         }
         const reason = rejected ? describe(err) : `${step.name} did not succeed: ${describe(err)}`;
         logger.info({ sagaId: saga.id, step: step.name, reason }, "step failed; compensating");
-        await settle(saga.id, failed, { state: "compensating", failureReason: reason, lastError: describe(err) });
+        await settle(saga.id, { step: failed, saga: { state: "compensating", failureReason: reason, lastError: describe(err) } });
         return "compensate";
       }
     }
@@ -410,7 +308,7 @@ export function createSagaRunner<P>(options: {
     return "stop";
   }
 
-  async function runCompensation(saga: SagaRow, steps: Map<number, StepState>): Promise<void> {
+  async function runCompensation(saga: ClaimedSaga, steps: Map<number, StepState>): Promise<void> {
     const payload = saga.payload as P;
     const toUndo = [...steps].filter(([, state]) => state !== "compensated").map(([i]) => i).sort((a, b) => b - a);
     for (const i of toUndo) {
@@ -426,27 +324,28 @@ export function createSagaRunner<P>(options: {
       } catch (err) {
         if (stopping.signal.aborted || err instanceof LeaseLostError) return;
         logger.error({ sagaId: saga.id, step: step.name, err }, "compensation failed for good; parking saga");
-        await settle(saga.id, { index: i, state: steps.get(i)!, lastError: describe(err) }, { state: "parked", lastError: `compensating ${step.name}: ${describe(err)}`, leaseOwner: null });
+        await settle(saga.id, {
+          step: { index: i, name: step.name, state: steps.get(i)!, lastError: describe(err) },
+          saga: { state: "parked", lastError: `compensating ${step.name}: ${describe(err)}`, releaseLease: true },
+        });
         return;
       }
       // Outside the try: failing to record a compensation that took effect (the database
       // blinked) is no reason to park. The driver stops, and the sweep runs the idempotent
       // compensation again.
-      await settle(saga.id, { index: i, state: "compensated" });
+      await settle(saga.id, { step: { index: i, name: step.name, state: "compensated" } });
     }
     await db.transaction(async (tx) => {
-      await fence(tx, saga.id);
+      unlessLeaseLost(saga.id)(await statements.finishCompensation(tx, saga.id));
       await definition.onCompensated(tx, payload, saga.failureReason ?? "compensated");
-      await setState(tx, saga.id, { state: "compensated", leaseOwner: null });
     });
   }
 
   async function driveToEnd(sagaId: string): Promise<void> {
     while (!stopping.signal.aborted) {
-      const saga = await claim(sagaId);
+      const saga = await statements.claim(db, sagaId);
       if (!saga) return; // terminal, parked, or another replica holds the lease
-      const rows = await db.select().from(sagaSteps).where(eq(sagaSteps.sagaId, sagaId)).orderBy(asc(sagaSteps.stepIndex));
-      const steps = new Map(rows.map((row) => [row.stepIndex, row.state] as const));
+      const { steps } = saga;
       // Only a turn from running to compensating needs another pass; anything else has ended
       // this driver's work (terminal, parked, lease lost), so it does not claim again.
       if (saga.state === "running" && (await runForward(saga, steps)) === "compensate") continue;
@@ -558,10 +457,16 @@ export function createSagaRunner<P>(options: {
       return outcome.outcome;
     },
     async get(aggregateId) {
-      const [row] = await db.select().from(sagas).where(eq(sagas.aggregateId, aggregateId));
-      if (!row) return undefined;
-      const steps = await db.select().from(sagaSteps).where(eq(sagaSteps.sagaId, row.id)).orderBy(asc(sagaSteps.stepIndex));
-      return { ...row, steps };
+      // One statement: the steps ride along as JSON (GetOrder reads this for every watch).
+      const [row] = await db
+        .select({
+          ...getTableColumns(sagas),
+          steps: sql<StepJson[]>`coalesce((select json_agg(json_build_object('sagaId', s.saga_id, 'stepIndex', s.step_index, 'name', s.name, 'state', s.state,
+            'attempts', s.attempts, 'lastError', s.last_error, 'updatedAt', s.updated_at) order by s.step_index) from ${sagaSteps} s where s.saga_id = ${sagas.id}), '[]')`,
+        })
+        .from(sagas)
+        .where(eq(sagas.aggregateId, aggregateId));
+      return row && { ...row, steps: row.steps.map((step) => ({ ...step, updatedAt: new Date(step.updatedAt) })) };
     },
     async list({ state, limit, after }) {
       const keyset = after ? or(gt(sagas.createdAt, after.createdAt), and(eq(sagas.createdAt, after.createdAt), gt(sagas.id, after.id))) : undefined;
