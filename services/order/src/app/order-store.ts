@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, lt, or, sql } from "drizzle-orm";
+import { and, desc, eq, getTableColumns, lt, or, sql } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
 import { appendToOutbox } from "../../../platform/outbox.js";
@@ -19,50 +19,53 @@ export interface StoredOrder extends OrderRow {
 const aggregate = (orderId: string) => ({ aggregateType: "order", aggregateId: orderId });
 
 /**
+ * The time of a status change, cut (not rounded, as the millisecond column would) to the
+ * millisecond: its event's ce-time is the same instant as a JS Date, which cuts too, so a
+ * watch that applies the event shows exactly the stored update time.
+ */
+const changedAt = sql`date_trunc('milliseconds', now())`;
+
+/**
  * Persistence of the order aggregate. Every status change writes its event to the outbox in
  * the same transaction, and only moves from PENDING, so replays change nothing.
  */
 export function createOrderStore(db: Db) {
-  async function withLines(rows: OrderRow[]): Promise<StoredOrder[]> {
-    if (rows.length === 0) return [];
-    const lines = await db
-      .select()
-      .from(orderLines)
-      .where(inArray(orderLines.orderId, rows.map((r) => r.id)))
-      .orderBy(asc(orderLines.orderId), asc(orderLines.lineNo));
-    return rows.map((row) => ({ ...row, lines: lines.filter((line) => line.orderId === row.id) }));
-  }
+  /** An order with its lines in one statement: the lines ride along as JSON. */
+  const selectWithLines = () =>
+    db
+      .select({
+        ...getTableColumns(orders),
+        lines: sql<OrderLineRow[]>`coalesce((select json_agg(json_build_object('orderId', l.order_id, 'lineNo', l.line_no, 'sku', l.sku, 'name', l.name,
+          'quantity', l.quantity, 'unitPriceMinor', l.unit_price_minor) order by l.line_no) from ${orderLines} l where l.order_id = ${orders.id}), '[]')`,
+      })
+      .from(orders);
 
   return {
     async find(orderId: string): Promise<StoredOrder | undefined> {
-      return (await withLines(await db.select().from(orders).where(eq(orders.id, orderId))))[0];
+      return (await selectWithLines().where(eq(orders.id, orderId)))[0];
     },
 
     async findByRequest(customerId: string, requestId: string): Promise<StoredOrder | undefined> {
-      const rows = await db.select().from(orders).where(and(eq(orders.customerId, customerId), eq(orders.requestId, requestId)));
-      return (await withLines(rows))[0];
+      return (await selectWithLines().where(and(eq(orders.customerId, customerId), eq(orders.requestId, requestId))))[0];
     },
 
     /** Newest first, resuming strictly after `after` (keyset pagination). */
     async listByCustomer(customerId: string, limit: number, after?: { createdAt: Date; id: string }): Promise<StoredOrder[]> {
       const keyset = after ? or(lt(orders.createdAt, after.createdAt), and(eq(orders.createdAt, after.createdAt), lt(orders.id, after.id))) : undefined;
-      const rows = await db
-        .select()
-        .from(orders)
+      return selectWithLines()
         .where(and(eq(orders.customerId, customerId), keyset))
         .orderBy(desc(orders.createdAt), desc(orders.id))
         .limit(limit);
-      return withLines(rows);
     },
 
     /**
      * Inserts a PENDING order unless the customer already used this request id; returns
-     * false in that case so the caller can answer with the original order. The
+     * it as stored, or undefined in that case so the caller can answer with the original. The
      * `requestFingerprint` (domain requestFingerprint) lets a later reuse of the id for a
      * different order be told apart from a replay.
      */
-    async insert(tx: SqlExecutor, order: { id: string; customerId: string; requestId: string; requestFingerprint: string; priced: PricedOrder }): Promise<boolean> {
-      const inserted = await tx
+    async insert(tx: SqlExecutor, order: { id: string; customerId: string; requestId: string; requestFingerprint: string; priced: PricedOrder }): Promise<StoredOrder | undefined> {
+      const [inserted] = await tx
         .insert(orders)
         .values({
           id: order.id,
@@ -74,9 +77,10 @@ export function createOrderStore(db: Db) {
           currency: order.priced.currency,
         })
         .onConflictDoNothing({ target: [orders.customerId, orders.requestId] })
-        .returning({ id: orders.id });
-      if (inserted.length === 0) return false;
-      await tx.insert(orderLines).values(order.priced.lines.map((line, lineNo) => ({ orderId: order.id, lineNo, ...line })));
+        .returning();
+      if (!inserted) return undefined;
+      const lines = order.priced.lines.map((line, lineNo) => ({ orderId: order.id, lineNo, ...line }));
+      await tx.insert(orderLines).values(lines);
       const items = order.priced.lines.map((line) =>
         create(OrderLineSchema, {
           sku: line.sku,
@@ -93,14 +97,14 @@ export function createOrderStore(db: Db) {
           ...aggregate(order.id),
         },
       ]);
-      return true;
+      return { ...inserted, lines };
     },
 
     async confirm(orderId: string): Promise<OrderStatus> {
       return db.transaction(async (tx) => {
         const [row] = await tx
           .update(orders)
-          .set({ status: "confirmed", updatedAt: sql`now()` })
+          .set({ status: "confirmed", updatedAt: changedAt })
           .where(and(eq(orders.id, orderId), eq(orders.status, "pending")))
           .returning();
         if (!row) return (await tx.select({ status: orders.status }).from(orders).where(eq(orders.id, orderId)))[0]?.status ?? "cancelled";
@@ -118,7 +122,7 @@ export function createOrderStore(db: Db) {
     async cancel(tx: SqlExecutor, orderId: string, reason: string): Promise<void> {
       const [row] = await tx
         .update(orders)
-        .set({ status: "cancelled", cancelReason: reason, updatedAt: sql`now()` })
+        .set({ status: "cancelled", cancelReason: reason, updatedAt: changedAt })
         .where(and(eq(orders.id, orderId), eq(orders.status, "pending")))
         .returning();
       if (!row) return;

@@ -29,34 +29,33 @@ export function createOrders(deps: { db: Db; store: OrderStore; inventory: Clien
     /**
      * Stores a PENDING order and its saga in one transaction, then starts the saga without
      * waiting for it. A repeated request id answers with the order it created first, if it
-     * asks for the same order; reused for a different one, it is refused.
+     * asks for the same order; reused for a different one, it is refused. The insert finds
+     * a repeat (its conflict), so a new order, the common case, reads nothing first.
      */
     async create(request: NewOrder): Promise<StoredOrder> {
       const order = validateNewOrder(request);
       const fingerprint = requestFingerprint(order);
-      const original = async () => {
-        const existing = await store.findByRequest(order.customerId, order.requestId);
-        if (existing) assertSameRequest(existing.requestFingerprint, fingerprint);
-        return existing;
-      };
-      const existing = await original();
-      if (existing) return existing;
       const priced = await priceFromCatalog(order);
       const orderId = randomUUID();
-      const sagaId = await db.transaction(async (tx) => {
+      const created = await db.transaction(async (tx) => {
         const inserted = await store.insert(tx, { id: orderId, customerId: order.customerId, requestId: order.requestId, requestFingerprint: fingerprint, priced });
         if (!inserted) return undefined;
-        return saga.create(tx, orderId, {
+        const sagaId = await saga.create(tx, orderId, {
           orderId,
           items: priced.lines.map(({ sku, quantity }) => ({ sku, quantity })),
           currency: priced.currency,
           totalMinor: priced.totalMinor,
           paymentToken: order.paymentToken,
         });
+        return { order: inserted, sagaId };
       });
-      if (sagaId === undefined) return (await original())!; // lost a race with a concurrent retry
-      saga.drive(sagaId);
-      return (await store.find(orderId))!;
+      if (!created) {
+        const original = (await store.findByRequest(order.customerId, order.requestId))!;
+        assertSameRequest(original.requestFingerprint, fingerprint);
+        return original;
+      }
+      saga.drive(created.sagaId);
+      return created.order;
     },
 
     /** The order; for a customer, only one of theirs: another's is as absent as one that never was. */
