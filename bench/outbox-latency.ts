@@ -38,7 +38,7 @@ async function measure(mode: "notify" | "poll"): Promise<number[]> {
   for (const statement of await generateMigration(generateDrizzleJson({}), generateDrizzleJson({ schema, outbox }))) await sql.unsafe(statement);
   const db = drizzle(sql);
   const bus = connectBus({ url: nats.url, name: schemaName, logger });
-  const relay = startOutboxRelay({ sql, db, outbox, schemaName, stream: eventStream("order"), source: "bench", bus, logger, pollMs: mode === "notify" ? 1_000 : 50, listen: mode === "notify" });
+  const relay = startOutboxRelay({ sql, outbox, schemaName, stream: eventStream("order"), source: "bench", bus, logger, pollMs: mode === "notify" ? 1_000 : 50, listen: mode === "notify" });
   await bus.ready;
   await new Promise((resolve) => setTimeout(resolve, 500));
   for (let i = 0; i < events; i++) {

@@ -20,12 +20,17 @@
  *
  * Each side starts on a freshly created stream, so Nats-Msg-Id dedupe never drops an event
  * of the other side, and each round checks that the stream holds exactly every event.
- * Run: npx tsx bench/outbox-throughput.ts [events=30000, 3000 with BENCH_QUICK=1] [rounds=3] [window=256]
+ * Run: npx tsx bench/outbox-throughput.ts [events=30000, 3000 with BENCH_QUICK=1] [rounds=3] [window=256] [--profile DIR]
+ *
+ * With `--profile DIR` this process's CPU is profiled (node:inspector) over each side's
+ * measured window only, from the COMMIT or first publish to the last PubAck, and written as
+ * DIR/relay-<round>.cpuprofile and DIR/raw-<round>.cpuprofile; open one in Chrome's DevTools.
  */
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { create, type DescMessage } from "@bufbuild/protobuf";
 import { context } from "@opentelemetry/api";
 import { asc } from "drizzle-orm";
@@ -49,7 +54,10 @@ import { initTelemetry, SpanKind, withSpan } from "../services/platform/telemetr
 import { descendantsCpuMs, processCpuMs } from "./process-cpu.js";
 import { commandLine, median, progress, quick, targetLine } from "./report.js";
 
-const [events = quick ? 3_000 : 30_000, rounds = 3, window = 256] = process.argv.slice(2).map(Number);
+const profileFlag = process.argv.indexOf("--profile");
+const profileDir = profileFlag > 0 ? resolve(process.argv[profileFlag + 1] ?? "profiles") : undefined;
+const positional = profileFlag > 0 ? process.argv.slice(2, profileFlag) : process.argv.slice(2);
+const [events = quick ? 3_000 : 30_000, rounds = 3, window = 256] = positional.map(Number);
 const ORDERS_IN_FLIGHT = 128;
 const INSERT_CHUNK = 1_000; // rows per INSERT statement, well under Postgres's 65535 parameters
 const schemaName = "bench_throughput";
@@ -120,6 +128,21 @@ interface Sample {
   natsCpuMicros: number;
 }
 
+/** With --profile, starts this process's CPU profiler; the returned function writes the profile as DIR/<name>.cpuprofile. */
+async function profiler(name: string): Promise<() => Promise<void>> {
+  if (!profileDir) return async () => {};
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.start");
+  return async () => {
+    const { profile } = await session.post("Profiler.stop");
+    session.disconnect();
+    mkdirSync(profileDir, { recursive: true });
+    writeFileSync(join(profileDir, `${name}.cpuprofile`), JSON.stringify(profile));
+  };
+}
+
 /** Starts counting CPU; the returned function turns what was used since into per-event figures. */
 function cpuMeter(): () => Omit<Sample, "eventsPerSecond"> {
   const bench = process.cpuUsage();
@@ -134,10 +157,10 @@ function cpuMeter(): () => Omit<Sample, "eventsPerSecond"> {
 }
 
 /** Events per second from the COMMIT of the backlog to the last PubAck-stamped row. */
-async function relayRound(): Promise<Sample> {
+async function relayRound(round: number): Promise<Sample> {
   await dropStream();
   await sql.unsafe(`truncate ${schemaName}.outbox`);
-  const relay = startOutboxRelay({ sql, db, outbox, schemaName, stream, source, bus: busConnection, logger });
+  const relay = startOutboxRelay({ sql, outbox, schemaName, stream, source, bus: busConnection, logger });
   while (!(await bus.jsm.streams.info(stream.name).then(() => true, () => false))) await pause(20);
   await pause(300); // the relay has made its empty first round and sleeps until NOTIFY
   let committing = 0;
@@ -148,11 +171,13 @@ async function relayRound(): Promise<Sample> {
     }),
   );
   const cpu = cpuMeter();
+  const profiled = await profiler(`relay-${round + 1}`);
   // Watched through the stream until every event is in, then Postgres until every row is stamped: a
   // query on pending rows walks the dead index entries of stamped ones, which would load Postgres while the relay works.
   while ((await bus.jsm.streams.info(stream.name)).state.messages < events) await pause(50);
   while ((await sql.unsafe(`select 1 from ${schemaName}.outbox where published_at is null limit 1`)).length > 0) await pause(20);
   const used = cpu();
+  await profiled();
   await relay.stop();
   const [last] = await sql.unsafe(`select (extract(epoch from max(published_at)) * 1000)::float8 as ms from ${schemaName}.outbox`);
   await expectStreamHoldsEveryEvent();
@@ -160,10 +185,11 @@ async function relayRound(): Promise<Sample> {
 }
 
 /** Events per second publishing the stored rows with `window` publishes in flight, to the last PubAck. */
-async function rawRound(rows: (typeof outbox.$inferSelect)[]): Promise<Sample> {
+async function rawRound(round: number, rows: (typeof outbox.$inferSelect)[]): Promise<Sample> {
   await dropStream();
   await ensureStream(bus.jsm, stream);
   let next = 0;
+  const profiled = await profiler(`raw-${round + 1}`);
   const cpu = cpuMeter();
   const started = performance.now();
   await Promise.all(
@@ -176,6 +202,7 @@ async function rawRound(rows: (typeof outbox.$inferSelect)[]): Promise<Sample> {
   );
   const seconds = (performance.now() - started) / 1000;
   const used = cpu();
+  await profiled();
   await expectStreamHoldsEveryEvent();
   return { eventsPerSecond: events / seconds, ...used };
 }
@@ -191,8 +218,8 @@ function publishAsTheRelayDoes(bus: Bus, row: typeof outbox.$inferSelect) {
 try {
   const samples: Record<"relay" | "raw", Sample[]> = { relay: [], raw: [] };
   for (let round = 0; round < rounds; round++) {
-    samples.relay.push(await relayRound());
-    samples.raw.push(await rawRound(await db.select().from(outbox).orderBy(asc(outbox.seq))));
+    samples.relay.push(await relayRound(round));
+    samples.raw.push(await rawRound(round, await db.select().from(outbox).orderBy(asc(outbox.seq))));
     progress(`outbox-throughput: round ${round + 1}/${rounds}: relay ${samples.relay.at(-1)!.eventsPerSecond.toFixed(0)}/s, raw ${samples.raw.at(-1)!.eventsPerSecond.toFixed(0)}/s`);
   }
   const medianOf = (side: Sample[], measure: keyof Sample) => median(side.map((sample) => sample[measure]));

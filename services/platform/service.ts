@@ -100,7 +100,6 @@ export async function startService<TSchema extends Record<string, unknown>>(
     definition.outbox &&
     startOutboxRelay({
       sql: database.sql,
-      db: database.db,
       outbox: definition.outbox.table,
       schemaName: definition.schemaName,
       stream: { ...definition.outbox.stream, replicas: runtime.streamReplicas },

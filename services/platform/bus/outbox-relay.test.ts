@@ -33,7 +33,7 @@ describe("outbox relay against real NATS and Postgres", () => {
     for (const statement of await generateMigration(generateDrizzleJson({}), generateDrizzleJson({ schema, outbox }))) await sql.unsafe(statement);
     bus = connectBus({ url: nats.url, name: "relay-test", logger: silentLogger });
     // A 60 s poll: anything published sooner was woken by NOTIFY.
-    relay = startOutboxRelay({ sql, db, outbox, schemaName: "relay_test", stream, source: "relay-test", bus, logger: silentLogger, pollMs: 60_000 });
+    relay = startOutboxRelay({ sql, outbox, schemaName: "relay_test", stream, source: "relay-test", bus, logger: silentLogger, pollMs: 60_000 });
     // Let the relay make its first (empty) round and go to sleep on its 60 s poll.
     const { jsm } = await bus.ready;
     await eventually(async () => expect((await jsm.streams.info(stream.name)).config.name).toBe(stream.name));

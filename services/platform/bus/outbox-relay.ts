@@ -1,7 +1,6 @@
 import { context, propagation, SpanStatusCode, trace } from "@opentelemetry/api";
-import { and, asc, gt, isNull, sql } from "drizzle-orm";
-import type { Sql } from "postgres";
-import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import { getTableConfig } from "drizzle-orm/pg-core";
+import type { Sql, TransactionSql } from "postgres";
 import type { Logger } from "../logger.js";
 import { outboxChannel, type OutboxTable } from "../outbox.js";
 import type { Bus, BusConnection } from "./connection.js";
@@ -11,8 +10,6 @@ import { ensureStream, type StreamSpec } from "./streams.js";
 
 export interface OutboxRelayOptions {
   sql: Sql;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- works on any service's schema
-  db: PostgresJsDatabase<any>;
   outbox: OutboxTable;
   schemaName: string;
   /** The stream this service's events go to; created or updated at start. */
@@ -21,20 +18,36 @@ export interface OutboxRelayOptions {
   source: string;
   bus: BusConnection;
   logger: Logger;
-  /**
-   * Rows fetched per query; up to two batches are in flight at once. Large batches keep
-   * Postgres's per-query cost small and the broker busy while the next batch is fetched.
-   */
+  /** Rows fetched per statement. Large batches keep Postgres's per-statement cost small. */
   batchSize?: number;
   /** Batches per round (one transaction): bounds how long a round holds its lock and what a crash mid-round republishes. */
   batchesPerRound?: number;
+  /**
+   * Publishes awaiting their PubAck at most. The broker works on these while Postgres fetches
+   * the next batch; a wider window only adds live objects for the garbage collector (in
+   * bench/outbox-throughput.ts, 2048 cost 15 µs more CPU per event than 256, and no speed).
+   */
+  window?: number;
   /** Fallback poll; NOTIFY normally wakes the relay first. */
   pollMs?: number;
   /** Wake on NOTIFY (default). Off leaves only the poll, for bench/outbox-latency.ts. */
   listen?: boolean;
 }
 
-type OutboxRow = OutboxTable["$inferSelect"];
+/**
+ * An outbox row as the relay reads it. seq stays the int8's text; created_at comes as epoch
+ * milliseconds, since a drizzle instance on the same client turns postgres.js's date parsing off.
+ */
+interface PendingRow {
+  id: string;
+  seq: string;
+  aggregate_type: string;
+  aggregate_id: string;
+  event_type: string;
+  payload: Buffer;
+  headers: Record<string, string>;
+  created_ms: number;
+}
 
 export interface OutboxRelay {
   stop(): Promise<void>;
@@ -54,14 +67,23 @@ export interface OutboxRelay {
  * so a failed publish never lets a later event of the same aggregate overtake it. Any error
  * restarts the loop after a backoff; the relay never stops while the service runs.
  *
+ * A round costs few statements, whatever its size: one takes the lock and fetches the first
+ * batch, each further one stamps what has been acked so far and fetches the next batch, and
+ * a last one stamps the rest; a woken relay that finds a handful of events runs BEGIN, two
+ * statements and COMMIT. They are postgres.js tagged templates, so each is prepared once per
+ * connection.
+ *
  * Throughput against raw windowed publishing is measured by bench/outbox-throughput.ts.
  */
 export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
-  const { db, outbox, logger } = options;
+  const { sql, logger } = options;
   const batchSize = options.batchSize ?? 1024;
   const batchesPerRound = options.batchesPerRound ?? 8;
+  const window = options.window ?? 256;
   const pollMs = options.pollMs ?? 1_000;
   const lockKey = `meshwork:outbox-relay:${options.schemaName}`;
+  const { schema, name } = getTableConfig(options.outbox);
+  const outbox = sql(schema ? `${schema}.${name}` : name);
   const log = logger.child({ component: "outbox-relay" });
   let stopping = false;
   // Until NATS first answers, there is nothing to wait for on stop.
@@ -92,99 +114,120 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     });
   const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+  // The statements of a round. clock_timestamp(), not now(): a row is stamped when its PubAck
+  // is in, not when the round's transaction began.
+  const leadAndFetch = (tx: TransactionSql) => tx<({ acquired: boolean } & Partial<PendingRow>)[]>`
+    with leader as (select pg_try_advisory_xact_lock(hashtext(${lockKey})) as acquired)
+    select leader.acquired, pending.* from leader left join lateral (
+      select id, seq, aggregate_type, aggregate_id, event_type, payload, headers, (extract(epoch from created_at) * 1000)::float8 as created_ms from ${outbox}
+      where leader.acquired and published_at is null order by seq limit ${batchSize}
+    ) pending on true`;
+  // The update and the select see the same snapshot, so the rows stamped here (all at or below `after`) cannot come back.
+  const stampAndFetch = (tx: TransactionSql, acked: string[], after: string) => tx<PendingRow[]>`
+    with stamped as (update ${outbox} set published_at = clock_timestamp() where id = any(${acked}::uuid[]))
+    select id, seq, aggregate_type, aggregate_id, event_type, payload, headers, (extract(epoch from created_at) * 1000)::float8 as created_ms from ${outbox}
+    where published_at is null and seq > ${after}::bigint order by seq limit ${batchSize}`;
+  const stamp = (tx: TransactionSql, acked: string[]) => tx`update ${outbox} set published_at = clock_timestamp() where id = any(${acked}::uuid[])`;
+
   // The tracer name services/platform/telemetry.ts uses, so relay spans sit with the others.
   const tracer = trace.getTracer("meshwork");
 
   /**
-   * Publishes one row; resolves true once JetStream has acked it, false if the publish failed.
+   * Publishes one row and reports its outcome to `settled`, whose answer it resolves to: true
+   * once JetStream has acked it, false if the publish failed.
    * Its PRODUCER span continues the trace of the change that wrote the row, and its context
    * travels in the headers. The span is never entered as the active context, unlike withSpan:
    * nothing under a publish opens spans, and entering a context per publish cost about 10 µs
    * of CPU per event in bench/outbox-throughput.ts.
    */
-  const publish = (bus: Bus, row: OutboxRow, onFailure: (err: unknown) => void): Promise<boolean> => {
-    const span = tracer.startSpan(`publish ${row.eventType}`, { kind: SpanKind.PRODUCER, attributes: { "messaging.system": "nats", "messaging.destination.name": row.eventType } }, contextFromHeaders(row.headers));
+  const publish = (bus: Bus, row: PendingRow, settled: (acked: boolean, err?: unknown) => boolean): Promise<boolean> => {
+    const span = tracer.startSpan(`publish ${row.event_type}`, { kind: SpanKind.PRODUCER, attributes: { "messaging.system": "nats", "messaging.destination.name": row.event_type } }, contextFromHeaders(row.headers));
     const extra = { ...row.headers };
     propagation.inject(trace.setSpan(context.active(), span), extra);
     let acked: Promise<unknown>;
     try {
-      acked = bus.js.publish(row.eventType, row.payload, { msgID: row.id, headers: toHeaders({ id: row.id, type: row.eventType, source: options.source, time: row.createdAt, extra }) });
+      acked = bus.js.publish(row.event_type, row.payload, { msgID: row.id, headers: toHeaders({ id: row.id, type: row.event_type, source: options.source, time: new Date(row.created_ms), extra }) });
     } catch (err) {
       acked = Promise.reject(err); // e.g. a header value NATS refuses: a failed publish like any other
     }
     return acked.then(
       () => {
         span.end();
-        return true;
+        return settled(true);
       },
       (err: unknown) => {
         span.recordException(err as Error);
         span.setStatus({ code: SpanStatusCode.ERROR });
         span.end();
-        onFailure(err);
-        return false;
+        return settled(false, err);
       },
     );
   };
 
   /**
    * One round, one transaction: lead, then walk the pending rows in `seq` order, batch by
-   * batch. The next batch is fetched while the current one is published, and a batch is
-   * published once the one before the previous is acked, so the broker has one to two batches
-   * to work on while Postgres answers. Each batch's acked rows are stamped as
-   * soon as the whole batch has settled.
+   * batch, keeping up to `window` publishes awaiting their PubAck. The next batch is fetched
+   * (stamping every row acked so far) as soon as a batch arrives, so Postgres answers while
+   * the broker works. Drained: the last batch was short, so nothing committed before it is
+   * left; rows committed since then have sent a NOTIFY, which the next sleep honours.
    *
    * An aggregate's events are chained: each is published only after its predecessor's
    * PubAck, so one that fails holds back every later event of its aggregate until the next
    * round, which starts again from the oldest pending row.
    */
-  async function round(bus: Bus): Promise<{ leader: boolean; published: number; failed?: unknown }> {
-    return db.transaction(async (tx) => {
-      const [lock] = await tx.execute<{ acquired: boolean }>(sql`select pg_try_advisory_xact_lock(hashtext(${lockKey})) as acquired`);
-      if (!lock?.acquired) return { leader: false, published: 0 };
-      const fetchAfter = (after: bigint | undefined) => {
-        const pending = isNull(outbox.publishedAt);
-        const rows = tx.select().from(outbox).where(after === undefined ? pending : and(pending, gt(outbox.seq, after))).orderBy(asc(outbox.seq)).limit(batchSize).execute();
-        rows.catch(() => {}); // a fetch that fails is reported where it is awaited, or not at all once the round has failed
-        return rows;
-      };
+  async function round(bus: Bus): Promise<{ leader: boolean; published: number; drained: boolean; failed?: unknown }> {
+    return sql.begin(async (tx) => {
+      const first = await leadAndFetch(tx);
+      if (!first[0]?.acquired) return { leader: false, published: 0, drained: true };
+      let rows = first.filter((row) => row.id !== null) as PendingRow[];
       // Resolves true once the aggregate's latest event so far is acked, false if any of its events failed.
       const lastOfAggregate = new Map<string, Promise<boolean>>();
-      const batchesAcked: Promise<boolean[]>[] = [];
-      const stampings: Promise<void>[] = [];
+      let acked: string[] = [];
       let published = 0;
       let failed: unknown;
-      const fail = (err: unknown) => (failed ??= err);
-      let fetching = fetchAfter(undefined);
-      for (let batch = 0; batch < batchesPerRound && failed === undefined; batch++) {
-        const rows = await fetching;
-        if (rows.length === 0) break;
-        const more = rows.length === batchSize && batch + 1 < batchesPerRound;
-        if (more) fetching = fetchAfter(rows.at(-1)!.seq);
-        if (batchesAcked.length >= 2) await batchesAcked[batchesAcked.length - 2];
-        if (failed !== undefined) break;
-        const acked = Promise.all(
-          rows.map((row) => {
-            const aggregate = `${row.aggregateType}/${row.aggregateId}`;
-            const predecessor = lastOfAggregate.get(aggregate);
-            const rowAcked = predecessor ? predecessor.then((predecessorAcked) => predecessorAcked && publish(bus, row, fail)) : publish(bus, row, fail);
-            lastOfAggregate.set(aggregate, rowAcked);
-            return rowAcked;
-          }),
-        );
-        batchesAcked.push(acked);
-        const stamping = acked.then(async (results) => {
-          const ackedIds = rows.filter((_, i) => results[i]).map((row) => row.id);
-          // One array parameter: the same prepared statement whatever the count, and no per-id parameter to build.
-          if (ackedIds.length > 0) await tx.update(outbox).set({ publishedAt: new Date() }).where(sql`${outbox.id} = any(${sql.param(ackedIds)}::uuid[])`);
-          published += ackedIds.length;
-        });
-        stamping.catch(() => {}); // a failed stamp is reported by the Promise.all below, not as an unhandled rejection
-        stampings.push(stamping);
-        if (!more) break;
+      let inFlight = 0;
+      let windowOpened: (() => void) | undefined;
+      let allSettled: (() => void) | undefined;
+      /** Books a row's outcome; a held-back row (its predecessor failed) settles unpublished. */
+      const settle = (row: PendingRow) => (ok: boolean, err?: unknown) => {
+        if (ok) acked.push(row.id);
+        else if (err !== undefined) failed ??= err;
+        inFlight--;
+        windowOpened?.();
+        if (inFlight === 0) allSettled?.();
+        return ok;
+      };
+      const takeAcked = () => {
+        const ids = acked;
+        acked = [];
+        published += ids.length;
+        return ids;
+      };
+      for (let batch = 1; rows.length > 0; batch++) {
+        const more = rows.length === batchSize && batch < batchesPerRound;
+        const next = more ? stampAndFetch(tx, takeAcked(), rows.at(-1)!.seq) : undefined;
+        next?.catch(() => {}); // a fetch that fails is reported where it is awaited, or not at all once the round has failed
+        for (const row of rows) {
+          if (failed !== undefined) break;
+          while (inFlight >= window) await new Promise<void>((resolve) => (windowOpened = resolve));
+          windowOpened = undefined;
+          inFlight++;
+          const aggregate = `${row.aggregate_type}/${row.aggregate_id}`;
+          const predecessor = lastOfAggregate.get(aggregate);
+          const settled = settle(row);
+          const rowAcked = predecessor ? predecessor.then((predecessorAcked) => (predecessorAcked ? publish(bus, row, settled) : settled(false))) : publish(bus, row, settled);
+          lastOfAggregate.set(aggregate, rowAcked);
+        }
+        if (!next || failed !== undefined) {
+          await next; // never left running past the transaction
+          break;
+        }
+        rows = await next;
       }
-      await Promise.all(stampings);
-      return { leader: true, published, failed };
+      if (inFlight > 0) await new Promise<void>((resolve) => (allSettled = resolve));
+      const last = takeAcked();
+      if (last.length > 0) await stamp(tx, last);
+      return { leader: true, published, drained: rows.length < batchSize, failed };
     });
   }
 
@@ -211,7 +254,7 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       log.info({ stream: options.stream.name }, "relaying outbox");
       let backoffMs = 100;
       while (!stopping) {
-        const { leader, published, failed } = await round(bus);
+        const { leader, published, drained, failed } = await round(bus);
         if (failed) {
           log.warn({ err: failed, published }, "publishing outbox rows failed; they stay pending and are retried");
           await pause(backoffMs); // notifications cannot hurry a broken broker
@@ -219,7 +262,8 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
           await ensureStream(bus.jsm, options.stream).catch(() => {}); // NATS may be back with an empty store
         } else {
           backoffMs = 100;
-          if (!leader || published === 0) await sleep(pollMs); // another replica relays, or nothing to do
+          // Another replica relays, or nothing is left: wait for a NOTIFY or the poll.
+          if (!leader || published === 0 || drained) await sleep(pollMs);
         }
       }
     } finally {
