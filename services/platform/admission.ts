@@ -13,13 +13,20 @@ export interface GradientLimitOptions {
   tolerance: number;
   /** How far each window moves the limit towards its new estimate (0..1). */
   smoothing: number;
-  /** Windows the long-run latency averages over: long, so that a sustained overload cannot become the norm within it. */
+  /** Windows the long-run latency is taken over: long, so that a sustained overload cannot become the norm within it. */
   longWindow: number;
+  /**
+   * What the window's latency is compared with: the long-run average (Gradient2), or the
+   * lowest window of the long run (Vegas's no-load latency). The average suits latencies
+   * that are mostly flat; the minimum also sheds a load that saturates the server from its
+   * start, whose average would already be the queueing it should prevent.
+   */
+  baseline: "average" | "minimum";
 }
 
 /**
  * A concurrency limit that adapts to latency, as TCP Vegas adapts a congestion window:
- * each window compares its latency (`shortMs`) with the long-run average. While they agree
+ * each window compares its latency (`shortMs`) with the long run's (`baseline`). While they agree
  * the limit grows by about its square root (the headroom that lets it discover more
  * capacity); once the window is slower than `tolerance` times the average, queueing has
  * set in and the limit shrinks in proportion, by at most half. A window in which less than
@@ -31,21 +38,14 @@ export interface GradientLimitOptions {
  */
 export function createGradientLimit(options: GradientLimitOptions) {
   let limit = options.initial;
-  let longMs = 0;
-  let windows = 0;
-  /** The first windows are averaged plainly, so the start-up's first sample does not dominate. */
-  const WARMUP = 10;
+  const baseline = options.baseline === "minimum" ? windowedMinimum(options.longWindow) : exponentialAverage(options.longWindow);
   return {
     get value() {
       return Math.floor(limit);
     },
     update(shortMs: number, maxInFlight: number, refusedAny: boolean): void {
-      if (!refusedAny || windows === 0) {
-        windows++;
-        longMs = windows <= WARMUP ? longMs + (shortMs - longMs) / windows : longMs + ((shortMs - longMs) * 2) / (options.longWindow + 1);
-      }
-      // Latency is back to normal after a long overload: let the average follow it at once.
-      if (longMs / shortMs > 2) longMs *= 0.9;
+      if (!refusedAny || baseline.empty()) baseline.add(shortMs);
+      const longMs = baseline.value(shortMs);
       if (maxInFlight < limit / 2) return;
       const gradient = Math.max(0.5, Math.min(1, (options.tolerance * longMs) / shortMs));
       const estimate = limit * gradient + Math.sqrt(limit);
@@ -54,7 +54,37 @@ export function createGradientLimit(options: GradientLimitOptions) {
   };
 }
 
-export type GradientLimit = ReturnType<typeof createGradientLimit>;
+/** Gradient2's long-run latency: an exponential average over `windows`, plain over the first ten. */
+function exponentialAverage(windows: number) {
+  const WARMUP = 10;
+  let average = 0;
+  let count = 0;
+  return {
+    empty: () => count === 0,
+    add(ms: number) {
+      count++;
+      average += count <= WARMUP ? (ms - average) / count : ((ms - average) * 2) / (windows + 1);
+    },
+    value(shortMs: number) {
+      // Latency is back to normal after a long overload: let the average follow it at once.
+      if (average / shortMs > 2) average *= 0.9;
+      return average;
+    },
+  };
+}
+
+/** Vegas's no-load latency: the lowest of the last `windows` windows. */
+function windowedMinimum(windows: number) {
+  const recent: number[] = [];
+  return {
+    empty: () => recent.length === 0,
+    add(ms: number) {
+      recent.push(ms);
+      if (recent.length > windows) recent.shift();
+    },
+    value: () => Math.min(...recent),
+  };
+}
 
 export interface AdmissionOptions {
   /** Names the server in the messages of refused calls, e.g. "order". */
@@ -81,13 +111,20 @@ export interface AdmissionStats {
   shed: { concurrency: number; backlog: number };
 }
 
-const gradientDefaults: GradientLimitOptions = { initial: 100, min: 8, max: 1_000, tolerance: 1.5, smoothing: 0.2, longWindow: 600 };
-const backlogDefaults: GradientLimitOptions = { ...gradientDefaults, initial: 64, min: 4 };
-/** A window closes after this long and this many calls, whichever is later. */
+const gradientDefaults: GradientLimitOptions = { initial: 100, min: 8, max: 1_000, tolerance: 1.5, smoothing: 0.2, longWindow: 600, baseline: "average" };
+/**
+ * The backlog's work waits mostly on other services, so its no-load time is the norm, and
+ * a window moves the limit halfway: its windows are long, and a backlog fills faster than
+ * a server's calls pile up.
+ */
+const backlogDefaults: GradientLimitOptions = { initial: 32, min: 4, max: 1_000, tolerance: 1.5, smoothing: 0.5, longWindow: 60, baseline: "minimum" };
+/** A window of calls closes after this long and this many calls, whichever is later. */
 const WINDOW_MS = 100;
 const WINDOW_CALLS = 10;
-/** Admission times kept to age the backlog by; far more than any backlog the limit lets build. */
-const ADMISSIONS_KEPT = 4_096;
+/** A window of the backlog closes after this long once this much work finished in it, or after BACKLOG_WINDOW_MAX_MS regardless (a stalled backlog). */
+const BACKLOG_WINDOW_MS = 500;
+const BACKLOG_WINDOW_DONE = 5;
+const BACKLOG_WINDOW_MAX_MS = 2_000;
 
 /**
  * Adaptive admission control for one server: calls past its concurrency limit are refused
@@ -95,9 +132,9 @@ const ADMISSIONS_KEPT = 4_096;
  * dependencies) and stretch everyone's latency until deadlines fail every call. The limit
  * adapts to the latency of the calls served (createGradientLimit). With a `backlog`, calls
  * with side effects are also refused while the work they leave behind is past its limit,
- * which adapts to the age of the oldest work in it, as a queue's sojourn time measures
- * queueing (CoDel): a server that answers before its work is done would otherwise look idle
- * while its backlog grows without bound.
+ * which adapts to how long that work takes, by Little's law (the backlog over the rate at
+ * which it finishes): a server that answers before its work is done would otherwise look
+ * idle while its backlog grows without bound.
  *
  * Never refused: health checks (probes must see the truth, on the mesh port as on the ops
  * port), streams (their duration is not latency: a WatchOrder lasts the whole saga), and the
@@ -110,33 +147,27 @@ export function createAdmission(options: AdmissionOptions) {
   const shed = { concurrency: 0, backlog: 0 };
   let inFlight = 0;
   const window = { startedAt: now(), calls: 0, totalMs: 0, maxInFlight: 0, shedAtStart: 0 };
-  const backlogWindow = { startedAt: now(), maxBacklog: 0, shedAtStart: 0 };
-  /** When the calls that left work behind were admitted, oldest first: a ring of the last ADMISSIONS_KEPT. */
-  const admittedAt = new Array<number>(ADMISSIONS_KEPT);
+  const backlogWindow = { startedAt: now(), sizeAtStart: 0, admittedAtStart: 0, sizeTotal: 0, samples: 0, maxBacklog: 0, shedAtStart: 0 };
+  /** Calls that left work behind, since start. */
   let admitted = 0;
 
   /**
-   * How long the work in the backlog has waited so far, on average, taking it to be the last
-   * `size` admitted (first in, first out). The mean, not the oldest: work admitted in a burst
-   * ages together, and the oldest alone would saw up and down with each burst. It grows
-   * while the backlog stalls, where the time work took to finish would say nothing until
-   * it finished.
+   * Samples the backlog at each call that would add to it, and now and then closes its
+   * window: the work that finished in it (admitted, less what the backlog grew by) gives the
+   * rate, and the mean backlog over that rate how long work took (Little's law). Work that
+   * finishes not at all gives a long time, as it should.
    */
-  function backlogAgeMs(size: number, at: number): number | undefined {
-    const oldest = Math.max(admitted - size, admitted - ADMISSIONS_KEPT, 0);
-    if (oldest === admitted) return undefined;
-    let total = 0;
-    for (let i = oldest; i < admitted; i++) total += at - admittedAt[i % ADMISSIONS_KEPT]!;
-    return total / (admitted - oldest);
-  }
-
-  /** Closes the backlog's window now and then: one age sample a window, while there is a backlog. */
   function sampleBacklog(size: number, at: number): void {
-    backlogWindow.maxBacklog = Math.max(backlogWindow.maxBacklog, size);
-    if (at - backlogWindow.startedAt < WINDOW_MS) return;
-    const age = size > 0 ? backlogAgeMs(size, at) : undefined;
-    if (age !== undefined && age > 0) backlogLimit!.update(age, backlogWindow.maxBacklog, shed.backlog > backlogWindow.shedAtStart);
-    Object.assign(backlogWindow, { startedAt: at, maxBacklog: size, shedAtStart: shed.backlog });
+    const w = backlogWindow;
+    w.sizeTotal += size;
+    w.samples++;
+    w.maxBacklog = Math.max(w.maxBacklog, size);
+    const elapsedMs = at - w.startedAt;
+    const done = admitted - w.admittedAtStart - (size - w.sizeAtStart);
+    if (elapsedMs < BACKLOG_WINDOW_MS || (done < BACKLOG_WINDOW_DONE && elapsedMs < BACKLOG_WINDOW_MAX_MS)) return;
+    const meanSize = w.sizeTotal / w.samples;
+    if (meanSize > 0) backlogLimit!.update((meanSize * elapsedMs) / Math.max(done, 0.5), w.maxBacklog, shed.backlog > w.shedAtStart);
+    Object.assign(w, { startedAt: at, sizeAtStart: size, admittedAtStart: admitted, sizeTotal: 0, samples: 0, maxBacklog: size, shedAtStart: shed.backlog });
   }
 
   function sampleLatency(ms: number, at: number): void {
@@ -170,7 +201,7 @@ export function createAdmission(options: AdmissionOptions) {
     let relayedShedding = false;
     try {
       const response = await next(req);
-      if (leavesWork) admittedAt[admitted++ % ADMISSIONS_KEPT] = now();
+      if (leavesWork) admitted++;
       return response;
     } catch (err) {
       // A dependency's shedding, relayed: it answered fast because it did no work, which says nothing of our latency.
