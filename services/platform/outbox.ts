@@ -62,8 +62,8 @@ export async function appendToOutbox(tx: Executor, outbox: OutboxTable, events: 
     // The trace of the change travels with its event, through the relay to consumers.
     headers: currentTraceHeaders(),
   }));
-  await tx.insert(outbox).values(rows);
-  // Delivered at commit, and only if it commits: the relay wakes at once instead of polling.
-  await tx.execute(sql`select pg_notify(${outboxChannel(getTableConfig(outbox).schema ?? "public")}, '')`);
+  // The NOTIFY is delivered at commit, and only if it commits: the relay wakes at once instead
+  // of polling. One statement: a data-modifying WITH runs to completion whether or not read.
+  await tx.execute(sql`with appended as (${tx.insert(outbox).values(rows).getSQL()}) select pg_notify(${outboxChannel(getTableConfig(outbox).schema ?? "public")}, '')`);
   return rows.map((row) => row.id);
 }
