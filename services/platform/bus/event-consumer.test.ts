@@ -97,6 +97,17 @@ describe("event consumer against real NATS and Postgres", () => {
     expect(failures.get("flaky")).toBe(2);
   });
 
+  it("applies a burst of events once each, in batches, retrying a failing one among them alone", async () => {
+    failUntil.set("burst-17", 2);
+    const orders = Array.from({ length: 40 }, (_, i) => `burst-${i}`);
+    await Promise.all(orders.map((orderId) => publish({ orderId })));
+    await eventually(async () => expect(Number((await sql`select count(*)::int as n from consumer_test.effects where order_id like 'burst-%'`)[0]?.["n"])).toBe(40), 10_000);
+    const perOrder = await sql`select order_id, count(*)::int as n from consumer_test.effects where order_id like 'burst-%' group by order_id`;
+    expect(perOrder).toHaveLength(40);
+    expect(perOrder.every((row) => row["n"] === 1)).toBe(true);
+    expect(failures.get("burst-17")).toBe(2);
+  });
+
   it("dead-letters poison and exhausted messages with their reason, and keeps consuming", async () => {
     failUntil.set("hopeless", 100);
     const hopeless = await publish({ orderId: "hopeless" });

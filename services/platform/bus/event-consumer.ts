@@ -1,6 +1,7 @@
 import { fromBinary, type DescFile, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { nanos } from "@nats-io/transport-node";
 import { AckPolicy, DeliverPolicy, JetStreamApiError, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
+import { sql } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import type { InboxTable } from "../inbox.js";
 import type { Logger } from "../logger.js";
@@ -38,6 +39,8 @@ export interface EventConsumerOptions {
   /** Redelivery delay after the n-th failed delivery (the last entry repeats). */
   backoffMs?: number[];
   maxAckPending?: number;
+  /** Messages applied in one transaction at most, when that many have arrived. */
+  batchSize?: number;
 }
 
 export interface EventConsumer {
@@ -66,10 +69,16 @@ function isInfrastructureError(err: unknown): boolean {
  * and changes nothing. A failure naks with backoff; after `maxDeliver` deliveries, or at
  * once for a message that can never succeed (unknown type, undecodable payload), the message
  * goes to SHOP_DLQ with its reason. Nothing is acked that was not applied or dead-lettered.
+ *
+ * Messages that have arrived while the previous batch was applied are applied together, in
+ * arrival order, in one transaction: BEGIN, one inbox insert for all of them, their handlers,
+ * COMMIT, instead of that for each. If any of them fails, none is committed, and each is
+ * applied again on its own, so only the failing one naks or is dead-lettered.
  */
 export function startEventConsumer(options: EventConsumerOptions): EventConsumer {
   const { db, inbox, durable } = options;
   const maxDeliver = options.maxDeliver ?? 5;
+  const batchSize = options.batchSize ?? 64;
   const backoffMs = options.backoffMs ?? [200, 1_000, 5_000, 15_000];
   const log = options.logger.child({ component: "event-consumer", consumer: durable });
   const handlers = new Map(options.handlers.map((h) => [h.schema.typeName, h]));
@@ -100,27 +109,53 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
     }
   }
 
-  async function apply(msg: JsMsg): Promise<"applied" | "duplicate" | "skipped"> {
+  /** An event ready to apply, or a message to ack unhandled (a declared type no handler takes). */
+  type Decoded = { msg: JsMsg; envelope: EventEnvelope; handler: EventHandler; event: MessageShape<DescMessage> } | { msg: JsMsg; skip: true };
+
+  /** Throws PoisonMessageError for a message that can never be applied. */
+  function decode(msg: JsMsg): Decoded {
     const parsed = fromHeaders(msg.headers);
     if ("missing" in parsed) throw new PoisonMessageError(`missing header ${parsed.missing}`);
     const { envelope } = parsed;
     if (!UUID.test(envelope.id)) throw new PoisonMessageError(`ce-id "${envelope.id.slice(0, 64)}" is not a UUID`);
     const handler = handlers.get(envelope.type);
     if (!handler) {
-      if (declared.has(envelope.type)) return "skipped";
+      if (declared.has(envelope.type)) return { msg, skip: true };
       throw new PoisonMessageError(`unknown event type "${envelope.type.slice(0, 128)}"`);
     }
-    let event: MessageShape<DescMessage>;
     try {
-      event = fromBinary(handler.schema, msg.data);
+      return { msg, envelope, handler, event: fromBinary(handler.schema, msg.data) };
     } catch (err) {
       throw new PoisonMessageError(`undecodable ${envelope.type} payload: ${(err as Error).message}`);
     }
-    return db.transaction(async (tx) => {
-      const fresh = await tx.insert(inbox).values({ consumer: durable, eventId: envelope.id, eventType: envelope.type }).onConflictDoNothing().returning({ id: inbox.eventId });
-      if (fresh.length === 0) return "duplicate" as const;
-      await handler.handle(tx, event, envelope);
-      return "applied" as const;
+  }
+
+  type Applicable = Exclude<Decoded, { skip: true }>;
+
+  /**
+   * Applies the events in one transaction, in order. One statement records them all in the
+   * inbox; an event it finds recorded already (a redelivery, or a second copy in this batch)
+   * changes nothing.
+   */
+  async function apply(events: Applicable[]): Promise<void> {
+    await db.transaction(async (tx) => {
+      const recorded = await tx.execute<{ event_id: string }>(
+        sql`insert into ${inbox} (consumer, event_id, event_type)
+            select ${durable}, id, type from unnest(${sql.param(events.map((e) => e.envelope.id))}::uuid[], ${sql.param(events.map((e) => e.envelope.type))}::text[]) as event(id, type)
+            on conflict do nothing returning event_id`,
+      );
+      const fresh = new Set(recorded.map((row) => row.event_id));
+      for (const { msg, envelope, handler, event } of events) {
+        if (!fresh.delete(envelope.id)) {
+          log.debug({ seq: msg.seq }, "duplicate event; already applied");
+          continue;
+        }
+        const carried = Object.fromEntries(["traceparent", "tracestate"].flatMap((key) => (msg.headers?.has(key) ? [[key, msg.headers.get(key)]] : [])));
+        // A CONSUMER span in the trace that produced the event.
+        await withSpan(`process ${msg.subject}`, SpanKind.CONSUMER, contextFromHeaders(carried), { "messaging.system": "nats", "messaging.consumer.group.name": durable }, () =>
+          handler.handle(tx, event, envelope),
+        );
+      }
     });
   }
 
@@ -135,38 +170,89 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
     log.warn({ subject: msg.subject, seq: msg.seq, reason }, "dead-lettered");
   }
 
-  async function handle(bus: Bus, msg: JsMsg): Promise<void> {
-    const carried = Object.fromEntries(["traceparent", "tracestate"].flatMap((key) => (msg.headers?.has(key) ? [[key, msg.headers.get(key)]] : [])));
-    // A CONSUMER span in the trace that produced the event; errors are handled below.
-    await withSpan(`process ${msg.subject}`, SpanKind.CONSUMER, contextFromHeaders(carried), { "messaging.system": "nats", "messaging.consumer.group.name": durable }, () =>
-      settle(bus, msg),
-    ).catch(() => {});
+  /** Settles every message of a batch: applied and acked, skipped, dead-lettered or nak'd. */
+  async function handleBatch(bus: Bus, batch: JsMsg[]): Promise<void> {
+    const events: Applicable[] = [];
+    for (const msg of batch) {
+      let decoded: Decoded;
+      try {
+        decoded = decode(msg);
+      } catch (err) {
+        await settleFailure(bus, msg, err);
+        continue;
+      }
+      if ("skip" in decoded) msg.ack();
+      else events.push(decoded);
+    }
+    if (events.length > 0) await settle(bus, events);
   }
 
-  async function settle(bus: Bus, msg: JsMsg): Promise<void> {
+  async function settle(bus: Bus, events: Applicable[]): Promise<void> {
     try {
-      const outcome = await apply(msg);
-      msg.ack();
-      if (outcome === "duplicate") log.debug({ seq: msg.seq }, "duplicate event; already applied");
+      await apply(events);
+      for (const { msg } of events) msg.ack();
     } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
-      const poison = err instanceof PoisonMessageError;
-      if (isInfrastructureError(err)) {
-        // Postgres is away: the event is fine, so it must not use up its deliveries.
-        log.warn({ err, seq: msg.seq }, "database unavailable; event will be redelivered");
+      if (events.length > 1 && !isInfrastructureError(err)) {
+        // Which one failed is unknown, and none was committed: each goes again alone.
+        for (const event of events) await settle(bus, [event]);
+        return;
+      }
+      for (const { msg } of events) await settleFailure(bus, msg, err);
+    }
+  }
+
+  async function settleFailure(bus: Bus, msg: JsMsg, err: unknown): Promise<void> {
+    const reason = err instanceof Error ? err.message : String(err);
+    const poison = err instanceof PoisonMessageError;
+    if (isInfrastructureError(err)) {
+      // Postgres is away: the event is fine, so it must not use up its deliveries.
+      log.warn({ err, seq: msg.seq }, "database unavailable; event will be redelivered");
+      msg.nak(backoffMs[backoffMs.length - 1]);
+      return;
+    }
+    if (poison || msg.info.deliveryCount >= maxDeliver) {
+      await deadLetter(bus, msg, poison ? reason : `failed ${msg.info.deliveryCount} deliveries; last error: ${reason}`).catch((dlqErr: unknown) => {
+        log.error({ err: dlqErr }, "could not dead-letter; leaving the message for redelivery");
         msg.nak(backoffMs[backoffMs.length - 1]);
-        return;
+      });
+      return;
+    }
+    const delay = backoffMs[Math.min(msg.info.deliveryCount - 1, backoffMs.length - 1)];
+    log.warn({ err, seq: msg.seq, deliveries: msg.info.deliveryCount, retryInMs: delay }, "event failed; will be redelivered");
+    msg.nak(delay);
+  }
+
+  /**
+   * Hands the messages to handleBatch in arrival order, as many at a time as have arrived
+   * (up to batchSize) while the previous batch was applied. Returns when the subscription
+   * ends, or after the batch under way once the consumer stops.
+   */
+  async function consumeInBatches(bus: Bus, subscription: ConsumerMessages): Promise<void> {
+    const arrived: JsMsg[] = [];
+    let signal: (() => void) | undefined;
+    let ended = false;
+    const worker = (async () => {
+      while (!stopping) {
+        if (arrived.length === 0) {
+          if (ended) return;
+          await new Promise<void>((resolve) => (signal = resolve));
+          continue;
+        }
+        await handleBatch(bus, arrived.splice(0, batchSize));
       }
-      if (poison || msg.info.deliveryCount >= maxDeliver) {
-        await deadLetter(bus, msg, poison ? reason : `failed ${msg.info.deliveryCount} deliveries; last error: ${reason}`).catch((dlqErr: unknown) => {
-          log.error({ err: dlqErr }, "could not dead-letter; leaving the message for redelivery");
-          msg.nak(backoffMs[backoffMs.length - 1]);
-        });
-        return;
+    })();
+    // A worker that fails ends the subscription too, so the consumer restarts instead of buffering.
+    worker.catch((err: unknown) => subscription.stop(err as Error));
+    try {
+      for await (const msg of subscription) {
+        arrived.push(msg);
+        signal?.();
+        if (stopping) break;
       }
-      const delay = backoffMs[Math.min(msg.info.deliveryCount - 1, backoffMs.length - 1)];
-      log.warn({ err, seq: msg.seq, deliveries: msg.info.deliveryCount, retryInMs: delay }, "event failed; will be redelivered");
-      msg.nak(delay);
+    } finally {
+      ended = true;
+      signal?.();
+      await worker;
     }
   }
 
@@ -183,10 +269,7 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
         messages = await consumer.consume({ max_messages: options.maxAckPending ?? 256 });
         if (stopping) break; // stop() ran while we were subscribing
         log.info({ stream: options.stream.name }, "consuming");
-        for await (const msg of messages) {
-          await handle(bus, msg);
-          if (stopping) break;
-        }
+        await consumeInBatches(bus, messages);
       } catch (err) {
         if (stopping) break;
         if (err instanceof JetStreamApiError && err.status === 404) log.info({ stream: options.stream.name }, "waiting for the stream's owner to create it");
