@@ -56,6 +56,20 @@ describe("inventory against real Postgres", () => {
     expect(row?.["count"]).toBe(5);
   });
 
+  it("lets orders that share SKUs reserve, commit and release at once without deadlocking", async () => {
+    // Half list the SKUs one way round, half the other, so only the SKU-order locking keeps
+    // them from waiting on each other in a cycle.
+    const orders = Array.from({ length: 24 }, (_, i) => ({ id: `shared-${i}`, items: i % 2 ? [{ sku: "MANY", quantity: 2 }, { sku: "FEW", quantity: 1 }] : [{ sku: "FEW", quantity: 1 }, { sku: "MANY", quantity: 2 }] }));
+    const reserved = await Promise.allSettled(orders.map((order) => inventory.reserve(order.id, order.items)));
+    const won = orders.filter((_, i) => reserved[i]!.status === "fulfilled");
+    expect(won).toHaveLength(5); // FEW has five
+    await Promise.all(won.map((order, i) => (i % 2 ? inventory.commit(order.id) : inventory.release(order.id))));
+    expect(await stock("FEW")).toEqual({ available: 3, reserved: 0, sold: 2 });
+    expect(await stock("MANY")).toEqual({ available: 996, reserved: 0, sold: 4 });
+    const events = await sql`select event_type, count(*)::int as n from inventory.outbox group by 1 order by 1`;
+    expect(events.map((e) => `${e["event_type"]}:${e["n"]}`)).toEqual(["shop.inventory.v1.ReservationCommitted:2", "shop.inventory.v1.StockReleased:3", "shop.inventory.v1.StockReserved:5"]);
+  });
+
   it("reserves once per order, however often it is asked", async () => {
     const [first, ...repeats] = await Promise.all(Array.from({ length: 5 }, () => inventory.reserve("order-1", [{ sku: "MANY", quantity: 3 }])));
     for (const repeat of repeats) expect(repeat.id).toBe(first!.id);

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { and, asc, eq, gte, inArray, sql } from "drizzle-orm";
+import { asc, eq, inArray, sql } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
 import { appendToOutbox } from "../../../platform/outbox.js";
@@ -18,8 +18,9 @@ import {
   ReservationNotFoundError,
   StockAdjustmentError,
 } from "../domain/errors.js";
-import { normalizeLines, planCommit, planRelease, sortBySku, type Reservation, type StockLine } from "../domain/reservation.js";
-import { outbox, products, reservationItems, reservations, type tables } from "../db/schema.js";
+import { normalizeLines, planCommit, planRelease, type Reservation, type StockLine } from "../domain/reservation.js";
+import { moveReservation, readReservation, takeStock } from "./stock-statements.js";
+import { outbox, products, reservations, type tables } from "../db/schema.js";
 
 type Db = PostgresJsDatabase<typeof tables>;
 type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
@@ -45,21 +46,10 @@ const aggregate = (orderId: string) => ({ aggregateType: "reservation", aggregat
 const eventLines = (items: StockLine[]) => items.map((item) => create(LineItemSchema, item));
 
 export function createInventory(db: Db): Inventory {
-  async function loadReservation(tx: Tx | Db, orderId: string, lock: boolean): Promise<Reservation | undefined> {
-    const query = tx.select().from(reservations).where(eq(reservations.orderId, orderId));
-    const [row] = lock ? await query.for("update") : await query;
-    if (!row) return undefined;
-    const items = await tx
-      .select({ sku: reservationItems.sku, quantity: reservationItems.quantity })
-      .from(reservationItems)
-      .where(eq(reservationItems.reservationId, row.id))
-      .orderBy(asc(reservationItems.sku));
-    return { id: row.id, orderId: row.orderId, status: row.status, items };
-  }
-
   /**
-   * Claims the order's reservation row. Concurrent callers for the same order serialize on
-   * the unique order_id: the loser's insert waits, then does nothing and reads the winner's.
+   * Claims the order's reservation row, or reads (and locks) the one it has. Concurrent
+   * callers for the same order serialize on the unique order_id: the loser's insert waits,
+   * then does nothing and reads the winner's.
    */
   async function claimReservation(tx: Tx, orderId: string, status: Reservation["status"]): Promise<{ created: boolean; reservation: Reservation }> {
     const id = randomUUID();
@@ -69,19 +59,25 @@ export function createInventory(db: Db): Inventory {
       .onConflictDoNothing({ target: reservations.orderId })
       .returning({ id: reservations.id });
     if (inserted.length > 0) return { created: true, reservation: { id, orderId, status, items: [] } };
-    const existing = await loadReservation(tx, orderId, true);
+    const existing = await readReservation(tx, orderId, true);
     if (!existing) throw new Error(`reservation for ${orderId} vanished during claim`);
     return { created: false, reservation: existing };
   }
 
-  /** Rows are locked in SKU order, as reserve() locks them, so the two cannot deadlock. */
-  async function moveStock(tx: Tx, items: StockLine[], change: (quantity: number) => Partial<Record<"available" | "reserved" | "sold", ReturnType<typeof sql>>>) {
-    for (const item of sortBySku(items)) {
-      await tx
-        .update(products)
-        .set({ ...change(item.quantity), updatedAt: sql`now()` })
-        .where(eq(products.sku, item.sku));
-    }
+  /**
+   * Moves a reserved reservation on (commit or release) with its stock and its event. Null
+   * if it was not reserved when the statement ran; the caller then reads why.
+   */
+  async function moveReserved(tx: Tx, orderId: string, to: "committed" | "released") {
+    const moved = await moveReservation(tx, orderId, { from: "reserved", to, stock: to === "committed" ? "sell" : "return" });
+    if (!moved) return undefined;
+    const event = { reservationId: moved.id, orderId, items: eventLines(moved.items) };
+    await appendToOutbox(tx, outbox, [
+      to === "committed"
+        ? { schema: ReservationCommittedSchema, message: create(ReservationCommittedSchema, event), ...aggregate(orderId) }
+        : { schema: StockReleasedSchema, message: create(StockReleasedSchema, event), ...aggregate(orderId) },
+    ]);
+    return { id: moved.id, orderId, status: to, items: moved.items };
   }
 
   return {
@@ -115,72 +111,49 @@ export function createInventory(db: Db): Inventory {
     async reserve(orderId, requested) {
       const lines = normalizeLines(requested);
       return db.transaction(async (tx) => {
-        const { created, reservation } = await claimReservation(tx, orderId, "reserved");
-        if (!created) return reservation;
-        const known = new Set(
-          (await tx.select({ sku: products.sku }).from(products).where(inArray(products.sku, lines.map((l) => l.sku)))).map((r) => r.sku),
-        );
-        const unknownIndex = requested.findIndex((item) => !known.has(item.sku));
-        if (unknownIndex >= 0) throw new InvalidStockRequestError(`items[${unknownIndex}].sku`, `unknown SKU "${requested[unknownIndex]?.sku}"`);
-        for (const line of lines) {
-          // The guard in WHERE makes the check and the decrement one atomic step.
-          const taken = await tx
-            .update(products)
-            .set({
-              available: sql`${products.available} - ${line.quantity}`,
-              reserved: sql`${products.reserved} + ${line.quantity}`,
-              updatedAt: sql`now()`,
-            })
-            .where(and(eq(products.sku, line.sku), gte(products.available, line.quantity)))
-            .returning({ sku: products.sku });
-          if (taken.length === 0) {
-            const [row] = await tx.select({ available: products.available }).from(products).where(eq(products.sku, line.sku));
-            throw new InsufficientStockError(line.sku, line.quantity, row?.available ?? 0);
-          }
+        const reservationId = randomUUID();
+        const outcome = await takeStock(tx, reservationId, orderId, lines);
+        if (!outcome.created) return (await readReservation(tx, orderId, false))!;
+        if (!outcome.taken) {
+          // Throwing rolls the claim back with the rest.
+          const unknownIndex = requested.findIndex((item) => !outcome.available.has(item.sku));
+          if (unknownIndex >= 0) throw new InvalidStockRequestError(`items[${unknownIndex}].sku`, `unknown SKU "${requested[unknownIndex]?.sku}"`);
+          const short = lines.find((line) => outcome.available.get(line.sku)! < line.quantity)!;
+          throw new InsufficientStockError(short.sku, short.quantity, outcome.available.get(short.sku)!);
         }
-        await tx.insert(reservationItems).values(lines.map((line) => ({ reservationId: reservation.id, ...line })));
         await appendToOutbox(tx, outbox, [
-          { schema: StockReservedSchema, message: create(StockReservedSchema, { reservationId: reservation.id, orderId, items: eventLines(lines) }), ...aggregate(orderId) },
+          { schema: StockReservedSchema, message: create(StockReservedSchema, { reservationId, orderId, items: eventLines(lines) }), ...aggregate(orderId) },
         ]);
-        return { ...reservation, items: lines };
+        return { id: reservationId, orderId, status: "reserved" as const, items: lines };
       });
     },
 
     async release(orderId) {
       return db.transaction(async (tx) => {
+        const released = await moveReserved(tx, orderId, "released");
+        if (released) return released;
         // With no reservation yet, the released marker stops a late ReserveStock from
         // taking stock for an order that has already been given up.
         const { created, reservation } = await claimReservation(tx, orderId, "released");
         if (created || planRelease(reservation) === "none") return reservation;
-        await moveStock(tx, reservation.items, (q) => ({ available: sql`${products.available} + ${q}`, reserved: sql`${products.reserved} - ${q}` }));
-        await tx.update(reservations).set({ status: "released", updatedAt: sql`now()` }).where(eq(reservations.id, reservation.id));
-        await appendToOutbox(tx, outbox, [
-          { schema: StockReleasedSchema, message: create(StockReleasedSchema, { reservationId: reservation.id, orderId, items: eventLines(reservation.items) }), ...aggregate(orderId) },
-        ]);
-        return { ...reservation, status: "released" };
+        // Reserved since the first statement looked: the lock is ours now, so this one moves it.
+        return (await moveReserved(tx, orderId, "released"))!;
       });
     },
 
     async commit(orderId) {
       return db.transaction(async (tx) => {
-        const reservation = await loadReservation(tx, orderId, true);
+        const committed = await moveReserved(tx, orderId, "committed");
+        if (committed) return committed;
+        const reservation = await readReservation(tx, orderId, true);
         if (!reservation) throw new ReservationNotFoundError(orderId);
         if (planCommit(reservation) === "none") return reservation;
-        await moveStock(tx, reservation.items, (q) => ({ reserved: sql`${products.reserved} - ${q}`, sold: sql`${products.sold} + ${q}` }));
-        await tx.update(reservations).set({ status: "committed", updatedAt: sql`now()` }).where(eq(reservations.id, reservation.id));
-        await appendToOutbox(tx, outbox, [
-          {
-            schema: ReservationCommittedSchema,
-            message: create(ReservationCommittedSchema, { reservationId: reservation.id, orderId, items: eventLines(reservation.items) }),
-            ...aggregate(orderId),
-          },
-        ]);
-        return { ...reservation, status: "committed" };
+        return (await moveReserved(tx, orderId, "committed"))!;
       });
     },
 
     async getReservation(orderId) {
-      const reservation = await loadReservation(db, orderId, false);
+      const reservation = await readReservation(db, orderId, false);
       if (!reservation) throw new ReservationNotFoundError(orderId);
       return reservation;
     },
