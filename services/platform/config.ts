@@ -6,6 +6,7 @@
 import { isAddressOrSubnet } from "./client-address.js";
 import { defaultConnectionLimits, type ConnectionLimits } from "./connection-limits.js";
 import type { MeshTlsFiles } from "./mesh-tls.js";
+import { defaultRetention, type RetentionSettings } from "./retention.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -173,11 +174,31 @@ export function commonConfig(env: Env): CommonConfig {
   };
 }
 
+/**
+ * How long the retention sweep keeps each kind of row (see services/platform/retention.ts).
+ * RETENTION_SWEEP_MS=0 turns the sweep off. The inbox's keep period is not set directly: it
+ * is derived from the streams' max age, plus RETENTION_INBOX_MARGIN_HOURS.
+ */
+export function retentionSettings(env: Env): RetentionSettings {
+  const d = defaultRetention;
+  const hour = 60 * 60 * 1000;
+  const day = 24 * hour;
+  return {
+    sweepMs: integer(env, "RETENTION_SWEEP_MS", d.sweepMs, { min: 0, max: 24 * hour }),
+    batchRows: integer(env, "RETENTION_BATCH_ROWS", d.batchRows, { min: 1, max: 100_000 }),
+    outboxKeepMs: integer(env, "RETENTION_OUTBOX_HOURS", d.outboxKeepMs / hour, { min: 1, max: 24 * 3650 }) * hour,
+    sagaKeepMs: integer(env, "RETENTION_SAGA_DAYS", d.sagaKeepMs / day, { min: 1, max: 3650 }) * day,
+    auditKeepMs: integer(env, "RETENTION_AUDIT_DAYS", d.auditKeepMs / day, { min: 1, max: 3650 }) * day,
+    inboxMarginMs: integer(env, "RETENTION_INBOX_MARGIN_HOURS", d.inboxMarginMs / hour, { min: 1, max: 24 * 365 }) * hour,
+  };
+}
+
 /** What a service with a database needs: the common settings plus its DATABASE_URL. */
 export interface ServiceConfig extends CommonConfig {
   databaseUrl: string;
+  retention: RetentionSettings;
 }
 
 export function serviceConfig(env: Env): ServiceConfig {
-  return { ...commonConfig(env), databaseUrl: url(env, "DATABASE_URL") };
+  return { ...commonConfig(env), databaseUrl: url(env, "DATABASE_URL"), retention: retentionSettings(env) };
 }

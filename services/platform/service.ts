@@ -14,6 +14,7 @@ import { startServer, type RunningServer } from "./server.js";
 import type { ConnectionLimits } from "./connection-limits.js";
 import { loadMeshCredentials, type MeshCredentials, type MeshTlsFiles } from "./mesh-tls.js";
 import type { PeerTls } from "./clients.js";
+import { defaultRetention, retentionPolicies, startRetentionSweep, type RetainedTables, type RetentionSettings } from "./retention.js";
 
 /** What every service process needs, whichever bounded context it serves. */
 export interface ServiceRuntime {
@@ -34,6 +35,8 @@ export interface ServiceRuntime {
   meshTls: MeshTlsFiles | "off";
   /** The plaintext port for probes and scrapes; 0 picks a free one. */
   opsPort: number;
+  /** Unset: the kit's defaults (in-process tests pass none). */
+  retention?: RetentionSettings;
 }
 
 /** The mesh side of a process: its credentials (none under MESH_TLS=off), as servers and clients use them. */
@@ -65,6 +68,8 @@ export interface ServiceDefinition<TSchema extends Record<string, unknown>> {
   services: readonly DescService[];
   /** The outbox whose rows a relay publishes to the service's stream. */
   outbox?: { table: OutboxTable; stream: StreamSpec };
+  /** Tables besides the outbox whose old rows the retention sweep deletes. */
+  retained?: Omit<RetainedTables, "outbox">;
   /**
    * Builds the service on its migrated database: returns its routes and, for background
    * work such as a saga runner, what to stop after the server drains and before the pool
@@ -76,7 +81,8 @@ export interface ServiceDefinition<TSchema extends Record<string, unknown>> {
 
 /**
  * The shared skeleton of a service: migrate its schema, connect to NATS (in the
- * background: RPCs are served while NATS is away), relay its outbox, set it up, serve.
+ * background: RPCs are served while NATS is away), relay its outbox, sweep its expired rows
+ * (services/platform/retention.ts), set it up, serve.
  * Closing reverses the order: drain RPCs, stop background work and the relay, then close
  * the NATS connection and the pool.
  */
@@ -107,8 +113,17 @@ export async function startService<TSchema extends Record<string, unknown>>(
       bus,
       logger,
     });
+  const retentionSettings = runtime.retention ?? defaultRetention;
+  const retention = startRetentionSweep({
+    sql: database.sql,
+    policies: retentionPolicies(retentionSettings, { ...definition.retained, ...(definition.outbox ? { outbox: definition.outbox.table } : {}) }),
+    settings: retentionSettings,
+    logger,
+    metrics,
+  });
   let stop: (() => Promise<void>) | undefined;
   const shutDown = async () => {
+    await retention.stop();
     await stop?.();
     await relay?.stop();
     await bus.close();

@@ -20,6 +20,7 @@ export function build(deps: NotificationDeps): Promise<ServiceServer> {
     tables,
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),
     services: [NotificationService],
+    retained: { inbox: { table: inbox, consumed: eventStream("order") } },
     async setup({ db, bus, metrics }) {
       const consumer = startEventConsumer({
         bus,
