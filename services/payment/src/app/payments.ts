@@ -36,9 +36,11 @@ export function createPayments(db: Db, network: CardNetwork): Payments {
 
   async function recordIntent(command: ChargeCommand): Promise<PaymentRow> {
     return db.transaction(async (tx) => {
+      // Its own statement: the insert's snapshot must be taken once the lock is ours, so it
+      // sees a refund's voided marker committed while this waited.
       await lockOrder(tx, command.orderId);
-      const [voided] = await tx.select().from(voidedOrders).where(eq(voidedOrders.orderId, command.orderId));
-      await tx
+      const voided = sql`exists (select from ${voidedOrders} where ${voidedOrders.orderId} = ${command.orderId})`;
+      const [inserted] = await tx
         .insert(payments)
         .values({
           id: randomUUID(),
@@ -46,10 +48,13 @@ export function createPayments(db: Db, network: CardNetwork): Payments {
           idempotencyKey: command.idempotencyKey,
           amountMinor: command.amount.minorUnits,
           currency: command.amount.currency,
-          ...(voided ? { status: "declined" as const, declineReason: "order_voided" } : { status: "pending" as const }),
+          status: sql`case when ${voided} then 'declined' else 'pending' end`,
+          declineReason: sql`case when ${voided} then 'order_voided' end`,
         })
-        .onConflictDoNothing({ target: payments.idempotencyKey });
-      const [row] = await tx.select().from(payments).where(eq(payments.idempotencyKey, command.idempotencyKey));
+        .onConflictDoNothing({ target: payments.idempotencyKey })
+        .returning();
+      // A repeat of the key: its first charge's row answers, if it was for the same charge.
+      const row = inserted ?? (await tx.select().from(payments).where(eq(payments.idempotencyKey, command.idempotencyKey)))[0];
       if (!row) throw new Error(`payment ${command.idempotencyKey} vanished after insert`);
       if (!isSameCharge({ orderId: row.orderId, amount: { currency: row.currency, minorUnits: row.amountMinor } }, command)) {
         throw new IdempotencyKeyReusedError(command.idempotencyKey);
