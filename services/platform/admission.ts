@@ -22,6 +22,13 @@ export interface GradientLimitOptions {
    * start, whose average would already be the queueing it should prevent.
    */
   baseline: "average" | "minimum";
+  /**
+   * While less than half the limit is in use, let it follow the use down (to twice the most
+   * in use), so that a load arriving after a quiet spell meets a limit fitted to what ran,
+   * not to the last burst. Only where sudden bursts far above the recent use are not the
+   * normal traffic: the limit grows back by about its square root a window.
+   */
+  followUse: boolean;
 }
 
 /**
@@ -46,7 +53,10 @@ export function createGradientLimit(options: GradientLimitOptions) {
     update(shortMs: number, maxInFlight: number, refusedAny: boolean): void {
       if (!refusedAny || baseline.empty()) baseline.add(shortMs);
       const longMs = baseline.value(shortMs);
-      if (maxInFlight < limit / 2) return;
+      if (maxInFlight < limit / 2) {
+        if (options.followUse) limit = Math.max(options.min, limit * (1 - options.smoothing) + 2 * maxInFlight * options.smoothing);
+        return;
+      }
       const gradient = Math.max(0.5, Math.min(1, (options.tolerance * longMs) / shortMs));
       const estimate = limit * gradient + Math.sqrt(limit);
       limit = Math.max(options.min, Math.min(options.max, limit * (1 - options.smoothing) + estimate * options.smoothing));
@@ -111,13 +121,15 @@ export interface AdmissionStats {
   shed: { concurrency: number; backlog: number };
 }
 
-const gradientDefaults: GradientLimitOptions = { initial: 100, min: 8, max: 1_000, tolerance: 1.5, smoothing: 0.2, longWindow: 600, baseline: "average" };
+const gradientDefaults: GradientLimitOptions = { initial: 100, min: 8, max: 1_000, tolerance: 1.5, smoothing: 0.2, longWindow: 600, baseline: "average", followUse: false };
 /**
  * The backlog's work waits mostly on other services, so its no-load time is the norm, and
  * a window moves the limit halfway: its windows are long, and a backlog fills faster than
- * a server's calls pile up.
+ * a server's calls pile up. It follows the use down while quiet: an overload arriving after
+ * a quiet spell would otherwise fill a backlog sized for the last busy one before its wait
+ * showed.
  */
-const backlogDefaults: GradientLimitOptions = { initial: 32, min: 4, max: 1_000, tolerance: 1.5, smoothing: 0.5, longWindow: 60, baseline: "minimum" };
+const backlogDefaults: GradientLimitOptions = { initial: 32, min: 8, max: 1_000, tolerance: 1.5, smoothing: 0.5, longWindow: 60, baseline: "minimum", followUse: true };
 /** A window of calls closes after this long and this many calls, whichever is later. */
 const WINDOW_MS = 100;
 const WINDOW_CALLS = 10;
