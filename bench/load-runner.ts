@@ -1,15 +1,26 @@
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { StorefrontService } from "../gen/shop/gateway/v1/storefront_service_pb.js";
 import { OrderStatus } from "../gen/shop/order/v1/order_service_pb.js";
 import { PaymentStatus } from "../gen/shop/payment/v1/payment_service_pb.js";
 
+/** An open loop's rate for a while: arrivals paced at `ratePerSecond`, however many are in flight. */
+export interface LoadPhase {
+  durationMs: number;
+  ratePerSecond: number;
+}
+
 export interface LoadOptions {
   gatewayUrl: string;
   durationMs: number;
+  /** An open loop at this rate; without it (and without phases), a closed loop of `concurrency`. */
   ratePerSecond?: number;
   concurrency?: number;
+  /** An open loop through these rates one after another, instead of durationMs at ratePerSecond. */
+  phases?: LoadPhase[];
+  /** Report each accepted order's start, accept and terminal times (`orders`), for a run read phase by phase. */
+  timeline?: boolean;
   mix: { good: number; declined: number; outOfStock: number };
   onProgress?: (line: string) => void;
 }
@@ -20,6 +31,8 @@ interface Placed {
   id: string;
   customer: number;
   kind: Kind;
+  /** When PlaceOrder was sent, from the start of the run. */
+  startedMs: number;
   acceptMs: number;
   terminalMs?: number;
   status?: OrderStatus;
@@ -29,6 +42,16 @@ export interface LoadReport {
   startedAt: string;
   options: Omit<LoadOptions, "onProgress">;
   placed: number;
+  /**
+   * PlaceOrder calls answered RESOURCE_EXHAUSTED: the mesh shedding load (or the gateway's
+   * rate limit), an order never accepted, so not among `errors`. In a closed loop the client
+   * then waits REJECTED_PAUSE_MS before its next order, as a well-behaved client backs off.
+   */
+  rejected: number;
+  /** CPU this process (the load generator) used during the run, in ms. */
+  generatorCpuMs: number;
+  /** With `timeline`: each accepted order's times in ms, from the start of the run to its PlaceOrder, then from there. */
+  orders?: { startedMs: number; acceptMs: number; terminalMs?: number }[];
   /** Every order id the gateway accepted, so a chaos run can check that none was lost. */
   acceptedOrderIds: string[];
   ordersPerSecond: number;
@@ -91,8 +114,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
 
   const placed: Placed[] = [];
   const errors: Record<string, number> = {};
+  let rejected = 0;
+  const cpuAtStart = process.cpuUsage();
   const started = performance.now();
-  const deadline = started + options.durationMs;
+  const phases = options.phases ?? (options.ratePerSecond ? [{ durationMs: options.durationMs, ratePerSecond: options.ratePerSecond }] : undefined);
+  const deadline = started + (phases ? phases.reduce((sum, phase) => sum + phase.durationMs, 0) : options.durationMs);
 
   async function placeOne(): Promise<void> {
     const kind = pickKind();
@@ -103,17 +129,22 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     const customer = nextCustomer++ % customers.length;
     const storefront = customers[customer]!;
     const t0 = performance.now();
+    let accepted = false;
     try {
       const { order } = await storefront.placeOrder({ items, paymentToken: kind === "declined" ? "tok_decline" : "tok_visa", requestId: randomUUID() }, { timeoutMs: 10_000 });
-      const record: Placed = { id: order!.id, customer, kind, acceptMs: performance.now() - t0 };
+      accepted = true;
+      const record: Placed = { id: order!.id, customer, kind, startedMs: t0 - started, acceptMs: performance.now() - t0 };
       placed.push(record);
-      for await (const update of storefront.watchOrder({ orderId: order!.id }, { timeoutMs: 60_000 })) {
-        record.status = update.order!.status;
-        if (record.status !== OrderStatus.PENDING) record.terminalMs = performance.now() - t0;
-      }
+      await watchUntilTerminal(storefront, record, () => (record.terminalMs = performance.now() - t0));
     } catch (err) {
-      const code = Code[ConnectError.from(err).code] ?? "Unknown";
-      errors[code] = (errors[code] ?? 0) + 1;
+      const code = ConnectError.from(err).code;
+      if (!accepted && code === Code.ResourceExhausted) {
+        rejected++;
+        if (!phases) await new Promise((resolve) => setTimeout(resolve, REJECTED_PAUSE_MS));
+        return;
+      }
+      const name = Code[code] ?? "Unknown";
+      errors[name] = (errors[name] ?? 0) + 1;
     }
   }
 
@@ -121,17 +152,22 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const progress = setInterval(() => {
     const elapsed = (performance.now() - started) / 1000;
     const done = placed.filter((p) => p.terminalMs !== undefined).length;
-    options.onProgress?.(`${elapsed.toFixed(0)} s  placed ${placed.length}  terminal ${done}  in flight ${inFlight.size}  errors ${Object.values(errors).reduce((a, b) => a + b, 0)}  ${(placed.length / Math.max(elapsed, 0.001)).toFixed(1)} orders/s`);
+    options.onProgress?.(`${elapsed.toFixed(0)} s  placed ${placed.length}  terminal ${done}  in flight ${inFlight.size}  rejected ${rejected}  errors ${Object.values(errors).reduce((a, b) => a + b, 0)}  ${(placed.length / Math.max(elapsed, 0.001)).toFixed(1)} orders/s`);
   }, 500);
   const launch = () => {
     const task = placeOne().finally(() => inFlight.delete(task));
     inFlight.add(task);
   };
-  if (options.ratePerSecond) {
-    const interval = 1000 / options.ratePerSecond;
-    for (let next = started; next < deadline && inFlight.size < 2_000; next += interval) {
-      await new Promise((r) => setTimeout(r, Math.max(0, next - performance.now())));
-      launch();
+  if (phases) {
+    let phaseStart = started;
+    for (const phase of phases) {
+      const interval = 1000 / phase.ratePerSecond;
+      const phaseEnd = phaseStart + phase.durationMs;
+      for (let next = phaseStart; next < phaseEnd && inFlight.size < 2_000; next += interval) {
+        await new Promise((r) => setTimeout(r, Math.max(0, next - performance.now())));
+        launch();
+      }
+      phaseStart = phaseEnd;
     }
   } else {
     const concurrency = options.concurrency ?? 8;
@@ -143,6 +179,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   await Promise.allSettled([...inFlight]);
   clearInterval(progress);
   const elapsedS = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuAtStart);
 
   // Invariants, read through the public API.
   let nonTerminal = 0;
@@ -175,6 +212,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     startedAt: new Date(Date.now() - elapsedS * 1000).toISOString(),
     options: reported,
     placed: placed.length,
+    rejected,
+    generatorCpuMs: (cpu.user + cpu.system) / 1000,
+    ...(options.timeline ? { orders: placed.map((p) => ({ startedMs: p.startedMs, acceptMs: p.acceptMs, ...(p.terminalMs === undefined ? {} : { terminalMs: p.terminalMs }) })) } : {}),
     acceptedOrderIds: placed.map((p) => p.id),
     ordersPerSecond: placed.length / elapsedS,
     acceptMs: percentiles(placed.map((p) => p.acceptMs)),
@@ -190,6 +230,33 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     },
   };
 }
+
+/** How long a watch may take in all, and how long a client waits before watching again after a "not now". */
+const WATCH_MS = 60_000;
+const REWATCH_PAUSE_MS = 100;
+
+/**
+ * Follows an order until it is terminal. A watch refused "not now" (the mesh shedding load,
+ * or away for a moment) is opened again, as a client would, until WATCH_MS have passed.
+ */
+async function watchUntilTerminal(storefront: Client<typeof StorefrontService>, record: Placed, onTerminal: () => void): Promise<void> {
+  const giveUpAt = Date.now() + WATCH_MS;
+  for (;;) {
+    try {
+      for await (const update of storefront.watchOrder({ orderId: record.id }, { timeoutMs: Math.max(1, giveUpAt - Date.now()) })) {
+        record.status = update.order!.status;
+        if (record.status !== OrderStatus.PENDING) onTerminal();
+      }
+      return;
+    } catch (err) {
+      if (!notNow.has(ConnectError.from(err).code) || Date.now() >= giveUpAt) throw err;
+      await new Promise((resolve) => setTimeout(resolve, REWATCH_PAUSE_MS));
+    }
+  }
+}
+
+/** How long a closed loop's client waits after its order was refused before placing the next. */
+const REJECTED_PAUSE_MS = 100;
 
 /** What a read may answer while the mesh recovers: "not now", never "no". */
 const notNow = new Set([Code.ResourceExhausted, Code.Unavailable, Code.DeadlineExceeded, Code.Aborted]);
@@ -221,6 +288,7 @@ export function renderMarkdown(report: LoadReport): string {
     "| measure | value |",
     "|---|---|",
     `| orders placed | ${report.placed} |`,
+    `| refused (RESOURCE_EXHAUSTED at PlaceOrder) | ${report.rejected} |`,
     `| throughput | ${report.ordersPerSecond.toFixed(1)} orders/s |`,
     `| accept latency p50 / p90 / p99 / max (ms) | ${ms(report.acceptMs)} |`,
     `| to terminal p50 / p90 / p99 / max (ms) | ${ms(report.terminalMs)} |`,

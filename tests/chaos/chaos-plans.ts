@@ -1,6 +1,6 @@
 import { meshServiceNames } from "../../services/platform/dev/scratch-mesh.js";
 import type { LoadShape, RecoveryBounds } from "./chaos-rig.js";
-import { flappingPayment, killNats, killService, restartPostgres, slowPayment, terminateBackends, type ChaosScenario } from "./chaos-scenarios.js";
+import { flappingPayment, killNats, killService, overload, restartPostgres, slowPayment, terminateBackends, type ChaosScenario } from "./chaos-scenarios.js";
 
 /** A chaos run: the mesh's settings, the load each scenario runs under, and the scenarios. */
 export interface ChaosPlan {
@@ -36,6 +36,7 @@ export const fullPlan: ChaosPlan = (() => {
       terminateBackends(),
       slowPayment(d),
       flappingPayment(d),
+      overload(mix),
     ],
   };
 })();

@@ -173,8 +173,9 @@ export async function startChaosRig(options: { env?: Record<string, string>; log
      * that the mesh recovered and every invariant holds. A failing load generator is
      * reported as a violation, not thrown, so the remaining scenarios still run.
      */
-    async runScenario(scenario: ChaosScenario, { load: shape, bounds }: { load: LoadShape; bounds: RecoveryBounds }): Promise<ScenarioResult> {
+    async runScenario(scenario: ChaosScenario, { load, bounds }: { load: LoadShape; bounds: RecoveryBounds }): Promise<ScenarioResult> {
       const started = Date.now();
+      const shape = { ...load, ...scenario.load };
       await restock();
       const proxyBefore = paymentProxy.stats();
       let loadFailure: string | undefined;
@@ -185,7 +186,7 @@ export async function startChaosRig(options: { env?: Record<string, string>; log
       await sleep(shape.faultAfterMs);
       const inFlightAtFault = await sagasInFlight();
       const pidsAtFault = processIds();
-      await scenario.inject({ mesh, paymentProxy, sql });
+      const foundByFault = (await scenario.inject({ mesh, paymentProxy, sql })) ?? [];
       const clearedAt = new Date();
       const recovered = recovery(clearedAt, bounds.terminalAfterFaultMs);
       const report = await loadDone;
@@ -194,6 +195,7 @@ export async function startChaosRig(options: { env?: Record<string, string>; log
       const died = meshServiceNames.filter((name) => name !== scenario.kills && processIds()[name] !== pidsAtFault[name]);
       const violations = [
         ...(loadFailure ? [loadFailure] : []),
+        ...foundByFault,
         ...(died.length ? [`service processes died and were restarted by the supervisor: ${died.join(", ")}`] : []),
         ...(stillDown.length ? [`not serving ${bounds.terminalAfterFaultMs / 1000} s after the fault ended: ${stillDown.join(", ")}`] : []),
         ...(await settleInvariants(sql, {

@@ -1,6 +1,8 @@
-import type { MeshServiceName, ScratchMesh } from "../../services/platform/dev/scratch-mesh.js";
+import { meshServiceNames, type MeshServiceName, type ScratchMesh } from "../../services/platform/dev/scratch-mesh.js";
 import type { Sql } from "postgres";
 import type { TcpFaultProxy } from "./tcp-fault-proxy.js";
+import type { LoadShape } from "./chaos-rig.js";
+import { runOverload } from "../../bench/overload-run.js";
 
 /** What a scenario may break: the mesh's processes and the link between order and payment. */
 export interface FaultTargets {
@@ -19,7 +21,10 @@ export interface FaultTargets {
  */
 export interface ChaosScenario {
   name: string;
-  inject(targets: FaultTargets): Promise<void>;
+  /** Violations the fault itself found, for a fault that is load and checks what it promised. */
+  inject(targets: FaultTargets): Promise<void | string[]>;
+  /** Overrides of the plan's load, for a scenario that brings its own. */
+  load?: Partial<LoadShape>;
   /**
    * The service the fault kills, which the supervisor is expected to restart. Any other
    * service process that dies during the scenario is a violation: a fault elsewhere (a
@@ -106,5 +111,30 @@ export const flappingPayment = (d: FaultDurations): ChaosScenario => ({
     paymentProxy.setMode({ kind: "flapping", downMs: d.flapMs.down, upMs: d.flapMs.up });
     await sleep(d.degradedMs);
     paymentProxy.setMode({ kind: "pass" });
+  },
+});
+
+/**
+ * Three times the mesh's measured peak through the gateway for 20 s, as paced arrivals
+ * (issue 12): admission control must keep the admitted orders' latency within 3 × the p99
+ * at half peak, goodput at 80% of the peak and retries at 20% of calls, and latency must be
+ * normal again within 5 s. The scenario is the load, so the plan's own load does not run.
+ */
+export const overload = (mix: LoadShape["mix"]): ChaosScenario => ({
+  name: "overload: 3 × the peak for 20 s",
+  load: { durationMs: 0, faultAfterMs: 0 },
+  async inject({ mesh }) {
+    const report = await runOverload({
+      gatewayUrl: mesh.url("gateway"),
+      opsUrls: meshServiceNames.map((name) => mesh.opsUrl(name)),
+      mix,
+      peakMs: 5_000,
+      concurrency: 32,
+      halfPeakMs: 5_000,
+      overloadMs: 20_000,
+      factor: 3,
+      afterMs: 6_000,
+    });
+    return report.violations;
   },
 });
