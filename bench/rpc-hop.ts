@@ -2,8 +2,11 @@
  * One RPC hop, side by side in one run: a unary echo (InventoryService.GetStock) at a fixed
  * concurrency, for each pairing below, in alternating rounds; medians and ratios.
  *   bare connect        createConnectTransport (binary, HTTP/2) -> connectNodeAdapter on http2
+ *   bare over mTLS      the same over TLS with client certificates from the mesh CA (node:http2's secure server,
+ *                       the client calling as "order" and checking the server is "inventory"): the transport the
+ *                       mesh hop below runs on, with none of our stack, so their ratio is what the stack costs
  *   platform client     createServiceClient (timeout, retry, breaker, bulkhead, tracing) -> bare server
- *   platform both       createServiceClient -> startServer (metrics, tracing, deadlines, guards, health)
+ *   platform both       createServiceClient -> startServer (metrics, tracing, deadlines, guards, health), with metrics as every service has
  *   platform over mTLS  the same, the server a mesh port (mesh: { tls }): mTLS with certificates from a private
  *                       mesh CA, and access control; the client calls as "order", whom GetStock's contract admits,
  *                       and checks the server is "inventory", over one reused session as in the mesh
@@ -14,10 +17,13 @@
  *                       as shipped, and with its timeout, retry, breaker and bulkhead set like ours
  * Every client and server lives in this one process, so each pairing has the same one event
  * loop; Moleculer's nats-server is a second process, and its CPU is counted in its rows.
- * Run: npx tsx bench/rpc-hop.ts [rounds=3] [seconds=3, 1 with BENCH_QUICK=1] [concurrency=64] [connections=300, 100 with BENCH_QUICK=1]
+ * Run: npx tsx bench/rpc-hop.ts [rounds=3] [seconds=3, 1 with BENCH_QUICK=1] [concurrency=64] [connections=300, 100 with BENCH_QUICK=1] [--profile DIR]
+ * --profile DIR: a V8 CPU profile of each pairing's last round, DIR/<n>-<pairing>.cpuprofile (open it in Chrome
+ * DevTools or speedscope); the profiler's own cost is in that round's figures, so compare figures without it.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:http2";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, createSecureServer } from "node:http2";
+import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
 import type { AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
@@ -27,21 +33,33 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { pino } from "pino";
 import { InventoryService } from "../gen/shop/inventory/v1/inventory_service_pb.js";
-import { createServiceClient, type PeerTls } from "../services/platform/clients.js";
+import { createServiceClient, meshSessionOptions, type PeerTls } from "../services/platform/clients.js";
 import { startMeshPki } from "../services/platform/dev/mesh-pki.js";
-import { loadMeshCredentials } from "../services/platform/mesh-tls.js";
+import { loadMeshCredentials, type MeshCredentials } from "../services/platform/mesh-tls.js";
+import { createMetrics } from "../services/platform/metrics.js";
 import { startServer } from "../services/platform/server.js";
 import { initTelemetry } from "../services/platform/telemetry.js";
 import { moleculerFaultTolerance, moleculerTransportNote, startMoleculerPeer } from "./moleculer-peer.js";
 import { commandLine, median, progress, quick, targetLine } from "./report.js";
 
-const [rounds = 3, seconds = quick ? 1 : 3, concurrency = 64, connections = quick ? 100 : 300] = process.argv.slice(2).map(Number);
+const args = process.argv.slice(2);
+const profileFlag = args.indexOf("--profile");
+const profileDir = profileFlag < 0 ? undefined : args.splice(profileFlag, 2)[1];
+if (profileFlag >= 0 && !profileDir) throw new Error("--profile needs a directory");
+const [rounds = 3, seconds = quick ? 1 : 3, concurrency = 64, connections = quick ? 100 : 300] = args.map(Number);
 const echo = (router: ConnectRouter) => router.service(InventoryService, { getStock: (req) => ({ stock: { sku: req.sku, available: 1 } }) });
 
 async function bareServer() {
   const server = createServer(connectNodeAdapter({ routes: echo }));
   await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((done) => server.close(() => done())) };
+}
+
+/** connectNodeAdapter on node:http2's TLS server, which insists on a client certificate from the mesh CA. */
+async function bareMtlsServer(credentials: MeshCredentials) {
+  const server = createSecureServer({ ...credentials.pem(), requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" }, connectNodeAdapter({ routes: echo }));
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((done) => server.close(() => done())) };
 }
 
 function grpcJsPair() {
@@ -125,7 +143,8 @@ const logger = pino({ level: "silent" });
 // real spans and their cost is counted; without an OTLP endpoint they are not exported.
 initTelemetry({ serviceName: "bench" });
 const bare = await bareServer();
-const serverOptions = { logger, services: [InventoryService], routes: echo, maxRequestBytes: 1 << 20, shutdownGraceMs: 500 };
+// Counted by the metrics interceptor, as every service's port is (services/platform/service.ts).
+const serverOptions = { logger, services: [InventoryService], routes: echo, maxRequestBytes: 1 << 20, shutdownGraceMs: 500, metrics: createMetrics("inventory") };
 const platformServer = await startServer(serverOptions, { host: "127.0.0.1", port: 0 });
 // The mesh's own PKI (P-256 certificates naming spiffe://meshwork/<name>), in a directory of this run's.
 const pkiDir = mkdtempSync(join(tmpdir(), "meshwork-bench-pki-"));
@@ -134,8 +153,12 @@ const inventoryCredentials = loadMeshCredentials(pki.files("inventory"), { logge
 const orderCredentials = loadMeshCredentials(pki.files("order"), { logger });
 const mtlsServer = await startServer({ ...serverOptions, mesh: { tls: inventoryCredentials } }, { host: "127.0.0.1", port: 0 });
 const asOrder: PeerTls = { credentials: orderCredentials, peer: "inventory" };
+const bareMtls = await bareMtlsServer(inventoryCredentials);
 const bareSessions = new Http2SessionManager(bare.url);
 const bareClient = createClient(InventoryService, createConnectTransport({ baseUrl: bare.url, httpVersion: "2", useBinaryFormat: true, sessionManager: bareSessions }));
+// The TLS options our client uses (its certificate, the server's identity checked), and nothing else of it.
+const bareMtlsSessions = new Http2SessionManager(bareMtls.url, undefined, meshSessionOptions(asOrder));
+const bareMtlsClient = createClient(InventoryService, createConnectTransport({ baseUrl: bareMtls.url, httpVersion: "2", useBinaryFormat: true, sessionManager: bareMtlsSessions }));
 const platformToBare = createServiceClient(InventoryService, { baseUrl: bare.url });
 const platformToPlatform = createServiceClient(InventoryService, { baseUrl: platformServer.url });
 const platformOverMtls = createServiceClient(InventoryService, { baseUrl: mtlsServer.url, tls: asOrder });
@@ -147,6 +170,7 @@ const connectBinary = "Connect protocol, binary protobuf, HTTP/2 (one session)";
 const connectBinaryTls = "as above, over TLS 1.3 with client certificates (one session)";
 const pairings: Pairing[] = [
   { name: "bare connect", transport: connectBinary, call: () => bareClient.getStock({ sku: "x" }) },
+  { name: "bare connect over mTLS (order → inventory)", transport: connectBinaryTls, call: () => bareMtlsClient.getStock({ sku: "x" }) },
   { name: "platform client (timeout, retry, breaker, bulkhead, tracing) → bare server", transport: connectBinary, call: () => platformToBare.client.getStock({ sku: "x" }) },
   { name: "platform client → platform server (metrics, tracing, deadlines, guards)", transport: connectBinary, call: () => platformToPlatform.client.getStock({ sku: "x" }) },
   { name: "platform client → platform server over mTLS with access control (order → inventory)", transport: connectBinaryTls, call: () => platformOverMtls.client.getStock({ sku: "x" }) },
@@ -156,12 +180,29 @@ const pairings: Pairing[] = [
   { name: "Moleculer broker → Moleculer service, as shipped (no timeout, retry, breaker or bulkhead)", transport: moleculerTransportNote, call: moleculer.call, outsideCpuMs: moleculer.brokerCpuMs },
   { name: "Moleculer with timeout, retry, breaker and bulkhead set like ours", transport: moleculerTransportNote, call: moleculerWithFaultTolerance.call, outsideCpuMs: moleculerWithFaultTolerance.brokerCpuMs },
 ];
-const [bareConnect, platformClient, platformBoth, platformMtls, newConnection, newMtlsConnection, , moleculerAsShipped, moleculerLikeOurs] = pairings as [
-  Pairing, Pairing, Pairing, Pairing, Pairing, Pairing, Pairing, Pairing, Pairing,
+const [bareConnect, bareConnectMtls, platformClient, platformBoth, platformMtls, newConnection, newMtlsConnection, , moleculerAsShipped, moleculerLikeOurs] = pairings as [
+  Pairing, Pairing, Pairing, Pairing, Pairing, Pairing, Pairing, Pairing, Pairing, Pairing,
 ];
 const samples = new Map<Pairing, Sample[]>(pairings.map((pairing) => [pairing, []]));
+const profiler = profileDir === undefined ? undefined : new Session();
+if (profiler) {
+  mkdirSync(profileDir!, { recursive: true });
+  profiler.connect();
+  await profiler.post("Profiler.enable");
+}
+/** Measures the pairing, under the profiler in the last round of a --profile run. */
+async function measureRound(pairing: Pairing, round: number): Promise<Sample> {
+  if (!profiler || round < rounds - 1) return measure(pairing);
+  await profiler.post("Profiler.start");
+  const sample = await measure(pairing);
+  const { profile } = await profiler.post("Profiler.stop");
+  const index = pairings.indexOf(pairing) + 1;
+  const slug = pairing.name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 60);
+  writeFileSync(join(profileDir!, `${index}-${slug}.cpuprofile`), JSON.stringify(profile));
+  return sample;
+}
 for (let round = 0; round < rounds; round++) {
-  for (const pairing of pairings) samples.get(pairing)!.push(await measure(pairing));
+  for (const pairing of pairings) samples.get(pairing)!.push(await measureRound(pairing, round));
   progress(`rpc-hop: round ${round + 1}/${rounds} done`);
 }
 const rate = (pairing: Pairing) => median(samples.get(pairing)!.map((s) => s.callsPerSecond));
@@ -171,15 +212,18 @@ console.log("## One RPC hop\n");
 console.log(
   `\`${commandLine("bench/rpc-hop.ts", [rounds, seconds, concurrency, connections])}\`: unary echo (GetStock), ${concurrency} calls in flight, ${rounds} alternating rounds of ${seconds} s per pairing (${connections} calls for a connection per call), medians. ` +
     "Client and server of every pairing share this one process; CPU per call counts this process, plus nats-server for Moleculer. " +
-    "A tracer provider is registered as in every service; with no OTLP endpoint it starts no sampled traces (parent-based, off at the root), as in a service without one, so our tracing interceptors create and propagate non-recording spans. " +
+    "A tracer provider is registered as in every service; with no OTLP endpoint it starts no sampled traces (parent-based, off at the root), as in a service without one: our client starts a non-recording span per call (it has no trace to continue) and sends its ids, and our server continues that unsampled trace without a span of its own. " +
     "Moleculer's calls were checked to cross nats-server: with it killed, they time out. " +
-    "The mTLS server is a mesh port as every service serves (startServer with mesh: { tls }), with certificates issued by the mesh's own PKI (startMeshPki).\n",
+    "The mTLS server is a mesh port as every service serves (startServer with mesh: { tls }), with certificates issued by the mesh's own PKI (startMeshPki); bare connect over mTLS is node:http2's TLS server with the same certificates, demanding the client's. " +
+    "Our servers count every call in prom-client metrics, as services do.\n",
 );
 console.log("| pairing | transport | calls/s (median) | CPU µs/call | vs bare connect | vs Moleculer as shipped |\n|---|---|---|---|---|---|");
 for (const pairing of pairings) {
   console.log(`| ${pairing.name} | ${pairing.transport} | ${rate(pairing).toFixed(0)} | ${cpu(pairing).toFixed(0)} | ${(rate(pairing) / rate(bareConnect)).toFixed(2)} | ${(rate(pairing) / rate(moleculerAsShipped)).toFixed(2)} |`);
 }
 const likeForLike = (rate(platformBoth) / rate(moleculerLikeOurs)).toFixed(2);
+/** The ratio of two pairings' calls/s taken within each round, then the median: rounds alternate, so both sides of one ratio saw the same machine. */
+const ratioOfRounds = (pairing: Pairing, base: Pairing) => median(samples.get(pairing)!.map((s, i) => s.callsPerSecond / samples.get(base)![i]!.callsPerSecond));
 const cpuRange = (pairing: Pairing) => `${Math.min(...samples.get(pairing)!.map((s) => s.cpuMicrosPerCall)).toFixed(0)}–${Math.max(...samples.get(pairing)!.map((s) => s.cpuMicrosPerCall)).toFixed(0)}`;
 console.log();
 console.log(
@@ -192,11 +236,21 @@ console.log(
     `the TLS handshake with client certificates costs about ${(cpu(newMtlsConnection) - cpu(newConnection)).toFixed(0)} µs of CPU (both ends), and one reused mTLS session saves ${(cpu(newMtlsConnection) - cpu(platformMtls)).toFixed(0)} µs per call.`,
 );
 console.log();
-console.log(targetLine("platform client ≥ 0.90 × bare connect (the policy stack costs ≤ 10%)", rate(platformClient) / rate(bareConnect), 0.9));
+const stackOverMtls = ratioOfRounds(platformMtls, bareConnectMtls);
+console.log(
+  `The policy stack over the same mTLS transport: platform client → platform server ${rate(platformMtls).toFixed(0)} calls/s and ${cpu(platformMtls).toFixed(0)} µs of CPU per call, ` +
+    `bare connect ${rate(bareConnectMtls).toFixed(0)} calls/s and ${cpu(bareConnectMtls).toFixed(0)} µs; the stack adds ${(cpu(platformMtls) - cpu(bareConnectMtls)).toFixed(0)} µs per call, client and server together ` +
+    `(ratio of calls/s within each round: ${samples.get(platformMtls)!.map((s, i) => (s.callsPerSecond / samples.get(bareConnectMtls)![i]!.callsPerSecond).toFixed(2)).join(", ")}).`,
+);
+console.log();
+console.log(targetLine("platform client → platform server over mTLS ≥ 0.90 × bare connect over the same mTLS (the policy stack costs ≤ 10%)", stackOverMtls, 0.9));
+console.log();
+console.log(`In plaintext, the platform client alone → bare server: ${ratioOfRounds(platformClient, bareConnect).toFixed(2)} × bare connect; the platform at both ends: ${ratioOfRounds(platformBoth, bareConnect).toFixed(2)} ×.`);
 console.log();
 console.log(`${targetLine("platform client → platform server ahead of Moleculer as shipped (≥ 1.00 ×)", rate(platformBoth) / rate(moleculerAsShipped), 1)}; against Moleculer with fault tolerance like ours, ${likeForLike}`);
 
 bareSessions.abort(); // the HTTP/2 server's close waits for every open session to end
+bareMtlsSessions.abort();
 platformToBare.close();
 platformToPlatform.close();
 platformOverMtls.close();
@@ -210,4 +264,6 @@ orderCredentials.close();
 pki.stop();
 rmSync(pkiDir, { recursive: true, force: true });
 await bare.close();
+await bareMtls.close();
+profiler?.disconnect();
 process.exit(0);

@@ -34,23 +34,29 @@ export function accessOf(method: DescMethod): MethodAccess {
  * acts for a customer, it must name the customer, and only the gateway may name one.
  */
 export function createAccessControlInterceptor(): Interceptor {
-  return (next) => async (req) => {
-    if (req.service.typeName === Health.typeName) return next(req);
-    const caller = req.contextValues.get(callerIdentityKey);
-    if (caller === undefined) {
-      throw new ConnectError("this port requires a client certificate from the mesh CA (spiffe://meshwork/<name>)", Code.Unauthenticated);
-    }
-    if (req.service.typeName.startsWith(REFLECTION_PACKAGE)) return next(req);
-    const { callers, actsForCustomer } = accessOf(req.method);
-    if (!callers.has(caller)) throw new ConnectError(`${caller} may not call ${req.service.typeName}/${req.method.name}`, Code.PermissionDenied);
-    const customer = req.header.get(CUSTOMER_HEADER);
-    if (customer !== null) {
-      if (caller !== CUSTOMER_AGENT) throw new ConnectError(`only the ${CUSTOMER_AGENT} acts for customers; ${caller} may not send ${CUSTOMER_HEADER}`, Code.PermissionDenied);
-      if (!isSafePrincipalId(customer)) throw new ConnectError(`${CUSTOMER_HEADER}: ${PRINCIPAL_ID_RULE}`, Code.InvalidArgument);
-      req.contextValues.set(actingCustomerKey, customer);
-    } else if (actsForCustomer && caller === CUSTOMER_AGENT) {
-      throw new ConnectError(`${req.method.name} acts for a customer: the ${CUSTOMER_AGENT} must name it in ${CUSTOMER_HEADER}`, Code.PermissionDenied);
-    }
-    return next(req);
+  return (next) => (req) => {
+    const refusal = refusalOf(req);
+    return refusal ? Promise.reject(refusal) : next(req);
   };
+}
+
+/** Why the call may not go on, if it may not; a customer it names acts for it from here on. */
+function refusalOf(req: Parameters<Parameters<Interceptor>[0]>[0]): ConnectError | undefined {
+  if (req.service.typeName === Health.typeName) return undefined;
+  const caller = req.contextValues.get(callerIdentityKey);
+  if (caller === undefined) {
+    return new ConnectError("this port requires a client certificate from the mesh CA (spiffe://meshwork/<name>)", Code.Unauthenticated);
+  }
+  if (req.service.typeName.startsWith(REFLECTION_PACKAGE)) return undefined;
+  const { callers, actsForCustomer } = accessOf(req.method);
+  if (!callers.has(caller)) return new ConnectError(`${caller} may not call ${req.service.typeName}/${req.method.name}`, Code.PermissionDenied);
+  const customer = req.header.get(CUSTOMER_HEADER);
+  if (customer !== null) {
+    if (caller !== CUSTOMER_AGENT) return new ConnectError(`only the ${CUSTOMER_AGENT} acts for customers; ${caller} may not send ${CUSTOMER_HEADER}`, Code.PermissionDenied);
+    if (!isSafePrincipalId(customer)) return new ConnectError(`${CUSTOMER_HEADER}: ${PRINCIPAL_ID_RULE}`, Code.InvalidArgument);
+    req.contextValues.set(actingCustomerKey, customer);
+  } else if (actsForCustomer && caller === CUSTOMER_AGENT) {
+    return new ConnectError(`${req.method.name} acts for a customer: the ${CUSTOMER_AGENT} must name it in ${CUSTOMER_HEADER}`, Code.PermissionDenied);
+  }
+  return undefined;
 }

@@ -73,14 +73,17 @@ export function setTimeoutHeader(header: Headers, name: string, ms: number): voi
  * client side to read. It wraps the whole handler, so clients used inside see it.
  */
 export function createDeadlineInterceptor(maxTimeoutMs: number): Interceptor {
-  return (next) => async (req) => {
+  return (next) => (req) => {
     const timeoutMs = Math.min(timeoutFromHeaders(req.header) ?? maxTimeoutMs, maxTimeoutMs);
     const store = { deadline: Date.now() + timeoutMs };
-    const res = await storage.run(store, () => next(req));
+    const pending = storage.run(store, next, req);
     // A streaming handler's body runs as its messages are pulled, after this returned.
-    return res.stream ? { ...res, message: bind(res.message, store) } : res;
+    return streamsResponse(req.method) ? pending.then((res) => (res.stream ? { ...res, message: bind(res.message, store) } : res)) : pending;
   };
 }
+
+/** Whether the method answers with a stream, whose messages are produced after the handler returned. */
+const streamsResponse = (method: { methodKind: string }) => method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming";
 
 /** An async iterable whose every step runs with `store` as the current deadline. */
 function bind<T>(iterable: AsyncIterable<T>, store: { deadline: number }): AsyncIterable<T> {

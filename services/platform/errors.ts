@@ -94,14 +94,21 @@ export function toConnectError(err: unknown, logger: Logger): ConnectError {
  * after this interceptor has already returned the stream.
  */
 export function createErrorMappingInterceptor(logger: Logger): Interceptor {
-  return (next) => async (req) => {
-    const map = (err: unknown) => toConnectError(err, logger.child({ rpc: req.url }));
+  // The call's logger is made only for a failure: most calls succeed.
+  const mapped = (err: unknown, rpc: string) => toConnectError(err, logger.child({ rpc }));
+  return (next) => (req) => {
+    let pending: ReturnType<typeof next>;
     try {
-      const res = await next(req);
-      return res.stream ? { ...res, message: mappingErrors(res.message, map) } : res;
+      pending = next(req);
     } catch (err) {
-      throw map(err);
+      return Promise.reject(mapped(err, req.url));
     }
+    return pending.then(
+      (res) => (res.stream ? { ...res, message: mappingErrors(res.message, (err) => mapped(err, req.url)) } : res),
+      (err: unknown) => {
+        throw mapped(err, req.url);
+      },
+    );
   };
 }
 

@@ -24,20 +24,47 @@ export function createMetrics(service: string) {
     registers: [registry],
   });
 
-  // No closure per call (tsx names each one bound to a const, a defineProperty per call).
-  const interceptor: Interceptor = (next) => async (req) => {
-    const method = `${req.service.typeName}/${req.method.name}`;
-    const end = duration.startTimer({ method });
-    let code = "OK";
-    try {
-      return await next(req);
-    } catch (err) {
-      code = Code[ConnectError.from(err).code] ?? "Unknown";
-      throw err;
-    } finally {
-      end({ code });
-      requests.inc({ method, code });
+  /** Each method's labelled series, one per status code, made at its first call with that code. */
+  interface MethodSeries {
+    method: string;
+    byCode: Map<string, { duration: ReturnType<typeof duration.labels>; requests: ReturnType<typeof requests.labels> }>;
+  }
+  const seriesOf = new WeakMap<object, MethodSeries>();
+  function record(req: { service: { typeName: string }; method: { name: string } }, code: string, startedAt: number) {
+    let series = seriesOf.get(req.method);
+    if (!series) {
+      series = { method: `${req.service.typeName}/${req.method.name}`, byCode: new Map() };
+      seriesOf.set(req.method, series);
     }
+    let labelled = series.byCode.get(code);
+    if (!labelled) {
+      labelled = { duration: duration.labels(series.method, code), requests: requests.labels(series.method, code) };
+      series.byCode.set(code, labelled);
+    }
+    labelled.duration.observe((performance.now() - startedAt) / 1000);
+    labelled.requests.inc();
+  }
+  const codeOf = (err: unknown) => Code[ConnectError.from(err).code] ?? "Unknown";
+
+  const interceptor: Interceptor = (next) => (req) => {
+    const startedAt = performance.now();
+    let pending: ReturnType<typeof next>;
+    try {
+      pending = next(req);
+    } catch (err) {
+      record(req, codeOf(err), startedAt);
+      return Promise.reject(err);
+    }
+    return pending.then(
+      (res) => {
+        record(req, "OK", startedAt);
+        return res;
+      },
+      (err: unknown) => {
+        record(req, codeOf(err), startedAt);
+        throw err;
+      },
+    );
   };
 
   return {

@@ -91,8 +91,11 @@ export function createNodeHandler(
     // A plain-object lookup first: most calls carry a deadline, but few an absurd one.
     if (req.headers["connect-timeout-ms"] !== undefined || req.headers["grpc-timeout"] !== undefined) capTimeoutHeaders(request.header, maxTimeoutMs);
     handler(request)
-      .then(correctErrorResponse)
-      .then((response) => universalResponseToNodeResponse(response, res as never))
+      .then((response) => {
+        // Most responses need no correction: written at once, without another turn of the queue.
+        const corrected = correctErrorResponse(response);
+        return corrected instanceof Promise ? corrected.then((rewritten) => universalResponseToNodeResponse(rewritten, res as never)) : universalResponseToNodeResponse(corrected, res as never);
+      })
       .catch((reason: unknown) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;
         options.logger.error({ err: reason, rpc: handler.requestPath }, "writing the response failed");
@@ -135,7 +138,7 @@ function encodeGrpcMessage(message: string): string {
     .join("");
 }
 
-async function correctErrorResponse(response: UniversalServerResponse): Promise<UniversalServerResponse> {
+function correctErrorResponse(response: UniversalServerResponse): UniversalServerResponse | Promise<UniversalServerResponse> {
   // gRPC sends the status in HTTP trailers, or in the headers when no message precedes it.
   for (const fields of [response.header, response.trailer]) {
     const message = fields?.get("grpc-message");

@@ -20,12 +20,12 @@ const DEFAULT_MAX_ITEMS = 100;
  * the fields that have a limit.
  */
 export function createStringGuardInterceptor(): Interceptor {
-  return (next) => async (req) => {
+  return (next) => (req) => {
     const plan = planFor(req.method.input);
     if (!matters(plan)) return next(req);
     if (!req.stream) {
-      throwIfInvalid(plan, req.message as unknown as Fields);
-      return next(req);
+      const found = findViolation(plan, req.message as unknown as Fields);
+      return found ? Promise.reject(violationError(found)) : next(req);
     }
     return next({ ...req, message: guardEach(plan, req.message as AsyncIterable<never>) });
   };
@@ -169,14 +169,12 @@ function codePointsExceed(value: string, max: number): boolean {
   return false;
 }
 
-function throwIfInvalid(plan: MessagePlan, message: Fields): void {
-  const found = findViolation(plan, message);
-  if (found) throw new ConnectError(`${found.path}: ${found.problem}`, Code.InvalidArgument);
-}
+const violationError = (found: Violation) => new ConnectError(`${found.path}: ${found.problem}`, Code.InvalidArgument);
 
 async function* guardEach<T>(plan: MessagePlan, messages: AsyncIterable<T>): AsyncIterable<T> {
   for await (const message of messages) {
-    throwIfInvalid(plan, message as Fields);
+    const found = findViolation(plan, message as Fields);
+    if (found) throw violationError(found);
     yield message;
   }
 }

@@ -1,4 +1,4 @@
-import { context, propagation, SpanKind, SpanStatusCode, trace, type Context, type Span, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
+import { context, propagation, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
 import { AlwaysOffSampler, NodeTracerProvider, BatchSpanProcessor, ParentBasedSampler, type SpanExporter, type SpanProcessor, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-node";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
@@ -15,6 +15,9 @@ const TRACER = "meshwork";
  * recorded: with nowhere to export, recording a span is pure cost (attributes, timing,
  * about 10 µs per hop), so the traces this process starts are marked not sampled.
  */
+// Set by initTelemetry: whether no span of a trace a caller did not sample is ever recorded here.
+let recordsOnlySampledTraces = false;
+
 export function initTelemetry(options: { serviceName: string; otlpEndpoint?: string; exporter?: SpanExporter }): { shutdown(): Promise<void> } {
   const spanProcessors: SpanProcessor[] = [];
   if (options.exporter) spanProcessors.push(new SimpleSpanProcessor(options.exporter));
@@ -26,6 +29,7 @@ export function initTelemetry(options: { serviceName: string; otlpEndpoint?: str
     ...(exportsNothing ? { sampler: new ParentBasedSampler({ root: new AlwaysOffSampler() }) } : {}),
   });
   provider.register({ propagator: new W3CTraceContextPropagator() });
+  recordsOnlySampledTraces = exportsNothing;
   return { shutdown: () => provider.shutdown() };
 }
 
@@ -42,22 +46,60 @@ function endWithError(span: Span, err: unknown): void {
   span.end();
 }
 
-/** Runs `work` in a span; the span records an exception and error status if it throws. */
-export async function withSpan<T>(name: string, kind: SpanKind, parent: Context, attributes: Record<string, string>, work: (span: Span) => Promise<T>): Promise<T> {
-  const span = trace.getTracer(TRACER).startSpan(name, { kind, attributes }, parent);
+/**
+ * Whether a span started under `parent` would never be recorded, so none is needed: the
+ * parent's trace is one a caller did not sample, and this process records no other (see
+ * initTelemetry). The parent's ids then stand for the hop, in log lines and in the
+ * traceparent sent on; a trace with no parent still gets a span, for its ids.
+ */
+function unrecordedTrace(parent: Context): boolean {
+  if (!recordsOnlySampledTraces) return false;
+  const parentSpan = trace.getSpanContext(parent);
+  return parentSpan !== undefined && (parentSpan.traceFlags & TraceFlags.SAMPLED) === 0;
+}
+
+/** `run(arg)`'s promise, also when it throws before returning one. */
+function settle<A, T>(run: (arg: A) => Promise<T>, arg: A): Promise<T> {
   try {
-    const result = await context.with(trace.setSpan(parent, span), () => work(span));
-    span.end();
-    return result;
+    return run(arg);
   } catch (err) {
-    endWithError(span, err);
-    throw err;
+    return Promise.reject(err);
   }
 }
 
+/** Ends `span` when `pending` settles, with an error status if it fails. */
+function endingWith<T>(span: Span, pending: Promise<T>): Promise<T> {
+  return pending.then(
+    (result) => {
+      span.end();
+      return result;
+    },
+    (err: unknown) => {
+      endWithError(span, err);
+      throw err;
+    },
+  );
+}
+
+/**
+ * Runs `work` in a span; the span records an exception and error status if it throws. A
+ * span that is not recording (a trace nobody sampled) only carries ids, so nothing waits to
+ * end it.
+ */
+export function withSpan<T>(name: string, kind: SpanKind, parent: Context, attributes: Record<string, string>, work: (span: Span) => Promise<T>): Promise<T> {
+  const span = trace.getTracer(TRACER).startSpan(name, { kind, attributes }, parent);
+  const pending = context.with(trace.setSpan(parent, span), settle<Span, T>, undefined, work, span);
+  return span.isRecording() ? endingWith(span, pending) : pending;
+}
+
 /** Span name and attributes of an RPC, built once per method: they are the same for every call. */
-const rpcSpans = new WeakMap<object, { name: string; attributes: Record<string, string> }>();
-function rpcSpan(req: { service: { typeName: string }; method: { name: string } }) {
+interface RpcSpanShape {
+  name: string;
+  attributes: Record<string, string>;
+}
+type RpcRequest = { service: { typeName: string }; method: { name: string } };
+const rpcSpans = new WeakMap<object, RpcSpanShape>();
+function rpcSpan(req: RpcRequest): RpcSpanShape {
   let shape = rpcSpans.get(req.method);
   if (!shape) {
     shape = { name: `${req.service.typeName}/${req.method.name}`, attributes: { "rpc.system": "grpc", "rpc.service": req.service.typeName, "rpc.method": req.method.name } };
@@ -68,10 +110,23 @@ function rpcSpan(req: { service: { typeName: string }; method: { name: string } 
 
 /** Server interceptor: continues the caller's trace (traceparent) in a SERVER span. */
 export function createServerTracingInterceptor(service: string): Interceptor {
+  // The server's spans also name the service serving them; built once per method, too.
+  const serverSpans = new WeakMap<object, RpcSpanShape>();
+  const serverSpan = (req: RpcRequest) => {
+    let shape = serverSpans.get(req.method);
+    if (!shape) {
+      const { name, attributes } = rpcSpan(req);
+      shape = { name, attributes: { ...attributes, "meshwork.service": service } };
+      serverSpans.set(req.method, shape);
+    }
+    return shape;
+  };
   return (next) => (req) => {
     const parent = propagation.extract(context.active(), req.header, headerGetter);
-    const { name, attributes } = rpcSpan(req);
-    return withSpan(name, SpanKind.SERVER, parent, { ...attributes, "meshwork.service": service }, () => next(req));
+    // Entered all the same: the caller's trace id reaches this call's log lines and its own calls.
+    if (unrecordedTrace(parent)) return context.with(parent, settle<typeof req, Awaited<ReturnType<typeof next>>>, undefined, next, req);
+    const { name, attributes } = serverSpan(req);
+    return withSpan(name, SpanKind.SERVER, parent, attributes, () => next(req));
   };
 }
 
@@ -83,19 +138,16 @@ export function createServerTracingInterceptor(service: string): Interceptor {
  */
 export function createClientTracingInterceptor(): Interceptor {
   const tracer = trace.getTracer(TRACER);
-  return (next) => async (req) => {
-    const { name, attributes } = rpcSpan(req);
+  return (next) => (req) => {
     const parent = context.active();
+    if (unrecordedTrace(parent)) {
+      propagation.inject(parent, req.header, headerSetter);
+      return next(req);
+    }
+    const { name, attributes } = rpcSpan(req);
     const span = tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes }, parent);
     propagation.inject(trace.setSpan(parent, span), req.header, headerSetter);
-    try {
-      const res = await next(req);
-      span.end();
-      return res;
-    } catch (err) {
-      endWithError(span, err);
-      throw err;
-    }
+    return span.isRecording() ? endingWith(span, settle(next, req)) : next(req);
   };
 }
 
