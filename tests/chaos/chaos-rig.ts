@@ -211,7 +211,8 @@ export async function startChaosRig(options: { env?: Record<string, string>; log
         scenario: scenario.name,
         accepted: acceptedOrderIds.length,
         terminal: terminal?.["n"] ?? 0,
-        errors: report?.errors ?? {},
+        // PlaceOrder's refusals, which the load report keeps apart from errors, show here as they always did.
+        errors: { ...report?.errors, ...(report?.rejected ? { ResourceExhausted: report.rejected } : {}) },
         recoveredMs,
         violations,
         inFlightAtFault,
