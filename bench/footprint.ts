@@ -1,6 +1,8 @@
 /**
- * Footprint: how long `npm start` takes until every service reports SERVING, and each
- * service's resident memory idle and under load.
+ * Footprint: how long `npm start` takes until every service reports SERVING, each
+ * service's resident memory idle and under load, and each table's size and rows after the
+ * load (pg_total_relation_size: heap, indexes and TOAST), with bytes per order placed, so
+ * what grows without bound shows, and what the retention sweep keeps in check.
  *
  * `npm start` runs for real, as a newcomer runs it, but on free ports and pointed (through
  * DATABASE_URL and NATS_URL) at a Postgres and a nats-server this script starts in a scratch
@@ -17,6 +19,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import postgres from "postgres";
 import { startLocalNats } from "../services/platform/dev/local-nats.js";
 import { repoRoot } from "../services/platform/dev/local-infra.js";
 import { startLocalPostgres } from "../services/platform/dev/local-postgres.js";
@@ -65,6 +68,26 @@ const upMs = await new Promise<number>((done, fail) => {
 progress(`npm start: all SERVING after ${(upMs / 1000).toFixed(1)} s`);
 
 const rss = new Map<string, { idle: number; load: number }>();
+let placed = 0;
+let tables: { table: string; bytes: number; rows: number }[] = [];
+
+/** Every table of the services' schemas, its total size and its exact row count. */
+async function tableSizes(url: string): Promise<typeof tables> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    const found = await sql<{ schema: string; name: string; bytes: string }[]>`
+      select schemaname as schema, relname as name, pg_total_relation_size(relid)::text as bytes from pg_stat_user_tables
+      where relname <> '__drizzle_migrations' order by pg_total_relation_size(relid) desc`;
+    const sized = [];
+    for (const { schema, name, bytes } of found) {
+      const [counted] = await sql<{ n: string }[]>`select count(*)::text as n from ${sql(`${schema}.${name}`)}`;
+      sized.push({ table: `${schema}.${name}`, bytes: Number(bytes), rows: Number(counted?.n ?? 0) });
+    }
+    return sized;
+  } finally {
+    await sql.end();
+  }
+}
 try {
   await new Promise((resolve) => setTimeout(resolve, 10_000)); // let start-up garbage be collected
   const pids = servicePids(npmStart.pid!, services);
@@ -75,6 +98,8 @@ try {
   const report = await runLoad({ gatewayUrl: `http://127.0.0.1:${gateway.port}`, durationMs: loadSeconds * 1000, concurrency: 16, mix: { good: 8, declined: 1, outOfStock: 1 } });
   clearInterval(sampler);
   progress(`under load: ${report.ordersPerSecond.toFixed(1)} orders/s`);
+  placed = report.placed;
+  tables = await tableSizes(pg.url);
 } finally {
   process.kill(-npmStart.pid!, "SIGINT"); // as Ctrl-C: the supervisor stops the services
   await new Promise((resolve) => npmStart.once("exit", resolve));
@@ -99,5 +124,12 @@ resident set (VmRSS), idle 10 s after start and the peak while ${loadSeconds} s 
 |---|---|---|
 ${meshServiceNames.map((name) => `| ${name} | ${mib(rss.get(name)?.idle ?? 0)} | ${mib(rss.get(name)?.load ?? 0)} |`).join("\n")}
 | total | ${mib([...rss.values()].reduce((sum, r) => sum + r.idle, 0))} | ${mib([...rss.values()].reduce((sum, r) => sum + r.load, 0))} |
+
+Tables after the load (${placed} orders placed): pg_total_relation_size (heap, indexes, TOAST) and exact rows, per order placed.
+
+| table | size KiB | rows | bytes per order | rows per order |
+|---|---|---|---|---|
+${tables.map(({ table, bytes, rows }) => `| ${table} | ${(bytes / 1024).toFixed(0)} | ${rows} | ${placed ? (bytes / placed).toFixed(0) : "-"} | ${placed ? (rows / placed).toFixed(2) : "-"} |`).join("\n")}
+| total | ${(tables.reduce((sum, t) => sum + t.bytes, 0) / 1024).toFixed(0)} | ${tables.reduce((sum, t) => sum + t.rows, 0)} | ${placed ? (tables.reduce((sum, t) => sum + t.bytes, 0) / placed).toFixed(0) : "-"} | |
 `);
 process.exit(0);
