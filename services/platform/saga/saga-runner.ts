@@ -148,10 +148,16 @@ export type SagaActionOutcome =
 export type ActionHook = (tx: SqlExecutor, outcome: SagaActionOutcome) => Promise<void>;
 
 export interface SagaRunner<P> {
-  /** Records a new saga in the caller's transaction; drive it after that commits. */
+  /**
+   * Records a new saga in the caller's transaction, leased to this runner; drive it after
+   * that commits.
+   */
   create(tx: SqlExecutor, aggregateId: string, payload: P): Promise<string>;
-  /** Drives a saga in the background until it is terminal, parked or owned by another. */
-  drive(sagaId: string): void;
+  /**
+   * Drives a saga in the background until it is terminal, parked or owned by another. Given
+   * the payload of a saga this runner has just created, it starts without reading it back.
+   */
+  drive(sagaId: string, created?: P): void;
   /** Sagas this runner is driving now: the backlog that admission control weighs. */
   backlog(): number;
   /** Drives every unfinished saga whose lease is free; returns how many it picked up. */
@@ -341,9 +347,12 @@ export function createSagaRunner<P>(options: {
     });
   }
 
-  async function driveToEnd(sagaId: string): Promise<void> {
+  async function driveToEnd(sagaId: string, created: P | undefined): Promise<void> {
+    // A saga just created is leased to this runner, running, with no step started yet.
+    let fresh: ClaimedSaga | undefined = created && { id: sagaId, state: "running", payload: created, failureReason: null, steps: new Map() };
     while (!stopping.signal.aborted) {
-      const saga = await statements.claim(db, sagaId);
+      const saga = fresh ?? (await statements.claim(db, sagaId));
+      fresh = undefined;
       if (!saga) return; // terminal, parked, or another replica holds the lease
       const { steps } = saga;
       // Only a turn from running to compensating needs another pass; anything else has ended
@@ -354,10 +363,10 @@ export function createSagaRunner<P>(options: {
     }
   }
 
-  function drive(sagaId: string): void {
+  function drive(sagaId: string, created?: P): void {
     if (inFlight.has(sagaId) || stopping.signal.aborted) return;
     // A saga is started by a request but outlives it: it must not inherit its deadline.
-    const run = detachedFromDeadline(() => driveToEnd(sagaId))
+    const run = detachedFromDeadline(() => driveToEnd(sagaId, created))
       .catch((err: unknown) => logger.error({ sagaId, err }, "saga driver failed; the sweep resumes it"))
       .finally(() => inFlight.delete(sagaId));
     inFlight.set(sagaId, run);
@@ -430,7 +439,15 @@ export function createSagaRunner<P>(options: {
   return {
     async create(tx, aggregateId, payload) {
       const id = randomUUID();
-      await tx.insert(sagas).values({ id, type: definition.type, aggregateId, payload: payload as Record<string, unknown> });
+      await tx.insert(sagas).values({
+        id,
+        type: definition.type,
+        aggregateId,
+        payload: payload as Record<string, unknown>,
+        // Leased from the start, so drive() need not claim it: no other replica's sweep takes it.
+        leaseOwner: owner,
+        leaseExpiresAt: sql`now() + ${`${policy.leaseMs} milliseconds`}::interval`,
+      });
       return id;
     },
     drive,

@@ -40,21 +40,21 @@ export function createOrders(deps: { db: Db; store: OrderStore; inventory: Clien
       const created = await db.transaction(async (tx) => {
         const inserted = await store.insert(tx, { id: orderId, customerId: order.customerId, requestId: order.requestId, requestFingerprint: fingerprint, priced });
         if (!inserted) return undefined;
-        const sagaId = await saga.create(tx, orderId, {
+        const payload = {
           orderId,
           items: priced.lines.map(({ sku, quantity }) => ({ sku, quantity })),
           currency: priced.currency,
           totalMinor: priced.totalMinor,
           paymentToken: order.paymentToken,
-        });
-        return { order: inserted, sagaId };
+        };
+        return { order: inserted, payload, sagaId: await saga.create(tx, orderId, payload) };
       });
       if (!created) {
         const original = (await store.findByRequest(order.customerId, order.requestId))!;
         assertSameRequest(original.requestFingerprint, fingerprint);
         return original;
       }
-      saga.drive(created.sagaId);
+      saga.drive(created.sagaId, created.payload);
       return created.order;
     },
 
