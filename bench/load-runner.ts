@@ -23,6 +23,11 @@ export interface LoadOptions {
   timeline?: boolean;
   mix: { good: number; declined: number; outOfStock: number };
   onProgress?: (line: string) => void;
+  /**
+   * Called once the last order is terminal, before the invariant check reads every order
+   * back: a bench that charges the mesh's work to the orders stops its meters here.
+   */
+  onLoadEnd?: () => void | Promise<void>;
 }
 
 type Kind = "good" | "declined" | "outOfStock";
@@ -178,6 +183,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   }
   await Promise.allSettled([...inFlight]);
   clearInterval(progress);
+  await options.onLoadEnd?.();
   const elapsedS = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuAtStart);
 
@@ -207,7 +213,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     const key = `${p.kind}:${p.status === undefined ? "unknown" : OrderStatus[p.status]}`;
     outcomes[key] = (outcomes[key] ?? 0) + 1;
   }
-  const { onProgress: _onProgress, ...reported } = options;
+  const { onProgress: _onProgress, onLoadEnd: _onLoadEnd, ...reported } = options;
   return {
     startedAt: new Date(Date.now() - elapsedS * 1000).toISOString(),
     options: reported,
