@@ -104,6 +104,38 @@ describe("outbox relay against real NATS and Postgres", () => {
     expect(seen.filter((id) => second.includes(id))).toEqual(second);
   });
 
+  it("publishes every event once, each aggregate's in order, across batches and a window narrower than a batch", async () => {
+    // A second relay on a schema of its own, with batches of 7 and a window of 5, so an
+    // aggregate's events span batches and several of them wait in the window at once.
+    const narrowSchema = pgSchema("relay_narrow");
+    const narrowOutbox = createOutboxTable(narrowSchema);
+    for (const statement of await generateMigration(generateDrizzleJson({}), generateDrizzleJson({ schema: narrowSchema, outbox: narrowOutbox }))) await sql.unsafe(statement);
+    const narrow = startOutboxRelay({ sql, outbox: narrowOutbox, schemaName: "relay_narrow", stream, source: "relay-test", bus, logger: silentLogger, pollMs: 60_000, batchSize: 7, window: 5 });
+    try {
+      const { jsm } = await bus.ready;
+      const before = (await jsm.streams.info(stream.name)).state.last_seq;
+      // Three aggregates' events interleaved, committed at once: 60 rows, 9 batches.
+      const written = await db.transaction((tx) =>
+        appendToOutbox(
+          tx,
+          narrowOutbox,
+          Array.from({ length: 60 }, (_, i) => ({ schema: OrderConfirmedSchema, message: create(OrderConfirmedSchema, { orderId: `narrow-${i % 3}` }), aggregateType: "order", aggregateId: `narrow-${i % 3}` })),
+        ),
+      );
+      await eventually(async () => expect(Number((await sql`select count(*)::int as n from relay_narrow.outbox where published_at is null`)[0]?.["n"])).toBe(0), 15_000);
+      const after = (await jsm.streams.info(stream.name)).state.last_seq;
+      expect(after - before).toBe(60);
+      const seen: string[] = [];
+      for (let seq = before + 1; seq <= after; seq++) seen.push((await jsm.streams.getMessage(stream.name, { seq }))!.header.get("ce-id"));
+      for (const aggregate of [0, 1, 2]) {
+        const ofAggregate = written.filter((_, i) => i % 3 === aggregate);
+        expect(seen.filter((id) => ofAggregate.includes(id))).toEqual(ofAggregate);
+      }
+    } finally {
+      await narrow.stop();
+    }
+  });
+
   it("holds an aggregate's later events behind one whose publish fails, and lets other aggregates through", async () => {
     const before = await streamed();
     // No stream takes this subject, so publishing it fails for as long as the row exists.
