@@ -32,7 +32,12 @@ const mesh = await startScratchMesh({
 });
 const sql = postgres(mesh.databaseUrl, { max: 1, onnotice: () => {} });
 
-/** Which mesh process a pid is, by its command line: a service's entry point, Postgres or NATS. */
+/**
+ * Which mesh process a pid is, by its command line: a service's entry point, NATS, or Postgres,
+ * split by whom it works for. A backend's title is `postgres: <role> <database> <client> <state>`,
+ * and each service connects as its own role; the rest (WAL writer, checkpointer, autovacuum)
+ * is Postgres's own.
+ */
 function processName(pid: number): string | undefined {
   let cmdline: string;
   try {
@@ -41,7 +46,9 @@ function processName(pid: number): string | undefined {
     return undefined;
   }
   for (const name of meshServiceNames) if (mesh.pid(name) === pid) return name;
-  if (/\/postgres\s/.test(cmdline) || cmdline.startsWith("postgres:")) return "postgres";
+  const role = /^postgres: (\S+) /.exec(cmdline)?.[1];
+  if (role && (meshServiceNames as readonly string[]).includes(role)) return `postgres: ${role}'s connections`;
+  if (/\/postgres\s/.test(cmdline) || cmdline.startsWith("postgres:")) return "postgres: its own processes";
   if (cmdline.includes("nats-server")) return "nats-server";
   return undefined;
 }
@@ -99,7 +106,7 @@ try {
   });
   const orders = report.placed;
   if (!report.invariants.ok || orders === 0) throw new Error(`the load failed its invariant check or placed nothing: ${JSON.stringify(report.invariants)}`);
-  const names = [...meshServiceNames, "postgres", "nats-server"];
+  const names = [...meshServiceNames, ...meshServiceNames.map((name) => `postgres: ${name}'s connections`), "postgres: its own processes", "nats-server"];
   const cpu = new Map(names.map((name) => [name, ((after.get(name) ?? 0) - (before.get(name) ?? 0)) / orders]));
   const total = [...cpu.values()].reduce((a, b) => a + b, 0);
   const statementsPerOrder = statements.reduce((sum, row) => sum + row.calls, 0) / orders;
@@ -112,6 +119,7 @@ try {
   console.log(`| process | CPU ms per order | SQL statements per order | transactions (BEGIN) per order |`);
   console.log(`|---|---|---|---|`);
   for (const name of names) {
+    if (name.endsWith("'s connections") && cpu.get(name) === 0) continue; // the gateway has no database
     const row = statements.find((r) => r.role === name);
     console.log(`| ${name} | ${cpu.get(name)!.toFixed(1)} | ${row ? (row.calls / orders).toFixed(1) : "-"} | ${row ? (row.transactions / orders).toFixed(1) : "-"} |`);
   }
