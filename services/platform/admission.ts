@@ -129,7 +129,7 @@ const gradientDefaults: GradientLimitOptions = { initial: 100, min: 8, max: 1_00
  * a quiet spell would otherwise fill a backlog sized for the last busy one before its wait
  * showed.
  */
-const backlogDefaults: GradientLimitOptions = { initial: 32, min: 8, max: 1_000, tolerance: 1.5, smoothing: 0.5, longWindow: 60, baseline: "minimum", followUse: true };
+const backlogDefaults: GradientLimitOptions = { initial: 32, min: 8, max: 1_000, tolerance: 1.25, smoothing: 0.5, longWindow: 60, baseline: "minimum", followUse: true };
 /** A window of calls closes after this long and this many calls, whichever is later. */
 const WINDOW_MS = 100;
 const WINDOW_CALLS = 10;
