@@ -143,15 +143,15 @@ const logger = pino({ level: "silent" });
 // real spans and their cost is counted; without an OTLP endpoint they are not exported.
 initTelemetry({ serviceName: "bench" });
 const bare = await bareServer();
-// Counted by the metrics interceptor, as every service's port is (services/platform/service.ts).
-const serverOptions = { logger, services: [InventoryService], routes: echo, maxRequestBytes: 1 << 20, shutdownGraceMs: 500, metrics: createMetrics("inventory") };
-const platformServer = await startServer(serverOptions, { host: "127.0.0.1", port: 0 });
+const serverOptions = { logger, services: [InventoryService], routes: echo, maxRequestBytes: 1 << 20, shutdownGraceMs: 500 };
+// Each counted by the metrics interceptor, as every service's port is (services/platform/service.ts).
+const platformServer = await startServer({ ...serverOptions, metrics: createMetrics("inventory") }, { host: "127.0.0.1", port: 0 });
 // The mesh's own PKI (P-256 certificates naming spiffe://meshwork/<name>), in a directory of this run's.
 const pkiDir = mkdtempSync(join(tmpdir(), "meshwork-bench-pki-"));
 const pki = await startMeshPki(pkiDir, { lifetimeMs: 60 * 60_000 });
 const inventoryCredentials = loadMeshCredentials(pki.files("inventory"), { logger });
 const orderCredentials = loadMeshCredentials(pki.files("order"), { logger });
-const mtlsServer = await startServer({ ...serverOptions, mesh: { tls: inventoryCredentials } }, { host: "127.0.0.1", port: 0 });
+const mtlsServer = await startServer({ ...serverOptions, metrics: createMetrics("inventory"), mesh: { tls: inventoryCredentials } }, { host: "127.0.0.1", port: 0 });
 const asOrder: PeerTls = { credentials: orderCredentials, peer: "inventory" };
 const bareMtls = await bareMtlsServer(inventoryCredentials);
 const bareSessions = new Http2SessionManager(bare.url);
