@@ -121,7 +121,7 @@ describe("adaptive admission control on a real server", () => {
     const grown = await limit();
     expect(grown).toBeGreaterThan(16);
     delay = 240; // twelve times slower: queueing, as far as the limit can tell
-    const tally = await closedLoop(() => inventory.getStock({ sku: "a" }), 12, 2_500);
+    const tally = await closedLoop(() => inventory.getStock({ sku: "a" }), 12, 4_000);
     const shrunk = await limit();
     expect(shrunk).toBeLessThan(grown / 2);
     expect(tally.shed).toBeGreaterThan(0);
