@@ -15,6 +15,7 @@ import { loadConsoleAssets } from "./console-assets.js";
 import { createMeshStatus } from "./mesh-status.js";
 import { createRateLimitInterceptor } from "./rate-limit.js";
 import { createOrderEventFeed } from "./order-watch.js";
+import { createRecentOrders } from "./recent-orders.js";
 import { anonymousMethods, createRoutes } from "./routes.js";
 import { createWatchSlots } from "./watch-slots.js";
 import { meshDeployables } from "../../services/platform/dev/mesh.js";
@@ -32,6 +33,7 @@ export async function build(deps: GatewayDeps): Promise<ServiceServer> {
   const directory = createServiceDirectory({ bus, logger: deps.logger });
   // The contexts whose events WatchOrder reports, as the manifest says (its NATS user may follow those alone).
   const orderEvents = createOrderEventFeed(bus, gatewayDeployable.watches);
+  const recentOrders = createRecentOrders(orderEvents);
   const order = createServiceClient(OrderService, { baseUrl: deps.orderUrl, name: "order", directory, tls: mesh.peerTls("order") });
   const inventory = createServiceClient(InventoryService, { baseUrl: deps.inventoryUrl, name: "inventory", directory, tls: mesh.peerTls("inventory") });
   const payment = createServiceClient(PaymentService, { baseUrl: deps.paymentUrl, name: "payment", directory, tls: mesh.peerTls("payment") });
@@ -78,7 +80,7 @@ export async function build(deps: GatewayDeps): Promise<ServiceServer> {
           createAuthInterceptor(authenticator, StorefrontService, anonymousMethods),
           createRateLimitInterceptor(StorefrontService, { ...deps.rateLimit, by: "client" }),
         ],
-        routes: createRoutes({ order: order.client, inventory: inventory.client, payment: payment.client, authenticator, meshStatus, orderEvents, maxWatchMs: 5 * 60_000, watchSlots }),
+        routes: createRoutes({ order: order.client, inventory: inventory.client, payment: payment.client, authenticator, meshStatus, orderEvents, recentOrders, maxWatchMs: 5 * 60_000, watchSlots }),
       },
       { host: deps.host, port: deps.port },
     );

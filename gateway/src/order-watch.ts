@@ -29,21 +29,24 @@ type Listener = (event: OrderEvent) => void;
  */
 export function createOrderEventFeed(bus: BusConnection, contexts: readonly string[]) {
   const listeners = new Map<string, Set<Listener>>();
+  /** Listeners to every event of some types, whatever the order. */
+  const byType = new Map<string, Listener[]>();
   let subscriptions: Subscription[] = [];
   let closed = false;
 
   function dispatch(type: string, time: string, data: Uint8Array) {
     const schema = eventSchemas.get(type);
-    if (!schema) return;
+    // Decoded only when someone may want it: an open watch, or a listener to its type.
+    if (!schema || (listeners.size === 0 && !byType.has(type))) return;
     let message: OrderEvent["message"];
     try {
       message = fromBinary(schema, data) as OrderEvent["message"];
     } catch {
       return; // Not ours to judge; consumers dead-letter undecodable events.
     }
-    const watching = message.orderId && listeners.get(message.orderId);
-    if (!watching) return;
+    const watching = (message.orderId && listeners.get(message.orderId)) || [];
     const event = { type, message, time: new Date(time) };
+    for (const listener of byType.get(type) ?? []) listener(event);
     for (const listener of watching) listener(event);
   }
 
@@ -54,7 +57,7 @@ export function createOrderEventFeed(bus: BusConnection, contexts: readonly stri
       subscriptions = contexts.map((context) =>
         nc.subscribe(`shop.${context}.v1.>`, {
           callback: (err, msg) => {
-            if (!err && listeners.size > 0) dispatch(msg.headers?.get("ce-type") ?? "", msg.headers?.get("ce-time") ?? "", msg.data);
+            if (!err) dispatch(msg.headers?.get("ce-type") ?? "", msg.headers?.get("ce-time") ?? "", msg.data);
           },
         }),
       );
@@ -72,6 +75,10 @@ export function createOrderEventFeed(bus: BusConnection, contexts: readonly stri
         // Only this set: a repeated unsubscribe must not drop a later watcher's set.
         if (set.size === 0 && listeners.get(orderId) === set) listeners.delete(orderId);
       };
+    },
+    /** Calls `listener` with every event of these types, about any order. */
+    listenToTypes(types: readonly string[], listener: Listener): void {
+      for (const type of types) byType.set(type, [...(byType.get(type) ?? []), listener]);
     },
     close() {
       closed = true;

@@ -1,9 +1,7 @@
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type Client } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { StorefrontService, PartStatusSchema, type WatchOrderResponse } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
 import { OrderStatus, type OrderService, type Order } from "../../gen/shop/order/v1/order_service_pb.js";
-import { OrderCancelledSchema, OrderConfirmedSchema } from "../../gen/shop/order/v1/order_events_pb.js";
 import type { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
 import type { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
 import { detachedFromDeadline } from "../../services/platform/deadline.js";
@@ -12,7 +10,8 @@ import { CUSTOMER_HEADER } from "../../services/platform/mesh-identity.js";
 import { accessOf } from "../../services/platform/access-control.js";
 import { customerKey, type Authenticator } from "./auth.js";
 import type { MeshStatus } from "./mesh-status.js";
-import { watchOrderEvents, type OrderEvent, type OrderEventFeed } from "./order-watch.js";
+import { watchOrderEvents, type OrderEventFeed } from "./order-watch.js";
+import { applyOrderEvent, type RecentOrders } from "./recent-orders.js";
 import type { WatchSlots } from "./watch-slots.js";
 
 export interface GatewayRouteDeps {
@@ -22,6 +21,8 @@ export interface GatewayRouteDeps {
   authenticator: Authenticator;
   meshStatus: MeshStatus;
   orderEvents: OrderEventFeed;
+  /** Orders placed here lately, kept current, for the watch that follows. */
+  recentOrders: RecentOrders;
   /** How long a WatchOrder stream may stay open. */
   maxWatchMs: number;
   /** Open WatchOrder streams per customer and per address. */
@@ -35,19 +36,6 @@ const partStatus = (err?: unknown) =>
   err === undefined
     ? create(PartStatusSchema, { code: "OK" })
     : create(PartStatusSchema, { code: Code[ConnectError.from(err).code]?.replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase() ?? "UNKNOWN", message: ConnectError.from(err).rawMessage });
-
-/** The order after one of ordering's own events: confirmed or cancelled, when it was committed. */
-function applyOrderEvent(order: Order, event: OrderEvent): Order {
-  const updateTime = timestampFromDate(event.time);
-  switch (event.type) {
-    case OrderConfirmedSchema.typeName:
-      return { ...order, status: OrderStatus.CONFIRMED, updateTime };
-    case OrderCancelledSchema.typeName:
-      return { ...order, status: OrderStatus.CANCELLED, cancelReason: event.message.reason ?? "", updateTime };
-    default:
-      return order;
-  }
-}
 
 const isTerminal = (order: Order) => order.status === OrderStatus.CONFIRMED || order.status === OrderStatus.CANCELLED;
 
@@ -72,7 +60,7 @@ export function createRoutes(deps: GatewayRouteDeps) {
     // every call, this stream included: maxWatchMs and the caller leaving bound it. So
     // each read gets the order client's own budget, not what is left of the stream's.
     const read = async () => present((await detachedFromDeadline(() => order.getOrder({ orderId }, forCustomer(customer, ctx.signal)))).order, orderId);
-    let current = await read();
+    let current = deps.recentOrders.latest(orderId, customer) ?? (await read());
     yield { $typeName: "shop.gateway.v1.WatchOrderResponse", order: current, eventType: "" };
     if (isTerminal(current)) return;
     const events = watchOrderEvents(deps.orderEvents, orderId, 2_000);
@@ -113,6 +101,7 @@ export function createRoutes(deps: GatewayRouteDeps) {
           { customerId: customerOf(ctx), items: req.items, paymentToken: req.paymentToken, requestId: req.requestId },
           forCustomer(customerOf(ctx), ctx.signal),
         );
+        if (placed) deps.recentOrders.remember(placed);
         return { order: placed };
       },
 
