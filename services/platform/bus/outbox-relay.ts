@@ -49,6 +49,12 @@ interface PendingRow {
   created_ms: number;
 }
 
+/** Rows acked since the last stamp, and when they were collected. */
+interface Acked {
+  ids: string[];
+  atMs: number;
+}
+
 export interface OutboxRelay {
   stop(): Promise<void>;
 }
@@ -114,8 +120,9 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     });
   const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  // The statements of a round. clock_timestamp(), not now(): a row is stamped when its PubAck
-  // is in, not when the round's transaction began.
+  // The statements of a round. A stamp is the time its PubAcks were collected, in epoch ms
+  // (a drizzle instance on the same client turns postgres.js's Date parameters off), not the
+  // round transaction's now().
   const leadAndFetch = (tx: TransactionSql) => tx<({ acquired: boolean } & Partial<PendingRow>)[]>`
     with leader as (select pg_try_advisory_xact_lock(hashtext(${lockKey})) as acquired)
     select leader.acquired, pending.* from leader left join lateral (
@@ -123,11 +130,11 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       where leader.acquired and published_at is null order by seq limit ${batchSize}
     ) pending on true`;
   // The update and the select see the same snapshot, so the rows stamped here (all at or below `after`) cannot come back.
-  const stampAndFetch = (tx: TransactionSql, acked: string[], after: string) => tx<PendingRow[]>`
-    with stamped as (update ${outbox} set published_at = clock_timestamp() where id = any(${acked}::uuid[]))
+  const stampAndFetch = (tx: TransactionSql, acked: Acked, after: string) => tx<PendingRow[]>`
+    with stamped as (update ${outbox} set published_at = to_timestamp(${acked.atMs / 1000}::float8) where id = any(${acked.ids}::uuid[]))
     select id, seq, aggregate_type, aggregate_id, event_type, payload, headers, (extract(epoch from created_at) * 1000)::float8 as created_ms from ${outbox}
     where published_at is null and seq > ${after}::bigint order by seq limit ${batchSize}`;
-  const stamp = (tx: TransactionSql, acked: string[]) => tx`update ${outbox} set published_at = clock_timestamp() where id = any(${acked}::uuid[])`;
+  const stamp = (tx: TransactionSql, acked: Acked) => tx`update ${outbox} set published_at = to_timestamp(${acked.atMs / 1000}::float8) where id = any(${acked.ids}::uuid[])`;
 
   // The tracer name services/platform/telemetry.ts uses, so relay spans sit with the others.
   const tracer = trace.getTracer("meshwork");
@@ -197,11 +204,11 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         if (inFlight === 0) allSettled?.();
         return ok;
       };
-      const takeAcked = () => {
+      const takeAcked = (): Acked => {
         const ids = acked;
         acked = [];
         published += ids.length;
-        return ids;
+        return { ids, atMs: Date.now() };
       };
       for (let batch = 1; rows.length > 0; batch++) {
         const more = rows.length === batchSize && batch < batchesPerRound;
@@ -226,7 +233,7 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       }
       if (inFlight > 0) await new Promise<void>((resolve) => (allSettled = resolve));
       const last = takeAcked();
-      if (last.length > 0) await stamp(tx, last);
+      if (last.ids.length > 0) await stamp(tx, last);
       return { leader: true, published, drained: rows.length < batchSize, failed };
     });
   }
