@@ -123,16 +123,17 @@ export function startOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   // The statements of a round. A stamp is the time its PubAcks were collected, in epoch ms
   // (a drizzle instance on the same client turns postgres.js's Date parameters off), not the
   // round transaction's now().
+  const pendingColumns = sql`id, seq, aggregate_type, aggregate_id, event_type, payload, headers, (extract(epoch from created_at) * 1000)::float8 as created_ms`;
   const leadAndFetch = (tx: TransactionSql) => tx<({ acquired: boolean } & Partial<PendingRow>)[]>`
     with leader as (select pg_try_advisory_xact_lock(hashtext(${lockKey})) as acquired)
     select leader.acquired, pending.* from leader left join lateral (
-      select id, seq, aggregate_type, aggregate_id, event_type, payload, headers, (extract(epoch from created_at) * 1000)::float8 as created_ms from ${outbox}
+      select ${pendingColumns} from ${outbox}
       where leader.acquired and published_at is null order by seq limit ${batchSize}
     ) pending on true`;
   // The update and the select see the same snapshot, so the rows stamped here (all at or below `after`) cannot come back.
   const stampAndFetch = (tx: TransactionSql, acked: Acked, after: string) => tx<PendingRow[]>`
     with stamped as (update ${outbox} set published_at = to_timestamp(${acked.atMs / 1000}::float8) where id = any(${acked.ids}::uuid[]))
-    select id, seq, aggregate_type, aggregate_id, event_type, payload, headers, (extract(epoch from created_at) * 1000)::float8 as created_ms from ${outbox}
+    select ${pendingColumns} from ${outbox}
     where published_at is null and seq > ${after}::bigint order by seq limit ${batchSize}`;
   const stamp = (tx: TransactionSql, acked: Acked) => tx`update ${outbox} set published_at = to_timestamp(${acked.atMs / 1000}::float8) where id = any(${acked.ids}::uuid[])`;
 
