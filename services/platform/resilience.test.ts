@@ -351,12 +351,32 @@ describe("a breaker counts only the dependency's own failures", () => {
   });
 
   it("a dependency shedding load (RESOURCE_EXHAUSTED) is neither retried nor held against its breaker", async () => {
-    await startMiddle({ maxAttempts: 3, breakerThreshold: 3 });
+    // No client-side throttling here, so that every call reaches the dependency.
+    await startMiddle({ maxAttempts: 3, breakerThreshold: 3, throttle: { overAccepted: Infinity, windowMs: 5_000 } });
     seen.calls.set("shed", 0);
     for (let i = 0; i < 10; i++) expect(codeOf(await toDownstream.client.getStock({ sku: "shed" }).catch((e) => e))).toBe(Code.ResourceExhausted);
     expect(toDownstream.stats()).toMatchObject({ breaker: "closed", retries: 0, retriesRefused: 0, rejected: 0 });
     expect(seen.calls.get("shed")).toBe(10);
     expect((await toDownstream.client.getStock({ sku: "fast" })).stock?.sku).toBe("fast");
+  });
+
+  it("holds back calls to a dependency that sheds them (adaptive throttling), and lets go once it accepts them again", async () => {
+    await startMiddle({ breakerThreshold: 1_000 });
+    seen.calls.set("shed", 0);
+    const codes = [];
+    for (let i = 0; i < 50; i++) codes.push(codeOf(await toDownstream.client.getStock({ sku: "shed" }).catch((e) => e)));
+    expect(codes.every((code) => code === Code.ResourceExhausted)).toBe(true);
+    expect(seen.calls.get("shed")).toBeLessThan(25); // held back here, never sent
+    expect(toDownstream.stats().rejected).toBe(50 - seen.calls.get("shed")!);
+    // It probes now and then, and the refusals age out of its 5 s window: within it, calls flow again.
+    let accepted = 0;
+    const started = performance.now();
+    for (let i = 0; i < 400 && accepted < 10; i++) {
+      if (await toDownstream.client.getStock({ sku: "fast" }).then(() => true, () => false)) accepted++;
+      else await sleep(20);
+    }
+    expect(accepted).toBe(10);
+    expect(performance.now() - started).toBeLessThan(6_000);
   });
 });
 

@@ -18,7 +18,7 @@ import {
 } from "cockatiel";
 import { remainingBudgetMs, setTimeoutHeader, timeoutHeaderOf } from "./deadline.js";
 import { withoutMetadata } from "./errors.js";
-import { createRetryBudget, type RetryBudgetPolicy } from "./retry-budget.js";
+import { createRetryBudget, createThrottle, type RetryBudgetPolicy, type ThrottlePolicy } from "./retry-budget.js";
 
 /** How calls to one dependency are protected. */
 export interface ResiliencePolicy {
@@ -39,6 +39,8 @@ export interface ResiliencePolicy {
   maxQueued: number;
   /** How many retries the dependency's calls earn: a share of the calls, plus a floor per second. */
   retryBudget: RetryBudgetPolicy;
+  /** Client-side throttling of a dependency that sheds load (RESOURCE_EXHAUSTED). */
+  throttle: ThrottlePolicy;
   /**
    * An attempt the caller's deadline or cancellation ends after it has waited this long counts
    * as the dependency hanging: no healthy dependency of the mesh keeps a caller waiting that
@@ -61,6 +63,8 @@ export const defaultResiliencePolicy: ResiliencePolicy = {
   maxQueued: 256,
   // Linkerd's defaults: retries at most 20% of calls, plus 10 a second, over 10 s.
   retryBudget: { ratio: 0.2, minPerSecond: 10, windowMs: 10_000 },
+  // The SRE book's k = 2, over a window short enough to let go soon after an overload.
+  throttle: { overAccepted: 2, windowMs: 5_000 },
   slowAttemptMs: 1_000,
 };
 
@@ -74,7 +78,7 @@ export interface DependencyStats {
   failures: number;
   /** Calls the caller gave up on: it cancelled, or its deadline ran out. Never held against the dependency. */
   abandoned: number;
-  /** Calls refused without being sent: breaker open or bulkhead full. */
+  /** Calls refused without being sent: breaker open, bulkhead full, or held back while the dependency sheds load. */
   rejected: number;
   retries: number;
   /** Retries the retry budget refused: the dependency's failures would have been retried, but it was spent. */
@@ -122,7 +126,9 @@ const breakerStates: Record<CircuitState, BreakerState> = {
  * (exponential backoff with jitter; only idempotent methods; only Unavailable and
  * DeadlineExceeded; spent from a retry budget), circuit breaker (consecutive failures;
  * half-open trial), a per-attempt timeout, bulkhead (concurrency plus a queue). An open
- * breaker fails fast with UNAVAILABLE; a full bulkhead with RESOURCE_EXHAUSTED.
+ * breaker fails fast with UNAVAILABLE; a full bulkhead with RESOURCE_EXHAUSTED. In front of
+ * it all, a dependency that sheds load (RESOURCE_EXHAUSTED) gets some calls held back here
+ * (adaptive throttling), since each refusal costs it, and every hop before it, something.
  *
  * The breaker and the retry budget count only the dependency's own failures: its unhealthy
  * codes, and attempts that ran out of the client's own time (the per-attempt timeout, or the
@@ -147,6 +153,7 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
   );
   const isolation = bulkhead(policy.maxConcurrent, policy.maxQueued);
   const retryBudget = createRetryBudget(policy.retryBudget);
+  const throttle = createThrottle(policy.throttle);
   /** Attempt failures the budget granted a retry: the attempt decides, since only it knows whether one is left. */
   const granted = new WeakSet<object>();
   const retryable = (err: Error) => granted.has(err);
@@ -237,10 +244,17 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
       return req.signal.aborted || callerBound;
     };
     stats.calls++;
+    if (throttle.holdsBack()) {
+      stats.rejected++;
+      throw new ConnectError(`${dependency} is shedding load; this call was held back`, Code.ResourceExhausted);
+    }
     retryBudget.recordCall();
     try {
-      return await stack.execute(attempt, req.signal);
+      const response = await stack.execute(attempt, req.signal);
+      throttle.recordAccepted();
+      return response;
     } catch (err) {
+      if (!refused(err)) (codeOf(err) === Code.ResourceExhausted ? throttle.recordRefused : throttle.recordAccepted)();
       if (refused(err)) stats.rejected++;
       else if (abandonedByCaller(err)) stats.abandoned++;
       else stats.failures++;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createRetryBudget } from "./retry-budget.js";
+import { createRetryBudget, createThrottle } from "./retry-budget.js";
 
 const policy = { ratio: 0.2, minPerSecond: 10, windowMs: 10_000 };
 
@@ -63,5 +63,34 @@ describe("the retry budget", () => {
       if (i % 10 === 9 && !budget.tryRetry()) refused++;
     }
     expect(refused).toBe(0);
+  });
+});
+
+describe("adaptive throttling", () => {
+  it("sends a dependency that sheds past its capacity about twice what it accepts, and nothing is held back before it sheds", () => {
+    let now = 0;
+    const throttle = createThrottle({ overAccepted: 2, windowMs: 10_000 }, () => now);
+    const capacityPerSecond = 20;
+    const tally = { sent: 0, accepted: 0 };
+    // 100 calls a second for 30 s to a dependency that accepts 20 a second and refuses the rest.
+    for (let second = 0; second < 30; second++) {
+      let acceptedThisSecond = 0;
+      for (let i = 0; i < 100; i++) {
+        now = second * 1000 + i * 10;
+        if (throttle.holdsBack()) continue;
+        if (second >= 10) tally.sent++;
+        if (acceptedThisSecond < capacityPerSecond) {
+          acceptedThisSecond++;
+          if (second >= 10) tally.accepted++;
+          throttle.recordAccepted();
+        } else throttle.recordRefused();
+      }
+    }
+    // Measured once the window is full: about 2 × 20 a second sent, all 20 accepted.
+    expect(tally.accepted).toBe(20 * 20);
+    expect(tally.sent / 20).toBeGreaterThan(35);
+    expect(tally.sent / 20).toBeLessThan(50);
+    const quiet = createThrottle({ overAccepted: 2, windowMs: 10_000 }, () => now);
+    expect(Array.from({ length: 100 }, () => quiet.holdsBack()).some(Boolean)).toBe(false);
   });
 });

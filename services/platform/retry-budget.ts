@@ -15,7 +15,6 @@ export interface RetryBudget {
   tryRetry(): boolean;
 }
 
-/** The window is kept as this many slots, so counts age out a slot at a time rather than all at once. */
 const SLOTS = 10;
 
 /**
@@ -28,33 +27,74 @@ const SLOTS = 10;
  * dominate; this bound holds whatever the failure rate, which is what overload needs.
  */
 export function createRetryBudget(policy: RetryBudgetPolicy, now: () => number = Date.now): RetryBudget {
-  const slotMs = policy.windowMs / SLOTS;
-  const calls = new Array<number>(SLOTS).fill(0);
-  const retries = new Array<number>(SLOTS).fill(0);
-  let currentSlot = Math.floor(now() / slotMs);
+  const calls = createSlidingCount(policy.windowMs, now);
+  const retries = createSlidingCount(policy.windowMs, now);
   const floor = policy.minPerSecond * (policy.windowMs / 1000);
-  const sum = (counts: number[]) => counts.reduce((a, b) => a + b, 0);
-
-  /** Moves the window up to now, emptying the slots that aged out. */
-  function advance(): number {
-    const slot = Math.floor(now() / slotMs);
-    for (let s = currentSlot + 1; s <= Math.min(slot, currentSlot + SLOTS); s++) {
-      calls[s % SLOTS] = 0;
-      retries[s % SLOTS] = 0;
-    }
-    currentSlot = Math.max(currentSlot, slot);
-    return currentSlot % SLOTS;
-  }
-
   return {
-    recordCall() {
-      calls[advance()]!++;
-    },
+    recordCall: () => calls.add(),
     tryRetry() {
-      const slot = advance();
-      if (sum(retries) + 1 > policy.ratio * sum(calls) + floor) return false;
-      retries[slot]!++;
+      if (retries.total() + 1 > policy.ratio * calls.total() + floor) return false;
+      retries.add();
       return true;
     },
+  };
+}
+
+/** How hard a client holds back from a dependency that sheds load, after Google SRE's client-side throttling. */
+export interface ThrottlePolicy {
+  /** Requests sent may exceed those the dependency accepted by this factor before the client holds some back (SRE: 2). */
+  overAccepted: number;
+  windowMs: number;
+}
+
+export interface Throttle {
+  /** A call is about to be made: whether to refuse it here rather than send it, given how many the dependency refused lately. */
+  holdsBack(): boolean;
+  /** The dependency took a call on (whatever it answered, but that it was overloaded). */
+  recordAccepted(): void;
+  /** The dependency refused a call: it is overloaded (RESOURCE_EXHAUSTED). */
+  recordRefused(): void;
+}
+
+/**
+ * Adaptive throttling (Site Reliability Engineering, "Handling Overload"): a dependency that
+ * refuses calls with RESOURCE_EXHAUSTED still spends something on each refusal, and so does
+ * every hop before it. Once requests exceed `overAccepted` times the calls it accepted, over
+ * the window, each call is held back with probability (requests − k·accepts) / (requests + 1),
+ * so the dependency sees about k times what it can take, not the whole overload; calls held
+ * back count as requests, so the client keeps probing and lets go as accepts come back. It
+ * holds nothing back unless the dependency refused a call within the window: calls still in
+ * flight, not yet accepted, are no sign of overload.
+ */
+export function createThrottle(policy: ThrottlePolicy, now: () => number = Date.now, random: () => number = Math.random): Throttle {
+  const requests = createSlidingCount(policy.windowMs, now);
+  const accepts = createSlidingCount(policy.windowMs, now);
+  const refusals = createSlidingCount(policy.windowMs, now);
+  return {
+    holdsBack() {
+      requests.add();
+      if (refusals.total() === 0) return false;
+      const excess = requests.total() - policy.overAccepted * accepts.total();
+      return excess > 0 && random() < excess / (requests.total() + 1);
+    },
+    recordAccepted: () => accepts.add(),
+    recordRefused: () => refusals.add(),
+  };
+}
+
+/** A count over a sliding window, kept in SLOTS slots so that it ages out a slot at a time rather than all at once. */
+function createSlidingCount(windowMs: number, now: () => number) {
+  const slotMs = windowMs / SLOTS;
+  const counts = new Array<number>(SLOTS).fill(0);
+  let currentSlot = Math.floor(now() / slotMs);
+  const advance = () => {
+    const slot = Math.floor(now() / slotMs);
+    for (let s = currentSlot + 1; s <= Math.min(slot, currentSlot + SLOTS); s++) counts[s % SLOTS] = 0;
+    currentSlot = Math.max(currentSlot, slot);
+    return currentSlot % SLOTS;
+  };
+  return {
+    add: () => void counts[advance()]!++,
+    total: () => (advance(), counts.reduce((a, b) => a + b, 0)),
   };
 }
