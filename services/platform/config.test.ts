@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { addressList, ConfigError, connectionLimits, integer, oneOf, port, serviceConfig, url } from "./config.js";
 import { defaultConnectionLimits } from "./connection-limits.js";
+import { defaultRetention } from "./retention.js";
 
 describe("config readers", () => {
   it("fails fast naming the variable", () => {
@@ -30,6 +31,7 @@ describe("config readers", () => {
       trustedProxies: [],
       opsPort: 0,
       meshTls: { certFile: "c", keyFile: "k", caFile: "a" },
+      retention: defaultRetention,
     });
   });
 

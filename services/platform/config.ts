@@ -196,8 +196,9 @@ export function retentionSettings(env: Env): RetentionSettings {
 /** What a service with a database needs: the common settings plus its DATABASE_URL. */
 export interface ServiceConfig extends CommonConfig {
   databaseUrl: string;
+  retention: RetentionSettings;
 }
 
 export function serviceConfig(env: Env): ServiceConfig {
-  return { ...commonConfig(env), databaseUrl: url(env, "DATABASE_URL") };
+  return { ...commonConfig(env), databaseUrl: url(env, "DATABASE_URL"), retention: retentionSettings(env) };
 }

@@ -1,4 +1,4 @@
-import { pgSchema, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { index, pgSchema, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
 
 type Schema = ReturnType<typeof pgSchema>;
 
@@ -15,7 +15,8 @@ export function createInboxTable(schema: Schema) {
       eventType: text("event_type").notNull(),
       processedAt: timestamp("processed_at", { withTimezone: true }).notNull().defaultNow(),
     },
-    (t) => [primaryKey({ columns: [t.consumer, t.eventId] })],
+    // The retention sweep finds expired rows by age.
+    (t) => [primaryKey({ columns: [t.consumer, t.eventId] }), index("inbox_processed_idx").on(t.processedAt)],
   );
 }
 

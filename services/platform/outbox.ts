@@ -28,7 +28,11 @@ export function createOutboxTable(schema: Schema) {
       createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
       publishedAt: timestamp("published_at", { withTimezone: true }),
     },
-    (t) => [index("outbox_pending_idx").on(t.seq).where(sql`${t.publishedAt} is null`)],
+    (t) => [
+      index("outbox_pending_idx").on(t.seq).where(sql`${t.publishedAt} is null`),
+      // The retention sweep finds published rows by age.
+      index("outbox_published_idx").on(t.publishedAt).where(sql`${t.publishedAt} is not null`),
+    ],
   );
 }
 

@@ -158,7 +158,7 @@ describe("NATS users per service", () => {
       db = drizzle(sql);
       for (const statement of await generateMigration(generateDrizzleJson({}), generateDrizzleJson({ schema, outbox, inbox, effects }))) await sql.unsafe(statement);
       as["mesh-gateway"]!.nc.subscribe("shop.order.v1.>", { callback: (err, msg) => void (err ? undefined : watched.push(msg)) });
-      relay = startOutboxRelay({ sql, db, outbox, schemaName: "nats_permissions", stream: eventStream("order"), source: "order", bus: connections["mesh-order"]!, logger: silentLogger, pollMs: 200 });
+      relay = startOutboxRelay({ sql, outbox, schemaName: "nats_permissions", stream: eventStream("order"), source: "order", bus: connections["mesh-order"]!, logger: silentLogger, pollMs: 200 });
       consumer = startEventConsumer({
         bus: connections["mesh-notification"]!,
         db,

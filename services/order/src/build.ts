@@ -13,7 +13,7 @@ import { createOrderStore } from "./app/order-store.js";
 import { createOrders } from "./app/orders.js";
 import { createPlaceOrderSaga } from "./app/place-order-saga.js";
 import { createSagaAdmin } from "./app/saga-admin.js";
-import { outbox, sagas, sagaSteps, tables } from "./db/schema.js";
+import { outbox, sagaAudit, sagas, sagaSteps, tables } from "./db/schema.js";
 import { createRoutes } from "./rpc/routes.js";
 import { createSagaAdminRoutes } from "./rpc/saga-admin-routes.js";
 
@@ -35,6 +35,7 @@ export async function build(deps: OrderDeps): Promise<ServiceServer> {
     tables,
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),
     outbox: { table: outbox, stream: eventStream("order") },
+    retained: { sagas: { sagas, sagaSteps }, audit: [{ table: sagaAudit, column: sagaAudit.at }] },
     services: [OrderService, SagaAdminService],
     async setup({ db, bus, metrics, mesh }) {
       // Instances from the registry; the configured URLs when it knows none.

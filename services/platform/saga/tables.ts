@@ -45,6 +45,8 @@ export function createSagaTables(schema: Schema) {
     },
     (t) => [
       index("sagas_unfinished_idx").on(t.createdAt).where(sql`${t.state} in ('running', 'compensating')`),
+      // The retention sweep finds finished sagas by age.
+      index("sagas_finished_idx").on(t.updatedAt).where(sql`${t.state} in ('completed', 'compensated')`),
       // Operators list sagas by state, oldest first, a page at a time.
       index("sagas_state_created_idx").on(t.state, t.createdAt, t.id),
       check("sagas_state_valid", sql`${t.state} in ('running', 'compensating', 'completed', 'compensated', 'parked')`),

@@ -68,6 +68,8 @@ export const sagaAudit = ordersSchema.table(
   },
   (t) => [
     index("saga_audit_order_idx").on(t.orderId, t.at),
+    // The retention sweep finds expired rows by age.
+    index("saga_audit_at_idx").on(t.at),
     check("saga_audit_action_valid", sql`${t.action} in ('retry', 'compensate')`),
     check("saga_audit_outcome_valid", sql`${t.outcome} in ('accepted', 'not_found', 'refused')`),
   ],

@@ -1,0 +1,1 @@
+CREATE INDEX "outbox_published_idx" ON "inventory"."outbox" USING btree ("published_at") WHERE "inventory"."outbox"."published_at" is not null;

@@ -1,0 +1,1 @@
+CREATE INDEX "inbox_processed_idx" ON "notification"."inbox" USING btree ("processed_at");

@@ -1,0 +1,3 @@
+CREATE INDEX "outbox_published_idx" ON "orders"."outbox" USING btree ("published_at") WHERE "orders"."outbox"."published_at" is not null;--> statement-breakpoint
+CREATE INDEX "saga_audit_at_idx" ON "orders"."saga_audit" USING btree ("at");--> statement-breakpoint
+CREATE INDEX "sagas_finished_idx" ON "orders"."sagas" USING btree ("updated_at") WHERE "orders"."sagas"."state" in ('completed', 'compensated');

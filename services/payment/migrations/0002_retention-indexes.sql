@@ -1,0 +1,1 @@
+CREATE INDEX "outbox_published_idx" ON "payment"."outbox" USING btree ("published_at") WHERE "payment"."outbox"."published_at" is not null;
