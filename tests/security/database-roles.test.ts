@@ -1,5 +1,5 @@
-import { readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDatabase } from "../../services/platform/db.js";
@@ -7,10 +7,10 @@ import { provisionServiceRoles, serviceDatabaseUrl } from "../../services/platfo
 import { connect, createServiceDatabases, createTestDatabase, serviceSchemas, testRolePassword } from "../support/databases.js";
 import { silentLogger } from "../support/services.js";
 
+const migrations = (service: string) => resolve(import.meta.dirname, `../../services/${service}/migrations`);
+
 /** Every migration payment has, as its journal lists them. */
 const paymentMigrations = (JSON.parse(readFileSync(resolve(migrations("payment"), "meta/_journal.json"), "utf8")) as { entries: unknown[] }).entries.length;
-
-const migrations = (service: string) => resolve(import.meta.dirname, `../../services/${service}/migrations`);
 
 /** Opens (and so migrates) a service's database at `url` as `openDatabase` does at start, then closes it. */
 async function migrate(url: string, service: "inventory" | "payment" | "order") {
