@@ -18,7 +18,7 @@ import {
 } from "cockatiel";
 import { remainingBudgetMs, setTimeoutHeader, timeoutHeaderOf } from "./deadline.js";
 import { withoutMetadata } from "./errors.js";
-import { createRetryBudget, createThrottle, type RetryBudgetPolicy, type ThrottlePolicy } from "./retry-budget.js";
+import { createRetryBudget, createThrottle, type RetryBudgetPolicy, type Throttle, type ThrottlePolicy } from "./retry-budget.js";
 
 /** How calls to one dependency are protected. */
 export interface ResiliencePolicy {
@@ -153,7 +153,9 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
   );
   const isolation = bulkhead(policy.maxConcurrent, policy.maxQueued);
   const retryBudget = createRetryBudget(policy.retryBudget);
-  const throttle = createThrottle(policy.throttle);
+  /** Per method: a dependency may shed one (order sheds CreateOrder on its saga backlog) and serve the others. */
+  const throttles = new Map<string, Throttle>();
+  const throttleOf = (method: string) => throttles.get(method) ?? throttles.set(method, createThrottle(policy.throttle)).get(method)!;
   /** Attempt failures the budget granted a retry: the attempt decides, since only it knows whether one is left. */
   const granted = new WeakSet<object>();
   const retryable = (err: Error) => granted.has(err);
@@ -244,6 +246,7 @@ export function createResilience(dependency: string, overrides: Partial<Resilien
       return req.signal.aborted || callerBound;
     };
     stats.calls++;
+    const throttle = throttleOf(req.method.name);
     if (throttle.holdsBack()) {
       stats.rejected++;
       throw new ConnectError(`${dependency} is shedding load; this call was held back`, Code.ResourceExhausted);
