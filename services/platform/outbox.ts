@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { bigserial, getTableConfig, index, jsonb, pgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
-import { sql } from "drizzle-orm";
+import { sql, type SQL } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { bytea } from "./pg-types.js";
@@ -51,13 +51,9 @@ export interface DomainEvent<Desc extends DescMessage> {
 /** Anything that can run an insert: a drizzle database or transaction. */
 type Executor = PgDatabase<PgQueryResultHKT, Record<string, unknown>>;
 
-/**
- * Appends events to the outbox. Call it with the transaction that makes the state change.
- * Returns the event ids, which become `Nats-Msg-Id` and so dedupe republishing.
- */
-export async function appendToOutbox(tx: Executor, outbox: OutboxTable, events: DomainEvent<DescMessage>[]): Promise<string[]> {
-  if (events.length === 0) return [];
-  const rows = events.map((event) => ({
+/** The rows of some events, ids minted and the current trace attached. */
+function outboxRows(events: DomainEvent<DescMessage>[]) {
+  return events.map((event) => ({
     id: randomUUID(),
     aggregateType: event.aggregateType,
     aggregateId: event.aggregateId,
@@ -66,8 +62,38 @@ export async function appendToOutbox(tx: Executor, outbox: OutboxTable, events: 
     // The trace of the change travels with its event, through the relay to consumers.
     headers: currentTraceHeaders(),
   }));
+}
+
+const channelOf = (outbox: OutboxTable) => outboxChannel(getTableConfig(outbox).schema ?? "public");
+
+/**
+ * Appends events to the outbox. Call it with the transaction that makes the state change.
+ * Returns the event ids, which become `Nats-Msg-Id` and so dedupe republishing.
+ */
+export async function appendToOutbox(tx: Executor, outbox: OutboxTable, events: DomainEvent<DescMessage>[]): Promise<string[]> {
+  if (events.length === 0) return [];
+  const rows = outboxRows(events);
   // The NOTIFY is delivered at commit, and only if it commits: the relay wakes at once instead
   // of polling. One statement: a data-modifying WITH runs to completion whether or not read.
-  await tx.execute(sql`with appended as (${tx.insert(outbox).values(rows).getSQL()}) select pg_notify(${outboxChannel(getTableConfig(outbox).schema ?? "public")}, '')`);
+  await tx.execute(sql`with appended as (${tx.insert(outbox).values(rows).getSQL()}) select pg_notify(${channelOf(outbox)}, '')`);
   return rows.map((row) => row.id);
+}
+
+/**
+ * The same append as a CTE named `appended` of a larger statement, for a use case whose
+ * change and events fit in one statement, which is atomic without BEGIN and COMMIT. The rows
+ * go in only where `when` holds (e.g. that the change matched). `notify` goes in the
+ * statement's final SELECT, which must read it for it to run: it wakes the relay, at commit,
+ * if any row went in.
+ */
+export function outboxAppend(outbox: OutboxTable, events: DomainEvent<DescMessage>[], when: SQL): { cte: SQL; notify: SQL } {
+  const values = outboxRows(events).map(
+    (row) => sql`(${row.id}::uuid, ${row.aggregateType}::text, ${row.aggregateId}::text, ${row.eventType}::text, ${Buffer.from(row.payload)}::bytea, ${JSON.stringify(row.headers)}::jsonb)`,
+  );
+  return {
+    cte: sql`appended as (
+      insert into ${outbox} (id, aggregate_type, aggregate_id, event_type, payload, headers)
+      select * from (values ${sql.join(values, sql`, `)}) as v where ${when} returning 1)`,
+    notify: sql`(select pg_notify(${channelOf(outbox)}, '')::text from (select from appended limit 1) as any_appended)`,
+  };
 }

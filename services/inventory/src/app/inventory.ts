@@ -110,22 +110,18 @@ export function createInventory(db: Db): Inventory {
 
     async reserve(orderId, requested) {
       const lines = normalizeLines(requested);
-      return db.transaction(async (tx) => {
-        const reservationId = randomUUID();
-        const outcome = await takeStock(tx, reservationId, orderId, lines);
-        if (!outcome.created) return (await readReservation(tx, orderId, false))!;
-        if (!outcome.taken) {
-          // Throwing rolls the claim back with the rest.
-          const unknownIndex = requested.findIndex((item) => !outcome.available.has(item.sku));
-          if (unknownIndex >= 0) throw new InvalidStockRequestError(`items[${unknownIndex}].sku`, `unknown SKU "${requested[unknownIndex]?.sku}"`);
-          const short = lines.find((line) => outcome.available.get(line.sku)! < line.quantity)!;
-          throw new InsufficientStockError(short.sku, short.quantity, outcome.available.get(short.sku)!);
-        }
-        await appendToOutbox(tx, outbox, [
-          { schema: StockReservedSchema, message: create(StockReservedSchema, { reservationId, orderId, items: eventLines(lines) }), ...aggregate(orderId) },
-        ]);
-        return { id: reservationId, orderId, status: "reserved" as const, items: lines };
-      });
+      const reservation = { id: randomUUID(), orderId };
+      const event = { schema: StockReservedSchema, message: create(StockReservedSchema, { reservationId: reservation.id, orderId, items: eventLines(lines) }), ...aggregate(orderId) };
+      const outcome = await takeStock(db, reservation, lines, event);
+      if (outcome.created) return { ...reservation, status: "reserved" as const, items: lines };
+      // The order has a reservation already (a repeat, or a release that came first): it answers.
+      const existing = await readReservation(db, orderId, false);
+      if (existing) return existing;
+      const unknownIndex = requested.findIndex((item) => !outcome.available.has(item.sku));
+      if (unknownIndex >= 0) throw new InvalidStockRequestError(`items[${unknownIndex}].sku`, `unknown SKU "${requested[unknownIndex]?.sku}"`);
+      const short = lines.find((line) => outcome.available.get(line.sku)! < line.quantity);
+      if (!short) throw new Error(`reservation for ${orderId} neither made nor found`);
+      throw new InsufficientStockError(short.sku, short.quantity, outcome.available.get(short.sku)!);
     },
 
     async release(orderId) {

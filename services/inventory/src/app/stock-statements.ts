@@ -1,7 +1,9 @@
 import { sql, type SQL } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import type { ReservationStatus, StockLine } from "../domain/reservation.js";
-import { products, reservationItems, reservations, type tables } from "../db/schema.js";
+import type { DescMessage } from "@bufbuild/protobuf";
+import { outboxAppend, type DomainEvent } from "../../../platform/outbox.js";
+import { outbox, products, reservationItems, reservations, type tables } from "../db/schema.js";
 
 type Executor = Pick<PostgresJsDatabase<typeof tables>, "execute">;
 
@@ -23,38 +25,42 @@ const rows = async <T>(db: Executor, statement: SQL) => [...((await db.execute(s
 const itemsFrom = (pairs: [string, number][]): StockLine[] => pairs.map(([sku, quantity]) => ({ sku, quantity }));
 
 export interface TakeOutcome {
-  /** False when the order already had a reservation: nothing was taken. */
+  /** The reservation was made now: every line had enough stock, and it was taken. */
   created: boolean;
-  /** Every line could be taken, and was. */
-  taken: boolean;
+  /** Every line had enough stock (whether or not the order already had a reservation). */
+  enough: boolean;
   /** The locked stock of the requested SKUs that exist, for saying why not. */
   available: Map<string, number>;
 }
 
 /**
- * Claims the order's reservation and, if every line has enough stock, takes it (available
- * to reserved) and records the items, all or nothing. Concurrent calls for one order
- * serialize on the unique order_id: the loser's claim waits, then does nothing.
+ * If every line has enough stock: claims the order's reservation and, if the order had none,
+ * takes the stock (available to reserved), records the items and appends `event`. All in one
+ * statement, atomic without BEGIN and COMMIT, so nothing is written unless all of it is.
+ * Concurrent calls for one order queue on the SKUs' locks, then on the unique order_id: the
+ * loser's claim does nothing, and it reads the winner's reservation.
  */
-export async function takeStock(db: Executor, reservationId: string, orderId: string, lines: readonly StockLine[]): Promise<TakeOutcome> {
-  const [row] = await rows<{ created: boolean; taken: boolean; stock: [string, number][] }>(
+export async function takeStock(db: Executor, reservation: { id: string; orderId: string }, lines: readonly StockLine[], event: DomainEvent<DescMessage>): Promise<TakeOutcome> {
+  const appended = outboxAppend(outbox, [event], sql`exists (select from claimed)`);
+  const [row] = await rows<{ created: boolean; enough: boolean; stock: [string, number][] }>(
     db,
     sql`with lines as materialized ${linesOf(lines)},
-    claimed as (
-      insert into ${reservations} (id, order_id, status) values (${reservationId}::uuid, ${orderId}, 'reserved')
-      on conflict (order_id) do nothing returning id),
-    stock as materialized ${lockedInSkuOrder(sql`(select sku from lines where exists (select from claimed))`)},
+    stock as materialized ${lockedInSkuOrder(sql`(select sku from lines)`)},
     enough as (select count(*) = ${lines.length}::int as ok from stock s join lines l using (sku) where s.available >= l.quantity),
+    claimed as (
+      insert into ${reservations} (id, order_id, status) select ${reservation.id}::uuid, ${reservation.orderId}, 'reserved' where (select ok from enough)
+      on conflict (order_id) do nothing returning id),
     taken as (
       update ${products} p set available = p.available - l.quantity, reserved = p.reserved + l.quantity, updated_at = now()
-      from lines l where p.sku = l.sku and (select ok from enough)),
+      from lines l where p.sku = l.sku and exists (select from claimed)),
     items as (
       insert into ${reservationItems} (reservation_id, sku, quantity)
-      select c.id, l.sku, l.quantity from claimed c, lines l where (select ok from enough))
-    select exists (select from claimed) as created, (select ok from enough) as taken,
-      coalesce((select json_agg(json_build_array(sku, available)) from stock), '[]') as stock`,
+      select c.id, l.sku, l.quantity from claimed c, lines l),
+    ${appended.cte}
+    select exists (select from claimed) as created, (select ok from enough) as enough,
+      coalesce((select json_agg(json_build_array(sku, available)) from stock), '[]') as stock, ${appended.notify} as notified`,
   );
-  return { created: row!.created, taken: row!.taken, available: new Map(row!.stock) };
+  return { created: row!.created, enough: row!.enough, available: new Map(row!.stock) };
 }
 
 /**

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { and, asc, eq, inArray, sql } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
-import { appendToOutbox } from "../../../platform/outbox.js";
+import { appendToOutbox, outboxAppend } from "../../../platform/outbox.js";
 import { toMoney } from "../../../platform/money.js";
 import { PaymentCapturedSchema, PaymentDeclinedSchema, PaymentRefundedSchema } from "../../../../gen/shop/payment/v1/payment_events_pb.js";
 import { IdempotencyKeyReusedError } from "../domain/errors.js";
@@ -63,30 +63,34 @@ export function createPayments(db: Db, network: CardNetwork): Payments {
     });
   }
 
+  /**
+   * Records the card network's answer and its event in one statement, atomic without BEGIN
+   * and COMMIT: the event is appended only if the charge was still pending.
+   */
   async function settle(pending: PaymentRow, command: ChargeCommand): Promise<PaymentRow> {
     const result = await network.capture({ idempotencyKey: command.idempotencyKey, token: command.paymentToken, amount: command.amount });
-    return db.transaction(async (tx) => {
-      const [settled] = await tx
-        .update(payments)
-        .set(
-          result.outcome === "captured"
-            ? { status: "captured", providerReference: result.reference, updatedAt: sql`now()` }
-            : { status: "declined", declineReason: result.reason, updatedAt: sql`now()` },
-        )
-        .where(and(eq(payments.id, pending.id), eq(payments.status, "pending")))
-        .returning();
-      // A concurrent retry or a refund settled it first; its answer is the answer.
-      if (!settled) return (await tx.select().from(payments).where(eq(payments.id, pending.id)))[0]!;
-      const event =
-        settled.status === "captured"
-          ? { schema: PaymentCapturedSchema, message: create(PaymentCapturedSchema, { paymentId: settled.id, orderId: settled.orderId, amount: money(settled) }) }
-          : {
-              schema: PaymentDeclinedSchema,
-              message: create(PaymentDeclinedSchema, { paymentId: settled.id, orderId: settled.orderId, amount: money(settled), reason: settled.declineReason ?? "" }),
-            };
-      await appendToOutbox(tx, outbox, [{ ...event, ...aggregate(settled) }]);
-      return settled;
-    });
+    const outcome: Pick<PaymentRow, "status" | "providerReference" | "declineReason"> =
+      result.outcome === "captured"
+        ? { status: "captured", providerReference: result.reference, declineReason: pending.declineReason }
+        : { status: "declined", providerReference: pending.providerReference, declineReason: result.reason };
+    const event =
+      outcome.status === "captured"
+        ? { schema: PaymentCapturedSchema, message: create(PaymentCapturedSchema, { paymentId: pending.id, orderId: pending.orderId, amount: money(pending) }) }
+        : {
+            schema: PaymentDeclinedSchema,
+            message: create(PaymentDeclinedSchema, { paymentId: pending.id, orderId: pending.orderId, amount: money(pending), reason: outcome.declineReason ?? "" }),
+          };
+    const appended = outboxAppend(outbox, [{ ...event, ...aggregate(pending) }], sql`exists (select from settled)`);
+    const [settled] = (await db.execute(sql`
+      with settled as (
+        update ${payments} set status = ${outcome.status}, provider_reference = ${outcome.providerReference}::text,
+          decline_reason = ${outcome.declineReason}::text, updated_at = now()
+        where id = ${pending.id}::uuid and status = 'pending' returning updated_at),
+      ${appended.cte}
+      select (select updated_at from settled) as "updatedAt", ${appended.notify} as notified`)) as unknown as { updatedAt: string | null }[];
+    // A concurrent retry or a refund settled it first; its answer is the answer.
+    if (settled?.updatedAt == null) return (await db.select().from(payments).where(eq(payments.id, pending.id)))[0]!;
+    return { ...pending, ...outcome, updatedAt: payments.updatedAt.mapFromDriverValue(settled.updatedAt) as Date };
   }
 
   async function refundCapture(tx: Tx, row: PaymentRow, reference: string, idempotencyKey: string, reason: string) {
