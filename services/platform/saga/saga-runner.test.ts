@@ -82,6 +82,24 @@ describe("saga runner against real Postgres", () => {
     expect(await stepStates(saga.id)).toEqual(["a:succeeded:1", "b:succeeded:1", "pivot:succeeded:1", "after:succeeded:1"]);
   });
 
+  it("waits out a participant shedding load past its attempts instead of compensating, while other failures still count", async () => {
+    // stepAttempts is 3: five refusals for load, then success, must not cancel the order.
+    const shedding = scriptedSteps({
+      b: (attempt) => {
+        if (attempt <= 5) throw new ConnectError("payment is overloaded", Code.ResourceExhausted);
+      },
+    });
+    const { saga } = await settle(shedding.steps, "shed-then-served");
+    expect(saga.state).toBe("completed");
+    expect(await stepStates(saga.id)).toEqual(["a:succeeded:1", "b:succeeded:6", "pivot:succeeded:1", "after:succeeded:1"]);
+    const away = scriptedSteps({
+      b: () => {
+        throw new ConnectError("payment is away", Code.Unavailable);
+      },
+    });
+    expect((await settle(away.steps, "away-for-good")).saga.state).toBe("compensated");
+  });
+
   it("compensates every started step in reverse when a step says no", async () => {
     const { steps, log } = scriptedSteps({
       b: () => {

@@ -57,6 +57,8 @@ export function classifySagaFailure(err: unknown): SagaFailureKind {
   return isDatabaseUnavailable(err) ? "transient" : "unexpected";
 }
 
+const isShedding = (err: unknown) => err instanceof ConnectError && err.code === Code.ResourceExhausted;
+
 /** This runner's claim on a saga lapsed and another took it over; it must stop acting. */
 class LeaseLostError extends Error {
   constructor(sagaId: string) {
@@ -247,6 +249,7 @@ export function createSagaRunner<P>(options: {
     const perAttempt = timeout(target.timeoutMs, TimeoutStrategy.Aggressive);
     let delay: IBackoff<unknown> | undefined;
     let unexpected = 0;
+    let shed = 0;
     for (let n = 1; ; n++) {
       try {
         await perAttempt.execute(({ signal }) => attempt(signal, n), stopping.signal);
@@ -257,7 +260,11 @@ export function createSagaRunner<P>(options: {
         // Unexpected failures count while consecutive: a participant flapping between
         // "unavailable" and a crash mid-call ("internal") is still only away.
         if (kind === "transient") unexpected = 0;
-        const spent = target.untilDone ? kind === "unexpected" && ++unexpected >= target.budget : n >= target.budget;
+        // A participant shedding load is healthy and busy: waiting costs the order time, while
+        // giving up would cancel an order the mesh accepted. So shedding uses up no attempt;
+        // order's own admission control keeps new orders out while the backlog grows.
+        if (isShedding(err)) shed++;
+        const spent = target.untilDone ? kind === "unexpected" && ++unexpected >= target.budget : n - shed >= target.budget;
         if (kind === "definitive" || spent) throw err;
         delay = delay ? delay.next(undefined) : backoff.next();
         const lastError = `${target.errorPrefix}: ${describe(err)}`;
