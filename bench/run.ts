@@ -21,6 +21,7 @@ const benches: { file: string; args?: string[] }[] = [
   { file: "bench/outbox-throughput.ts" },
   { file: "bench/outbox-latency.ts" },
   { file: "bench/footprint.ts" },
+  { file: "bench/overload.ts" },
 ];
 
 /** A bench still running after this long is killed and reported, so the run always ends. */
