@@ -58,7 +58,7 @@ export async function build(deps: OrderDeps): Promise<ServiceServer> {
       if (resumed > 0) deps.logger.info({ resumed }, "resumed unfinished sagas");
       return {
         routes: (router) => {
-          createRoutes({ orders: createOrders({ db, store, inventory: inventory.client, saga }) })(router);
+          createRoutes({ orders: createOrders({ store, inventory: inventory.client, saga }) })(router);
           createSagaAdminRoutes({ admin: createSagaAdmin({ saga, logger: deps.logger }) })(router);
         },
         // CreateOrder answers before its saga runs: admission control weighs the sagas under way too.

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
-import { and, asc, eq, getTableColumns, gt, gte, inArray, isNull, lt, or, sql } from "drizzle-orm";
+import { and, asc, eq, getTableColumns, gt, gte, inArray, isNull, lt, or, sql, type SQL } from "drizzle-orm";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BrokenCircuitError, BulkheadRejectedError, ExponentialBackoff, TaskCancelledError, TimeoutStrategy, timeout, type IBackoff } from "cockatiel";
 import { isDatabaseUnavailable } from "../db-errors.js";
@@ -155,6 +155,11 @@ export interface SagaRunner<P> {
    * that commits.
    */
   create(tx: SqlExecutor, aggregateId: string, payload: P): Promise<string>;
+  /**
+   * The same record as a CTE of a larger statement, for a use case that writes its aggregate
+   * and its saga in one statement: `within(when)` inserts it only where `when` holds.
+   */
+  creation(aggregateId: string, payload: P): { sagaId: string; within(when: SQL): SQL };
   /**
    * Drives a saga in the background until it is terminal, parked or owned by another. Given
    * the payload of a saga this runner has just created, it starts without reading it back.
@@ -395,6 +400,11 @@ export function createSagaRunner<P>(options: {
     return rows.length;
   }
 
+  function creation(aggregateId: string, payload: P) {
+    const sagaId = randomUUID();
+    return { sagaId, within: (when: SQL) => statements.creation({ id: sagaId, type: definition.type, aggregateId, payload }, when) };
+  }
+
   const lockSaga = async (tx: SqlExecutor, aggregateId: string) => (await tx.select().from(sagas).where(eq(sagas.aggregateId, aggregateId)).for("update"))[0];
 
   /** Whether a step without compensation has started: the saga can then only go forward. */
@@ -445,18 +455,11 @@ export function createSagaRunner<P>(options: {
 
   return {
     async create(tx, aggregateId, payload) {
-      const id = randomUUID();
-      await tx.insert(sagas).values({
-        id,
-        type: definition.type,
-        aggregateId,
-        payload: payload as Record<string, unknown>,
-        // Leased from the start, so drive() need not claim it: no other replica's sweep takes it.
-        leaseOwner: owner,
-        leaseExpiresAt: sql`now() + ${`${policy.leaseMs} milliseconds`}::interval`,
-      });
-      return id;
+      const { sagaId, within } = creation(aggregateId, payload);
+      await tx.execute(sql`with ${within(sql`true`)} select`);
+      return sagaId;
     },
+    creation,
     drive,
     backlog: () => inFlight.size,
     resumeUnfinished,

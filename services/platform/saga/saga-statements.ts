@@ -44,6 +44,16 @@ export function createSagaStatements({ sagas, sagaSteps }: SagaTables, owner: st
   const fenced = async (db: SqlExecutor, statement: SQL) => (await rows<{ fenced: number }>(db, statement))[0]!.fenced > 0;
 
   return {
+    /**
+     * A new saga, leased to this runner from the start (so driving it needs no claim, and no
+     * other replica's sweep takes it), as a CTE of a larger statement: it goes in only where
+     * `when` holds.
+     */
+    creation: (saga: { id: string; type: string; aggregateId: string; payload: unknown }, when: SQL) =>
+      sql`created_saga as (
+        insert into ${sagas} (id, type, aggregate_id, payload, lease_owner, lease_expires_at)
+        select ${saga.id}::uuid, ${saga.type}::text, ${saga.aggregateId}::text, ${JSON.stringify(saga.payload)}::jsonb, ${owner}::text, ${lease} where ${when})`,
+
     /** Takes the lease of an unfinished saga that is free, ours or lapsed, and reads its steps. */
     async claim(db: SqlExecutor, sagaId: string): Promise<ClaimedSaga | undefined> {
       const [row] = await rows<{ id: string; state: SagaState; payload: unknown; failureReason: string | null; steps: [number, StepState][] }>(

@@ -1,7 +1,7 @@
-import { and, desc, eq, getTableColumns, lt, or, sql } from "drizzle-orm";
+import { and, desc, eq, getTableColumns, lt, or, sql, type SQL } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
-import { appendToOutbox } from "../../../platform/outbox.js";
+import { appendToOutbox, outboxAppend } from "../../../platform/outbox.js";
 import type { SqlExecutor } from "../../../platform/saga/saga-runner.js";
 import { toMoney as money } from "../../../platform/money.js";
 import { OrderLineSchema } from "../../../../gen/shop/order/v1/order_service_pb.js";
@@ -59,45 +59,59 @@ export function createOrderStore(db: Db) {
     },
 
     /**
-     * Inserts a PENDING order unless the customer already used this request id; returns
-     * it as stored, or undefined in that case so the caller can answer with the original. The
-     * `requestFingerprint` (domain requestFingerprint) lets a later reuse of the id for a
-     * different order be told apart from a replay.
+     * Inserts a PENDING order with its lines and its OrderCreated event, unless the customer
+     * already used this request id; returns it as stored, or undefined in that case so the
+     * caller can answer with the original. The `requestFingerprint` (domain
+     * requestFingerprint) lets a later reuse of the id for a different order be told apart
+     * from a replay. One statement, atomic without BEGIN and COMMIT: `alongside(isNew)` adds
+     * the CTEs that must go in with the order (its saga), given the condition that it did.
      */
-    async insert(tx: SqlExecutor, order: { id: string; customerId: string; requestId: string; requestFingerprint: string; priced: PricedOrder }): Promise<StoredOrder | undefined> {
-      const [inserted] = await tx
-        .insert(orders)
-        .values({
-          id: order.id,
-          customerId: order.customerId,
-          requestId: order.requestId,
-          requestFingerprint: order.requestFingerprint,
-          status: "pending",
-          totalMinor: order.priced.totalMinor,
-          currency: order.priced.currency,
-        })
-        .onConflictDoNothing({ target: [orders.customerId, orders.requestId] })
-        .returning();
-      if (!inserted) return undefined;
-      const lines = order.priced.lines.map((line, lineNo) => ({ orderId: order.id, lineNo, ...line }));
-      await tx.insert(orderLines).values(lines);
-      const items = order.priced.lines.map((line) =>
+    async insert(
+      order: { id: string; customerId: string; requestId: string; requestFingerprint: string; priced: PricedOrder },
+      alongside: (isNew: SQL) => SQL,
+    ): Promise<StoredOrder | undefined> {
+      const { priced } = order;
+      const lines = priced.lines.map((line, lineNo) => ({ orderId: order.id, lineNo, ...line }));
+      const items = priced.lines.map((line) =>
         create(OrderLineSchema, {
           sku: line.sku,
           name: line.name,
           quantity: line.quantity,
-          unitPrice: money(order.priced.currency, line.unitPriceMinor),
-          lineTotal: money(order.priced.currency, line.unitPriceMinor * line.quantity),
+          unitPrice: money(priced.currency, line.unitPriceMinor),
+          lineTotal: money(priced.currency, line.unitPriceMinor * line.quantity),
         }),
       );
-      await appendToOutbox(tx, outbox, [
-        {
-          schema: OrderCreatedSchema,
-          message: create(OrderCreatedSchema, { orderId: order.id, customerId: order.customerId, items, total: money(order.priced.currency, order.priced.totalMinor) }),
-          ...aggregate(order.id),
-        },
-      ]);
-      return { ...inserted, lines };
+      const created = create(OrderCreatedSchema, { orderId: order.id, customerId: order.customerId, items, total: money(priced.currency, priced.totalMinor) });
+      const isNew = sql`exists (select from inserted)`;
+      const appended = outboxAppend(outbox, [{ schema: OrderCreatedSchema, message: created, ...aggregate(order.id) }], isNew);
+      const [row] = (await db.execute(sql`
+        with inserted as (
+          insert into ${orders} (id, customer_id, request_id, request_fingerprint, status, total_minor, currency)
+          values (${order.id}::uuid, ${order.customerId}, ${order.requestId}, ${order.requestFingerprint}, 'pending', ${priced.totalMinor}, ${priced.currency})
+          on conflict (customer_id, request_id) do nothing returning created_at, updated_at),
+        lines as (
+          insert into ${orderLines} (order_id, line_no, sku, name, quantity, unit_price_minor)
+          select ${order.id}::uuid, l."lineNo", l.sku, l.name, l.quantity, l."unitPriceMinor"
+          from jsonb_to_recordset(${JSON.stringify(lines)}::jsonb) as l("lineNo" int, sku text, name text, quantity int, "unitPriceMinor" bigint)
+          where ${isNew}),
+        ${alongside(isNew)},
+        ${appended.cte}
+        select created_at as "createdAt", updated_at as "updatedAt", ${appended.notify} as notified from inserted`)) as unknown as { createdAt: string; updatedAt: string }[];
+      if (!row) return undefined;
+      const at = (value: string) => orders.createdAt.mapFromDriverValue(value) as Date;
+      return {
+        id: order.id,
+        customerId: order.customerId,
+        requestId: order.requestId,
+        requestFingerprint: order.requestFingerprint,
+        status: "pending",
+        totalMinor: priced.totalMinor,
+        currency: priced.currency,
+        cancelReason: null,
+        createdAt: at(row.createdAt),
+        updatedAt: at(row.updatedAt),
+        lines,
+      };
     },
 
     async confirm(orderId: string): Promise<OrderStatus> {

@@ -5,7 +5,7 @@ import type { SagaRunner } from "../../../platform/saga/saga-runner.js";
 import type { InventoryService } from "../../../../gen/shop/inventory/v1/inventory_service_pb.js";
 import { InvalidOrderError, OrderNotFoundError, OrderTransitionError } from "../domain/errors.js";
 import { assertCancellable, assertSameRequest, priceOrder, requestFingerprint, validateNewOrder, type CatalogPrice, type NewOrder } from "../domain/order.js";
-import type { Db, OrderStore, StoredOrder } from "./order-store.js";
+import type { OrderStore, StoredOrder } from "./order-store.js";
 import type { PlaceOrderPayload } from "./place-order-saga.js";
 
 export interface OrderPage {
@@ -14,8 +14,8 @@ export interface OrderPage {
 }
 
 /** Ordering's use cases. */
-export function createOrders(deps: { db: Db; store: OrderStore; inventory: Client<typeof InventoryService>; saga: SagaRunner<PlaceOrderPayload> }) {
-  const { db, store, inventory, saga } = deps;
+export function createOrders(deps: { store: OrderStore; inventory: Client<typeof InventoryService>; saga: SagaRunner<PlaceOrderPayload> }) {
+  const { store, inventory, saga } = deps;
 
   async function priceFromCatalog(order: NewOrder) {
     const { products } = await inventory.listProducts({ skus: [...new Set(order.items.map((item) => item.sku))] });
@@ -27,7 +27,7 @@ export function createOrders(deps: { db: Db; store: OrderStore; inventory: Clien
 
   return {
     /**
-     * Stores a PENDING order and its saga in one transaction, then starts the saga without
+     * Stores a PENDING order and its saga in one statement, then starts the saga without
      * waiting for it. A repeated request id answers with the order it created first, if it
      * asks for the same order; reused for a different one, it is refused. The insert finds
      * a repeat (its conflict), so a new order, the common case, reads nothing first.
@@ -37,25 +37,22 @@ export function createOrders(deps: { db: Db; store: OrderStore; inventory: Clien
       const fingerprint = requestFingerprint(order);
       const priced = await priceFromCatalog(order);
       const orderId = randomUUID();
-      const created = await db.transaction(async (tx) => {
-        const inserted = await store.insert(tx, { id: orderId, customerId: order.customerId, requestId: order.requestId, requestFingerprint: fingerprint, priced });
-        if (!inserted) return undefined;
-        const payload = {
-          orderId,
-          items: priced.lines.map(({ sku, quantity }) => ({ sku, quantity })),
-          currency: priced.currency,
-          totalMinor: priced.totalMinor,
-          paymentToken: order.paymentToken,
-        };
-        return { order: inserted, payload, sagaId: await saga.create(tx, orderId, payload) };
-      });
-      if (!created) {
+      const payload = {
+        orderId,
+        items: priced.lines.map(({ sku, quantity }) => ({ sku, quantity })),
+        currency: priced.currency,
+        totalMinor: priced.totalMinor,
+        paymentToken: order.paymentToken,
+      };
+      const newSaga = saga.creation(orderId, payload);
+      const inserted = await store.insert({ id: orderId, customerId: order.customerId, requestId: order.requestId, requestFingerprint: fingerprint, priced }, newSaga.within);
+      if (!inserted) {
         const original = (await store.findByRequest(order.customerId, order.requestId))!;
         assertSameRequest(original.requestFingerprint, fingerprint);
         return original;
       }
-      saga.drive(created.sagaId, created.payload);
-      return created.order;
+      saga.drive(newSaga.sagaId, payload);
+      return inserted;
     },
 
     /** The order; for a customer, only one of theirs: another's is as absent as one that never was. */
