@@ -114,23 +114,26 @@ export function createOrderStore(db: Db) {
       };
     },
 
-    async confirm(orderId: string): Promise<OrderStatus> {
-      return db.transaction(async (tx) => {
-        const [row] = await tx
-          .update(orders)
-          .set({ status: "confirmed", updatedAt: changedAt })
-          .where(and(eq(orders.id, orderId), eq(orders.status, "pending")))
-          .returning();
-        if (!row) return (await tx.select({ status: orders.status }).from(orders).where(eq(orders.id, orderId)))[0]?.status ?? "cancelled";
-        await appendToOutbox(tx, outbox, [
-          {
-            schema: OrderConfirmedSchema,
-            message: create(OrderConfirmedSchema, { orderId, customerId: row.customerId, total: money(row.currency, row.totalMinor) }),
-            ...aggregate(orderId),
-          },
-        ]);
-        return row.status;
-      });
+    /**
+     * Confirms a PENDING order with its OrderConfirmed event, in one statement, atomic
+     * without BEGIN and COMMIT; answers the order's status after it. The event is built from
+     * what the caller knows of the order; a saga persisted before its payload named the
+     * customer has it read first.
+     */
+    async confirm(order: { orderId: string; customerId?: string | undefined; currency: string; totalMinor: number }): Promise<OrderStatus> {
+      const { orderId } = order;
+      const customerId = order.customerId ?? (await db.select({ customerId: orders.customerId }).from(orders).where(eq(orders.id, orderId)))[0]?.customerId;
+      if (customerId === undefined) return "cancelled"; // no such order: nothing to confirm
+      const isConfirmed = sql`exists (select from confirmed)`;
+      const event = create(OrderConfirmedSchema, { orderId, customerId, total: money(order.currency, order.totalMinor) });
+      const appended = outboxAppend(outbox, [{ schema: OrderConfirmedSchema, message: event, ...aggregate(orderId) }], isConfirmed);
+      const [row] = (await db.execute(sql`
+        with confirmed as (
+          update ${orders} set status = 'confirmed', updated_at = ${changedAt} where id = ${orderId}::uuid and status = 'pending' returning 1),
+        ${appended.cte}
+        select case when ${isConfirmed} then 'confirmed' else (select status from ${orders} where id = ${orderId}::uuid) end as status,
+          ${appended.notify} as notified`)) as unknown as { status: OrderStatus | null }[];
+      return row?.status ?? "cancelled";
     },
 
     async cancel(tx: SqlExecutor, orderId: string, reason: string): Promise<void> {

@@ -39,6 +39,7 @@ export function createOrders(deps: { store: OrderStore; inventory: Client<typeof
       const orderId = randomUUID();
       const payload = {
         orderId,
+        customerId: order.customerId,
         items: priced.lines.map(({ sku, quantity }) => ({ sku, quantity })),
         currency: priced.currency,
         totalMinor: priced.totalMinor,

@@ -8,6 +8,8 @@ import type { OrderStore } from "./order-store.js";
 /** What the saga needs, captured when the order is placed. */
 export interface PlaceOrderPayload {
   orderId: string;
+  /** Absent from sagas persisted before it was added; confirming then reads it. */
+  customerId?: string;
   items: { sku: string; quantity: number }[];
   currency: string;
   totalMinor: number;
@@ -65,8 +67,9 @@ export function createPlaceOrderSaga(deps: {
       },
       {
         name: "confirm-order",
-        async run({ orderId }) {
-          const status = await store.confirm(orderId);
+        async run(order) {
+          const { orderId } = order;
+          const status = await store.confirm(order);
           if (status !== "confirmed") throw new Error(`order ${orderId} is ${status}; cannot confirm`);
         },
       },
