@@ -81,7 +81,7 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
 
 /** How long a verified token is trusted without checking its signature again, at most. */
 const VERIFIED_TOKEN_TTL_MS = 60_000;
-/** Bounds the cache's memory: a token is at most a header long, so this is a few MiB at worst. */
+/** Bounds the cache: at most this many tokens, each no longer than a request header may be. */
 const VERIFIED_TOKEN_CACHE_SIZE = 10_000;
 
 /**

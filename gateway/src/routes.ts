@@ -60,13 +60,15 @@ export function createRoutes(deps: GatewayRouteDeps) {
     // every call, this stream included: maxWatchMs and the caller leaving bound it. So
     // each read gets the order client's own budget, not what is left of the stream's.
     const read = async () => present((await detachedFromDeadline(() => order.getOrder({ orderId }, forCustomer(customer, ctx.signal)))).order, orderId);
-    let current = deps.recentOrders.latest(orderId, customer) ?? (await read());
-    yield { $typeName: "shop.gateway.v1.WatchOrderResponse", order: current, eventType: "" };
-    if (isTerminal(current)) return;
+    // Listening starts before the first read, so an event that lands in between is queued,
+    // not missed; applying one the read already reflects changes nothing.
     const events = watchOrderEvents(deps.orderEvents, orderId, 2_000);
     const giveUp = AbortSignal.any([ctx.signal, AbortSignal.timeout(deps.maxWatchMs)]);
     giveUp.addEventListener("abort", events.close, { once: true }); // also if abandoned at a yield
     try {
+      let current = deps.recentOrders.latest(orderId, customer) ?? (await read());
+      yield { $typeName: "shop.gateway.v1.WatchOrderResponse", order: current, eventType: "" };
+      if (isTerminal(current)) return;
       for (;;) {
         const event = await events.next(giveUp);
         if (event === undefined) return;

@@ -25,8 +25,9 @@ describe("inbox retention against the streams", () => {
   it("keeps inbox rows past every way an event can be delivered again", () => {
     const keep = inboxKeepMs(eventStream("order"), defaultRetention.inboxMarginMs);
     expect(keep).toBeGreaterThan(eventStream("order").maxAgeMs);
-    expect(keep).toBeGreaterThan(deadLetterStream.maxAgeMs); // a replayed dead letter keeps its ce-id
-    expect(keep).toBe(Math.max(eventStream("order").maxAgeMs, deadLetterStream.maxAgeMs) + defaultRetention.inboxMarginMs);
+    // Dead-lettered by another consumer on the stream's last day, then replayed on the dead
+    // letter's last day, with its original ce-id: the inbox must still hold the event.
+    expect(keep).toBeGreaterThan(eventStream("order").maxAgeMs + deadLetterStream.maxAgeMs);
   });
 });
 

@@ -37,12 +37,13 @@ export const defaultRetention: RetentionSettings = {
 
 /**
  * How long inbox rows must live: past the last moment the event they record can be delivered
- * again, or the redelivery is applied twice. That is the consumed stream's max age, or a
- * replay from SHOP_DLQ, which republishes the original ce-id to every consumer of the subject
- * for as long as the dead letter is kept, whichever is longer; plus a margin.
+ * again, or the redelivery is applied twice. Another consumer of the subject may dead-letter
+ * the event as late as the consumed stream keeps it, and a replay from SHOP_DLQ republishes
+ * the original ce-id to every consumer for as long as the dead letter is kept after that: the
+ * two max ages added, plus a margin.
  */
 export function inboxKeepMs(consumed: StreamSpec, marginMs: number): number {
-  return Math.max(consumed.maxAgeMs, deadLetterStream.maxAgeMs) + marginMs;
+  return consumed.maxAgeMs + deadLetterStream.maxAgeMs + marginMs;
 }
 
 /** One table's rule: a bounded DELETE of rows past their keep period. */
@@ -85,14 +86,16 @@ export function expireOlderThan(table: PgTable, column: PgColumn, keepMs: number
 export function expireFinishedSagas({ sagas, sagaSteps }: SagaTables, keepMs: number): RetentionPolicy {
   const sagasName = qualifiedName(sagas);
   const stepsName = qualifiedName(sagaSteps);
-  const finished = [...terminalSagaStates];
+  // Constants in the text, not parameters: a generic plan can use the partial index on
+  // finished sagas only if the query names the same states as its predicate.
+  const finishedLiterals = terminalSagaStates.map((state) => `'${state}'`).join(", ");
   return {
     table: sagasName,
     async deleteExpired(sql, limit) {
       const deleted = await sql`
         with doomed as (
           select ${sql(sagas.id.name)} as id from ${sql(sagasName)}
-          where ${sql(sagas.state.name)} = any(${finished}::text[]) and ${sql(sagas.updatedAt.name)} < now() - make_interval(secs => ${keepMs / 1000}::float8)
+          where ${sql(sagas.state.name)} in (${sql.unsafe(finishedLiterals)}) and ${sql(sagas.updatedAt.name)} < now() - make_interval(secs => ${keepMs / 1000}::float8)
           limit ${limit} for update skip locked
         ), steps as (
           delete from ${sql(stepsName)} where ${sql(sagaSteps.sagaId.name)} in (select id from doomed)

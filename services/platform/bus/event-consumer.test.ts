@@ -82,6 +82,15 @@ describe("event consumer against real NATS and Postgres", () => {
 
   const effectCount = async (orderId: string) => Number((await sql`select count(*)::int as n from consumer_test.effects where order_id = ${orderId}`)[0]?.["n"]);
 
+  it("applies an event whose ce-id is in upper case, once", async () => {
+    const id = randomUUID().toUpperCase();
+    await publish({ orderId: "shouted", id });
+    await publish({ orderId: "shouted", id, msgID: `again-${id}` });
+    await eventually(async () => expect(await effectCount("shouted")).toBe(1));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await effectCount("shouted")).toBe(1);
+  });
+
   it("applies an event once, even when it is delivered twice", async () => {
     const id = await publish({ orderId: "twice" });
     await publish({ orderId: "twice", id, msgID: `again-${id}` }); // same event, new Nats-Msg-Id: a real redelivery

@@ -146,7 +146,8 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
       );
       const fresh = new Set(recorded.map((row) => row.event_id));
       for (const { msg, envelope, handler, event } of events) {
-        if (!fresh.delete(envelope.id)) {
+        // Postgres answers a uuid in lower case, whatever case the ce-id was sent in.
+        if (!fresh.delete(envelope.id.toLowerCase())) {
           log.debug({ seq: msg.seq }, "duplicate event; already applied");
           continue;
         }

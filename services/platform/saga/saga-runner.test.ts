@@ -100,6 +100,32 @@ describe("saga runner against real Postgres", () => {
     expect((await settle(away.steps, "away-for-good")).saga.state).toBe("compensated");
   });
 
+  it("counts a participant's refusals for load as attempts once they outlast shedWaitMs", async () => {
+    const { steps } = scriptedSteps({
+      b: () => {
+        throw new ConnectError("request too large", Code.ResourceExhausted);
+      },
+    });
+    const cancelled = new Map<string, string>();
+    const runner = createSagaRunner<Payload>({
+      db,
+      tables,
+      logger: silentLogger,
+      policy: { ...fastPolicy, initialBackoffMs: 20, maxBackoffMs: 40, shedWaitMs: 150 },
+      definition: { type: "test", steps, onCompensated: async (_tx, payload, reason) => void cancelled.set(payload.id, reason) },
+    });
+    const sagaId = await runner.create(db, "shed-forever", { id: "shed-forever" });
+    runner.drive(sagaId);
+    let saga = await runner.get("shed-forever");
+    for (let i = 0; i < 300 && saga && ["running", "compensating"].includes(saga.state); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      saga = await runner.get("shed-forever");
+    }
+    await runner.stop();
+    expect(saga?.state).toBe("compensated");
+    expect(saga!.steps[1]!.attempts).toBeGreaterThan(fastPolicy.stepAttempts); // it waited before counting
+  });
+
   it("compensates every started step in reverse when a step says no", async () => {
     const { steps, log } = scriptedSteps({
       b: () => {

@@ -115,6 +115,12 @@ export interface SagaPolicy {
   leaseMs: number;
   /** How often unfinished sagas with a lapsed lease are looked for. */
   sweepMs: number;
+  /**
+   * How long a step waits out a participant shedding load (RESOURCE_EXHAUSTED) before those
+   * refusals count as attempts: past it, a refusal that never ends (a request too large, a
+   * limit set to nothing) is a failure like any other.
+   */
+  shedWaitMs: number;
 }
 
 export const defaultSagaPolicy: SagaPolicy = {
@@ -127,6 +133,7 @@ export const defaultSagaPolicy: SagaPolicy = {
   maxBackoffMs: 3_000,
   leaseMs: 15_000,
   sweepMs: 5_000,
+  shedWaitMs: 60_000,
 };
 
 /** The outcome of asking a saga to cancel. */
@@ -255,6 +262,7 @@ export function createSagaRunner<P>(options: {
     let delay: IBackoff<unknown> | undefined;
     let unexpected = 0;
     let shed = 0;
+    let shedSince: number | undefined;
     for (let n = 1; ; n++) {
       try {
         await perAttempt.execute(({ signal }) => attempt(signal, n), stopping.signal);
@@ -266,9 +274,9 @@ export function createSagaRunner<P>(options: {
         // "unavailable" and a crash mid-call ("internal") is still only away.
         if (kind === "transient") unexpected = 0;
         // A participant shedding load is healthy and busy: waiting costs the order time, while
-        // giving up would cancel an order the mesh accepted. So shedding uses up no attempt;
-        // order's own admission control keeps new orders out while the backlog grows.
-        if (isShedding(err)) shed++;
+        // giving up would cancel an order the mesh accepted. So shedding uses up no attempt,
+        // for up to shedWaitMs; order's own admission control keeps new orders out meanwhile.
+        if (isShedding(err) && Date.now() - (shedSince ??= Date.now()) < policy.shedWaitMs) shed++;
         const spent = target.untilDone ? kind === "unexpected" && ++unexpected >= target.budget : n - shed >= target.budget;
         if (kind === "definitive" || spent) throw err;
         delay = delay ? delay.next(undefined) : backoff.next();

@@ -54,20 +54,22 @@ export function createSagaStatements({ sagas, sagaSteps }: SagaTables, owner: st
         insert into ${sagas} (id, type, aggregate_id, payload, lease_owner, lease_expires_at)
         select ${saga.id}::uuid, ${saga.type}::text, ${saga.aggregateId}::text, ${JSON.stringify(saga.payload)}::jsonb, ${owner}::text, ${lease} where ${when})`,
 
-    /** Takes the lease of an unfinished saga that is free, ours or lapsed, and reads its steps. */
+    /**
+     * Takes the lease of an unfinished saga that is free, ours or lapsed, then reads its steps.
+     * Two statements: one would read the steps in the snapshot it took before waiting on the
+     * saga row, and could miss a step the runner it waited for started just before letting go.
+     */
     async claim(db: SqlExecutor, sagaId: string): Promise<ClaimedSaga | undefined> {
-      const [row] = await rows<{ id: string; state: SagaState; payload: unknown; failureReason: string | null; steps: [number, StepState][] }>(
+      const [row] = await rows<{ id: string; state: SagaState; payload: unknown; failureReason: string | null }>(
         db,
-        sql`with claimed as (
-          update ${sagas} set lease_owner = ${owner}, lease_expires_at = ${lease}
+        sql`update ${sagas} set lease_owner = ${owner}, lease_expires_at = ${lease}
           where id = ${sagaId}::uuid and state in ('running', 'compensating')
             and (lease_owner is null or lease_owner = ${owner} or lease_expires_at < now())
-          returning id, state, payload, failure_reason)
-        select claimed.id, claimed.state, claimed.payload, claimed.failure_reason as "failureReason",
-          coalesce((select json_agg(json_build_array(s.step_index, s.state)) from ${sagaSteps} s where s.saga_id = claimed.id), '[]') as steps
-        from claimed`,
+          returning id, state, payload, failure_reason as "failureReason"`,
       );
-      return row && { ...row, steps: new Map(row.steps) };
+      if (!row) return undefined;
+      const steps = await rows<{ stepIndex: number; state: StepState }>(db, sql`select step_index as "stepIndex", state from ${sagaSteps} where saga_id = ${sagaId}::uuid`);
+      return { ...row, steps: new Map(steps.map((step) => [step.stepIndex, step.state])) };
     },
 
     /**

@@ -131,7 +131,9 @@ export function createOrderStore(db: Db) {
         with confirmed as (
           update ${orders} set status = 'confirmed', updated_at = ${changedAt} where id = ${orderId}::uuid and status = 'pending' returning 1),
         ${appended.cte}
-        select case when ${isConfirmed} then 'confirmed' else (select status from ${orders} where id = ${orderId}::uuid) end as status,
+        select case when ${isConfirmed} then 'confirmed'
+          -- Locking reads the newest version, not the statement's snapshot, if the order changed meanwhile.
+          else (select status from ${orders} where id = ${orderId}::uuid for share) end as status,
           ${appended.notify} as notified`)) as unknown as { status: OrderStatus | null }[];
       return row?.status ?? "cancelled";
     },
