@@ -31,9 +31,9 @@ export function requireSku(sku: string, field = "sku"): string {
 }
 
 /**
- * Validates requested lines and merges repeats of a SKU, sorted by SKU. The fixed order
- * makes concurrent reservations lock product rows in the same sequence, so they cannot
- * deadlock each other.
+ * Validates requested lines and merges repeats of a SKU, sorted by SKU, so a reservation's
+ * lines and its event read the same however they were asked for. (Row locks need no help
+ * from this order: the statements take them in the database's own SKU order.)
  */
 export function normalizeLines(items: readonly StockLine[]): StockLine[] {
   if (items.length === 0) throw new InvalidStockRequestError("items", "must not be empty");
@@ -50,8 +50,7 @@ export function normalizeLines(items: readonly StockLine[]): StockLine[] {
   return sortBySku([...merged].map(([sku, quantity]) => ({ sku, quantity })));
 }
 
-/** The one order in which stock rows are locked, whatever the operation. */
-export function sortBySku(lines: readonly StockLine[]): StockLine[] {
+function sortBySku(lines: readonly StockLine[]): StockLine[] {
   return [...lines].sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : 0));
 }
 
