@@ -50,7 +50,8 @@ export function normalizeLines(items: readonly StockLine[]): StockLine[] {
   return sortBySku([...merged].map(([sku, quantity]) => ({ sku, quantity })));
 }
 
-function sortBySku(lines: readonly StockLine[]): StockLine[] {
+/** SKU order: the monolith baseline takes its product rows in it. */
+export function sortBySku(lines: readonly StockLine[]): StockLine[] {
   return [...lines].sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : 0));
 }
 
