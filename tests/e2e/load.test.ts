@@ -22,9 +22,10 @@ describe("npm run load", () => {
     expect(report.placed).toBeGreaterThan(0);
     expect(report.errors).toEqual({});
     expect(report.invariants).toMatchObject({ ok: true, nonTerminal: 0, chargedButNotConfirmed: 0, confirmedNotCharged: 0, stockDrift: {} });
-    const byKind = (kind: string) => Object.entries(report.outcomes).filter(([key]) => key.startsWith(`${kind}:`));
-    for (const [key] of byKind("good")) expect(key).toBe("good:CONFIRMED");
-    for (const [key] of [...byKind("declined"), ...byKind("outOfStock")]) expect(key).toMatch(/:CANCELLED$/);
+    // Each kind of order ended as it must; the mix is random, so not every kind need appear.
+    const outcomes = Object.keys(report.outcomes);
+    expect(outcomes.length).toBeGreaterThan(0);
+    expect(outcomes.filter((key) => !["good:CONFIRMED", "declined:CANCELLED", "outOfStock:CANCELLED"].includes(key))).toEqual([]);
     expect(report.terminalMs.p50).toBeGreaterThan(0);
   });
 });

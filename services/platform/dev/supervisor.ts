@@ -6,11 +6,6 @@ import { createHealthProbe } from "../health-probe.js";
 import type { MeshService } from "./mesh.js";
 import { repoRoot } from "./local-infra.js";
 
-export interface Supervised {
-  service: MeshService;
-  status(): Promise<string>;
-}
-
 export interface SupervisorOptions {
   env: NodeJS.ProcessEnv;
   log: (line: string) => void;
