@@ -11,7 +11,7 @@ import { identityUri } from "./mesh-identity.js";
 /**
  * "connect": the Connect protocol with binary protobuf over HTTP/2, our default for hops
  * inside the mesh because connect-node spends roughly half the client CPU per call that
- * its gRPC framing does (see DESIGN.md, "Measured on this machine").
+ * its gRPC framing does (measured when this default was chosen).
  * "grpc": standard gRPC, for peers that speak nothing else.
  */
 export type WireProtocol = "connect" | "grpc";
