@@ -4,7 +4,16 @@ import { dirname, join } from "node:path";
 import postgres, { type Sql } from "postgres";
 import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { migrate } from "drizzle-orm/postgres-js/migrator";
+import type { SQL } from "drizzle-orm";
 import type { Logger } from "./logger.js";
+
+/**
+ * The rows of a statement written in drizzle's `sql` (a CTE drizzle's builders cannot express),
+ * typed as its SELECT list names them, on a database or a transaction.
+ */
+export async function rowsOf<T>(db: { execute(statement: SQL): PromiseLike<unknown> }, statement: SQL): Promise<T[]> {
+  return [...((await db.execute(statement)) as Iterable<T>)];
+}
 
 export interface Database<TSchema extends Record<string, unknown>> {
   readonly sql: Sql;

@@ -1,18 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
 import { OrderStatus } from "../../gen/shop/order/v1/order_service_pb.js";
 import type { RunningServer } from "../../services/platform/server.js";
 import { connect } from "../support/databases.js";
-import { startGateway } from "../support/gateway.js";
+import { bearer, startGateway } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
-
-const bearer = (token: string): Interceptor => (next) => (req) => {
-  req.header.set("authorization", `Bearer ${token}`);
-  return next(req);
-};
 
 describe("the gateway", () => {
   let mesh: InProcessMesh;

@@ -7,7 +7,7 @@ import { OrderService, OrderStatus } from "../../gen/shop/order/v1/order_service
 import { CUSTOMER_HEADER } from "../../services/platform/mesh-identity.js";
 import type { ServiceServer } from "../../services/platform/service.js";
 import { eventually } from "../support/eventually.js";
-import { startGateway } from "../support/gateway.js";
+import { bearer, startGateway } from "../support/gateway.js";
 import { meshTransport } from "../support/mesh-clients.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 import { fromAddress } from "./from-address.js";
@@ -33,13 +33,6 @@ const deadlineHeader =
     return next(req);
   };
 
-const bearer =
-  (token: string): Interceptor =>
-  (next) =>
-  (req) => {
-    req.header.set("authorization", `Bearer ${token}`);
-    return next(req);
-  };
 
 /** A service's client gauge for one dependency, from its Prometheus metrics on its ops port. */
 async function clientGauge(server: ServiceServer, gauge: "rpc_client_breaker_state" | "rpc_client_failures", dependency: string): Promise<number> {

@@ -1,14 +1,14 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { SignJWT, exportJWK, generateKeyPair, type JWTPayload } from "jose";
 import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
 import { cachingVerifications, createAuthenticator, type Authenticator } from "../../gateway/src/auth.js";
 import { loadConfig } from "../../gateway/src/config.js";
 import type { RunningServer } from "../../services/platform/server.js";
-import { startGateway, testAuthSecret } from "../support/gateway.js";
+import { bearer, startGateway, testAuthSecret } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 
 const hour = 60 * 60;
@@ -33,11 +33,6 @@ const attacks: [string, (payload: JWTPayload) => JWTPayload, RegExp][] = [
   ["a newline in sub", (p) => ({ ...p, sub: "ada\nlevel=info msg=forged" }), badSubject],
   ["a sub that is not a string", (p) => ({ ...p, sub: 42 as unknown as string }), badSubject],
 ];
-
-const bearer = (token: string): Interceptor => (next) => (req) => {
-  req.header.set("authorization", `Bearer ${token}`);
-  return next(req);
-};
 
 describe("the gateway's public edge", () => {
   // tests/support/gateway.ts signs local tokens with this; the accepted control token below

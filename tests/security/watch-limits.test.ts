@@ -1,13 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
 import { OrderStatus } from "../../gen/shop/order/v1/order_service_pb.js";
 import type { ServiceServer } from "../../services/platform/service.js";
 import { connect } from "../support/databases.js";
 import { eventually } from "../support/eventually.js";
-import { startGateway } from "../support/gateway.js";
+import { bearer, startGateway } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 import { fromAddress } from "./from-address.js";
 
@@ -29,8 +29,7 @@ describe("WatchOrder caps", () => {
   const as = async (customerId: string, localAddress = "127.0.0.1"): Promise<Storefront> => {
     const nodeOptions = fromAddress(localAddress);
     const { token } = await createClient(StorefrontService, createGrpcTransport({ baseUrl: gateway.url, nodeOptions })).issueDemoToken({ customerId });
-    const bearer: Interceptor = (next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req));
-    return createClient(StorefrontService, createGrpcTransport({ baseUrl: gateway.url, nodeOptions, interceptors: [bearer] }));
+    return createClient(StorefrontService, createGrpcTransport({ baseUrl: gateway.url, nodeOptions, interceptors: [bearer(token)] }));
   };
   const place = async (customer: Storefront) =>
     (await customer.placeOrder({ items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok_visa", requestId: randomUUID() })).order!.id;

@@ -1,9 +1,19 @@
+import type { Interceptor } from "@connectrpc/connect";
 import { build as buildGateway } from "../../gateway/src/build.js";
 import type { ServiceServer } from "../../services/platform/service.js";
 import type { InProcessMesh } from "./services.js";
 import { silentLogger } from "./services.js";
 
 /** The secret the test gateways sign demo tokens with. */
+/** Sends `token` as the bearer of every call, as a signed-in storefront client does. */
+export const bearer =
+  (token: string): Interceptor =>
+  (next) =>
+  (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
+
 export const testAuthSecret = "test-secret-test-secret-test-secret";
 
 /** The gateway in front of an in-process mesh, on a free port, in local auth mode. */

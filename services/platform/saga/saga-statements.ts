@@ -1,5 +1,6 @@
 import { sql, type SQL } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { rowsOf as rows } from "../db.js";
 import type { SagaState, SagaTables, StepState } from "./tables.js";
 
 /** A drizzle database or transaction over any service's schema. */
@@ -39,7 +40,6 @@ export function createSagaStatements({ sagas, sagaSteps }: SagaTables, owner: st
   const fencedBy = (sagaId: string) => sql`id = ${sagaId}::uuid and lease_owner = ${owner}`;
   /** The attempt count once an attempt of `label` starts: the next, or the first of a new action. */
   const attemptOf = (label: string) => sql`case when current_step = ${label}::text then attempts + 1 else 1 end`;
-  const rows = async <T>(db: SqlExecutor, statement: SQL) => [...((await db.execute(statement)) as unknown as T[])];
   /** Runs a statement whose last SELECT counts the fenced rows; false if the lease is gone. */
   const fenced = async (db: SqlExecutor, statement: SQL) => (await rows<{ fenced: number }>(db, statement))[0]!.fenced > 0;
 

@@ -2,6 +2,7 @@ import { sql, type SQL } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import type { ReservationStatus, StockLine } from "../domain/reservation.js";
 import type { DescMessage } from "@bufbuild/protobuf";
+import { rowsOf as rows } from "../../../platform/db.js";
 import { outboxAppend, type DomainEvent } from "../../../platform/outbox.js";
 import { outbox, products, reservationItems, reservations, type tables } from "../db/schema.js";
 
@@ -19,7 +20,6 @@ const linesOf = (lines: readonly StockLine[]) => sql`(select * from jsonb_to_rec
 
 const lockedInSkuOrder = (skus: SQL) => sql`(select p.sku, p.available from ${products} p where p.sku in ${skus} order by p.sku for update)`;
 
-const rows = async <T>(db: Executor, statement: SQL) => [...((await db.execute(statement)) as unknown as T[])];
 
 /** A reservation's items as the statements return them: [sku, quantity] pairs, in SKU order. */
 const itemsFrom = (pairs: [string, number][]): StockLine[] => pairs.map(([sku, quantity]) => ({ sku, quantity }));

@@ -1,6 +1,7 @@
 import { and, desc, eq, getTableColumns, lt, or, sql, type SQL } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
+import { rowsOf } from "../../../platform/db.js";
 import { appendToOutbox, outboxAppend } from "../../../platform/outbox.js";
 import type { SqlExecutor } from "../../../platform/saga/saga-runner.js";
 import { toMoney as money } from "../../../platform/money.js";
@@ -84,7 +85,7 @@ export function createOrderStore(db: Db) {
       const created = create(OrderCreatedSchema, { orderId: order.id, customerId: order.customerId, items, total: money(priced.currency, priced.totalMinor) });
       const isNew = sql`exists (select from inserted)`;
       const appended = outboxAppend(outbox, [{ schema: OrderCreatedSchema, message: created, ...aggregate(order.id) }], isNew);
-      const [row] = (await db.execute(sql`
+      const [row] = await rowsOf<{ createdAt: string; updatedAt: string }>(db, sql`
         with inserted as (
           insert into ${orders} (id, customer_id, request_id, request_fingerprint, status, total_minor, currency)
           values (${order.id}::uuid, ${order.customerId}, ${order.requestId}, ${order.requestFingerprint}, 'pending', ${priced.totalMinor}, ${priced.currency})
@@ -96,7 +97,7 @@ export function createOrderStore(db: Db) {
           where ${isNew}),
         ${alongside(isNew)},
         ${appended.cte}
-        select created_at as "createdAt", updated_at as "updatedAt", ${appended.notify} as notified from inserted`)) as unknown as { createdAt: string; updatedAt: string }[];
+        select created_at as "createdAt", updated_at as "updatedAt", ${appended.notify} as notified from inserted`);
       if (!row) return undefined;
       const at = (value: string) => orders.createdAt.mapFromDriverValue(value) as Date;
       return {
@@ -127,14 +128,14 @@ export function createOrderStore(db: Db) {
       const isConfirmed = sql`exists (select from confirmed)`;
       const event = create(OrderConfirmedSchema, { orderId, customerId, total: money(order.currency, order.totalMinor) });
       const appended = outboxAppend(outbox, [{ schema: OrderConfirmedSchema, message: event, ...aggregate(orderId) }], isConfirmed);
-      const [row] = (await db.execute(sql`
+      const [row] = await rowsOf<{ status: OrderStatus | null }>(db, sql`
         with confirmed as (
           update ${orders} set status = 'confirmed', updated_at = ${changedAt} where id = ${orderId}::uuid and status = 'pending' returning 1),
         ${appended.cte}
         select case when ${isConfirmed} then 'confirmed'
           -- Locking reads the newest version, not the statement's snapshot, if the order changed meanwhile.
           else (select status from ${orders} where id = ${orderId}::uuid for share) end as status,
-          ${appended.notify} as notified`)) as unknown as { status: OrderStatus | null }[];
+          ${appended.notify} as notified`);
       return row?.status ?? "cancelled";
     },
 

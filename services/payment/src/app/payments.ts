@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { and, asc, eq, inArray, sql } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
+import { rowsOf } from "../../../platform/db.js";
 import { appendToOutbox, outboxAppend } from "../../../platform/outbox.js";
 import { toMoney } from "../../../platform/money.js";
 import { PaymentCapturedSchema, PaymentDeclinedSchema, PaymentRefundedSchema } from "../../../../gen/shop/payment/v1/payment_events_pb.js";
@@ -81,13 +82,13 @@ export function createPayments(db: Db, network: CardNetwork): Payments {
             message: create(PaymentDeclinedSchema, { paymentId: pending.id, orderId: pending.orderId, amount: money(pending), reason: outcome.declineReason ?? "" }),
           };
     const appended = outboxAppend(outbox, [{ ...event, ...aggregate(pending) }], sql`exists (select from settled)`);
-    const [settled] = (await db.execute(sql`
+    const [settled] = await rowsOf<{ updatedAt: string | null }>(db, sql`
       with settled as (
         update ${payments} set status = ${outcome.status}, provider_reference = ${outcome.providerReference}::text,
           decline_reason = ${outcome.declineReason}::text, updated_at = now()
         where id = ${pending.id}::uuid and status = 'pending' returning updated_at),
       ${appended.cte}
-      select (select updated_at from settled) as "updatedAt", ${appended.notify} as notified`)) as unknown as { updatedAt: string | null }[];
+      select (select updated_at from settled) as "updatedAt", ${appended.notify} as notified`);
     // A concurrent retry or a refund settled it first; its answer is the answer.
     if (settled?.updatedAt == null) return (await db.select().from(payments).where(eq(payments.id, pending.id)))[0]!;
     return { ...pending, ...outcome, updatedAt: payments.updatedAt.mapFromDriverValue(settled.updatedAt) as Date };
