@@ -13,8 +13,8 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import postgres from "postgres";
-import { meshServiceNames, startScratchMesh } from "../services/platform/dev/scratch-mesh.js";
-import { runLoad } from "./load-runner.js";
+import { meshServiceNames, startScratchMesh } from "#tools/mesh/scratch-mesh.js";
+import { runLoad } from "#tools/load/load-runner.js";
 import { descendantPids, processCpuMs } from "./process-cpu.js";
 import { commandLine, progress, quick, targetLine } from "./report.js";
 

@@ -6,7 +6,7 @@
  * statements). The mesh runs as `npm start` runs it (the scratch mesh: durable Postgres,
  * mTLS, authorization, a role and a NATS user per service); the monolith sits on the same
  * Postgres server, in a database of its own. Both are driven by the same load generator
- * (bench/load-runner.ts, the code behind `npm run load`).
+ * (tools/load/load-runner.ts, the code behind `npm run load`).
  *
  * Per round and side: peak = closed loop at a fixed concurrency, over which CPU per order is
  * read from /proc for every process of that side (see sideCpuMs); then an open loop at half
@@ -19,8 +19,8 @@ import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { resolve } from "node:path";
 import postgres from "postgres";
-import { meshServiceNames, startScratchMesh } from "../services/platform/dev/scratch-mesh.js";
-import { runLoad, type LoadReport } from "./load-runner.js";
+import { meshServiceNames, startScratchMesh } from "#tools/mesh/scratch-mesh.js";
+import { runLoad, type LoadReport } from "#tools/load/load-runner.js";
 import { descendantPids, processCpuMs } from "./process-cpu.js";
 import { commandLine, median, progress, quick, targetLine } from "./report.js";
 

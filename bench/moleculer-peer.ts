@@ -2,15 +2,15 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ServiceBroker, type BrokerOptions } from "moleculer";
-import { startLocalNats } from "../services/platform/dev/local-nats.js";
-import { freePort } from "../services/platform/dev/tcp.js";
+import { startLocalNats } from "#tools/infra/local-nats.js";
+import { freePort } from "#tools/infra/tcp.js";
 import { processCpuMs } from "./process-cpu.js";
 
 /** What the bench table says about how the Moleculer pairings talk, so the figure reads right. */
 export const moleculerTransportNote = "Moleculer 0.14 NATS transporter (nats v2 client) → private nats-server on 127.0.0.1 → service broker; JSON serializer (the default)";
 
 /**
- * Moleculer's own fault tolerance, set like our client's defaults (services/platform/resilience.ts):
+ * Moleculer's own fault tolerance, set like our client's defaults (services/platform/rpc-client/resilience.ts):
  * a 5 s budget, 3 attempts, a breaker, and a bulkhead of 64 in flight with 256 queued.
  */
 export const moleculerFaultTolerance: Partial<BrokerOptions> = {

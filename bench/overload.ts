@@ -8,9 +8,9 @@
  * budget, every accepted order ended with the invariants holding, and latency came back.
  * Run: npx tsx bench/overload.ts [overload seconds=20] [peak seconds=10]
  */
-import { startScratchMesh, meshServiceNames } from "../services/platform/dev/scratch-mesh.js";
-import { runLoad } from "./load-runner.js";
-import { GOODPUT_SHARE, P99_FACTOR, RECOVERY_MS, RETRY_SHARE, runOverload } from "./overload-run.js";
+import { startScratchMesh, meshServiceNames } from "#tools/mesh/scratch-mesh.js";
+import { runLoad } from "#tools/load/load-runner.js";
+import { GOODPUT_SHARE, P99_FACTOR, RECOVERY_MS, RETRY_SHARE, runOverload } from "#tools/load/overload-run.js";
 import { commandLine, progress, quick, targetLine } from "./report.js";
 
 const [overloadSeconds, peakSeconds] = [Number(process.argv[2] ?? (quick ? 10 : 20)), Number(process.argv[3] ?? (quick ? 5 : 10))];

@@ -32,13 +32,13 @@ import { connectNodeAdapter, createConnectTransport, Http2SessionManager } from 
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { pino } from "pino";
-import { InventoryService } from "../gen/shop/inventory/v1/inventory_service_pb.js";
-import { createServiceClient, meshSessionOptions, type PeerTls } from "../services/platform/clients.js";
-import { startMeshPki } from "../services/platform/dev/mesh-pki.js";
-import { loadMeshCredentials, type MeshCredentials } from "../services/platform/mesh-tls.js";
-import { createMetrics } from "../services/platform/metrics.js";
-import { startServer } from "../services/platform/server.js";
-import { initTelemetry } from "../services/platform/telemetry.js";
+import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
+import { createServiceClient, meshSessionOptions, type PeerTls } from "#platform/rpc-client/clients.js";
+import { startMeshPki } from "#tools/mesh/mesh-pki.js";
+import { loadMeshCredentials, type MeshCredentials } from "#platform/trust/mesh-tls.js";
+import { createMetrics } from "#platform/process/metrics.js";
+import { startServer } from "#platform/rpc-server/server.js";
+import { initTelemetry } from "#platform/process/telemetry.js";
 import { moleculerFaultTolerance, moleculerTransportNote, startMoleculerPeer } from "./moleculer-peer.js";
 import { commandLine, median, progress, quick, targetLine } from "./report.js";
 
@@ -139,7 +139,7 @@ async function callOnNewConnection(baseUrl: string, tls?: PeerTls) {
 }
 
 const logger = pino({ level: "silent" });
-// As every service does (services/platform/lifecycle.ts), so our tracing interceptors record
+// As every service does (services/platform/process/lifecycle.ts), so our tracing interceptors record
 // real spans and their cost is counted; without an OTLP endpoint they are not exported.
 initTelemetry({ serviceName: "bench" });
 const bare = await bareServer();

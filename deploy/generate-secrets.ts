@@ -10,10 +10,11 @@
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { meshDeployables, OPERATOR, type Deployable } from "../services/platform/dev/mesh.js";
-import { localSecret } from "../services/platform/dev/local-secrets.js";
-import { natsPasswordVariable } from "../services/platform/dev/nats-accounts.js";
-import { loadOrCreateCertificateAuthority } from "../services/platform/dev/pki.js";
+import { meshDeployables, type Deployable } from "#mesh";
+import { OPERATOR } from "#platform/trust/mesh-identity.js";
+import { localSecret } from "#tools/infra/local-secrets.js";
+import { natsPasswordVariable } from "#tools/infra/nats-accounts.js";
+import { loadOrCreateCertificateAuthority } from "#tools/infra/pki.js";
 
 /** Compose has nothing that renews certificates: a month, then run the generator again. */
 const COMPOSE_CERTIFICATE_LIFETIME_MS = 30 * 86_400_000;

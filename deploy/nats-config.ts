@@ -8,8 +8,8 @@
 import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { meshDeployables } from "../services/platform/dev/mesh.js";
-import { meshNatsUsers, natsServerConfig } from "../services/platform/dev/nats-accounts.js";
+import { meshDeployables } from "#mesh";
+import { meshNatsUsers, natsServerConfig } from "#tools/infra/nats-accounts.js";
 
 /** The servers of the k8s StatefulSet, which find each other through the headless nats-cluster Service. */
 const K8S_NATS_SERVERS = 3;

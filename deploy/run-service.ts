@@ -2,7 +2,7 @@
  * The container's entry point: `run-service.ts <name>` starts one deployable of the manifest,
  * so a single image serves every service (`docker run meshwork order`).
  */
-import { meshDeployables } from "../services/platform/dev/mesh.js";
+import { meshDeployables } from "#mesh";
 
 const name = process.argv[2] ?? "";
 const deployable = meshDeployables.find((d) => d.name === name);

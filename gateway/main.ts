@@ -1,4 +1,4 @@
-import { runService } from "../services/platform/lifecycle.js";
+import { runService } from "#platform";
 import { build } from "./src/build.js";
 import { loadConfig } from "./src/config.js";
 

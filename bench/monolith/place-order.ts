@@ -1,13 +1,13 @@
 import { randomUUID } from "node:crypto";
 import postgres, { type Sql } from "postgres";
-import type { Product } from "../../services/inventory/src/app/inventory.js";
-import { InsufficientStockError } from "../../services/inventory/src/domain/errors.js";
-import { sortBySku } from "../../services/inventory/src/domain/reservation.js";
-import { notificationText } from "../../services/notification/src/domain/notification.js";
-import type { OrderLineRow, OrderRow, StoredOrder } from "../../services/order/src/app/order-store.js";
-import { assertSameRequest, priceOrder, requestFingerprint, validateNewOrder, type NewOrder, type PricedOrder } from "../../services/order/src/domain/order.js";
-import type { CardNetwork } from "../../services/payment/src/app/card-network.js";
-import type { PaymentRow } from "../../services/payment/src/app/payments.js";
+import type { Product } from "#services/inventory/src/app/inventory.js";
+import { InsufficientStockError } from "#services/inventory/src/domain/errors.js";
+import { sortBySku } from "#services/inventory/src/domain/reservation.js";
+import { notificationText } from "#services/notification/src/domain/notification.js";
+import type { OrderLineRow, OrderRow, StoredOrder } from "#services/order/src/app/order-store.js";
+import { assertSameRequest, priceOrder, requestFingerprint, validateNewOrder, type NewOrder, type PricedOrder } from "#services/order/src/domain/order.js";
+import type { CardNetwork } from "#services/payment/src/app/card-network.js";
+import type { PaymentRow } from "#services/payment/src/app/payments.js";
 
 /**
  * The monolith's pool: rows come back in the services' own shapes (camelCase, minor units as

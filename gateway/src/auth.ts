@@ -1,7 +1,7 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { SignJWT, createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import type { DescService } from "@bufbuild/protobuf";
-import { isSafePrincipalId, PRINCIPAL_ID_RULE } from "../../services/platform/principal-id.js";
+import { isSafePrincipalId, PRINCIPAL_ID_RULE } from "#platform";
 import type { AuthConfig } from "./config.js";
 
 /** The authenticated customer of a call; empty for anonymous methods. */

@@ -1,14 +1,8 @@
-import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
-import { OrderService } from "../../gen/shop/order/v1/order_service_pb.js";
-import { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
-import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
-import { connectBus } from "../../services/platform/bus/connection.js";
-import { createServiceDirectory } from "../../services/platform/bus/discovery.js";
-import { createServiceClient } from "../../services/platform/clients.js";
-import type { Logger } from "../../services/platform/logger.js";
-import { startServer } from "../../services/platform/server.js";
-import { createMeshSecurity, startOpsServer, type ServiceServer } from "../../services/platform/service.js";
-import { createMetrics } from "../../services/platform/metrics.js";
+import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
+import { OrderService } from "#gen/shop/order/v1/order_service_pb.js";
+import { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
+import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
+import { connectBus, createServiceDirectory, createServiceClient, type Logger, startServer, createMeshSecurity, startOpsServer, type ServiceServer, createMetrics } from "#platform";
 import { cachingVerifications, createAuthenticator, createAuthInterceptor } from "./auth.js";
 import type { GatewayConfig } from "./config.js";
 import { loadConsoleAssets } from "./console-assets.js";
@@ -18,7 +12,7 @@ import { createOrderEventFeed } from "./order-watch.js";
 import { createRecentOrders } from "./recent-orders.js";
 import { anonymousMethods, createRoutes } from "./routes.js";
 import { createWatchSlots } from "./watch-slots.js";
-import { meshDeployables } from "../../services/platform/dev/mesh.js";
+import { meshDeployables } from "#mesh";
 
 const gatewayDeployable = meshDeployables.find((deployable) => deployable.name === "gateway")!;
 

@@ -1,5 +1,5 @@
 import type { WatchLimits } from "./watch-slots.js";
-import { ConfigError, commonConfig, integer, optionalString, peerUrl, port, requiredOneOf, url, type CommonConfig, type Env } from "../../services/platform/config.js";
+import { ConfigError, commonConfig, integer, optionalString, peerUrl, port, requiredOneOf, url, type CommonConfig, type Env } from "#platform";
 import { defaultMaxTokenLifetimeSeconds } from "./auth.js";
 
 export type AuthConfig = ({ mode: "local"; secret: string } | { mode: "jwks"; jwksUrl: string; issuer: string; audience: string }) & {

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { build } from "esbuild";
-import type { NodeRequest, NodeResponse } from "../../services/platform/node-handler.js";
+import type { NodeRequest, NodeResponse } from "#platform";
 
 const webRoot = resolve(import.meta.dirname, "../web");
 

@@ -1,7 +1,5 @@
-import type { GetMeshStatusResponse } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
-import { createHealthProbe } from "../../services/platform/health-probe.js";
-import type { PeerTls } from "../../services/platform/clients.js";
-import type { DependencyStats } from "../../services/platform/resilience.js";
+import type { GetMeshStatusResponse } from "#gen/shop/gateway/v1/storefront_service_pb.js";
+import { createHealthProbe, type PeerTls, type DependencyStats } from "#platform";
 
 export interface MeshStatus {
   read(): Promise<GetMeshStatusResponse>;

@@ -1,9 +1,9 @@
 import { fromBinary, type DescMessage } from "@bufbuild/protobuf";
 import type { Subscription } from "@nats-io/transport-node";
-import type { BusConnection } from "../../services/platform/bus/connection.js";
-import { file_shop_inventory_v1_inventory_events } from "../../gen/shop/inventory/v1/inventory_events_pb.js";
-import { file_shop_order_v1_order_events } from "../../gen/shop/order/v1/order_events_pb.js";
-import { file_shop_payment_v1_payment_events } from "../../gen/shop/payment/v1/payment_events_pb.js";
+import type { BusConnection } from "#platform";
+import { file_shop_inventory_v1_inventory_events } from "#gen/shop/inventory/v1/inventory_events_pb.js";
+import { file_shop_order_v1_order_events } from "#gen/shop/order/v1/order_events_pb.js";
+import { file_shop_payment_v1_payment_events } from "#gen/shop/payment/v1/payment_events_pb.js";
 
 const eventSchemas = new Map<string, DescMessage>(
   [file_shop_order_v1_order_events, file_shop_inventory_v1_inventory_events, file_shop_payment_v1_payment_events].flatMap((file) =>

@@ -1,6 +1,6 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
-import { clientAddressKey } from "../../services/platform/node-handler.js";
+import { clientAddressKey } from "#platform";
 import { customerKey } from "./auth.js";
 
 /**

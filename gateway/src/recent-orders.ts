@@ -1,6 +1,6 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { OrderStatus, type Order } from "../../gen/shop/order/v1/order_service_pb.js";
-import { OrderCancelledSchema, OrderConfirmedSchema } from "../../gen/shop/order/v1/order_events_pb.js";
+import { OrderStatus, type Order } from "#gen/shop/order/v1/order_service_pb.js";
+import { OrderCancelledSchema, OrderConfirmedSchema } from "#gen/shop/order/v1/order_events_pb.js";
 import type { OrderEvent, OrderEventFeed } from "./order-watch.js";
 
 /** Ordering's events that change an order: it leaves PENDING once, confirmed or cancelled. */

@@ -1,13 +1,10 @@
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type Client } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
-import { StorefrontService, PartStatusSchema, type WatchOrderResponse } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
-import { OrderStatus, type OrderService, type Order } from "../../gen/shop/order/v1/order_service_pb.js";
-import type { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
-import type { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
-import { detachedFromDeadline } from "../../services/platform/deadline.js";
-import { clientAddressKey } from "../../services/platform/node-handler.js";
-import { CUSTOMER_HEADER } from "../../services/platform/mesh-identity.js";
-import { accessOf } from "../../services/platform/access-control.js";
+import { StorefrontService, PartStatusSchema, type WatchOrderResponse } from "#gen/shop/gateway/v1/storefront_service_pb.js";
+import { OrderStatus, type OrderService, type Order } from "#gen/shop/order/v1/order_service_pb.js";
+import type { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
+import type { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
+import { detachedFromDeadline, clientAddressKey, CUSTOMER_HEADER, accessOf } from "#platform";
 import { customerKey, type Authenticator } from "./auth.js";
 import type { MeshStatus } from "./mesh-status.js";
 import { watchOrderEvents, type OrderEventFeed } from "./order-watch.js";

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { createKeyedCounts } from "../../services/platform/keyed-counts.js";
+import { createKeyedCounts } from "#platform";
 
 /** How many WatchOrder streams may be open at once. */
 export interface WatchLimits {

@@ -5,8 +5,8 @@
  */
 import { ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { OrderStatus, type Order } from "../../gen/shop/order/v1/order_service_pb.js";
-import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
+import { OrderStatus, type Order } from "#gen/shop/order/v1/order_service_pb.js";
+import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 
 let token = "";
 const withToken: Interceptor = (next) => (req) => {

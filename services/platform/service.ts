@@ -1,20 +1,20 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
-import { connectBus, type BusConnection } from "./bus/connection.js";
-import { startOutboxRelay } from "./bus/outbox-relay.js";
-import type { StreamSpec } from "./bus/streams.js";
-import { openDatabase, type Database } from "./db.js";
-import type { OutboxTable } from "./outbox.js";
-import { READINESS, startReadinessMonitor } from "./readiness.js";
-import { registerInstance } from "./bus/discovery.js";
-import { ServingStatus } from "./health.js";
-import { createMetrics, type Metrics } from "./metrics.js";
-import type { Logger } from "./logger.js";
-import { startServer, type RunningServer } from "./server.js";
-import type { ConnectionLimits } from "./connection-limits.js";
-import { loadMeshCredentials, type MeshCredentials, type MeshTlsFiles } from "./mesh-tls.js";
-import type { PeerTls } from "./clients.js";
-import { defaultRetention, retentionPolicies, startRetentionSweep, type RetainedTables, type RetentionSettings } from "./retention.js";
+import { connectBus, type BusConnection } from "./messaging/connection.js";
+import { startOutboxRelay } from "./messaging/outbox-relay.js";
+import type { StreamSpec } from "./messaging/streams.js";
+import { openDatabase, type Database } from "./data/db.js";
+import type { OutboxTable } from "./messaging/outbox.js";
+import { READINESS, startReadinessMonitor } from "./rpc-server/readiness.js";
+import { registerInstance } from "./discovery/registry.js";
+import { ServingStatus } from "./rpc-server/health.js";
+import { createMetrics, type Metrics } from "./process/metrics.js";
+import type { Logger } from "./process/logger.js";
+import { startServer, type RunningServer } from "./rpc-server/server.js";
+import type { ConnectionLimits } from "./rpc-server/connection-limits.js";
+import { loadMeshCredentials, type MeshCredentials, type MeshTlsFiles } from "./trust/mesh-tls.js";
+import type { PeerTls } from "./rpc-client/clients.js";
+import { defaultRetention, retentionPolicies, startRetentionSweep, type RetainedTables, type RetentionSettings } from "./data/retention.js";
 
 /** What every service process needs, whichever bounded context it serves. */
 export interface ServiceRuntime {
@@ -82,7 +82,7 @@ export interface ServiceDefinition<TSchema extends Record<string, unknown>> {
 /**
  * The shared skeleton of a service: migrate its schema, connect to NATS (in the
  * background: RPCs are served while NATS is away), relay its outbox, sweep its expired rows
- * (services/platform/retention.ts), set it up, serve.
+ * (services/platform/data/retention.ts), set it up, serve.
  * Closing reverses the order: drain RPCs, stop background work and the relay, then close
  * the NATS connection and the pool.
  */

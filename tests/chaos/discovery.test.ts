@@ -1,18 +1,18 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
-import { OrderStatus } from "../../gen/shop/order/v1/order_service_pb.js";
-import { connectBus } from "../../services/platform/bus/connection.js";
-import { DISCOVERY_BUCKET, type Instance } from "../../services/platform/bus/discovery.js";
-import { serviceDatabaseUrl } from "../../services/platform/dev/database-roles.js";
-import { withOwnCredentials } from "../../services/platform/dev/mesh.js";
-import { createSupervisor } from "../../services/platform/dev/supervisor.js";
-import { freePort } from "../../services/platform/dev/tcp.js";
+import { OrderStatus } from "#gen/shop/order/v1/order_service_pb.js";
+import { connectBus } from "#platform/messaging/connection.js";
+import { DISCOVERY_BUCKET, type Instance } from "#platform/discovery/registry.js";
+import { serviceDatabaseUrl } from "#tools/infra/database-roles.js";
+import { withOwnCredentials } from "#tools/mesh/topology.js";
+import { createSupervisor } from "#tools/mesh/supervisor.js";
+import { freePort } from "#tools/infra/tcp.js";
 import { connect, testRolePassword } from "../support/databases.js";
 import { eventually } from "../support/eventually.js";
 import { expectInvariants } from "../support/invariants.js";
 import { startProcessMesh, type ProcessMesh } from "../support/process-mesh.js";
-import { silentLogger } from "../support/services.js";
+import { silentLogger } from "../support/silent-logger.js";
 
 /**
  * Two inventory instances registered in the NATS KV registry; one is SIGKILLed, its entry

@@ -1,19 +1,19 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { connectBus } from "../../services/platform/bus/connection.js";
-import { listDeadLetters } from "../../services/platform/bus/dead-letters.js";
-import { toHeaders } from "../../services/platform/bus/event-headers.js";
-import { OrderStatus } from "../../gen/shop/order/v1/order_service_pb.js";
-import { OrderConfirmedSchema } from "../../gen/shop/order/v1/order_events_pb.js";
+import { connectBus } from "#platform/messaging/connection.js";
+import { listDeadLetters } from "#platform/messaging/dead-letters.js";
+import { toHeaders } from "#platform/messaging/event-headers.js";
+import { OrderStatus } from "#gen/shop/order/v1/order_service_pb.js";
+import { OrderConfirmedSchema } from "#gen/shop/order/v1/order_events_pb.js";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "#gen/grpc/health/v1/health_pb.js";
 import { connect } from "../support/databases.js";
 import { eventually } from "../support/eventually.js";
 import { expectInvariants } from "../support/invariants.js";
 import { startProcessMesh, type ProcessMesh } from "../support/process-mesh.js";
-import { silentLogger } from "../support/services.js";
+import { silentLogger } from "../support/silent-logger.js";
 
 /**
  * Real processes, killed for real with SIGKILL at chosen points of the saga. The points

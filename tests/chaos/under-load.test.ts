@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { quickPlan } from "./chaos-plans.js";
-import { startChaosRig, type ChaosRig } from "./chaos-rig.js";
+import { quickPlan } from "#tools/chaos/chaos-plans.js";
+import { startChaosRig, type ChaosRig } from "#tools/chaos/chaos-rig.js";
 
 /**
  * The short chaos run (`npm run chaos -- --quick`), one test per fault: a SIGKILLed order,

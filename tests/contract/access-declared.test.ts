@@ -2,12 +2,12 @@ import { readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { getOption, hasOption, type DescService } from "@bufbuild/protobuf";
-import { access } from "../../gen/meshwork/v1/access_pb.js";
-import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
-import { SagaAdminService } from "../../gen/shop/order/v1/saga_admin_service_pb.js";
-import { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
-import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
-import { meshServiceNames } from "../../services/platform/dev/mesh.js";
+import { access } from "#gen/meshwork/v1/access_pb.js";
+import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
+import { SagaAdminService } from "#gen/shop/order/v1/saga_admin_service_pb.js";
+import { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
+import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
+import { meshServiceNames } from "#mesh";
 
 /** Every service in the generated contracts, so a new one is checked without being listed here. */
 const gen = resolve(import.meta.dirname, "../../gen/shop");

@@ -2,14 +2,14 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { assertDriverPatched, driverPatchMarker } from "../../services/platform/db.js";
-import { applyPatches, parseUnifiedDiff, patchText } from "../../tools/apply-patches.js";
+import { assertDriverPatched, driverPatchMarker } from "#platform/data/db.js";
+import { applyPatches, parseUnifiedDiff, patchText } from "#tools/build/apply-patches.js";
 
 const root = resolve(import.meta.dirname, "../..");
 const patchFile = join(root, "patches/postgres+3.4.9.patch");
 const files = parseUnifiedDiff(readFileSync(patchFile, "utf8"));
 
-describe("tools/apply-patches (npm postinstall)", () => {
+describe("tools/build/apply-patches (npm postinstall)", () => {
   const scratch = mkdtempSync(join(tmpdir(), "meshwork-patches-"));
   afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -73,7 +73,7 @@ describe("tools/apply-patches (npm postinstall)", () => {
     expect(() => parseUnifiedDiff("--- a/x\n+++ b/x\n@@ -1,2 +1,1 @@\n same\n+new\n-old\n")).toThrow(/x: hunk 1 has more lines than/);
   });
 
-  it("marks the patched driver with the line services/platform/db.ts requires before it opens a pool", () => {
+  it("marks the patched driver with the line services/platform/data/db.ts requires before it opens a pool", () => {
     for (const file of files) {
       expect(file.hunks.some((hunk) => hunk.after.includes(driverPatchMarker) && !hunk.before.includes(driverPatchMarker))).toBe(true);
     }

@@ -9,8 +9,8 @@
 import { sql as q } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
-import { isDatabaseUnavailable } from "../../services/platform/db-errors.js";
-import { reconnectBackoff } from "../../services/platform/db.js";
+import { isDatabaseUnavailable } from "#platform/data/db-errors.js";
+import { reconnectBackoff } from "#platform/data/db.js";
 
 export interface BlipLoadReport {
   committed: number;

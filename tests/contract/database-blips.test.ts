@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
-import { startLocalPostgres, type LocalPostgres } from "../../services/platform/dev/local-postgres.js";
-import { freePort } from "../../services/platform/dev/tcp.js";
+import { startLocalPostgres, type LocalPostgres } from "#tools/infra/local-postgres.js";
+import { freePort } from "#tools/infra/tcp.js";
 import type { BlipLoadReport } from "./database-blips-load.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

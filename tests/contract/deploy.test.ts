@@ -6,22 +6,23 @@ import { join, relative, resolve } from "node:path";
 import { getOption, type DescService } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
-import { access } from "../../gen/meshwork/v1/access_pb.js";
-import type { Env } from "../../services/platform/config.js";
-import { meshDeployables, OPERATOR, type Deployable, type MeshServiceName } from "../../services/platform/dev/mesh.js";
-import { natsPasswordVariable } from "../../services/platform/dev/nats-accounts.js";
-import { loadConfig as orderConfig } from "../../services/order/src/config.js";
-import { loadConfig as inventoryConfig } from "../../services/inventory/src/config.js";
-import { loadConfig as paymentConfig } from "../../services/payment/src/config.js";
-import { loadConfig as notificationConfig } from "../../services/notification/src/config.js";
-import { loadConfig as gatewayConfig } from "../../gateway/src/config.js";
-import { databasePasswordVariable, generateSecrets } from "../../deploy/generate-secrets.js";
-import { natsConfigFiles } from "../../deploy/nats-config.js";
+import { access } from "#gen/meshwork/v1/access_pb.js";
+import type { Env } from "#platform/process/config.js";
+import { meshDeployables, type Deployable, type MeshServiceName } from "#mesh";
+import { OPERATOR } from "#platform/trust/mesh-identity.js";
+import { natsPasswordVariable } from "#tools/infra/nats-accounts.js";
+import { loadConfig as orderConfig } from "#services/order/src/config.js";
+import { loadConfig as inventoryConfig } from "#services/inventory/src/config.js";
+import { loadConfig as paymentConfig } from "#services/payment/src/config.js";
+import { loadConfig as notificationConfig } from "#services/notification/src/config.js";
+import { loadConfig as gatewayConfig } from "#gateway/src/config.js";
+import { databasePasswordVariable, generateSecrets } from "#deploy/generate-secrets.js";
+import { natsConfigFiles } from "#deploy/nats-config.js";
 
 /**
  * No Docker engine or cluster runs here, so the deployment is checked by reading it: every
  * manifest parses, and the invariants a zero-trust rollout relies on hold for every deployable
- * of the manifest (services/platform/dev/mesh.ts), with the callers each may admit read from
+ * of the manifest (services/mesh.ts), with the callers each may admit read from
  * the contract's (meshwork.v1.access) options.
  */
 const root = resolve(import.meta.dirname, "../..");
@@ -175,7 +176,7 @@ describe("Kubernetes manifests (kustomize base)", () => {
 
   it("runs one image for every service, each chosen by argument, from the manifest", () => {
     const runner = readFileSync(join(deploy, "run-service.ts"), "utf8");
-    expect(runner).toMatch(/import \{ meshDeployables \} from "\.\.\/services\/platform\/dev\/mesh\.js"/);
+    expect(runner).toMatch(/import \{ meshDeployables \} from "#mesh"/);
     for (const { name, main } of deployables) {
       expect(containerOf(name).image).toBe("meshwork:latest");
       expect(containerOf(name).args).toEqual([name]);
@@ -495,9 +496,9 @@ describe("Docker Compose and the Dockerfile", () => {
   it("gives npm ci what package.json's postinstall needs, so the driver patch is applied in the image", () => {
     const dockerfile = readFileSync(join(deploy, "Dockerfile"), "utf8");
     const postinstall = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts["postinstall"];
-    expect(postinstall).toBe("tsx tools/apply-patches.ts");
+    expect(postinstall).toBe("tsx tools/build/apply-patches.ts");
     const install = dockerfile.indexOf("RUN npm ci");
-    for (const copied of ["COPY patches ./patches", "COPY tools/apply-patches.ts ./tools/"]) {
+    for (const copied of ["COPY patches ./patches", "COPY tools/build/apply-patches.ts ./tools/build/"]) {
       expect(dockerfile.indexOf(copied), copied).toBeGreaterThan(-1);
       expect(dockerfile.indexOf(copied), `${copied} before npm ci`).toBeLessThan(install);
     }

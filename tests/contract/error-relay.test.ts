@@ -15,8 +15,8 @@ import {
   PlaceOrderRequestSchema,
   StorefrontService,
   WatchOrderRequestSchema,
-} from "../../gen/shop/gateway/v1/storefront_service_pb.js";
-import type { RunningServer } from "../../services/platform/server.js";
+} from "#gen/shop/gateway/v1/storefront_service_pb.js";
+import type { RunningServer } from "#platform/rpc-server/server.js";
 import { startGateway } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 

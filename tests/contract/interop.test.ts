@@ -5,10 +5,10 @@ import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { CUSTOMER_HEADER } from "../../services/platform/mesh-identity.js";
-import { expectIdentity } from "../../services/platform/mesh-tls.js";
-import { OPERATOR } from "../../services/platform/dev/mesh.js";
-import type { ServiceServer } from "../../services/platform/service.js";
+import { CUSTOMER_HEADER } from "#platform/trust/mesh-identity.js";
+import { expectIdentity } from "#platform/trust/mesh-tls.js";
+import { OPERATOR } from "#platform/trust/mesh-identity.js";
+import type { ServiceServer } from "#platform/service.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 
 const protoRoot = resolve(import.meta.dirname, "../../proto");

@@ -5,11 +5,11 @@ import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
-import { startLocalPostgres } from "../../services/platform/dev/local-postgres.js";
-import { freePort } from "../../services/platform/dev/tcp.js";
+import { startLocalPostgres } from "#tools/infra/local-postgres.js";
+import { freePort } from "#tools/infra/tcp.js";
 
 const root = resolve(import.meta.dirname, "../..");
-const localPostgres = pathToFileURL(join(root, "services/platform/dev/local-postgres.ts")).href;
+const localPostgres = pathToFileURL(join(root, "tools/infra/local-postgres.ts")).href;
 
 const isAlive = (pid: number) => {
   try {

@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OrderService } from "../../gen/shop/order/v1/order_service_pb.js";
+import { OrderService } from "#gen/shop/order/v1/order_service_pb.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 
 const repo = resolve(import.meta.dirname, "../..");

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { childEnv, meshDeployables, withOwnCredentials, type MeshService } from "../../services/platform/dev/mesh.js";
+import { childEnv, withOwnCredentials, type MeshService } from "#tools/mesh/topology.js";
+import { meshDeployables } from "#mesh";
 
 /**
  * Least privilege in what the launchers hand out: each process gets its own certificate,

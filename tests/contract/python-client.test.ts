@@ -7,9 +7,9 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
-import { OrderService } from "../../gen/shop/order/v1/order_service_pb.js";
-import type { RunningServer } from "../../services/platform/server.js";
+import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
+import { OrderService } from "#gen/shop/order/v1/order_service_pb.js";
+import type { RunningServer } from "#platform/rpc-server/server.js";
 import { startGateway } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { OrderService } from "../../gen/shop/order/v1/order_service_pb.js";
+import { OrderService } from "#gen/shop/order/v1/order_service_pb.js";
 import { connect } from "../support/databases.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 

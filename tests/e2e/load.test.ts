@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runLoad } from "../../bench/load-runner.js";
-import type { RunningServer } from "../../services/platform/server.js";
+import { runLoad } from "#tools/load/load-runner.js";
+import type { RunningServer } from "#platform/rpc-server/server.js";
 import { startGateway } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 

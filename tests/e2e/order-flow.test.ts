@@ -1,12 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { OrderStatus, SagaState, type Order } from "../../gen/shop/order/v1/order_service_pb.js";
-import { PaymentStatus } from "../../gen/shop/payment/v1/payment_service_pb.js";
-import { ReservationStatus } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
-import { demoCatalog } from "../../services/inventory/src/domain/demo-catalog.js";
+import { OrderStatus, SagaState, type Order } from "#gen/shop/order/v1/order_service_pb.js";
+import { PaymentStatus } from "#gen/shop/payment/v1/payment_service_pb.js";
+import { ReservationStatus } from "#gen/shop/inventory/v1/inventory_service_pb.js";
+import { demoCatalog } from "#services/inventory/src/domain/demo-catalog.js";
 import { eventually } from "../support/eventually.js";
-import { CUSTOMER_HEADER } from "../../services/platform/mesh-identity.js";
+import { CUSTOMER_HEADER } from "#platform/trust/mesh-identity.js";
 import { startProcessMesh, type ProcessMesh } from "../support/process-mesh.js";
 
 /**

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
-import { OrderSchema, OrderStatus } from "../../gen/shop/order/v1/order_service_pb.js";
-import { OrderCancelledSchema, OrderConfirmedSchema } from "../../gen/shop/order/v1/order_events_pb.js";
-import type { OrderEvent, OrderEventFeed } from "../../gateway/src/order-watch.js";
-import { createRecentOrders } from "../../gateway/src/recent-orders.js";
+import { OrderSchema, OrderStatus } from "#gen/shop/order/v1/order_service_pb.js";
+import { OrderCancelledSchema, OrderConfirmedSchema } from "#gen/shop/order/v1/order_events_pb.js";
+import type { OrderEvent, OrderEventFeed } from "#gateway/src/order-watch.js";
+import { createRecentOrders } from "#gateway/src/recent-orders.js";
 
 /** A feed whose events the test publishes by hand. */
 function handFeed() {

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
-import { PaymentService, PaymentStatus } from "../../gen/shop/payment/v1/payment_service_pb.js";
-import { build as buildInventory } from "../../services/inventory/src/build.js";
-import { build as buildPayment } from "../../services/payment/src/build.js";
-import type { RunningServer } from "../../services/platform/server.js";
-import type { MeshPki } from "../../services/platform/dev/mesh-pki.js";
+import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
+import { PaymentService, PaymentStatus } from "#gen/shop/payment/v1/payment_service_pb.js";
+import { build as buildInventory } from "#services/inventory/src/build.js";
+import { build as buildPayment } from "#services/payment/src/build.js";
+import type { RunningServer } from "#platform/rpc-server/server.js";
+import type { MeshPki } from "#tools/mesh/mesh-pki.js";
 import { createTestDatabase } from "../support/databases.js";
 import { contractClient, testPki } from "../support/mesh-clients.js";
 import { startTestNats, type TestNats } from "../support/nats.js";

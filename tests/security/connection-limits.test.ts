@@ -5,11 +5,11 @@ import { connect as connectTcp, type Socket } from "node:net";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
-import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
-import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
-import { clientAddressKey } from "../../services/platform/node-handler.js";
-import { startServer, type RunningServer } from "../../services/platform/server.js";
-import type { ConnectionLimits } from "../../services/platform/connection-limits.js";
+import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
+import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
+import { clientAddressKey } from "#platform/rpc-server/node-handler.js";
+import { startServer, type RunningServer } from "#platform/rpc-server/server.js";
+import type { ConnectionLimits } from "#platform/rpc-server/connection-limits.js";
 import { fromAddress } from "./from-address.js";
 
 /**

@@ -2,10 +2,10 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openDatabase } from "../../services/platform/db.js";
-import { provisionServiceRoles, serviceDatabaseUrl } from "../../services/platform/dev/database-roles.js";
+import { openDatabase } from "#platform/data/db.js";
+import { provisionServiceRoles, serviceDatabaseUrl } from "#tools/infra/database-roles.js";
 import { connect, createServiceDatabases, createTestDatabase, serviceSchemas, testRolePassword } from "../support/databases.js";
-import { silentLogger } from "../support/services.js";
+import { silentLogger } from "../support/silent-logger.js";
 
 const migrations = (service: string) => resolve(import.meta.dirname, `../../services/${service}/migrations`);
 

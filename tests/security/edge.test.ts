@@ -4,10 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { SignJWT, exportJWK, generateKeyPair, type JWTPayload } from "jose";
-import { StorefrontService } from "../../gen/shop/gateway/v1/storefront_service_pb.js";
-import { cachingVerifications, createAuthenticator, type Authenticator } from "../../gateway/src/auth.js";
-import { loadConfig } from "../../gateway/src/config.js";
-import type { RunningServer } from "../../services/platform/server.js";
+import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
+import { cachingVerifications, createAuthenticator, type Authenticator } from "#gateway/src/auth.js";
+import { loadConfig } from "#gateway/src/config.js";
+import type { RunningServer } from "#platform/rpc-server/server.js";
 import { bearer, startGateway, testAuthSecret } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 

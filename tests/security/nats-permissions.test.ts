@@ -7,20 +7,20 @@ import { generateDrizzleJson, generateMigration } from "drizzle-kit/api";
 import { Kvm, type KV } from "@nats-io/kv";
 import { connect as natsConnect, type Msg } from "@nats-io/transport-node";
 import { pino } from "pino";
-import { OrderConfirmedSchema, file_shop_order_v1_order_events } from "../../gen/shop/order/v1/order_events_pb.js";
-import { connectBus, type Bus, type BusConnection } from "../../services/platform/bus/connection.js";
-import { listDeadLetters, replayDeadLetter } from "../../services/platform/bus/dead-letters.js";
-import { createServiceDirectory, DISCOVERY_BUCKET, registerInstance, type Instance } from "../../services/platform/bus/discovery.js";
-import { on, startEventConsumer, type EventConsumer } from "../../services/platform/bus/event-consumer.js";
-import { toHeaders } from "../../services/platform/bus/event-headers.js";
-import { startOutboxRelay, type OutboxRelay } from "../../services/platform/bus/outbox-relay.js";
-import { deadLetterStream, ensureStream, eventStream } from "../../services/platform/bus/streams.js";
-import { createInboxTable } from "../../services/platform/inbox.js";
-import { appendToOutbox, createOutboxTable } from "../../services/platform/outbox.js";
+import { OrderConfirmedSchema, file_shop_order_v1_order_events } from "#gen/shop/order/v1/order_events_pb.js";
+import { connectBus, type Bus, type BusConnection } from "#platform/messaging/connection.js";
+import { listDeadLetters, replayDeadLetter } from "#platform/messaging/dead-letters.js";
+import { createServiceDirectory, DISCOVERY_BUCKET, registerInstance, type Instance } from "#platform/discovery/registry.js";
+import { on, startEventConsumer, type EventConsumer } from "#platform/messaging/event-consumer.js";
+import { toHeaders } from "#platform/messaging/event-headers.js";
+import { startOutboxRelay, type OutboxRelay } from "#platform/messaging/outbox-relay.js";
+import { deadLetterStream, ensureStream, eventStream } from "#platform/messaging/streams.js";
+import { createInboxTable } from "#platform/messaging/inbox.js";
+import { appendToOutbox, createOutboxTable } from "#platform/messaging/outbox.js";
 import { connect, createTestDatabase } from "../support/databases.js";
 import { eventually } from "../support/eventually.js";
 import { startTestNats, type TestNats } from "../support/nats.js";
-import { silentLogger } from "../support/services.js";
+import { silentLogger } from "../support/silent-logger.js";
 
 /**
  * The bus with a NATS user per service (the users `npm start` configures, on a real

@@ -6,22 +6,23 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import { Kvm } from "@nats-io/kv";
-import { connectBus } from "../../services/platform/bus/connection.js";
-import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
-import { NotificationService } from "../../gen/shop/notification/v1/notification_service_pb.js";
-import { OrderService, OrderStatus } from "../../gen/shop/order/v1/order_service_pb.js";
-import { SagaAdminService } from "../../gen/shop/order/v1/saga_admin_service_pb.js";
-import { PaymentService, PaymentStatus } from "../../gen/shop/payment/v1/payment_service_pb.js";
-import { DISCOVERY_BUCKET } from "../../services/platform/bus/discovery.js";
-import { CUSTOMER_HEADER } from "../../services/platform/mesh-identity.js";
-import { loadMeshCredentials } from "../../services/platform/mesh-tls.js";
-import { startServer, type RunningServer } from "../../services/platform/server.js";
-import { toMoney } from "../../services/platform/money.js";
-import { createCertificateAuthority, writeCredentials } from "../../services/platform/dev/pki.js";
+import { connectBus } from "#platform/messaging/connection.js";
+import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
+import { NotificationService } from "#gen/shop/notification/v1/notification_service_pb.js";
+import { OrderService, OrderStatus } from "#gen/shop/order/v1/order_service_pb.js";
+import { SagaAdminService } from "#gen/shop/order/v1/saga_admin_service_pb.js";
+import { PaymentService, PaymentStatus } from "#gen/shop/payment/v1/payment_service_pb.js";
+import { DISCOVERY_BUCKET } from "#platform/discovery/registry.js";
+import { CUSTOMER_HEADER } from "#platform/trust/mesh-identity.js";
+import { loadMeshCredentials } from "#platform/trust/mesh-tls.js";
+import { startServer, type RunningServer } from "#platform/rpc-server/server.js";
+import { toMoney } from "#shop/money.js";
+import { createCertificateAuthority, writeCredentials } from "#tools/infra/pki.js";
 import { eventually } from "../support/eventually.js";
-import { startTcpFaultProxy, type TcpFaultProxy } from "../chaos/tcp-fault-proxy.js";
+import { startTcpFaultProxy, type TcpFaultProxy } from "#tools/chaos/tcp-fault-proxy.js";
 import { meshTransport } from "../support/mesh-clients.js";
-import { silentLogger, startInProcessMesh, type InProcessMesh } from "../support/services.js";
+import { silentLogger } from "../support/silent-logger.js";
+import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 
 /**
  * Issue 11's probe of the mesh, replayed: internal RPCs called by the wrong caller or by

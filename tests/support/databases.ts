@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { inject } from "vitest";
-import { meshDeployables } from "../../services/platform/dev/mesh.js";
-import { provisionMeshDatabases } from "../../services/platform/dev/mesh-databases.js";
+import { meshDeployables } from "#mesh";
+import { provisionMeshDatabases } from "#tools/mesh/mesh-databases.js";
 
 /**
  * A fresh, empty database on the test cluster, so every suite starts from nothing and

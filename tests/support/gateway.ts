@@ -1,8 +1,8 @@
 import type { Interceptor } from "@connectrpc/connect";
-import { build as buildGateway } from "../../gateway/src/build.js";
-import type { ServiceServer } from "../../services/platform/service.js";
+import { build as buildGateway } from "#gateway/src/build.js";
+import type { ServiceServer } from "#platform/service.js";
 import type { InProcessMesh } from "./services.js";
-import { silentLogger } from "./services.js";
+import { silentLogger } from "./silent-logger.js";
 
 /** The secret the test gateways sign demo tokens with. */
 /** Sends `token` as the bearer of every call, as a signed-in storefront client does. */

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { startLocalPostgres } from "../../services/platform/dev/local-postgres.js";
-import { freePort } from "../../services/platform/dev/tcp.js";
+import { startLocalPostgres } from "#tools/infra/local-postgres.js";
+import { freePort } from "#tools/infra/tcp.js";
 
 declare module "vitest" {
   export interface ProvidedContext {

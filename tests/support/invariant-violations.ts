@@ -1,5 +1,5 @@
 import type { Sql } from "postgres";
-import { demoCatalog } from "../../services/inventory/src/domain/demo-catalog.js";
+import { demoCatalog } from "#services/inventory/src/domain/demo-catalog.js";
 
 /**
  * The business invariants no crash or network fault may break, read straight from every

@@ -4,11 +4,11 @@ import { join } from "node:path";
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
-import { accessOf } from "../../services/platform/access-control.js";
-import { CUSTOMER_AGENT, CUSTOMER_HEADER } from "../../services/platform/mesh-identity.js";
-import { expectIdentity } from "../../services/platform/mesh-tls.js";
-import { startMeshPki, type MeshPki } from "../../services/platform/dev/mesh-pki.js";
-import { OPERATOR } from "../../services/platform/dev/mesh.js";
+import { accessOf } from "#platform/trust/access-control.js";
+import { CUSTOMER_AGENT, CUSTOMER_HEADER } from "#platform/trust/mesh-identity.js";
+import { expectIdentity } from "#platform/trust/mesh-tls.js";
+import { startMeshPki, type MeshPki } from "#tools/mesh/mesh-pki.js";
+import { OPERATOR } from "#platform/trust/mesh-identity.js";
 
 let shared: Promise<MeshPki> | undefined;
 

@@ -1,10 +1,10 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startLocalNats, type LocalNats } from "../../services/platform/dev/local-nats.js";
-import { meshDeployables } from "../../services/platform/dev/mesh.js";
-import { meshNatsUsers, type NatsUser } from "../../services/platform/dev/nats-accounts.js";
-import { freePort } from "../../services/platform/dev/tcp.js";
+import { startLocalNats, type LocalNats } from "#tools/infra/local-nats.js";
+import { meshDeployables } from "#mesh";
+import { meshNatsUsers, type NatsUser } from "#tools/infra/nats-accounts.js";
+import { freePort } from "#tools/infra/tcp.js";
 
 export interface TestNats {
   /**

@@ -1,9 +1,9 @@
-import { childEnv, meshOnFreePorts, portEnv, withOwnCredentials } from "../../services/platform/dev/mesh.js";
-import { createSupervisor } from "../../services/platform/dev/supervisor.js";
-import { OrderService } from "../../gen/shop/order/v1/order_service_pb.js";
-import { InventoryService } from "../../gen/shop/inventory/v1/inventory_service_pb.js";
-import { PaymentService } from "../../gen/shop/payment/v1/payment_service_pb.js";
-import { NotificationService } from "../../gen/shop/notification/v1/notification_service_pb.js";
+import { childEnv, meshOnFreePorts, portEnv, withOwnCredentials } from "#tools/mesh/topology.js";
+import { createSupervisor } from "#tools/mesh/supervisor.js";
+import { OrderService } from "#gen/shop/order/v1/order_service_pb.js";
+import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
+import { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
+import { NotificationService } from "#gen/shop/notification/v1/notification_service_pb.js";
 import { createServiceDatabases, type DatabaseService } from "./databases.js";
 import { startTestNats } from "./nats.js";
 import { contractClient, testPki } from "./mesh-clients.js";

@@ -1,18 +1,17 @@
-import { pino } from "pino";
-import { build as buildInventory } from "../../services/inventory/src/build.js";
-import { build as buildPayment } from "../../services/payment/src/build.js";
-import { build as buildOrder } from "../../services/order/src/build.js";
-import type { CatalogEntry } from "../../services/inventory/src/domain/demo-catalog.js";
+import { build as buildInventory } from "#services/inventory/src/build.js";
+import { build as buildPayment } from "#services/payment/src/build.js";
+import { build as buildOrder } from "#services/order/src/build.js";
+import type { CatalogEntry } from "#services/inventory/src/domain/demo-catalog.js";
 import { createServiceDatabases, type DatabaseService } from "./databases.js";
 import { startTestNats, type TestNats } from "./nats.js";
-import { build as buildNotification } from "../../services/notification/src/build.js";
-import type { ServiceServer } from "../../services/platform/service.js";
-import type { MeshPki } from "../../services/platform/dev/mesh-pki.js";
+import { build as buildNotification } from "#services/notification/src/build.js";
+import type { ServiceServer } from "#platform/service.js";
+import type { MeshPki } from "#tools/mesh/mesh-pki.js";
 import { contractClient, testPki, type TestProtocol } from "./mesh-clients.js";
 import type { Client } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 
-export const silentLogger = pino({ level: process.env["TEST_LOG_LEVEL"] ?? "silent" });
+import { silentLogger } from "./silent-logger.js";
 
 /** What every in-process service is given; `name` picks its certificate. */
 export const testRuntime = (pki: MeshPki, name: string, databaseUrl: string, natsUrl: string) => ({

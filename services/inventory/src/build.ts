@@ -1,7 +1,6 @@
 import { resolve } from "node:path";
-import { InventoryService } from "../../../gen/shop/inventory/v1/inventory_service_pb.js";
-import { eventStream } from "../../platform/bus/streams.js";
-import { startService, type ServiceRuntime, type ServiceServer } from "../../platform/service.js";
+import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
+import { eventStream, startService, type ServiceRuntime, type ServiceServer } from "#platform";
 import { createInventory } from "./app/inventory.js";
 import { outbox, tables } from "./db/schema.js";
 import { demoCatalog, type CatalogEntry } from "./domain/demo-catalog.js";

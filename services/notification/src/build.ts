@@ -1,9 +1,7 @@
 import { resolve } from "node:path";
-import { NotificationService } from "../../../gen/shop/notification/v1/notification_service_pb.js";
-import { file_shop_order_v1_order_events } from "../../../gen/shop/order/v1/order_events_pb.js";
-import { startEventConsumer } from "../../platform/bus/event-consumer.js";
-import { eventStream } from "../../platform/bus/streams.js";
-import { startService, type ServiceRuntime, type ServiceServer } from "../../platform/service.js";
+import { NotificationService } from "#gen/shop/notification/v1/notification_service_pb.js";
+import { file_shop_order_v1_order_events } from "#gen/shop/order/v1/order_events_pb.js";
+import { startEventConsumer, eventStream, startService, type ServiceRuntime, type ServiceServer } from "#platform";
 import { createNotificationQueries, orderEventHandlers } from "./app/notifications.js";
 import { inbox, tables } from "./db/schema.js";
 import { createRoutes } from "./rpc/routes.js";

@@ -1,6 +1,4 @@
-import { serviceConfig, integer, oneOf, peerUrl, port, type ServiceConfig, type Env } from "../../platform/config.js";
-import type { WireProtocol } from "../../platform/clients.js";
-import { defaultSagaPolicy, type SagaPolicy } from "../../platform/saga/saga-runner.js";
+import { serviceConfig, integer, oneOf, peerUrl, port, type ServiceConfig, type Env, type WireProtocol, defaultSagaPolicy, type SagaPolicy } from "#platform";
 
 export interface OrderConfig extends ServiceConfig {
   port: number;

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { OrderService } from "../../../gen/shop/order/v1/order_service_pb.js";
-import { connect } from "../../../tests/support/databases.js";
-import { startInProcessMesh, type InProcessMesh } from "../../../tests/support/services.js";
+import { OrderService } from "#gen/shop/order/v1/order_service_pb.js";
+import { connect } from "#tests/support/databases.js";
+import { startInProcessMesh, type InProcessMesh } from "#tests/support/services.js";
 
 describe("CreateOrder's request_id", () => {
   let mesh: InProcessMesh;

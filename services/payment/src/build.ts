@@ -1,7 +1,6 @@
 import { resolve } from "node:path";
-import { PaymentService } from "../../../gen/shop/payment/v1/payment_service_pb.js";
-import { eventStream } from "../../platform/bus/streams.js";
-import { startService, type ServiceRuntime, type ServiceServer } from "../../platform/service.js";
+import { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
+import { eventStream, startService, type ServiceRuntime, type ServiceServer } from "#platform";
 import type { CardNetwork } from "./app/card-network.js";
 import { createPayments } from "./app/payments.js";
 import { createSimulatedCardNetwork } from "./app/simulated-card-network.js";

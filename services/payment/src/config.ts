@@ -1,4 +1,4 @@
-import { serviceConfig, port, type ServiceConfig, type Env } from "../../platform/config.js";
+import { serviceConfig, port, type ServiceConfig, type Env } from "#platform";
 
 export interface PaymentConfig extends ServiceConfig {
   port: number;

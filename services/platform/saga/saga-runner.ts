@@ -4,9 +4,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { and, asc, eq, getTableColumns, gt, gte, inArray, isNull, lt, or, sql, type SQL } from "drizzle-orm";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BrokenCircuitError, BulkheadRejectedError, ExponentialBackoff, TaskCancelledError, TimeoutStrategy, timeout, type IBackoff } from "cockatiel";
-import { isDatabaseUnavailable } from "../db-errors.js";
-import { detachedFromDeadline } from "../deadline.js";
-import type { Logger } from "../logger.js";
+import { isDatabaseUnavailable } from "../data/db-errors.js";
+import { detachedFromDeadline } from "../rpc-client/deadline.js";
+import type { Logger } from "../process/logger.js";
 import { createSagaStatements, type ClaimedSaga, type Settlement, type SqlExecutor } from "./saga-statements.js";
 import type { SagaRow, SagaState, SagaStepRow, SagaTables, StepState } from "./tables.js";
 

@@ -1,6 +1,6 @@
 import { sql, type SQL } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
-import { rowsOf as rows } from "../db.js";
+import { rowsOf as rows } from "../data/db.js";
 import type { SagaState, SagaTables, StepState } from "./tables.js";
 
 /** A drizzle database or transaction over any service's schema. */

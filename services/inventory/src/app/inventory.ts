@@ -2,14 +2,14 @@ import { randomUUID } from "node:crypto";
 import { asc, eq, inArray, sql } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
-import { appendToOutbox } from "../../../platform/outbox.js";
-import { LineItemSchema } from "../../../../gen/shop/inventory/v1/inventory_service_pb.js";
+import { appendToOutbox } from "#platform";
+import { LineItemSchema } from "#gen/shop/inventory/v1/inventory_service_pb.js";
 import {
   ReservationCommittedSchema,
   StockAdjustedSchema,
   StockReleasedSchema,
   StockReservedSchema,
-} from "../../../../gen/shop/inventory/v1/inventory_events_pb.js";
+} from "#gen/shop/inventory/v1/inventory_events_pb.js";
 import type { CatalogEntry } from "../domain/demo-catalog.js";
 import {
   InsufficientStockError,

@@ -2,8 +2,7 @@ import { sql, type SQL } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import type { ReservationStatus, StockLine } from "../domain/reservation.js";
 import type { DescMessage } from "@bufbuild/protobuf";
-import { rowsOf as rows } from "../../../platform/db.js";
-import { outboxAppend, type DomainEvent } from "../../../platform/outbox.js";
+import { rowsOf as rows, outboxAppend, type DomainEvent } from "#platform";
 import { outbox, products, reservationItems, reservations, type tables } from "../db/schema.js";
 
 type Executor = Pick<PostgresJsDatabase<typeof tables>, "execute">;

@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import { check, integer, bigint, pgSchema, primaryKey, text, timestamp, uuid, char } from "drizzle-orm/pg-core";
-import { createOutboxTable } from "../../../platform/outbox.js";
+import { createOutboxTable } from "#platform";
 
 /** Inventory owns this Postgres schema; no other service reads it. */
 export const inventorySchema = pgSchema("inventory");

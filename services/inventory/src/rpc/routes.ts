@@ -7,8 +7,8 @@ import {
   ProductSchema,
   StockSchema,
   type Reservation as ReservationMessage,
-} from "../../../../gen/shop/inventory/v1/inventory_service_pb.js";
-import { toMoney } from "../../../platform/money.js";
+} from "#gen/shop/inventory/v1/inventory_service_pb.js";
+import { toMoney } from "#shop/money.js";
 import type { Inventory, Product } from "../app/inventory.js";
 import { requireOrderId, requireSku, type Reservation } from "../domain/reservation.js";
 import { InvalidStockRequestError } from "../domain/errors.js";

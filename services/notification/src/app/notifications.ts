@@ -1,11 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { and, desc, eq, lt, or } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
-import { on, type EventHandler } from "../../../platform/bus/event-consumer.js";
-import { decodePageToken, encodePageToken, pageSize, type PageKey } from "../../../platform/page-token.js";
-import type { SqlExecutor } from "../../../platform/saga/saga-runner.js";
-import { OrderCancelledSchema, OrderConfirmedSchema } from "../../../../gen/shop/order/v1/order_events_pb.js";
-import { InvalidArgumentError } from "../../../platform/errors.js";
+import { on, type EventHandler, decodePageToken, encodePageToken, pageSize, type PageKey, type SqlExecutor, InvalidArgumentError } from "#platform";
+import { OrderCancelledSchema, OrderConfirmedSchema } from "#gen/shop/order/v1/order_events_pb.js";
 import { notificationText, type NotificationKind } from "../domain/notification.js";
 import { notifications, type tables } from "../db/schema.js";
 

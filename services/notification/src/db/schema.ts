@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import { check, index, pgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
-import { createInboxTable } from "../../../platform/inbox.js";
+import { createInboxTable } from "#platform";
 
 /** Notification owns this Postgres schema; no other service reads it. */
 export const notificationSchema = pgSchema("notification");

@@ -1,7 +1,7 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { customerOf } from "../../../platform/mesh-identity.js";
-import { NotificationKind, NotificationService } from "../../../../gen/shop/notification/v1/notification_service_pb.js";
+import { customerOf } from "#platform";
+import { NotificationKind, NotificationService } from "#gen/shop/notification/v1/notification_service_pb.js";
 import type { createNotificationQueries, NotificationRow } from "../app/notifications.js";
 
 const kindToWire: Record<NotificationRow["kind"], NotificationKind> = {

@@ -2,10 +2,10 @@ import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sql as drizzleSql } from "drizzle-orm";
 import { fromBinary } from "@bufbuild/protobuf";
-import { openDatabase, type Database } from "../../../platform/db.js";
-import { OrderConfirmedSchema } from "../../../../gen/shop/order/v1/order_events_pb.js";
-import { connect, createTestDatabase } from "../../../../tests/support/databases.js";
-import { silentLogger } from "../../../../tests/support/services.js";
+import { openDatabase, type Database } from "#platform";
+import { OrderConfirmedSchema } from "#gen/shop/order/v1/order_events_pb.js";
+import { connect, createTestDatabase } from "#tests/support/databases.js";
+import { silentLogger } from "#tests/support/silent-logger.js";
 import { tables } from "../db/schema.js";
 import { createOrderStore } from "./order-store.js";
 

@@ -1,12 +1,10 @@
 import { and, desc, eq, getTableColumns, lt, or, sql, type SQL } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
-import { rowsOf } from "../../../platform/db.js";
-import { appendToOutbox, outboxAppend } from "../../../platform/outbox.js";
-import type { SqlExecutor } from "../../../platform/saga/saga-runner.js";
-import { toMoney as money } from "../../../platform/money.js";
-import { OrderLineSchema } from "../../../../gen/shop/order/v1/order_service_pb.js";
-import { OrderCancelledSchema, OrderConfirmedSchema, OrderCreatedSchema } from "../../../../gen/shop/order/v1/order_events_pb.js";
+import { rowsOf, appendToOutbox, outboxAppend, type SqlExecutor } from "#platform";
+import { toMoney as money } from "#shop/money.js";
+import { OrderLineSchema } from "#gen/shop/order/v1/order_service_pb.js";
+import { OrderCancelledSchema, OrderConfirmedSchema, OrderCreatedSchema } from "#gen/shop/order/v1/order_events_pb.js";
 import type { OrderStatus, PricedOrder } from "../domain/order.js";
 import { orderLines, orders, outbox, type tables } from "../db/schema.js";
 

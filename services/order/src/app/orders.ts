@@ -1,8 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Client } from "@connectrpc/connect";
-import { decodePageToken, encodePageToken, pageSize } from "../../../platform/page-token.js";
-import type { SagaRunner } from "../../../platform/saga/saga-runner.js";
-import type { InventoryService } from "../../../../gen/shop/inventory/v1/inventory_service_pb.js";
+import { decodePageToken, encodePageToken, pageSize, type SagaRunner } from "#platform";
+import type { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
 import { InvalidOrderError, OrderNotFoundError, OrderTransitionError } from "../domain/errors.js";
 import { assertCancellable, assertSameRequest, priceOrder, requestFingerprint, validateNewOrder, type CatalogPrice, type NewOrder } from "../domain/order.js";
 import type { OrderStore, StoredOrder } from "./order-store.js";

@@ -1,8 +1,8 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { StepRejectedError, type SagaDefinition } from "../../../platform/saga/saga-runner.js";
-import { toMoney } from "../../../platform/money.js";
-import { InventoryService, ReservationStatus } from "../../../../gen/shop/inventory/v1/inventory_service_pb.js";
-import { PaymentService, PaymentStatus } from "../../../../gen/shop/payment/v1/payment_service_pb.js";
+import { StepRejectedError, type SagaDefinition } from "#platform";
+import { toMoney } from "#shop/money.js";
+import { InventoryService, ReservationStatus } from "#gen/shop/inventory/v1/inventory_service_pb.js";
+import { PaymentService, PaymentStatus } from "#gen/shop/payment/v1/payment_service_pb.js";
 import type { OrderStore } from "./order-store.js";
 
 /** What the saga needs, captured when the order is placed. */

@@ -1,8 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Logger } from "../../../platform/logger.js";
-import { decodePageToken, encodePageToken, pageSize } from "../../../platform/page-token.js";
-import type { ActionHook, SagaActionOutcome, SagaRunner, SagaWithSteps } from "../../../platform/saga/saga-runner.js";
-import type { SagaRow, SagaState } from "../../../platform/saga/tables.js";
+import { type Logger, decodePageToken, encodePageToken, pageSize, type ActionHook, type SagaActionOutcome, type SagaRunner, type SagaWithSteps, type SagaRow, type SagaState } from "#platform";
 import { InvalidOrderError, SagaActionRefusedError, SagaNotFoundError } from "../domain/errors.js";
 import { requireOrderId } from "../domain/order.js";
 import { sagaAudit } from "../db/schema.js";

@@ -1,7 +1,6 @@
 import { sql } from "drizzle-orm";
 import { bigint, char, check, index, integer, pgSchema, primaryKey, text, timestamp, unique, uuid } from "drizzle-orm/pg-core";
-import { createOutboxTable } from "../../../platform/outbox.js";
-import { createSagaTables } from "../../../platform/saga/tables.js";
+import { createOutboxTable, createSagaTables } from "#platform";
 
 /** Ordering owns this Postgres schema; no other service reads it. */
 export const ordersSchema = pgSchema("orders");

@@ -1,13 +1,13 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { toMoney as money } from "../../../platform/money.js";
-import { OrderSchema, OrderService, OrderStatus } from "../../../../gen/shop/order/v1/order_service_pb.js";
+import { toMoney as money } from "#shop/money.js";
+import { OrderSchema, OrderService, OrderStatus } from "#gen/shop/order/v1/order_service_pb.js";
 import type { StoredOrder } from "../app/order-store.js";
 import type { Orders } from "../app/orders.js";
 import { requireCustomerId, requireOrderId, type OrderStatus as DomainStatus } from "../domain/order.js";
 import { toSagaStatus } from "./saga-messages.js";
-import { actingCustomerOf, customerOf } from "../../../platform/mesh-identity.js";
+import { actingCustomerOf, customerOf } from "#platform";
 
 const statusToWire: Record<DomainStatus, OrderStatus> = {
   pending: OrderStatus.PENDING,

@@ -1,7 +1,6 @@
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import { SagaAdminService } from "../../../../gen/shop/order/v1/saga_admin_service_pb.js";
-import { clientAddressKey } from "../../../platform/node-handler.js";
-import { callerOf } from "../../../platform/mesh-identity.js";
+import { SagaAdminService } from "#gen/shop/order/v1/saga_admin_service_pb.js";
+import { clientAddressKey, callerOf } from "#platform";
 import type { SagaAdmin } from "../app/saga-admin.js";
 import { sagaStateFilter, toSagaMessage } from "./saga-messages.js";
 

@@ -1,9 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { SagaState, SagaStatusSchema, SagaStepStatusSchema } from "../../../../gen/shop/order/v1/order_service_pb.js";
-import { SagaSchema } from "../../../../gen/shop/order/v1/saga_admin_service_pb.js";
-import type { SagaWithSteps } from "../../../platform/saga/saga-runner.js";
-import type { SagaRow, SagaState as KitSagaState, SagaStepRow } from "../../../platform/saga/tables.js";
+import { SagaState, SagaStatusSchema, SagaStepStatusSchema } from "#gen/shop/order/v1/order_service_pb.js";
+import { SagaSchema } from "#gen/shop/order/v1/saga_admin_service_pb.js";
+import type { SagaWithSteps, SagaRow, SagaState as KitSagaState, SagaStepRow } from "#platform";
 import { InvalidOrderError } from "../domain/errors.js";
 import { redactPaymentTokens } from "../app/redact.js";
 

@@ -1,8 +1,8 @@
 import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openDatabase, type Database } from "../../../platform/db.js";
-import { connect, createTestDatabase } from "../../../../tests/support/databases.js";
-import { silentLogger } from "../../../../tests/support/services.js";
+import { openDatabase, type Database } from "#platform";
+import { connect, createTestDatabase } from "#tests/support/databases.js";
+import { silentLogger } from "#tests/support/silent-logger.js";
 import { tables } from "../db/schema.js";
 import type { CardNetwork } from "./card-network.js";
 import { createPayments, type Payments } from "./payments.js";

@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import { bigint, char, check, index, pgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
-import { createOutboxTable } from "../../../platform/outbox.js";
+import { createOutboxTable } from "#platform";
 
 /** Payment owns this Postgres schema; no other service reads it. */
 export const paymentSchema = pgSchema("payment");

@@ -1,8 +1,8 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { PaymentService, PaymentSchema, PaymentStatus } from "../../../../gen/shop/payment/v1/payment_service_pb.js";
-import { toMoney } from "../../../platform/money.js";
+import { PaymentService, PaymentSchema, PaymentStatus } from "#gen/shop/payment/v1/payment_service_pb.js";
+import { toMoney } from "#shop/money.js";
 import type { PaymentRow, Payments } from "../app/payments.js";
 import { requireIdempotencyKey, requireOrderId, validateCharge, type PaymentStatus as DomainStatus } from "../domain/payment.js";
 

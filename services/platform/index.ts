@@ -1,0 +1,48 @@
+/**
+ * The platform kit's public face: what a service (and the gateway) builds on, by layer. A
+ * service imports from "#platform" alone; the modules behind it are the kit's own business.
+ */
+
+// Process: configuration, the run loop, logging and metrics.
+export { ConfigError, commonConfig, integer, oneOf, optionalString, peerUrl, port, requiredOneOf, serviceConfig, url, type CommonConfig, type Env, type ServiceConfig } from "./process/config.js";
+export { runService } from "./process/lifecycle.js";
+export type { Logger } from "./process/logger.js";
+export { createMetrics } from "./process/metrics.js";
+
+// The service skeleton every deployable starts from.
+export { createMeshSecurity, startOpsServer, startService, type ServiceRuntime, type ServiceServer } from "./service.js";
+
+// Serving RPCs.
+export { startServer } from "./rpc-server/server.js";
+export { InvalidArgumentError } from "./rpc-server/errors.js";
+export { clientAddressKey, type NodeRequest, type NodeResponse } from "./rpc-server/node-handler.js";
+export { createKeyedCounts } from "./rpc-server/keyed-counts.js";
+
+// Calling peers.
+export { createServiceClient, type PeerTls, type WireProtocol } from "./rpc-client/clients.js";
+export { detachedFromDeadline } from "./rpc-client/deadline.js";
+export { createHealthProbe } from "./rpc-client/health-probe.js";
+export type { DependencyStats } from "./rpc-client/resilience.js";
+
+// Zero trust: who the caller is and what its contract admits.
+export { accessOf } from "./trust/access-control.js";
+export { CUSTOMER_HEADER, actingCustomerOf, callerOf, customerOf } from "./trust/mesh-identity.js";
+export { PRINCIPAL_ID_RULE, isSafePrincipalId } from "./trust/principal-id.js";
+
+// Discovery.
+export { createServiceDirectory } from "./discovery/registry.js";
+
+// Data: a service's own database.
+export { openDatabase, rowsOf, type Database } from "./data/db.js";
+export { decodePageToken, encodePageToken, pageSize, type PageKey } from "./data/page-token.js";
+
+// Messaging: the outbox with its relay, the inbox with its consumer, the streams.
+export { connectBus, type BusConnection } from "./messaging/connection.js";
+export { appendToOutbox, createOutboxTable, outboxAppend, type DomainEvent } from "./messaging/outbox.js";
+export { createInboxTable } from "./messaging/inbox.js";
+export { on, startEventConsumer, type EventHandler } from "./messaging/event-consumer.js";
+export { eventStream } from "./messaging/streams.js";
+
+// Sagas: orchestration with compensation.
+export { StepRejectedError, createSagaRunner, defaultSagaPolicy, type ActionHook, type SagaActionOutcome, type SagaDefinition, type SagaPolicy, type SagaRunner, type SagaWithSteps, type SqlExecutor } from "./saga/saga-runner.js";
+export { createSagaTables, type SagaRow, type SagaState, type SagaStepRow } from "./saga/tables.js";

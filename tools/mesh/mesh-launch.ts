@@ -1,0 +1,61 @@
+import { randomBytes } from "node:crypto";
+import { localSecret } from "../infra/local-secrets.js";
+import { natsUserUrl, startLocalNats, type LocalNats } from "../infra/local-nats.js";
+import { withOwnCredentials, type MeshService } from "./topology.js";
+import { meshDeployables } from "#mesh";
+import { provisionMeshDatabases } from "./mesh-databases.js";
+import type { MeshPki } from "./mesh-pki.js";
+import { meshNatsUsers } from "../infra/nats-accounts.js";
+
+/** Where a launcher's per-service secrets come from. */
+export interface MeshSecrets {
+  /** A deployable's (or the operator's) password for NATS or Postgres. */
+  password(kind: "nats" | "postgres", name: string): string;
+  /** The gateway's token-signing key in local auth mode. */
+  gatewayAuthSecret(): string;
+}
+
+/** Kept in `dir` (0600 files), so restarts, `npm run service` and the tools agree. */
+export function persistentMeshSecrets(dir: string): MeshSecrets {
+  return {
+    password: (kind, name) => localSecret(dir, `${name}.${kind}`),
+    gatewayAuthSecret: () => localSecret(dir, "gateway.auth"),
+  };
+}
+
+/** Made up for one run, for a disposable mesh that nothing else joins. */
+export function ephemeralMeshSecrets(): MeshSecrets {
+  const made = new Map<string, string>();
+  const secret = (key: string) => made.get(key) ?? made.set(key, randomBytes(24).toString("base64url")).get(key)!;
+  return { password: (kind, name) => secret(`${name}.${kind}`), gatewayAuthSecret: () => secret("gateway.auth") };
+}
+
+/** The NATS users of the mesh: one per deployable, and the operator. */
+const natsUsers = meshNatsUsers(meshDeployables);
+
+/** A nats-server of the mesh's own, admitting each deployable and the operator as its own user. */
+export function startMeshNats(options: { port: number; storeDir: string; secrets: MeshSecrets; detached?: boolean }): Promise<LocalNats> {
+  const passwords = Object.fromEntries(natsUsers.map((user) => [user.name, options.secrets.password("nats", user.name)]));
+  return startLocalNats({ port: options.port, storeDir: options.storeDir, users: natsUsers, passwords, ...(options.detached ? { detached: true } : {}) });
+}
+
+/** A mesh NATS user's URL on a server of ours that is already running. */
+export const natsUrlFor = (port: number, secrets: MeshSecrets) => (name: string) => natsUserUrl("127.0.0.1", port, name, secrets.password("nats", name));
+
+/**
+ * Gives each service what is its own alone: its Postgres role (provisioned now through the
+ * admin URL, which goes no further), its NATS user, its certificate, and for the gateway its
+ * signing key.
+ */
+export async function withMeshCredentials(
+  services: readonly MeshService[],
+  options: { adminDatabaseUrl: string; natsUrlFor: (name: string) => string; pki: MeshPki | undefined; secrets: MeshSecrets },
+): Promise<MeshService[]> {
+  const databaseUrl = await provisionMeshDatabases(options.adminDatabaseUrl, (name) => options.secrets.password("postgres", name));
+  return withOwnCredentials(services, {
+    databaseUrl,
+    natsUrl: options.natsUrlFor,
+    tls: (name) => options.pki?.files(name),
+    gatewayAuthSecret: options.secrets.gatewayAuthSecret(),
+  });
+}

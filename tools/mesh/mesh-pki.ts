@@ -1,0 +1,39 @@
+import { join } from "node:path";
+import type { MeshTlsFiles } from "#platform/trust/mesh-tls.js";
+import type { OperatorFiles } from "./mesh-state.js";
+import { OPERATOR } from "#platform/trust/mesh-identity.js";
+import { meshServiceNames } from "#mesh";
+import { loadOrCreateCertificateAuthority, startCertificateRotation } from "../infra/pki.js";
+
+/** A day: long enough to outlive a coffee break, short enough that a leaked key soon expires; re-issued with a third left. */
+export const DEFAULT_CERT_LIFETIME_MS = 24 * 3_600_000;
+
+export interface MeshPki {
+  /** A deployable's certificate, key and the CA, as its TLS_* variables name them. */
+  files(name: string): MeshTlsFiles;
+  readonly operator: OperatorFiles;
+  stop(): void;
+}
+
+/**
+ * The local mesh's PKI in `dir`: the CA (kept, so tools trust it across restarts), and a
+ * certificate for every deployable and the operator, re-issued hot before it expires. Only
+ * this process, the launcher, holds the CA key's use: services are handed their own files
+ * and never issue certificates.
+ */
+export async function startMeshPki(dir: string, options: { lifetimeMs: number; log?: (line: string) => void }): Promise<MeshPki> {
+  const ca = await loadOrCreateCertificateAuthority(dir);
+  if (ca.replaced) options.log?.(`the mesh CA in ${dir} was missing, expiring or unreadable: a new one was made`);
+  const rotation = startCertificateRotation({
+    dir,
+    ca,
+    identities: [...meshServiceNames, OPERATOR],
+    clientOnly: new Set([OPERATOR]),
+    lifetimeMs: options.lifetimeMs,
+    ...(options.log ? { log: options.log } : {}),
+  });
+  await rotation.ready;
+  const caFile = join(dir, "ca.crt");
+  const files = (name: string) => ({ certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`), caFile });
+  return { files, operator: files(OPERATOR), stop: () => rotation.stop() };
+}

@@ -1,0 +1,101 @@
+import { ConfigError, port, type Env } from "#platform/process/config.js";
+import { freePort } from "../infra/tcp.js";
+import type { MeshTlsFiles } from "#platform/trust/mesh-tls.js";
+import { meshDeployables } from "#mesh";
+
+export interface MeshService {
+  name: string;
+  port: number;
+  /** Its plaintext probe and scrape port. */
+  opsPort: number;
+  /** Entry point, relative to the repository root. */
+  main: string;
+  /** Environment for this service alone, over the shared one (e.g. the address it advertises). */
+  env?: Record<string, string>;
+}
+
+/** The variable a service reads its port from, e.g. ORDER_PORT; and its ops port, e.g. ORDER_OPS_PORT. */
+const portVariable = (name: string) => `${name.toUpperCase()}_PORT`;
+const opsPortVariable = (name: string) => `${name.toUpperCase()}_OPS_PORT`;
+
+/** The deployables on the ports the *_PORT and *_OPS_PORT variables give, else their defaults. */
+function meshServices(env: Env): MeshService[] {
+  return meshDeployables.map(({ name, main, defaultPort, defaultOpsPort }) => ({
+    name,
+    main,
+    port: port(env, portVariable(name), defaultPort),
+    opsPort: port(env, opsPortVariable(name), defaultOpsPort),
+  }));
+}
+
+/** The deployables on free ports, for a disposable mesh beside a developer's own. */
+export async function meshOnFreePorts(): Promise<MeshService[]> {
+  const services: MeshService[] = [];
+  for (const { name, main } of meshDeployables) services.push({ name, main, port: await freePort(), opsPort: await freePort() });
+  return services;
+}
+
+/** The *_PORT variables that put services where `services` says. */
+export const portEnv = (services: readonly MeshService[]) => Object.fromEntries(services.map((s) => [portVariable(s.name), String(s.port)]));
+
+/** What each process of a mesh is given that is its own: credentials, resolved per service. */
+export interface MeshCredentialSource {
+  /** The service's own Postgres role's URL; undefined for a deployable without a schema. */
+  databaseUrl(name: string): string | undefined;
+  /** NATS with the service's own user. */
+  natsUrl(name: string): string;
+  /** Its certificate, key and the mesh CA; undefined under MESH_TLS=off. */
+  tls(name: string): MeshTlsFiles | undefined;
+  /** The gateway's token-signing secret in local auth mode. */
+  gatewayAuthSecret?: string;
+}
+
+/**
+ * Variables a child must never inherit from the shell that started the mesh: an admin
+ * DATABASE_URL, someone else's NATS user or certificate. Each process gets its own instead.
+ */
+const perProcessVariables = ["DATABASE_URL", "NATS_URL", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE", "OPS_PORT", "AUTH_LOCAL_SECRET"];
+
+/** Environment every child shares: peers' addresses (https under mTLS) and the gateway's auth mode; no credential. */
+export function childEnv(env: Env, services: MeshService[]): NodeJS.ProcessEnv {
+  const scheme = env["MESH_TLS"] === "off" ? "http" : "https";
+  const url = (name: string) => `${scheme}://127.0.0.1:${services.find((s) => s.name === name)!.port}`;
+  const shared: NodeJS.ProcessEnv = { ...env };
+  for (const name of perProcessVariables) delete shared[name];
+  return {
+    ...shared,
+    ORDER_URL: env["ORDER_URL"] ?? url("order"),
+    INVENTORY_URL: env["INVENTORY_URL"] ?? url("inventory"),
+    PAYMENT_URL: env["PAYMENT_URL"] ?? url("payment"),
+    NOTIFICATION_URL: env["NOTIFICATION_URL"] ?? url("notification"),
+    // On a developer's machine the gateway issues demo tokens; see the README.
+    AUTH_MODE: env["AUTH_MODE"] ?? "local",
+  };
+}
+
+/** Each service with the environment that is its own alone, over any it already has. */
+export function withOwnCredentials(services: readonly MeshService[], credentials: MeshCredentialSource): MeshService[] {
+  return services.map((service) => {
+    const databaseUrl = credentials.databaseUrl(service.name);
+    const tls = credentials.tls(service.name);
+    const own: Record<string, string> = {
+      NATS_URL: credentials.natsUrl(service.name),
+      OPS_PORT: String(service.opsPort),
+      ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+      ...(tls ? { TLS_CERT_FILE: tls.certFile, TLS_KEY_FILE: tls.keyFile, TLS_CA_FILE: tls.caFile } : {}),
+      ...(service.name === "gateway" && credentials.gatewayAuthSecret ? { AUTH_LOCAL_SECRET: credentials.gatewayAuthSecret } : {}),
+    };
+    return { ...service, env: { ...own, ...service.env } };
+  });
+}
+
+/** For the CLIs: a bad *_PORT ends the command with the variable's name, not a stack trace. */
+export function meshServicesOrExit(env: Env): MeshService[] {
+  try {
+    return meshServices(env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`meshwork: configuration error: ${err.message}`);
+    process.exit(2);
+  }
+}
