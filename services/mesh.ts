@@ -2,22 +2,34 @@
  * The mesh manifest: every deployable, what it serves, calls, owns and consumes. Everything that
  * needs the topology reads it from here.
  */
+import { peerUrl, port, type Env, type MeshTlsFiles } from "#platform";
+
+/** A port a deployable listens on: the variable that sets it, and where it listens without one. */
+export interface PortSetting {
+  variable: string;
+  default: number;
+}
+
 /**
  * What one deployable is and needs. Every per-service credential (certificate, NATS user,
- * Postgres role, secrets) is derived from these entries, named by `name`.
+ * Postgres role, secrets) is derived from these entries, named by `name`, which is also the
+ * service's identity in its logs, metrics, traces and events.
  */
 export interface Deployable {
   name: string;
   /** Entry point, relative to the repository root. */
   main: string;
-  defaultPort: number;
+  /** The mesh port (mTLS), or the gateway's public one. */
+  port: PortSetting;
   /** Plaintext port for grpc.health.v1 probes and /metrics scrapes, which carry no client certificate. */
-  defaultOpsPort: number;
+  opsPort: PortSetting;
+  /** The deployables it calls over RPC; each reaches it at <PEER>_URL. */
+  calls: readonly string[];
   /** The Postgres schema it owns, through a role named after the service; none for the gateway. */
   schema?: string;
   /** The protobuf services it serves, which it alone may announce in the registry. */
   serves: readonly string[];
-  /** Events: the context whose `shop.<ctx>.v1.>` subjects it alone publishes (its outbox's stream). */
+  /** Events: the context whose `shop.<ctx>.v1.>` subjects it alone publishes (the stream its outbox feeds and it owns). */
   publishes?: string;
   /** Durable JetStream consumers it reads: the stream's context and the durable's name. */
   consumes?: readonly { context: string; durable: string }[];
@@ -27,13 +39,32 @@ export interface Deployable {
 
 /** The deployables of the mesh, in start order: participants first, so order's clients find them up. */
 export const meshDeployables = [
-  { name: "inventory", main: "services/inventory/main.ts", defaultPort: 50052, defaultOpsPort: 51052, schema: "inventory", serves: ["shop.inventory.v1.InventoryService"], publishes: "inventory" },
-  { name: "payment", main: "services/payment/main.ts", defaultPort: 50053, defaultOpsPort: 51053, schema: "payment", serves: ["shop.payment.v1.PaymentService"], publishes: "payment" },
+  {
+    name: "inventory",
+    main: "services/inventory/main.ts",
+    port: { variable: "INVENTORY_PORT", default: 50052 },
+    opsPort: { variable: "INVENTORY_OPS_PORT", default: 51052 },
+    calls: [],
+    schema: "inventory",
+    serves: ["shop.inventory.v1.InventoryService"],
+    publishes: "inventory",
+  },
+  {
+    name: "payment",
+    main: "services/payment/main.ts",
+    port: { variable: "PAYMENT_PORT", default: 50053 },
+    opsPort: { variable: "PAYMENT_OPS_PORT", default: 51053 },
+    calls: [],
+    schema: "payment",
+    serves: ["shop.payment.v1.PaymentService"],
+    publishes: "payment",
+  },
   {
     name: "order",
     main: "services/order/main.ts",
-    defaultPort: 50051,
-    defaultOpsPort: 51051,
+    port: { variable: "ORDER_PORT", default: 50051 },
+    opsPort: { variable: "ORDER_OPS_PORT", default: 51051 },
+    calls: ["inventory", "payment"],
     schema: "orders",
     serves: ["shop.order.v1.OrderService", "shop.order.v1.SagaAdminService"],
     publishes: "order",
@@ -41,15 +72,43 @@ export const meshDeployables = [
   {
     name: "notification",
     main: "services/notification/main.ts",
-    defaultPort: 50054,
-    defaultOpsPort: 51054,
+    port: { variable: "NOTIFICATION_PORT", default: 50054 },
+    opsPort: { variable: "NOTIFICATION_OPS_PORT", default: 51054 },
+    calls: [],
     schema: "notification",
     serves: ["shop.notification.v1.NotificationService"],
     consumes: [{ context: "order", durable: "notification" }],
   },
-  { name: "gateway", main: "gateway/main.ts", defaultPort: 8080, defaultOpsPort: 9080, serves: ["shop.gateway.v1.StorefrontService"], watches: ["order", "inventory", "payment"] },
+  {
+    name: "gateway",
+    main: "gateway/main.ts",
+    port: { variable: "GATEWAY_PORT", default: 8080 },
+    opsPort: { variable: "GATEWAY_OPS_PORT", default: 9080 },
+    calls: ["order", "inventory", "payment"],
+    serves: ["shop.gateway.v1.StorefrontService"],
+    watches: ["order", "inventory", "payment"],
+  },
 ] as const satisfies readonly Deployable[];
 
 export type MeshServiceName = (typeof meshDeployables)[number]["name"];
 export const meshServiceNames: readonly MeshServiceName[] = meshDeployables.map((d) => d.name);
 
+/** The manifest's entry for `name`. */
+export function deployable<N extends MeshServiceName>(name: N): Extract<(typeof meshDeployables)[number], { name: N }> {
+  return meshDeployables.find((d) => d.name === name) as Extract<(typeof meshDeployables)[number], { name: N }>;
+}
+
+/** The deployables that own a schema (every one but the gateway). */
+export const withSchema = meshDeployables.flatMap((d) => ("schema" in d ? [d] : []));
+
+/** The deployables that feed a stream from their outbox. */
+export const publishers = meshDeployables.flatMap((d) => ("publishes" in d ? [d] : []));
+
+/** The variable that holds the address callers reach `name` at, e.g. INVENTORY_URL. */
+export const urlVariable = (name: string) => `${name.toUpperCase()}_URL`;
+
+/** The port `name` listens on: its variable, else the manifest's default. */
+export const listenPort = (env: Env, name: MeshServiceName) => port(env, deployable(name).port.variable, deployable(name).port.default);
+
+/** Where to call `peer`: <PEER>_URL, else the peer's default port on this machine (https under mTLS). */
+export const peerUrlOf = (env: Env, peer: MeshServiceName, meshTls: MeshTlsFiles | "off") => peerUrl(env, urlVariable(peer), deployable(peer).port.default, meshTls);

@@ -12,9 +12,9 @@ import { createOrderEventFeed } from "./order-watch.js";
 import { createRecentOrders } from "./recent-orders.js";
 import { anonymousMethods, createRoutes } from "./routes.js";
 import { createWatchSlots } from "./watch-slots.js";
-import { meshDeployables } from "#mesh";
+import { deployable } from "#mesh";
 
-const gatewayDeployable = meshDeployables.find((deployable) => deployable.name === "gateway")!;
+
 
 /** The connection limits and trusted proxies may be left out (the kit's defaults, none). */
 export type GatewayDeps = Omit<GatewayConfig, "logLevel" | "otlpEndpoint" | "advertiseUrl" | "version" | "connectionLimits" | "trustedProxies"> &
@@ -26,19 +26,14 @@ export async function build(deps: GatewayDeps): Promise<ServiceServer> {
   const bus = connectBus({ url: deps.natsUrl, name: "gateway", logger: deps.logger });
   const directory = createServiceDirectory({ bus, logger: deps.logger });
   // The contexts whose events WatchOrder reports, as the manifest says (its NATS user may follow those alone).
-  const orderEvents = createOrderEventFeed(bus, gatewayDeployable.watches);
+  const orderEvents = createOrderEventFeed(bus, deployable("gateway").watches);
   const recentOrders = createRecentOrders(orderEvents);
-  const order = createServiceClient(OrderService, { baseUrl: deps.orderUrl, name: "order", directory, tls: mesh.peerTls("order") });
-  const inventory = createServiceClient(InventoryService, { baseUrl: deps.inventoryUrl, name: "inventory", directory, tls: mesh.peerTls("inventory") });
-  const payment = createServiceClient(PaymentService, { baseUrl: deps.paymentUrl, name: "payment", directory, tls: mesh.peerTls("payment") });
+  const order = createServiceClient(OrderService, { baseUrl: deps.meshUrls.order, name: "order", directory, tls: mesh.peerTls("order") });
+  const inventory = createServiceClient(InventoryService, { baseUrl: deps.meshUrls.inventory, name: "inventory", directory, tls: mesh.peerTls("inventory") });
+  const payment = createServiceClient(PaymentService, { baseUrl: deps.meshUrls.payment, name: "payment", directory, tls: mesh.peerTls("payment") });
   const clients = [order, inventory, payment];
   const meshStatus = createMeshStatus(
-    [
-      { name: "order", url: deps.orderUrl },
-      { name: "inventory", url: deps.inventoryUrl },
-      { name: "payment", url: deps.paymentUrl },
-      { name: "notification", url: deps.notificationUrl },
-    ],
+    Object.entries(deps.meshUrls).map(([name, url]) => ({ name, url })),
     () => clients.map((client) => client.stats()),
     mesh.peerTls,
   );

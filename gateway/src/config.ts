@@ -1,5 +1,6 @@
 import type { WatchLimits } from "./watch-slots.js";
-import { ConfigError, commonConfig, integer, optionalString, peerUrl, port, requiredOneOf, url, type CommonConfig, type Env } from "#platform";
+import { meshDeployables, listenPort, peerUrlOf, type MeshServiceName } from "#mesh";
+import { ConfigError, commonConfig, integer, optionalString, requiredOneOf, url, type CommonConfig, type Env } from "#platform";
 import { defaultMaxTokenLifetimeSeconds } from "./auth.js";
 
 export type AuthConfig = ({ mode: "local"; secret: string } | { mode: "jwks"; jwksUrl: string; issuer: string; audience: string }) & {
@@ -25,12 +26,13 @@ function localSecret(env: Env, host: string): string {
   return secret;
 }
 
+/** Every deployable but the gateway, by name, at its URL. */
+export type MeshUrls = Record<Exclude<MeshServiceName, "gateway">, string>;
+
 export interface GatewayConfig extends CommonConfig {
   port: number;
-  orderUrl: string;
-  inventoryUrl: string;
-  paymentUrl: string;
-  notificationUrl: string;
+  /** Where every other deployable listens: the gateway calls some and reports the health of all. */
+  meshUrls: MeshUrls;
   auth: AuthConfig;
   /** Sustained calls per second per client, and the burst above it. */
   rateLimit: { perSecond: number; burst: number };
@@ -51,11 +53,8 @@ export function loadConfig(env: Env): GatewayConfig {
     ...common,
     // The public edge gets a tighter body limit than the internal services.
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 64 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
-    port: port(env, "GATEWAY_PORT", 8080),
-    orderUrl: peerUrl(env, "ORDER_URL", 50051, common.meshTls),
-    inventoryUrl: peerUrl(env, "INVENTORY_URL", 50052, common.meshTls),
-    paymentUrl: peerUrl(env, "PAYMENT_URL", 50053, common.meshTls),
-    notificationUrl: peerUrl(env, "NOTIFICATION_URL", 50054, common.meshTls),
+    port: listenPort(env, "gateway"),
+    meshUrls: Object.fromEntries(meshDeployables.flatMap(({ name }) => (name === "gateway" ? [] : [[name, peerUrlOf(env, name, common.meshTls)]]))) as MeshUrls,
     auth:
       mode === "local"
         ? { mode, secret: localSecret(env, common.host), maxTokenLifetimeSeconds }

@@ -148,7 +148,7 @@ describe("Kubernetes manifests (kustomize base)", () => {
     const pod = podOf(name);
     const container = containerOf(name);
     const ops = portNamed(container, "ops");
-    expect(ops).toBe(byName(name).defaultOpsPort);
+    expect(ops).toBe(byName(name).opsPort.default);
     expect(loaders[name](envOf(container)).opsPort).toBe(ops);
     expect(container.readinessProbe.grpc.port).toBe(ops);
     expect(container.livenessProbe.grpc.port).toBe(ops);
@@ -167,7 +167,7 @@ describe("Kubernetes manifests (kustomize base)", () => {
     const config = loaders[name](envOf(container));
     const port = portNamed(container, servingPortName(name));
     expect(config.port).toBe(port);
-    expect(config.port).toBe(byName(name).defaultPort);
+    expect(config.port).toBe(byName(name).port.default);
     expect(find("Service", name).spec.ports.map((p: Doc) => p.port)).toEqual([port]); // the ops port is no Service's
     expect(envOf(container)["HOST"]).toBe("0.0.0.0");
     // Peers reach the pod itself, over mTLS unless it is the public port.
@@ -437,8 +437,8 @@ describe("generate-secrets.ts", () => {
     const own = envFileOf(join(dir, service.env_file[0]));
     const env = { ...own, ...service.environment };
     const config = loaders[name](env);
-    expect(config.port).toBe(Number(service.environment[`${name.toUpperCase()}_PORT`]));
-    expect(config.opsPort).toBe(byName(name).defaultOpsPort);
+    expect(config.port).toBe(Number(service.environment[byName(name).port.variable]));
+    expect(config.opsPort).toBe(byName(name).opsPort.default);
     expect(new URL(env["NATS_URL"]).username).toBe(name);
     expect(env["DATABASE_URL"] && new URL(env["DATABASE_URL"]).username).toBe(byName(name).schema === undefined ? undefined : name);
     // Its env file holds no other principal's password, nor the admin's.

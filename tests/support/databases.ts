@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { inject } from "vitest";
-import { meshDeployables } from "#mesh";
+import { withSchema } from "#mesh";
 import { provisionMeshDatabases } from "#tools/mesh/mesh-databases.js";
 
 /**
@@ -23,7 +23,6 @@ export async function createTestDatabase(): Promise<string> {
 }
 
 /** The deployables with a schema, whose roles (named after them) own it, as the manifest says. */
-const withSchema = meshDeployables.flatMap((d) => ("schema" in d ? [d] : []));
 export type DatabaseService = (typeof withSchema)[number]["name"];
 export const serviceSchemas = Object.fromEntries(withSchema.map((d) => [d.name, d.schema])) as Record<DatabaseService, string>;
 

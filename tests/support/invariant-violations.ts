@@ -1,4 +1,5 @@
 import type { Sql } from "postgres";
+import { publishers } from "#mesh";
 import { demoCatalog } from "#services/inventory/src/domain/demo-catalog.js";
 
 /**
@@ -95,11 +96,9 @@ export async function findUnfinishedSagas(sql: Sql): Promise<string[]> {
  * once: one notification per order, of the kind its status says.
  */
 export async function findEventGaps(sql: Sql): Promise<string[]> {
-  const [pending] = await sql`
-    select (select count(*) from orders.outbox where published_at is null)::int as orders,
-           (select count(*) from inventory.outbox where published_at is null)::int as inventory,
-           (select count(*) from payment.outbox where published_at is null)::int as payment`;
-  const unpublished = Object.entries(pending ?? {}).filter(([, n]) => n !== 0);
+  // Every outbox the manifest says feeds a stream.
+  const outboxes = publishers.map(({ schema }) => sql`select ${schema} as schema, count(*)::int as n from ${sql(schema)}.outbox where published_at is null`);
+  const unpublished = (await Promise.all(outboxes)).flat().filter((row) => row["n"] !== 0).map((row) => [row["schema"], row["n"]]);
   const mismatched = await sql`
     select o.id, o.status, count(n.id)::int as notifications,
            count(n.id) filter (where n.kind = 'order_' || o.status)::int as matching

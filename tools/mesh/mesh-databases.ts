@@ -1,5 +1,5 @@
 import { provisionServiceRoles, serviceDatabaseUrl } from "../infra/database-roles.js";
-import { meshDeployables } from "#mesh";
+import { withSchema } from "#mesh";
 
 /**
  * Gives every deployable with a schema its own Postgres role, named after the service and
@@ -7,7 +7,7 @@ import { meshDeployables } from "#mesh";
  * goes no further than this.
  */
 export async function provisionMeshDatabases(adminUrl: string, password: (name: string) => string): Promise<(name: string) => string | undefined> {
-  const roles = meshDeployables.flatMap((d) => ("schema" in d ? [{ role: d.name, schema: d.schema, password: password(d.name) }] : []));
+  const roles = withSchema.map((d) => ({ role: d.name, schema: d.schema, password: password(d.name) }));
   await provisionServiceRoles(adminUrl, roles);
   const urls = new Map<string, string>(roles.map((r) => [r.role, serviceDatabaseUrl(adminUrl, r.role, r.password)]));
   return (name) => urls.get(name);

@@ -1,7 +1,7 @@
 import { ConfigError, port, type Env } from "#platform/process/config.js";
 import { freePort } from "../infra/tcp.js";
 import type { MeshTlsFiles } from "#platform/trust/mesh-tls.js";
-import { meshDeployables } from "#mesh";
+import { deployable, meshDeployables, urlVariable, type MeshServiceName } from "#mesh";
 
 export interface MeshService {
   name: string;
@@ -14,17 +14,13 @@ export interface MeshService {
   env?: Record<string, string>;
 }
 
-/** The variable a service reads its port from, e.g. ORDER_PORT; and its ops port, e.g. ORDER_OPS_PORT. */
-const portVariable = (name: string) => `${name.toUpperCase()}_PORT`;
-const opsPortVariable = (name: string) => `${name.toUpperCase()}_OPS_PORT`;
-
-/** The deployables on the ports the *_PORT and *_OPS_PORT variables give, else their defaults. */
+/** The deployables on the ports their variables (e.g. ORDER_PORT, ORDER_OPS_PORT) give, else the manifest's defaults. */
 function meshServices(env: Env): MeshService[] {
-  return meshDeployables.map(({ name, main, defaultPort, defaultOpsPort }) => ({
+  return meshDeployables.map(({ name, main, port: rpc, opsPort: ops }) => ({
     name,
     main,
-    port: port(env, portVariable(name), defaultPort),
-    opsPort: port(env, opsPortVariable(name), defaultOpsPort),
+    port: port(env, rpc.variable, rpc.default),
+    opsPort: port(env, ops.variable, ops.default),
   }));
 }
 
@@ -36,7 +32,7 @@ export async function meshOnFreePorts(): Promise<MeshService[]> {
 }
 
 /** The *_PORT variables that put services where `services` says. */
-export const portEnv = (services: readonly MeshService[]) => Object.fromEntries(services.map((s) => [portVariable(s.name), String(s.port)]));
+export const portEnv = (services: readonly MeshService[]) => Object.fromEntries(services.map((s) => [deployable(s.name as MeshServiceName).port.variable, String(s.port)]));
 
 /** What each process of a mesh is given that is its own: credentials, resolved per service. */
 export interface MeshCredentialSource {
@@ -59,15 +55,13 @@ const perProcessVariables = ["DATABASE_URL", "NATS_URL", "TLS_CERT_FILE", "TLS_K
 /** Environment every child shares: peers' addresses (https under mTLS) and the gateway's auth mode; no credential. */
 export function childEnv(env: Env, services: MeshService[]): NodeJS.ProcessEnv {
   const scheme = env["MESH_TLS"] === "off" ? "http" : "https";
-  const url = (name: string) => `${scheme}://127.0.0.1:${services.find((s) => s.name === name)!.port}`;
   const shared: NodeJS.ProcessEnv = { ...env };
   for (const name of perProcessVariables) delete shared[name];
+  // Every service's address, unless the shell already set it (a proxy in the way, say).
+  const urls = services.filter((s) => s.name !== "gateway").map((s) => [urlVariable(s.name), env[urlVariable(s.name)] ?? `${scheme}://127.0.0.1:${s.port}`]);
   return {
     ...shared,
-    ORDER_URL: env["ORDER_URL"] ?? url("order"),
-    INVENTORY_URL: env["INVENTORY_URL"] ?? url("inventory"),
-    PAYMENT_URL: env["PAYMENT_URL"] ?? url("payment"),
-    NOTIFICATION_URL: env["NOTIFICATION_URL"] ?? url("notification"),
+    ...Object.fromEntries(urls),
     // On a developer's machine the gateway issues demo tokens; see the README.
     AUTH_MODE: env["AUTH_MODE"] ?? "local",
   };

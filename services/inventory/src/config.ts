@@ -1,4 +1,5 @@
-import { serviceConfig, port, type ServiceConfig, type Env } from "#platform";
+import { serviceConfig, type ServiceConfig, type Env } from "#platform";
+import { listenPort } from "#mesh";
 
 export interface InventoryConfig extends ServiceConfig {
   port: number;
@@ -6,5 +7,5 @@ export interface InventoryConfig extends ServiceConfig {
 
 /** The only place inventory reads the environment. */
 export function loadConfig(env: Env): InventoryConfig {
-  return { ...serviceConfig(env), port: port(env, "INVENTORY_PORT", 50052) };
+  return { ...serviceConfig(env), port: listenPort(env, "inventory") };
 }

@@ -1,4 +1,5 @@
-import { serviceConfig, port, type ServiceConfig, type Env } from "#platform";
+import { serviceConfig, type ServiceConfig, type Env } from "#platform";
+import { listenPort } from "#mesh";
 
 export interface NotificationConfig extends ServiceConfig {
   port: number;
@@ -6,5 +7,5 @@ export interface NotificationConfig extends ServiceConfig {
 
 /** The only place notification reads the environment. */
 export function loadConfig(env: Env): NotificationConfig {
-  return { ...serviceConfig(env), port: port(env, "NOTIFICATION_PORT", 50054) };
+  return { ...serviceConfig(env), port: listenPort(env, "notification") };
 }

@@ -1,4 +1,5 @@
-import { serviceConfig, integer, oneOf, peerUrl, port, type ServiceConfig, type Env, type WireProtocol, defaultSagaPolicy, type SagaPolicy } from "#platform";
+import { listenPort, peerUrlOf } from "#mesh";
+import { serviceConfig, integer, oneOf, type ServiceConfig, type Env, type WireProtocol, defaultSagaPolicy, type SagaPolicy } from "#platform";
 
 export interface OrderConfig extends ServiceConfig {
   port: number;
@@ -14,9 +15,9 @@ export function loadConfig(env: Env): OrderConfig {
   const service = serviceConfig(env);
   return {
     ...service,
-    port: port(env, "ORDER_PORT", 50051),
-    inventoryUrl: peerUrl(env, "INVENTORY_URL", 50052, service.meshTls),
-    paymentUrl: peerUrl(env, "PAYMENT_URL", 50053, service.meshTls),
+    port: listenPort(env, "order"),
+    inventoryUrl: peerUrlOf(env, "inventory", service.meshTls),
+    paymentUrl: peerUrlOf(env, "payment", service.meshTls),
     clientProtocol: oneOf(env, "CLIENT_PROTOCOL", ["connect", "grpc"] as const, "connect"),
     sagaPolicy: {
       ...defaultSagaPolicy,

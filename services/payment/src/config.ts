@@ -1,4 +1,5 @@
-import { serviceConfig, port, type ServiceConfig, type Env } from "#platform";
+import { serviceConfig, type ServiceConfig, type Env } from "#platform";
+import { listenPort } from "#mesh";
 
 export interface PaymentConfig extends ServiceConfig {
   port: number;
@@ -6,5 +7,5 @@ export interface PaymentConfig extends ServiceConfig {
 
 /** The only place payment reads the environment. */
 export function loadConfig(env: Env): PaymentConfig {
-  return { ...serviceConfig(env), port: port(env, "PAYMENT_PORT", 50053) };
+  return { ...serviceConfig(env), port: listenPort(env, "payment") };
 }
