@@ -1,13 +1,9 @@
 /**
  * Writes the nats-server configs deploy/ runs, with the users and permissions `npm start` gives
  * its own server (meshNatsUsers over the manifest): k8s/base/nats/nats.conf, for the
- * three-server cluster, and nats.conf, for compose's single server.
- *   npx tsx deploy/nats-config.ts
- * The deploy test fails while either file differs from what this writes.
+ * three-server cluster, and nats.conf, for compose's single server. deploy/generate-deploy.ts
+ * writes them with the rest of deploy/.
  */
-import { writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { meshDeployables } from "#mesh";
 import { meshNatsUsers, natsServerConfig } from "#tools/infra/nats-accounts.js";
 
@@ -36,8 +32,4 @@ const clusterSettings = [
 export function natsConfigFiles(): Record<string, string> {
   const server = natsServerConfig({ host: "0.0.0.0", port: 4222, storeDir: "/data", users: meshNatsUsers(meshDeployables) });
   return { "k8s/base/nats/nats.conf": server + clusterSettings, "nats.conf": server };
-}
-
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  for (const [path, contents] of Object.entries(natsConfigFiles())) writeFileSync(join(import.meta.dirname, path), contents);
 }

@@ -6,6 +6,7 @@
 -- No role but the admin connects to the maintenance database.
 REVOKE ALL ON DATABASE postgres FROM PUBLIC;
 
+-- begin generated: roles
 \getenv password INVENTORY_DB_PASSWORD
 \set role inventory
 \set db inventory
@@ -29,3 +30,4 @@ REVOKE ALL ON DATABASE postgres FROM PUBLIC;
 \set db notification
 \set schema notification
 \ir postgres-role.sql
+-- end generated: roles

@@ -2,22 +2,17 @@ import { spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative, resolve } from "node:path";
-import { getOption, type DescService } from "@bufbuild/protobuf";
+import { dirname, join, relative, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
-import { access } from "#gen/meshwork/v1/access_pb.js";
 import type { Env } from "#platform/process/config.js";
 import { meshDeployables, type Deployable, type MeshServiceName } from "#mesh";
 import { OPERATOR } from "#platform/trust/mesh-identity.js";
 import { natsPasswordVariable } from "#tools/infra/nats-accounts.js";
-import { loadConfig as orderConfig } from "#services/order/src/config.js";
-import { loadConfig as inventoryConfig } from "#services/inventory/src/config.js";
-import { loadConfig as paymentConfig } from "#services/payment/src/config.js";
-import { loadConfig as notificationConfig } from "#services/notification/src/config.js";
-import { loadConfig as gatewayConfig } from "#gateway/src/config.js";
 import { databasePasswordVariable, generateSecrets } from "#deploy/generate-secrets.js";
-import { natsConfigFiles } from "#deploy/nats-config.js";
+import { loadConfig as gatewayConfig } from "#gateway/src/config.js";
+import { readContracts } from "#deploy/contract-callers.js";
+import { deployFiles } from "#deploy/generate-deploy.js";
 
 /**
  * No Docker engine or cluster runs here, so the deployment is checked by reading it: every
@@ -29,13 +24,10 @@ const root = resolve(import.meta.dirname, "../..");
 const deploy = join(root, "deploy");
 
 type Loaded = { port: number; opsPort: number; meshTls: { certFile: string; keyFile: string; caFile: string } | "off" };
-const loaders: Record<MeshServiceName, (env: Env) => Loaded> = {
-  order: orderConfig,
-  inventory: inventoryConfig,
-  payment: paymentConfig,
-  notification: notificationConfig,
-  gateway: gatewayConfig,
-};
+/** Each deployable's config loader: the loadConfig of src/config.ts beside its entry point. */
+const loaders = Object.fromEntries(
+  await Promise.all(meshDeployables.map(async (d) => [d.name, ((await import(join(root, dirname(d.main), "src/config.ts"))) as { loadConfig: (env: Env) => Loaded }).loadConfig] as const)),
+) as Record<MeshServiceName, (env: Env) => Loaded>;
 const deployables: readonly Deployable[] = meshDeployables;
 const names = deployables.map((d) => d.name as MeshServiceName);
 const withSchema = deployables.filter((d) => d.schema !== undefined).map((d) => d.name);
@@ -86,25 +78,8 @@ function secretsOf(pod: Doc): string[] {
   return [...new Set(refs.filter(Boolean))].sort();
 }
 
-// The contract: every generated service descriptor, by its protobuf name.
-const descriptors = new Map<string, DescService>();
-for (const context of readdirSync(join(root, "gen/shop"))) {
-  const dir = join(root, "gen/shop", context, "v1");
-  for (const file of readdirSync(dir).filter((f) => f.endsWith("_service_pb.ts"))) {
-    const module = (await import(join(dir, file))) as Record<string, { kind?: string }>;
-    for (const value of Object.values(module)) if (value.kind === "service") descriptors.set((value as DescService).typeName, value as DescService);
-  }
-}
-/** The deployables the contract lets call `name`'s RPCs (over every service it serves), and whether customers or anyone may too. */
-function contract(name: string): { callers: string[]; public: boolean } {
-  const admitted = byName(name).serves.flatMap((typeName) => {
-    const service = descriptors.get(typeName);
-    if (!service) throw new Error(`${name} serves ${typeName}, which has no generated descriptor`);
-    return service.methods.flatMap((method) => getOption(method, access).callers);
-  });
-  const outside = new Set([OPERATOR, "anyone", "customer"]); // operators come through port-forward, the rest through the ingress
-  return { callers: [...new Set(admitted.filter((c) => !outside.has(c)))].sort(), public: admitted.some((c) => c === "anyone" || c === "customer") };
-}
+/** Who the contract (meshwork.v1.access) lets call each deployable. */
+const contract = await readContracts().then((read) => (name: string) => read(byName(name)));
 
 /** The pods (by app.kubernetes.io/name) and namespaces one ingress rule admits. */
 function admitted(rule: Doc): { pods: string[]; namespaces: string[]; other: Doc[] } {
@@ -123,6 +98,12 @@ function rulesByPort(policy: Doc): Map<number | "*", Doc> {
 }
 
 describe("Kubernetes manifests (kustomize base)", () => {
+  it("are what deploy/generate-deploy.ts renders from the manifest, with the NATS configs", async () => {
+    const files = await deployFiles();
+    expect(Object.keys(files)).toEqual(expect.arrayContaining(["nats.conf", "k8s/base/nats/nats.conf", "compose.yaml", ...withSchema.map((name) => `k8s/base/${name}.yaml`)]));
+    for (const [path, contents] of Object.entries(files)) expect(readFileSync(join(deploy, path), "utf8"), `${path} is stale: npx tsx deploy/generate-deploy.ts`).toBe(contents);
+  });
+
   it("list only files that exist, in the base and the local overlay", () => {
     for (const dir of ["k8s/base", "k8s/overlays/local"]) {
       const kustomization = parse(readFileSync(join(deploy, dir, "kustomization.yaml"), "utf8"));
@@ -324,8 +305,7 @@ describe("credentials per service", () => {
     for (const name of withSchema) expect(job.env.find((e: Doc) => e.name === databasePasswordVariable(name)).valueFrom.secretKeyRef).toEqual({ name: `${name}-db`, key: "password" });
   });
 
-  it("the NATS configs are those nats-config.ts writes, with a user per deployable and the operator, each password from its own Secret", () => {
-    for (const [path, contents] of Object.entries(natsConfigFiles())) expect(readFileSync(join(deploy, path), "utf8"), `${path} is stale: npx tsx deploy/nats-config.ts`).toBe(contents);
+  it("the NATS configs have a user per deployable and the operator, each password from its own Secret", () => {
     const config = readFileSync(join(deploy, "k8s/base/nats/nats.conf"), "utf8");
     const users = [...config.matchAll(/user: "([^"]+)"\s+password: \$(\w+)/g)].map((m) => [m[1], m[2]]);
     expect(users).toEqual(principals.map((n) => [n, natsPasswordVariable(n)]));
