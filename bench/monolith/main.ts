@@ -17,7 +17,7 @@ import { tables as inventoryTables } from "#services/inventory/src/db/schema.js"
 import { demoCatalog } from "#services/inventory/src/domain/demo-catalog.js";
 import { toProduct } from "#services/inventory/src/rpc/routes.js";
 import { tables as notificationTables } from "#services/notification/src/db/schema.js";
-import { requireOrderId } from "#services/order/src/domain/order.js";
+import { parseOrderId } from "#services/order/src/domain/order.js";
 import { tables as orderTables } from "#services/order/src/db/schema.js";
 import { toOrderMessage } from "#services/order/src/rpc/routes.js";
 import { createSimulatedCardNetwork } from "#services/payment/src/app/simulated-card-network.js";
@@ -56,12 +56,12 @@ const routes = (router: ConnectRouter) =>
     }),
     // Orders leave placeOrder terminal, so a watch has one thing to say.
     async *watchOrder(req) {
-      const found = await monolith.findOrder(requireOrderId(req.orderId));
+      const found = await monolith.findOrder(parseOrderId(req.orderId));
       if (found) yield { order: toOrderMessage(found), eventType: "" };
     },
     // No reservation exists: stock moves straight to sold in the transaction that confirms the order.
     async getOrderDetails(req) {
-      const orderId = requireOrderId(req.orderId);
+      const orderId = parseOrderId(req.orderId);
       const [found, payments] = await Promise.all([monolith.findOrder(orderId), monolith.paymentsFor(orderId)]);
       return {
         ...(found ? { order: toOrderMessage(found) } : {}),

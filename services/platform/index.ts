@@ -3,6 +3,12 @@
  * service imports from "#platform" alone; the modules behind it are the kit's own business.
  */
 
+// Domain vocabulary: errors with a kind, and checks of request fields. A service's domain/
+// imports these modules themselves (#platform/domain/errors.js, input.js), which import
+// nothing, rather than this entry, which brings the whole kit.
+export { DomainError, InvalidArgumentError, type ErrorKind } from "./domain/errors.js";
+export { MAX_TEXT, isUuid, parseUuid, requirePresent, requireText } from "./domain/input.js";
+
 // Process: configuration, the run loop, logging and metrics.
 export { ConfigError, commonConfig, integer, oneOf, optionalString, peerUrl, port, requiredOneOf, serviceConfig, url, type CommonConfig, type Env, type ServiceConfig } from "./process/config.js";
 export { runService } from "./process/lifecycle.js";
@@ -14,7 +20,6 @@ export { createMeshSecurity, startOpsServer, startService, type ServiceRuntime, 
 
 // Serving RPCs.
 export { startServer } from "./rpc-server/server.js";
-export { InvalidArgumentError } from "./rpc-server/errors.js";
 export { clientAddressKey, type NodeRequest, type NodeResponse } from "./rpc-server/node-handler.js";
 export { createKeyedCounts } from "./rpc-server/keyed-counts.js";
 
@@ -28,13 +33,14 @@ export type { DependencyStats } from "./rpc-client/resilience.js";
 export { accessOf } from "./trust/access-control.js";
 export { CUSTOMER_HEADER, actingCustomerOf, callerOf, customerOf } from "./trust/mesh-identity.js";
 export { PRINCIPAL_ID_RULE, isSafePrincipalId } from "./trust/principal-id.js";
+export type { MeshTlsFiles } from "./trust/mesh-tls.js";
 
 // Discovery.
 export { createServiceDirectory } from "./discovery/registry.js";
 
 // Data: a service's own database.
 export { openDatabase, rowsOf, type Database } from "./data/db.js";
-export { decodePageToken, encodePageToken, pageSize, type PageKey } from "./data/page-token.js";
+export { keysetAfter, keysetOrder, pageRequest, readPage, type Keyset, type PageKey, type PageRequest } from "./data/paging.js";
 
 // Messaging: the outbox with its relay, the inbox with its consumer, the streams.
 export { connectBus, type BusConnection } from "./messaging/connection.js";

@@ -1,20 +1,9 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { isDatabaseUnavailable } from "../data/db-errors.js";
 import type { Logger } from "../process/logger.js";
+import { DomainError, type ErrorKind } from "../domain/errors.js";
 
-/**
- * How a failure is classified. Domain code stays free of RPC types: its error classes only
- * carry a `kind` (and, for bad input, the offending `field`), and this module turns that
- * into a status code at the RPC edge.
- */
-export type ErrorKind = "invalid_argument" | "not_found" | "failed_precondition" | "already_exists" | "unavailable";
-
-export interface ClassifiedError extends Error {
-  readonly kind: ErrorKind;
-  /** Request field path, e.g. "items[1].quantity", for invalid_argument. */
-  readonly field?: string;
-}
-
+/** The status each kind of domain failure is reported with; a new kind without one fails to compile. */
 const codeByKind: Record<ErrorKind, Code> = {
   invalid_argument: Code.InvalidArgument,
   not_found: Code.NotFound,
@@ -30,20 +19,9 @@ const genericMessages = new Map<Code, string>([
   [Code.Internal, "internal error"],
 ]);
 
-function isClassifiedError(err: unknown): err is ClassifiedError {
-  return err instanceof Error && typeof (err as Partial<ClassifiedError>).kind === "string" && (err as ClassifiedError).kind in codeByKind;
-}
-
-/** Bad input detected outside the domain, for example while decoding a request. */
-export class InvalidArgumentError extends Error implements ClassifiedError {
-  override readonly name = "InvalidArgumentError";
-  readonly kind = "invalid_argument";
-  constructor(
-    readonly field: string,
-    problem: string,
-  ) {
-    super(`${field}: ${problem}`);
-  }
+/** A domain error whose kind has a code: one built around the type checker (`as any`) has none, and is a bug. */
+function isClassifiedError(err: unknown): err is DomainError {
+  return err instanceof DomainError && Object.hasOwn(codeByKind, err.kind);
 }
 
 /**
@@ -63,11 +41,11 @@ export function withoutMetadata(err: ConnectError): ConnectError {
 }
 
 /**
- * Maps any error to what may go on the wire. Classified errors keep their message, which
- * is written for clients; ConnectErrors pass through with their code, message and details
- * only (see withoutMetadata); a database that cannot be reached is
- * UNAVAILABLE; anything else is a bug whose detail stays in the log, and the client sees a
- * bare INTERNAL.
+ * Maps any error to what may go on the wire. Domain errors (domain/errors.ts) keep their
+ * message, which is written for clients, and get their kind's code; ConnectErrors pass
+ * through with their code, message and details only (see withoutMetadata); a database that
+ * cannot be reached is UNAVAILABLE; anything else is a bug whose detail stays in the log,
+ * and the client sees a bare INTERNAL.
  */
 export function toConnectError(err: unknown, logger: Logger): ConnectError {
   if (err instanceof ConnectError) {

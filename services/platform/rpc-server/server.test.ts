@@ -6,7 +6,7 @@ import { createConnection } from "node:net";
 import { pino } from "pino";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "#gen/grpc/health/v1/health_pb.js";
 import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
-import { InvalidArgumentError } from "./errors.js";
+import { InvalidArgumentError } from "../domain/errors.js";
 import { remainingBudgetMs } from "../rpc-client/deadline.js";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 import { startServer, type RunningServer } from "./server.js";

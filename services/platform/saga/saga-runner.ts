@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
-import { and, asc, eq, getTableColumns, gt, gte, inArray, isNull, lt, or, sql, type SQL } from "drizzle-orm";
+import { and, asc, eq, getTableColumns, gte, inArray, isNull, lt, or, sql, type SQL } from "drizzle-orm";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BrokenCircuitError, BulkheadRejectedError, ExponentialBackoff, TaskCancelledError, TimeoutStrategy, timeout, type IBackoff } from "cockatiel";
 import { isDatabaseUnavailable } from "../data/db-errors.js";
+import { keysetAfter, keysetOrder, type Keyset, type PageKey } from "../data/paging.js";
 import { detachedFromDeadline } from "../rpc-client/deadline.js";
 import type { Logger } from "../process/logger.js";
 import { createSagaStatements, type ClaimedSaga, type Settlement, type SqlExecutor } from "./saga-statements.js";
@@ -183,7 +184,7 @@ export interface SagaRunner<P> {
   /** The saga of an aggregate with its steps, as persisted. */
   get(aggregateId: string): Promise<SagaWithSteps | undefined>;
   /** Sagas of this type, oldest first, optionally in one state, resuming strictly after `after`. */
-  list(filter: { state?: SagaState | undefined; limit: number; after?: { createdAt: Date; id: string } | undefined }): Promise<SagaRow[]>;
+  list(filter: { state?: SagaState | undefined; limit: number; after?: PageKey | undefined }): Promise<SagaRow[]>;
   /**
    * For operators: resumes a parked saga where it stopped, going forward if it was parked
    * past the point of no return and compensating if it was parked compensating.
@@ -504,12 +505,12 @@ export function createSagaRunner<P>(options: {
       return row && { ...row, steps: row.steps.map((step) => ({ ...step, updatedAt: new Date(step.updatedAt) })) };
     },
     async list({ state, limit, after }) {
-      const keyset = after ? or(gt(sagas.createdAt, after.createdAt), and(eq(sagas.createdAt, after.createdAt), gt(sagas.id, after.id))) : undefined;
+      const oldestFirst: Keyset = { createdAt: sagas.createdAt, id: sagas.id, order: "oldest-first" };
       return db
         .select()
         .from(sagas)
-        .where(and(eq(sagas.type, definition.type), state ? eq(sagas.state, state) : undefined, keyset))
-        .orderBy(asc(sagas.createdAt), asc(sagas.id))
+        .where(and(eq(sagas.type, definition.type), state ? eq(sagas.state, state) : undefined, keysetAfter(oldestFirst, after)))
+        .orderBy(...keysetOrder(oldestFirst))
         .limit(limit);
     },
     retry: (aggregateId, hook) =>

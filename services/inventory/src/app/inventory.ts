@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { asc, eq, inArray, sql } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
-import { appendToOutbox } from "#platform";
+import { appendToOutbox, InvalidArgumentError } from "#platform";
 import { LineItemSchema } from "#gen/shop/inventory/v1/inventory_service_pb.js";
 import {
   ReservationCommittedSchema,
@@ -13,7 +13,6 @@ import {
 import type { CatalogEntry } from "../domain/demo-catalog.js";
 import {
   InsufficientStockError,
-  InvalidStockRequestError,
   ProductNotFoundError,
   ReservationNotFoundError,
   StockAdjustmentError,
@@ -118,7 +117,7 @@ export function createInventory(db: Db): Inventory {
       const existing = await readReservation(db, orderId, false);
       if (existing) return existing;
       const unknownIndex = requested.findIndex((item) => !outcome.available.has(item.sku));
-      if (unknownIndex >= 0) throw new InvalidStockRequestError(`items[${unknownIndex}].sku`, `unknown SKU "${requested[unknownIndex]?.sku}"`);
+      if (unknownIndex >= 0) throw new InvalidArgumentError(`items[${unknownIndex}].sku`, `unknown SKU "${requested[unknownIndex]?.sku}"`);
       const short = lines.find((line) => outcome.available.get(line.sku)! < line.quantity);
       if (!short) throw new Error(`reservation for ${orderId} neither made nor found`);
       throw new InsufficientStockError(short.sku, short.quantity, outcome.available.get(short.sku)!);
@@ -159,7 +158,7 @@ export function createInventory(db: Db): Inventory {
         const [row] = await tx.select().from(products).where(eq(products.sku, sku)).for("update");
         if (!row) throw new ProductNotFoundError(sku);
         if (row.available + delta < 0) throw new StockAdjustmentError(sku, delta, row.available);
-        if (row.available + row.reserved + row.sold + delta > MAX_STOCK) throw new InvalidStockRequestError("delta", `would take stock of ${sku} past ${MAX_STOCK}`);
+        if (row.available + row.reserved + row.sold + delta > MAX_STOCK) throw new InvalidArgumentError("delta", `would take stock of ${sku} past ${MAX_STOCK}`);
         const [updated] = await tx
           .update(products)
           .set({ available: sql`${products.available} + ${delta}`, updatedAt: sql`now()` })

@@ -1,19 +1,11 @@
+import { DomainError } from "#platform/domain/errors.js";
+
 /**
  * Inventory's domain errors. Each carries a `kind` that the platform's RPC edge maps to a
- * status code; the domain itself knows nothing about RPC.
+ * status code; the domain itself knows nothing about RPC. Bad input is the kit's
+ * InvalidArgumentError.
  */
-export class InvalidStockRequestError extends Error {
-  override readonly name = "InvalidStockRequestError";
-  readonly kind = "invalid_argument";
-  constructor(
-    readonly field: string,
-    problem: string,
-  ) {
-    super(`${field}: ${problem}`);
-  }
-}
-
-export class InsufficientStockError extends Error {
+export class InsufficientStockError extends DomainError {
   override readonly name = "InsufficientStockError";
   readonly kind = "failed_precondition";
   constructor(
@@ -25,7 +17,7 @@ export class InsufficientStockError extends Error {
   }
 }
 
-export class ProductNotFoundError extends Error {
+export class ProductNotFoundError extends DomainError {
   override readonly name = "ProductNotFoundError";
   readonly kind = "not_found";
   constructor(readonly sku: string) {
@@ -33,7 +25,7 @@ export class ProductNotFoundError extends Error {
   }
 }
 
-export class ReservationNotFoundError extends Error {
+export class ReservationNotFoundError extends DomainError {
   override readonly name = "ReservationNotFoundError";
   readonly kind = "not_found";
   constructor(readonly orderId: string) {
@@ -41,7 +33,7 @@ export class ReservationNotFoundError extends Error {
   }
 }
 
-export class ReservationTransitionError extends Error {
+export class ReservationTransitionError extends DomainError {
   override readonly name = "ReservationTransitionError";
   readonly kind = "failed_precondition";
   constructor(orderId: string, from: string, action: string) {
@@ -49,7 +41,7 @@ export class ReservationTransitionError extends Error {
   }
 }
 
-export class StockAdjustmentError extends Error {
+export class StockAdjustmentError extends DomainError {
   override readonly name = "StockAdjustmentError";
   readonly kind = "failed_precondition";
   constructor(sku: string, delta: number, available: number) {

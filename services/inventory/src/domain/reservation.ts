@@ -1,4 +1,6 @@
-import { InvalidStockRequestError, ReservationTransitionError } from "./errors.js";
+import { InvalidArgumentError } from "#platform/domain/errors.js";
+import { requireText } from "#platform/domain/input.js";
+import { ReservationTransitionError } from "./errors.js";
 
 export type ReservationStatus = "reserved" | "released" | "committed";
 
@@ -14,21 +16,13 @@ export interface Reservation {
   items: StockLine[];
 }
 
-const MAX_ID_LENGTH = 128;
 const MAX_QUANTITY = 10_000;
 const MAX_LINES = 100;
 
-export function requireOrderId(orderId: string, field = "order_id"): string {
-  if (orderId.trim() === "") throw new InvalidStockRequestError(field, "is required");
-  if (orderId.length > MAX_ID_LENGTH) throw new InvalidStockRequestError(field, `must be at most ${MAX_ID_LENGTH} characters`);
-  return orderId;
-}
+/** Another context's order, as inventory knows it: an opaque id (order's are UUIDs, but inventory never relies on it). */
+export const requireOrderReference = (orderId: string) => requireText(orderId, "order_id");
 
-export function requireSku(sku: string, field = "sku"): string {
-  if (sku.trim() === "") throw new InvalidStockRequestError(field, "is required");
-  if (sku.length > MAX_ID_LENGTH) throw new InvalidStockRequestError(field, `must be at most ${MAX_ID_LENGTH} characters`);
-  return sku;
-}
+export const requireSku = (sku: string, field = "sku") => requireText(sku, field);
 
 /**
  * Validates requested lines and merges repeats of a SKU, sorted by SKU, so a reservation's
@@ -36,15 +30,15 @@ export function requireSku(sku: string, field = "sku"): string {
  * from this order: the statements take them in the database's own SKU order.)
  */
 export function normalizeLines(items: readonly StockLine[]): StockLine[] {
-  if (items.length === 0) throw new InvalidStockRequestError("items", "must not be empty");
-  if (items.length > MAX_LINES) throw new InvalidStockRequestError("items", `must have at most ${MAX_LINES} lines`);
+  if (items.length === 0) throw new InvalidArgumentError("items", "must not be empty");
+  if (items.length > MAX_LINES) throw new InvalidArgumentError("items", `must have at most ${MAX_LINES} lines`);
   const merged = new Map<string, number>();
   items.forEach((item, i) => {
     requireSku(item.sku, `items[${i}].sku`);
     if (!Number.isInteger(item.quantity) || item.quantity <= 0) {
-      throw new InvalidStockRequestError(`items[${i}].quantity`, "must be greater than 0");
+      throw new InvalidArgumentError(`items[${i}].quantity`, "must be greater than 0");
     }
-    if (item.quantity > MAX_QUANTITY) throw new InvalidStockRequestError(`items[${i}].quantity`, `must be at most ${MAX_QUANTITY}`);
+    if (item.quantity > MAX_QUANTITY) throw new InvalidArgumentError(`items[${i}].quantity`, `must be at most ${MAX_QUANTITY}`);
     merged.set(item.sku, (merged.get(item.sku) ?? 0) + item.quantity);
   });
   return sortBySku([...merged].map(([sku, quantity]) => ({ sku, quantity })));

@@ -10,8 +10,8 @@ import {
 } from "#gen/shop/inventory/v1/inventory_service_pb.js";
 import { toMoney } from "#shop/money.js";
 import type { Inventory, Product } from "../app/inventory.js";
-import { requireOrderId, requireSku, type Reservation } from "../domain/reservation.js";
-import { InvalidStockRequestError } from "../domain/errors.js";
+import { requireOrderReference, requireSku, type Reservation } from "../domain/reservation.js";
+import { InvalidArgumentError, requirePresent } from "#platform";
 
 export interface InventoryRouteDeps {
   inventory: Inventory;
@@ -45,23 +45,23 @@ export function createRoutes({ inventory }: InventoryRouteDeps) {
         return { products: (await inventory.listProducts(req.skus)).map(toProduct) };
       },
       async reserveStock(req) {
-        return { reservation: toReservation(await inventory.reserve(requireOrderId(req.orderId), req.items)) };
+        return { reservation: toReservation(await inventory.reserve(requireOrderReference(req.orderId), req.items)) };
       },
       async releaseStock(req) {
-        return { reservation: toReservation(await inventory.release(requireOrderId(req.orderId))) };
+        return { reservation: toReservation(await inventory.release(requireOrderReference(req.orderId))) };
       },
       async commitReservation(req) {
-        return { reservation: toReservation(await inventory.commit(requireOrderId(req.orderId))) };
+        return { reservation: toReservation(await inventory.commit(requireOrderReference(req.orderId))) };
       },
       async getReservation(req) {
-        return { reservation: toReservation(await inventory.getReservation(requireOrderId(req.orderId))) };
+        return { reservation: toReservation(await inventory.getReservation(requireOrderReference(req.orderId))) };
       },
       async getStock(req) {
         return { stock: toStock(await inventory.getStock(requireSku(req.sku))) };
       },
       async adjustStock(req) {
-        if (req.delta === 0) throw new InvalidStockRequestError("delta", "must not be 0");
-        if (req.reason.trim() === "") throw new InvalidStockRequestError("reason", "is required");
+        if (req.delta === 0) throw new InvalidArgumentError("delta", "must not be 0");
+        requirePresent(req.reason, "reason");
         return { stock: toStock(await inventory.adjust(requireSku(req.sku), req.delta, req.reason)) };
       },
     });

@@ -1,12 +1,15 @@
 import { randomUUID } from "node:crypto";
-import { and, desc, eq, lt, or } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
-import { on, type EventHandler, decodePageToken, encodePageToken, pageSize, type PageKey, type SqlExecutor, InvalidArgumentError } from "#platform";
+import { on, type EventHandler, keysetAfter, keysetOrder, pageRequest, readPage, requireText, type Keyset, type SqlExecutor } from "#platform";
 import { OrderCancelledSchema, OrderConfirmedSchema } from "#gen/shop/order/v1/order_events_pb.js";
 import { notificationText, type NotificationKind } from "../domain/notification.js";
 import { notifications, type tables } from "../db/schema.js";
 
 type Db = PostgresJsDatabase<typeof tables>;
+
+/** A customer's notifications are listed newest first. */
+const newestFirst: Keyset = { createdAt: notifications.createdAt, id: notifications.id, order: "newest-first" };
 export type NotificationRow = typeof notifications.$inferSelect;
 
 async function record(tx: SqlExecutor, eventId: string, fields: { customerId: string; orderId: string; kind: NotificationKind; message: string }) {
@@ -38,22 +41,15 @@ export const orderEventHandlers: EventHandler[] = [
 export function createNotificationQueries(db: Db) {
   return {
     async list(customerId: string, requestedSize: number, pageToken: string): Promise<{ rows: NotificationRow[]; nextPageToken: string }> {
-      if (customerId.trim() === "") throw new InvalidArgumentError("customer_id", "is required");
-      if (requestedSize < 0) throw new InvalidArgumentError("page_size", "must not be negative");
-      const after: PageKey | undefined = pageToken ? decodePageToken(pageToken) : undefined;
-      if (pageToken && !after) throw new InvalidArgumentError("page_token", "is not a token returned by ListNotifications");
-      const size = pageSize(requestedSize);
-      const keyset = after
-        ? or(lt(notifications.createdAt, after.createdAt), and(eq(notifications.createdAt, after.createdAt), lt(notifications.id, after.id)))
-        : undefined;
-      const rows = await db
-        .select()
-        .from(notifications)
-        .where(and(eq(notifications.customerId, customerId), keyset))
-        .orderBy(desc(notifications.createdAt), desc(notifications.id))
-        .limit(size + 1);
-      const page = rows.slice(0, size);
-      return { rows: page, nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!) : "" };
+      requireText(customerId, "customer_id");
+      return readPage(pageRequest({ pageSize: requestedSize, pageToken }, "ListNotifications"), (limit, after) =>
+        db
+          .select()
+          .from(notifications)
+          .where(and(eq(notifications.customerId, customerId), keysetAfter(newestFirst, after)))
+          .orderBy(...keysetOrder(newestFirst))
+          .limit(limit),
+      );
     },
   };
 }

@@ -1,7 +1,7 @@
-import { and, desc, eq, getTableColumns, lt, or, sql, type SQL } from "drizzle-orm";
+import { and, eq, getTableColumns, sql, type SQL } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
-import { rowsOf, appendToOutbox, outboxAppend, type SqlExecutor } from "#platform";
+import { rowsOf, appendToOutbox, outboxAppend, keysetAfter, keysetOrder, type Keyset, type PageKey, type SqlExecutor } from "#platform";
 import { toMoney as money } from "#shop/money.js";
 import { OrderLineSchema } from "#gen/shop/order/v1/order_service_pb.js";
 import { OrderCancelledSchema, OrderConfirmedSchema, OrderCreatedSchema } from "#gen/shop/order/v1/order_events_pb.js";
@@ -14,6 +14,9 @@ export type OrderLineRow = typeof orderLines.$inferSelect;
 export interface StoredOrder extends OrderRow {
   lines: OrderLineRow[];
 }
+
+/** A customer's orders are listed newest first. */
+const newestFirst: Keyset = { createdAt: orders.createdAt, id: orders.id, order: "newest-first" };
 
 const aggregate = (orderId: string) => ({ aggregateType: "order", aggregateId: orderId });
 
@@ -49,11 +52,10 @@ export function createOrderStore(db: Db) {
     },
 
     /** Newest first, resuming strictly after `after` (keyset pagination). */
-    async listByCustomer(customerId: string, limit: number, after?: { createdAt: Date; id: string }): Promise<StoredOrder[]> {
-      const keyset = after ? or(lt(orders.createdAt, after.createdAt), and(eq(orders.createdAt, after.createdAt), lt(orders.id, after.id))) : undefined;
+    async listByCustomer(customerId: string, limit: number, after?: PageKey): Promise<StoredOrder[]> {
       return selectWithLines()
-        .where(and(eq(orders.customerId, customerId), keyset))
-        .orderBy(desc(orders.createdAt), desc(orders.id))
+        .where(and(eq(orders.customerId, customerId), keysetAfter(newestFirst, after)))
+        .orderBy(...keysetOrder(newestFirst))
         .limit(limit);
     },
 

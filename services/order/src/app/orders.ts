@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { Client } from "@connectrpc/connect";
-import { decodePageToken, encodePageToken, pageSize, type SagaRunner } from "#platform";
+import { pageRequest, readPage, type SagaRunner } from "#platform";
 import type { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
-import { InvalidOrderError, OrderNotFoundError, OrderTransitionError } from "../domain/errors.js";
+import { OrderNotFoundError, OrderTransitionError } from "../domain/errors.js";
 import { assertCancellable, assertSameRequest, priceOrder, requestFingerprint, validateNewOrder, type CatalogPrice, type NewOrder } from "../domain/order.js";
 import type { OrderStore, StoredOrder } from "./order-store.js";
 import type { PlaceOrderPayload } from "./place-order-saga.js";
@@ -69,13 +69,8 @@ export function createOrders(deps: { store: OrderStore; inventory: Client<typeof
     },
 
     async list(customerId: string, requestedSize: number, pageToken: string): Promise<OrderPage> {
-      if (requestedSize < 0) throw new InvalidOrderError("page_size", "must not be negative");
-      const after = pageToken ? decodePageToken(pageToken) : undefined;
-      if (pageToken && !after) throw new InvalidOrderError("page_token", "is not a token returned by ListOrders");
-      const size = pageSize(requestedSize);
-      const rows = await store.listByCustomer(customerId, size + 1, after);
-      const page = rows.slice(0, size);
-      return { orders: page, nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!) : "" };
+      const page = await readPage(pageRequest({ pageSize: requestedSize, pageToken }, "ListOrders"), (limit, after) => store.listByCustomer(customerId, limit, after));
+      return { orders: page.rows, nextPageToken: page.nextPageToken };
     },
 
     /** Asks the saga to compensate; the order turns CANCELLED once it has. */

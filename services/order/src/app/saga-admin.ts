@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { type Logger, decodePageToken, encodePageToken, pageSize, type ActionHook, type SagaActionOutcome, type SagaRunner, type SagaWithSteps, type SagaRow, type SagaState } from "#platform";
-import { InvalidOrderError, SagaActionRefusedError, SagaNotFoundError } from "../domain/errors.js";
-import { requireOrderId } from "../domain/order.js";
+import { type Logger, pageRequest, readPage, type ActionHook, type SagaActionOutcome, type SagaRunner, type SagaWithSteps, type SagaRow, type SagaState } from "#platform";
+import { SagaActionRefusedError, SagaNotFoundError } from "../domain/errors.js";
+import { parseOrderId } from "../domain/order.js";
 import { sagaAudit } from "../db/schema.js";
 import type { PlaceOrderPayload } from "./place-order-saga.js";
 import { redactPaymentTokens } from "./redact.js";
@@ -32,7 +32,7 @@ export function createSagaAdmin(deps: { saga: SagaRunner<PlaceOrderPayload>; log
     };
 
   async function act(action: AuditedAction, rawOrderId: string, actor: Actor, run: (orderId: string, hook: ActionHook) => Promise<SagaActionOutcome>) {
-    const orderId = requireOrderId(rawOrderId);
+    const orderId = parseOrderId(rawOrderId);
     const outcome = await run(orderId, audit(actor, action, orderId));
     if (outcome.outcome === "not-found") throw new SagaNotFoundError(orderId);
     if (outcome.outcome === "refused") throw new SagaActionRefusedError(action, orderId, outcome.reason);
@@ -48,16 +48,11 @@ export function createSagaAdmin(deps: { saga: SagaRunner<PlaceOrderPayload>; log
   return {
     /** Sagas oldest first, optionally in one state, a bounded page at a time. */
     async list(state: SagaState | undefined, requestedSize: number, pageToken: string): Promise<{ sagas: SagaRow[]; nextPageToken: string }> {
-      if (requestedSize < 0) throw new InvalidOrderError("page_size", "must not be negative");
-      const after = pageToken ? decodePageToken(pageToken) : undefined;
-      if (pageToken && !after) throw new InvalidOrderError("page_token", "is not a token returned by ListSagas");
-      const size = pageSize(requestedSize);
-      const rows = await saga.list({ state, limit: size + 1, after });
-      const page = rows.slice(0, size);
-      return { sagas: page, nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!) : "" };
+      const page = await readPage(pageRequest({ pageSize: requestedSize, pageToken }, "ListSagas"), (limit, after) => saga.list({ state, limit, after }));
+      return { sagas: page.rows, nextPageToken: page.nextPageToken };
     },
 
-    get: (orderId: string) => find(requireOrderId(orderId)),
+    get: (orderId: string) => find(parseOrderId(orderId)),
 
     retry: (orderId: string, actor: Actor) => act("retry", orderId, actor, (id, hook) => saga.retry(id, hook)),
 

@@ -1,16 +1,7 @@
-/** Ordering's domain errors; `kind` is mapped to a status code at the RPC edge. */
-export class InvalidOrderError extends Error {
-  override readonly name = "InvalidOrderError";
-  readonly kind = "invalid_argument";
-  constructor(
-    readonly field: string,
-    problem: string,
-  ) {
-    super(`${field}: ${problem}`);
-  }
-}
+import { DomainError } from "#platform/domain/errors.js";
 
-export class OrderNotFoundError extends Error {
+/** Ordering's domain errors; `kind` is mapped to a status code at the RPC edge. Bad input is the kit's InvalidArgumentError. */
+export class OrderNotFoundError extends DomainError {
   override readonly name = "OrderNotFoundError";
   readonly kind = "not_found";
   constructor(orderId: string) {
@@ -18,7 +9,7 @@ export class OrderNotFoundError extends Error {
   }
 }
 
-export class OrderTransitionError extends Error {
+export class OrderTransitionError extends DomainError {
   override readonly name = "OrderTransitionError";
   readonly kind = "failed_precondition";
   constructor(orderId: string, status: string, action: string) {
@@ -26,16 +17,16 @@ export class OrderTransitionError extends Error {
   }
 }
 
-export class RequestReusedError extends Error {
+export class RequestReusedError extends DomainError {
   override readonly name = "RequestReusedError";
   readonly kind = "already_exists";
-  readonly field = "request_id";
+  override readonly field = "request_id";
   constructor() {
     super("request_id: already used for a different order");
   }
 }
 
-export class SagaNotFoundError extends Error {
+export class SagaNotFoundError extends DomainError {
   override readonly name = "SagaNotFoundError";
   readonly kind = "not_found";
   constructor(orderId: string) {
@@ -44,7 +35,7 @@ export class SagaNotFoundError extends Error {
 }
 
 /** An operator's action that the saga's state does not allow; the message says why. */
-export class SagaActionRefusedError extends Error {
+export class SagaActionRefusedError extends DomainError {
   override readonly name = "SagaActionRefusedError";
   readonly kind = "failed_precondition";
   constructor(action: string, orderId: string, reason: string) {

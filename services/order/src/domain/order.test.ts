@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { assertCancellable, assertSameRequest, priceOrder, requestFingerprint, requireOrderId, validateNewOrder, type CatalogPrice } from "./order.js";
+import { assertCancellable, assertSameRequest, priceOrder, requestFingerprint, parseOrderId, validateNewOrder, type CatalogPrice } from "./order.js";
 
 const catalog = new Map<string, CatalogPrice>([
   ["A", { sku: "A", name: "Alpha", priceMinor: 1250, currency: "USD" }],
@@ -60,8 +60,8 @@ describe("priceOrder", () => {
 
 describe("order rules", () => {
   it("requires a UUID order id", () => {
-    expect(() => requireOrderId("abc")).toThrow("order_id: must be a UUID");
-    expect(requireOrderId("A47C7E31-90C3-4B87-A20F-56B3A60C588E")).toBe("a47c7e31-90c3-4b87-a20f-56b3a60c588e");
+    expect(() => parseOrderId("abc")).toThrow("order_id: must be a UUID");
+    expect(parseOrderId("A47C7E31-90C3-4B87-A20F-56B3A60C588E")).toBe("a47c7e31-90c3-4b87-a20f-56b3a60c588e");
   });
 
   it("never cancels a confirmed order", () => {

@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
-import { InvalidOrderError, OrderTransitionError, RequestReusedError } from "./errors.js";
+import { InvalidArgumentError } from "#platform/domain/errors.js";
+import { parseUuid, requireText } from "#platform/domain/input.js";
+import { OrderTransitionError, RequestReusedError } from "./errors.js";
 
 export type OrderStatus = "pending" | "confirmed" | "cancelled";
 
@@ -36,34 +38,23 @@ export interface PricedOrder {
   totalMinor: number;
 }
 
-const MAX_TEXT = 128;
 const MAX_LINES = 100;
 const MAX_QUANTITY = 10_000;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-function requireText(value: string, field: string): string {
-  if (value.trim() === "") throw new InvalidOrderError(field, "is required");
-  if (value.length > MAX_TEXT) throw new InvalidOrderError(field, `must be at most ${MAX_TEXT} characters`);
-  return value;
-}
 
 export const requireCustomerId = (customerId: string) => requireText(customerId, "customer_id");
 
-export function requireOrderId(orderId: string): string {
-  if (orderId === "") throw new InvalidOrderError("order_id", "is required");
-  if (!UUID.test(orderId)) throw new InvalidOrderError("order_id", "must be a UUID");
-  return orderId.toLowerCase();
-}
+/** An id of one of ordering's own orders, which are UUIDs: in lower case, as they are stored. */
+export const parseOrderId = (orderId: string) => parseUuid(orderId, "order_id");
 
 /** Checks a new order's fields, reporting the first bad one by its wire name. */
 export function validateNewOrder(order: NewOrder): NewOrder {
   requireCustomerId(order.customerId);
-  if (order.items.length === 0) throw new InvalidOrderError("items", "must not be empty");
-  if (order.items.length > MAX_LINES) throw new InvalidOrderError("items", `must have at most ${MAX_LINES} lines`);
+  if (order.items.length === 0) throw new InvalidArgumentError("items", "must not be empty");
+  if (order.items.length > MAX_LINES) throw new InvalidArgumentError("items", `must have at most ${MAX_LINES} lines`);
   order.items.forEach((item, i) => {
     requireText(item.sku, `items[${i}].sku`);
-    if (!Number.isInteger(item.quantity) || item.quantity <= 0) throw new InvalidOrderError(`items[${i}].quantity`, "must be greater than 0");
-    if (item.quantity > MAX_QUANTITY) throw new InvalidOrderError(`items[${i}].quantity`, `must be at most ${MAX_QUANTITY}`);
+    if (!Number.isInteger(item.quantity) || item.quantity <= 0) throw new InvalidArgumentError(`items[${i}].quantity`, "must be greater than 0");
+    if (item.quantity > MAX_QUANTITY) throw new InvalidArgumentError(`items[${i}].quantity`, `must be at most ${MAX_QUANTITY}`);
   });
   requireText(order.paymentToken, "payment_token");
   requireText(order.requestId, "request_id");
@@ -78,15 +69,15 @@ export function priceOrder(items: readonly RequestedLine[], catalog: ReadonlyMap
   const lines = new Map<string, PricedLine>();
   items.forEach((item, i) => {
     const entry = catalog.get(item.sku);
-    if (!entry) throw new InvalidOrderError(`items[${i}].sku`, `unknown SKU "${item.sku}"`);
+    if (!entry) throw new InvalidArgumentError(`items[${i}].sku`, `unknown SKU "${item.sku}"`);
     const line = lines.get(item.sku);
     if (line) {
       line.quantity += item.quantity;
-      if (line.quantity > MAX_QUANTITY) throw new InvalidOrderError(`items[${i}].quantity`, `brings ${item.sku} to ${line.quantity}; at most ${MAX_QUANTITY} per SKU`);
+      if (line.quantity > MAX_QUANTITY) throw new InvalidArgumentError(`items[${i}].quantity`, `brings ${item.sku} to ${line.quantity}; at most ${MAX_QUANTITY} per SKU`);
     } else lines.set(item.sku, { sku: item.sku, name: entry.name, quantity: item.quantity, unitPriceMinor: entry.priceMinor });
   });
   const currencies = new Set(items.map((item) => catalog.get(item.sku)!.currency));
-  if (currencies.size > 1) throw new InvalidOrderError("items", `mixes currencies (${[...currencies].join(", ")}); place one order per currency`);
+  if (currencies.size > 1) throw new InvalidArgumentError("items", `mixes currencies (${[...currencies].join(", ")}); place one order per currency`);
   const priced = [...lines.values()];
   return {
     lines: priced,

@@ -5,7 +5,7 @@ import { toMoney as money } from "#shop/money.js";
 import { OrderSchema, OrderService, OrderStatus } from "#gen/shop/order/v1/order_service_pb.js";
 import type { StoredOrder } from "../app/order-store.js";
 import type { Orders } from "../app/orders.js";
-import { requireCustomerId, requireOrderId, type OrderStatus as DomainStatus } from "../domain/order.js";
+import { requireCustomerId, parseOrderId, type OrderStatus as DomainStatus } from "../domain/order.js";
 import { toSagaStatus } from "./saga-messages.js";
 import { actingCustomerOf, customerOf } from "#platform";
 
@@ -45,7 +45,7 @@ export function createRoutes({ orders }: { orders: Orders }) {
         return { order: toOrderMessage(order) };
       },
       async getOrder(req, ctx) {
-        const { order, saga } = await orders.inspect(requireOrderId(req.orderId), actingCustomerOf(ctx));
+        const { order, saga } = await orders.inspect(parseOrderId(req.orderId), actingCustomerOf(ctx));
         return { order: toOrderMessage(order), ...(saga ? { saga: toSagaStatus(saga) } : {}) };
       },
       async listOrders(req, ctx) {
@@ -53,7 +53,7 @@ export function createRoutes({ orders }: { orders: Orders }) {
         return { orders: page.orders.map(toOrderMessage), nextPageToken: page.nextPageToken };
       },
       async cancelOrder(req, ctx) {
-        return { order: toOrderMessage(await orders.cancel(requireOrderId(req.orderId), actingCustomerOf(ctx))) };
+        return { order: toOrderMessage(await orders.cancel(parseOrderId(req.orderId), actingCustomerOf(ctx))) };
       },
     });
 }

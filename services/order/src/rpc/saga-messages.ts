@@ -2,8 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { SagaState, SagaStatusSchema, SagaStepStatusSchema } from "#gen/shop/order/v1/order_service_pb.js";
 import { SagaSchema } from "#gen/shop/order/v1/saga_admin_service_pb.js";
-import type { SagaWithSteps, SagaRow, SagaState as KitSagaState, SagaStepRow } from "#platform";
-import { InvalidOrderError } from "../domain/errors.js";
+import { InvalidArgumentError, type SagaWithSteps, type SagaRow, type SagaState as KitSagaState, type SagaStepRow } from "#platform";
 import { redactPaymentTokens } from "../app/redact.js";
 
 const sagaStateToWire: Record<KitSagaState, SagaState> = {
@@ -19,7 +18,7 @@ const sagaStateFromWire = new Map(Object.entries(sagaStateToWire).map(([kit, wir
 export function sagaStateFilter(state: SagaState): KitSagaState | undefined {
   if (state === SagaState.UNSPECIFIED) return undefined;
   const kit = sagaStateFromWire.get(state);
-  if (!kit) throw new InvalidOrderError("state", `unknown saga state ${state}`);
+  if (!kit) throw new InvalidArgumentError("state", `unknown saga state ${state}`);
   return kit;
 }
 

@@ -5,7 +5,8 @@ export type CaptureResult = { outcome: "captured"; reference: string } | { outco
 /**
  * The port to a card network (a payment processor such as a card acquirer). Every call is
  * idempotent by its key, as real processors are, so a retry after a lost answer is safe.
- * Implementations throw CardNetworkUnavailableError for failures worth retrying.
+ * A failure worth retrying is thrown as a DomainError of kind "unavailable" (the caller sees
+ * UNAVAILABLE, and may retry); anything else is a bug, and reaches the caller as INTERNAL.
  */
 export interface CardNetwork {
   capture(request: { idempotencyKey: string; token: string; amount: Amount }): Promise<CaptureResult>;

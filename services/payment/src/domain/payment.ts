@@ -1,4 +1,5 @@
-import { InvalidPaymentRequestError } from "./errors.js";
+import { InvalidArgumentError } from "#platform/domain/errors.js";
+import { requireText } from "#platform/domain/input.js";
 
 export type PaymentStatus = "pending" | "captured" | "declined" | "refunded";
 
@@ -14,25 +15,18 @@ export interface ChargeCommand {
   idempotencyKey: string;
 }
 
-const MAX_TEXT = 128;
-
-function requireText(value: string, field: string): string {
-  if (value.trim() === "") throw new InvalidPaymentRequestError(field, "is required");
-  if (value.length > MAX_TEXT) throw new InvalidPaymentRequestError(field, `must be at most ${MAX_TEXT} characters`);
-  return value;
-}
-
-export const requireOrderId = (orderId: string) => requireText(orderId, "order_id");
+/** Another context's order, as payment knows it: an opaque id (order's are UUIDs, but payment never relies on it). */
+export const requireOrderReference = (orderId: string) => requireText(orderId, "order_id");
 export const requireIdempotencyKey = (key: string) => requireText(key, "idempotency_key");
 
 export function validateCharge(command: { orderId: string; amount: { currency: string; minorUnits: bigint } | undefined; paymentToken: string; idempotencyKey: string }): ChargeCommand {
   const { amount } = command;
-  if (!amount) throw new InvalidPaymentRequestError("amount", "is required");
-  if (!/^[A-Z]{3}$/.test(amount.currency)) throw new InvalidPaymentRequestError("amount.currency_code", "must be an ISO 4217 code such as USD");
-  if (amount.minorUnits <= 0n) throw new InvalidPaymentRequestError("amount.minor_units", "must be greater than 0");
-  if (amount.minorUnits > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidPaymentRequestError("amount.minor_units", "is too large");
+  if (!amount) throw new InvalidArgumentError("amount", "is required");
+  if (!/^[A-Z]{3}$/.test(amount.currency)) throw new InvalidArgumentError("amount.currency_code", "must be an ISO 4217 code such as USD");
+  if (amount.minorUnits <= 0n) throw new InvalidArgumentError("amount.minor_units", "must be greater than 0");
+  if (amount.minorUnits > BigInt(Number.MAX_SAFE_INTEGER)) throw new InvalidArgumentError("amount.minor_units", "is too large");
   return {
-    orderId: requireOrderId(command.orderId),
+    orderId: requireOrderReference(command.orderId),
     amount: { currency: amount.currency, minorUnits: Number(amount.minorUnits) },
     paymentToken: requireText(command.paymentToken, "payment_token"),
     idempotencyKey: requireIdempotencyKey(command.idempotencyKey),

@@ -4,7 +4,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { PaymentService, PaymentSchema, PaymentStatus } from "#gen/shop/payment/v1/payment_service_pb.js";
 import { toMoney } from "#shop/money.js";
 import type { PaymentRow, Payments } from "../app/payments.js";
-import { requireIdempotencyKey, requireOrderId, validateCharge, type PaymentStatus as DomainStatus } from "../domain/payment.js";
+import { requireIdempotencyKey, requireOrderReference, validateCharge, type PaymentStatus as DomainStatus } from "../domain/payment.js";
 
 export interface PaymentRouteDeps {
   payments: Payments;
@@ -42,11 +42,11 @@ export function createRoutes({ payments }: PaymentRouteDeps) {
         return { payment: toPayment(await payments.charge(command)) };
       },
       async refund(req) {
-        const rows = await payments.refund(requireOrderId(req.orderId), requireIdempotencyKey(req.idempotencyKey), req.reason);
+        const rows = await payments.refund(requireOrderReference(req.orderId), requireIdempotencyKey(req.idempotencyKey), req.reason);
         return { payments: rows.map(toPayment) };
       },
       async getPayment(req) {
-        return { payments: (await payments.listForOrder(requireOrderId(req.orderId))).map(toPayment) };
+        return { payments: (await payments.listForOrder(requireOrderReference(req.orderId))).map(toPayment) };
       },
     });
 }

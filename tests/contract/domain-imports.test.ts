@@ -1,0 +1,47 @@
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join, relative, resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+
+/**
+ * `domain/` is plain TypeScript: a service's business rules import nothing generated (#gen),
+ * nothing of its database (db/) and none of the kit's machinery. What they may import: each
+ * other, node:*, and the kit's domain layer (services/platform/domain/: the errors they throw
+ * and the checks of request fields), which itself imports nothing from outside it.
+ */
+const root = resolve(import.meta.dirname, "../..");
+const servicesDir = join(root, "services");
+
+const sources = (dir: string): string[] =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? sources(join(dir, entry.name)) : entry.name.endsWith(".ts") && !entry.name.endsWith(".test.ts") ? [join(dir, entry.name)] : [],
+  );
+
+/** Every module a file imports or re-exports from, side-effect imports included. */
+const importsOf = (file: string) => [...readFileSync(file, "utf8").matchAll(/^\s*(?:(?:import|export)\b[^;]*?\bfrom\s+|import\s+)"([^"]+)"/gm)].map((match) => match[1]!);
+
+/** What in `dir` imports something `allowed` does not admit, as "file: specifier". */
+const importsOutside = (dir: string, allowed: (specifier: string) => boolean) =>
+  sources(dir).flatMap((file) => importsOf(file).filter((specifier) => !allowed(specifier)).map((specifier) => `${relative(root, file)}: ${specifier}`));
+
+const services = readdirSync(servicesDir, { withFileTypes: true })
+  .filter((entry) => entry.isDirectory() && existsSync(join(servicesDir, entry.name, "src")))
+  .map((entry) => entry.name)
+  .sort();
+
+describe("the domain rule", () => {
+  it("finds every service, each with a domain/", () => {
+    expect(services).toEqual(["inventory", "notification", "order", "payment"]);
+    expect(services.filter((name) => !existsSync(join(servicesDir, name, "src/domain")))).toEqual([]);
+  });
+
+  it("keeps each service's domain/ to itself, node:* and the kit's domain layer", () => {
+    const allowed = (specifier: string) => specifier.startsWith("./") || specifier.startsWith("node:") || /^#platform\/domain\/[a-z-]+\.js$/.test(specifier);
+    expect(services.flatMap((name) => importsOutside(join(servicesDir, name, "src/domain"), allowed))).toEqual([]);
+  });
+
+  it("keeps the kit's domain layer free of imports from outside it", () => {
+    const kitDomain = join(servicesDir, "platform/domain");
+    expect(sources(kitDomain).length).toBeGreaterThan(0);
+    expect(importsOutside(kitDomain, (specifier) => specifier.startsWith("./"))).toEqual([]);
+  });
+});
