@@ -13,7 +13,8 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import postgres from "postgres";
-import { meshServiceNames, startScratchMesh } from "#tools/mesh/scratch-mesh.js";
+import { startScratchMesh } from "#tools/mesh/scratch-mesh.js";
+import { meshServiceNames } from "#mesh";
 import { runLoad } from "#tools/load/load-runner.js";
 import { descendantPids, processCpuMs } from "./process-cpu.js";
 import { commandLine, progress, quick, targetLine } from "./report.js";

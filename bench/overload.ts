@@ -8,7 +8,8 @@
  * budget, every accepted order ended with the invariants holding, and latency came back.
  * Run: npx tsx bench/overload.ts [overload seconds=20] [peak seconds=10]
  */
-import { startScratchMesh, meshServiceNames } from "#tools/mesh/scratch-mesh.js";
+import { startScratchMesh } from "#tools/mesh/scratch-mesh.js";
+import { meshServiceNames } from "#mesh";
 import { runLoad } from "#tools/load/load-runner.js";
 import { GOODPUT_SHARE, P99_FACTOR, RECOVERY_MS, RETRY_SHARE, runOverload } from "#tools/load/overload-run.js";
 import { commandLine, progress, quick, targetLine } from "./report.js";

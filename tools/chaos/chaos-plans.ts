@@ -1,4 +1,4 @@
-import { meshServiceNames } from "../mesh/scratch-mesh.js";
+import { meshServiceNames } from "#mesh";
 import type { LoadShape, RecoveryBounds } from "./chaos-rig.js";
 import { flappingPayment, killNats, killService, overload, restartPostgres, slowPayment, terminateBackends, type ChaosScenario } from "./chaos-scenarios.js";
 

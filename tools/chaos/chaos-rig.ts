@@ -6,7 +6,8 @@ import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "#gen
 import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 import { runLoad, type LoadOptions, type LoadReport } from "../load/load-runner.js";
-import { meshServiceNames, startScratchMesh } from "../mesh/scratch-mesh.js";
+import { startScratchMesh } from "../mesh/scratch-mesh.js";
+import { meshServiceNames } from "#mesh";
 import { seededStock, settleInvariants } from "#tests/support/invariant-violations.js";
 import type { ChaosScenario } from "./chaos-scenarios.js";
 import { startTcpFaultProxy } from "./tcp-fault-proxy.js";

@@ -1,4 +1,5 @@
-import { meshServiceNames, type MeshServiceName, type ScratchMesh } from "../mesh/scratch-mesh.js";
+import { type ScratchMesh } from "../mesh/scratch-mesh.js";
+import { meshServiceNames, type MeshServiceName } from "#mesh";
 import type { Sql } from "postgres";
 import type { TcpFaultProxy } from "./tcp-fault-proxy.js";
 import type { LoadShape } from "./chaos-rig.js";

@@ -11,7 +11,6 @@ import { DEFAULT_CERT_LIFETIME_MS, startMeshPki } from "./mesh-pki.js";
 import { createSupervisor } from "./supervisor.js";
 import { freePort } from "../infra/tcp.js";
 
-export { meshServiceNames, type MeshServiceName } from "#mesh";
 
 export interface ScratchMeshOptions {
   /** Extra environment for every service, e.g. PAYMENT_URL pointing at a fault proxy. */
