@@ -9,6 +9,17 @@ import { isDatabaseUnavailable } from "./db-errors.js";
 const caught = (work: () => Promise<unknown>) => work().then(() => undefined, (err: unknown) => err);
 
 describe("isDatabaseUnavailable", () => {
+  const failure = (code: string) => Object.assign(new Error(`failed with ${code}`), { code });
+
+  it("tells an outage from a mistake by its code, through drizzle's wrapper", () => {
+    const outages = ["CONNECTION_CLOSED", "CONNECT_TIMEOUT", "ECONNREFUSED", "ECONNABORTED", "08006", "57P01", "57P03", "53300"];
+    const mistakes = ["42P01", "23505", "57P04", "57014", "ENOTSUP"];
+    const wrapped = (code: string) => new Error("Failed query: select 1", { cause: failure(code) });
+    expect(outages.filter((code) => !isDatabaseUnavailable(wrapped(code)))).toEqual([]);
+    expect(mistakes.filter((code) => isDatabaseUnavailable(wrapped(code)))).toEqual([]);
+    expect([isDatabaseUnavailable(new Error("no code")), isDatabaseUnavailable("CONNECTION_CLOSED"), isDatabaseUnavailable(undefined)]).toEqual([false, false, false]);
+  });
+
   it("is true for a refused connection, through drizzle's wrapper", async () => {
     const sql = postgres(`postgres://postgres@127.0.0.1:${await freePort()}/none`, { max: 1, connect_timeout: 2, onnotice: () => {} });
     const err = await caught(() => drizzle(sql).execute(drizzleSql`select 1`));

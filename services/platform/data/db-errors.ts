@@ -1,16 +1,20 @@
-/** postgres.js's own codes for a connection that failed or went away. */
-const connectionCodes = new Set(["CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "CONNECT_TIMEOUT", "ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT"]);
+/** postgres.js's own codes, and the socket's, for a connection that failed or went away. */
+const connectionCodes = new Set(["CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "CONNECT_TIMEOUT", "ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "EPIPE", "ETIMEDOUT"]);
 
 /**
  * SQLSTATEs for a server that is away or refusing work: class 08 (connection exception),
- * 57P01-57P03 (shutting down, crashed, starting up) and 53300 (too many connections).
+ * 57P01-57P03 (shutting down, crashed, starting up) and 53300 (too many connections). Not
+ * 57P04 (the database was dropped) or 57P05 (an idle session timed out): no retry mends the
+ * first, and the second fails no statement.
  */
 const unavailableSqlStates = /^(08...|57P0[123]|53300)$/;
 
 /**
  * Whether an error means the database could not be reached, rather than that a query was
  * wrong: the caller may retry later. drizzle wraps driver errors, so the cause chain is
- * followed.
+ * followed. Every part of the kit that tells an outage from a bug asks this: the RPC edge
+ * (UNAVAILABLE), the saga runner (a transient failure) and the event consumer (a nak that
+ * spends none of the event's deliveries).
  */
 export function isDatabaseUnavailable(err: unknown): boolean {
   for (const current of causeChain(err)) {

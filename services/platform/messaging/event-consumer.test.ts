@@ -29,6 +29,8 @@ describe("event consumer against real NATS and Postgres", () => {
   /** Orders whose handler fails, and how many times it has. */
   const failures = new Map<string, number>();
   const failUntil = new Map<string, number>();
+  /** Orders whose handler finds the database refusing connections (53300), and how many more times it will. */
+  const outages = new Map<string, number>();
 
   beforeAll(async () => {
     nats = await startTestNats();
@@ -45,6 +47,11 @@ describe("event consumer against real NATS and Postgres", () => {
       durable: "consumer-test",
       handlers: [
         on(OrderConfirmedSchema, async (tx, event, envelope) => {
+          const outagesLeft = outages.get(event.orderId) ?? 0;
+          if (outagesLeft > 0) {
+            outages.set(event.orderId, outagesLeft - 1);
+            throw Object.assign(new Error("sorry, too many clients already"), { code: "53300" });
+          }
           const failed = failures.get(event.orderId) ?? 0;
           if (failed < (failUntil.get(event.orderId) ?? 0)) {
             failures.set(event.orderId, failed + 1);
@@ -104,6 +111,16 @@ describe("event consumer against real NATS and Postgres", () => {
     await publish({ orderId: "flaky" });
     await eventually(async () => expect(await effectCount("flaky")).toBe(1));
     expect(failures.get("flaky")).toBe(2);
+  });
+
+  it("waits out a database that refuses work without spending the event's deliveries", async () => {
+    const { jsm } = await bus.ready;
+    const before = (await listDeadLetters(jsm)).length;
+    outages.set("outage", 5); // more failures than maxDeliver (3) allows a failing handler
+    await publish({ orderId: "outage" });
+    await eventually(async () => expect(await effectCount("outage")).toBe(1));
+    expect(outages.get("outage")).toBe(0);
+    expect((await listDeadLetters(jsm)).length).toBe(before);
   });
 
   it("applies a burst of events once each, in batches, retrying a failing one among them alone", async () => {

@@ -3,6 +3,8 @@ import { nanos } from "@nats-io/transport-node";
 import { AckPolicy, DeliverPolicy, JetStreamApiError, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
 import { sql } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import { isDatabaseUnavailable } from "../data/db-errors.js";
+import { isUuid } from "../domain/input.js";
 import type { InboxTable } from "./inbox.js";
 import type { Logger } from "../process/logger.js";
 import type { SqlExecutor } from "../saga/saga-runner.js";
@@ -49,19 +51,7 @@ export interface EventConsumer {
   stop(): Promise<void>;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 class PoisonMessageError extends Error {}
-
-/** postgres.js connection failures and Postgres' own "connection" and "shutting down" classes. */
-function isInfrastructureError(err: unknown): boolean {
-  // drizzle wraps the driver's error in `cause`.
-  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string" && (/^(ECONN|ETIMEDOUT|EPIPE|CONNECTION_|CONNECT_TIMEOUT)/.test(code) || code.startsWith("08") || code.startsWith("57P"))) return true;
-  }
-  return false;
-}
 
 /**
  * A durable pull consumer with explicit acks. Each event is applied in one Postgres
@@ -117,7 +107,7 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
     const parsed = fromHeaders(msg.headers);
     if ("missing" in parsed) throw new PoisonMessageError(`missing header ${parsed.missing}`);
     const { envelope } = parsed;
-    if (!UUID.test(envelope.id)) throw new PoisonMessageError(`ce-id "${envelope.id.slice(0, 64)}" is not a UUID`);
+    if (!isUuid(envelope.id)) throw new PoisonMessageError(`ce-id "${envelope.id.slice(0, 64)}" is not a UUID`);
     const handler = handlers.get(envelope.type);
     if (!handler) {
       if (declared.has(envelope.type)) return { msg, skip: true };
@@ -193,7 +183,7 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
       await apply(events);
       for (const { msg } of events) msg.ack();
     } catch (err) {
-      if (events.length > 1 && !isInfrastructureError(err)) {
+      if (events.length > 1 && !isDatabaseUnavailable(err)) {
         // Which one failed is unknown, and none was committed: each goes again alone.
         for (const event of events) await settle(bus, [event]);
         return;
@@ -205,7 +195,7 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
   async function settleFailure(bus: Bus, msg: JsMsg, err: unknown): Promise<void> {
     const reason = err instanceof Error ? err.message : String(err);
     const poison = err instanceof PoisonMessageError;
-    if (isInfrastructureError(err)) {
+    if (isDatabaseUnavailable(err)) {
       // Postgres is away: the event is fine, so it must not use up its deliveries.
       log.warn({ err, seq: msg.seq }, "database unavailable; event will be redelivered");
       msg.nak(backoffMs[backoffMs.length - 1]);
