@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Deployable } from "#mesh";
 import { freePortPair, insertEntry, newServiceEntry } from "./manifest-entry.js";
@@ -80,7 +80,7 @@ export function scaffoldService(options: ScaffoldOptions): string[] {
     throw err;
   }
   const written = [...files.map((f) => f.path), MANIFEST];
-  if (options.generate) generateDeploy(root, name, log);
+  if (options.generate) generateDeploy(root, log);
   return written;
 }
 
@@ -90,15 +90,10 @@ function run(root: string, log: (line: string) => void, title: string, command: 
 }
 
 /**
- * The last step: compose.yaml and deploy/k8s rendered from the manifest by
- * deploy/generate-deploy.ts. Not undone on failure, since the service itself is complete and
- * works; run the generator again. Until that generator exists, says so and skips it.
+ * The last step: compose.yaml, deploy/k8s and the NATS configs rendered from the manifest by
+ * deploy/generate-deploy.ts. Not undone on failure: the service itself is complete and works,
+ * and the generator can simply be run again.
  */
-function generateDeploy(root: string, name: string, log: (line: string) => void): void {
-  const generator = join("deploy", "generate-deploy.ts");
-  if (!existsSync(join(root, generator))) {
-    log(`${generator} not found: compose.yaml and deploy/k8s were not updated for ${name}`);
-    return;
-  }
-  run(root, log, "the deploy files from the manifest", join(root, "node_modules/.bin/tsx"), [generator]);
+function generateDeploy(root: string, log: (line: string) => void): void {
+  run(root, log, "the deploy files from the manifest", "npx", ["tsx", join("deploy", "generate-deploy.ts")]);
 }
