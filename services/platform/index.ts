@@ -39,7 +39,7 @@ export type { MeshTlsFiles } from "./trust/mesh-tls.js";
 export { createServiceDirectory } from "./discovery/registry.js";
 
 // Data: a service's own database.
-export { openDatabase, rowsOf, type Database } from "./data/db.js";
+export { openDatabase, rowsOf, type Database, type SqlExecutor } from "./data/db.js";
 export { keysetAfter, keysetOrder, pageRequest, readPage, type Keyset, type PageKey, type PageRequest } from "./data/paging.js";
 
 // Messaging: the outbox with its relay, the inbox with its consumer, the streams.
@@ -50,5 +50,5 @@ export { on, startEventConsumer, type EventHandler } from "./messaging/event-con
 export { eventStream } from "./messaging/streams.js";
 
 // Sagas: orchestration with compensation.
-export { StepRejectedError, createSagaRunner, defaultSagaPolicy, type ActionHook, type SagaActionOutcome, type SagaDefinition, type SagaPolicy, type SagaRunner, type SagaWithSteps, type SqlExecutor } from "./saga/saga-runner.js";
+export { StepRejectedError, createSagaRunner, defaultSagaPolicy, type ActionHook, type SagaActionOutcome, type SagaDefinition, type SagaPolicy, type SagaRunner, type SagaWithSteps } from "./saga/saga-runner.js";
 export { createSagaTables, type SagaRow, type SagaState, type SagaStepRow } from "./saga/tables.js";

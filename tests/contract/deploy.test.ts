@@ -35,7 +35,7 @@ const withSchema = deployables.filter((d) => d.schema !== undefined).map((d) => 
 const principals = [...names, OPERATOR];
 const byName = (name: string) => deployables.find((d) => d.name === name)!;
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- manifests are untyped YAML
+/** A parsed manifest: untyped YAML, read by the paths each check expects. */
 type Doc = any;
 const yamlDocs = (file: string): Doc[] =>
   parseAllDocuments(readFileSync(file, "utf8"))

@@ -5,7 +5,14 @@ import postgres, { type Sql } from "postgres";
 import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { migrate } from "drizzle-orm/postgres-js/migrator";
 import type { SQL } from "drizzle-orm";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import type { Logger } from "../process/logger.js";
+
+/**
+ * What statements run on: a drizzle database or a transaction in it, over any service's
+ * schema. The kit's and the services' functions that take either are typed with it.
+ */
+export type SqlExecutor = PgDatabase<PgQueryResultHKT, Record<string, unknown>>;
 
 /**
  * The rows of a statement written in drizzle's `sql` (a CTE drizzle's builders cannot express),

@@ -2,12 +2,11 @@ import { fromBinary, type DescFile, type DescMessage, type MessageShape } from "
 import { nanos } from "@nats-io/transport-node";
 import { AckPolicy, DeliverPolicy, JetStreamApiError, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
 import { sql } from "drizzle-orm";
-import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { isDatabaseUnavailable } from "../data/db-errors.js";
 import { isUuid } from "../domain/input.js";
 import type { InboxTable } from "./inbox.js";
 import type { Logger } from "../process/logger.js";
-import type { SqlExecutor } from "../saga/saga-runner.js";
+import { rowsOf, type SqlExecutor } from "../data/db.js";
 import type { Bus, BusConnection } from "./connection.js";
 import { publishDeadLetter } from "./dead-letters.js";
 import { fromHeaders, type EventEnvelope } from "./event-headers.js";
@@ -25,8 +24,7 @@ export const on = <Desc extends DescMessage>(schema: Desc, handle: EventHandler<
 
 export interface EventConsumerOptions {
   bus: BusConnection;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- works on any service's schema
-  db: PostgresJsDatabase<any>;
+  db: SqlExecutor;
   inbox: InboxTable;
   /** The stream consumed; the consumer filters on its subjects. */
   stream: StreamSpec;
@@ -129,7 +127,8 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
    */
   async function apply(events: Applicable[]): Promise<void> {
     await db.transaction(async (tx) => {
-      const recorded = await tx.execute<{ event_id: string }>(
+      const recorded = await rowsOf<{ event_id: string }>(
+        tx,
         sql`insert into ${inbox} (consumer, event_id, event_type)
             select ${durable}, id, type from unnest(${sql.param(events.map((e) => e.envelope.id))}::uuid[], ${sql.param(events.map((e) => e.envelope.type))}::text[]) as event(id, type)
             on conflict do nothing returning event_id`,

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { bigserial, getTableConfig, index, jsonb, pgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import { sql, type SQL } from "drizzle-orm";
-import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import type { SqlExecutor } from "../data/db.js";
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { bytea } from "../data/pg-types.js";
 import { currentTraceHeaders } from "../process/telemetry.js";
@@ -48,9 +48,6 @@ export interface DomainEvent<Desc extends DescMessage> {
   aggregateId: string;
 }
 
-/** Anything that can run an insert: a drizzle database or transaction. */
-type Executor = PgDatabase<PgQueryResultHKT, Record<string, unknown>>;
-
 /** The rows of some events, ids minted and the current trace attached. */
 function outboxRows(events: DomainEvent<DescMessage>[]) {
   return events.map((event) => ({
@@ -70,7 +67,7 @@ const channelOf = (outbox: OutboxTable) => outboxChannel(getTableConfig(outbox).
  * Appends events to the outbox. Call it with the transaction that makes the state change.
  * Returns the event ids, which become `Nats-Msg-Id` and so dedupe republishing.
  */
-export async function appendToOutbox(tx: Executor, outbox: OutboxTable, events: DomainEvent<DescMessage>[]): Promise<string[]> {
+export async function appendToOutbox(tx: SqlExecutor, outbox: OutboxTable, events: DomainEvent<DescMessage>[]): Promise<string[]> {
   if (events.length === 0) return [];
   const rows = outboxRows(events);
   // The NOTIFY is delivered at commit, and only if it commits: the relay wakes at once instead

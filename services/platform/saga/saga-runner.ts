@@ -8,10 +8,9 @@ import { isDatabaseUnavailable } from "../data/db-errors.js";
 import { keysetAfter, keysetOrder, type Keyset, type PageKey } from "../data/paging.js";
 import { detachedFromDeadline } from "../rpc-client/deadline.js";
 import type { Logger } from "../process/logger.js";
-import { createSagaStatements, type ClaimedSaga, type Settlement, type SqlExecutor } from "./saga-statements.js";
+import type { SqlExecutor } from "../data/db.js";
+import { createSagaStatements, type ClaimedSaga, type Settlement } from "./saga-statements.js";
 import type { SagaRow, SagaState, SagaStepRow, SagaTables, StepState } from "./tables.js";
-
-export type { SqlExecutor } from "./saga-statements.js";
 
 /**
  * A definitive "no" from a step (out of stock, card declined). It is not retried: the saga

@@ -1,11 +1,6 @@
 import { sql, type SQL } from "drizzle-orm";
-import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
-import { rowsOf as rows } from "../data/db.js";
+import { rowsOf as rows, type SqlExecutor } from "../data/db.js";
 import type { SagaState, SagaTables, StepState } from "./tables.js";
-
-/** A drizzle database or transaction over any service's schema. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the runner is schema-agnostic
-export type SqlExecutor = PgDatabase<PgQueryResultHKT, any>;
 
 /** What a driver needs of a saga it has just claimed. */
 export interface ClaimedSaga {

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { asc, eq, inArray, sql } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
-import { appendToOutbox, InvalidArgumentError } from "#platform";
+import { appendToOutbox, InvalidArgumentError, type SqlExecutor } from "#platform";
 import { LineItemSchema } from "#gen/shop/inventory/v1/inventory_service_pb.js";
 import {
   ReservationCommittedSchema,
@@ -22,7 +22,6 @@ import { moveReservation, readReservation, takeStock } from "./stock-statements.
 import { outbox, products, reservations, type tables } from "../db/schema.js";
 
 type Db = PostgresJsDatabase<typeof tables>;
-type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 
 export type Product = typeof products.$inferSelect;
 
@@ -50,7 +49,7 @@ export function createInventory(db: Db): Inventory {
    * callers for the same order serialize on the unique order_id: the loser's insert waits,
    * then does nothing and reads the winner's.
    */
-  async function claimReservation(tx: Tx, orderId: string, status: Reservation["status"]): Promise<{ created: boolean; reservation: Reservation }> {
+  async function claimReservation(tx: SqlExecutor, orderId: string, status: Reservation["status"]): Promise<{ created: boolean; reservation: Reservation }> {
     const id = randomUUID();
     const inserted = await tx
       .insert(reservations)
@@ -67,7 +66,7 @@ export function createInventory(db: Db): Inventory {
    * Moves a reserved reservation on (commit or release) with its stock and its event. Null
    * if it was not reserved when the statement ran; the caller then reads why.
    */
-  async function moveReserved(tx: Tx, orderId: string, to: "committed" | "released") {
+  async function moveReserved(tx: SqlExecutor, orderId: string, to: "committed" | "released") {
     const moved = await moveReservation(tx, orderId, { from: "reserved", to, stock: to === "committed" ? "sell" : "return" });
     if (!moved) return undefined;
     const event = { reservationId: moved.id, orderId, items: eventLines(moved.items) };

@@ -1,11 +1,8 @@
 import { sql, type SQL } from "drizzle-orm";
-import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import type { ReservationStatus, StockLine } from "../domain/reservation.js";
 import type { DescMessage } from "@bufbuild/protobuf";
-import { rowsOf as rows, outboxAppend, type DomainEvent } from "#platform";
-import { outbox, products, reservationItems, reservations, type tables } from "../db/schema.js";
-
-type Executor = Pick<PostgresJsDatabase<typeof tables>, "execute">;
+import { rowsOf as rows, outboxAppend, type DomainEvent, type SqlExecutor } from "#platform";
+import { outbox, products, reservationItems, reservations } from "../db/schema.js";
 
 /**
  * Inventory's writes as single statements: each use case's reads, checks and writes travel in
@@ -39,7 +36,7 @@ export interface TakeOutcome {
  * Concurrent calls for one order queue on the SKUs' locks, then on the unique order_id: the
  * loser's claim does nothing, and it reads the winner's reservation.
  */
-export async function takeStock(db: Executor, reservation: { id: string; orderId: string }, lines: readonly StockLine[], event: DomainEvent<DescMessage>): Promise<TakeOutcome> {
+export async function takeStock(db: SqlExecutor, reservation: { id: string; orderId: string }, lines: readonly StockLine[], event: DomainEvent<DescMessage>): Promise<TakeOutcome> {
   const appended = outboxAppend(outbox, [event], sql`exists (select from claimed)`);
   const [row] = await rows<{ created: boolean; enough: boolean; stock: [string, number][] }>(
     db,
@@ -67,7 +64,7 @@ export async function takeStock(db: Executor, reservation: { id: string; orderId
  * reserved back to available on release), if it is in `from`; returns its id and items, or
  * undefined if it was not (absent, or already moved: the caller reads it to say which).
  */
-export async function moveReservation(db: Executor, orderId: string, move: { from: ReservationStatus; to: ReservationStatus; stock: "sell" | "return" }) {
+export async function moveReservation(db: SqlExecutor, orderId: string, move: { from: ReservationStatus; to: ReservationStatus; stock: "sell" | "return" }) {
   const change = move.stock === "sell" ? sql`reserved = p.reserved - i.quantity, sold = p.sold + i.quantity` : sql`reserved = p.reserved - i.quantity, available = p.available + i.quantity`;
   const [row] = await rows<{ id: string | null; items: [string, number][] }>(
     db,
@@ -84,7 +81,7 @@ export async function moveReservation(db: Executor, orderId: string, move: { fro
 }
 
 /** The order's reservation with its items, in one statement; locked for update if asked. */
-export async function readReservation(db: Executor, orderId: string, lock: boolean) {
+export async function readReservation(db: SqlExecutor, orderId: string, lock: boolean) {
   const [row] = await rows<{ id: string; orderId: string; status: ReservationStatus; items: [string, number][] }>(
     db,
     sql`select r.id, r.order_id as "orderId", r.status,

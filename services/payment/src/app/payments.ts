@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { and, asc, eq, inArray, sql } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
-import { rowsOf, appendToOutbox, outboxAppend } from "#platform";
+import { rowsOf, appendToOutbox, outboxAppend, type SqlExecutor } from "#platform";
 import { toMoney } from "#shop/money.js";
 import { PaymentCapturedSchema, PaymentDeclinedSchema, PaymentRefundedSchema } from "#gen/shop/payment/v1/payment_events_pb.js";
 import { IdempotencyKeyReusedError } from "../domain/errors.js";
@@ -11,7 +11,6 @@ import { outbox, payments, voidedOrders, type tables } from "../db/schema.js";
 import type { CardNetwork } from "./card-network.js";
 
 type Db = PostgresJsDatabase<typeof tables>;
-type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 export type PaymentRow = typeof payments.$inferSelect;
 
 /** Payment's use cases. */
@@ -32,7 +31,7 @@ const aggregate = (row: PaymentRow) => ({ aggregateType: "payment", aggregateId:
  * charge that arrives after its order was given up is declined instead of captured.
  */
 export function createPayments(db: Db, network: CardNetwork): Payments {
-  const lockOrder = (tx: Tx, orderId: string) => tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`payment:order:${orderId}`}))`);
+  const lockOrder = (tx: SqlExecutor, orderId: string) => tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`payment:order:${orderId}`}))`);
 
   async function recordIntent(command: ChargeCommand): Promise<PaymentRow> {
     return db.transaction(async (tx) => {
@@ -93,7 +92,7 @@ export function createPayments(db: Db, network: CardNetwork): Payments {
     return { ...pending, ...outcome, updatedAt: payments.updatedAt.mapFromDriverValue(settled.updatedAt) as Date };
   }
 
-  async function refundCapture(tx: Tx, row: PaymentRow, reference: string, idempotencyKey: string, reason: string) {
+  async function refundCapture(tx: SqlExecutor, row: PaymentRow, reference: string, idempotencyKey: string, reason: string) {
     await network.refund({ idempotencyKey: `${idempotencyKey}:${row.id}`, reference, amount: { currency: row.currency, minorUnits: row.amountMinor } });
     await tx.update(payments).set({ status: "refunded", providerReference: reference, updatedAt: sql`now()` }).where(eq(payments.id, row.id));
     await appendToOutbox(tx, outbox, [
