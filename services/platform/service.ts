@@ -60,7 +60,13 @@ export function createMeshSecurity(runtime: Pick<ServiceRuntime, "meshTls" | "tr
 }
 
 export interface ServiceDefinition<TSchema extends Record<string, unknown>> {
-  /** Postgres schema the service owns. */
+  /**
+   * The service's identity, as the mesh manifest names it: the `service` of its metrics, its
+   * NATS connection's name, its Postgres application_name and its events' ce-source. Its logs
+   * and traces are named by runService, whose logger must name the same service.
+   */
+  name: string;
+  /** Postgres schema the service owns; not its identity (order's schema is "orders"). */
   schemaName: string;
   tables: TSchema;
   migrationsFolder: string;
@@ -90,17 +96,19 @@ export async function startService<TSchema extends Record<string, unknown>>(
   runtime: ServiceRuntime,
   definition: ServiceDefinition<TSchema>,
 ): Promise<ServiceServer> {
-  const { logger } = runtime;
+  const { name } = definition;
+  const logger = namingService(runtime.logger, name);
   const database = await openDatabase({
     url: runtime.databaseUrl,
+    applicationName: name,
     schemaName: definition.schemaName,
     tables: definition.tables,
     migrationsFolder: definition.migrationsFolder,
     logger,
   });
   const mesh = createMeshSecurity(runtime);
-  const bus = connectBus({ url: runtime.natsUrl, name: definition.schemaName, logger });
-  const metrics = createMetrics(definition.schemaName);
+  const bus = connectBus({ url: runtime.natsUrl, name, logger });
+  const metrics = createMetrics(name);
   registerDatabaseMetrics(metrics, database, definition);
   const relay =
     definition.outbox &&
@@ -109,7 +117,7 @@ export async function startService<TSchema extends Record<string, unknown>>(
       outbox: definition.outbox.table,
       schemaName: definition.schemaName,
       stream: { ...definition.outbox.stream, replicas: runtime.streamReplicas },
-      source: definition.schemaName,
+      source: name,
       bus,
       logger,
     });
@@ -180,6 +188,18 @@ export async function startService<TSchema extends Record<string, unknown>>(
   }
 }
 
+/**
+ * The runtime's logger, checked to be this service's: runService's names the service its
+ * telemetry names, and a different name would split one service's logs and traces from its
+ * metrics. A logger that names no service (a test's) is given this one.
+ */
+function namingService(logger: Logger, name: string): Logger {
+  const named: unknown = logger.bindings()["service"];
+  if (named === undefined) return logger.child({ service: name });
+  if (named !== name) throw new Error(`the logger is service "${String(named)}"'s, but this is "${name}"`);
+  return logger;
+}
+
 /** A running service: its mesh port, and the plaintext ops port beside it. */
 export interface ServiceServer extends RunningServer {
   readonly ops: RunningServer;
@@ -214,7 +234,7 @@ export function startOpsServer(
 function registerDatabaseMetrics<TSchema extends Record<string, unknown>>(metrics: Metrics, database: Database<TSchema>, definition: ServiceDefinition<TSchema>) {
   const { sql } = database;
   metrics.gauge("db_pool_connections", "The pool's open Postgres connections, by state", ["state"], async () =>
-    (await sql`select coalesce(state, 'unknown') as state, count(*)::int as n from pg_stat_activity where application_name = ${definition.schemaName} and pid <> pg_backend_pid() group by 1`).map(
+    (await sql`select coalesce(state, 'unknown') as state, count(*)::int as n from pg_stat_activity where application_name = ${definition.name} and pid <> pg_backend_pid() group by 1`).map(
       (row) => ({ labels: { state: String(row["state"]) }, value: Number(row["n"]) }),
     ),
   );

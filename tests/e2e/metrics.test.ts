@@ -5,11 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OrderService, OrderStatus } from "#gen/shop/order/v1/order_service_pb.js";
 import { expectIdentity } from "#platform/trust/mesh-tls.js";
 import type { ServiceServer } from "#platform/service.js";
+import { connectBus } from "#platform/messaging/connection.js";
+import { connect } from "../support/databases.js";
 import { eventually } from "../support/eventually.js";
+import { silentLogger } from "../support/silent-logger.js";
 import { startGateway } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 
-/** Reads one sample from Prometheus text, whatever the order of its labels: value(text, 'sagas{state="completed",service="orders"}'). */
+/** Reads one sample from Prometheus text, whatever the order of its labels: value(text, 'sagas{state="completed",service="order"}'). */
 function value(text: string, series: string): number | undefined {
   const [, name, labels = ""] = /^([^{]+)(?:\{(.*)\})?$/.exec(series)!;
   const wanted = labels.split(/,(?=\w+=)/).filter(Boolean);
@@ -59,17 +62,17 @@ describe("Prometheus metrics on every ops port", () => {
 
   it("counts RPCs by method and code, and reports sagas, outbox, pool and breakers", async () => {
     const text = await scrape(mesh.order);
-    expect(value(text, 'rpc_server_requests_total{method="shop.order.v1.OrderService/CreateOrder",code="OK",service="orders"}')).toBe(1);
-    expect(value(text, 'rpc_server_requests_total{method="shop.order.v1.OrderService/GetOrder",code="InvalidArgument",service="orders"}')).toBe(1);
-    expect(value(text, 'rpc_server_duration_seconds_count{method="shop.order.v1.OrderService/CreateOrder",code="OK",service="orders"}')).toBe(1);
-    expect(value(text, 'rpc_client_breaker_state{dependency="shop.payment.v1.PaymentService",service="orders"}')).toBe(0);
-    expect(value(text, 'rpc_client_calls{dependency="shop.payment.v1.PaymentService",service="orders"}')).toBe(1);
-    expect(text).toMatch(/^db_pool_connections\{state="idle",service="orders"\} \d+$/m);
+    expect(value(text, 'rpc_server_requests_total{method="shop.order.v1.OrderService/CreateOrder",code="OK",service="order"}')).toBe(1);
+    expect(value(text, 'rpc_server_requests_total{method="shop.order.v1.OrderService/GetOrder",code="InvalidArgument",service="order"}')).toBe(1);
+    expect(value(text, 'rpc_server_duration_seconds_count{method="shop.order.v1.OrderService/CreateOrder",code="OK",service="order"}')).toBe(1);
+    expect(value(text, 'rpc_client_breaker_state{dependency="shop.payment.v1.PaymentService",service="order"}')).toBe(0);
+    expect(value(text, 'rpc_client_calls{dependency="shop.payment.v1.PaymentService",service="order"}')).toBe(1);
+    expect(text).toMatch(/^db_pool_connections\{state="idle",service="order"\} \d+$/m);
     await eventually(async () => {
       const later = await scrape(mesh.order); // the saga's last step lands just after CONFIRMED
-      expect(value(later, 'sagas{state="completed",service="orders"}')).toBe(1);
-      expect(value(later, 'outbox_pending_events{service="orders"}')).toBe(0);
-      expect(value(later, 'outbox_oldest_pending_seconds{service="orders"}')).toBe(0);
+      expect(value(later, 'sagas{state="completed",service="order"}')).toBe(1);
+      expect(value(later, 'outbox_pending_events{service="order"}')).toBe(0);
+      expect(value(later, 'outbox_oldest_pending_seconds{service="order"}')).toBe(0);
     });
   });
 
@@ -78,6 +81,21 @@ describe("Prometheus metrics on every ops port", () => {
     const text = await scrape(gateway);
     expect(value(text, 'rpc_client_breaker_state{dependency="order",service="gateway"}')).toBe(0);
     expect(text).toContain("process_resident_memory_bytes");
+  });
+
+  it("names the order service as the manifest does, not after its schema (orders): in Postgres and in its events' ce-source", async () => {
+    const admin = connect(mesh.databaseUrl);
+    const bus = connectBus({ url: mesh.nats.url, name: "metrics-test", logger: silentLogger });
+    try {
+      const pool = await admin`select distinct application_name from pg_stat_activity where usename = 'order' and pid <> pg_backend_pid()`;
+      expect(pool.map((row) => row["application_name"])).toEqual(["order"]);
+      const { jsm } = await bus.ready;
+      const first = await jsm.streams.getMessage("SHOP_ORDER", { seq: 1 });
+      expect(first?.header.get("ce-source")).toBe("order");
+    } finally {
+      await bus.close();
+      await admin.end();
+    }
   });
 
   it("answers 404 for /metrics on the mesh ports, even to an operator, and on the gateway's public port", async () => {

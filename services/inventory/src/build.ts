@@ -14,6 +14,7 @@ export interface InventoryDeps extends ServiceRuntime {
 /** Wires inventory together and starts serving; main.ts and tests both call this. */
 export function build(deps: InventoryDeps): Promise<ServiceServer> {
   return startService(deps, {
+    name: "inventory",
     schemaName: "inventory",
     tables,
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),

@@ -14,6 +14,7 @@ export interface NotificationDeps extends ServiceRuntime {
 /** Wires notification together and starts serving; main.ts and tests both call this. */
 export function build(deps: NotificationDeps): Promise<ServiceServer> {
   return startService(deps, {
+    name: "notification",
     schemaName: "notification",
     tables,
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),

@@ -27,6 +27,7 @@ export interface OrderDeps extends ServiceRuntime {
  */
 export async function build(deps: OrderDeps): Promise<ServiceServer> {
   return startService(deps, {
+    name: "order",
     schemaName: "orders",
     tables,
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),

@@ -15,6 +15,7 @@ export interface PaymentDeps extends ServiceRuntime {
 /** Wires payment together and starts serving; main.ts and tests both call this. */
 export function build(deps: PaymentDeps): Promise<ServiceServer> {
   return startService(deps, {
+    name: "payment",
     schemaName: "payment",
     tables,
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),

@@ -32,6 +32,8 @@ export interface DatabaseOptions<TSchema extends Record<string, unknown>> {
   url: string;
   /** The Postgres schema this service owns; its migration journal lives there too. */
   schemaName: string;
+  /** How its connections name themselves to Postgres (application_name): the service's name; the schema's if unset. */
+  applicationName?: string;
   /** drizzle table definitions, for relational queries. */
   tables: TSchema;
   /** Folder of drizzle-kit migrations, applied at start. */
@@ -96,7 +98,7 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(opti
     max: options.maxConnections ?? 10,
     backoff: reconnectBackoff,
     onnotice: (notice) => logger.debug({ notice: notice["message"] }, "postgres notice"),
-    connection: { application_name: schemaName },
+    connection: { application_name: options.applicationName ?? schemaName },
   });
   const db = drizzle(sql, { schema: options.tables });
   try {
@@ -110,13 +112,13 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(opti
 
 async function migrateUnderLock<TSchema extends Record<string, unknown>>(
   db: PostgresJsDatabase<TSchema>,
-  { url, schemaName, migrationsFolder, logger }: DatabaseOptions<TSchema>,
+  { url, schemaName, applicationName, migrationsFolder, logger }: DatabaseOptions<TSchema>,
 ): Promise<void> {
   const lockKey = `meshwork:migrate:${schemaName}`;
   // The session lock lives on a client of its own, not on a connection reserved from the
   // pool: postgres.js 3.4.9 puts a reserved connection whose backend died back into the
   // pool on release, dead, where it fails every query sent to it from then on.
-  const lock = postgres(url, { max: 1, onnotice: () => {}, connection: { application_name: `${schemaName}-migrate` } });
+  const lock = postgres(url, { max: 1, onnotice: () => {}, connection: { application_name: `${applicationName ?? schemaName}-migrate` } });
   try {
     await lock`select pg_advisory_lock(hashtext(${lockKey}))`;
     const started = Date.now();
