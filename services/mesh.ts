@@ -2,7 +2,9 @@
  * The mesh manifest: every deployable, what it serves, calls, owns and consumes. Everything that
  * needs the topology reads it from here.
  */
-import { peerUrl, port, type Env, type MeshTlsFiles } from "#platform";
+// The config helpers alone, not the whole kit behind "#platform": every tool reads this file.
+import { peerUrl, port, type Env } from "#platform/process/config.js";
+import type { MeshTlsFiles } from "#platform/trust/mesh-tls.js";
 
 /** A port a deployable listens on: the variable that sets it, and where it listens without one. */
 export interface PortSetting {

@@ -1,7 +1,9 @@
 import type { WatchLimits } from "./watch-slots.js";
-import { meshDeployables, listenPort, peerUrlOf, type MeshServiceName } from "#mesh";
+import { deployable, meshDeployables, listenPort, peerUrlOf } from "#mesh";
 import { ConfigError, commonConfig, integer, optionalString, requiredOneOf, url, type CommonConfig, type Env } from "#platform";
 import { defaultMaxTokenLifetimeSeconds } from "./auth.js";
+
+const gatewayEntry = deployable("gateway");
 
 export type AuthConfig = ({ mode: "local"; secret: string } | { mode: "jwks"; jwksUrl: string; issuer: string; audience: string }) & {
   /** The longest a token may live, from its iat (or from now, without one) to its exp; unset: 24 h. */
@@ -26,8 +28,8 @@ function localSecret(env: Env, host: string): string {
   return secret;
 }
 
-/** Every deployable but the gateway, by name, at its URL. */
-export type MeshUrls = Record<Exclude<MeshServiceName, "gateway">, string>;
+/** Where every other deployable listens, by name: the peers the gateway calls, and those whose health it reports. */
+export type MeshUrls = Record<(typeof gatewayEntry)["calls"][number], string> & Record<string, string>;
 
 export interface GatewayConfig extends CommonConfig {
   port: number;
