@@ -20,7 +20,7 @@ import { pino } from "pino";
 import { OrderConfirmedSchema } from "#gen/shop/order/v1/order_events_pb.js";
 import { connectBus } from "#platform/messaging/connection.js";
 import { startOutboxRelay } from "#platform/messaging/outbox-relay.js";
-import { eventStream } from "#platform/messaging/streams.js";
+import { eventStream } from "#shop/streams.js";
 import { startLocalNats } from "#tools/infra/local-nats.js";
 import { startLocalPostgres } from "#tools/infra/local-postgres.js";
 import { freePort } from "#tools/infra/tcp.js";

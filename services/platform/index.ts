@@ -47,7 +47,7 @@ export { connectBus, type BusConnection } from "./messaging/connection.js";
 export { appendToOutbox, createOutboxTable, outboxAppend, type DomainEvent } from "./messaging/outbox.js";
 export { createInboxTable } from "./messaging/inbox.js";
 export { on, startEventConsumer, type EventHandler } from "./messaging/event-consumer.js";
-export { eventStream } from "./messaging/streams.js";
+export { deadLetterStreamSpec, eventStreamSpec, type StreamSpec } from "./messaging/streams.js";
 
 // Sagas: orchestration with compensation.
 export { StepRejectedError, createSagaRunner, defaultSagaPolicy, type ActionHook, type SagaActionOutcome, type SagaDefinition, type SagaPolicy, type SagaRunner, type SagaWithSteps } from "./saga/saga-runner.js";

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { connectBus } from "#platform/messaging/connection.js";
 import { listDeadLetters } from "#platform/messaging/dead-letters.js";
+import { deadLetterStream } from "#shop/streams.js";
 import { toHeaders } from "#platform/messaging/event-headers.js";
 import { OrderStatus } from "#gen/shop/order/v1/order_service_pb.js";
 import { OrderConfirmedSchema } from "#gen/shop/order/v1/order_events_pb.js";
@@ -141,7 +142,7 @@ describe("a saga survives crashes", () => {
       await eventually(async () => expect((await jsm.consumers.info("SHOP_ORDER", "notification")).num_pending).toBe(0), 20_000);
       await eventually(async () => expect((await jsm.consumers.info("SHOP_ORDER", "notification")).num_ack_pending).toBe(0), 20_000);
       // Duplicates were skipped through the inbox, not failed into the dead-letter stream.
-      expect((await listDeadLetters(jsm).catch(() => [])).filter((l) => l.consumer === "notification")).toEqual([]);
+      expect((await listDeadLetters(jsm, deadLetterStream).catch(() => [])).filter((l) => l.consumer === "notification")).toEqual([]);
     } finally {
       await bus.close();
     }
@@ -164,7 +165,7 @@ describe("a saga survives crashes", () => {
       });
       const letters = await eventually(async () => {
         const ours: string[] = [poisonId, alien];
-        const found = (await listDeadLetters(jsm)).filter((l) => ours.includes(l.eventId));
+        const found = (await listDeadLetters(jsm, deadLetterStream)).filter((l) => ours.includes(l.eventId));
         expect(found).toHaveLength(2);
         return found;
       }, 20_000);

@@ -14,7 +14,8 @@ import { createServiceDirectory, DISCOVERY_BUCKET, registerInstance, type Instan
 import { on, startEventConsumer, type EventConsumer } from "#platform/messaging/event-consumer.js";
 import { toHeaders } from "#platform/messaging/event-headers.js";
 import { startOutboxRelay, type OutboxRelay } from "#platform/messaging/outbox-relay.js";
-import { deadLetterStream, ensureStream, eventStream } from "#platform/messaging/streams.js";
+import { ensureStream } from "#platform/messaging/streams.js";
+import { deadLetterStream, eventStream } from "#shop/streams.js";
 import { createInboxTable } from "#platform/messaging/inbox.js";
 import { appendToOutbox, createOutboxTable } from "#platform/messaging/outbox.js";
 import { connect, createTestDatabase } from "../support/databases.js";
@@ -164,6 +165,7 @@ describe("NATS users per service", () => {
         db,
         inbox,
         stream: eventStream("order"),
+        deadLetters: deadLetterStream,
         contract: file_shop_order_v1_order_events,
         durable: "notification",
         handlers: [on(OrderConfirmedSchema, async (tx, e, envelope) => void (await tx.insert(effects).values({ eventId: envelope.id, orderId: e.orderId })))],
@@ -192,14 +194,14 @@ describe("NATS users per service", () => {
       await as["mesh-order"]!.js.publish(subject, data, options);
       const eventId = options.headers.get("ce-id");
       const letter = await eventually(async () => {
-        const found = (await listDeadLetters(as["mesh-operator"]!.jsm)).find((l) => l.eventId === eventId);
+        const found = (await listDeadLetters(as["mesh-operator"]!.jsm, deadLetterStream)).find((l) => l.eventId === eventId);
         expect(found?.consumer).toBe("notification");
         return found!;
       }, 15_000);
-      await replayDeadLetter(as["mesh-operator"]!, letter.seq);
+      await replayDeadLetter(as["mesh-operator"]!, deadLetterStream, letter.seq);
       // Replayed to its subject, the unknown type is dead-lettered again: a new letter, the old one gone.
       await eventually(async () => {
-        const letters = (await listDeadLetters(as["mesh-operator"]!.jsm)).filter((l) => l.eventId === eventId);
+        const letters = (await listDeadLetters(as["mesh-operator"]!.jsm, deadLetterStream)).filter((l) => l.eventId === eventId);
         expect(letters.map((l) => l.seq)).toHaveLength(1);
         expect(letters[0]!.seq).toBeGreaterThan(letter.seq);
       }, 15_000);

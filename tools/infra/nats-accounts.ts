@@ -2,7 +2,8 @@ import { OPERATOR } from "#platform/trust/mesh-identity.js";
 import { type Deployable } from "#mesh";
 import { natsInboxPrefix } from "#platform/messaging/connection.js";
 import { DISCOVERY_BUCKET } from "#platform/discovery/registry.js";
-import { deadLetterStream, eventStream } from "#platform/messaging/streams.js";
+import { deadLetterSubject } from "#platform/messaging/streams.js";
+import { deadLetterStream, eventStream } from "#shop/streams.js";
 
 /**
  * A NATS user and the subjects it may use; everything else is refused by the server. Every
@@ -55,7 +56,7 @@ function serviceUser(deployable: Deployable): NatsUser {
       `${api}.CONSUMER.CREATE.${stream}.${durable}.>`,
       `${api}.CONSUMER.MSG.NEXT.${stream}.${durable}`,
       `$JS.ACK.${stream}.${durable}.>`,
-      `dlq.${durable}`,
+      deadLetterSubject(durable),
     );
   }
   if (deployable.consumes?.length) publish.push(...ensureStream(deadLetterStream.name));

@@ -9,6 +9,7 @@
 import { readFileSync } from "node:fs";
 import { connectBus } from "#platform/messaging/connection.js";
 import { listDeadLetters, replayDeadLetter } from "#platform/messaging/dead-letters.js";
+import { deadLetterStream } from "#shop/streams.js";
 import { createLogger } from "#platform/process/logger.js";
 import { dataDir } from "../mesh/local-infra.js";
 import { defaultMeshStateFile, readMeshState } from "../mesh/mesh-state.js";
@@ -38,7 +39,7 @@ try {
 const connection = connectBus({ url, name: "dlq-cli", logger: createLogger("dlq", "warn") });
 const bus = await Promise.race([connection.ready, new Promise<never>((_, fail) => setTimeout(() => fail(new Error("NATS not reachable within 10 s")), 10_000))]);
 try {
-  const letters = await listDeadLetters(bus.jsm).catch(() => []);
+  const letters = await listDeadLetters(bus.jsm, deadLetterStream).catch(() => []);
   if (command === "list") {
     if (letters.length === 0) console.log("no dead letters");
     for (const l of letters) {
@@ -48,7 +49,7 @@ try {
     const seqs = args.includes("--all") ? letters.map((l) => l.seq) : args.map(Number);
     if (seqs.length === 0 || seqs.some((seq) => !Number.isInteger(seq))) throw new Error("name the sequences to replay, or --all");
     for (const seq of seqs) {
-      await replayDeadLetter(bus, seq);
+      await replayDeadLetter(bus, deadLetterStream, seq);
       console.log(`replayed #${seq}`);
     }
   }

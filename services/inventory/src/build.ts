@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
-import { eventStream, startService, type ServiceRuntime, type ServiceServer } from "#platform";
+import { startService, type ServiceRuntime, type ServiceServer } from "#platform";
+import { eventStream } from "#shop/streams.js";
 import { createInventory } from "./app/inventory.js";
 import { outbox, tables } from "./db/schema.js";
 import { demoCatalog, type CatalogEntry } from "./domain/demo-catalog.js";

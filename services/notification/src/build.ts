@@ -1,7 +1,8 @@
 import { resolve } from "node:path";
 import { NotificationService } from "#gen/shop/notification/v1/notification_service_pb.js";
 import { file_shop_order_v1_order_events } from "#gen/shop/order/v1/order_events_pb.js";
-import { startEventConsumer, eventStream, startService, type ServiceRuntime, type ServiceServer } from "#platform";
+import { startEventConsumer, startService, type ServiceRuntime, type ServiceServer } from "#platform";
+import { deadLetterStream, eventStream } from "#shop/streams.js";
 import { createNotificationQueries, orderEventHandlers } from "./app/notifications.js";
 import { inbox, tables } from "./db/schema.js";
 import { createRoutes } from "./rpc/routes.js";
@@ -19,13 +20,14 @@ export function build(deps: NotificationDeps): Promise<ServiceServer> {
     tables,
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),
     services: [NotificationService],
-    retained: { inbox: { table: inbox, consumed: eventStream("order") } },
+    retained: { inbox: { table: inbox, consumed: eventStream("order"), deadLetters: deadLetterStream } },
     async setup({ db, bus, metrics }) {
       const consumer = startEventConsumer({
         bus,
         db,
         inbox,
         stream: { ...eventStream("order"), replicas: deps.streamReplicas },
+        deadLetters: deadLetterStream,
         contract: file_shop_order_v1_order_events,
         durable: "notification",
         handlers: orderEventHandlers,

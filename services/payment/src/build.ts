@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
-import { eventStream, startService, type ServiceRuntime, type ServiceServer } from "#platform";
+import { startService, type ServiceRuntime, type ServiceServer } from "#platform";
+import { eventStream } from "#shop/streams.js";
 import type { CardNetwork } from "./app/card-network.js";
 import { createPayments } from "./app/payments.js";
 import { createSimulatedCardNetwork } from "./app/simulated-card-network.js";

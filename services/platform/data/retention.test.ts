@@ -5,7 +5,7 @@ import { drizzle } from "drizzle-orm/postgres-js";
 import { generateDrizzleJson, generateMigration } from "drizzle-kit/api";
 import { connect, createTestDatabase } from "#tests/support/databases.js";
 import { silentLogger } from "#tests/support/silent-logger.js";
-import { deadLetterStream, eventStream } from "../messaging/streams.js";
+import { deadLetterStream, eventStream } from "#shop/streams.js";
 import { ConfigError, retentionSettings } from "../process/config.js";
 import { createInboxTable } from "../messaging/inbox.js";
 import { createOutboxTable } from "../messaging/outbox.js";
@@ -23,7 +23,7 @@ const audit = schema.table("audit", { id: uuid("id").primaryKey(), at: timestamp
 
 describe("inbox retention against the streams", () => {
   it("keeps inbox rows past every way an event can be delivered again", () => {
-    const keep = inboxKeepMs(eventStream("order"), defaultRetention.inboxMarginMs);
+    const keep = inboxKeepMs({ consumed: eventStream("order"), deadLetters: deadLetterStream }, defaultRetention.inboxMarginMs);
     expect(keep).toBeGreaterThan(eventStream("order").maxAgeMs);
     // Dead-lettered by another consumer on the stream's last day, then replayed on the dead
     // letter's last day, with its original ce-id: the inbox must still hold the event.
@@ -74,7 +74,7 @@ describe("retention sweep against real Postgres", () => {
     await sql`insert into retention_test.outbox ${sql(toColumns(event(unpublishedEvent, old, null)))}`;
 
     // Inbox: a row older than the stream's 7 days but inside the inbox's keep period stays.
-    const inboxKeep = inboxKeepMs(eventStream("order"), settings.inboxMarginMs);
+    const inboxKeep = inboxKeepMs({ consumed: eventStream("order"), deadLetters: deadLetterStream }, settings.inboxMarginMs);
     const expiredInbox = randomUUID();
     const pastTheStream = randomUUID();
     await sql`insert into retention_test.inbox (consumer, event_id, event_type, processed_at) values ('c', ${expiredInbox}, 't', ${ago(inboxKeep + HOUR).toISOString()})`;
@@ -96,7 +96,7 @@ describe("retention sweep against real Postgres", () => {
     const youngAudit = randomUUID();
     await sql`insert into retention_test.audit (id, at, what) values (${expiredAudit}, ${old.toISOString()}, 'retry'), (${youngAudit}, ${ago(DAY).toISOString()}, 'retry')`;
 
-    const policies = retentionPolicies(settings, { outbox, inbox: { table: inbox, consumed: eventStream("order") }, sagas: { sagas, sagaSteps }, audit: [{ table: audit, column: audit.at }] });
+    const policies = retentionPolicies(settings, { outbox, inbox: { table: inbox, consumed: eventStream("order"), deadLetters: deadLetterStream }, sagas: { sagas, sagaSteps }, audit: [{ table: audit, column: audit.at }] });
     const sweeper = startRetentionSweep({ sql, policies, settings: { ...settings, sweepMs: 0 }, logger: silentLogger });
     const deleted = await sweeper.sweep();
     await sweeper.stop();

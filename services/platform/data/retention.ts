@@ -1,6 +1,6 @@
 import { getTableConfig, type PgColumn, type PgTable } from "drizzle-orm/pg-core";
 import type { Sql } from "postgres";
-import { deadLetterStream, type StreamSpec } from "../messaging/streams.js";
+import type { StreamSpec } from "../messaging/streams.js";
 import type { InboxTable } from "../messaging/inbox.js";
 import type { Logger } from "../process/logger.js";
 import type { Metrics } from "../process/metrics.js";
@@ -38,12 +38,12 @@ export const defaultRetention: RetentionSettings = {
 /**
  * How long inbox rows must live: past the last moment the event they record can be delivered
  * again, or the redelivery is applied twice. Another consumer of the subject may dead-letter
- * the event as late as the consumed stream keeps it, and a replay from SHOP_DLQ republishes
+ * the event as late as the consumed stream keeps it, and a replay of the dead letter republishes
  * the original ce-id to every consumer for as long as the dead letter is kept after that: the
  * two max ages added, plus a margin.
  */
-export function inboxKeepMs(consumed: StreamSpec, marginMs: number): number {
-  return consumed.maxAgeMs + deadLetterStream.maxAgeMs + marginMs;
+export function inboxKeepMs(streams: { consumed: StreamSpec; deadLetters: StreamSpec }, marginMs: number): number {
+  return streams.consumed.maxAgeMs + streams.deadLetters.maxAgeMs + marginMs;
 }
 
 /** One table's rule: a bounded DELETE of rows past their keep period. */
@@ -109,8 +109,8 @@ export function expireFinishedSagas({ sagas, sagaSteps }: SagaTables, keepMs: nu
 /** The tables of a service that retention keeps trimmed. */
 export interface RetainedTables {
   outbox?: OutboxTable;
-  /** The inbox and the stream its consumer reads. */
-  inbox?: { table: InboxTable; consumed: StreamSpec };
+  /** The inbox, the stream its consumer reads, and the one the consumer's dead letters go to. */
+  inbox?: { table: InboxTable; consumed: StreamSpec; deadLetters: StreamSpec };
   sagas?: SagaTables;
   /** Audit tables and the timestamp each is aged by. */
   audit?: { table: PgTable; column: PgColumn }[];
@@ -120,7 +120,7 @@ export interface RetainedTables {
 export function retentionPolicies(settings: RetentionSettings, tables: RetainedTables): RetentionPolicy[] {
   return [
     ...(tables.outbox ? [expireOlderThan(tables.outbox, tables.outbox.publishedAt, settings.outboxKeepMs)] : []),
-    ...(tables.inbox ? [expireOlderThan(tables.inbox.table, tables.inbox.table.processedAt, inboxKeepMs(tables.inbox.consumed, settings.inboxMarginMs))] : []),
+    ...(tables.inbox ? [expireOlderThan(tables.inbox.table, tables.inbox.table.processedAt, inboxKeepMs(tables.inbox, settings.inboxMarginMs))] : []),
     ...(tables.sagas ? [expireFinishedSagas(tables.sagas, settings.sagaKeepMs)] : []),
     ...(tables.audit ?? []).map(({ table, column }) => expireOlderThan(table, column, settings.auditKeepMs)),
   ];

@@ -1,6 +1,6 @@
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { deadLetterStream } from "./streams.js";
+import { deadLetterSubject, type StreamSpec } from "./streams.js";
 
 /** Headers a dead letter carries besides the original event's. */
 export const DLQ_REASON = "dlq-reason";
@@ -9,10 +9,8 @@ export const DLQ_SUBJECT = "dlq-original-subject";
 export const DLQ_STREAM_SEQ = "dlq-original-stream-seq";
 export const DLQ_DELIVERIES = "dlq-deliveries";
 
-const deadLetterSubject = (consumer: string) => `dlq.${consumer}`;
-
 /**
- * Parks a message in SHOP_DLQ with why it could not be processed. The original subject,
+ * Parks a message in the dead-letter stream (streams.ts, deadLetterStreamSpec) with why it could not be processed. The original subject,
  * payload and headers are kept so it can be replayed unchanged. The Nats-Msg-Id makes a
  * retried dead-lettering of the same delivery land once.
  */
@@ -33,7 +31,7 @@ export async function publishDeadLetter(
 }
 
 export interface DeadLetter {
-  /** Sequence in SHOP_DLQ; the handle for replay. */
+  /** Sequence in the dead-letter stream; the handle for replay. */
   seq: number;
   consumer: string;
   reason: string;
@@ -44,12 +42,12 @@ export interface DeadLetter {
   time: Date;
 }
 
-/** Every dead letter currently in SHOP_DLQ, oldest first. */
-export async function listDeadLetters(jsm: JetStreamManager): Promise<DeadLetter[]> {
-  const info = await jsm.streams.info(deadLetterStream.name);
+/** Every dead letter currently in `deadLetters`, oldest first. */
+export async function listDeadLetters(jsm: JetStreamManager, deadLetters: StreamSpec): Promise<DeadLetter[]> {
+  const info = await jsm.streams.info(deadLetters.name);
   const letters: DeadLetter[] = [];
   for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
-    const stored = await jsm.streams.getMessage(deadLetterStream.name, { seq }).catch(() => null);
+    const stored = await jsm.streams.getMessage(deadLetters.name, { seq }).catch(() => null);
     if (!stored) continue; // deleted after a replay
     const h = stored.header;
     letters.push({
@@ -68,11 +66,11 @@ export async function listDeadLetters(jsm: JetStreamManager): Promise<DeadLetter
 
 /**
  * Publishes a dead letter back to its original subject with its original headers, then
- * removes it from SHOP_DLQ. Every consumer of that subject sees it again; those that had
+ * removes it from `deadLetters`. Every consumer of that subject sees it again; those that had
  * applied it already find it in their inbox and skip it.
  */
-export async function replayDeadLetter(bus: { js: JetStreamClient; jsm: JetStreamManager }, seq: number): Promise<void> {
-  const stored = await bus.jsm.streams.getMessage(deadLetterStream.name, { seq });
+export async function replayDeadLetter(bus: { js: JetStreamClient; jsm: JetStreamManager }, deadLetters: StreamSpec, seq: number): Promise<void> {
+  const stored = await bus.jsm.streams.getMessage(deadLetters.name, { seq });
   if (!stored) throw new Error(`no dead letter with sequence ${seq}`);
   const h = natsHeaders();
   for (const [key, values] of stored.header) {
@@ -81,5 +79,5 @@ export async function replayDeadLetter(bus: { js: JetStreamClient; jsm: JetStrea
   }
   // A fresh Nats-Msg-Id: the original one may still be inside the duplicate window.
   await bus.js.publish(stored.header.get(DLQ_SUBJECT), stored.data, { headers: h, msgID: `replay:${seq}:${stored.header.get("ce-id")}` });
-  await bus.jsm.streams.deleteMessage(deadLetterStream.name, seq);
+  await bus.jsm.streams.deleteMessage(deadLetters.name, seq);
 }

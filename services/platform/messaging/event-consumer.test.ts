@@ -14,7 +14,8 @@ import { connectBus, type BusConnection } from "./connection.js";
 import { listDeadLetters, replayDeadLetter } from "./dead-letters.js";
 import { on, startEventConsumer, type EventConsumer } from "./event-consumer.js";
 import { toHeaders } from "./event-headers.js";
-import { ensureStream, eventStream } from "./streams.js";
+import { ensureStream } from "./streams.js";
+import { deadLetterStream, eventStream } from "#shop/streams.js";
 
 const schema = pgSchema("consumer_test");
 const inbox = createInboxTable(schema);
@@ -43,6 +44,7 @@ describe("event consumer against real NATS and Postgres", () => {
       db: drizzle(sql),
       inbox,
       stream,
+      deadLetters: deadLetterStream,
       contract: file_shop_order_v1_order_events,
       durable: "consumer-test",
       handlers: [
@@ -115,12 +117,12 @@ describe("event consumer against real NATS and Postgres", () => {
 
   it("waits out a database that refuses work without spending the event's deliveries", async () => {
     const { jsm } = await bus.ready;
-    const before = (await listDeadLetters(jsm)).length;
+    const before = (await listDeadLetters(jsm, deadLetterStream)).length;
     outages.set("outage", 5); // more failures than maxDeliver (3) allows a failing handler
     await publish({ orderId: "outage" });
     await eventually(async () => expect(await effectCount("outage")).toBe(1));
     expect(outages.get("outage")).toBe(0);
-    expect((await listDeadLetters(jsm)).length).toBe(before);
+    expect((await listDeadLetters(jsm, deadLetterStream)).length).toBe(before);
   });
 
   it("applies a burst of events once each, in batches, retrying a failing one among them alone", async () => {
@@ -144,7 +146,7 @@ describe("event consumer against real NATS and Postgres", () => {
 
     await eventually(async () => expect(await effectCount("after-poison")).toBe(1));
     const letters = await eventually(async () => {
-      const found = await listDeadLetters((await bus.ready).jsm);
+      const found = await listDeadLetters((await bus.ready).jsm, deadLetterStream);
       expect(found).toHaveLength(4);
       return found;
     });
@@ -160,18 +162,18 @@ describe("event consumer against real NATS and Postgres", () => {
   it("replays a dead letter to its subject once the cause is fixed", async () => {
     failUntil.set("hopeless", 0);
     const { jsm, js } = await bus.ready;
-    const letter = (await listDeadLetters(jsm)).find((l) => l.reason.startsWith("failed 3 deliveries"))!;
-    await replayDeadLetter({ js, jsm }, letter.seq);
+    const letter = (await listDeadLetters(jsm, deadLetterStream)).find((l) => l.reason.startsWith("failed 3 deliveries"))!;
+    await replayDeadLetter({ js, jsm }, deadLetterStream, letter.seq);
     await eventually(async () => expect(await effectCount("hopeless")).toBe(1));
-    expect((await listDeadLetters(jsm)).map((l) => l.seq)).not.toContain(letter.seq);
+    expect((await listDeadLetters(jsm, deadLetterStream)).map((l) => l.seq)).not.toContain(letter.seq);
   });
 
   it("skips, without dead-lettering, a declared event type it has no handler for", async () => {
     const { jsm } = await bus.ready;
-    const before = (await listDeadLetters(jsm)).length;
+    const before = (await listDeadLetters(jsm, deadLetterStream)).length;
     const id = await publish({ type: "shop.order.v1.OrderCreated" });
     await eventually(async () => expect((await jsm.consumers.info(stream.name, "consumer-test")).num_ack_pending).toBe(0));
-    expect((await listDeadLetters(jsm)).length).toBe(before);
+    expect((await listDeadLetters(jsm, deadLetterStream)).length).toBe(before);
     expect(Number((await sql`select count(*)::int as n from consumer_test.inbox where event_id = ${id}`)[0]?.["n"])).toBe(0);
   });
 });

@@ -10,7 +10,7 @@ import { rowsOf, type SqlExecutor } from "../data/db.js";
 import type { Bus, BusConnection } from "./connection.js";
 import { publishDeadLetter } from "./dead-letters.js";
 import { fromHeaders, type EventEnvelope } from "./event-headers.js";
-import { deadLetterStream, ensureStream, type StreamSpec } from "./streams.js";
+import { ensureStream, type StreamSpec } from "./streams.js";
 import { contextFromHeaders, SpanKind, withSpan } from "../process/telemetry.js";
 
 export interface EventHandler<Desc extends DescMessage = DescMessage> {
@@ -28,6 +28,8 @@ export interface EventConsumerOptions {
   inbox: InboxTable;
   /** The stream consumed; the consumer filters on its subjects. */
   stream: StreamSpec;
+  /** Where events that cannot be applied go (deadLetterStreamSpec); created, with the consumed stream's replicas, if missing. */
+  deadLetters: StreamSpec;
   /** The contract that declares the stream's events: types in it that no handler takes are acked and skipped; any other type is dead-lettered. */
   contract: DescFile;
   /** Durable consumer name, also the inbox's consumer key. */
@@ -56,7 +58,7 @@ class PoisonMessageError extends Error {}
  * transaction together with its inbox row, then acked; a redelivered event finds the row
  * and changes nothing. A failure naks with backoff; after `maxDeliver` deliveries, or at
  * once for a message that can never succeed (unknown type, undecodable payload), the message
- * goes to SHOP_DLQ with its reason. Nothing is acked that was not applied or dead-lettered.
+ * goes to the dead-letter stream with its reason. Nothing is acked that was not applied or dead-lettered.
  *
  * Messages that have arrived while the previous batch was applied are applied together, in
  * arrival order, in one transaction: BEGIN, one inbox insert for all of them, their handlers,
@@ -156,7 +158,7 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
       durable,
       reason,
     );
-    msg.term(); // no reason text: nats-server before 2.10.4 ignores "+TERM <reason>"; SHOP_DLQ has it
+    msg.term(); // no reason text: nats-server before 2.10.4 ignores "+TERM <reason>"; the dead letter has it
     log.warn({ subject: msg.subject, seq: msg.seq, reason }, "dead-lettered");
   }
 
@@ -253,7 +255,7 @@ export function startEventConsumer(options: EventConsumerOptions): EventConsumer
         // The stream is its owner's to create and configure; this consumer's NATS user may
         // only look it up, so until the owner has started, it waits.
         await bus.jsm.streams.info(options.stream.name);
-        await ensureStream(bus.jsm, { ...deadLetterStream, replicas: options.stream.replicas ?? 1 });
+        await ensureStream(bus.jsm, { ...options.deadLetters, replicas: options.stream.replicas ?? 1 });
         await ensureConsumer(bus);
         const consumer = await bus.js.consumers.get(options.stream.name, durable);
         messages = await consumer.consume({ max_messages: options.maxAckPending ?? 256 });

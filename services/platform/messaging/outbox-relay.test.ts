@@ -12,7 +12,7 @@ import { silentLogger } from "#tests/support/silent-logger.js";
 import { appendToOutbox, createOutboxTable } from "./outbox.js";
 import { connectBus, type BusConnection } from "./connection.js";
 import { startOutboxRelay, type OutboxRelay } from "./outbox-relay.js";
-import { eventStream } from "./streams.js";
+import { eventStream } from "#shop/streams.js";
 
 const schema = pgSchema("relay_test");
 const outbox = createOutboxTable(schema);

@@ -2,8 +2,9 @@ import { nanos } from "@nats-io/transport-node";
 import { DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 
 /**
- * The streams of the mesh. Each bounded context owns one stream for the events it emits,
- * on subjects `shop.<ctx>.v1.<Event>`; dead letters from every consumer share SHOP_DLQ.
+ * JetStream streams as the kit makes them. A mesh names its own (the shop's are in
+ * services/shop/streams.ts): typically one stream per bounded context for the events it
+ * emits, and one that the dead letters of every consumer share, on `dlq.<consumer>`.
  *
  * Limits (per stream): file storage; a 2-minute duplicate window, within which a
  * republished Nats-Msg-Id is dropped; events kept 7 days (dead letters 30) or up to
@@ -19,8 +20,16 @@ export interface StreamSpec {
 
 const DAY = 24 * 60 * 60 * 1000;
 
-export const eventStream = (context: string): StreamSpec => ({ name: `SHOP_${context.toUpperCase()}`, subjects: [`shop.${context}.v1.>`], maxAgeMs: 7 * DAY });
-export const deadLetterStream: StreamSpec = { name: "SHOP_DLQ", subjects: ["dlq.>"], maxAgeMs: 30 * DAY };
+/** A stream of the events one bounded context emits, named and on the subjects its mesh chooses. */
+export const eventStreamSpec = (name: string, subjects: string[]): StreamSpec => ({ name, subjects, maxAgeMs: 7 * DAY });
+
+const DEAD_LETTER_PREFIX = "dlq";
+
+/** The subject a consumer's dead letters are published on (dead-letters.ts). */
+export const deadLetterSubject = (consumer: string) => `${DEAD_LETTER_PREFIX}.${consumer}`;
+
+/** The stream every consumer's dead letters go to, under the name its mesh chooses. */
+export const deadLetterStreamSpec = (name: string): StreamSpec => ({ name, subjects: [`${DEAD_LETTER_PREFIX}.>`], maxAgeMs: 30 * DAY });
 
 const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
 
