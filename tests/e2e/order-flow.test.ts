@@ -10,8 +10,9 @@ import { CUSTOMER_HEADER } from "#platform/trust/mesh-identity.js";
 import { startProcessMesh, type ProcessMesh } from "../support/process-mesh.js";
 
 /**
- * Orders through all three services, each a real process started from its main.ts by the
- * same supervisor `npm start` uses, talking gRPC and Connect over real HTTP/2.
+ * Orders through the mesh, whose four services and gateway each run as a real process, started
+ * from its main.ts by the same supervisor `npm start` uses, talking gRPC and Connect over real
+ * HTTP/2.
  */
 describe("place an order end to end", () => {
   let mesh: ProcessMesh;

@@ -42,7 +42,7 @@ export interface InProcessMesh {
 }
 
 /**
- * The three services in this process, each on a free port with real HTTP/2 between them
+ * The four services in this process, each on a free port with real HTTP/2 between them
  * and one fresh database (each service in its own schema, as in production).
  */
 export async function startInProcessMesh(options: { catalog?: readonly CatalogEntry[] } = {}): Promise<InProcessMesh> {

@@ -19,7 +19,7 @@ function read(env: Env, name: string): string | undefined {
   return value === "" ? undefined : value;
 }
 
-export function requiredString(env: Env, name: string): string {
+function requiredString(env: Env, name: string): string {
   const value = read(env, name);
   if (value === undefined) throw new ConfigError(`${name} is required but not set`);
   return value;
