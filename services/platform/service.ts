@@ -72,6 +72,8 @@ export interface ServiceDefinition<TSchema extends Record<string, unknown>> {
   migrationsFolder: string;
   /** Services reported by grpc.health.v1. */
   services: readonly DescService[];
+  /** The mesh identity that acts for customers, which alone may name one (startServer's customerAgent). */
+  customerAgent?: string;
   /** The outbox whose rows a relay publishes to the service's stream. */
   outbox?: { table: OutboxTable; stream: StreamSpec };
   /** Tables besides the outbox whose old rows the retention sweep deletes. */
@@ -150,6 +152,7 @@ export async function startService<TSchema extends Record<string, unknown>>(
         shutdownGraceMs: runtime.shutdownGraceMs,
         metrics,
         mesh: mesh.server,
+        ...(definition.customerAgent ? { customerAgent: definition.customerAgent } : {}),
         ...(built.backlog ? { admission: { backlog: built.backlog } } : {}),
         ...(runtime.connectionLimits ? { connectionLimits: runtime.connectionLimits } : {}),
         ...(runtime.trustedProxies ? { trustedProxies: runtime.trustedProxies } : {}),

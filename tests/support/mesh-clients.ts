@@ -5,7 +5,8 @@ import { createClient, type Client, type Interceptor, type Transport } from "@co
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { accessOf } from "#platform/trust/access-control.js";
-import { CUSTOMER_AGENT, CUSTOMER_HEADER } from "#platform/trust/mesh-identity.js";
+import { CUSTOMER_HEADER } from "#platform/trust/mesh-identity.js";
+import { customerAgent } from "#shop/customer-agent.js";
 import { expectIdentity } from "#platform/trust/mesh-tls.js";
 import { startMeshPki, type MeshPki } from "#tools/mesh/mesh-pki.js";
 import { OPERATOR } from "#platform/trust/mesh-identity.js";
@@ -81,7 +82,7 @@ export function contractClient<T extends DescService>(service: T, baseUrl: strin
   const transportFor = (caller: string) => {
     let transport = transports.get(caller);
     if (!transport) {
-      const interceptors = [...(options.interceptors ?? []), ...(caller === CUSTOMER_AGENT ? [actingForCustomer] : [])];
+      const interceptors = [...(options.interceptors ?? []), ...(caller === customerAgent ? [actingForCustomer] : [])];
       transport = meshTransport(baseUrl, pki, { as: caller, peer: options.peer, protocol: options.protocol ?? "grpc", interceptors });
       transports.set(caller, transport);
     }

@@ -2,6 +2,7 @@ import { resolve } from "node:path";
 import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
 import { startService, type ServiceRuntime, type ServiceServer } from "#platform";
 import { eventStream } from "#shop/streams.js";
+import { customerAgent } from "#shop/customer-agent.js";
 import { createInventory } from "./app/inventory.js";
 import { outbox, tables } from "./db/schema.js";
 import { demoCatalog, type CatalogEntry } from "./domain/demo-catalog.js";
@@ -21,6 +22,7 @@ export function build(deps: InventoryDeps): Promise<ServiceServer> {
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),
     outbox: { table: outbox, stream: eventStream("inventory") },
     services: [InventoryService],
+    customerAgent,
     async setup({ db }) {
       const inventory = createInventory(db);
       const seeded = await inventory.seed(deps.catalog ?? demoCatalog);

@@ -3,6 +3,7 @@ import { NotificationService } from "#gen/shop/notification/v1/notification_serv
 import { file_shop_order_v1_order_events } from "#gen/shop/order/v1/order_events_pb.js";
 import { startEventConsumer, startService, type ServiceRuntime, type ServiceServer } from "#platform";
 import { deadLetterStream, eventStream } from "#shop/streams.js";
+import { customerAgent } from "#shop/customer-agent.js";
 import { createNotificationQueries, orderEventHandlers } from "./app/notifications.js";
 import { inbox, tables } from "./db/schema.js";
 import { createRoutes } from "./rpc/routes.js";
@@ -20,6 +21,7 @@ export function build(deps: NotificationDeps): Promise<ServiceServer> {
     tables,
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),
     services: [NotificationService],
+    customerAgent,
     retained: { inbox: { table: inbox, consumed: eventStream("order"), deadLetters: deadLetterStream } },
     async setup({ db, bus, metrics }) {
       const consumer = startEventConsumer({

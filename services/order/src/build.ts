@@ -6,6 +6,7 @@ import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js
 import { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
 import { createServiceClient, type WireProtocol, createServiceDirectory, createSagaRunner, type SagaPolicy, startService, type ServiceRuntime, type ServiceServer } from "#platform";
 import { eventStream } from "#shop/streams.js";
+import { customerAgent } from "#shop/customer-agent.js";
 import { createOrderStore } from "./app/order-store.js";
 import { createOrders } from "./app/orders.js";
 import { createPlaceOrderSaga } from "./app/place-order-saga.js";
@@ -35,6 +36,7 @@ export async function build(deps: OrderDeps): Promise<ServiceServer> {
     outbox: { table: outbox, stream: eventStream("order") },
     retained: { sagas: { sagas, sagaSteps }, audit: [{ table: sagaAudit, column: sagaAudit.at }] },
     services: [OrderService, SagaAdminService],
+    customerAgent,
     async setup({ db, bus, metrics, mesh }) {
       // Instances from the registry; the configured URLs when it knows none.
       const directory = createServiceDirectory({ bus, logger: deps.logger });

@@ -2,6 +2,7 @@ import { resolve } from "node:path";
 import { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
 import { startService, type ServiceRuntime, type ServiceServer } from "#platform";
 import { eventStream } from "#shop/streams.js";
+import { customerAgent } from "#shop/customer-agent.js";
 import type { CardNetwork } from "./app/card-network.js";
 import { createPayments } from "./app/payments.js";
 import { createSimulatedCardNetwork } from "./app/simulated-card-network.js";
@@ -22,6 +23,7 @@ export function build(deps: PaymentDeps): Promise<ServiceServer> {
     migrationsFolder: resolve(import.meta.dirname, "../migrations"),
     outbox: { table: outbox, stream: eventStream("payment") },
     services: [PaymentService],
+    customerAgent,
     async setup({ db }) {
       return { routes: createRoutes({ payments: createPayments(db, deps.cardNetwork ?? createSimulatedCardNetwork()) }) };
     },

@@ -52,6 +52,11 @@ export interface ServerOptions {
    * mTLS and passes the client's identity in x-forwarded-client-cert.
    */
   mesh?: { tls: MeshCredentials } | { forwardedBy: readonly string[] };
+  /**
+   * On a mesh port, the one caller that acts for customers (naming the customer in
+   * CUSTOMER_HEADER): the public edge, which verifies their tokens. Unset, no caller may.
+   */
+  customerAgent?: string;
   /** Shares another server's health, as the ops port does the mesh port's; else its own. */
   health?: HealthRegistry;
   /** Serves grpc.reflection (the default); the ops port does not. */
@@ -154,7 +159,7 @@ export async function startServer(options: ServerOptions, listen: { port: number
       createServerTracingInterceptor(options.services[0]?.typeName ?? "unknown"),
       createErrorMappingInterceptor(logger),
       // Before anything reads the request: a caller the contract does not name learns nothing more.
-      ...(options.mesh ? [createAccessControlInterceptor()] : []),
+      ...(options.mesh ? [createAccessControlInterceptor({ customerAgent: options.customerAgent })] : []),
       // Early, so a refused call costs little; after access control, which names the operator.
       ...(admission ? [admission.interceptor] : []),
       createDeadlineInterceptor(maxTimeoutMs),

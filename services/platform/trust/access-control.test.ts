@@ -5,7 +5,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
 import { meshTls } from "../process/config.js";
-import { identityOfForwardedCert } from "./mesh-identity.js";
+import { CUSTOMER_HEADER, identityOfForwardedCert } from "./mesh-identity.js";
 import { startServer, type RunningServer } from "../rpc-server/server.js";
 
 const logger = pino({ level: "silent" });
@@ -70,5 +70,44 @@ describe("access control behind a sidecar (MESH_TLS=off)", () => {
     expect(() => meshTls({ MESH_TLS: "off" }, [])).toThrow(/TRUSTED_PROXIES/);
     expect(meshTls({ MESH_TLS: "off" }, ["127.0.0.1"])).toBe("off");
     expect(() => meshTls({}, [])).toThrow(/TLS_CERT_FILE/);
+  });
+});
+
+/** Which caller may name a customer is the server's to say (startServer's customerAgent), not the kit's. */
+describe("the customer agent", () => {
+  const servers: RunningServer[] = [];
+  const start = async (customerAgent?: string) => {
+    const server = await startServer(
+      {
+        logger,
+        services: [InventoryService],
+        maxRequestBytes: 4096,
+        shutdownGraceMs: 100,
+        mesh: { forwardedBy: ["127.0.0.1"] },
+        ...(customerAgent ? { customerAgent } : {}),
+        routes: (router) => router.service(InventoryService, { listProducts: () => ({ products: [] }) }),
+      },
+      { host: "127.0.0.1", port: 0 },
+    );
+    servers.push(server);
+    return server;
+  };
+  afterAll(() => Promise.all(servers.map((server) => server.close())));
+
+  /** ListProducts (gateway, order and operators may call it) as `caller`, naming a customer. */
+  const listFor = (server: RunningServer, caller: string) =>
+    createClient(InventoryService, createGrpcTransport({ baseUrl: server.url }))
+      .listProducts({}, { headers: { "x-forwarded-client-cert": `By=spiffe://meshwork/inventory;URI=spiffe://meshwork/${caller}`, [CUSTOMER_HEADER]: "ada" } })
+      .then(() => "OK", (err: unknown) => ConnectError.from(err).rawMessage);
+
+  it("lets the configured agent alone name a customer", async () => {
+    const server = await start("gateway");
+    expect(await listFor(server, "gateway")).toBe("OK");
+    expect(await listFor(server, "order")).toBe(`only the gateway acts for customers; order may not send ${CUSTOMER_HEADER}`);
+  });
+
+  it("lets no caller name one where none is configured", async () => {
+    const server = await start();
+    expect(await listFor(server, "gateway")).toBe(`no caller acts for customers here; gateway may not send ${CUSTOMER_HEADER}`);
   });
 });

@@ -72,9 +72,6 @@ export function identityOfForwardedCert(header: string | undefined): string | un
 /** The caller's verified mesh identity; undefined for a caller without one. */
 export const callerIdentityKey = createContextKey<string | undefined>(undefined, { description: "the caller's verified mesh identity" });
 
-/** The deployable that acts for customers: the public edge, which verifies their tokens. */
-export const CUSTOMER_AGENT = "gateway";
-
 /** The header in which the gateway names the customer it verified. */
 export const CUSTOMER_HEADER = "x-meshwork-customer";
 
