@@ -158,6 +158,7 @@ describe("Kubernetes manifests (kustomize base)", () => {
   it("runs one image for every service, each chosen by argument, from the manifest", () => {
     const runner = readFileSync(join(deploy, "run-service.ts"), "utf8");
     expect(runner).toMatch(/import \{ meshDeployables \} from "#mesh"/);
+    expect(runner).toMatch(/import\(pathToFileURL\(join\(import\.meta\.dirname, bundlePath\(deployable\.name\)\)\)\.href\)/);
     for (const { name, main } of deployables) {
       expect(containerOf(name).image).toBe("meshwork:latest");
       expect(containerOf(name).args).toEqual([name]);
@@ -465,22 +466,44 @@ describe("Docker Compose and the Dockerfile", () => {
     for (const [dependency, condition] of Object.entries(service.depends_on)) expect(condition).toEqual({ condition: dependency === "postgres-roles" ? "service_completed_successfully" : "service_healthy" });
   });
 
-  it("builds in stages and runs as a non-root user", () => {
-    const dockerfile = readFileSync(join(deploy, "Dockerfile"), "utf8");
-    expect(dockerfile.match(/^FROM /gm)).toHaveLength(2);
-    expect(dockerfile).toMatch(/npm ci --omit=dev/);
-    expect(dockerfile).toMatch(/^USER 1000:1000$/m);
-    expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "--import", "tsx", "deploy\/run-service.ts"\]$/m);
+  // The Dockerfile's instructions by stage, comments and blank lines left out.
+  const stages = readFileSync(join(deploy, "Dockerfile"), "utf8")
+    .split(/^(?=FROM )/m)
+    .filter((stage) => stage.startsWith("FROM "))
+    .map((stage) => stage.split("\n").filter((line) => line.trim() && !line.startsWith("#")));
+  const [buildStage = [], runtimeStage = []] = stages;
+  const at = (stage: string[], instruction: string) => stage.indexOf(instruction);
+
+  it("builds in stages: every package and npm run build, then production packages only", () => {
+    expect(stages).toHaveLength(2);
+    expect(buildStage[0]).toBe("FROM node:20-bookworm-slim AS build");
+    expect(at(buildStage, "RUN npm ci --no-audit --no-fund"), "npm ci with the dev packages the build needs").toBeGreaterThan(-1);
+    expect(at(buildStage, "RUN npm run build")).toBeGreaterThan(at(buildStage, "RUN npm ci --no-audit --no-fund"));
+    expect(at(buildStage, "RUN npm prune --omit=dev --no-audit --no-fund"), "the dev packages pruned once the build is done").toBeGreaterThan(at(buildStage, "RUN npm run build"));
+  });
+
+  it("runs the compiled bundles on plain node, as a non-root user, with no sources and no tsx", () => {
+    expect(runtimeStage[0]).toBe("FROM node:20-bookworm-slim AS runtime");
+    expect(runtimeStage.filter((line) => line.startsWith("COPY"))).toEqual([
+      "COPY --from=build /app/package.json ./",
+      "COPY --from=build /app/node_modules ./node_modules",
+      "COPY --from=build /app/dist ./dist",
+    ]);
+    expect(runtimeStage.filter((line) => /\btsx\b|--import|\.ts\b/.test(line))).toEqual([]);
+    expect(runtimeStage).toContain("ENV NODE_ENV=production HOST=0.0.0.0");
+    expect(runtimeStage).toContain("USER 1000:1000");
+    expect(runtimeStage).toContain('ENTRYPOINT ["node", "dist/run-service.js"]');
   });
 
   it("gives npm ci what package.json's postinstall needs, so the driver patch is applied in the image", () => {
-    const dockerfile = readFileSync(join(deploy, "Dockerfile"), "utf8");
-    const postinstall = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts["postinstall"];
-    expect(postinstall).toBe("tsx tools/build/apply-patches.ts");
-    const install = dockerfile.indexOf("RUN npm ci");
+    const { scripts, devDependencies } = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { scripts: Record<string, string>; devDependencies: Record<string, string> };
+    expect(scripts["postinstall"]).toBe("tsx tools/build/apply-patches.ts");
+    // tsx is a dev package: the stage whose npm ci runs the postinstall installs the dev packages.
+    expect(devDependencies).toHaveProperty("tsx");
+    const install = at(buildStage, "RUN npm ci --no-audit --no-fund");
     for (const copied of ["COPY patches ./patches", "COPY tools/build/apply-patches.ts ./tools/build/"]) {
-      expect(dockerfile.indexOf(copied), copied).toBeGreaterThan(-1);
-      expect(dockerfile.indexOf(copied), `${copied} before npm ci`).toBeLessThan(install);
+      expect(at(buildStage, copied), copied).toBeGreaterThan(-1);
+      expect(at(buildStage, copied), `${copied} before npm ci`).toBeLessThan(install);
     }
   });
 });

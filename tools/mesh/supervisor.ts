@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
-import { join } from "node:path";
 import { ConnectError } from "@connectrpc/connect";
 import { createHealthProbe } from "#platform/rpc-client/health-probe.js";
 import type { MeshService } from "./topology.js";
 import { repoRoot } from "./local-infra.js";
+import { assertBuilt, launchArgs, meshRuntime, type MeshRuntime } from "./runtime.js";
 
 export interface SupervisorOptions {
   env: NodeJS.ProcessEnv;
@@ -14,6 +14,8 @@ export interface SupervisorOptions {
   maxBackoffMs?: number;
   /** Extra Node.js flags for every child, e.g. `--cpu-prof` (which NODE_OPTIONS refuses). */
   nodeArgs?: string[];
+  /** Sources under tsx, or the compiled bundles; by default as `env` says (NODE_ENV=production: compiled). */
+  runtime?: MeshRuntime;
 }
 
 /**
@@ -25,12 +27,13 @@ export interface SupervisorOptions {
 export function createSupervisor(services: MeshService[], options: SupervisorOptions) {
   const initialBackoffMs = options.initialBackoffMs ?? 500;
   const maxBackoffMs = options.maxBackoffMs ?? 30_000;
+  const runtime = options.runtime ?? meshRuntime(options.env);
   const children = new Map<string, ChildProcess>();
   let stopping = false;
 
   function launch(service: MeshService, backoffMs: number): void {
     const startedAt = Date.now();
-    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), "--import", "tsx", join(repoRoot, service.main)], {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...launchArgs(service, runtime)], {
       cwd: repoRoot,
       env: { ...options.env, ...service.env },
       stdio: ["ignore", "pipe", "pipe", "ipc"],
@@ -61,6 +64,7 @@ export function createSupervisor(services: MeshService[], options: SupervisorOpt
 
   return {
     start(): void {
+      assertBuilt(runtime);
       for (const service of services) launch(service, initialBackoffMs);
     },
 
