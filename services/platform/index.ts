@@ -1,13 +1,14 @@
 /**
  * The platform kit's public face: what a service (and the gateway) builds on, by layer. A
- * service imports from "#platform" alone; the modules behind it are the kit's own business.
+ * service imports from "#platform" alone, but for its domain/ (below); the modules behind it
+ * are the kit's own business.
  */
 
 // Domain vocabulary: errors with a kind, and checks of request fields. A service's domain/
 // imports these modules themselves (#platform/domain/errors.js, input.js), which import
 // nothing, rather than this entry, which brings the whole kit.
 export { DomainError, InvalidArgumentError, type ErrorKind } from "./domain/errors.js";
-export { MAX_TEXT, isUuid, parseUuid, requirePresent, requireText } from "./domain/input.js";
+export { parseUuid, requirePresent, requireText } from "./domain/input.js";
 
 // Process: configuration, the run loop, logging and metrics.
 export { ConfigError, commonConfig, integer, oneOf, optionalString, peerUrl, port, requiredOneOf, serviceConfig, url, type CommonConfig, type Env, type ServiceConfig } from "./process/config.js";

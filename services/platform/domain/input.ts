@@ -6,7 +6,7 @@ import { InvalidArgumentError } from "./errors.js";
  */
 
 /** The longest free-text identifier a service stores: customer ids, SKUs, tokens, keys. */
-export const MAX_TEXT = 128;
+const MAX_TEXT = 128;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
