@@ -1,6 +1,7 @@
 import { fromBinary, type DescMessage } from "@bufbuild/protobuf";
 import type { Subscription } from "@nats-io/transport-node";
 import type { BusConnection } from "#platform";
+import { eventStream } from "#shop/streams.js";
 import { file_shop_inventory_v1_inventory_events } from "#gen/shop/inventory/v1/inventory_events_pb.js";
 import { file_shop_order_v1_order_events } from "#gen/shop/order/v1/order_events_pb.js";
 import { file_shop_payment_v1_payment_events } from "#gen/shop/payment/v1/payment_events_pb.js";
@@ -54,8 +55,8 @@ export function createOrderEventFeed(bus: BusConnection, contexts: readonly stri
     ({ nc }) => {
       if (closed) return;
       // One per context, each within what the gateway's NATS user may subscribe to.
-      subscriptions = contexts.map((context) =>
-        nc.subscribe(`shop.${context}.v1.>`, {
+      subscriptions = contexts.flatMap((context) => eventStream(context).subjects).map((subject) =>
+        nc.subscribe(subject, {
           callback: (err, msg) => {
             if (!err) dispatch(msg.headers?.get("ce-type") ?? "", msg.headers?.get("ce-time") ?? "", msg.data);
           },
