@@ -4,21 +4,13 @@ import { Code, ConnectError, createClient, type Client, type ConnectRouter, type
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
-import { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
-import { build as buildPayment } from "#services/payment/src/build.js";
-import type { CardNetwork } from "#services/payment/src/app/card-network.js";
-import { createSimulatedCardNetwork } from "#services/payment/src/app/simulated-card-network.js";
-import { connect, createTestDatabase } from "#tests/support/databases.js";
 import { eventually } from "#tests/support/eventually.js";
-import { startTestNats, type TestNats } from "#tests/support/nats.js";
-import { testPki } from "#tests/support/mesh-clients.js";
+import { startTestNats } from "#tests/support/nats.js";
 import { connectBus } from "../messaging/connection.js";
 import { createServiceDirectory, registerInstance, type ServiceDirectory } from "../discovery/registry.js";
 import { createServiceClient, type ServiceClient } from "./clients.js";
 import type { ResiliencePolicy } from "./resilience.js";
 import { startServer, type RunningServer } from "../rpc-server/server.js";
-import { loadMeshCredentials, type MeshCredentials } from "../trust/mesh-tls.js";
-import { toMoney } from "#shop/money.js";
 
 const logger = pino({ level: "silent" });
 const serverOptions = { logger, services: [InventoryService], maxRequestBytes: 64 * 1024, shutdownGraceMs: 500 };
@@ -377,65 +369,5 @@ describe("a breaker counts only the dependency's own failures", () => {
     }
     expect(accepted).toBe(10);
     expect(performance.now() - started).toBeLessThan(6_000);
-  });
-});
-
-describe("retries never duplicate an effect", () => {
-  let nats: TestNats;
-  let payment: RunningServer;
-  let databaseUrl: string;
-  /** Order's certificate: only order may Charge. */
-  let asOrder: MeshCredentials;
-  let captures = 0;
-  let slowFirstCapture = true;
-
-  beforeAll(async () => {
-    nats = await startTestNats();
-    databaseUrl = await createTestDatabase();
-    const pki = await testPki();
-    asOrder = loadMeshCredentials(pki.files("order"), { logger });
-    const simulated = createSimulatedCardNetwork();
-    // The card network answers the first capture too late for the client: the client gives
-    // up, the charge still completes on the server, and the client's retry must find it.
-    const network: CardNetwork = {
-      async capture(request) {
-        captures++;
-        if (slowFirstCapture) {
-          slowFirstCapture = false;
-          await sleep(600);
-        }
-        return simulated.capture(request);
-      },
-      refund: (request) => simulated.refund(request),
-      void: (request) => simulated.void(request),
-    };
-    payment = await buildPayment({ logger, databaseUrl, natsUrl: nats.url, streamReplicas: 1, host: "127.0.0.1", port: 0, opsPort: 0, meshTls: pki.files("payment"), maxRequestBytes: 65536, shutdownGraceMs: 500, cardNetwork: network });
-  });
-  afterAll(async () => {
-    await payment?.close();
-    await nats?.stop();
-    asOrder?.close();
-  });
-
-  it("a charge retried after a lost response charges once", async () => {
-    const client = createServiceClient(PaymentService, { baseUrl: payment.url, resilience: { attemptTimeoutMs: 250, timeoutMs: 5_000, maxAttempts: 5 },
-      tls: { credentials: asOrder, peer: "payment" },
-    });
-    try {
-      const orderId = randomUUID();
-      const { payment: result } = await client.client.charge({ orderId, amount: toMoney("USD", 4200), paymentToken: "tok_visa", idempotencyKey: `${orderId}:charge` });
-      expect(client.stats().retries).toBeGreaterThanOrEqual(1);
-      expect(result?.status).toBe(2); // CAPTURED
-      expect(captures).toBe(2); // the retry reached the card network too, which deduped it by key
-      const sql = connect(databaseUrl);
-      try {
-        const rows = await sql`select status from payment.payments where order_id = ${orderId}`;
-        expect(rows.map((r) => r["status"])).toEqual(["captured"]);
-      } finally {
-        await sql.end();
-      }
-    } finally {
-      client.close();
-    }
   });
 });
