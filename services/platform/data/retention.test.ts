@@ -5,12 +5,17 @@ import { drizzle } from "drizzle-orm/postgres-js";
 import { generateDrizzleJson, generateMigration } from "drizzle-kit/api";
 import { connect, createTestDatabase } from "#tests/support/databases.js";
 import { silentLogger } from "#tests/support/silent-logger.js";
-import { deadLetterStream, eventStream } from "#shop/streams.js";
 import { ConfigError, retentionSettings } from "../process/config.js";
 import { createInboxTable } from "../messaging/inbox.js";
 import { createOutboxTable } from "../messaging/outbox.js";
 import { defaultRetention, inboxKeepMs, retentionPolicies, startRetentionSweep } from "./retention.js";
 import { createSagaTables, sagaStates } from "../saga/tables.js";
+import { eventStreamSpec, deadLetterStreamSpec } from "../messaging/streams.js";
+
+// The streams order's events travel on, built here with the kit's helpers: the kit's tests import no shop code.
+const eventStream = (context: string) => eventStreamSpec(`SHOP_${context.toUpperCase()}`, [`shop.${context}.v1.>`]);
+const deadLetterStream = deadLetterStreamSpec("SHOP_DLQ");
+
 
 const HOUR = 60 * 60 * 1000;
 const DAY = 24 * HOUR;

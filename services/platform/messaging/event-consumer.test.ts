@@ -14,8 +14,12 @@ import { connectBus, type BusConnection } from "./connection.js";
 import { listDeadLetters, replayDeadLetter } from "./dead-letters.js";
 import { on, startEventConsumer, type EventConsumer } from "./event-consumer.js";
 import { toHeaders } from "./event-headers.js";
-import { ensureStream } from "./streams.js";
-import { deadLetterStream, eventStream } from "#shop/streams.js";
+import { ensureStream, eventStreamSpec, deadLetterStreamSpec } from "./streams.js";
+
+// The streams order's events travel on, built here with the kit's helpers: the kit's tests import no shop code.
+const eventStream = (context: string) => eventStreamSpec(`SHOP_${context.toUpperCase()}`, [`shop.${context}.v1.>`]);
+const deadLetterStream = deadLetterStreamSpec("SHOP_DLQ");
+
 
 const schema = pgSchema("consumer_test");
 const inbox = createInboxTable(schema);

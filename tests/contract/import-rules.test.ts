@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join, relative, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { withSchema } from "#mesh";
 
@@ -12,17 +12,18 @@ import { withSchema } from "#mesh";
 const root = resolve(import.meta.dirname, "../..");
 const servicesDir = join(root, "services");
 
-const sources = (dir: string): string[] =>
+/** The TypeScript files under `dir`; its tests too if `withTests`. */
+const sources = (dir: string, withTests = false): string[] =>
   readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory() ? sources(join(dir, entry.name)) : entry.name.endsWith(".ts") && !entry.name.endsWith(".test.ts") ? [join(dir, entry.name)] : [],
+    entry.isDirectory() ? sources(join(dir, entry.name), withTests) : entry.name.endsWith(".ts") && (withTests || !entry.name.endsWith(".test.ts")) ? [join(dir, entry.name)] : [],
   );
 
 /** Every module a file imports or re-exports from, side-effect imports included. */
 const importsOf = (file: string) => [...readFileSync(file, "utf8").matchAll(/^\s*(?:(?:import|export)\b[^;]*?\bfrom\s+|import\s+)"([^"]+)"/gm)].map((match) => match[1]!);
 
 /** What in `dir` imports something `allowed` does not admit, as "file: specifier". */
-const importsOutside = (dir: string, allowed: (specifier: string) => boolean) =>
-  sources(dir).flatMap((file) => importsOf(file).filter((specifier) => !allowed(specifier)).map((specifier) => `${relative(root, file)}: ${specifier}`));
+const importsOutside = (dir: string, allowed: (specifier: string) => boolean, withTests = false) =>
+  sources(dir, withTests).flatMap((file) => importsOf(file).filter((specifier) => !allowed(specifier)).map((specifier) => `${relative(root, file)}: ${specifier}`));
 
 const services = readdirSync(servicesDir, { withFileTypes: true })
   .filter((entry) => entry.isDirectory() && existsSync(join(servicesDir, entry.name, "src")))
@@ -44,5 +45,31 @@ describe("the domain rule", () => {
     const kitDomain = join(servicesDir, "platform/domain");
     expect(sources(kitDomain).length).toBeGreaterThan(0);
     expect(importsOutside(kitDomain, (specifier) => specifier.startsWith("./"))).toEqual([]);
+  });
+});
+
+/**
+ * The layering of the tree: the kit knows no service (nor the shop's code or its manifest),
+ * and a service or the gateway reaches no other service's code, only its generated contract.
+ */
+describe("the import rules", () => {
+  /** A relative import that stays inside `dir`, or an alias that is not another area's code. */
+  const within = (dir: string, file: string, specifier: string) => !specifier.startsWith(".") || resolve(dirname(file), specifier).startsWith(dir + "/");
+
+  it("the kit and its tests import no service, no shop code and no manifest", () => {
+    const kit = join(servicesDir, "platform");
+    const foreign = /^#(services|gateway|shop|mesh)(\/|$)/;
+    const found = sources(kit, true).flatMap((file) => importsOf(file).filter((s) => foreign.test(s) || !within(kit, file, s)).map((s) => `${relative(root, file)}: ${s}`));
+    expect(sources(kit, true).length).toBeGreaterThan(20);
+    expect(found).toEqual([]);
+  });
+
+  it("a service and the gateway import no other service", () => {
+    const areas = [...services.map((name) => join(servicesDir, name)), join(root, "gateway")];
+    const found = areas.flatMap((area) =>
+      sources(area, true).flatMap((file) => importsOf(file).filter((s) => /^#(services|gateway)\//.test(s) || !within(area, file, s)).map((s) => `${relative(root, file)}: ${s}`)),
+    );
+    expect(areas.length).toBeGreaterThan(4);
+    expect(found).toEqual([]);
   });
 });
