@@ -10,12 +10,7 @@ import { createInboxTable } from "../messaging/inbox.js";
 import { createOutboxTable } from "../messaging/outbox.js";
 import { defaultRetention, inboxKeepMs, retentionPolicies, startRetentionSweep } from "./retention.js";
 import { createSagaTables, sagaStates } from "../saga/tables.js";
-import { eventStreamSpec, deadLetterStreamSpec } from "../messaging/streams.js";
-
-// The streams order's events travel on, built here with the kit's helpers: the kit's tests import no shop code.
-const eventStream = (context: string) => eventStreamSpec(`SHOP_${context.toUpperCase()}`, [`shop.${context}.v1.>`]);
-const deadLetterStream = deadLetterStreamSpec("SHOP_DLQ");
-
+import { orderEventStream, testDeadLetterStream } from "#tests/support/kit-streams.js";
 
 const HOUR = 60 * 60 * 1000;
 const DAY = 24 * HOUR;
@@ -28,11 +23,11 @@ const audit = schema.table("audit", { id: uuid("id").primaryKey(), at: timestamp
 
 describe("inbox retention against the streams", () => {
   it("keeps inbox rows past every way an event can be delivered again", () => {
-    const keep = inboxKeepMs({ consumed: eventStream("order"), deadLetters: deadLetterStream }, defaultRetention.inboxMarginMs);
-    expect(keep).toBeGreaterThan(eventStream("order").maxAgeMs);
+    const keep = inboxKeepMs({ consumed: orderEventStream, deadLetters: testDeadLetterStream }, defaultRetention.inboxMarginMs);
+    expect(keep).toBeGreaterThan(orderEventStream.maxAgeMs);
     // Dead-lettered by another consumer on the stream's last day, then replayed on the dead
     // letter's last day, with its original ce-id: the inbox must still hold the event.
-    expect(keep).toBeGreaterThan(eventStream("order").maxAgeMs + deadLetterStream.maxAgeMs);
+    expect(keep).toBeGreaterThan(orderEventStream.maxAgeMs + testDeadLetterStream.maxAgeMs);
   });
 });
 
@@ -79,11 +74,11 @@ describe("retention sweep against real Postgres", () => {
     await sql`insert into retention_test.outbox ${sql(toColumns(event(unpublishedEvent, old, null)))}`;
 
     // Inbox: a row older than the stream's 7 days but inside the inbox's keep period stays.
-    const inboxKeep = inboxKeepMs({ consumed: eventStream("order"), deadLetters: deadLetterStream }, settings.inboxMarginMs);
+    const inboxKeep = inboxKeepMs({ consumed: orderEventStream, deadLetters: testDeadLetterStream }, settings.inboxMarginMs);
     const expiredInbox = randomUUID();
     const pastTheStream = randomUUID();
     await sql`insert into retention_test.inbox (consumer, event_id, event_type, processed_at) values ('c', ${expiredInbox}, 't', ${ago(inboxKeep + HOUR).toISOString()})`;
-    await sql`insert into retention_test.inbox (consumer, event_id, event_type, processed_at) values ('c', ${pastTheStream}, 't', ${ago(eventStream("order").maxAgeMs + DAY).toISOString()})`;
+    await sql`insert into retention_test.inbox (consumer, event_id, event_type, processed_at) values ('c', ${pastTheStream}, 't', ${ago(orderEventStream.maxAgeMs + DAY).toISOString()})`;
 
     // Sagas: every state, old and young, each with two steps.
     const sagaIds: Record<string, string> = {};
@@ -101,7 +96,7 @@ describe("retention sweep against real Postgres", () => {
     const youngAudit = randomUUID();
     await sql`insert into retention_test.audit (id, at, what) values (${expiredAudit}, ${old.toISOString()}, 'retry'), (${youngAudit}, ${ago(DAY).toISOString()}, 'retry')`;
 
-    const policies = retentionPolicies(settings, { outbox, inbox: { table: inbox, consumed: eventStream("order"), deadLetters: deadLetterStream }, sagas: { sagas, sagaSteps }, audit: [{ table: audit, column: audit.at }] });
+    const policies = retentionPolicies(settings, { outbox, inbox: { table: inbox, consumed: orderEventStream, deadLetters: testDeadLetterStream }, sagas: { sagas, sagaSteps }, audit: [{ table: audit, column: audit.at }] });
     const sweeper = startRetentionSweep({ sql, policies, settings: { ...settings, sweepMs: 0 }, logger: silentLogger });
     const deleted = await sweeper.sweep();
     await sweeper.stop();

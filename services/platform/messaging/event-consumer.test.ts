@@ -14,17 +14,13 @@ import { connectBus, type BusConnection } from "./connection.js";
 import { listDeadLetters, replayDeadLetter } from "./dead-letters.js";
 import { on, startEventConsumer, type EventConsumer } from "./event-consumer.js";
 import { toHeaders } from "./event-headers.js";
-import { ensureStream, eventStreamSpec, deadLetterStreamSpec } from "./streams.js";
-
-// The streams order's events travel on, built here with the kit's helpers: the kit's tests import no shop code.
-const eventStream = (context: string) => eventStreamSpec(`SHOP_${context.toUpperCase()}`, [`shop.${context}.v1.>`]);
-const deadLetterStream = deadLetterStreamSpec("SHOP_DLQ");
-
+import { ensureStream } from "./streams.js";
+import { orderEventStream, testDeadLetterStream } from "#tests/support/kit-streams.js";
 
 const schema = pgSchema("consumer_test");
 const inbox = createInboxTable(schema);
 const effects = schema.table("effects", { eventId: uuid("event_id").notNull(), orderId: text("order_id").notNull() });
-const stream = eventStream("order");
+const stream = orderEventStream;
 
 describe("event consumer against real NATS and Postgres", () => {
   let nats: TestNats;
@@ -48,7 +44,7 @@ describe("event consumer against real NATS and Postgres", () => {
       db: drizzle(sql),
       inbox,
       stream,
-      deadLetters: deadLetterStream,
+      deadLetters: testDeadLetterStream,
       contract: file_shop_order_v1_order_events,
       durable: "consumer-test",
       handlers: [
@@ -121,12 +117,12 @@ describe("event consumer against real NATS and Postgres", () => {
 
   it("waits out a database that refuses work without spending the event's deliveries", async () => {
     const { jsm } = await bus.ready;
-    const before = (await listDeadLetters(jsm, deadLetterStream)).length;
+    const before = (await listDeadLetters(jsm, testDeadLetterStream)).length;
     outages.set("outage", 5); // more failures than maxDeliver (3) allows a failing handler
     await publish({ orderId: "outage" });
     await eventually(async () => expect(await effectCount("outage")).toBe(1));
     expect(outages.get("outage")).toBe(0);
-    expect((await listDeadLetters(jsm, deadLetterStream)).length).toBe(before);
+    expect((await listDeadLetters(jsm, testDeadLetterStream)).length).toBe(before);
   });
 
   it("applies a burst of events once each, in batches, retrying a failing one among them alone", async () => {
@@ -150,7 +146,7 @@ describe("event consumer against real NATS and Postgres", () => {
 
     await eventually(async () => expect(await effectCount("after-poison")).toBe(1));
     const letters = await eventually(async () => {
-      const found = await listDeadLetters((await bus.ready).jsm, deadLetterStream);
+      const found = await listDeadLetters((await bus.ready).jsm, testDeadLetterStream);
       expect(found).toHaveLength(4);
       return found;
     });
@@ -166,18 +162,18 @@ describe("event consumer against real NATS and Postgres", () => {
   it("replays a dead letter to its subject once the cause is fixed", async () => {
     failUntil.set("hopeless", 0);
     const { jsm, js } = await bus.ready;
-    const letter = (await listDeadLetters(jsm, deadLetterStream)).find((l) => l.reason.startsWith("failed 3 deliveries"))!;
-    await replayDeadLetter({ js, jsm }, deadLetterStream, letter.seq);
+    const letter = (await listDeadLetters(jsm, testDeadLetterStream)).find((l) => l.reason.startsWith("failed 3 deliveries"))!;
+    await replayDeadLetter({ js, jsm }, testDeadLetterStream, letter.seq);
     await eventually(async () => expect(await effectCount("hopeless")).toBe(1));
-    expect((await listDeadLetters(jsm, deadLetterStream)).map((l) => l.seq)).not.toContain(letter.seq);
+    expect((await listDeadLetters(jsm, testDeadLetterStream)).map((l) => l.seq)).not.toContain(letter.seq);
   });
 
   it("skips, without dead-lettering, a declared event type it has no handler for", async () => {
     const { jsm } = await bus.ready;
-    const before = (await listDeadLetters(jsm, deadLetterStream)).length;
+    const before = (await listDeadLetters(jsm, testDeadLetterStream)).length;
     const id = await publish({ type: "shop.order.v1.OrderCreated" });
     await eventually(async () => expect((await jsm.consumers.info(stream.name, "consumer-test")).num_ack_pending).toBe(0));
-    expect((await listDeadLetters(jsm, deadLetterStream)).length).toBe(before);
+    expect((await listDeadLetters(jsm, testDeadLetterStream)).length).toBe(before);
     expect(Number((await sql`select count(*)::int as n from consumer_test.inbox where event_id = ${id}`)[0]?.["n"])).toBe(0);
   });
 });

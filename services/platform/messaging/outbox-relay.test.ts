@@ -12,15 +12,12 @@ import { silentLogger } from "#tests/support/silent-logger.js";
 import { appendToOutbox, createOutboxTable } from "./outbox.js";
 import { connectBus, type BusConnection } from "./connection.js";
 import { startOutboxRelay, type OutboxRelay } from "./outbox-relay.js";
-import { eventStreamSpec } from "./streams.js";
-
-// The streams order's events travel on, built here with the kit's helpers: the kit's tests import no shop code.
-const eventStream = (context: string) => eventStreamSpec(`SHOP_${context.toUpperCase()}`, [`shop.${context}.v1.>`]);
+import { orderEventStream } from "#tests/support/kit-streams.js";
 
 
 const schema = pgSchema("relay_test");
 const outbox = createOutboxTable(schema);
-const stream = eventStream("order");
+const stream = orderEventStream;
 
 describe("outbox relay against real NATS and Postgres", () => {
   let nats: TestNats;
