@@ -12,6 +12,7 @@ import { OPERATOR } from "#platform/trust/mesh-identity.js";
 import { persistentMeshSecrets, withMeshCredentials } from "./mesh-launch.js";
 import type { MeshPki } from "./mesh-pki.js";
 import { defaultMeshStateFile, writeMeshState } from "./mesh-state.js";
+import { ensureBuilt, meshRuntime } from "./runtime.js";
 import { createSupervisor } from "./supervisor.js";
 
 const log = (line: string) => console.log(line);
@@ -34,6 +35,8 @@ function valueOf<T>(result: PromiseSettledResult<T>): T {
 let services: MeshService[];
 let natsUrl: string;
 try {
+  // Under NODE_ENV=production the services run compiled: build them first if dist/ is stale.
+  await ensureBuilt(meshRuntime(env), log);
   // Independent of each other, so started together: start-up time is a budget (10 s).
   const [postgres, nats, issued] = await Promise.allSettled([
     resolvePostgres(env, log),
