@@ -51,7 +51,8 @@ export async function readContracts(): Promise<ContractReader> {
     const inside = (callers: readonly string[]) => [...new Set(callers.filter((c) => !outside.has(c)))].sort();
     const groups = new Map<string, string[]>();
     for (const method of methods) {
-      const key = inside(method.callers).join(", ");
+      // What only an operator may call is named too: no NetworkPolicy admits it, port-forward does.
+      const key = inside(method.callers).join(", ") || (method.callers.includes(OPERATOR) ? `${OPERATOR} only` : "");
       if (key) groups.set(key, [...(groups.get(key) ?? []), method.name]);
     }
     return {

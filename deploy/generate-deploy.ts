@@ -18,8 +18,10 @@ import { natsConfigFiles } from "./nats-config.js";
 
 const deployDir = import.meta.dirname;
 const gateway = meshDeployables.find((d) => d.name === "gateway")!;
-/** The deployables that run as mesh services (all but the gateway, whose k8s file is its own). */
-const services: readonly Deployable[] = withSchema;
+/** The deployables that run as mesh services: all but the gateway, whose k8s file is its own. */
+const services: readonly Deployable[] = meshDeployables.filter((d) => d.name !== gateway.name);
+/** Those of them that own a schema, and so a Postgres role and database. */
+const databases: readonly Deployable[] = withSchema;
 /** NATS users: every deployable and the operator. */
 const natsUsers = [...meshDeployables.map((d) => d.name), OPERATOR];
 
@@ -48,6 +50,13 @@ function serviceManifest(d: Deployable, contracts: ContractReader): string {
   const labels = `{ app.kubernetes.io/name: ${name}, app.kubernetes.io/part-of: meshwork }`;
   const access = contracts(d);
   const peers = d.calls.flatMap((peer) => [`            - name: ${urlVariable(peer)}`, `              value: "${k8sUrl(meshDeployables.find((p) => p.name === peer)!)}"`]);
+  const database = [
+    "            # Its own Postgres role, which owns only its schema (postgres-role.sql).",
+    "            - name: DATABASE_PASSWORD",
+    `              valueFrom: { secretKeyRef: { name: ${name}-db, key: password } }`,
+    "            - name: DATABASE_URL",
+    `              value: "postgres://${name}:$(DATABASE_PASSWORD)@postgres:5432/${name}"`,
+  ];
   const admits = wrap(
     `The mesh port admits the callers ${name}'s contract names (${access.summary.join("; ") || "none"}); mTLS then checks each call's identity. Operators come through kubectl port-forward, which no NetworkPolicy sees.`,
     "    # ",
@@ -148,12 +157,7 @@ spec:
               value: "3"
             - name: LOG_LEVEL
               value: "info"
-${peers.map((line) => `${line}\n`).join("")}            # Its own Postgres role, which owns only its schema (postgres-role.sql).
-            - name: DATABASE_PASSWORD
-              valueFrom: { secretKeyRef: { name: ${name}-db, key: password } }
-            - name: DATABASE_URL
-              value: "postgres://${name}:$(DATABASE_PASSWORD)@postgres:5432/${name}"
-          readinessProbe:
+${[...peers, ...(d.schema ? database : [])].map((line) => `${line}\n`).join("")}          readinessProbe:
             grpc: { port: ${ops}, service: "readiness" }
             periodSeconds: 5
             failureThreshold: 3
@@ -232,7 +236,7 @@ function composeService(d: Deployable): string[] {
     `${d.name}:`,
     `  <<: *service`,
     `  command: ["${d.name}"]`,
-    `  env_file: [.secrets/compose/${d.name}.env] # its own DATABASE_URL and NATS_URL`,
+    `  env_file: [.secrets/compose/${d.name}.env] # its own ${d.schema ? "DATABASE_URL and " : ""}NATS_URL`,
     `  environment: { ${env.join(", ")} }`,
     `  volumes: ["./.secrets/compose/pki/${d.name}:/var/run/meshwork/tls:ro"] # its own certificate and key`,
     `  healthcheck: *grpc-readiness`,
@@ -250,15 +254,17 @@ const separated = (blocks: string[][]) => blocks.flatMap((block, i) => (i ? ["",
 function regions(postgresInit: string): Record<string, Record<string, string[]>> {
   const others = meshDeployables.filter((d) => d.name !== gateway.name);
   return {
-    "postgres-init.sql": { roles: separated(services.map(roleBlock)) },
+    "postgres-init.sql": { roles: separated(databases.map(roleBlock)) },
     "compose.yaml": {
       services: separated(services.map(composeService)),
       "gateway peers": others.map((d) => `${urlVariable(d.name)}: "${k8sUrl(d)}",`),
+      // The gateway reports every service's health: it starts once they all are healthy.
+      "gateway depends on": [`depends_on: { ${others.map((d) => `${d.name}: { condition: service_healthy }`).join(", ")} }`],
     },
     "k8s/base/kustomization.yaml": { deployables: meshDeployables.map((d) => `- ${d.name}.yaml`) },
     "k8s/base/gateway.yaml": { peers: others.flatMap((d) => [`- name: ${urlVariable(d.name)}`, `  value: "${k8sUrl(d)}"`]) },
     "k8s/base/postgres.yaml": {
-      clients: [...services.map((d) => podSelector(d.name)), podSelector("postgres-roles")],
+      clients: [...databases.map((d) => podSelector(d.name)), podSelector("postgres-roles")],
       // The ConfigMap holds the two scripts exactly as deploy/ has them.
       scripts: [
         "postgres-init.sql: |",
@@ -266,7 +272,7 @@ function regions(postgresInit: string): Record<string, Record<string, string[]>>
         "postgres-role.sql: |",
         ...readFileSync(join(deployDir, "postgres-role.sql"), "utf8").trimEnd().split("\n").map((line) => (line ? `  ${line}` : "")),
       ],
-      "role passwords": services.flatMap((d) => [`- name: ${databasePasswordVariable(d.name)}`, `  valueFrom: { secretKeyRef: { name: ${d.name}-db, key: password } }`]),
+      "role passwords": databases.flatMap((d) => [`- name: ${databasePasswordVariable(d.name)}`, `  valueFrom: { secretKeyRef: { name: ${d.name}-db, key: password } }`]),
     },
     "k8s/base/nats.yaml": {
       "user passwords": natsUsers.flatMap((user) => {
@@ -277,7 +283,7 @@ function regions(postgresInit: string): Record<string, Record<string, string[]>>
     },
     "k8s/overlays/local/kustomization.yaml": {
       secrets: [
-        ...services.map((d) => `- { name: ${d.name}-db, envs: [secrets/${d.name}-db.env] }`),
+        ...databases.map((d) => `- { name: ${d.name}-db, envs: [secrets/${d.name}-db.env] }`),
         ...natsUsers.map((user) => `- { name: ${user}-nats, envs: [secrets/${user}-nats.env] }`),
       ],
       replicas: meshDeployables.map((d) => `- { name: ${d.name}, count: 1 }`),

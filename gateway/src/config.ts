@@ -4,6 +4,7 @@ import { ConfigError, commonConfig, integer, optionalString, requiredOneOf, url,
 import { defaultMaxTokenLifetimeSeconds } from "./auth.js";
 
 const gatewayEntry = deployable("gateway");
+const statusOrder = [...gatewayEntry.calls, ...meshDeployables.flatMap(({ name }) => (name === "gateway" || (gatewayEntry.calls as readonly string[]).includes(name) ? [] : [name]))];
 
 export type AuthConfig = ({ mode: "local"; secret: string } | { mode: "jwks"; jwksUrl: string; issuer: string; audience: string }) & {
   /** The longest a token may live, from its iat (or from now, without one) to its exp; unset: 24 h. */
@@ -56,7 +57,8 @@ export function loadConfig(env: Env): GatewayConfig {
     // The public edge gets a tighter body limit than the internal services.
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 64 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
     port: listenPort(env, "gateway"),
-    meshUrls: Object.fromEntries(meshDeployables.flatMap(({ name }) => (name === "gateway" ? [] : [[name, peerUrlOf(env, name, common.meshTls)]]))) as MeshUrls,
+    // The peers it calls first, then the rest: the order the mesh status lists them in.
+    meshUrls: Object.fromEntries(statusOrder.map((name) => [name, peerUrlOf(env, name, common.meshTls)])) as MeshUrls,
     auth:
       mode === "local"
         ? { mode, secret: localSecret(env, common.host), maxTokenLifetimeSeconds }

@@ -11,7 +11,7 @@ export { DomainError, InvalidArgumentError, type ErrorKind } from "./domain/erro
 export { parseUuid, requirePresent, requireText } from "./domain/input.js";
 
 // Process: configuration, the run loop, logging and metrics.
-export { ConfigError, commonConfig, integer, oneOf, optionalString, peerUrl, port, requiredOneOf, serviceConfig, url, type CommonConfig, type Env, type ServiceConfig } from "./process/config.js";
+export { ConfigError, commonConfig, integer, oneOf, optionalString, requiredOneOf, serviceConfig, url, type CommonConfig, type Env, type ServiceConfig } from "./process/config.js";
 export { runService } from "./process/lifecycle.js";
 export type { Logger } from "./process/logger.js";
 export { createMetrics } from "./process/metrics.js";

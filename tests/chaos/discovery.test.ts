@@ -13,6 +13,7 @@ import { eventually } from "../support/eventually.js";
 import { expectInvariants } from "../support/invariants.js";
 import { startProcessMesh, type ProcessMesh } from "../support/process-mesh.js";
 import { silentLogger } from "../support/silent-logger.js";
+import { deployable } from "#mesh";
 
 /**
  * Two inventory instances registered in the NATS KV registry; one is SIGKILLed, its entry
@@ -27,12 +28,12 @@ describe("service discovery and load balancing", () => {
     mesh = await startProcessMesh();
     // A second inventory with the first one's credentials (its role, NATS user and
     // certificate), so it may announce inventory's service; supervised under a name of its own.
-    const [own] = withOwnCredentials([{ name: "inventory", main: "services/inventory/main.ts", port: await freePort(), opsPort: await freePort() }], {
+    const [own] = withOwnCredentials([{ name: "inventory", main: deployable("inventory").main, port: await freePort(), opsPort: await freePort() }], {
       databaseUrl: () => serviceDatabaseUrl(mesh.databaseUrl, "inventory", testRolePassword("inventory")),
       natsUrl: mesh.nats.urlFor,
       tls: mesh.pki.files,
     });
-    second = createSupervisor([{ ...own!, name: "inventory-2" }], { env: { ...process.env, INVENTORY_PORT: String(own!.port), LOG_LEVEL: "warn" }, log: () => {} });
+    second = createSupervisor([{ ...own!, name: "inventory-2" }], { env: { ...process.env, [deployable("inventory").port.variable]: String(own!.port), LOG_LEVEL: "warn" }, log: () => {} });
     second.start();
     await second.waitUntilServing(30_000);
   });

@@ -7,7 +7,7 @@ import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 import { runLoad, type LoadOptions, type LoadReport } from "../load/load-runner.js";
 import { startScratchMesh } from "../mesh/scratch-mesh.js";
-import { meshServiceNames } from "#mesh";
+import { meshServiceNames, urlVariable } from "#mesh";
 import { seededStock, settleInvariants } from "#tests/support/invariant-violations.js";
 import type { ChaosScenario } from "./chaos-scenarios.js";
 import { startTcpFaultProxy } from "./tcp-fault-proxy.js";
@@ -70,7 +70,7 @@ export async function startChaosRig(options: { env?: Record<string, string>; log
   // TLS runs through the proxy end to end: order still verifies it reached payment.
   const paymentUrl = `https://127.0.0.1:${new URL(paymentProxy.url).port}`;
   const mesh = await startScratchMesh({
-    env: { PAYMENT_URL: paymentUrl, ...options.env },
+    env: { [urlVariable("payment")]: paymentUrl, ...options.env },
     serviceEnv: { payment: { ADVERTISE_URL: paymentUrl } },
     ...(options.log ? { log: options.log } : {}),
   }).catch(async (err: unknown) => {

@@ -17,11 +17,12 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { deployable } from "#mesh";
 import { runLoad, renderMarkdown } from "./load-runner.js";
 
 const { values } = parseArgs({
   options: {
-    gateway: { type: "string", default: "http://127.0.0.1:8080" },
+    gateway: { type: "string", default: `http://127.0.0.1:${deployable("gateway").port.default}` },
     rate: { type: "string" },
     concurrency: { type: "string" },
     duration: { type: "string", default: "20" },
