@@ -96,7 +96,7 @@ const scratch = mkdtempSync(join(tmpdir(), "meshwork-bench-"));
 const pg = await startLocalPostgres({ dataDir: join(scratch, "pg"), port: await freePort(), superuserPassword: randomBytes(18).toString("base64url") });
 const nats = await startLocalNats({ port: await freePort(), storeDir: join(scratch, "nats") });
 const natsPid = nats.process.pid!;
-const telemetry = initTelemetry({ serviceName: source });
+const telemetry = await initTelemetry({ serviceName: source });
 const logger = pino({ level: "silent" });
 const sql = postgres(pg.url, { max: 8, onnotice: () => {} });
 const db = drizzle(sql);

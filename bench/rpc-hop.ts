@@ -141,7 +141,7 @@ async function callOnNewConnection(baseUrl: string, tls?: PeerTls) {
 const logger = pino({ level: "silent" });
 // As every service does (services/platform/process/lifecycle.ts), so our tracing interceptors record
 // real spans and their cost is counted; without an OTLP endpoint they are not exported.
-initTelemetry({ serviceName: "bench" });
+await initTelemetry({ serviceName: "bench" });
 const bare = await bareServer();
 const serverOptions = { logger, services: [InventoryService], routes: echo, maxRequestBytes: 1 << 20, shutdownGraceMs: 500 };
 // Each counted by the metrics interceptor, as every service's port is (services/platform/service.ts).

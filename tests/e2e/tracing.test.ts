@@ -14,9 +14,10 @@ import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
  * One order placed at the gateway: every span it causes, across the gateway, order,
  * inventory, payment, the outbox relay and the notification consumer, shares one trace id.
  */
+const exporter = new InMemorySpanExporter();
+const telemetry = await initTelemetry({ serviceName: "meshwork-test", exporter });
+
 describe("distributed tracing", () => {
-  const exporter = new InMemorySpanExporter();
-  const telemetry = initTelemetry({ serviceName: "meshwork-test", exporter });
   let mesh: InProcessMesh;
   let gateway: RunningServer;
 

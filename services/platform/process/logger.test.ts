@@ -7,7 +7,7 @@ import { initTelemetry } from "./telemetry.js";
 
 describe("logs", () => {
   it("are JSON lines carrying the service, and trace_id and span_id inside a span", async () => {
-    const telemetry = initTelemetry({ serviceName: "log-test", exporter: new InMemorySpanExporter() });
+    const telemetry = await initTelemetry({ serviceName: "log-test", exporter: new InMemorySpanExporter() });
     const lines: string[] = [];
     const logger = createLogger("order", "info", { write: (line: string) => void lines.push(line) });
     logger.info("outside");

@@ -1,3 +1,5 @@
+import { createServer as createHttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -55,11 +57,11 @@ const disableTelemetry = () => {
 
 describe("tracing with an exporter", () => {
   const exporter = new InMemorySpanExporter();
-  let telemetry: ReturnType<typeof initTelemetry>;
+  let telemetry: Awaited<ReturnType<typeof initTelemetry>>;
   let server: RunningServer;
 
   beforeAll(async () => {
-    telemetry = initTelemetry({ serviceName: "telemetry-test", exporter });
+    telemetry = await initTelemetry({ serviceName: "telemetry-test", exporter });
     server = await startTracedServer();
   });
   afterAll(async () => {
@@ -104,13 +106,13 @@ describe("tracing with an exporter", () => {
 });
 
 describe("tracing with nowhere to export", () => {
-  let telemetry: ReturnType<typeof initTelemetry>;
+  let telemetry: Awaited<ReturnType<typeof initTelemetry>>;
   let server: RunningServer;
   const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
   const callerSpanId = "00f067aa0ba902b7";
 
   beforeAll(async () => {
-    telemetry = initTelemetry({ serviceName: "telemetry-test" });
+    telemetry = await initTelemetry({ serviceName: "telemetry-test" });
     server = await startTracedServer();
   });
   afterAll(async () => {
@@ -151,5 +153,31 @@ describe("tracing with nowhere to export", () => {
 
   it("still fails a call with its own status code", async () => {
     await expect(clientSending(server.url, `00-${traceId}-${callerSpanId}-00`).getStock({ sku: "boom" })).rejects.toMatchObject({ code: Code.NotFound });
+  });
+});
+
+describe("tracing to an OTLP collector", () => {
+  it("loads the OTLP exporter when an endpoint is set, and ships a finished span there as OTLP/HTTP", async () => {
+    const received: { url: string | undefined; type: string | undefined; bytes: number }[] = [];
+    const collector = createHttpServer((req, res) => {
+      let bytes = 0;
+      req.on("data", (chunk: Buffer) => (bytes += chunk.length));
+      req.on("end", () => {
+        received.push({ url: req.url, type: req.headers["content-type"], bytes });
+        res.writeHead(200, { "content-type": "application/json" }).end("{}");
+      });
+    });
+    await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve));
+    const telemetry = await initTelemetry({ serviceName: "telemetry-test", otlpEndpoint: `http://127.0.0.1:${(collector.address() as AddressInfo).port}/` });
+    try {
+      trace.getTracer("telemetry-test").startSpan("exported").end();
+      await telemetry.shutdown(); // flushes the batch
+      expect(received).toHaveLength(1);
+      expect(received[0]).toMatchObject({ url: "/v1/traces", type: expect.stringMatching(/^application\/(json|x-protobuf)/) });
+      expect(received[0]!.bytes).toBeGreaterThan(0);
+    } finally {
+      disableTelemetry();
+      collector.close();
+    }
   });
 });
