@@ -5,7 +5,7 @@ import { build, type Metafile } from "esbuild";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { meshDeployables } from "#mesh";
 import { createHealthProbe } from "#platform/rpc-client/health-probe.js";
-import { buildRecordPath, bundlePath, runServicePath } from "#deploy/bundle-layout.js";
+import { buildRecordPath, bundlePath, compiledNodeFlags, runServicePath } from "#deploy/bundle-layout.js";
 import { consoleScriptBuild } from "#gateway/src/console-assets.js";
 import { bundleMesh, productionViolations, staleBuild } from "#tools/build/bundle.js";
 import { createSupervisor } from "#tools/mesh/supervisor.js";
@@ -143,7 +143,7 @@ describe("a compiled deployable", () => {
       expect(await Promise.all(probes.map((probe) => probe.check()))).toEqual(["SERVING", "SERVING"]);
       for (const { name } of started) {
         const commandLine = readFileSync(`/proc/${supervisor.pid(name)}/cmdline`, "utf8").split("\0");
-        expect(commandLine.slice(1, 3), name).toEqual([join(dist, runServicePath), name]);
+        expect(commandLine.slice(1, 3 + compiledNodeFlags.length), name).toEqual([...compiledNodeFlags, join(dist, runServicePath), name]);
         expect(commandLine.filter((arg) => /tsx|\.ts$/.test(arg)), name).toEqual([]);
       }
       const gateway = started.find((s) => s.name === "gateway")!;

@@ -13,6 +13,7 @@ import { databasePasswordVariable, generateSecrets } from "#deploy/generate-secr
 import { loadConfig as gatewayConfig } from "#gateway/src/config.js";
 import { readContracts } from "#deploy/contract-callers.js";
 import { deployFiles } from "#deploy/generate-deploy.js";
+import { compiledNodeFlags } from "#deploy/bundle-layout.js";
 
 /**
  * No Docker engine or cluster runs here, so the deployment is checked by reading it: every
@@ -492,7 +493,7 @@ describe("Docker Compose and the Dockerfile", () => {
     expect(runtimeStage.filter((line) => /\btsx\b|--import|\.ts\b/.test(line))).toEqual([]);
     expect(runtimeStage).toContain("ENV NODE_ENV=production HOST=0.0.0.0");
     expect(runtimeStage).toContain("USER 1000:1000");
-    expect(runtimeStage).toContain('ENTRYPOINT ["node", "dist/run-service.js"]');
+    expect(runtimeStage).toContain(`ENTRYPOINT ${JSON.stringify(["node", ...compiledNodeFlags, "dist/run-service.js"])}`.replaceAll(",", ", "));
   });
 
   it("gives npm ci what package.json's postinstall needs, so the driver patch is applied in the image", () => {

@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import type { Env } from "#platform/process/config.js";
-import { runServicePath } from "#deploy/bundle-layout.js";
+import { compiledNodeFlags, runServicePath } from "#deploy/bundle-layout.js";
 import { bundleMesh, defaultDistDir, staleBuild } from "../build/bundle.js";
 import { repoRoot } from "./local-infra.js";
 import type { MeshService } from "./topology.js";
@@ -16,7 +16,7 @@ export const meshRuntime = (env: Env): MeshRuntime => (env["NODE_ENV"] === "prod
 
 /** The node arguments that start `service` under `runtime`. */
 export function launchArgs(service: Pick<MeshService, "name" | "main">, runtime: MeshRuntime): string[] {
-  return runtime.kind === "compiled" ? [join(runtime.distDir, runServicePath), service.name] : ["--import", "tsx", join(repoRoot, service.main)];
+  return runtime.kind === "compiled" ? [...compiledNodeFlags, join(runtime.distDir, runServicePath), service.name] : ["--import", "tsx", join(repoRoot, service.main)];
 }
 
 /** For a launcher that cannot wait for a build: fails at once, saying why, rather than start stale code. */
