@@ -6,7 +6,7 @@
  *
  * The mesh runs twice, one runtime after the other, so the two sit side by side: from its
  * sources under the tsx loader (`npm start`, the edit loop), then compiled as the image runs
- * it (`NODE_ENV=production npm start`: `node dist/run-service.js <name>`, dist/ built first
+ * it (`NODE_ENV=production npm start`: `node --max-semi-space-size=4 dist/run-service.js <name>`, dist/ built first
  * if stale). Each run gets a Postgres and a nats-server of its own; the tables are the compiled run's.
  *
  * `npm start` runs for real, as a newcomer runs it, but on free ports and pointed (through
@@ -32,6 +32,7 @@ import { meshOnFreePorts, portEnv, type MeshService } from "#tools/mesh/topology
 import { ensureBuilt, launchArgs, meshRuntime, type MeshRuntime } from "#tools/mesh/runtime.js";
 import { meshServiceNames } from "#mesh";
 import { freePort } from "#tools/infra/tcp.js";
+import { compiledNodeFlags } from "#deploy/bundle-layout.js";
 import { runLoad } from "#tools/load/load-runner.js";
 import { descendantPids } from "./process-cpu.js";
 import { commandLine, progress, quick } from "./report.js";
@@ -147,7 +148,7 @@ const { placed, tables } = compiledRun;
 console.log(`## Footprint
 
 \`${commandLine("bench/footprint.ts", [loadSeconds])}\`. The mesh runs twice: from its sources under the tsx loader (\`npm start\`),
-then compiled as the image runs it (\`NODE_ENV=production npm start\`: \`node dist/run-service.js <name>\`), each with a
+then compiled as the image runs it (\`NODE_ENV=production npm start\`: \`node ${compiledNodeFlags.join(" ")} dist/run-service.js <name>\`), each with a
 Postgres and a nats-server of its own. Start-up is wall time on this machine; memory is each service's resident set (VmRSS), idle 10 s
 after start and the peak while ${loadSeconds} s of closed-loop load (16 orders in flight) ran.
 
