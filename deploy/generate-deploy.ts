@@ -10,16 +10,15 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { meshDeployables, urlVariable, withSchema, type Deployable } from "#mesh";
+import { meshDeployables, meshServices, urlVariable, withSchema, type Deployable } from "#mesh";
 import { OPERATOR } from "#platform/trust/mesh-identity.js";
 import { readContracts, type ContractReader } from "./contract-callers.js";
 import { databasePasswordVariable } from "./generate-secrets.js";
 import { natsConfigFiles } from "./nats-config.js";
 
 const deployDir = import.meta.dirname;
-const gateway = meshDeployables.find((d) => d.name === "gateway")!;
 /** The deployables that run as mesh services: all but the gateway, whose k8s file is its own. */
-const services: readonly Deployable[] = meshDeployables.filter((d) => d.name !== gateway.name);
+const services: readonly Deployable[] = meshServices;
 /** Those of them that own a schema, and so a Postgres role and database. */
 const databases: readonly Deployable[] = withSchema;
 /** NATS users: every deployable and the operator. */
@@ -252,17 +251,16 @@ const separated = (blocks: string[][]) => blocks.flatMap((block, i) => (i ? ["",
 
 /** A region's lines, by region name, for each file with generated regions (paths under deploy/). */
 function regions(postgresInit: string): Record<string, Record<string, string[]>> {
-  const others = meshDeployables.filter((d) => d.name !== gateway.name);
   return {
     "postgres-init.sql": { roles: separated(databases.map(roleBlock)) },
     "compose.yaml": {
       services: separated(services.map(composeService)),
-      "gateway peers": others.map((d) => `${urlVariable(d.name)}: "${k8sUrl(d)}",`),
+      "gateway peers": services.map((d) => `${urlVariable(d.name)}: "${k8sUrl(d)}",`),
       // The gateway reports every service's health: it starts once they all are healthy.
-      "gateway depends on": [`depends_on: { ${others.map((d) => `${d.name}: { condition: service_healthy }`).join(", ")} }`],
+      "gateway depends on": [`depends_on: { ${services.map((d) => `${d.name}: { condition: service_healthy }`).join(", ")} }`],
     },
     "k8s/base/kustomization.yaml": { deployables: meshDeployables.map((d) => `- ${d.name}.yaml`) },
-    "k8s/base/gateway.yaml": { peers: others.flatMap((d) => [`- name: ${urlVariable(d.name)}`, `  value: "${k8sUrl(d)}"`]) },
+    "k8s/base/gateway.yaml": { peers: services.flatMap((d) => [`- name: ${urlVariable(d.name)}`, `  value: "${k8sUrl(d)}"`]) },
     "k8s/base/postgres.yaml": {
       clients: [...databases.map((d) => podSelector(d.name)), podSelector("postgres-roles")],
       // The ConfigMap holds the two scripts exactly as deploy/ has them.

@@ -2,7 +2,8 @@
  * The container's entry point, compiled by `npm run build` to dist/run-service.js:
  * `node dist/run-service.js <name>` starts one deployable of the manifest from its bundle,
  * so a single image serves every service (`docker run meshwork order`). It runs only from
- * dist/, never under tsx: `npm start` and `npm run service` run the sources.
+ * dist/, never under tsx: `npm start` and `npm run service` run the sources, unless
+ * NODE_ENV=production, when they start this too.
  *
  * Stack traces name the bundle's lines, which esbuild heads with the source file each came
  * from; NODE_OPTIONS=--enable-source-maps maps them to the TypeScript, at 4 to 10 MiB more

@@ -100,6 +100,9 @@ export function deployable<N extends MeshServiceName>(name: N): Extract<(typeof 
   return meshDeployables.find((d) => d.name === name) as Extract<(typeof meshDeployables)[number], { name: N }>;
 }
 
+/** Every deployable but the gateway: the services behind it, in start order. */
+export const meshServices = meshDeployables.filter((d) => d.name !== "gateway");
+
 /** The deployables that own a schema (every one but the gateway). */
 export const withSchema = meshDeployables.flatMap((d) => ("schema" in d ? [d] : []));
 

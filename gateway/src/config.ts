@@ -1,10 +1,10 @@
 import type { WatchLimits } from "./watch-slots.js";
-import { deployable, meshDeployables, listenPort, peerUrlOf } from "#mesh";
+import { deployable, meshServices, listenPort, peerUrlOf } from "#mesh";
 import { ConfigError, commonConfig, integer, optionalString, requiredOneOf, url, type CommonConfig, type Env } from "#platform";
 import { defaultMaxTokenLifetimeSeconds } from "./auth.js";
 
 const gatewayEntry = deployable("gateway");
-const statusOrder = [...gatewayEntry.calls, ...meshDeployables.flatMap(({ name }) => (name === "gateway" || (gatewayEntry.calls as readonly string[]).includes(name) ? [] : [name]))];
+const statusOrder = [...gatewayEntry.calls, ...meshServices.flatMap(({ name }) => ((gatewayEntry.calls as readonly string[]).includes(name) ? [] : [name]))];
 
 export type AuthConfig = ({ mode: "local"; secret: string } | { mode: "jwks"; jwksUrl: string; issuer: string; audience: string }) & {
   /** The longest a token may live, from its iat (or from now, without one) to its exp; unset: 24 h. */

@@ -496,6 +496,11 @@ describe("Docker Compose and the Dockerfile", () => {
     expect(runtimeStage).toContain(`ENTRYPOINT ${JSON.stringify(["node", ...compiledNodeFlags, "dist/run-service.js"])}`.replaceAll(",", ", "));
   });
 
+  it("sends no secret, key or local state to the image's build", () => {
+    const ignored = readFileSync(join(root, ".dockerignore"), "utf8").split("\n").filter((line) => line && !line.startsWith("#"));
+    expect(ignored).toEqual(expect.arrayContaining([".git", ".data", "deploy/.secrets", "deploy/k8s/overlays/local/secrets", "node_modules", "dist"]));
+  });
+
   it("gives npm ci what package.json's postinstall needs, so the driver patch is applied in the image", () => {
     const { scripts, devDependencies } = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { scripts: Record<string, string>; devDependencies: Record<string, string> };
     expect(scripts["postinstall"]).toBe("tsx tools/build/apply-patches.ts");

@@ -19,7 +19,12 @@ const sources = (dir: string, withTests = false): string[] =>
   );
 
 /** Every module a file imports or re-exports from, side-effect imports included. */
-const importsOf = (file: string) => [...readFileSync(file, "utf8").matchAll(/^\s*(?:(?:import|export)\b[^;]*?\bfrom\s+|import\s+)"([^"]+)"/gm)].map((match) => match[1]!);
+const importsOf = (file: string) => {
+  const text = readFileSync(file, "utf8");
+  const staticImports = [...text.matchAll(/^\s*(?:(?:import|export)\b[^;]*?\bfrom\s+|import\s+)["']([^"']+)["']/gm)];
+  const dynamicImports = [...text.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g)];
+  return [...staticImports, ...dynamicImports].map((match) => match[1]!);
+};
 
 /** What in `dir` imports something `allowed` does not admit, as "file: specifier". */
 const importsOutside = (dir: string, allowed: (specifier: string) => boolean, withTests = false) =>
@@ -68,7 +73,10 @@ describe("the import rules", () => {
     }
     if (!path) return undefined;
     const ts = path.replace(/\.js$/, ".ts");
-    return existsSync(ts) ? ts : path;
+    const found = [ts, path].find((candidate) => existsSync(candidate));
+    // An import of ours that names no file would leave the rules checking nothing beyond it.
+    if (!found) throw new Error(`${relative(root, from)} imports ${specifier}, which names no file`);
+    return found;
   }
 
   /** Every repository file `files` reach through their imports, themselves included. */

@@ -12,7 +12,7 @@
  *
  * Run: npm run build [-- <outdir>]
  */
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { isBuiltin } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,10 +32,15 @@ const runtimeFiles = ["migrations", "web/index.html"];
 /** A deployable's browser script, bundled to web/console.js (the gateway's console). */
 const browserScript = "web/console.ts";
 
-/** What dist/build.json holds: every file the build read, relative to the repository. */
+/** What dist/build.json holds: when the build began, and every file it read, relative to the repository. */
 interface BuildRecord {
+  /** A file changed after this (ms since the epoch) may be missing from the build, even one changed while it ran. */
+  startedAt: number;
   inputs: string[];
 }
+
+/** Read by every build without being imported: the aliases and dependencies, and the compiler's settings. */
+const projectFiles = ["package.json", "tsconfig.json"];
 
 const resolving = Symbol("resolving");
 
@@ -85,9 +90,27 @@ function filesUnder(path: string): string[] {
   return [path, ...readdirSync(path).flatMap((entry) => filesUnder(join(path, entry)))];
 }
 
-/** Builds the compiled runtime into `outdir`, which it empties first. Returns the files it read. */
-export async function bundleMesh(outdir = defaultDistDir): Promise<string[]> {
+/**
+ * Builds the compiled runtime into `finalDir`, replacing what was there only once the build has
+ * succeeded, so a running compiled mesh that restarts a service never finds half a build.
+ * Returns the files it read.
+ */
+export async function bundleMesh(finalDir = defaultDistDir): Promise<string[]> {
+  const startedAt = Date.now();
+  const outdir = `${finalDir}.building-${process.pid}`;
   rmSync(outdir, { recursive: true, force: true });
+  try {
+    const inputs = await bundleInto(outdir);
+    writeFileSync(join(outdir, buildRecordPath), `${JSON.stringify({ startedAt, inputs } satisfies BuildRecord, null, 2)}\n`);
+    rmSync(finalDir, { recursive: true, force: true });
+    renameSync(outdir, finalDir);
+    return inputs;
+  } finally {
+    rmSync(outdir, { recursive: true, force: true });
+  }
+}
+
+async function bundleInto(outdir: string): Promise<string[]> {
   const { dependencies } = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as { dependencies: Record<string, string> };
   const servers = await build({
     absWorkingDir: repoRoot,
@@ -112,7 +135,7 @@ export async function bundleMesh(outdir = defaultDistDir): Promise<string[]> {
   failOnMessages("server bundles", servers.warnings);
   const violations = productionViolations(servers.metafile, dependencies);
 
-  const inputs = new Set([...Object.keys(servers.metafile.inputs), relative(repoRoot, fileURLToPath(import.meta.url))]);
+  const inputs = new Set([...Object.keys(servers.metafile.inputs), relative(repoRoot, fileURLToPath(import.meta.url)), ...projectFiles]);
   for (const { name, main } of meshDeployables) {
     const from = join(repoRoot, dirname(main));
     const to = join(outdir, name);
@@ -129,21 +152,18 @@ export async function bundleMesh(outdir = defaultDistDir): Promise<string[]> {
     for (const input of Object.keys(script.metafile.inputs)) inputs.add(input);
   }
   if (violations.length) throw new Error(`not fit for production:\n  ${violations.join("\n  ")}`);
-  const record: BuildRecord = { inputs: [...inputs].sort() };
-  writeFileSync(join(outdir, buildRecordPath), `${JSON.stringify(record, null, 2)}\n`);
-  return record.inputs;
+  return [...inputs].sort();
 }
 
 /** Why the build in `outdir` does not match the sources (missing, or a file it read changed since), or undefined if it does. */
 export function staleBuild(outdir = defaultDistDir): string | undefined {
   const recordFile = join(outdir, buildRecordPath);
-  const builtAt = statSync(recordFile, { throwIfNoEntry: false })?.mtimeMs;
-  if (builtAt === undefined) return `${relative(repoRoot, outdir) || outdir} holds no build`;
-  const { inputs } = JSON.parse(readFileSync(recordFile, "utf8")) as BuildRecord;
+  if (!existsSync(recordFile)) return `${relative(repoRoot, outdir) || outdir} holds no build`;
+  const { startedAt, inputs } = JSON.parse(readFileSync(recordFile, "utf8")) as BuildRecord;
   for (const input of inputs) {
     const changedAt = statSync(join(repoRoot, input), { throwIfNoEntry: false })?.mtimeMs;
     if (changedAt === undefined) return `${input}, which it read, is gone`;
-    if (changedAt > builtAt) return `${input} changed since it was built`;
+    if (!(changedAt < startedAt)) return `${input} changed since it was built`;
   }
   return undefined;
 }

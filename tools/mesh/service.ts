@@ -6,6 +6,7 @@
  * built first if dist/ is missing or older than the sources.
  */
 import { spawn } from "node:child_process";
+import { constants } from "node:os";
 import { repoRoot, resolveNats, resolvePki, resolvePostgres, secretsDir } from "./local-infra.js";
 import { childEnv, meshServicesOrExit } from "./topology.js";
 import { persistentMeshSecrets, withMeshCredentials } from "./mesh-launch.js";
@@ -31,15 +32,27 @@ const nats = await resolveNats(process.env, log, secrets);
 const pki = await resolvePki(process.env, log);
 const services = await withMeshCredentials(all, { adminDatabaseUrl: postgres.url, natsUrlFor: nats.urlFor, pki, secrets });
 const service = services.find((s) => s.name === name)!;
+// In a process group of its own, so the terminal's Ctrl-C reaches it once, from us: a second
+// signal would cut its graceful drain short.
 const child = spawn(process.execPath, launchArgs(service, runtime), {
   cwd: repoRoot,
   env: { ...childEnv(process.env, services), ...service.env },
-  stdio: "inherit",
+  stdio: ["ignore", "inherit", "inherit"],
+  detached: true,
 });
 for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));
-child.once("exit", async (code) => {
+async function stopDependencies() {
   pki?.stop();
-  await nats.stop();
-  await postgres.stop();
-  process.exit(code ?? 1);
+  await nats.stop().catch((err: Error) => log(`stopping nats-server: ${err.message}`));
+  await postgres.stop().catch((err: Error) => log(`stopping Postgres: ${err.message}`));
+}
+child.once("error", async (err) => {
+  log(`could not start ${name}: ${err.message}`);
+  await stopDependencies();
+  process.exit(1);
+});
+child.once("exit", async (code, signal) => {
+  await stopDependencies();
+  // As a shell reports it: a death by signal is 128 plus the signal's number.
+  process.exit(code ?? 128 + (signal ? constants.signals[signal] : 0));
 });

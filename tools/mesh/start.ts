@@ -72,8 +72,8 @@ process.on("SIGINT", () => void shutdown("SIGINT"));
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 
 const started = Date.now();
-supervisor.start();
 try {
+  supervisor.start();
   await supervisor.waitUntilServing(120_000);
 } catch (err) {
   log(`meshwork: ${(err as Error).message}`);
