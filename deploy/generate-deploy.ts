@@ -19,13 +19,13 @@ import { natsConfigFiles } from "./nats-config.js";
 const deployDir = import.meta.dirname;
 /** The deployables that run as mesh services: all but the gateway, whose k8s file is its own. */
 const services: readonly Deployable[] = meshServices;
-/** Those of them that own a schema, and so a Postgres role and database. */
-const databases: readonly Deployable[] = withSchema;
 /** NATS users: every deployable and the operator. */
 const natsUsers = [...meshDeployables.map((d) => d.name), OPERATOR];
 
 const podSelector = (name: string) => `- podSelector: { matchLabels: { app.kubernetes.io/name: ${name} } }`;
 const k8sUrl = (d: Pick<Deployable, "name" | "port">) => `https://${d.name}:${d.port.default}`;
+/** Where a peer the manifest names is reached in the cluster and in compose. */
+const peerUrl = (peer: string) => k8sUrl(meshDeployables.find((d) => d.name === peer)!);
 
 /** Words wrapped into comment lines of at most `width` characters, each starting with `prefix`. */
 function wrap(words: string, prefix: string, width = 100): string[] {
@@ -48,7 +48,7 @@ function serviceManifest(d: Deployable, contracts: ContractReader): string {
   const ops = d.opsPort.default;
   const labels = `{ app.kubernetes.io/name: ${name}, app.kubernetes.io/part-of: meshwork }`;
   const access = contracts(d);
-  const peers = d.calls.flatMap((peer) => [`            - name: ${urlVariable(peer)}`, `              value: "${k8sUrl(meshDeployables.find((p) => p.name === peer)!)}"`]);
+  const peers = d.calls.flatMap((peer) => [`            - name: ${urlVariable(peer)}`, `              value: "${peerUrl(peer)}"`]);
   const database = [
     "            # Its own Postgres role, which owns only its schema (postgres-role.sql).",
     "            - name: DATABASE_PASSWORD",
@@ -226,7 +226,7 @@ ${admits.join("\n")}
 /** One mesh service under compose: its own env file, certificate and ports, after what it needs. */
 function composeService(d: Deployable): string[] {
   const env = [`<<: *env`, `${d.port.variable}: "${d.port.default}"`, `OPS_PORT: "${d.opsPort.default}"`, `ADVERTISE_URL: "${k8sUrl(d)}"`];
-  for (const peer of d.calls) env.push(`${urlVariable(peer)}: "${k8sUrl(meshDeployables.find((p) => p.name === peer)!)}"`);
+  for (const peer of d.calls) env.push(`${urlVariable(peer)}: "${peerUrl(peer)}"`);
   // A caller starts once its peers are healthy (and so Postgres' roles and NATS are there).
   const dependsOn = d.calls.length
     ? d.calls.map((peer) => `${peer}: { condition: service_healthy }`)
@@ -252,7 +252,6 @@ const separated = (blocks: string[][]) => blocks.flatMap((block, i) => (i ? ["",
 /** A region's lines, by region name, for each file with generated regions (paths under deploy/). */
 function regions(postgresInit: string): Record<string, Record<string, string[]>> {
   return {
-    "postgres-init.sql": { roles: separated(databases.map(roleBlock)) },
     "compose.yaml": {
       services: separated(services.map(composeService)),
       "gateway peers": services.map((d) => `${urlVariable(d.name)}: "${k8sUrl(d)}",`),
@@ -262,7 +261,7 @@ function regions(postgresInit: string): Record<string, Record<string, string[]>>
     "k8s/base/kustomization.yaml": { deployables: meshDeployables.map((d) => `- ${d.name}.yaml`) },
     "k8s/base/gateway.yaml": { peers: services.flatMap((d) => [`- name: ${urlVariable(d.name)}`, `  value: "${k8sUrl(d)}"`]) },
     "k8s/base/postgres.yaml": {
-      clients: [...databases.map((d) => podSelector(d.name)), podSelector("postgres-roles")],
+      clients: [...withSchema.map((d) => podSelector(d.name)), podSelector("postgres-roles")],
       // The ConfigMap holds the two scripts exactly as deploy/ has them.
       scripts: [
         "postgres-init.sql: |",
@@ -270,7 +269,7 @@ function regions(postgresInit: string): Record<string, Record<string, string[]>>
         "postgres-role.sql: |",
         ...readFileSync(join(deployDir, "postgres-role.sql"), "utf8").trimEnd().split("\n").map((line) => (line ? `  ${line}` : "")),
       ],
-      "role passwords": databases.flatMap((d) => [`- name: ${databasePasswordVariable(d.name)}`, `  valueFrom: { secretKeyRef: { name: ${d.name}-db, key: password } }`]),
+      "role passwords": withSchema.flatMap((d) => [`- name: ${databasePasswordVariable(d.name)}`, `  valueFrom: { secretKeyRef: { name: ${d.name}-db, key: password } }`]),
     },
     "k8s/base/nats.yaml": {
       "user passwords": natsUsers.flatMap((user) => {
@@ -281,7 +280,7 @@ function regions(postgresInit: string): Record<string, Record<string, string[]>>
     },
     "k8s/overlays/local/kustomization.yaml": {
       secrets: [
-        ...databases.map((d) => `- { name: ${d.name}-db, envs: [secrets/${d.name}-db.env] }`),
+        ...withSchema.map((d) => `- { name: ${d.name}-db, envs: [secrets/${d.name}-db.env] }`),
         ...natsUsers.map((user) => `- { name: ${user}-nats, envs: [secrets/${user}-nats.env] }`),
       ],
       replicas: meshDeployables.map((d) => `- { name: ${d.name}, count: 1 }`),
@@ -319,11 +318,8 @@ export async function deployFiles(): Promise<Record<string, string>> {
   for (const d of services) files[`k8s/base/${d.name}.yaml`] = serviceManifest(d, contracts);
   // postgres-init.sql first: the postgres ConfigMap embeds it as rendered.
   const read = (path: string) => readFileSync(join(deployDir, path), "utf8");
-  const all = regions("");
-  files["postgres-init.sql"] = fillRegions("postgres-init.sql", read("postgres-init.sql"), all["postgres-init.sql"]!);
-  for (const [path, fill] of Object.entries(regions(files["postgres-init.sql"]))) {
-    if (path !== "postgres-init.sql") files[path] = fillRegions(path, read(path), fill);
-  }
+  files["postgres-init.sql"] = fillRegions("postgres-init.sql", read("postgres-init.sql"), { roles: separated(withSchema.map(roleBlock)) });
+  for (const [path, fill] of Object.entries(regions(files["postgres-init.sql"]))) files[path] = fillRegions(path, read(path), fill);
   return files;
 }
 

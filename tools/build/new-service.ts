@@ -20,7 +20,7 @@ if (args.length !== 1) {
 const name = args[0]!;
 const root = resolve(import.meta.dirname, "../..");
 try {
-  // The format first: the manifest brings the whole kit with it, seconds to load.
+  // The format first: a typo is refused before the manifest and the scaffolder load (most of a second).
   checkNameFormat(name);
   const [{ meshDeployables }, { scaffoldService }] = await Promise.all([import("#mesh"), import("./new-service/scaffold.js")]);
   const written = scaffoldService({ root, name, deployables: meshDeployables, generate: true, log: (line) => console.log(`new-service: ${line}`) });
