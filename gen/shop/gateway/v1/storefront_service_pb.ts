@@ -4,10 +4,12 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import { file_meshwork_v1_access } from "../../../meshwork/v1/access_pb.js";
 import type { Product, Reservation } from "../../inventory/v1/inventory_service_pb.js";
 import { file_shop_inventory_v1_inventory_service } from "../../inventory/v1/inventory_service_pb.js";
-import type { LineItem, Order } from "../../order/v1/order_service_pb.js";
+import type { LineItem, Order, SagaPhaseKind, SagaState } from "../../order/v1/order_service_pb.js";
 import { file_shop_order_v1_order_service } from "../../order/v1/order_service_pb.js";
 import type { Payment } from "../../payment/v1/payment_service_pb.js";
 import { file_shop_payment_v1_payment_service } from "../../payment/v1/payment_service_pb.js";
@@ -17,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/gateway/v1/storefront_service.proto.
  */
 export const file_shop_gateway_v1_storefront_service: GenFile = /*@__PURE__*/
-  fileDesc("CihzaG9wL2dhdGV3YXkvdjEvc3RvcmVmcm9udF9zZXJ2aWNlLnByb3RvEg9zaG9wLmdhdGV3YXkudjEiFQoTTGlzdFByb2R1Y3RzUmVxdWVzdCJEChRMaXN0UHJvZHVjdHNSZXNwb25zZRIsCghwcm9kdWN0cxgBIAMoCzIaLnNob3AuaW52ZW50b3J5LnYxLlByb2R1Y3QiZgoRUGxhY2VPcmRlclJlcXVlc3QSJgoFaXRlbXMYASADKAsyFy5zaG9wLm9yZGVyLnYxLkxpbmVJdGVtEhUKDXBheW1lbnRfdG9rZW4YAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCSI5ChJQbGFjZU9yZGVyUmVzcG9uc2USIwoFb3JkZXIYASABKAsyFC5zaG9wLm9yZGVyLnYxLk9yZGVyIjwKE0xpc3RNeU9yZGVyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiVQoUTGlzdE15T3JkZXJzUmVzcG9uc2USJAoGb3JkZXJzGAEgAygLMhQuc2hvcC5vcmRlci52MS5PcmRlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKgoWR2V0T3JkZXJEZXRhaWxzUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCSIrCgpQYXJ0U3RhdHVzEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCSJmCgtQYXltZW50UGFydBIrCgZzdGF0dXMYASABKAsyGy5zaG9wLmdhdGV3YXkudjEuUGFydFN0YXR1cxIqCghwYXltZW50cxgCIAMoCzIYLnNob3AucGF5bWVudC52MS5QYXltZW50InMKD1Jlc2VydmF0aW9uUGFydBIrCgZzdGF0dXMYASABKAsyGy5zaG9wLmdhdGV3YXkudjEuUGFydFN0YXR1cxIzCgtyZXNlcnZhdGlvbhgCIAEoCzIeLnNob3AuaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uIqQBChdHZXRPcmRlckRldGFpbHNSZXNwb25zZRIjCgVvcmRlchgBIAEoCzIULnNob3Aub3JkZXIudjEuT3JkZXISLQoHcGF5bWVudBgCIAEoCzIcLnNob3AuZ2F0ZXdheS52MS5QYXltZW50UGFydBI1CgtyZXNlcnZhdGlvbhgDIAEoCzIgLnNob3AuZ2F0ZXdheS52MS5SZXNlcnZhdGlvblBhcnQiJgoSQ2FuY2VsT3JkZXJSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJIjoKE0NhbmNlbE9yZGVyUmVzcG9uc2USIwoFb3JkZXIYASABKAsyFC5zaG9wLm9yZGVyLnYxLk9yZGVyIiUKEVdhdGNoT3JkZXJSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJIk0KEldhdGNoT3JkZXJSZXNwb25zZRIjCgVvcmRlchgBIAEoCzIULnNob3Aub3JkZXIudjEuT3JkZXISEgoKZXZlbnRfdHlwZRgCIAEoCSIWChRHZXRNZXNoU3RhdHVzUmVxdWVzdCI+Cg1TZXJ2aWNlSGVhbHRoEgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIOCgZzdGF0dXMYAyABKAkidgoNQnJlYWtlclN0YXR1cxISCgpkZXBlbmRlbmN5GAEgASgJEg0KBXN0YXRlGAIgASgJEg0KBWNhbGxzGAMgASgDEhAKCGZhaWx1cmVzGAQgASgDEhAKCHJlamVjdGVkGAUgASgDEg8KB3JldHJpZXMYBiABKAMiewoVR2V0TWVzaFN0YXR1c1Jlc3BvbnNlEjAKCHNlcnZpY2VzGAEgAygLMh4uc2hvcC5nYXRld2F5LnYxLlNlcnZpY2VIZWFsdGgSMAoIYnJlYWtlcnMYAiADKAsyHi5zaG9wLmdhdGV3YXkudjEuQnJlYWtlclN0YXR1cyIsChVJc3N1ZURlbW9Ub2tlblJlcXVlc3QSEwoLY3VzdG9tZXJfaWQYASABKAkiQwoWSXNzdWVEZW1vVG9rZW5SZXNwb25zZRINCgV0b2tlbhgBIAEoCRIaChJleHBpcmVzX2luX3NlY29uZHMYAiABKAMyjwcKEVN0b3JlZnJvbnRTZXJ2aWNlEmwKDExpc3RQcm9kdWN0cxIkLnNob3AuZ2F0ZXdheS52MS5MaXN0UHJvZHVjdHNSZXF1ZXN0GiUuc2hvcC5nYXRld2F5LnYxLkxpc3RQcm9kdWN0c1Jlc3BvbnNlIg+QAgGquxgICgZhbnlvbmUSaAoKUGxhY2VPcmRlchIiLnNob3AuZ2F0ZXdheS52MS5QbGFjZU9yZGVyUmVxdWVzdBojLnNob3AuZ2F0ZXdheS52MS5QbGFjZU9yZGVyUmVzcG9uc2UiEZACAqq7GAoKCGN1c3RvbWVyEm4KDExpc3RNeU9yZGVycxIkLnNob3AuZ2F0ZXdheS52MS5MaXN0TXlPcmRlcnNSZXF1ZXN0GiUuc2hvcC5nYXRld2F5LnYxLkxpc3RNeU9yZGVyc1Jlc3BvbnNlIhGQAgGquxgKCghjdXN0b21lchJ3Cg9HZXRPcmRlckRldGFpbHMSJy5zaG9wLmdhdGV3YXkudjEuR2V0T3JkZXJEZXRhaWxzUmVxdWVzdBooLnNob3AuZ2F0ZXdheS52MS5HZXRPcmRlckRldGFpbHNSZXNwb25zZSIRkAIBqrsYCgoIY3VzdG9tZXISawoLQ2FuY2VsT3JkZXISIy5zaG9wLmdhdGV3YXkudjEuQ2FuY2VsT3JkZXJSZXF1ZXN0GiQuc2hvcC5nYXRld2F5LnYxLkNhbmNlbE9yZGVyUmVzcG9uc2UiEZACAqq7GAoKCGN1c3RvbWVyEmoKCldhdGNoT3JkZXISIi5zaG9wLmdhdGV3YXkudjEuV2F0Y2hPcmRlclJlcXVlc3QaIy5zaG9wLmdhdGV3YXkudjEuV2F0Y2hPcmRlclJlc3BvbnNlIhGQAgGquxgKCghjdXN0b21lcjABEm8KDUdldE1lc2hTdGF0dXMSJS5zaG9wLmdhdGV3YXkudjEuR2V0TWVzaFN0YXR1c1JlcXVlc3QaJi5zaG9wLmdhdGV3YXkudjEuR2V0TWVzaFN0YXR1c1Jlc3BvbnNlIg+QAgGquxgICgZhbnlvbmUSbwoOSXNzdWVEZW1vVG9rZW4SJi5zaG9wLmdhdGV3YXkudjEuSXNzdWVEZW1vVG9rZW5SZXF1ZXN0Gicuc2hvcC5nYXRld2F5LnYxLklzc3VlRGVtb1Rva2VuUmVzcG9uc2UiDKq7GAgKBmFueW9uZWIGcHJvdG8z", [file_meshwork_v1_access, file_shop_inventory_v1_inventory_service, file_shop_order_v1_order_service, file_shop_payment_v1_payment_service]);
+  fileDesc("CihzaG9wL2dhdGV3YXkvdjEvc3RvcmVmcm9udF9zZXJ2aWNlLnByb3RvEg9zaG9wLmdhdGV3YXkudjEiFQoTTGlzdFByb2R1Y3RzUmVxdWVzdCJEChRMaXN0UHJvZHVjdHNSZXNwb25zZRIsCghwcm9kdWN0cxgBIAMoCzIaLnNob3AuaW52ZW50b3J5LnYxLlByb2R1Y3QiZgoRUGxhY2VPcmRlclJlcXVlc3QSJgoFaXRlbXMYASADKAsyFy5zaG9wLm9yZGVyLnYxLkxpbmVJdGVtEhUKDXBheW1lbnRfdG9rZW4YAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCSI5ChJQbGFjZU9yZGVyUmVzcG9uc2USIwoFb3JkZXIYASABKAsyFC5zaG9wLm9yZGVyLnYxLk9yZGVyIjwKE0xpc3RNeU9yZGVyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiVQoUTGlzdE15T3JkZXJzUmVzcG9uc2USJAoGb3JkZXJzGAEgAygLMhQuc2hvcC5vcmRlci52MS5PcmRlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKgoWR2V0T3JkZXJEZXRhaWxzUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCSIrCgpQYXJ0U3RhdHVzEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCSJmCgtQYXltZW50UGFydBIrCgZzdGF0dXMYASABKAsyGy5zaG9wLmdhdGV3YXkudjEuUGFydFN0YXR1cxIqCghwYXltZW50cxgCIAMoCzIYLnNob3AucGF5bWVudC52MS5QYXltZW50InMKD1Jlc2VydmF0aW9uUGFydBIrCgZzdGF0dXMYASABKAsyGy5zaG9wLmdhdGV3YXkudjEuUGFydFN0YXR1cxIzCgtyZXNlcnZhdGlvbhgCIAEoCzIeLnNob3AuaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uIqQBChdHZXRPcmRlckRldGFpbHNSZXNwb25zZRIjCgVvcmRlchgBIAEoCzIULnNob3Aub3JkZXIudjEuT3JkZXISLQoHcGF5bWVudBgCIAEoCzIcLnNob3AuZ2F0ZXdheS52MS5QYXltZW50UGFydBI1CgtyZXNlcnZhdGlvbhgDIAEoCzIgLnNob3AuZ2F0ZXdheS52MS5SZXNlcnZhdGlvblBhcnQiJgoSQ2FuY2VsT3JkZXJSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJIjoKE0NhbmNlbE9yZGVyUmVzcG9uc2USIwoFb3JkZXIYASABKAsyFC5zaG9wLm9yZGVyLnYxLk9yZGVyIiUKEVdhdGNoT3JkZXJSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJIk0KEldhdGNoT3JkZXJSZXNwb25zZRIjCgVvcmRlchgBIAEoCzIULnNob3Aub3JkZXIudjEuT3JkZXISEgoKZXZlbnRfdHlwZRgCIAEoCSIWChRHZXRNZXNoU3RhdHVzUmVxdWVzdCI+Cg1TZXJ2aWNlSGVhbHRoEgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIOCgZzdGF0dXMYAyABKAkidgoNQnJlYWtlclN0YXR1cxISCgpkZXBlbmRlbmN5GAEgASgJEg0KBXN0YXRlGAIgASgJEg0KBWNhbGxzGAMgASgDEhAKCGZhaWx1cmVzGAQgASgDEhAKCHJlamVjdGVkGAUgASgDEg8KB3JldHJpZXMYBiABKAMiewoVR2V0TWVzaFN0YXR1c1Jlc3BvbnNlEjAKCHNlcnZpY2VzGAEgAygLMh4uc2hvcC5nYXRld2F5LnYxLlNlcnZpY2VIZWFsdGgSMAoIYnJlYWtlcnMYAiADKAsyHi5zaG9wLmdhdGV3YXkudjEuQnJlYWtlclN0YXR1cyIsChVJc3N1ZURlbW9Ub2tlblJlcXVlc3QSEwoLY3VzdG9tZXJfaWQYASABKAkiQwoWSXNzdWVEZW1vVG9rZW5SZXNwb25zZRINCgV0b2tlbhgBIAEoCRIaChJleHBpcmVzX2luX3NlY29uZHMYAiABKAMiQgoVQ29uZmlybVBheW1lbnRSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJEhcKD2NvbmZpcm1hdGlvbl9pZBgCIAEoCSI9ChZDb25maXJtUGF5bWVudFJlc3BvbnNlEiMKBW9yZGVyGAEgASgLMhQuc2hvcC5vcmRlci52MS5PcmRlciIrChdHZXRPcmRlclRpbWVsaW5lUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCSLrAQoNVGltZWxpbmVQaGFzZRIqCgRraW5kGAEgASgOMhwuc2hvcC5vcmRlci52MS5TYWdhUGhhc2VLaW5kEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdvdXRjb21lGAQgASgJEhEKCXdhaXRfbmFtZRgFIAEoCRIsCghkdWVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWwoMVGltZWxpbmVTdGVwEgwKBG5hbWUYASABKAkSDQoFc3RhdGUYAiABKAkSLgoGcGhhc2VzGAMgAygLMh4uc2hvcC5nYXRld2F5LnYxLlRpbWVsaW5lUGhhc2UimwEKGEdldE9yZGVyVGltZWxpbmVSZXNwb25zZRIjCgVvcmRlchgBIAEoCzIULnNob3Aub3JkZXIudjEuT3JkZXISLAoKc2FnYV9zdGF0ZRgCIAEoDjIYLnNob3Aub3JkZXIudjEuU2FnYVN0YXRlEiwKBXN0ZXBzGAMgAygLMh0uc2hvcC5nYXRld2F5LnYxLlRpbWVsaW5lU3RlcDKBCQoRU3RvcmVmcm9udFNlcnZpY2USbAoMTGlzdFByb2R1Y3RzEiQuc2hvcC5nYXRld2F5LnYxLkxpc3RQcm9kdWN0c1JlcXVlc3QaJS5zaG9wLmdhdGV3YXkudjEuTGlzdFByb2R1Y3RzUmVzcG9uc2UiD5ACAaq7GAgKBmFueW9uZRJoCgpQbGFjZU9yZGVyEiIuc2hvcC5nYXRld2F5LnYxLlBsYWNlT3JkZXJSZXF1ZXN0GiMuc2hvcC5nYXRld2F5LnYxLlBsYWNlT3JkZXJSZXNwb25zZSIRkAICqrsYCgoIY3VzdG9tZXISbgoMTGlzdE15T3JkZXJzEiQuc2hvcC5nYXRld2F5LnYxLkxpc3RNeU9yZGVyc1JlcXVlc3QaJS5zaG9wLmdhdGV3YXkudjEuTGlzdE15T3JkZXJzUmVzcG9uc2UiEZACAaq7GAoKCGN1c3RvbWVyEncKD0dldE9yZGVyRGV0YWlscxInLnNob3AuZ2F0ZXdheS52MS5HZXRPcmRlckRldGFpbHNSZXF1ZXN0Giguc2hvcC5nYXRld2F5LnYxLkdldE9yZGVyRGV0YWlsc1Jlc3BvbnNlIhGQAgGquxgKCghjdXN0b21lchJrCgtDYW5jZWxPcmRlchIjLnNob3AuZ2F0ZXdheS52MS5DYW5jZWxPcmRlclJlcXVlc3QaJC5zaG9wLmdhdGV3YXkudjEuQ2FuY2VsT3JkZXJSZXNwb25zZSIRkAICqrsYCgoIY3VzdG9tZXISagoKV2F0Y2hPcmRlchIiLnNob3AuZ2F0ZXdheS52MS5XYXRjaE9yZGVyUmVxdWVzdBojLnNob3AuZ2F0ZXdheS52MS5XYXRjaE9yZGVyUmVzcG9uc2UiEZACAaq7GAoKCGN1c3RvbWVyMAESdAoOQ29uZmlybVBheW1lbnQSJi5zaG9wLmdhdGV3YXkudjEuQ29uZmlybVBheW1lbnRSZXF1ZXN0Gicuc2hvcC5nYXRld2F5LnYxLkNvbmZpcm1QYXltZW50UmVzcG9uc2UiEZACAqq7GAoKCGN1c3RvbWVyEnoKEEdldE9yZGVyVGltZWxpbmUSKC5zaG9wLmdhdGV3YXkudjEuR2V0T3JkZXJUaW1lbGluZVJlcXVlc3QaKS5zaG9wLmdhdGV3YXkudjEuR2V0T3JkZXJUaW1lbGluZVJlc3BvbnNlIhGQAgGquxgKCghjdXN0b21lchJvCg1HZXRNZXNoU3RhdHVzEiUuc2hvcC5nYXRld2F5LnYxLkdldE1lc2hTdGF0dXNSZXF1ZXN0GiYuc2hvcC5nYXRld2F5LnYxLkdldE1lc2hTdGF0dXNSZXNwb25zZSIPkAIBqrsYCAoGYW55b25lEm8KDklzc3VlRGVtb1Rva2VuEiYuc2hvcC5nYXRld2F5LnYxLklzc3VlRGVtb1Rva2VuUmVxdWVzdBonLnNob3AuZ2F0ZXdheS52MS5Jc3N1ZURlbW9Ub2tlblJlc3BvbnNlIgyquxgICgZhbnlvbmViBnByb3RvMw", [file_google_protobuf_timestamp, file_meshwork_v1_access, file_shop_inventory_v1_inventory_service, file_shop_order_v1_order_service, file_shop_payment_v1_payment_service]);
 
 /**
  * @generated from message shop.gateway.v1.ListProductsRequest
@@ -477,6 +479,170 @@ export const IssueDemoTokenResponseSchema: GenMessage<IssueDemoTokenResponse> = 
   messageDesc(file_shop_gateway_v1_storefront_service, 20);
 
 /**
+ * @generated from message shop.gateway.v1.ConfirmPaymentRequest
+ */
+export type ConfirmPaymentRequest = Message<"shop.gateway.v1.ConfirmPaymentRequest"> & {
+  /**
+   * @generated from field: string order_id = 1;
+   */
+  orderId: string;
+
+  /**
+   * A UUID the client picks, reused on retries.
+   *
+   * @generated from field: string confirmation_id = 2;
+   */
+  confirmationId: string;
+};
+
+/**
+ * Describes the message shop.gateway.v1.ConfirmPaymentRequest.
+ * Use `create(ConfirmPaymentRequestSchema)` to create a new message.
+ */
+export const ConfirmPaymentRequestSchema: GenMessage<ConfirmPaymentRequest> = /*@__PURE__*/
+  messageDesc(file_shop_gateway_v1_storefront_service, 21);
+
+/**
+ * @generated from message shop.gateway.v1.ConfirmPaymentResponse
+ */
+export type ConfirmPaymentResponse = Message<"shop.gateway.v1.ConfirmPaymentResponse"> & {
+  /**
+   * @generated from field: shop.order.v1.Order order = 1;
+   */
+  order?: Order | undefined;
+};
+
+/**
+ * Describes the message shop.gateway.v1.ConfirmPaymentResponse.
+ * Use `create(ConfirmPaymentResponseSchema)` to create a new message.
+ */
+export const ConfirmPaymentResponseSchema: GenMessage<ConfirmPaymentResponse> = /*@__PURE__*/
+  messageDesc(file_shop_gateway_v1_storefront_service, 22);
+
+/**
+ * @generated from message shop.gateway.v1.GetOrderTimelineRequest
+ */
+export type GetOrderTimelineRequest = Message<"shop.gateway.v1.GetOrderTimelineRequest"> & {
+  /**
+   * @generated from field: string order_id = 1;
+   */
+  orderId: string;
+};
+
+/**
+ * Describes the message shop.gateway.v1.GetOrderTimelineRequest.
+ * Use `create(GetOrderTimelineRequestSchema)` to create a new message.
+ */
+export const GetOrderTimelineRequestSchema: GenMessage<GetOrderTimelineRequest> = /*@__PURE__*/
+  messageDesc(file_shop_gateway_v1_storefront_service, 23);
+
+/**
+ * TimelinePhase is one bar of a customer's timeline: an attempt, a compensation or a wait.
+ *
+ * @generated from message shop.gateway.v1.TimelinePhase
+ */
+export type TimelinePhase = Message<"shop.gateway.v1.TimelinePhase"> & {
+  /**
+   * @generated from field: shop.order.v1.SagaPhaseKind kind = 1;
+   */
+  kind: SagaPhaseKind;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * Unset while under way.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 3;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * As shop.order.v1.SagaPhase.outcome.
+   *
+   * @generated from field: string outcome = 4;
+   */
+  outcome: string;
+
+  /**
+   * For a wait: its name, e.g. "payment-confirmed".
+   *
+   * @generated from field: string wait_name = 5;
+   */
+  waitName: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp due_time = 6;
+   */
+  dueTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message shop.gateway.v1.TimelinePhase.
+ * Use `create(TimelinePhaseSchema)` to create a new message.
+ */
+export const TimelinePhaseSchema: GenMessage<TimelinePhase> = /*@__PURE__*/
+  messageDesc(file_shop_gateway_v1_storefront_service, 24);
+
+/**
+ * @generated from message shop.gateway.v1.TimelineStep
+ */
+export type TimelineStep = Message<"shop.gateway.v1.TimelineStep"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * started, succeeded, failed or compensated.
+   *
+   * @generated from field: string state = 2;
+   */
+  state: string;
+
+  /**
+   * @generated from field: repeated shop.gateway.v1.TimelinePhase phases = 3;
+   */
+  phases: TimelinePhase[];
+};
+
+/**
+ * Describes the message shop.gateway.v1.TimelineStep.
+ * Use `create(TimelineStepSchema)` to create a new message.
+ */
+export const TimelineStepSchema: GenMessage<TimelineStep> = /*@__PURE__*/
+  messageDesc(file_shop_gateway_v1_storefront_service, 25);
+
+/**
+ * @generated from message shop.gateway.v1.GetOrderTimelineResponse
+ */
+export type GetOrderTimelineResponse = Message<"shop.gateway.v1.GetOrderTimelineResponse"> & {
+  /**
+   * @generated from field: shop.order.v1.Order order = 1;
+   */
+  order?: Order | undefined;
+
+  /**
+   * @generated from field: shop.order.v1.SagaState saga_state = 2;
+   */
+  sagaState: SagaState;
+
+  /**
+   * @generated from field: repeated shop.gateway.v1.TimelineStep steps = 3;
+   */
+  steps: TimelineStep[];
+};
+
+/**
+ * Describes the message shop.gateway.v1.GetOrderTimelineResponse.
+ * Use `create(GetOrderTimelineResponseSchema)` to create a new message.
+ */
+export const GetOrderTimelineResponseSchema: GenMessage<GetOrderTimelineResponse> = /*@__PURE__*/
+  messageDesc(file_shop_gateway_v1_storefront_service, 26);
+
+/**
  * StorefrontService is the public API of the mesh, for browsers (Connect and gRPC-Web over
  * HTTP/1.1) and for gRPC clients (HTTP/2), on one port. ListProducts, GetMeshStatus and,
  * in local mode, IssueDemoToken are open to anonymous callers; everything that touches
@@ -542,6 +708,30 @@ export const StorefrontService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchOrderRequestSchema;
     output: typeof WatchOrderResponseSchema;
+  },
+  /**
+   * ConfirmPayment confirms a payment the card network asked the customer to confirm
+   * (3-D Secure: the order's WatchOrder reports shop.payment.v1.PaymentActionRequired). It
+   * is idempotent by confirmation_id. An order that is not the caller's is NOT_FOUND; a
+   * finished one is FAILED_PRECONDITION.
+   *
+   * @generated from rpc shop.gateway.v1.StorefrontService.ConfirmPayment
+   */
+  confirmPayment: {
+    methodKind: "unary";
+    input: typeof ConfirmPaymentRequestSchema;
+    output: typeof ConfirmPaymentResponseSchema;
+  },
+  /**
+   * GetOrderTimeline shows how the caller's order is progressing, step by step: names,
+   * states and times only. Errors, traces and retries' causes are for operators.
+   *
+   * @generated from rpc shop.gateway.v1.StorefrontService.GetOrderTimeline
+   */
+  getOrderTimeline: {
+    methodKind: "unary";
+    input: typeof GetOrderTimelineRequestSchema;
+    output: typeof GetOrderTimelineResponseSchema;
   },
   /**
    * GetMeshStatus reports each service's health and each circuit breaker, for the console.

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/order/v1/order_service.proto.
  */
 export const file_shop_order_v1_order_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFzaG9wL29yZGVyL3YxL29yZGVyX3NlcnZpY2UucHJvdG8SDXNob3Aub3JkZXIudjEiKQoITGluZUl0ZW0SCwoDc2t1GAEgASgJEhAKCHF1YW50aXR5GAIgASgFIo4BCglPcmRlckxpbmUSCwoDc2t1GAEgASgJEgwKBG5hbWUYAiABKAkSEAoIcXVhbnRpdHkYAyABKAUSKQoKdW5pdF9wcmljZRgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5EikKCmxpbmVfdG90YWwYBSABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leSKcAgoFT3JkZXISCgoCaWQYASABKAkSEwoLY3VzdG9tZXJfaWQYAiABKAkSJwoFaXRlbXMYAyADKAsyGC5zaG9wLm9yZGVyLnYxLk9yZGVyTGluZRIkCgV0b3RhbBgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5EioKBnN0YXR1cxgFIAEoDjIaLnNob3Aub3JkZXIudjEuT3JkZXJTdGF0dXMSFQoNY2FuY2VsX3JlYXNvbhgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInwKEkNyZWF0ZU9yZGVyUmVxdWVzdBITCgtjdXN0b21lcl9pZBgBIAEoCRImCgVpdGVtcxgCIAMoCzIXLnNob3Aub3JkZXIudjEuTGluZUl0ZW0SFQoNcGF5bWVudF90b2tlbhgDIAEoCRISCgpyZXF1ZXN0X2lkGAQgASgJIjoKE0NyZWF0ZU9yZGVyUmVzcG9uc2USIwoFb3JkZXIYASABKAsyFC5zaG9wLm9yZGVyLnYxLk9yZGVyIiMKD0dldE9yZGVyUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCSJgChBHZXRPcmRlclJlc3BvbnNlEiMKBW9yZGVyGAEgASgLMhQuc2hvcC5vcmRlci52MS5PcmRlchInCgRzYWdhGAIgASgLMhkuc2hvcC5vcmRlci52MS5TYWdhU3RhdHVzIu4BCgpTYWdhU3RhdHVzEicKBXN0YXRlGAEgASgOMhguc2hvcC5vcmRlci52MS5TYWdhU3RhdGUSFgoOZmFpbHVyZV9yZWFzb24YAiABKAkSEgoKbGFzdF9lcnJvchgDIAEoCRIsCgVzdGVwcxgEIAMoCzIdLnNob3Aub3JkZXIudjEuU2FnYVN0ZXBTdGF0dXMSFAoMY3VycmVudF9zdGVwGAUgASgJEhAKCGF0dGVtcHRzGAYgASgFEjUKEW5leHRfYXR0ZW1wdF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJTCg5TYWdhU3RlcFN0YXR1cxIMCgRuYW1lGAEgASgJEg0KBXN0YXRlGAIgASgJEhAKCGF0dGVtcHRzGAMgASgFEhIKCmxhc3RfZXJyb3IYBCABKAkiTwoRTGlzdE9yZGVyc1JlcXVlc3QSEwoLY3VzdG9tZXJfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiUwoSTGlzdE9yZGVyc1Jlc3BvbnNlEiQKBm9yZGVycxgBIAMoCzIULnNob3Aub3JkZXIudjEuT3JkZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjYKEkNhbmNlbE9yZGVyUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOgoTQ2FuY2VsT3JkZXJSZXNwb25zZRIjCgVvcmRlchgBIAEoCzIULnNob3Aub3JkZXIudjEuT3JkZXIqfQoLT3JkZXJTdGF0dXMSHAoYT1JERVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUT1JERVJfU1RBVFVTX1BFTkRJTkcQARIaChZPUkRFUl9TVEFUVVNfQ09ORklSTUVEEAISGgoWT1JERVJfU1RBVFVTX0NBTkNFTExFRBADKqkBCglTYWdhU3RhdGUSGgoWU0FHQV9TVEFURV9VTlNQRUNJRklFRBAAEhYKElNBR0FfU1RBVEVfUlVOTklORxABEhsKF1NBR0FfU1RBVEVfQ09NUEVOU0FUSU5HEAISGAoUU0FHQV9TVEFURV9DT01QTEVURUQQAxIaChZTQUdBX1NUQVRFX0NPTVBFTlNBVEVEEAQSFQoRU0FHQV9TVEFURV9QQVJLRUQQBTK+AwoMT3JkZXJTZXJ2aWNlEmgKC0NyZWF0ZU9yZGVyEiEuc2hvcC5vcmRlci52MS5DcmVhdGVPcmRlclJlcXVlc3QaIi5zaG9wLm9yZGVyLnYxLkNyZWF0ZU9yZGVyUmVzcG9uc2UiEpACAqq7GAsKB2dhdGV3YXkQARJpCghHZXRPcmRlchIeLnNob3Aub3JkZXIudjEuR2V0T3JkZXJSZXF1ZXN0Gh8uc2hvcC5vcmRlci52MS5HZXRPcmRlclJlc3BvbnNlIhyQAgGquxgVCgdnYXRld2F5CghvcGVyYXRvchABEm8KCkxpc3RPcmRlcnMSIC5zaG9wLm9yZGVyLnYxLkxpc3RPcmRlcnNSZXF1ZXN0GiEuc2hvcC5vcmRlci52MS5MaXN0T3JkZXJzUmVzcG9uc2UiHJACAaq7GBUKB2dhdGV3YXkKCG9wZXJhdG9yEAESaAoLQ2FuY2VsT3JkZXISIS5zaG9wLm9yZGVyLnYxLkNhbmNlbE9yZGVyUmVxdWVzdBoiLnNob3Aub3JkZXIudjEuQ2FuY2VsT3JkZXJSZXNwb25zZSISkAICqrsYCwoHZ2F0ZXdheRABYgZwcm90bzM", [file_google_protobuf_timestamp, file_meshwork_v1_access, file_shop_common_v1_money]);
+  fileDesc("CiFzaG9wL29yZGVyL3YxL29yZGVyX3NlcnZpY2UucHJvdG8SDXNob3Aub3JkZXIudjEiKQoITGluZUl0ZW0SCwoDc2t1GAEgASgJEhAKCHF1YW50aXR5GAIgASgFIo4BCglPcmRlckxpbmUSCwoDc2t1GAEgASgJEgwKBG5hbWUYAiABKAkSEAoIcXVhbnRpdHkYAyABKAUSKQoKdW5pdF9wcmljZRgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5EikKCmxpbmVfdG90YWwYBSABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leSKcAgoFT3JkZXISCgoCaWQYASABKAkSEwoLY3VzdG9tZXJfaWQYAiABKAkSJwoFaXRlbXMYAyADKAsyGC5zaG9wLm9yZGVyLnYxLk9yZGVyTGluZRIkCgV0b3RhbBgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5EioKBnN0YXR1cxgFIAEoDjIaLnNob3Aub3JkZXIudjEuT3JkZXJTdGF0dXMSFQoNY2FuY2VsX3JlYXNvbhgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInwKEkNyZWF0ZU9yZGVyUmVxdWVzdBITCgtjdXN0b21lcl9pZBgBIAEoCRImCgVpdGVtcxgCIAMoCzIXLnNob3Aub3JkZXIudjEuTGluZUl0ZW0SFQoNcGF5bWVudF90b2tlbhgDIAEoCRISCgpyZXF1ZXN0X2lkGAQgASgJIjoKE0NyZWF0ZU9yZGVyUmVzcG9uc2USIwoFb3JkZXIYASABKAsyFC5zaG9wLm9yZGVyLnYxLk9yZGVyIiMKD0dldE9yZGVyUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCSJgChBHZXRPcmRlclJlc3BvbnNlEiMKBW9yZGVyGAEgASgLMhQuc2hvcC5vcmRlci52MS5PcmRlchInCgRzYWdhGAIgASgLMhkuc2hvcC5vcmRlci52MS5TYWdhU3RhdHVzIv8BCgpTYWdhU3RhdHVzEicKBXN0YXRlGAEgASgOMhguc2hvcC5vcmRlci52MS5TYWdhU3RhdGUSFgoOZmFpbHVyZV9yZWFzb24YAiABKAkSEgoKbGFzdF9lcnJvchgDIAEoCRIsCgVzdGVwcxgEIAMoCzIdLnNob3Aub3JkZXIudjEuU2FnYVN0ZXBTdGF0dXMSFAoMY3VycmVudF9zdGVwGAUgASgJEhAKCGF0dGVtcHRzGAYgASgFEjUKEW5leHRfYXR0ZW1wdF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGAggASgFIn0KDlNhZ2FTdGVwU3RhdHVzEgwKBG5hbWUYASABKAkSDQoFc3RhdGUYAiABKAkSEAoIYXR0ZW1wdHMYAyABKAUSEgoKbGFzdF9lcnJvchgEIAEoCRIoCgZwaGFzZXMYBSADKAsyGC5zaG9wLm9yZGVyLnYxLlNhZ2FQaGFzZSKtAgoJU2FnYVBoYXNlEioKBGtpbmQYASABKA4yHC5zaG9wLm9yZGVyLnYxLlNhZ2FQaGFzZUtpbmQSDwoHYXR0ZW1wdBgCIAEoBRIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHb3V0Y29tZRgFIAEoCRINCgVlcnJvchgGIAEoCRISCgpiYWNrb2ZmX21zGAcgASgDEhAKCHRyYWNlX2lkGAggASgJEhEKCXdhaXRfbmFtZRgJIAEoCRIsCghkdWVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTwoRTGlzdE9yZGVyc1JlcXVlc3QSEwoLY3VzdG9tZXJfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiUwoSTGlzdE9yZGVyc1Jlc3BvbnNlEiQKBm9yZGVycxgBIAMoCzIULnNob3Aub3JkZXIudjEuT3JkZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjYKEkNhbmNlbE9yZGVyUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOgoTQ2FuY2VsT3JkZXJSZXNwb25zZRIjCgVvcmRlchgBIAEoCzIULnNob3Aub3JkZXIudjEuT3JkZXIiQgoVQ29uZmlybVBheW1lbnRSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJEhcKD2NvbmZpcm1hdGlvbl9pZBgCIAEoCSI9ChZDb25maXJtUGF5bWVudFJlc3BvbnNlEiMKBW9yZGVyGAEgASgLMhQuc2hvcC5vcmRlci52MS5PcmRlcip9CgtPcmRlclN0YXR1cxIcChhPUkRFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRPUkRFUl9TVEFUVVNfUEVORElORxABEhoKFk9SREVSX1NUQVRVU19DT05GSVJNRUQQAhIaChZPUkRFUl9TVEFUVVNfQ0FOQ0VMTEVEEAMqwQEKCVNhZ2FTdGF0ZRIaChZTQUdBX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSU0FHQV9TVEFURV9SVU5OSU5HEAESGwoXU0FHQV9TVEFURV9DT01QRU5TQVRJTkcQAhIYChRTQUdBX1NUQVRFX0NPTVBMRVRFRBADEhoKFlNBR0FfU1RBVEVfQ09NUEVOU0FURUQQBBIVChFTQUdBX1NUQVRFX1BBUktFRBAFEhYKElNBR0FfU1RBVEVfV0FJVElORxAGKqYBCg1TYWdhUGhhc2VLaW5kEh8KG1NBR0FfUEhBU0VfS0lORF9VTlNQRUNJRklFRBAAEhsKF1NBR0FfUEhBU0VfS0lORF9BVFRFTVBUEAESIAocU0FHQV9QSEFTRV9LSU5EX0NPTVBFTlNBVElPThACEhkKFVNBR0FfUEhBU0VfS0lORF9USU1FUhADEhoKFlNBR0FfUEhBU0VfS0lORF9TSUdOQUwQBDKxBAoMT3JkZXJTZXJ2aWNlEmgKC0NyZWF0ZU9yZGVyEiEuc2hvcC5vcmRlci52MS5DcmVhdGVPcmRlclJlcXVlc3QaIi5zaG9wLm9yZGVyLnYxLkNyZWF0ZU9yZGVyUmVzcG9uc2UiEpACAqq7GAsKB2dhdGV3YXkQARJpCghHZXRPcmRlchIeLnNob3Aub3JkZXIudjEuR2V0T3JkZXJSZXF1ZXN0Gh8uc2hvcC5vcmRlci52MS5HZXRPcmRlclJlc3BvbnNlIhyQAgGquxgVCgdnYXRld2F5CghvcGVyYXRvchABEm8KCkxpc3RPcmRlcnMSIC5zaG9wLm9yZGVyLnYxLkxpc3RPcmRlcnNSZXF1ZXN0GiEuc2hvcC5vcmRlci52MS5MaXN0T3JkZXJzUmVzcG9uc2UiHJACAaq7GBUKB2dhdGV3YXkKCG9wZXJhdG9yEAESaAoLQ2FuY2VsT3JkZXISIS5zaG9wLm9yZGVyLnYxLkNhbmNlbE9yZGVyUmVxdWVzdBoiLnNob3Aub3JkZXIudjEuQ2FuY2VsT3JkZXJSZXNwb25zZSISkAICqrsYCwoHZ2F0ZXdheRABEnEKDkNvbmZpcm1QYXltZW50EiQuc2hvcC5vcmRlci52MS5Db25maXJtUGF5bWVudFJlcXVlc3QaJS5zaG9wLm9yZGVyLnYxLkNvbmZpcm1QYXltZW50UmVzcG9uc2UiEpACAqq7GAsKB2dhdGV3YXkQAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_meshwork_v1_access, file_shop_common_v1_money]);
 
 /**
  * @generated from message shop.order.v1.LineItem
@@ -278,6 +278,13 @@ export type SagaStatus = Message<"shop.order.v1.SagaStatus"> & {
    * @generated from field: google.protobuf.Timestamp next_attempt_time = 7;
    */
   nextAttemptTime?: Timestamp | undefined;
+
+  /**
+   * The saga definition's version this saga started on; it finishes on that version.
+   *
+   * @generated from field: int32 version = 8;
+   */
+  version: number;
 };
 
 /**
@@ -312,6 +319,14 @@ export type SagaStepStatus = Message<"shop.order.v1.SagaStepStatus"> & {
    * @generated from field: string last_error = 4;
    */
   lastError: string;
+
+  /**
+   * The step's history, oldest first: each attempt of the step, each wait inside it, and
+   * each attempt of its compensation. Bounded: at most the first and the last 50 phases.
+   *
+   * @generated from field: repeated shop.order.v1.SagaPhase phases = 5;
+   */
+  phases: SagaPhase[];
 };
 
 /**
@@ -320,6 +335,88 @@ export type SagaStepStatus = Message<"shop.order.v1.SagaStepStatus"> & {
  */
 export const SagaStepStatusSchema: GenMessage<SagaStepStatus> = /*@__PURE__*/
   messageDesc(file_shop_order_v1_order_service, 8);
+
+/**
+ * SagaPhase is one bar of a saga's timeline.
+ *
+ * @generated from message shop.order.v1.SagaPhase
+ */
+export type SagaPhase = Message<"shop.order.v1.SagaPhase"> & {
+  /**
+   * @generated from field: shop.order.v1.SagaPhaseKind kind = 1;
+   */
+  kind: SagaPhaseKind;
+
+  /**
+   * 1 for the first attempt of an ATTEMPT or COMPENSATION; 0 for waits.
+   *
+   * @generated from field: int32 attempt = 2;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 3;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * Unset while the phase is under way.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 4;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * succeeded, failed, retrying (a failed attempt that will be tried again), interrupted
+   * (its process stopped or died mid-attempt), waiting, fired (a timer), signalled or
+   * timed-out (a signal wait).
+   *
+   * @generated from field: string outcome = 5;
+   */
+  outcome: string;
+
+  /**
+   * The attempt's error, payment tokens redacted; empty otherwise.
+   *
+   * @generated from field: string error = 6;
+   */
+  error: string;
+
+  /**
+   * For a retrying attempt: how long the saga waited before the next one.
+   *
+   * @generated from field: int64 backoff_ms = 7;
+   */
+  backoffMs: bigint;
+
+  /**
+   * The trace the attempt ran in (W3C trace id, hex), for the trace viewer.
+   *
+   * @generated from field: string trace_id = 8;
+   */
+  traceId: string;
+
+  /**
+   * For TIMER and SIGNAL: the wait's name (the signal's name, e.g. "payment-confirmed").
+   *
+   * @generated from field: string wait_name = 9;
+   */
+  waitName: string;
+
+  /**
+   * For TIMER, and SIGNAL with a timeout: when it fires or times out.
+   *
+   * @generated from field: google.protobuf.Timestamp due_time = 10;
+   */
+  dueTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message shop.order.v1.SagaPhase.
+ * Use `create(SagaPhaseSchema)` to create a new message.
+ */
+export const SagaPhaseSchema: GenMessage<SagaPhase> = /*@__PURE__*/
+  messageDesc(file_shop_order_v1_order_service, 9);
 
 /**
  * @generated from message shop.order.v1.ListOrdersRequest
@@ -350,7 +447,7 @@ export type ListOrdersRequest = Message<"shop.order.v1.ListOrdersRequest"> & {
  * Use `create(ListOrdersRequestSchema)` to create a new message.
  */
 export const ListOrdersRequestSchema: GenMessage<ListOrdersRequest> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_order_service, 9);
+  messageDesc(file_shop_order_v1_order_service, 10);
 
 /**
  * @generated from message shop.order.v1.ListOrdersResponse
@@ -374,7 +471,7 @@ export type ListOrdersResponse = Message<"shop.order.v1.ListOrdersResponse"> & {
  * Use `create(ListOrdersResponseSchema)` to create a new message.
  */
 export const ListOrdersResponseSchema: GenMessage<ListOrdersResponse> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_order_service, 10);
+  messageDesc(file_shop_order_v1_order_service, 11);
 
 /**
  * @generated from message shop.order.v1.CancelOrderRequest
@@ -396,7 +493,7 @@ export type CancelOrderRequest = Message<"shop.order.v1.CancelOrderRequest"> & {
  * Use `create(CancelOrderRequestSchema)` to create a new message.
  */
 export const CancelOrderRequestSchema: GenMessage<CancelOrderRequest> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_order_service, 11);
+  messageDesc(file_shop_order_v1_order_service, 12);
 
 /**
  * @generated from message shop.order.v1.CancelOrderResponse
@@ -413,7 +510,48 @@ export type CancelOrderResponse = Message<"shop.order.v1.CancelOrderResponse"> &
  * Use `create(CancelOrderResponseSchema)` to create a new message.
  */
 export const CancelOrderResponseSchema: GenMessage<CancelOrderResponse> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_order_service, 12);
+  messageDesc(file_shop_order_v1_order_service, 13);
+
+/**
+ * @generated from message shop.order.v1.ConfirmPaymentRequest
+ */
+export type ConfirmPaymentRequest = Message<"shop.order.v1.ConfirmPaymentRequest"> & {
+  /**
+   * @generated from field: string order_id = 1;
+   */
+  orderId: string;
+
+  /**
+   * Identifies this confirmation across retries: the signal's id. A UUID.
+   *
+   * @generated from field: string confirmation_id = 2;
+   */
+  confirmationId: string;
+};
+
+/**
+ * Describes the message shop.order.v1.ConfirmPaymentRequest.
+ * Use `create(ConfirmPaymentRequestSchema)` to create a new message.
+ */
+export const ConfirmPaymentRequestSchema: GenMessage<ConfirmPaymentRequest> = /*@__PURE__*/
+  messageDesc(file_shop_order_v1_order_service, 14);
+
+/**
+ * @generated from message shop.order.v1.ConfirmPaymentResponse
+ */
+export type ConfirmPaymentResponse = Message<"shop.order.v1.ConfirmPaymentResponse"> & {
+  /**
+   * @generated from field: shop.order.v1.Order order = 1;
+   */
+  order?: Order | undefined;
+};
+
+/**
+ * Describes the message shop.order.v1.ConfirmPaymentResponse.
+ * Use `create(ConfirmPaymentResponseSchema)` to create a new message.
+ */
+export const ConfirmPaymentResponseSchema: GenMessage<ConfirmPaymentResponse> = /*@__PURE__*/
+  messageDesc(file_shop_order_v1_order_service, 15);
 
 /**
  * @generated from enum shop.order.v1.OrderStatus
@@ -483,6 +621,14 @@ export enum SagaState {
    * @generated from enum value: SAGA_STATE_PARKED = 5;
    */
   PARKED = 5,
+
+  /**
+   * Suspended on a durable timer or a signal (see SagaPhase); resumed by the timer firing,
+   * the signal arriving or the wait timing out. Holds no lease and no process.
+   *
+   * @generated from enum value: SAGA_STATE_WAITING = 6;
+   */
+  WAITING = 6,
 }
 
 /**
@@ -490,6 +636,50 @@ export enum SagaState {
  */
 export const SagaStateSchema: GenEnum<SagaState> = /*@__PURE__*/
   enumDesc(file_shop_order_v1_order_service, 1);
+
+/**
+ * @generated from enum shop.order.v1.SagaPhaseKind
+ */
+export enum SagaPhaseKind {
+  /**
+   * @generated from enum value: SAGA_PHASE_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * One attempt of the step.
+   *
+   * @generated from enum value: SAGA_PHASE_KIND_ATTEMPT = 1;
+   */
+  ATTEMPT = 1,
+
+  /**
+   * One attempt of the step's compensation.
+   *
+   * @generated from enum value: SAGA_PHASE_KIND_COMPENSATION = 2;
+   */
+  COMPENSATION = 2,
+
+  /**
+   * A durable timer: the step sleeps until a time.
+   *
+   * @generated from enum value: SAGA_PHASE_KIND_TIMER = 3;
+   */
+  TIMER = 3,
+
+  /**
+   * A wait for a named signal, with a timeout.
+   *
+   * @generated from enum value: SAGA_PHASE_KIND_SIGNAL = 4;
+   */
+  SIGNAL = 4,
+}
+
+/**
+ * Describes the enum shop.order.v1.SagaPhaseKind.
+ */
+export const SagaPhaseKindSchema: GenEnum<SagaPhaseKind> = /*@__PURE__*/
+  enumDesc(file_shop_order_v1_order_service, 2);
 
 /**
  * OrderService accepts orders and drives each through the place-order saga:
@@ -540,6 +730,19 @@ export const OrderService: GenService<{
     methodKind: "unary";
     input: typeof CancelOrderRequestSchema;
     output: typeof CancelOrderResponseSchema;
+  },
+  /**
+   * ConfirmPayment delivers the customer's payment confirmation (3-D Secure) to the order's
+   * saga as the signal "payment-confirmed". It is idempotent by confirmation_id: the first
+   * delivery is recorded once, a repeat changes nothing. A confirmation that arrives before
+   * the saga waits for it is kept until it does. A finished order is FAILED_PRECONDITION.
+   *
+   * @generated from rpc shop.order.v1.OrderService.ConfirmPayment
+   */
+  confirmPayment: {
+    methodKind: "unary";
+    input: typeof ConfirmPaymentRequestSchema;
+    output: typeof ConfirmPaymentResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_shop_order_v1_order_service, 0);

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/order/v1/saga_admin_service.proto.
  */
 export const file_shop_order_v1_saga_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZzaG9wL29yZGVyL3YxL3NhZ2FfYWRtaW5fc2VydmljZS5wcm90bxINc2hvcC5vcmRlci52MSKrAwoEU2FnYRIQCghvcmRlcl9pZBgBIAEoCRIPCgdzYWdhX2lkGAIgASgJEgwKBHR5cGUYAyABKAkSJwoFc3RhdGUYBCABKA4yGC5zaG9wLm9yZGVyLnYxLlNhZ2FTdGF0ZRIUCgxjdXJyZW50X3N0ZXAYBSABKAkSEAoIYXR0ZW1wdHMYBiABKAUSNQoRbmV4dF9hdHRlbXB0X3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmZhaWx1cmVfcmVhc29uGAggASgJEhIKCmxhc3RfZXJyb3IYCSABKAkSGAoQY2FuY2VsX3JlcXVlc3RlZBgKIAEoCBIsCgVzdGVwcxgLIAMoCzIdLnNob3Aub3JkZXIudjEuU2FnYVN0ZXBTdGF0dXMSFAoMcGF5bG9hZF9qc29uGAwgASgJEi8KC2NyZWF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYgoQTGlzdFNhZ2FzUmVxdWVzdBInCgVzdGF0ZRgBIAEoDjIYLnNob3Aub3JkZXIudjEuU2FnYVN0YXRlEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlAKEUxpc3RTYWdhc1Jlc3BvbnNlEiIKBXNhZ2FzGAEgAygLMhMuc2hvcC5vcmRlci52MS5TYWdhEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIiCg5HZXRTYWdhUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCSI0Cg9HZXRTYWdhUmVzcG9uc2USIQoEc2FnYRgBIAEoCzITLnNob3Aub3JkZXIudjEuU2FnYSIkChBSZXRyeVNhZ2FSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJIjYKEVJldHJ5U2FnYVJlc3BvbnNlEiEKBHNhZ2EYASABKAsyEy5zaG9wLm9yZGVyLnYxLlNhZ2EiQgoVQ29tcGVuc2F0ZVNhZ2FSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJEhcKBnJlYXNvbhgCIAEoCUIHorsYAwjoByI7ChZDb21wZW5zYXRlU2FnYVJlc3BvbnNlEiEKBHNhZ2EYASABKAsyEy5zaG9wLm9yZGVyLnYxLlNhZ2EyoQMKEFNhZ2FBZG1pblNlcnZpY2USYQoJTGlzdFNhZ2FzEh8uc2hvcC5vcmRlci52MS5MaXN0U2FnYXNSZXF1ZXN0GiAuc2hvcC5vcmRlci52MS5MaXN0U2FnYXNSZXNwb25zZSIRkAIBqrsYCgoIb3BlcmF0b3ISWwoHR2V0U2FnYRIdLnNob3Aub3JkZXIudjEuR2V0U2FnYVJlcXVlc3QaHi5zaG9wLm9yZGVyLnYxLkdldFNhZ2FSZXNwb25zZSIRkAIBqrsYCgoIb3BlcmF0b3ISXgoJUmV0cnlTYWdhEh8uc2hvcC5vcmRlci52MS5SZXRyeVNhZ2FSZXF1ZXN0GiAuc2hvcC5vcmRlci52MS5SZXRyeVNhZ2FSZXNwb25zZSIOqrsYCgoIb3BlcmF0b3ISbQoOQ29tcGVuc2F0ZVNhZ2ESJC5zaG9wLm9yZGVyLnYxLkNvbXBlbnNhdGVTYWdhUmVxdWVzdBolLnNob3Aub3JkZXIudjEuQ29tcGVuc2F0ZVNhZ2FSZXNwb25zZSIOqrsYCgoIb3BlcmF0b3JiBnByb3RvMw", [file_google_protobuf_timestamp, file_meshwork_v1_access, file_meshwork_v1_limits, file_shop_order_v1_order_service]);
+  fileDesc("CiZzaG9wL29yZGVyL3YxL3NhZ2FfYWRtaW5fc2VydmljZS5wcm90bxINc2hvcC5vcmRlci52MSLoAwoEU2FnYRIQCghvcmRlcl9pZBgBIAEoCRIPCgdzYWdhX2lkGAIgASgJEgwKBHR5cGUYAyABKAkSJwoFc3RhdGUYBCABKA4yGC5zaG9wLm9yZGVyLnYxLlNhZ2FTdGF0ZRIUCgxjdXJyZW50X3N0ZXAYBSABKAkSEAoIYXR0ZW1wdHMYBiABKAUSNQoRbmV4dF9hdHRlbXB0X3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmZhaWx1cmVfcmVhc29uGAggASgJEhIKCmxhc3RfZXJyb3IYCSABKAkSGAoQY2FuY2VsX3JlcXVlc3RlZBgKIAEoCBIsCgVzdGVwcxgLIAMoCzIdLnNob3Aub3JkZXIudjEuU2FnYVN0ZXBTdGF0dXMSFAoMcGF5bG9hZF9qc29uGAwgASgJEi8KC2NyZWF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdmVyc2lvbhgPIAEoBRIqCgdzaWduYWxzGBAgAygLMhkuc2hvcC5vcmRlci52MS5TYWdhU2lnbmFsIpEBCgpTYWdhU2lnbmFsEgwKBG5hbWUYASABKAkSEQoJc2lnbmFsX2lkGAIgASgJEjAKDHJlY2VpdmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29uc3VtZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ0ChBMaXN0U2FnYXNSZXF1ZXN0EicKBXN0YXRlGAEgASgOMhguc2hvcC5vcmRlci52MS5TYWdhU3RhdGUSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSEAoIcmV0cnlpbmcYBCABKAgiUAoRTGlzdFNhZ2FzUmVzcG9uc2USIgoFc2FnYXMYASADKAsyEy5zaG9wLm9yZGVyLnYxLlNhZ2ESFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiIKDkdldFNhZ2FSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJIjQKD0dldFNhZ2FSZXNwb25zZRIhCgRzYWdhGAEgASgLMhMuc2hvcC5vcmRlci52MS5TYWdhIiQKEFJldHJ5U2FnYVJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkiNgoRUmV0cnlTYWdhUmVzcG9uc2USIQoEc2FnYRgBIAEoCzITLnNob3Aub3JkZXIudjEuU2FnYSJCChVDb21wZW5zYXRlU2FnYVJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkSFwoGcmVhc29uGAIgASgJQgeiuxgDCOgHIjsKFkNvbXBlbnNhdGVTYWdhUmVzcG9uc2USIQoEc2FnYRgBIAEoCzITLnNob3Aub3JkZXIudjEuU2FnYTKhAwoQU2FnYUFkbWluU2VydmljZRJhCglMaXN0U2FnYXMSHy5zaG9wLm9yZGVyLnYxLkxpc3RTYWdhc1JlcXVlc3QaIC5zaG9wLm9yZGVyLnYxLkxpc3RTYWdhc1Jlc3BvbnNlIhGQAgGquxgKCghvcGVyYXRvchJbCgdHZXRTYWdhEh0uc2hvcC5vcmRlci52MS5HZXRTYWdhUmVxdWVzdBoeLnNob3Aub3JkZXIudjEuR2V0U2FnYVJlc3BvbnNlIhGQAgGquxgKCghvcGVyYXRvchJeCglSZXRyeVNhZ2ESHy5zaG9wLm9yZGVyLnYxLlJldHJ5U2FnYVJlcXVlc3QaIC5zaG9wLm9yZGVyLnYxLlJldHJ5U2FnYVJlc3BvbnNlIg6quxgKCghvcGVyYXRvchJtCg5Db21wZW5zYXRlU2FnYRIkLnNob3Aub3JkZXIudjEuQ29tcGVuc2F0ZVNhZ2FSZXF1ZXN0GiUuc2hvcC5vcmRlci52MS5Db21wZW5zYXRlU2FnYVJlc3BvbnNlIg6quxgKCghvcGVyYXRvcmIGcHJvdG8z", [file_google_protobuf_timestamp, file_meshwork_v1_access, file_meshwork_v1_limits, file_shop_order_v1_order_service]);
 
 /**
  * Saga is one order's saga as an operator sees it.
@@ -109,6 +109,20 @@ export type Saga = Message<"shop.order.v1.Saga"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 14;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * The saga definition's version it started on and finishes on.
+   *
+   * @generated from field: int32 version = 15;
+   */
+  version: number;
+
+  /**
+   * Signals delivered to this saga, oldest first, waited for or not yet.
+   *
+   * @generated from field: repeated shop.order.v1.SagaSignal signals = 16;
+   */
+  signals: SagaSignal[];
 };
 
 /**
@@ -117,6 +131,44 @@ export type Saga = Message<"shop.order.v1.Saga"> & {
  */
 export const SagaSchema: GenMessage<Saga> = /*@__PURE__*/
   messageDesc(file_shop_order_v1_saga_admin_service, 0);
+
+/**
+ * SagaSignal is a signal delivered to a saga (e.g. "payment-confirmed").
+ *
+ * @generated from message shop.order.v1.SagaSignal
+ */
+export type SagaSignal = Message<"shop.order.v1.SagaSignal"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The sender's id for it: a repeat with the same id changes nothing.
+   *
+   * @generated from field: string signal_id = 2;
+   */
+  signalId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp receive_time = 3;
+   */
+  receiveTime?: Timestamp | undefined;
+
+  /**
+   * When a waiting step took it; unset while it waits for a step to ask.
+   *
+   * @generated from field: google.protobuf.Timestamp consume_time = 4;
+   */
+  consumeTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message shop.order.v1.SagaSignal.
+ * Use `create(SagaSignalSchema)` to create a new message.
+ */
+export const SagaSignalSchema: GenMessage<SagaSignal> = /*@__PURE__*/
+  messageDesc(file_shop_order_v1_saga_admin_service, 1);
 
 /**
  * @generated from message shop.order.v1.ListSagasRequest
@@ -142,6 +194,13 @@ export type ListSagasRequest = Message<"shop.order.v1.ListSagasRequest"> & {
    * @generated from field: string page_token = 3;
    */
   pageToken: string;
+
+  /**
+   * Only sagas with a failed attempt to be tried again (running or compensating).
+   *
+   * @generated from field: bool retrying = 4;
+   */
+  retrying: boolean;
 };
 
 /**
@@ -149,7 +208,7 @@ export type ListSagasRequest = Message<"shop.order.v1.ListSagasRequest"> & {
  * Use `create(ListSagasRequestSchema)` to create a new message.
  */
 export const ListSagasRequestSchema: GenMessage<ListSagasRequest> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_saga_admin_service, 1);
+  messageDesc(file_shop_order_v1_saga_admin_service, 2);
 
 /**
  * @generated from message shop.order.v1.ListSagasResponse
@@ -173,7 +232,7 @@ export type ListSagasResponse = Message<"shop.order.v1.ListSagasResponse"> & {
  * Use `create(ListSagasResponseSchema)` to create a new message.
  */
 export const ListSagasResponseSchema: GenMessage<ListSagasResponse> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_saga_admin_service, 2);
+  messageDesc(file_shop_order_v1_saga_admin_service, 3);
 
 /**
  * @generated from message shop.order.v1.GetSagaRequest
@@ -190,7 +249,7 @@ export type GetSagaRequest = Message<"shop.order.v1.GetSagaRequest"> & {
  * Use `create(GetSagaRequestSchema)` to create a new message.
  */
 export const GetSagaRequestSchema: GenMessage<GetSagaRequest> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_saga_admin_service, 3);
+  messageDesc(file_shop_order_v1_saga_admin_service, 4);
 
 /**
  * @generated from message shop.order.v1.GetSagaResponse
@@ -207,7 +266,7 @@ export type GetSagaResponse = Message<"shop.order.v1.GetSagaResponse"> & {
  * Use `create(GetSagaResponseSchema)` to create a new message.
  */
 export const GetSagaResponseSchema: GenMessage<GetSagaResponse> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_saga_admin_service, 4);
+  messageDesc(file_shop_order_v1_saga_admin_service, 5);
 
 /**
  * @generated from message shop.order.v1.RetrySagaRequest
@@ -224,7 +283,7 @@ export type RetrySagaRequest = Message<"shop.order.v1.RetrySagaRequest"> & {
  * Use `create(RetrySagaRequestSchema)` to create a new message.
  */
 export const RetrySagaRequestSchema: GenMessage<RetrySagaRequest> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_saga_admin_service, 5);
+  messageDesc(file_shop_order_v1_saga_admin_service, 6);
 
 /**
  * @generated from message shop.order.v1.RetrySagaResponse
@@ -243,7 +302,7 @@ export type RetrySagaResponse = Message<"shop.order.v1.RetrySagaResponse"> & {
  * Use `create(RetrySagaResponseSchema)` to create a new message.
  */
 export const RetrySagaResponseSchema: GenMessage<RetrySagaResponse> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_saga_admin_service, 6);
+  messageDesc(file_shop_order_v1_saga_admin_service, 7);
 
 /**
  * @generated from message shop.order.v1.CompensateSagaRequest
@@ -268,7 +327,7 @@ export type CompensateSagaRequest = Message<"shop.order.v1.CompensateSagaRequest
  * Use `create(CompensateSagaRequestSchema)` to create a new message.
  */
 export const CompensateSagaRequestSchema: GenMessage<CompensateSagaRequest> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_saga_admin_service, 7);
+  messageDesc(file_shop_order_v1_saga_admin_service, 8);
 
 /**
  * @generated from message shop.order.v1.CompensateSagaResponse
@@ -287,7 +346,7 @@ export type CompensateSagaResponse = Message<"shop.order.v1.CompensateSagaRespon
  * Use `create(CompensateSagaResponseSchema)` to create a new message.
  */
 export const CompensateSagaResponseSchema: GenMessage<CompensateSagaResponse> = /*@__PURE__*/
-  messageDesc(file_shop_order_v1_saga_admin_service, 8);
+  messageDesc(file_shop_order_v1_saga_admin_service, 9);
 
 /**
  * SagaAdminService lets operators see and unstick place-order sagas (`npm run saga`).

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/payment/v1/payment_events.proto.
  */
 export const file_shop_payment_v1_payment_events: GenFile = /*@__PURE__*/
-  fileDesc("CiRzaG9wL3BheW1lbnQvdjEvcGF5bWVudF9ldmVudHMucHJvdG8SD3Nob3AucGF5bWVudC52MSJeCg9QYXltZW50Q2FwdHVyZWQSEgoKcGF5bWVudF9pZBgBIAEoCRIQCghvcmRlcl9pZBgCIAEoCRIlCgZhbW91bnQYAyABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leSJuCg9QYXltZW50RGVjbGluZWQSEgoKcGF5bWVudF9pZBgBIAEoCRIQCghvcmRlcl9pZBgCIAEoCRIlCgZhbW91bnQYAyABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leRIOCgZyZWFzb24YBCABKAkibgoPUGF5bWVudFJlZnVuZGVkEhIKCnBheW1lbnRfaWQYASABKAkSEAoIb3JkZXJfaWQYAiABKAkSJQoGYW1vdW50GAMgASgLMhUuc2hvcC5jb21tb24udjEuTW9uZXkSDgoGcmVhc29uGAQgASgJYgZwcm90bzM", [file_shop_common_v1_money]);
+  fileDesc("CiRzaG9wL3BheW1lbnQvdjEvcGF5bWVudF9ldmVudHMucHJvdG8SD3Nob3AucGF5bWVudC52MSJeCg9QYXltZW50Q2FwdHVyZWQSEgoKcGF5bWVudF9pZBgBIAEoCRIQCghvcmRlcl9pZBgCIAEoCRIlCgZhbW91bnQYAyABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leSJuCg9QYXltZW50RGVjbGluZWQSEgoKcGF5bWVudF9pZBgBIAEoCRIQCghvcmRlcl9pZBgCIAEoCRIlCgZhbW91bnQYAyABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leRIOCgZyZWFzb24YBCABKAkibgoPUGF5bWVudFJlZnVuZGVkEhIKCnBheW1lbnRfaWQYASABKAkSEAoIb3JkZXJfaWQYAiABKAkSJQoGYW1vdW50GAMgASgLMhUuc2hvcC5jb21tb24udjEuTW9uZXkSDgoGcmVhc29uGAQgASgJImQKFVBheW1lbnRBY3Rpb25SZXF1aXJlZBISCgpwYXltZW50X2lkGAEgASgJEhAKCG9yZGVyX2lkGAIgASgJEiUKBmFtb3VudBgDIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5YgZwcm90bzM", [file_shop_common_v1_money]);
 
 /**
  * PaymentCaptured is published on shop.payment.v1.PaymentCaptured.
@@ -110,4 +110,34 @@ export type PaymentRefunded = Message<"shop.payment.v1.PaymentRefunded"> & {
  */
 export const PaymentRefundedSchema: GenMessage<PaymentRefunded> = /*@__PURE__*/
   messageDesc(file_shop_payment_v1_payment_events, 2);
+
+/**
+ * PaymentActionRequired is published on shop.payment.v1.PaymentActionRequired when the
+ * card network asks for the customer's confirmation (3-D Secure).
+ *
+ * @generated from message shop.payment.v1.PaymentActionRequired
+ */
+export type PaymentActionRequired = Message<"shop.payment.v1.PaymentActionRequired"> & {
+  /**
+   * @generated from field: string payment_id = 1;
+   */
+  paymentId: string;
+
+  /**
+   * @generated from field: string order_id = 2;
+   */
+  orderId: string;
+
+  /**
+   * @generated from field: shop.common.v1.Money amount = 3;
+   */
+  amount?: Money | undefined;
+};
+
+/**
+ * Describes the message shop.payment.v1.PaymentActionRequired.
+ * Use `create(PaymentActionRequiredSchema)` to create a new message.
+ */
+export const PaymentActionRequiredSchema: GenMessage<PaymentActionRequired> = /*@__PURE__*/
+  messageDesc(file_shop_payment_v1_payment_events, 3);
 
