@@ -42,7 +42,7 @@ describe("payments against real Postgres", () => {
   });
 
   it("charges once per idempotency key, even when retried concurrently", async () => {
-    const command = { orderId: "o1", amount: usd(2599), paymentToken: "tok_visa", idempotencyKey: "k1" };
+    const command = { orderId: "o1", amount: usd(2599), paymentToken: "tok_visa", idempotencyKey: "k1", customerConfirmed: false };
     const results = await Promise.all(Array.from({ length: 5 }, () => payments.charge(command)));
     expect(new Set(results.map((p) => p.id)).size).toBe(1);
     expect(results.every((p) => p.status === "captured")).toBe(true);
@@ -53,14 +53,14 @@ describe("payments against real Postgres", () => {
   });
 
   it("records a decline with its reason", async () => {
-    const payment = await payments.charge({ orderId: "o2", amount: usd(100), paymentToken: "tok_decline", idempotencyKey: "k2" });
+    const payment = await payments.charge({ orderId: "o2", amount: usd(100), paymentToken: "tok_decline", idempotencyKey: "k2", customerConfirmed: false });
     expect(payment).toMatchObject({ status: "declined", declineReason: "card_declined" });
-    const again = await payments.charge({ orderId: "o2", amount: usd(100), paymentToken: "tok_decline", idempotencyKey: "k2" });
+    const again = await payments.charge({ orderId: "o2", amount: usd(100), paymentToken: "tok_decline", idempotencyKey: "k2", customerConfirmed: false });
     expect(again.id).toBe(payment.id);
   });
 
   it("rejects a key reused for a different charge", async () => {
-    await expect(payments.charge({ orderId: "o1", amount: usd(1), paymentToken: "tok_visa", idempotencyKey: "k1" })).rejects.toMatchObject({
+    await expect(payments.charge({ orderId: "o1", amount: usd(1), paymentToken: "tok_visa", idempotencyKey: "k1", customerConfirmed: false })).rejects.toMatchObject({
       kind: "failed_precondition",
     });
   });
@@ -91,7 +91,7 @@ describe("payments against real Postgres", () => {
 
   it("declines a charge that arrives after its order was refunded", async () => {
     expect(await payments.refund("o5", "r5", "order cancelled")).toEqual([]);
-    const late = await payments.charge({ orderId: "o5", amount: usd(300), paymentToken: "tok_visa", idempotencyKey: "k5" });
+    const late = await payments.charge({ orderId: "o5", amount: usd(300), paymentToken: "tok_visa", idempotencyKey: "k5", customerConfirmed: false });
     expect(late).toMatchObject({ status: "declined", declineReason: "order_voided" });
   });
 
@@ -100,7 +100,31 @@ describe("payments against real Postgres", () => {
               values (gen_random_uuid(), 'o3', 'k3', 500, 'USD', 'pending')`;
     const [voided] = await payments.refund("o3", "r3", "order cancelled");
     expect(voided).toMatchObject({ status: "declined", declineReason: "voided" });
-    const retried = await payments.charge({ orderId: "o3", amount: usd(500), paymentToken: "tok_visa", idempotencyKey: "k3" });
+    const retried = await payments.charge({ orderId: "o3", amount: usd(500), paymentToken: "tok_visa", idempotencyKey: "k3", customerConfirmed: false });
     expect(retried.status).toBe("declined");
+  });
+  it("holds a 3-D Secure charge until the customer confirms, then captures it once", async () => {
+    const command = { orderId: "o6", amount: usd(1200), paymentToken: "tok_3ds", idempotencyKey: "k6", customerConfirmed: false };
+    const challenged = await payments.charge(command);
+    expect(challenged).toMatchObject({ status: "requires_action", declineReason: null });
+    expect((await payments.charge(command)).status).toBe("requires_action"); // a retry before the confirmation
+    const confirmed = await Promise.all(Array.from({ length: 3 }, () => payments.charge({ ...command, customerConfirmed: true })));
+    expect(confirmed.map((p) => [p.id, p.status])).toEqual(confirmed.map(() => [challenged.id, "captured"]));
+    // A retry of the unconfirmed call, arriving late, finds the capture.
+    expect((await payments.charge(command)).status).toBe("captured");
+    const events = await sql`select event_type from payment.outbox where aggregate_id = 'o6' order by seq`;
+    expect(events.map((e) => e["event_type"])).toEqual(["shop.payment.v1.PaymentActionRequired", "shop.payment.v1.PaymentCaptured"]);
+  });
+
+  it("voids a charge awaiting confirmation when its order is refunded: no money moves, a later confirmation declines", async () => {
+    const before = { ...calls };
+    const command = { orderId: "o7", amount: usd(900), paymentToken: "tok_3ds", idempotencyKey: "k7", customerConfirmed: false };
+    expect((await payments.charge(command)).status).toBe("requires_action");
+    const [voided] = await payments.refund("o7", "r7", "order cancelled");
+    expect(voided).toMatchObject({ status: "declined", declineReason: "voided" });
+    expect(calls.refund - before.refund).toBe(0); // nothing was captured, so nothing is returned
+    expect(await payments.charge({ ...command, customerConfirmed: true })).toMatchObject({ status: "declined", declineReason: "voided" });
+    const events = await sql`select event_type from payment.outbox where aggregate_id = 'o7' order by seq`;
+    expect(events.map((e) => e["event_type"])).toEqual(["shop.payment.v1.PaymentActionRequired"]);
   });
 });

@@ -14,7 +14,7 @@ export const payments = paymentSchema.table(
     idempotencyKey: text("idempotency_key").notNull().unique(),
     amountMinor: bigint("amount_minor", { mode: "number" }).notNull(),
     currency: char("currency", { length: 3 }).notNull(),
-    status: text("status", { enum: ["pending", "captured", "declined", "refunded"] }).notNull(),
+    status: text("status", { enum: ["pending", "captured", "declined", "refunded", "requires_action"] }).notNull(),
     declineReason: text("decline_reason"),
     /** The card network's id for the capture, needed to refund it. */
     providerReference: text("provider_reference"),
@@ -24,7 +24,7 @@ export const payments = paymentSchema.table(
   (t) => [
     index("payments_order_id_idx").on(t.orderId),
     check("payments_amount_positive", sql`${t.amountMinor} > 0`),
-    check("payments_status_valid", sql`${t.status} in ('pending', 'captured', 'declined', 'refunded')`),
+    check("payments_status_valid", sql`${t.status} in ('pending', 'captured', 'declined', 'refunded', 'requires_action')`),
   ],
 );
 

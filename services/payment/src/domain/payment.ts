@@ -1,7 +1,8 @@
 import { InvalidArgumentError } from "#platform/domain/errors.js";
 import { requireText } from "#platform/domain/input.js";
 
-export type PaymentStatus = "pending" | "captured" | "declined" | "refunded";
+/** requires_action: the card network asks for the customer's confirmation (3-D Secure); no money has moved. */
+export type PaymentStatus = "pending" | "captured" | "declined" | "refunded" | "requires_action";
 
 export interface Amount {
   currency: string;
@@ -13,13 +14,21 @@ export interface ChargeCommand {
   amount: Amount;
   paymentToken: string;
   idempotencyKey: string;
+  /** The customer has confirmed the payment (3-D Secure), so a charge awaiting it may capture. */
+  customerConfirmed: boolean;
 }
 
 /** Another context's order, as payment knows it: an opaque id (order's are UUIDs, but payment never relies on it). */
 export const requireOrderReference = (orderId: string) => requireText(orderId, "order_id");
 export const requireIdempotencyKey = (key: string) => requireText(key, "idempotency_key");
 
-export function validateCharge(command: { orderId: string; amount: { currency: string; minorUnits: bigint } | undefined; paymentToken: string; idempotencyKey: string }): ChargeCommand {
+export function validateCharge(command: {
+  orderId: string;
+  amount: { currency: string; minorUnits: bigint } | undefined;
+  paymentToken: string;
+  idempotencyKey: string;
+  customerConfirmed: boolean;
+}): ChargeCommand {
   const { amount } = command;
   if (!amount) throw new InvalidArgumentError("amount", "is required");
   if (!/^[A-Z]{3}$/.test(amount.currency)) throw new InvalidArgumentError("amount.currency_code", "must be an ISO 4217 code such as USD");
@@ -30,6 +39,7 @@ export function validateCharge(command: { orderId: string; amount: { currency: s
     amount: { currency: amount.currency, minorUnits: Number(amount.minorUnits) },
     paymentToken: requireText(command.paymentToken, "payment_token"),
     idempotencyKey: requireIdempotencyKey(command.idempotencyKey),
+    customerConfirmed: command.customerConfirmed,
   };
 }
 

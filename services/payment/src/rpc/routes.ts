@@ -15,6 +15,7 @@ const statusToWire: Record<DomainStatus, PaymentStatus> = {
   captured: PaymentStatus.CAPTURED,
   declined: PaymentStatus.DECLINED,
   refunded: PaymentStatus.REFUNDED,
+  requires_action: PaymentStatus.REQUIRES_ACTION,
 };
 
 export const toPayment = (row: PaymentRow) =>
@@ -38,6 +39,7 @@ export function createRoutes({ payments }: PaymentRouteDeps) {
           amount: req.amount && { currency: req.amount.currencyCode, minorUnits: req.amount.minorUnits },
           paymentToken: req.paymentToken,
           idempotencyKey: req.idempotencyKey,
+          customerConfirmed: req.customerConfirmed,
         });
         return { payment: toPayment(await payments.charge(command)) };
       },

@@ -1,0 +1,2 @@
+ALTER TABLE "payment"."payments" DROP CONSTRAINT "payments_status_valid";--> statement-breakpoint
+ALTER TABLE "payment"."payments" ADD CONSTRAINT "payments_status_valid" CHECK ("payment"."payments"."status" in ('pending', 'captured', 'declined', 'refunded', 'requires_action'));
