@@ -7,6 +7,7 @@ import type { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js"
 import { detachedFromDeadline, clientAddressKey, CUSTOMER_HEADER, accessOf } from "#platform";
 import { customerKey, type Authenticator } from "./auth.js";
 import type { MeshStatus } from "./mesh-status.js";
+import { customerTimeline } from "./order-timeline.js";
 import { watchOrderEvents, type OrderEventFeed } from "./order-watch.js";
 import { applyOrderEvent, type RecentOrders } from "./recent-orders.js";
 import type { WatchSlots } from "./watch-slots.js";
@@ -130,6 +131,17 @@ export function createRoutes(deps: GatewayRouteDeps) {
 
       async cancelOrder(req, ctx) {
         return { order: (await order.cancelOrder({ orderId: req.orderId }, forCustomer(customerOf(ctx), ctx.signal))).order };
+      },
+
+      async confirmPayment(req, ctx) {
+        const { order: confirmed } = await order.confirmPayment({ orderId: req.orderId, confirmationId: req.confirmationId }, forCustomer(customerOf(ctx), ctx.signal));
+        return { order: present(confirmed, req.orderId) };
+      },
+
+      async getOrderTimeline(req, ctx) {
+        const found = await order.getOrder({ orderId: req.orderId }, forCustomer(customerOf(ctx), ctx.signal));
+        present(found.order, req.orderId);
+        return customerTimeline(found);
       },
 
       async *watchOrder(req, ctx): AsyncGenerator<WatchOrderResponse> {
