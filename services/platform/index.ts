@@ -51,5 +51,20 @@ export { on, startEventConsumer, type EventHandler } from "./messaging/event-con
 export { deadLetterStreamSpec, eventStreamSpec, type StreamSpec } from "./messaging/streams.js";
 
 // Sagas: orchestration with compensation.
-export { StepRejectedError, createSagaRunner, defaultSagaPolicy, type ActionHook, type SagaActionOutcome, type SagaDefinition, type SagaPolicy, type SagaRunner, type SagaWithSteps } from "./saga/saga-runner.js";
-export { createSagaTables, type SagaRow, type SagaState, type SagaStepRow } from "./saga/tables.js";
+export {
+  SignalTimeoutError,
+  StepRejectedError,
+  createSagaRunner,
+  defaultSagaPolicy,
+  type ActionHook,
+  type SagaActionOutcome,
+  type SagaDefinition,
+  type SagaPolicy,
+  type SagaRunner,
+  type SagaSignalView,
+  type SagaStepView,
+  type SagaWithSteps,
+  type SignalOutcome,
+  type StepContext,
+} from "./saga/saga-runner.js";
+export { createSagaTables, type SagaPhase, type SagaRow, type SagaRunnerTables, type SagaState, type SagaStepRow } from "./saga/tables.js";

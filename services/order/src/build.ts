@@ -11,7 +11,7 @@ import { createOrderStore } from "./app/order-store.js";
 import { createOrders } from "./app/orders.js";
 import { createPlaceOrderSaga } from "./app/place-order-saga.js";
 import { createSagaAdmin } from "./app/saga-admin.js";
-import { outbox, sagaAudit, sagas, sagaSteps, tables } from "./db/schema.js";
+import { outbox, sagaAudit, sagas, sagaSteps, sagaTables, tables } from "./db/schema.js";
 import { createRoutes } from "./rpc/routes.js";
 import { createSagaAdminRoutes } from "./rpc/saga-admin-routes.js";
 
@@ -49,7 +49,7 @@ export async function build(deps: OrderDeps): Promise<ServiceServer> {
       );
       const saga = createSagaRunner({
         db,
-        tables: { sagas, sagaSteps },
+        tables: sagaTables,
         definition: createPlaceOrderSaga({ inventory: inventory.client, payment: payment.client, store }),
         logger: deps.logger,
         policy: deps.sagaPolicy,

@@ -54,7 +54,7 @@ describe("saga runner against real Postgres", () => {
       tables,
       logger: silentLogger,
       policy: fastPolicy,
-      definition: { type: "test", steps, onCompensated: async (_tx, payload, reason) => void cancelled.set(payload.id, reason) },
+      definition: { type: "test", version: 1, steps, onCompensated: async (_tx, payload, reason) => void cancelled.set(payload.id, reason) },
     });
   }
 
@@ -112,7 +112,7 @@ describe("saga runner against real Postgres", () => {
       tables,
       logger: silentLogger,
       policy: { ...fastPolicy, initialBackoffMs: 20, maxBackoffMs: 40, shedWaitMs: 150 },
-      definition: { type: "test", steps, onCompensated: async (_tx, payload, reason) => void cancelled.set(payload.id, reason) },
+      definition: { type: "test", version: 1, steps, onCompensated: async (_tx, payload, reason) => void cancelled.set(payload.id, reason) },
     });
     const sagaId = await runner.create(db, "shed-forever", { id: "shed-forever" });
     runner.drive(sagaId);
@@ -312,7 +312,7 @@ describe("saga runner against real Postgres", () => {
       tables,
       logger: silentLogger,
       policy: fastPolicy,
-      definition: { type: "test-blink", steps, onCompensated: async (_tx, payload, reason) => void cancelled.set(payload.id, reason) },
+      definition: { type: "test-blink", version: 1, steps, onCompensated: async (_tx, payload, reason) => void cancelled.set(payload.id, reason) },
     });
     const sagaId = await runner.create(db, "blink", { id: "blink" });
     await runner.startSweeping();
@@ -355,7 +355,7 @@ describe("saga runner against real Postgres", () => {
       tables,
       logger: silentLogger,
       policy: { ...fastPolicy, initialBackoffMs: 2_000, maxBackoffMs: 5_000, leaseMs: 60_000 },
-      definition: { type: "test", steps, onCompensated: async () => {} },
+      definition: { type: "test", version: 1, steps, onCompensated: async () => {} },
     });
     const sagaId = await runner.create(db, "retrying", { id: "retrying" });
     runner.drive(sagaId);

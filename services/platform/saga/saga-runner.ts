@@ -1,24 +1,23 @@
 import { randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
-import { and, asc, eq, getTableColumns, gte, inArray, isNull, lt, or, sql, type SQL } from "drizzle-orm";
+import { and, count, eq, getTableColumns, gte, inArray, isNotNull, sql, type SQL } from "drizzle-orm";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { BrokenCircuitError, BulkheadRejectedError, ExponentialBackoff, TaskCancelledError, TimeoutStrategy, timeout, type IBackoff } from "cockatiel";
+import { context, isSpanContextValid, ROOT_CONTEXT, trace } from "@opentelemetry/api";
+import { BrokenCircuitError, BulkheadRejectedError, ExponentialBackoff, TaskCancelledError, type IBackoff } from "cockatiel";
 import { isDatabaseUnavailable } from "../data/db-errors.js";
 import { keysetAfter, keysetOrder, type Keyset, type PageKey } from "../data/paging.js";
 import { detachedFromDeadline } from "../rpc-client/deadline.js";
 import type { Logger } from "../process/logger.js";
-import type { SqlExecutor } from "../data/db.js";
+import { SpanKind, withSpan } from "../process/telemetry.js";
+import { rowsOf, type SqlExecutor } from "../data/db.js";
+import { LeaseLostError, SagaSuspended, StepRejectedError } from "./errors.js";
+import { timeline, waitPhase } from "./phases.js";
 import { createSagaStatements, type ClaimedSaga, type Settlement } from "./saga-statements.js";
-import type { SagaRow, SagaState, SagaStepRow, SagaTables, StepState } from "./tables.js";
+import { stepWaits, withinAttemptTimeout, type AttemptClock } from "./waits.js";
+import type { SagaPhase, SagaRow, SagaRunnerTables, SagaSignalRow, SagaState, SagaStepRow, SagaWaitRow, StoredSagaPhase } from "./tables.js";
 
-/**
- * A definitive "no" from a step (out of stock, card declined). It is not retried: the saga
- * compensates instead, and `reason` becomes the saga's failure reason.
- */
-export class StepRejectedError extends Error {
-  override readonly name = "StepRejectedError";
-}
+export { SignalTimeoutError, StepRejectedError } from "./errors.js";
 
 /**
  * How the runner treats a failed attempt:
@@ -59,33 +58,47 @@ export function classifySagaFailure(err: unknown): SagaFailureKind {
 
 const isShedding = (err: unknown) => err instanceof ConnectError && err.code === Code.ResourceExhausted;
 
-/** This runner's claim on a saga lapsed and another took it over; it must stop acting. */
-class LeaseLostError extends Error {
-  constructor(sagaId: string) {
-    super(`lost the lease on saga ${sagaId}`);
-  }
-}
-
 export interface StepContext {
   /** Stable across retries and restarts: participants dedupe on it. */
   idempotencyKey: string;
   signal: AbortSignal;
+  /**
+   * Durable timer named `name` (unique within the step): resolves at once if `at` has
+   * passed; otherwise the saga is suspended (state "waiting", lease released, a wait row
+   * written) and the step is run again from the top once the timer fires.
+   */
+  sleepUntil(name: string, at: Date): Promise<void>;
+  /**
+   * As sleepUntil, due `ms` after the first time this step reached the wait (persisted, so
+   * a re-run or restart does not restart the clock).
+   */
+  sleep(name: string, ms: number): Promise<void>;
+  /**
+   * Resolves with the payload of the signal `name` delivered to this saga, whether it
+   * arrived before or after the wait began; otherwise suspends the saga until it arrives
+   * (the step then re-runs from the top, idempotent as steps already are) or until
+   * `timeoutMs` after the wait began, when it throws SignalTimeoutError.
+   */
+  awaitSignal(name: string, options: { timeoutMs: number }): Promise<Record<string, unknown>>;
 }
 
 export interface SagaStep<P> {
   name: string;
-  /** Overrides the policy's per-attempt timeout, for a participant known to be slow. */
+  /** Overrides the policy's per-attempt timeout, for a participant known to be slow. Time spent at waits does not count. */
   timeoutMs?: number;
   run(payload: P, ctx: StepContext): Promise<void>;
   /**
    * Undoes the step; must be idempotent and safe when `run` never took effect. A step
    * without one is a point of no return: once it starts, the saga can only go forward.
+   * A compensation cannot wait: its context's waits throw.
    */
   compensate?(payload: P, ctx: StepContext): Promise<void>;
 }
 
 export interface SagaDefinition<P> {
   type: string;
+  /** Recorded on each saga at creation; a saga finishes on the version it started on. */
+  version: number;
   steps: readonly SagaStep<P>[];
   /** Runs inside the transaction that marks the saga compensated. */
   onCompensated(tx: SqlExecutor, payload: P, reason: string): Promise<void>;
@@ -139,11 +152,18 @@ export const defaultSagaPolicy: SagaPolicy = {
 /** The outcome of asking a saga to cancel. */
 export type CancelOutcome = "accepted" | "already-compensating" | "past-point-of-no-return" | "finished";
 
-/** A step row as `get` reads it, through JSON. */
-type StepJson = Omit<SagaStepRow, "updatedAt"> & { updatedAt: string };
+/** A step as `get` reads it: its row with its timeline (attempts and waits, oldest first). */
+export type SagaStepView = Omit<SagaStepRow, "phases"> & { phases: SagaPhase[] };
 
-/** A saga with its steps, as persisted. */
-export type SagaWithSteps = SagaRow & { steps: SagaStepRow[] };
+/** A signal delivered to a saga, as `get` reads it; its payload is the steps' business. */
+export type SagaSignalView = Omit<SagaSignalRow, "sagaId" | "payload">;
+
+/** A saga with its steps and its signals, as persisted. */
+export type SagaWithSteps = SagaRow & { steps: SagaStepView[]; signals: SagaSignalView[] };
+
+type Json<T> = { [K in keyof T]: T[K] extends Date ? string : T[K] extends Date | null ? string | null : T[K] };
+/** A step row as `get` reads it, through JSON, with its waits. */
+type StepJson = Omit<Json<SagaStepRow>, "phases"> & { phases: StoredSagaPhase[]; waits: Json<Omit<SagaWaitRow, "sagaId" | "stepIndex">>[] };
 
 /** The outcome of an operator's request to retry or compensate a saga. */
 export type SagaActionOutcome =
@@ -155,6 +175,9 @@ export type SagaActionOutcome =
 
 /** Runs in the transaction that decides an operator's action, e.g. to audit it with it. */
 export type ActionHook = (tx: SqlExecutor, outcome: SagaActionOutcome) => Promise<void>;
+
+/** The outcome of delivering a signal; see SagaRunner.deliverSignal. */
+export type SignalOutcome = "delivered" | "duplicate" | "finished" | "not-found";
 
 export interface SagaRunner<P> {
   /**
@@ -168,33 +191,54 @@ export interface SagaRunner<P> {
    */
   creation(aggregateId: string, payload: P): { sagaId: string; within(when: SQL): SQL };
   /**
-   * Drives a saga in the background until it is terminal, parked or owned by another. Given
-   * the payload of a saga this runner has just created, it starts without reading it back.
+   * Drives a saga in the background until it is terminal, parked, waiting or owned by
+   * another. Given the payload of a saga this runner has just created, it starts without
+   * reading it back.
    */
   drive(sagaId: string, created?: P): void;
   /** Sagas this runner is driving now: the backlog that admission control weighs. */
   backlog(): number;
-  /** Drives every unfinished saga whose lease is free; returns how many it picked up. */
+  /**
+   * Drives every unfinished saga whose lease is free and every waiting one that is due, and
+   * sets in-process timers for those due before the next pass; returns how many it picked up.
+   */
   resumeUnfinished(): Promise<number>;
-  /** Resumes unfinished sagas now and then every `sweepMs`, until stop(). */
+  /** Checks the versions (checkVersions), then resumes unfinished sagas now and every `sweepMs`, until stop(). */
   startSweeping(): Promise<number>;
-  /** Asks a saga to compensate; refused once a step without compensation has started. */
+  /**
+   * Refuses to start if an unfinished saga of this type is on a version this build does
+   * not define: throws with a message naming the version and how many sagas use it.
+   */
+  checkVersions(): Promise<void>;
+  /** Asks a saga to compensate; refused once a step without compensation has started. A waiting saga is woken to do so. */
   requestCancel(aggregateId: string): Promise<CancelOutcome>;
-  /** The saga of an aggregate with its steps, as persisted. */
+  /**
+   * Delivers a signal, exactly once by signalId (a repeat changes nothing), in `tx` when
+   * given (an inbox consumer's transaction) or on its own. Wakes the saga if it waits for
+   * `name`; kept for later if it does not wait yet. On its own, the woken saga is driven at
+   * once; in `tx`, it is due once `tx` commits: call wake() then, or the sweep resumes it.
+   */
+  deliverSignal(tx: SqlExecutor | undefined, signal: { aggregateId: string; name: string; signalId: string; payload?: Record<string, unknown> }): Promise<SignalOutcome>;
+  /** Drives the saga of an aggregate if it is waiting and due, e.g. after a transaction that delivered its signal commits. */
+  wake(aggregateId: string): Promise<void>;
+  /** The saga of an aggregate with its steps and signals, as persisted. */
   get(aggregateId: string): Promise<SagaWithSteps | undefined>;
-  /** Sagas of this type, oldest first, optionally in one state, resuming strictly after `after`. */
-  list(filter: { state?: SagaState | undefined; limit: number; after?: PageKey | undefined }): Promise<SagaRow[]>;
+  /**
+   * Sagas of this type, oldest first, optionally in one state, or only those with a failed
+   * attempt to be tried again (`retrying`), resuming strictly after `after`.
+   */
+  list(filter: { state?: SagaState | undefined; retrying?: boolean | undefined; limit: number; after?: PageKey | undefined }): Promise<SagaRow[]>;
   /**
    * For operators: resumes a parked saga where it stopped, going forward if it was parked
    * past the point of no return and compensating if it was parked compensating.
    */
   retry(aggregateId: string, hook?: ActionHook): Promise<SagaActionOutcome>;
   /**
-   * For operators: forces compensation where it is still allowed. A running saga that has
-   * not started a step without compensation compensates at its next step boundary (as a
-   * customer's cancel does), with `reason` as its failure reason; a saga parked while
-   * compensating resumes compensating. Refused past the point of no return, while already
-   * compensating, and once finished.
+   * For operators: forces compensation where it is still allowed. A running or waiting saga
+   * that has not started a step without compensation compensates at its next step boundary
+   * (as a customer's cancel does; a waiting one is woken for it), with `reason` as its
+   * failure reason; a saga parked while compensating resumes compensating. Refused past the
+   * point of no return, while already compensating, and once finished.
    */
   compensate(aggregateId: string, reason: string, hook?: ActionHook): Promise<SagaActionOutcome>;
   /** Waits for the sagas being driven to reach a checkpoint, then releases their leases. */
@@ -202,73 +246,134 @@ export interface SagaRunner<P> {
 }
 
 /**
+ * In-process timers for waits due before the sweep's next pass, at most this many: past
+ * it, the sweep wakes the rest on its pass, a little late but still woken.
+ */
+const MAX_WAKE_TIMERS = 1_000;
+
+/** What runForward ended on: compensation to run, nothing more for now, or a suspension due in `wakeInMs`. */
+type ForwardOutcome = "compensate" | "stop" | { wakeInMs: number };
+
+/** The trace id of the active span, where it has a real one. */
+function activeTraceId(): string | undefined {
+  const span = trace.getActiveSpan()?.spanContext();
+  return span && isSpanContextValid(span) ? span.traceId : undefined;
+}
+
+/**
+ * Runs an attempt in its own span, a child of the driver's trace; in a trace nobody
+ * samples, the trace's ids stand for the attempt and no span is made (as the server
+ * interceptor does), which saves a context switch per attempt.
+ */
+function inAttemptSpan<T>(name: string, attributes: Record<string, string>, work: () => Promise<T>): Promise<T> {
+  const active = trace.getActiveSpan();
+  if (active && !active.isRecording()) return work();
+  return withSpan(name, SpanKind.INTERNAL, context.active(), attributes, work);
+}
+
+/** A compensation's context cannot wait: compensations resume compensating, never waiting. */
+const refuseWait = async (): Promise<never> => {
+  throw new Error("a compensation cannot wait; only a step can");
+};
+const noWaits = { sleepUntil: refuseWait, sleep: refuseWait, awaitSignal: refuseWait };
+
+/**
  * An orchestrated saga whose every transition is a row: each step is marked `started`
  * before it runs (its compensation is thereby registered), and its outcome is persisted
- * before the next step. Compensations run in reverse over every started step.
+ * before the next step. Compensations run in reverse over every started step. A step may
+ * wait on a durable timer or a signal: the saga is then released (state waiting) and the
+ * step runs again from the top once the wait is over. Each saga runs on the definition's
+ * version it started on: `olderVersions` keeps those an unfinished saga may still be on.
  */
 export function createSagaRunner<P>(options: {
   db: SqlExecutor;
-  tables: SagaTables;
+  tables: SagaRunnerTables;
   definition: SagaDefinition<P>;
+  olderVersions?: readonly SagaDefinition<P>[];
   logger: Logger;
   policy?: Partial<SagaPolicy>;
 }): SagaRunner<P> {
   const { db, definition } = options;
-  const { sagas, sagaSteps } = options.tables;
+  const { sagas, sagaSteps, sagaWaits, sagaSignals } = options.tables;
   const policy = { ...defaultSagaPolicy, ...options.policy };
-  const longestStep = Math.max(policy.stepTimeoutMs, ...definition.steps.map((step) => step.timeoutMs ?? 0));
+  const definitions = new Map<number, SagaDefinition<P>>();
+  for (const version of [definition, ...(options.olderVersions ?? [])]) {
+    if (version.type !== definition.type) throw new Error(`saga "${definition.type}": an older version is of type "${version.type}"`);
+    if (!Number.isInteger(version.version) || version.version < 1) throw new Error(`saga "${definition.type}": version ${version.version} is not a positive integer`);
+    if (definitions.has(version.version)) throw new Error(`saga "${definition.type}": version ${version.version} is defined twice`);
+    definitions.set(version.version, version);
+  }
+  const versions = [...definitions.keys()];
+  const allSteps = [...definitions.values()].flatMap((version) => version.steps);
+  const longestStep = Math.max(policy.stepTimeoutMs, ...allSteps.map((step) => step.timeoutMs ?? 0));
   if (policy.leaseMs <= longestStep + policy.maxBackoffMs) {
     throw new Error(`saga leaseMs (${policy.leaseMs}) must exceed the longest step timeout (${longestStep}) plus maxBackoffMs (${policy.maxBackoffMs})`);
   }
+  /** The index of each version's first step without a compensation; -1 where there is none. */
+  const pointOfNoReturn = new Map([...definitions].map(([version, { steps }]) => [version, steps.findIndex((step) => !step.compensate)]));
   const owner = `runner-${randomUUID()}`;
   const logger = options.logger.child({ saga: definition.type });
   const inFlight = new Map<string, Promise<void>>();
+  const wakeTimers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   const stopping = new AbortController();
   // Every attempt and every wait between attempts listens on it while it runs, so the count
   // follows the sagas in flight; Node's default of 10 would report a leak at the 11th.
   setMaxListeners(0, stopping.signal);
 
   let sweeper: NodeJS.Timeout | undefined;
-  const pointOfNoReturn = definition.steps.findIndex((step) => !step.compensate);
 
   const backoff = new ExponentialBackoff({ initialDelay: policy.initialBackoffMs, maxDelay: policy.maxBackoffMs });
   const statements = createSagaStatements(options.tables, owner, policy.leaseMs);
   /** Each transition's fence matches only while this runner holds the lease. */
-  const unlessLeaseLost = (sagaId: string) => (held: boolean | undefined) => {
-    if (!held) throw new LeaseLostError(sagaId);
-  };
+  const unlessLeaseLost =
+    (sagaId: string) =>
+    <T>(held: T | false | undefined): T => {
+      if (!held) throw new LeaseLostError(sagaId);
+      return held;
+    };
   const settle = (sagaId: string, settlement: Settlement) => statements.settle(db, sagaId, settlement).then(unlessLeaseLost(sagaId));
-  const countAttempt = (sagaId: string, stepIndex: number, label: string) => statements.countAttempt(db, sagaId, stepIndex, label).then(unlessLeaseLost(sagaId));
-  const recordRetry = (sagaId: string, stepIndex: number, lastError: string, delayMs: number) =>
-    statements.recordRetry(db, sagaId, stepIndex, lastError, delayMs).then(unlessLeaseLost(sagaId));
-  async function crossBoundary(sagaId: string, succeeded: number | undefined, next: number | undefined, pastPointOfNoReturn: boolean) {
-    const outcome = await statements.crossBoundary(db, sagaId, succeeded, next === undefined ? undefined : { index: next, name: definition.steps[next]!.name }, pastPointOfNoReturn);
-    if (!outcome) throw new LeaseLostError(sagaId);
-    return outcome;
+  const countAttempt = (sagaId: string, stepIndex: number, label: string, kind: "attempt" | "compensation") =>
+    statements.countAttempt(db, sagaId, stepIndex, label, kind, activeTraceId()).then(unlessLeaseLost(sagaId));
+  const recordRetry = (sagaId: string, stepIndex: number, lastError: string, delayMs: number, error: string) =>
+    statements.recordRetry(db, sagaId, stepIndex, lastError, delayMs, error).then(unlessLeaseLost(sagaId));
+  async function crossBoundary(sagaId: string, steps: SagaDefinition<P>["steps"], succeeded: number | undefined, next: number | undefined, pastPointOfNoReturn: boolean) {
+    const step = next === undefined ? undefined : { index: next, name: steps[next]!.name };
+    return unlessLeaseLost(sagaId)(await statements.crossBoundary(db, sagaId, succeeded, step, pastPointOfNoReturn, activeTraceId()));
   }
+
+  /** The waits of one run of a step, on its saga's rows. */
+  const waitsOf = (sagaId: string, stepIndex: number, clock: AttemptClock) =>
+    stepWaits({
+      sagaId,
+      clock,
+      check: async (wait) => unlessLeaseLost(sagaId)(await statements.checkWait(db, sagaId, stepIndex, wait)),
+      suspend: async (wait, seen) => unlessLeaseLost(sagaId)(await statements.suspend(db, sagaId, stepIndex, { name: wait.name, kind: wait.kind, seen })).wakeInMs,
+    });
 
   /**
    * Attempts a step or compensation until it succeeds or fails for good, with capped
    * exponential backoff between attempts. A definitive failure ends it at once. With
    * `untilDone` (a compensation, or a step past the point of no return) transient failures
    * are retried for as long as it takes, and only unexpected ones use up `budget`; otherwise
-   * every failure does. Stopping the runner interrupts the wait between attempts.
+   * every failure does. Stopping the runner interrupts the wait between attempts. A
+   * suspension (the step waits) ends it, as no failure.
    */
   async function attemptUntilSettled(
-    target: { sagaId: string; stepIndex: number; errorPrefix: string; timeoutMs: number; budget: number; untilDone: boolean },
-    attempt: (signal: AbortSignal, n: number) => Promise<void>,
+    target: { sagaId: string; stepIndex: number; name: string; errorPrefix: string; timeoutMs: number; budget: number; untilDone: boolean },
+    attempt: (signal: AbortSignal, n: number, clock: AttemptClock) => Promise<void>,
   ): Promise<void> {
-    const perAttempt = timeout(target.timeoutMs, TimeoutStrategy.Aggressive);
     let delay: IBackoff<unknown> | undefined;
     let unexpected = 0;
     let shed = 0;
     let shedSince: number | undefined;
     for (let n = 1; ; n++) {
       try {
-        await perAttempt.execute(({ signal }) => attempt(signal, n), stopping.signal);
+        await withinAttemptTimeout(target.timeoutMs, stopping.signal, (signal, clock) =>
+          inAttemptSpan(`saga ${definition.type} ${target.name}`, { "meshwork.saga.id": target.sagaId, "meshwork.saga.attempt": String(n) }, () => attempt(signal, n, clock)),
+        );
         return;
       } catch (err) {
-        if (stopping.signal.aborted || err instanceof LeaseLostError) throw err;
+        if (stopping.signal.aborted || err instanceof LeaseLostError || err instanceof SagaSuspended) throw err;
         const kind = classifySagaFailure(err);
         // Unexpected failures count while consecutive: a participant flapping between
         // "unavailable" and a crash mid-call ("internal") is still only away.
@@ -283,7 +388,7 @@ export function createSagaRunner<P>(options: {
         const lastError = `${target.errorPrefix}: ${describe(err)}`;
         // A long outage means many attempts: the first is news, the rest are detail.
         logger[n === 1 ? "warn" : "debug"]({ sagaId: target.sagaId, attempt: n, kind, lastError, delayMs: delay.duration }, "saga attempt failed; retrying");
-        await recordRetry(target.sagaId, target.stepIndex, lastError, delay.duration).catch((recordErr: unknown) => {
+        await recordRetry(target.sagaId, target.stepIndex, lastError, delay.duration, describe(err)).catch((recordErr: unknown) => {
           if (recordErr instanceof LeaseLostError) throw recordErr;
           // The database is away: the next attempt finds out whether it is back.
           logger.warn({ sagaId: target.sagaId, err: recordErr }, "could not record a saga's retry");
@@ -295,27 +400,29 @@ export function createSagaRunner<P>(options: {
 
   const describe = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
-  /** Runs the remaining steps; "compensate" when the saga turned to compensating. */
-  async function runForward(saga: ClaimedSaga, steps: Map<number, StepState>): Promise<"compensate" | "stop"> {
+  /** Runs the remaining steps; "compensate" when the saga turned to compensating, the wake time when it waits. */
+  async function runForward(saga: ClaimedSaga, { steps: stepsOf }: SagaDefinition<P>): Promise<ForwardOutcome> {
+    const { steps } = saga;
     const payload = saga.payload as P;
-    const pastPointOfNoReturn = () => [...steps.keys()].some((i) => !definition.steps[i]!.compensate);
+    const pastPointOfNoReturn = () => [...steps.keys()].some((i) => !stepsOf[i]!.compensate);
     let succeeded: number | undefined;
-    for (let i = 0; i < definition.steps.length; i++) {
+    for (let i = 0; i < stepsOf.length; i++) {
       if (steps.get(i) === "succeeded") continue;
-      const step = definition.steps[i]!;
-      if ((await crossBoundary(saga.id, succeeded, i, pastPointOfNoReturn())) === "cancelled") return "compensate";
+      const step = stepsOf[i]!;
+      if ((await crossBoundary(saga.id, stepsOf, succeeded, i, pastPointOfNoReturn())) === "cancelled") return "compensate";
       steps.set(i, "started");
       // Past the point of no return there is no giving up on "not now": retry, with capped
       // backoff, until the participant is back. Before it, one that stays away is compensated.
-      const target = { sagaId: saga.id, stepIndex: i, errorPrefix: step.name, timeoutMs: step.timeoutMs ?? policy.stepTimeoutMs };
+      const target = { sagaId: saga.id, stepIndex: i, name: step.name, errorPrefix: step.name, timeoutMs: step.timeoutMs ?? policy.stepTimeoutMs };
       try {
-        await attemptUntilSettled({ ...target, budget: policy.stepAttempts, untilDone: pastPointOfNoReturn() }, async (signal, n) => {
-          if (n > 1) await countAttempt(saga.id, i, step.name); // the first was counted with the start
-          await step.run(payload, { idempotencyKey: `${saga.id}:${step.name}`, signal });
+        await attemptUntilSettled({ ...target, budget: policy.stepAttempts, untilDone: pastPointOfNoReturn() }, async (signal, n, clock) => {
+          if (n > 1) await countAttempt(saga.id, i, step.name, "attempt"); // the first was counted with the start
+          await step.run(payload, { idempotencyKey: `${saga.id}:${step.name}`, signal, ...waitsOf(saga.id, i, clock) });
         });
         steps.set(i, "succeeded");
         succeeded = i;
       } catch (err) {
+        if (err instanceof SagaSuspended) return { wakeInMs: err.wakeInMs };
         if (stopping.signal.aborted || err instanceof LeaseLostError) return "stop"; // left as started; a later driver resumes it
         const rejected = err instanceof StepRejectedError;
         const failed = { index: i, name: step.name, state: "failed" as const, lastError: describe(err) };
@@ -330,22 +437,23 @@ export function createSagaRunner<P>(options: {
         return "compensate";
       }
     }
-    await crossBoundary(saga.id, succeeded, undefined, true);
+    await crossBoundary(saga.id, stepsOf, succeeded, undefined, true);
     return "stop";
   }
 
-  async function runCompensation(saga: ClaimedSaga, steps: Map<number, StepState>): Promise<void> {
+  async function runCompensation(saga: ClaimedSaga, { steps: stepsOf, onCompensated }: SagaDefinition<P>): Promise<void> {
+    const { steps } = saga;
     const payload = saga.payload as P;
     const toUndo = [...steps].filter(([, state]) => state !== "compensated").map(([i]) => i).sort((a, b) => b - a);
     for (const i of toUndo) {
-      const step = definition.steps[i]!;
+      const step = stepsOf[i]!;
       if (!step.compensate) continue;
       const label = `${step.name} (compensation)`;
-      const target = { sagaId: saga.id, stepIndex: i, errorPrefix: `compensating ${step.name}`, timeoutMs: step.timeoutMs ?? policy.stepTimeoutMs };
+      const target = { sagaId: saga.id, stepIndex: i, name: label, errorPrefix: `compensating ${step.name}`, timeoutMs: step.timeoutMs ?? policy.stepTimeoutMs };
       try {
         await attemptUntilSettled({ ...target, budget: policy.compensationAttempts, untilDone: true }, async (signal) => {
-          await countAttempt(saga.id, i, label);
-          await step.compensate!(payload, { idempotencyKey: `${saga.id}:${step.name}:compensate`, signal });
+          await countAttempt(saga.id, i, label, "compensation");
+          await step.compensate!(payload, { idempotencyKey: `${saga.id}:${step.name}:compensate`, signal, ...noWaits });
         });
       } catch (err) {
         if (stopping.signal.aborted || err instanceof LeaseLostError) return;
@@ -363,68 +471,149 @@ export function createSagaRunner<P>(options: {
     }
     await db.transaction(async (tx) => {
       unlessLeaseLost(saga.id)(await statements.finishCompensation(tx, saga.id));
-      await definition.onCompensated(tx, payload, saga.failureReason ?? "compensated");
+      await onCompensated(tx, payload, saga.failureReason ?? "compensated");
     });
   }
 
-  async function driveToEnd(sagaId: string, created: P | undefined): Promise<void> {
+  /** Drives a saga as far as it goes now; returns how soon it is due if it ended waiting. */
+  async function driveToEnd(sagaId: string, created: P | undefined): Promise<number | undefined> {
     // A saga just created is leased to this runner, running, with no step started yet.
-    let fresh: ClaimedSaga | undefined = created && { id: sagaId, state: "running", payload: created, failureReason: null, steps: new Map() };
+    let fresh: ClaimedSaga | undefined = created && { id: sagaId, state: "running", version: definition.version, payload: created, failureReason: null, steps: new Map() };
     while (!stopping.signal.aborted) {
-      const saga = fresh ?? (await statements.claim(db, sagaId));
+      const saga = fresh ?? (await statements.claim(db, sagaId, versions));
       fresh = undefined;
-      if (!saga) return; // terminal, parked, or another replica holds the lease
-      const { steps } = saga;
+      if (!saga) return undefined; // terminal, parked, waiting and not due, or another replica holds the lease
+      // claim takes only the versions defined here.
+      const version = definitions.get(saga.version)!;
       // Only a turn from running to compensating needs another pass; anything else has ended
-      // this driver's work (terminal, parked, lease lost), so it does not claim again.
-      if (saga.state === "running" && (await runForward(saga, steps)) === "compensate") continue;
-      if (saga.state === "compensating") await runCompensation(saga, steps);
-      return;
+      // this driver's work (terminal, parked, waiting, lease lost), so it does not claim again.
+      if (saga.state === "running") {
+        const outcome = await runForward(saga, version);
+        if (outcome === "compensate") continue;
+        return outcome === "stop" ? undefined : outcome.wakeInMs;
+      }
+      await runCompensation(saga, version);
+      return undefined;
     }
+    return undefined;
   }
+
+  /**
+   * The trace a driver runs in: the caller's (a request that started or cancelled the
+   * saga), or a new one of its own (the sweep), so that every attempt has a trace id.
+   */
+  const inDriverTrace = <T>(sagaId: string, work: () => Promise<T>): Promise<T> =>
+    trace.getActiveSpan() ? work() : withSpan(`saga ${definition.type}`, SpanKind.INTERNAL, ROOT_CONTEXT, { "meshwork.saga.id": sagaId }, work);
 
   function drive(sagaId: string, created?: P): void {
     if (inFlight.has(sagaId) || stopping.signal.aborted) return;
+    cancelWake(sagaId);
+    let wakeInMs: number | undefined;
     // A saga is started by a request but outlives it: it must not inherit its deadline.
-    const run = detachedFromDeadline(() => driveToEnd(sagaId, created))
-      .catch((err: unknown) => logger.error({ sagaId, err }, "saga driver failed; the sweep resumes it"))
-      .finally(() => inFlight.delete(sagaId));
+    const run = detachedFromDeadline(() => inDriverTrace(sagaId, () => driveToEnd(sagaId, created)))
+      .then(
+        (due) => void (wakeInMs = due),
+        (err: unknown) => logger.error({ sagaId, err }, "saga driver failed; the sweep resumes it"),
+      )
+      .finally(() => {
+        inFlight.delete(sagaId);
+        if (wakeInMs !== undefined) wakeLater(sagaId, wakeInMs);
+      });
     inFlight.set(sagaId, run);
   }
 
+  function cancelWake(sagaId: string): void {
+    clearTimeout(wakeTimers.get(sagaId)?.timer);
+    wakeTimers.delete(sagaId);
+  }
+
+  /**
+   * Drives a waiting saga when it is due, if that is before the sweep's next pass (which
+   * otherwise wakes it). Its lease is free meanwhile, so another replica may take it first;
+   * then this one's claim finds nothing.
+   */
+  function wakeLater(sagaId: string, wakeInMs: number): void {
+    if (stopping.signal.aborted || wakeInMs >= policy.sweepMs) return;
+    const at = Date.now() + wakeInMs;
+    const pending = wakeTimers.get(sagaId);
+    if (pending ? pending.at <= at : wakeTimers.size >= MAX_WAKE_TIMERS) return;
+    clearTimeout(pending?.timer);
+    const timer = setTimeout(() => {
+      wakeTimers.delete(sagaId);
+      drive(sagaId);
+    }, wakeInMs);
+    timer.unref();
+    wakeTimers.set(sagaId, { at, timer });
+  }
+
+  const knownVersions = sql`${sagas.version} in (${sql.join(
+    versions.map((version) => sql`${version}::int`),
+    sql`, `,
+  )})`;
+
   async function resumeUnfinished(): Promise<number> {
-    const rows = await db
-      .select({ id: sagas.id })
-      .from(sagas)
-      .where(
-        and(
-          eq(sagas.type, definition.type),
-          inArray(sagas.state, ["running", "compensating"]),
-          or(isNull(sagas.leaseOwner), eq(sagas.leaseOwner, owner), lt(sagas.leaseExpiresAt, sql`now()`)),
-        ),
-      )
-      .orderBy(asc(sagas.createdAt));
-    for (const row of rows) drive(row.id);
+    const rows = await rowsOf<{ id: string; wakeInMs: number | null }>(
+      db,
+      sql`select id, "wakeInMs" from (
+          select id, created_at, null::float8 as "wakeInMs" from ${sagas}
+          where type = ${definition.type}::text and ${knownVersions} and state in ('running', 'compensating')
+            and (lease_owner is null or lease_owner = ${owner} or lease_expires_at < now())
+          union all
+          select id, created_at, greatest(0, extract(epoch from wake_at - now()) * 1000)::float8 from ${sagas}
+          where type = ${definition.type}::text and ${knownVersions} and state = 'waiting'
+            and wake_at < now() + ${`${policy.sweepMs} milliseconds`}::interval
+        ) as due order by created_at`,
+    );
+    for (const { id, wakeInMs } of rows) {
+      if (wakeInMs === null || wakeInMs <= 0) drive(id);
+      else wakeLater(id, wakeInMs);
+    }
     return rows.length;
+  }
+
+  async function checkVersions(): Promise<void> {
+    const unfinished = await db
+      .select({ version: sagas.version, n: count() })
+      .from(sagas)
+      .where(and(eq(sagas.type, definition.type), inArray(sagas.state, ["running", "compensating", "waiting", "parked"])))
+      .groupBy(sagas.version);
+    const unknown = unfinished.filter(({ version }) => !definitions.has(version));
+    if (unknown.length === 0) return;
+    throw new Error(
+      unknown
+        .map(
+          ({ version, n }) =>
+            `saga "${definition.type}": ${n} unfinished saga${n === 1 ? " is" : "s are"} on version ${version}, which this build no longer defines; keep version ${version} in olderVersions until they finish`,
+        )
+        .join("; "),
+    );
   }
 
   function creation(aggregateId: string, payload: P) {
     const sagaId = randomUUID();
-    return { sagaId, within: (when: SQL) => statements.creation({ id: sagaId, type: definition.type, aggregateId, payload }, when) };
+    return { sagaId, within: (when: SQL) => statements.creation({ id: sagaId, type: definition.type, version: definition.version, aggregateId, payload }, when) };
   }
 
   const lockSaga = async (tx: SqlExecutor, aggregateId: string) => (await tx.select().from(sagas).where(eq(sagas.aggregateId, aggregateId)).for("update"))[0];
 
   /** Whether a step without compensation has started: the saga can then only go forward. */
-  async function hasPassedPointOfNoReturn(tx: SqlExecutor, sagaId: string): Promise<boolean> {
-    if (pointOfNoReturn < 0) return false;
+  async function hasPassedPointOfNoReturn(tx: SqlExecutor, saga: SagaRow): Promise<boolean> {
+    const firstWithout = pointOfNoReturn.get(saga.version) ?? -1;
+    if (firstWithout < 0) return false;
     const [started] = await tx
       .select({ stepIndex: sagaSteps.stepIndex })
       .from(sagaSteps)
-      .where(and(eq(sagaSteps.sagaId, sagaId), gte(sagaSteps.stepIndex, pointOfNoReturn)))
+      .where(and(eq(sagaSteps.sagaId, saga.id), gte(sagaSteps.stepIndex, firstWithout)))
       .limit(1);
     return started !== undefined;
   }
+
+  /** Asks a running or waiting saga to compensate at its next step boundary; a waiting one is due at once, to get there. */
+  const askToCompensate = (tx: SqlExecutor, saga: SagaRow, failureReason?: string) =>
+    tx
+      .update(sagas)
+      .set({ cancelRequested: true, ...(failureReason ? { failureReason } : {}), ...(saga.state === "waiting" ? { wakeAt: sql`now()` } : {}), updatedAt: sql`now()` })
+      .where(eq(sagas.id, saga.id));
 
   /**
    * A saga has a failure reason exactly once it compensates (or was asked to, which is only
@@ -471,7 +660,9 @@ export function createSagaRunner<P>(options: {
     drive,
     backlog: () => inFlight.size,
     resumeUnfinished,
+    checkVersions,
     async startSweeping() {
+      await checkVersions();
       const resumed = await resumeUnfinished();
       sweeper = setInterval(() => {
         resumeUnfinished().catch((err: unknown) => logger.warn({ err }, "saga sweep failed"));
@@ -484,31 +675,69 @@ export function createSagaRunner<P>(options: {
         const saga = await lockSaga(tx, aggregateId);
         if (!saga || saga.state === "completed" || saga.state === "compensated" || saga.state === "parked") return { outcome: "finished" };
         if (saga.state === "compensating") return { outcome: "already-compensating" };
-        if (await hasPassedPointOfNoReturn(tx, saga.id)) return { outcome: "past-point-of-no-return" };
-        await tx.update(sagas).set({ cancelRequested: true, updatedAt: sql`now()` }).where(eq(sagas.id, saga.id));
+        if (await hasPassedPointOfNoReturn(tx, saga)) return { outcome: "past-point-of-no-return" };
+        await askToCompensate(tx, saga);
         return { outcome: "accepted", id: saga.id };
       });
       if (outcome.id) drive(outcome.id);
       return outcome.outcome;
     },
+    async deliverSignal(tx, { payload = {}, ...signal }) {
+      const delivery = await statements.deliverSignal(tx ?? db, definition.type, { ...signal, payload });
+      // In a caller's transaction the saga is due only once that commits: a claim now would
+      // read it as it was, not due. The caller wakes it after committing, or the sweep does.
+      if (delivery.woken && !tx) drive(delivery.sagaId!);
+      return delivery.outcome;
+    },
+    async wake(aggregateId) {
+      const [due] = await db
+        .select({ id: sagas.id })
+        .from(sagas)
+        .where(and(eq(sagas.aggregateId, aggregateId), eq(sagas.state, "waiting"), sql`${sagas.wakeAt} <= now()`));
+      if (due) drive(due.id);
+    },
     async get(aggregateId) {
-      // One statement: the steps ride along as JSON (GetOrder reads this for every watch).
+      // One statement: the steps, their waits and the signals ride along as JSON (GetOrder
+      // reads this for every watch).
       const [row] = await db
         .select({
           ...getTableColumns(sagas),
           steps: sql<StepJson[]>`coalesce((select json_agg(json_build_object('sagaId', s.saga_id, 'stepIndex', s.step_index, 'name', s.name, 'state', s.state,
-            'attempts', s.attempts, 'lastError', s.last_error, 'updatedAt', s.updated_at) order by s.step_index) from ${sagaSteps} s where s.saga_id = ${sagas.id}), '[]')`,
+            'attempts', s.attempts, 'lastError', s.last_error, 'updatedAt', s.updated_at, 'phases', s.phases,
+            'waits', coalesce((select json_agg(json_build_object('name', w.name, 'kind', w.kind, 'startedAt', w.started_at, 'dueAt', w.due_at, 'endedAt', w.ended_at,
+              'outcome', w.outcome)) from ${sagaWaits} w where w.saga_id = s.saga_id and w.step_index = s.step_index), '[]')) order by s.step_index)
+            from ${sagaSteps} s where s.saga_id = ${sagas.id}), '[]')`,
+          signals: sql<Json<SagaSignalView>[]>`coalesce((select json_agg(json_build_object('name', g.name, 'signalId', g.signal_id, 'receivedAt', g.received_at,
+            'consumedAt', g.consumed_at) order by g.received_at, g.signal_id) from ${sagaSignals} g where g.saga_id = ${sagas.id}), '[]')`,
         })
         .from(sagas)
         .where(eq(sagas.aggregateId, aggregateId));
-      return row && { ...row, steps: row.steps.map((step) => ({ ...step, updatedAt: new Date(step.updatedAt) })) };
+      if (!row) return undefined;
+      const steps = row.steps.map(({ waits, phases, ...step }) => ({
+        ...step,
+        updatedAt: new Date(step.updatedAt),
+        phases: timeline(
+          phases,
+          waits.map((wait) => waitPhase({ ...wait, startedAt: new Date(wait.startedAt), dueAt: new Date(wait.dueAt), endedAt: wait.endedAt === null ? null : new Date(wait.endedAt) })),
+        ),
+      }));
+      const signals = row.signals.map((signal) => ({ ...signal, receivedAt: new Date(signal.receivedAt), consumedAt: signal.consumedAt === null ? null : new Date(signal.consumedAt) }));
+      return { ...row, steps, signals };
     },
-    async list({ state, limit, after }) {
+    async list({ state, retrying, limit, after }) {
       const oldestFirst: Keyset = { createdAt: sagas.createdAt, id: sagas.id, order: "oldest-first" };
       return db
         .select()
         .from(sagas)
-        .where(and(eq(sagas.type, definition.type), state ? eq(sagas.state, state) : undefined, keysetAfter(oldestFirst, after)))
+        .where(
+          and(
+            eq(sagas.type, definition.type),
+            state ? eq(sagas.state, state) : undefined,
+            // A failed attempt to be tried again: only a running or compensating saga has one.
+            retrying ? and(inArray(sagas.state, ["running", "compensating"]), isNotNull(sagas.nextAttemptAt)) : undefined,
+            keysetAfter(oldestFirst, after),
+          ),
+        )
         .orderBy(...keysetOrder(oldestFirst))
         .limit(limit);
     },
@@ -529,14 +758,17 @@ export function createSagaRunner<P>(options: {
             if (!wasCompensating(saga)) return refused("saga is parked past the point of no return; it can only go forward: retry it");
             return resumeParked(saga);
           case "running":
-            if (await hasPassedPointOfNoReturn(tx, saga.id)) return refused("saga is past the point of no return; it can only go forward");
-            await tx.update(sagas).set({ cancelRequested: true, failureReason: reason, updatedAt: sql`now()` }).where(eq(sagas.id, saga.id));
+          case "waiting":
+            if (await hasPassedPointOfNoReturn(tx, saga)) return refused("saga is past the point of no return; it can only go forward");
+            await askToCompensate(tx, saga, reason);
             return { outcome: "accepted", state: "compensating" };
         }
       }),
     async stop() {
       stopping.abort();
       clearInterval(sweeper);
+      for (const { timer } of wakeTimers.values()) clearTimeout(timer);
+      wakeTimers.clear();
       await Promise.allSettled(inFlight.values());
       await db
         .update(sagas)

@@ -1,11 +1,14 @@
 import { sql, type SQL } from "drizzle-orm";
 import { rowsOf as rows, type SqlExecutor } from "../data/db.js";
-import type { SagaState, SagaTables, StepState } from "./tables.js";
+import { appendPhase, closeLastPhase } from "./phases.js";
+import { terminalSagaStates, type SagaRunnerTables, type SagaState, type StepState, type WaitKind } from "./tables.js";
 
 /** What a driver needs of a saga it has just claimed. */
 export interface ClaimedSaga {
   id: string;
-  state: SagaState;
+  /** A waiting saga is claimed once it is due, and so resumes running. */
+  state: "running" | "compensating";
+  version: number;
   payload: unknown;
   failureReason: string | null;
   /** Each persisted step's state, by index. */
@@ -21,7 +24,34 @@ export interface Settlement {
 /** The outcome of crossing a step boundary, as the saga row decided it. */
 export type BoundaryOutcome = "started" | "cancelled" | "completed";
 
+/** A wait as a step names it; a timer is due at a time or a while after it was first reached. */
+export interface WaitSpec {
+  name: string;
+  kind: WaitKind;
+  due: { at: Date } | { afterMs: number };
+}
+
+/** What a step finds at a wait: how it ended (still open: null), and what it read with it. */
+export interface WaitCheck {
+  outcome: "fired" | "signalled" | "timed-out" | null;
+  /** The signal's payload, once signalled. */
+  payload: Record<string, unknown> | null;
+  /** The saga's signal count in the same snapshot as the signal looked for; see suspend. */
+  seen: number;
+}
+
+/** The outcome of delivering a signal, as one statement decided it. */
+export interface Delivery {
+  outcome: "delivered" | "duplicate" | "finished" | "not-found";
+  sagaId?: string;
+  /** Whether the saga was waiting on this signal and is now due. */
+  woken: boolean;
+}
+
 const CANCELLED_BY_CUSTOMER = "cancelled at the customer's request";
+
+/** A whole number of milliseconds as an interval. */
+const millis = (ms: number) => sql`${`${Math.max(0, Math.round(ms))} milliseconds`}::interval`;
 
 /**
  * Every transition a driver makes is one statement: a fenced UPDATE of the saga row (it
@@ -30,13 +60,15 @@ const CANCELLED_BY_CUSTOMER = "cancelled at the customer's request";
  * BEGIN and COMMIT, so a step boundary costs one round trip instead of five. A statement
  * whose fence matched nothing means the lease was lost.
  */
-export function createSagaStatements({ sagas, sagaSteps }: SagaTables, owner: string, leaseMs: number) {
-  const lease = sql`now() + ${`${leaseMs} milliseconds`}::interval`;
+export function createSagaStatements({ sagas, sagaSteps, sagaWaits, sagaSignals }: SagaRunnerTables, owner: string, leaseMs: number) {
+  const lease = sql`now() + ${millis(leaseMs)}`;
   const fencedBy = (sagaId: string) => sql`id = ${sagaId}::uuid and lease_owner = ${owner}`;
+  const stepOf = (sagaId: string, stepIndex: number | null) => sql`saga_id = ${sagaId}::uuid and step_index = ${stepIndex}::int`;
   /** The attempt count once an attempt of `label` starts: the next, or the first of a new action. */
   const attemptOf = (label: string) => sql`case when current_step = ${label}::text then attempts + 1 else 1 end`;
   /** Runs a statement whose last SELECT counts the fenced rows; false if the lease is gone. */
   const fenced = async (db: SqlExecutor, statement: SQL) => (await rows<{ fenced: number }>(db, statement))[0]!.fenced > 0;
+  const phases = sql`${sagaSteps.phases}`;
 
   return {
     /**
@@ -44,23 +76,29 @@ export function createSagaStatements({ sagas, sagaSteps }: SagaTables, owner: st
      * other replica's sweep takes it), as a CTE of a larger statement: it goes in only where
      * `when` holds.
      */
-    creation: (saga: { id: string; type: string; aggregateId: string; payload: unknown }, when: SQL) =>
+    creation: (saga: { id: string; type: string; version: number; aggregateId: string; payload: unknown }, when: SQL) =>
       sql`created_saga as (
-        insert into ${sagas} (id, type, aggregate_id, payload, lease_owner, lease_expires_at)
-        select ${saga.id}::uuid, ${saga.type}::text, ${saga.aggregateId}::text, ${JSON.stringify(saga.payload)}::jsonb, ${owner}::text, ${lease} where ${when})`,
+        insert into ${sagas} (id, type, version, aggregate_id, payload, lease_owner, lease_expires_at)
+        select ${saga.id}::uuid, ${saga.type}::text, ${saga.version}::int, ${saga.aggregateId}::text, ${JSON.stringify(saga.payload)}::jsonb, ${owner}::text, ${lease} where ${when})`,
 
     /**
-     * Takes the lease of an unfinished saga that is free, ours or lapsed, then reads its steps.
-     * Two statements: one would read the steps in the snapshot it took before waiting on the
-     * saga row, and could miss a step the runner it waited for started just before letting go.
+     * Takes the lease of an unfinished saga that is free, ours or lapsed, on a version this
+     * build defines, then reads its steps. A waiting saga is taken only once due, and resumes
+     * running (waits are inside forward steps). Two statements: one would read the steps in
+     * the snapshot it took before waiting on the saga row, and could miss a step the runner
+     * it waited for started just before letting go.
      */
-    async claim(db: SqlExecutor, sagaId: string): Promise<ClaimedSaga | undefined> {
-      const [row] = await rows<{ id: string; state: SagaState; payload: unknown; failureReason: string | null }>(
+    async claim(db: SqlExecutor, sagaId: string, versions: readonly number[]): Promise<ClaimedSaga | undefined> {
+      const [row] = await rows<Omit<ClaimedSaga, "steps">>(
         db,
-        sql`update ${sagas} set lease_owner = ${owner}, lease_expires_at = ${lease}
-          where id = ${sagaId}::uuid and state in ('running', 'compensating')
+        sql`update ${sagas} set lease_owner = ${owner}, lease_expires_at = ${lease},
+            state = case when state = 'waiting' then 'running' else state end,
+            updated_at = case when state = 'waiting' then now() else updated_at end,
+            wake_at = null, waiting_for = null
+          where id = ${sagaId}::uuid and version in (${sql.join(versions.map((v) => sql`${v}::int`), sql`, `)})
+            and (state in ('running', 'compensating') or (state = 'waiting' and wake_at <= now()))
             and (lease_owner is null or lease_owner = ${owner} or lease_expires_at < now())
-          returning id, state, payload, failure_reason as "failureReason"`,
+          returning id, state, version, payload, failure_reason as "failureReason"`,
       );
       if (!row) return undefined;
       const steps = await rows<{ stepIndex: number; state: StepState }>(db, sql`select step_index as "stepIndex", state from ${sagaSteps} where saga_id = ${sagaId}::uuid`);
@@ -70,8 +108,10 @@ export function createSagaStatements({ sagas, sagaSteps }: SagaTables, owner: st
     /**
      * Records the step that just succeeded (if any), then completes the saga or, unless
      * cancellation was asked for first, marks the next step started with its first attempt
-     * counted. The saga row's lock orders this against requestCancel, so a cancel either
-     * lands before the point of no return starts, or is refused.
+     * counted and opened in its timeline. The saga row's lock orders this against
+     * requestCancel, so a cancel either lands before the point of no return starts, or is
+     * refused. A saga turning to compensate ends the waits it left open (it was woken from
+     * one to be cancelled).
      */
     async crossBoundary(
       db: SqlExecutor,
@@ -79,10 +119,12 @@ export function createSagaStatements({ sagas, sagaSteps }: SagaTables, owner: st
       succeeded: number | undefined,
       next: { index: number; name: string } | undefined,
       pastPointOfNoReturn: boolean,
+      traceId: string | undefined,
     ): Promise<BoundaryOutcome | undefined> {
       const completing = next === undefined;
       const label = next?.name ?? null;
       const cancels = sql`(cancel_requested and not ${pastPointOfNoReturn}::boolean)`;
+      const firstAttempt = appendPhase(sql`'[]'::jsonb`, { kind: "attempt", attempt: sql`1`, traceId });
       const [row] = await rows<{ state: SagaState }>(
         db,
         sql`with fenced as (
@@ -96,50 +138,58 @@ export function createSagaStatements({ sagas, sagaSteps }: SagaTables, owner: st
             lease_expires_at = case when ${completing}::boolean then null else ${lease} end,
             updated_at = case when ${completing}::boolean or ${cancels} then now() else updated_at end
           where ${fencedBy(sagaId)}
-          returning state),
+          returning state, attempts),
         succeeded as (
-          update ${sagaSteps} set state = 'succeeded', last_error = null, updated_at = now()
-          where saga_id = ${sagaId}::uuid and step_index = ${succeeded ?? null}::int and exists (select from fenced)),
+          update ${sagaSteps} set state = 'succeeded', last_error = null, updated_at = now(), phases = ${closeLastPhase(phases, { outcome: "succeeded" })}
+          where ${stepOf(sagaId, succeeded ?? null)} and exists (select from fenced)),
         started as (
-          insert into ${sagaSteps} (saga_id, step_index, name, state, attempts)
-          select ${sagaId}::uuid, ${next?.index ?? null}::int, ${label}::text, 'started', 1 from fenced where fenced.state = 'running' and not ${completing}::boolean
-          on conflict (saga_id, step_index) do update set state = 'started', attempts = ${sagaSteps}.attempts + 1, updated_at = now())
+          insert into ${sagaSteps} (saga_id, step_index, name, state, attempts, phases)
+          select ${sagaId}::uuid, ${next?.index ?? null}::int, ${label}::text, 'started', 1, ${firstAttempt} from fenced where fenced.state = 'running' and not ${completing}::boolean
+          on conflict (saga_id, step_index) do update set state = 'started', attempts = ${sagaSteps}.attempts + 1, updated_at = now(),
+            phases = ${appendPhase(phases, { kind: "attempt", attempt: sql`(select attempts from fenced)`, traceId })}),
+        interrupted as (
+          update ${sagaWaits} set ended_at = now(), outcome = 'interrupted'
+          where saga_id = ${sagaId}::uuid and ended_at is null and exists (select from fenced where fenced.state = 'compensating'))
         select state from fenced`,
       );
       if (!row) return undefined;
       return completing ? "completed" : row.state === "compensating" ? "cancelled" : "started";
     },
 
-    /** Counts an attempt of `label` on the saga and its step, and renews the lease. */
-    countAttempt: (db: SqlExecutor, sagaId: string, stepIndex: number, label: string) =>
+    /** Counts an attempt of `label` on the saga and its step, opens it in the step's timeline, and renews the lease. */
+    countAttempt: (db: SqlExecutor, sagaId: string, stepIndex: number, label: string, kind: "attempt" | "compensation", traceId: string | undefined) =>
       fenced(
         db,
         sql`with fenced as (
           update ${sagas} set lease_expires_at = ${lease}, next_attempt_at = null, current_step = ${label}::text, attempts = ${attemptOf(label)}
-          where ${fencedBy(sagaId)} returning 1),
+          where ${fencedBy(sagaId)} returning attempts),
         step as (
-          update ${sagaSteps} set attempts = attempts + 1, updated_at = now()
-          where saga_id = ${sagaId}::uuid and step_index = ${stepIndex}::int and exists (select from fenced))
+          update ${sagaSteps} set attempts = attempts + 1, updated_at = now(), phases = ${appendPhase(phases, { kind, attempt: sql`(select attempts from fenced)`, traceId })}
+          where ${stepOf(sagaId, stepIndex)} and exists (select from fenced))
         select count(*)::int as fenced from fenced`,
       ),
 
     /** Records a failed attempt that will be retried, and when: what GetOrder shows operators. */
-    recordRetry: (db: SqlExecutor, sagaId: string, stepIndex: number, lastError: string, delayMs: number) =>
+    recordRetry: (db: SqlExecutor, sagaId: string, stepIndex: number, lastError: string, delayMs: number, error: string) =>
       fenced(
         db,
         sql`with fenced as (
-          update ${sagas} set lease_expires_at = ${lease}, last_error = ${lastError}::text,
-            next_attempt_at = now() + ${`${Math.round(delayMs)} milliseconds`}::interval
+          update ${sagas} set lease_expires_at = ${lease}, last_error = ${lastError}::text, next_attempt_at = now() + ${millis(delayMs)}
           where ${fencedBy(sagaId)} returning 1),
         step as (
-          update ${sagaSteps} set last_error = ${lastError}::text, updated_at = now()
-          where saga_id = ${sagaId}::uuid and step_index = ${stepIndex}::int and exists (select from fenced))
+          update ${sagaSteps} set last_error = ${lastError}::text, updated_at = now(), phases = ${closeLastPhase(phases, { outcome: "retrying", error, backoffMs: delayMs })}
+          where ${stepOf(sagaId, stepIndex)} and exists (select from fenced))
         select count(*)::int as fenced from fenced`,
       ),
 
-    /** Records a step's outcome and, if given, the saga's new state. */
+    /**
+     * Records a step's outcome and, if given, the saga's new state. The attempt under way
+     * ends with it: succeeded for a compensation that took effect, failed otherwise (a step
+     * that failed, or a compensation that parks the saga).
+     */
     settle(db: SqlExecutor, sagaId: string, { step, saga }: Settlement) {
       const release = saga?.releaseLease === true;
+      const end = step.state === "compensated" ? { outcome: "succeeded" as const } : { outcome: "failed" as const, error: step.lastError };
       return fenced(
         db,
         sql`with fenced as (
@@ -155,7 +205,8 @@ export function createSagaStatements({ sagas, sagaSteps }: SagaTables, owner: st
         step as (
           insert into ${sagaSteps} (saga_id, step_index, name, state, last_error)
           select ${sagaId}::uuid, ${step.index}::int, ${step.name}::text, ${step.state}::text, ${step.lastError ?? null}::text from fenced
-          on conflict (saga_id, step_index) do update set state = excluded.state, last_error = excluded.last_error, updated_at = now())
+          on conflict (saga_id, step_index) do update set state = excluded.state, last_error = excluded.last_error, updated_at = now(),
+            phases = ${closeLastPhase(phases, end)})
         select count(*)::int as fenced from fenced`,
       );
     },
@@ -169,5 +220,105 @@ export function createSagaStatements({ sagas, sagaSteps }: SagaTables, owner: st
           where ${fencedBy(sagaId)} returning 1)
         select count(*)::int as fenced from fenced`,
       ),
+
+    /**
+     * Finds a step's wait, recording it the first time it is reached (its clock starts
+     * then), and ends it if it is over: a timer whose time has come fired; a signal wait
+     * whose signal was delivered (before or after the wait began) is signalled, and the
+     * signal consumed; one past its due time without a signal timed out. An ended wait stays
+     * as it ended, so a re-run of the step meets the same outcome. Renews the lease.
+     */
+    async checkWait(db: SqlExecutor, sagaId: string, stepIndex: number, wait: WaitSpec): Promise<WaitCheck | undefined> {
+      const due = "at" in wait.due ? sql`${wait.due.at.toISOString()}::timestamptz` : sql`now() + ${millis(wait.due.afterMs)}`;
+      const isSignal = wait.kind === "signal";
+      /** How a wait due at `dueAt` ends now, if it does. */
+      const endedBy = (dueAt: SQL) =>
+        sql`case when exists (select from signal) then 'signalled' when ${dueAt} <= now() then ${isSignal ? "timed-out" : "fired"}::text end`;
+      const [row] = await rows<WaitCheck>(
+        db,
+        sql`with fenced as (
+          update ${sagas} set lease_expires_at = ${lease} where ${fencedBy(sagaId)} returning 1),
+        signal as (
+          select signal_id, payload from ${sagaSignals}
+          where ${isSignal}::boolean and saga_id = ${sagaId}::uuid and name = ${wait.name}::text
+          order by received_at, signal_id limit 1),
+        wait as (
+          insert into ${sagaWaits} (saga_id, step_index, name, kind, due_at, ended_at, outcome)
+          select ${sagaId}::uuid, ${stepIndex}::int, ${wait.name}::text, ${wait.kind}::text, d.due,
+            case when ${endedBy(sql`d.due`)} is not null then now() end, ${endedBy(sql`d.due`)}
+          from fenced, (select ${due} as due) as d
+          on conflict (saga_id, step_index, name) do update set
+            ended_at = coalesce(${sagaWaits}.ended_at, case when ${endedBy(sql`${sagaWaits}.due_at`)} is not null then now() end),
+            outcome = coalesce(${sagaWaits}.outcome, ${endedBy(sql`${sagaWaits}.due_at`)})
+          returning outcome),
+        consumed as (
+          update ${sagaSignals} set consumed_at = coalesce(consumed_at, now())
+          where saga_id = ${sagaId}::uuid and signal_id = (select signal_id from signal) and exists (select from wait where outcome = 'signalled'))
+        select wait.outcome,
+          case when wait.outcome = 'signalled' then (select payload from signal) end as payload,
+          (select signals_received from ${sagas} where id = ${sagaId}::uuid) as seen
+        from wait`,
+      );
+      return row;
+    },
+
+    /**
+     * Suspends the saga on a step's open wait: waiting, due when the wait is, the lease
+     * released, the attempt under way ended as waiting. Due at once instead if a signal
+     * arrived since `seen` was read (deliverSignal saw the saga running, so woke nobody) or a
+     * cancellation was asked for meanwhile. Returns how soon the saga is due.
+     */
+    async suspend(db: SqlExecutor, sagaId: string, stepIndex: number, wait: { name: string; kind: WaitKind; seen: number }): Promise<{ wakeInMs: number } | undefined> {
+      const dueNow = sql`(signals_received <> ${wait.seen}::int or cancel_requested)`;
+      const [row] = await rows<{ wakeInMs: number }>(
+        db,
+        sql`with fenced as (
+          update ${sagas} set state = 'waiting',
+            wake_at = case when ${dueNow} then now()
+              else (select due_at from ${sagaWaits} where ${stepOf(sagaId, stepIndex)} and name = ${wait.name}::text) end,
+            waiting_for = ${wait.kind === "signal" ? wait.name : null}::text,
+            lease_owner = null, lease_expires_at = null, next_attempt_at = null, updated_at = now()
+          where ${fencedBy(sagaId)}
+          returning greatest(0, extract(epoch from wake_at - now()) * 1000)::float8 as "wakeInMs"),
+        step as (
+          update ${sagaSteps} set updated_at = now(), phases = ${closeLastPhase(phases, { outcome: "waiting" })}
+          where ${stepOf(sagaId, stepIndex)} and exists (select from fenced))
+        select "wakeInMs" from fenced`,
+      );
+      return row;
+    },
+
+    /**
+     * Records a signal once by its id, unless the saga has finished, and counts it on the
+     * saga row; a saga waiting on it is made due at once. One statement, so in a caller's
+     * transaction it commits or rolls back with the caller's work.
+     */
+    async deliverSignal(db: SqlExecutor, type: string, signal: { aggregateId: string; name: string; signalId: string; payload: Record<string, unknown> }): Promise<Delivery> {
+      const [row] = await rows<{ sagaId: string | null; state: SagaState | null; duplicate: boolean; inserted: boolean; woken: boolean }>(
+        db,
+        sql`with target as (
+          select id, state from ${sagas} where aggregate_id = ${signal.aggregateId}::text and type = ${type}::text),
+        existing as (
+          select from ${sagaSignals} where saga_id = (select id from target) and signal_id = ${signal.signalId}::text),
+        inserted as (
+          insert into ${sagaSignals} (saga_id, signal_id, name, payload)
+          select id, ${signal.signalId}::text, ${signal.name}::text, ${JSON.stringify(signal.payload)}::jsonb from target
+          where state not in ('completed', 'compensated') and not exists (select from existing)
+          on conflict do nothing
+          returning saga_id),
+        woken as (
+          update ${sagas} set signals_received = signals_received + 1,
+            wake_at = case when state = 'waiting' and waiting_for = ${signal.name}::text then now() else wake_at end
+          where id in (select saga_id from inserted)
+          returning state = 'waiting' and waiting_for = ${signal.name}::text as woken)
+        select (select id from target) as "sagaId", (select state from target), exists (select from existing) as duplicate, exists (select from inserted) as inserted,
+          coalesce((select woken from woken), false) as woken`,
+      );
+      const { sagaId, state, duplicate, inserted, woken } = row!;
+      if (!sagaId) return { outcome: "not-found", woken: false };
+      // Neither inserted nor there before: the saga had finished, or a repeat won a race.
+      const outcome = inserted ? "delivered" : duplicate || !terminalSagaStates.includes(state!) ? "duplicate" : "finished";
+      return { outcome, sagaId, woken };
+    },
   };
 }

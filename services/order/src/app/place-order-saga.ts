@@ -40,6 +40,7 @@ export function createPlaceOrderSaga(deps: {
   const { inventory, payment, store } = deps;
   return {
     type: "place-order",
+    version: 1,
     steps: [
       {
         name: "reserve-stock",

@@ -46,9 +46,9 @@ export function createSagaAdmin(deps: { saga: SagaRunner<PlaceOrderPayload>; log
   }
 
   return {
-    /** Sagas oldest first, optionally in one state, a bounded page at a time. */
-    async list(state: SagaState | undefined, requestedSize: number, pageToken: string): Promise<{ sagas: SagaRow[]; nextPageToken: string }> {
-      const page = await readPage(pageRequest({ pageSize: requestedSize, pageToken }, "ListSagas"), (limit, after) => saga.list({ state, limit, after }));
+    /** Sagas oldest first, optionally in one state or only those with a retry pending, a bounded page at a time. */
+    async list(filter: { state: SagaState | undefined; retrying: boolean }, requestedSize: number, pageToken: string): Promise<{ sagas: SagaRow[]; nextPageToken: string }> {
+      const page = await readPage(pageRequest({ pageSize: requestedSize, pageToken }, "ListSagas"), (limit, after) => saga.list({ ...filter, limit, after }));
       return { sagas: page.rows, nextPageToken: page.nextPageToken };
     },
 

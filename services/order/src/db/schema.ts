@@ -45,7 +45,8 @@ export const orderLines = ordersSchema.table(
   (t) => [primaryKey({ columns: [t.orderId, t.lineNo] }), check("order_lines_quantity_positive", sql`${t.quantity} > 0`)],
 );
 
-export const { sagas, sagaSteps } = createSagaTables(ordersSchema);
+export const sagaTables = createSagaTables(ordersSchema);
+export const { sagas, sagaSteps, sagaWaits, sagaSignals } = sagaTables;
 
 /**
  * One row per operator action on a saga (retry, compensate), refused ones included: who,
@@ -76,4 +77,4 @@ export const sagaAudit = ordersSchema.table(
 
 export const outbox = createOutboxTable(ordersSchema);
 
-export const tables = { orders, orderLines, sagas, sagaSteps, sagaAudit, outbox };
+export const tables = { orders, orderLines, sagas, sagaSteps, sagaWaits, sagaSignals, sagaAudit, outbox };

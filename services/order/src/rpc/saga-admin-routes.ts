@@ -22,7 +22,7 @@ export function createSagaAdminRoutes({ admin }: { admin: SagaAdmin }) {
   return (router: ConnectRouter) =>
     router.service(SagaAdminService, {
       async listSagas(req) {
-        const page = await admin.list(sagaStateFilter(req.state), req.pageSize, req.pageToken);
+        const page = await admin.list({ state: sagaStateFilter(req.state), retrying: req.retrying }, req.pageSize, req.pageToken);
         return { sagas: page.sagas.map(toSagaMessage), nextPageToken: page.nextPageToken };
       },
       async getSaga(req) {
