@@ -29,7 +29,7 @@ function renderChaosTable(run: ChaosRun): string {
   return [
     `## Chaos run (${run.plan}) ${run.startedAt}`,
     "",
-    `Load per scenario: ${run.load.ratePerSecond} orders/s for ${run.load.durationMs / 1000} s (good:declined:out-of-stock ${run.load.mix.good}:${run.load.mix.declined}:${run.load.mix.outOfStock}), fault at ${run.load.faultAfterMs / 1000} s.`,
+    `Load per scenario: ${run.load.ratePerSecond} orders/s for ${run.load.durationMs / 1000} s (good:declined:out-of-stock:3-D Secure ${run.load.mix.good}:${run.load.mix.declined}:${run.load.mix.outOfStock}:${run.load.mix.threeDs ?? 0}; half the 3-D Secure ones confirmed, the rest left to time out), fault at ${run.load.faultAfterMs / 1000} s.`,
     `Bounds: every order terminal within ${run.bounds.terminalAfterFaultMs / 1000} s of the fault ending; stock and events settled within ${run.bounds.settleAfterTerminalMs / 1000} s after that.`,
     `Time to recover: from the fault's end (the kill itself for a SIGKILL) until every service is ready and every order placed before it is terminal.`,
     "",

@@ -4,6 +4,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 import { OrderStatus } from "#gen/shop/order/v1/order_service_pb.js";
 import { PaymentStatus } from "#gen/shop/payment/v1/payment_service_pb.js";
+import { PaymentActionRequiredSchema } from "#gen/shop/payment/v1/payment_events_pb.js";
 
 /** An open loop's rate for a while: arrivals paced at `ratePerSecond`, however many are in flight. */
 export interface LoadPhase {
@@ -21,7 +22,12 @@ export interface LoadOptions {
   phases?: LoadPhase[];
   /** Report each accepted order's start, accept and terminal times (`orders`), for a run read phase by phase. */
   timeline?: boolean;
-  mix: { good: number; declined: number; outOfStock: number };
+  /**
+   * Weights of each kind of order. `threeDs`: tok_3ds, which waits for the customer's
+   * confirmation; half are confirmed (ConfirmPayment) and half left to time out, so a mesh
+   * under load should run with a THREE_DS_TIMEOUT_MS of seconds, not the 10-minute default.
+   */
+  mix: { good: number; declined: number; outOfStock: number; threeDs?: number };
   onProgress?: (line: string) => void;
   /**
    * Called once the last order is terminal, before the invariant check reads every order
@@ -30,7 +36,15 @@ export interface LoadOptions {
   onLoadEnd?: () => void | Promise<void>;
 }
 
-type Kind = "good" | "declined" | "outOfStock";
+type Kind = "good" | "declined" | "outOfStock" | "threeDsConfirmed" | "threeDsAbandoned";
+
+const paymentTokens: Record<Kind, string> = {
+  good: "tok_visa",
+  declined: "tok_decline",
+  outOfStock: "tok_visa",
+  threeDsConfirmed: "tok_3ds",
+  threeDsAbandoned: "tok_3ds",
+};
 
 interface Placed {
   id: string;
@@ -41,6 +55,8 @@ interface Placed {
   acceptMs: number;
   terminalMs?: number;
   status?: OrderStatus;
+  /** A tok_3ds order's customer sent ConfirmPayment (whether or not its answer came back). */
+  confirmationSent?: boolean;
 }
 
 export interface LoadReport {
@@ -59,12 +75,22 @@ export interface LoadReport {
   orders?: { startedMs: number; acceptMs: number; terminalMs?: number }[];
   /** Every order id the gateway accepted, so a chaos run can check that none was lost. */
   acceptedOrderIds: string[];
+  /** The tok_3ds orders never confirmed: each must end cancelled, with nothing captured. */
+  unconfirmedOrderIds: string[];
   ordersPerSecond: number;
   acceptMs: Percentiles;
   terminalMs: Percentiles;
   outcomes: Record<string, number>;
   errors: Record<string, number>;
-  invariants: { ok: boolean; nonTerminal: number; chargedButNotConfirmed: number; confirmedNotCharged: number; stockDrift: Record<string, number> };
+  invariants: {
+    ok: boolean;
+    nonTerminal: number;
+    chargedButNotConfirmed: number;
+    confirmedNotCharged: number;
+    /** tok_3ds orders confirmed though the customer never confirmed the payment. */
+    confirmedWithoutCustomer: number;
+    stockDrift: Record<string, number>;
+  };
 }
 
 interface Percentiles {
@@ -109,6 +135,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     ["good", options.mix.good],
     ["declined", options.mix.declined],
     ["outOfStock", options.mix.outOfStock],
+    ["threeDsConfirmed", (options.mix.threeDs ?? 0) / 2],
+    ["threeDsAbandoned", (options.mix.threeDs ?? 0) / 2],
   ];
   const total = weights.reduce((sum, [, w]) => sum + w, 0);
   const pickKind = (): Kind => {
@@ -136,11 +164,16 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     const t0 = performance.now();
     let accepted = false;
     try {
-      const { order } = await storefront.placeOrder({ items, paymentToken: kind === "declined" ? "tok_decline" : "tok_visa", requestId: randomUUID() }, { timeoutMs: 10_000 });
+      const { order } = await storefront.placeOrder({ items, paymentToken: paymentTokens[kind], requestId: randomUUID() }, { timeoutMs: 10_000 });
       accepted = true;
       const record: Placed = { id: order!.id, customer, kind, startedMs: t0 - started, acceptMs: performance.now() - t0 };
       placed.push(record);
-      await watchUntilTerminal(storefront, record, () => (record.terminalMs = performance.now() - t0));
+      const confirmation = kind === "threeDsConfirmed" ? confirmWhenAsked(storefront, record, errors) : undefined;
+      try {
+        await watchUntilTerminal(storefront, record, () => (record.terminalMs = performance.now() - t0), confirmation?.ask);
+      } finally {
+        await confirmation?.settle();
+      }
     } catch (err) {
       const code = ConnectError.from(err).code;
       if (!accepted && code === Code.ResourceExhausted) {
@@ -191,6 +224,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   let nonTerminal = 0;
   let chargedButNotConfirmed = 0;
   let confirmedNotCharged = 0;
+  let confirmedWithoutCustomer = 0;
   const sold = new Map<string, number>();
   for (const p of placed) {
     const details = await patiently(() => customers[p.customer]!.getOrderDetails({ orderId: p.id }));
@@ -199,6 +233,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     if (status === OrderStatus.PENDING) nonTerminal++;
     if (status === OrderStatus.CONFIRMED && captured !== 1) confirmedNotCharged++;
     if (status !== OrderStatus.CONFIRMED && captured > 0) chargedButNotConfirmed++;
+    if (status === OrderStatus.CONFIRMED && p.kind.startsWith("threeDs") && !p.confirmationSent) confirmedWithoutCustomer++;
     if (status === OrderStatus.CONFIRMED) for (const line of details.order!.items) sold.set(line.sku, (sold.get(line.sku) ?? 0) + line.quantity);
   }
   const after = new Map((await patiently(() => anonymous.listProducts({}))).products.map((p) => [p.sku, p.available]));
@@ -222,16 +257,18 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     generatorCpuMs: (cpu.user + cpu.system) / 1000,
     ...(options.timeline ? { orders: placed.map((p) => ({ startedMs: p.startedMs, acceptMs: p.acceptMs, ...(p.terminalMs === undefined ? {} : { terminalMs: p.terminalMs }) })) } : {}),
     acceptedOrderIds: placed.map((p) => p.id),
+    unconfirmedOrderIds: placed.filter((p) => p.kind.startsWith("threeDs") && !p.confirmationSent).map((p) => p.id),
     ordersPerSecond: placed.length / elapsedS,
     acceptMs: percentiles(placed.map((p) => p.acceptMs)),
     terminalMs: percentiles(placed.flatMap((p) => (p.terminalMs === undefined ? [] : [p.terminalMs]))),
     outcomes,
     errors,
     invariants: {
-      ok: nonTerminal === 0 && chargedButNotConfirmed === 0 && confirmedNotCharged === 0 && Object.keys(stockDrift).length === 0,
+      ok: nonTerminal === 0 && chargedButNotConfirmed === 0 && confirmedNotCharged === 0 && confirmedWithoutCustomer === 0 && Object.keys(stockDrift).length === 0,
       nonTerminal,
       chargedButNotConfirmed,
       confirmedNotCharged,
+      confirmedWithoutCustomer,
       stockDrift,
     },
   };
@@ -244,12 +281,14 @@ const REWATCH_PAUSE_MS = 100;
 /**
  * Follows an order until it is terminal. A watch refused "not now" (the mesh shedding load,
  * or away for a moment) is opened again, as a client would, until WATCH_MS have passed.
+ * `onActionRequired` hears of the card network asking for the customer's confirmation.
  */
-async function watchUntilTerminal(storefront: Client<typeof StorefrontService>, record: Placed, onTerminal: () => void): Promise<void> {
+async function watchUntilTerminal(storefront: Client<typeof StorefrontService>, record: Placed, onTerminal: () => void, onActionRequired?: () => void): Promise<void> {
   const giveUpAt = Date.now() + WATCH_MS;
   for (;;) {
     try {
       for await (const update of storefront.watchOrder({ orderId: record.id }, { timeoutMs: Math.max(1, giveUpAt - Date.now()) })) {
+        if (update.eventType === PaymentActionRequiredSchema.typeName) onActionRequired?.();
         record.status = update.order!.status;
         if (record.status !== OrderStatus.PENDING) onTerminal();
       }
@@ -261,6 +300,50 @@ async function watchUntilTerminal(storefront: Client<typeof StorefrontService>, 
   }
 }
 
+/**
+ * How long a customer asked to confirm waits for WatchOrder to say so before confirming
+ * anyway: the watch may have opened after the event, or the bus be away. A confirmation that
+ * comes before the saga waits for it is kept, so confirming early is safe.
+ */
+const CONFIRM_ANYWAY_MS = 1_000;
+
+/**
+ * A tok_3ds customer who confirms: once asked (or after CONFIRM_ANYWAY_MS), ConfirmPayment
+ * with one confirmation id, retried on "not now" until WATCH_MS have passed. FAILED_PRECONDITION
+ * (the order finished first, e.g. timed out during a fault) is an answer, not an error.
+ * `settle` waits for the confirmation, or drops it if none was asked for yet.
+ */
+function confirmWhenAsked(storefront: Client<typeof StorefrontService>, record: Placed, errors: Record<string, number>) {
+  let ask!: () => void;
+  let drop!: () => void;
+  const asked = new Promise<boolean>((resolve) => {
+    ask = () => resolve(true);
+    drop = () => resolve(false);
+  });
+  const timer = setTimeout(ask, CONFIRM_ANYWAY_MS);
+  const confirmed = asked.then(async (go) => {
+    clearTimeout(timer);
+    if (!go) return;
+    const confirmationId = randomUUID();
+    record.confirmationSent = true;
+    try {
+      await patiently(() => storefront.confirmPayment({ orderId: record.id, confirmationId }, { timeoutMs: 10_000 }), WATCH_MS);
+    } catch (err) {
+      const code = ConnectError.from(err).code;
+      if (code === Code.FailedPrecondition) return;
+      const name = `ConfirmPayment ${Code[code] ?? "Unknown"}`;
+      errors[name] = (errors[name] ?? 0) + 1;
+    }
+  });
+  return {
+    ask: () => ask(),
+    async settle() {
+      drop();
+      await confirmed;
+    },
+  };
+}
+
 /** How long a closed loop's client waits after its order was refused before placing the next. */
 const REJECTED_PAUSE_MS = 100;
 
@@ -270,12 +353,12 @@ const notNow = new Set([Code.ResourceExhausted, Code.Unavailable, Code.DeadlineE
 const PATIENCE_MS = 60_000;
 
 /**
- * Retries a read the gateway rate-limited, or that found a dependency away for a moment (a
- * chaos run ends its load while a restarted service or database comes back): the check
- * must not fail for being quick.
+ * Retries a read (or a call idempotent by its id) the gateway rate-limited, or that found a
+ * dependency away for a moment (a chaos run ends its load while a restarted service or
+ * database comes back): the check must not fail for being quick.
  */
-async function patiently<T>(read: () => Promise<T>): Promise<T> {
-  const giveUpAt = Date.now() + PATIENCE_MS;
+async function patiently<T>(read: () => Promise<T>, patienceMs = PATIENCE_MS): Promise<T> {
+  const giveUpAt = Date.now() + patienceMs;
   for (;;) {
     try {
       return await read();

@@ -6,7 +6,10 @@
  *   --rate N             orders started per second (open loop), or
  *   --concurrency N      orders in flight at once (closed loop); default concurrency 8
  *   --duration S         seconds of load, default 20
- *   --mix G:D:O          weights of good, declined and out-of-stock orders, default 8:1:1
+ *   --mix G:D:O[:T]      weights of good, declined, out-of-stock and tok_3ds orders, default 8:1:1:0;
+ *                        half the tok_3ds ones are confirmed, half left to time out, so give
+ *                        T only against a mesh whose order runs with a THREE_DS_TIMEOUT_MS of
+ *                        seconds (npm start keeps the 10-minute default)
  *   --out DIR            where results go, default bench/results
  *
  * Only 127.0.0.1 is a sensible target here. Results: a progress line while it runs; at the
@@ -30,12 +33,12 @@ const { values } = parseArgs({
     out: { type: "string", default: resolve(import.meta.dirname, "../../bench/results") },
   },
 });
-const [good = 8, declined = 1, outOfStock = 1] = values.mix!.split(":").map(Number);
+const [good = 8, declined = 1, outOfStock = 1, threeDs = 0] = values.mix!.split(":").map(Number);
 const report = await runLoad({
   gatewayUrl: values.gateway!,
   durationMs: Number(values.duration) * 1000,
   ...(values.rate ? { ratePerSecond: Number(values.rate) } : { concurrency: Number(values.concurrency ?? 8) }),
-  mix: { good, declined, outOfStock },
+  mix: { good, declined, outOfStock, threeDs },
   onProgress: (line) => process.stdout.write(`\r${line}   `),
 });
 process.stdout.write("\n");
