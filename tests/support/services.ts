@@ -45,7 +45,7 @@ export interface InProcessMesh {
  * The four services in this process, each on a free port with real HTTP/2 between them
  * and one fresh database (each service in its own schema, as in production).
  */
-export async function startInProcessMesh(options: { catalog?: readonly CatalogEntry[] } = {}): Promise<InProcessMesh> {
+export async function startInProcessMesh(options: { catalog?: readonly CatalogEntry[]; threeDsTimeoutMs?: number } = {}): Promise<InProcessMesh> {
   const [databases, nats, pki] = await Promise.all([createServiceDatabases(), startTestNats(), testPki()]);
   const databaseUrl = databases.adminUrl;
   // Each service with its own certificate, Postgres role and NATS user, as `npm start` gives them.
@@ -61,6 +61,7 @@ export async function startInProcessMesh(options: { catalog?: readonly CatalogEn
     paymentUrl: payment.url,
     clientProtocol: "connect",
     sagaPolicy: { initialBackoffMs: 20, maxBackoffMs: 200, stepTimeoutMs: 2_000, leaseMs: 5_000, sweepMs: 500 },
+    ...(options.threeDsTimeoutMs ? { threeDsTimeoutMs: options.threeDsTimeoutMs } : {}),
   });
   return {
     nats,

@@ -9,7 +9,7 @@ import { eventStream } from "#shop/streams.js";
 import { customerAgent } from "#shop/customer-agent.js";
 import { createOrderStore } from "./app/order-store.js";
 import { createOrders } from "./app/orders.js";
-import { createPlaceOrderSaga } from "./app/place-order-saga.js";
+import { createPlaceOrderSaga, defaultThreeDsTimeoutMs } from "./app/place-order-saga.js";
 import { createSagaAdmin } from "./app/saga-admin.js";
 import { outbox, sagaAudit, sagas, sagaSteps, sagaTables, tables } from "./db/schema.js";
 import { createRoutes } from "./rpc/routes.js";
@@ -20,6 +20,8 @@ export interface OrderDeps extends ServiceRuntime {
   paymentUrl: string;
   clientProtocol: WireProtocol;
   sagaPolicy: Partial<SagaPolicy>;
+  /** How long a charge waits for the customer's 3-D Secure confirmation; 10 minutes by default. */
+  threeDsTimeoutMs?: number;
 }
 
 /**
@@ -50,7 +52,12 @@ export async function build(deps: OrderDeps): Promise<ServiceServer> {
       const saga = createSagaRunner({
         db,
         tables: sagaTables,
-        definition: createPlaceOrderSaga({ inventory: inventory.client, payment: payment.client, store }),
+        definition: createPlaceOrderSaga({
+          inventory: inventory.client,
+          payment: payment.client,
+          store,
+          threeDsTimeoutMs: deps.threeDsTimeoutMs ?? defaultThreeDsTimeoutMs,
+        }),
         logger: deps.logger,
         policy: deps.sagaPolicy,
       });

@@ -1,4 +1,5 @@
 import { listenPort, peerUrlOf } from "#mesh";
+import { defaultThreeDsTimeoutMs } from "./app/place-order-saga.js";
 import { serviceConfig, integer, oneOf, type ServiceConfig, type Env, type WireProtocol, defaultSagaPolicy, type SagaPolicy } from "#platform";
 
 export interface OrderConfig extends ServiceConfig {
@@ -8,6 +9,8 @@ export interface OrderConfig extends ServiceConfig {
   /** Protocol for calls to inventory and payment. */
   clientProtocol: WireProtocol;
   sagaPolicy: SagaPolicy;
+  /** How long a charge waits for the customer's 3-D Secure confirmation before the order is cancelled. */
+  threeDsTimeoutMs: number;
 }
 
 /** The only place ordering reads the environment. */
@@ -25,5 +28,7 @@ export function loadConfig(env: Env): OrderConfig {
       leaseMs: integer(env, "SAGA_LEASE_MS", defaultSagaPolicy.leaseMs, { min: 1_000, max: 3_600_000 }),
       sweepMs: integer(env, "SAGA_SWEEP_MS", defaultSagaPolicy.sweepMs, { min: 100, max: 600_000 }),
     },
+    // At least a second, so a confirmation has a chance; at most an hour, as the reserved stock waits with it.
+    threeDsTimeoutMs: integer(env, "THREE_DS_TIMEOUT_MS", defaultThreeDsTimeoutMs, { min: 1_000, max: 3_600_000 }),
   };
 }

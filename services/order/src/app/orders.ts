@@ -2,10 +2,10 @@ import { randomUUID } from "node:crypto";
 import type { Client } from "@connectrpc/connect";
 import { pageRequest, readPage, type SagaRunner } from "#platform";
 import type { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
-import { OrderNotFoundError, OrderTransitionError } from "../domain/errors.js";
+import { OrderNotFoundError, OrderTransitionError, SagaNotFoundError } from "../domain/errors.js";
 import { assertCancellable, assertSameRequest, priceOrder, requestFingerprint, validateNewOrder, type CatalogPrice, type NewOrder } from "../domain/order.js";
 import type { OrderStore, StoredOrder } from "./order-store.js";
-import type { PlaceOrderPayload } from "./place-order-saga.js";
+import { paymentConfirmedSignal, type PlaceOrderPayload } from "./place-order-saga.js";
 
 export interface OrderPage {
   orders: StoredOrder[];
@@ -81,6 +81,22 @@ export function createOrders(deps: { store: OrderStore; inventory: Client<typeof
         throw new OrderTransitionError(orderId, "being confirmed", "cancel");
       }
       return this.get(orderId);
+    },
+
+    /**
+     * Hands the customer's 3-D Secure confirmation to the order's saga, once per
+     * confirmation id; one that comes before the charge asks for it is kept until it does.
+     * A finished order has nothing left to confirm.
+     */
+    async confirmPayment(orderId: string, confirmationId: string, forCustomer?: string): Promise<StoredOrder> {
+      const order = await this.get(orderId, forCustomer);
+      if (order.status !== "pending") throw new OrderTransitionError(orderId, order.status, "confirm the payment of");
+      const delivered = await saga.deliverSignal(undefined, { aggregateId: orderId, name: paymentConfirmedSignal, signalId: confirmationId });
+      if (delivered === "not-found") throw new SagaNotFoundError(orderId);
+      const now = await this.get(orderId);
+      // Finished between the read above and the delivery: by now the order says how.
+      if (delivered === "finished") throw new OrderTransitionError(orderId, now.status, "confirm the payment of");
+      return now;
     },
   };
 }

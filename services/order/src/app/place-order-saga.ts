@@ -1,5 +1,5 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { StepRejectedError, type SagaDefinition } from "#platform";
+import { SignalTimeoutError, StepRejectedError, type SagaDefinition } from "#platform";
 import { toMoney } from "#shop/money.js";
 import { InventoryService, ReservationStatus } from "#gen/shop/inventory/v1/inventory_service_pb.js";
 import { PaymentService, PaymentStatus } from "#gen/shop/payment/v1/payment_service_pb.js";
@@ -16,6 +16,12 @@ export interface PlaceOrderPayload {
   paymentToken: string;
 }
 
+/** The signal ConfirmPayment delivers: the customer confirmed a 3-D Secure payment. */
+export const paymentConfirmedSignal = "payment-confirmed";
+
+/** How long a charge waits for the customer's confirmation by default (THREE_DS_TIMEOUT_MS). */
+export const defaultThreeDsTimeoutMs = 10 * 60_000;
+
 /** Codes with which a participant says "no" for good; retrying them cannot help. */
 const definitiveCodes = new Set([Code.InvalidArgument, Code.FailedPrecondition, Code.NotFound, Code.AlreadyExists, Code.OutOfRange]);
 
@@ -31,13 +37,17 @@ async function rejectDefinitiveErrors<T>(prefix: string, call: () => Promise<T>)
 /**
  * The place-order saga: reserve stock, charge, confirm, commit the reservation. Confirming
  * is the point of no return; before it, any "no" releases the stock and refunds the charge.
+ * A charge the card network holds for the customer's 3-D Secure confirmation waits for
+ * the signal ConfirmPayment delivers, up to `threeDsTimeoutMs`; past that the saga
+ * compensates, and the refund voids the charge.
  */
 export function createPlaceOrderSaga(deps: {
   inventory: Client<typeof InventoryService>;
   payment: Client<typeof PaymentService>;
   store: OrderStore;
+  threeDsTimeoutMs: number;
 }): SagaDefinition<PlaceOrderPayload> {
-  const { inventory, payment, store } = deps;
+  const { inventory, payment, store, threeDsTimeoutMs } = deps;
   return {
     type: "place-order",
     version: 1,
@@ -54,11 +64,21 @@ export function createPlaceOrderSaga(deps: {
       },
       {
         name: "charge",
-        async run({ orderId, currency, totalMinor, paymentToken }, { idempotencyKey, signal }) {
+        async run({ orderId, currency, totalMinor, paymentToken }, ctx) {
+          const { idempotencyKey, signal } = ctx;
           const amount = toMoney(currency, totalMinor);
-          const { payment: result } = await rejectDefinitiveErrors("payment failed", () =>
-            payment.charge({ orderId, amount, paymentToken, idempotencyKey }, { signal }),
-          );
+          const charge = async (customerConfirmed: boolean) =>
+            (await rejectDefinitiveErrors("payment failed", () => payment.charge({ orderId, amount, paymentToken, idempotencyKey, customerConfirmed }, { signal }))).payment;
+          let result = await charge(false);
+          if (result?.status === PaymentStatus.REQUIRES_ACTION) {
+            // The saga suspends here, holding no process, and the step runs again from the top
+            // once the signal is in: the first charge then answers from its row, unchanged.
+            await ctx.awaitSignal(paymentConfirmedSignal, { timeoutMs: threeDsTimeoutMs }).catch((err: unknown) => {
+              // Said as the customer reads it, in the order's cancel reason.
+              throw err instanceof SignalTimeoutError ? new StepRejectedError(`payment not confirmed: no 3-D Secure confirmation within ${threeDsTimeoutMs / 1000} s`) : err;
+            });
+            result = await charge(true);
+          }
           if (result?.status === PaymentStatus.DECLINED) throw new StepRejectedError(`payment declined: ${result.declineReason}`);
           if (result?.status !== PaymentStatus.CAPTURED) throw new Error(`charge is ${result ? PaymentStatus[result.status] : "missing"}; retrying`);
         },

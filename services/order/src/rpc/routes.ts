@@ -7,7 +7,7 @@ import type { StoredOrder } from "../app/order-store.js";
 import type { Orders } from "../app/orders.js";
 import { requireCustomerId, parseOrderId, type OrderStatus as DomainStatus } from "../domain/order.js";
 import { toSagaStatus } from "./saga-messages.js";
-import { actingCustomerOf, customerOf } from "#platform";
+import { actingCustomerOf, customerOf, parseUuid } from "#platform";
 
 const statusToWire: Record<DomainStatus, OrderStatus> = {
   pending: OrderStatus.PENDING,
@@ -54,6 +54,11 @@ export function createRoutes({ orders }: { orders: Orders }) {
       },
       async cancelOrder(req, ctx) {
         return { order: toOrderMessage(await orders.cancel(parseOrderId(req.orderId), actingCustomerOf(ctx))) };
+      },
+      async confirmPayment(req, ctx) {
+        const orderId = parseOrderId(req.orderId);
+        const order = await orders.confirmPayment(orderId, parseUuid(req.confirmationId, "confirmation_id"), actingCustomerOf(ctx));
+        return { order: toOrderMessage(order) };
       },
     });
 }
