@@ -25,6 +25,8 @@ export interface Deployable {
   port: PortSetting;
   /** Plaintext port for grpc.health.v1 probes and /metrics scrapes, which carry no client certificate. */
   opsPort: PortSetting;
+  /** A listener for operators apart from the public one (the gateway's console backend): loopback by default, never behind a public Service. */
+  operatorPort?: PortSetting;
   /** The deployables it calls over RPC; each reaches it at <PEER>_URL. */
   calls: readonly string[];
   /** The Postgres schema it owns, through a role named after the service; none for the gateway. */
@@ -86,6 +88,7 @@ export const meshDeployables = [
     main: "gateway/main.ts",
     port: { variable: "GATEWAY_PORT", default: 8080 },
     opsPort: { variable: "GATEWAY_OPS_PORT", default: 9080 },
+    operatorPort: { variable: "OPERATOR_PORT", default: 8090 },
     calls: ["order", "inventory", "payment"],
     serves: ["shop.gateway.v1.StorefrontService"],
     watches: ["order", "inventory", "payment"],

@@ -13,15 +13,20 @@ import { createRecentOrders } from "./recent-orders.js";
 import { anonymousMethods, createRoutes } from "./routes.js";
 import { createWatchSlots } from "./watch-slots.js";
 import { deployable } from "#mesh";
+import { startOperatorListener, type OperatorListener } from "./operator/operator-listener.js";
+import { createGatewayStats } from "./operator/stats.js";
 
+/** The connection limits, trusted proxies and operator listener may be left out (the kit's defaults, none, none). */
+export type GatewayDeps = Omit<GatewayConfig, "logLevel" | "otlpEndpoint" | "devTraces" | "advertiseUrl" | "version" | "connectionLimits" | "trustedProxies" | "operator"> &
+  Partial<Pick<GatewayConfig, "connectionLimits" | "trustedProxies" | "operator">> & { logger: Logger };
 
-
-/** The connection limits and trusted proxies may be left out (the kit's defaults, none). */
-export type GatewayDeps = Omit<GatewayConfig, "logLevel" | "otlpEndpoint" | "advertiseUrl" | "version" | "connectionLimits" | "trustedProxies"> &
-  Partial<Pick<GatewayConfig, "connectionLimits" | "trustedProxies">> & { logger: Logger };
+/** The public port, its ops port, and the operator listener where there is one. */
+export interface GatewayServer extends ServiceServer {
+  readonly operator: OperatorListener | undefined;
+}
 
 /** Wires the gateway together and starts serving; main.ts and tests both call this. */
-export async function build(deps: GatewayDeps): Promise<ServiceServer> {
+export async function build(deps: GatewayDeps): Promise<GatewayServer> {
   const mesh = createMeshSecurity(deps);
   const bus = connectBus({ url: deps.natsUrl, name: "gateway", logger: deps.logger });
   const directory = createServiceDirectory({ bus, logger: deps.logger });
@@ -42,7 +47,10 @@ export async function build(deps: GatewayDeps): Promise<ServiceServer> {
   metrics.trackClients(() => clients.map((client) => client.stats()));
   const watchSlots = createWatchSlots(deps.watchLimits);
   metrics.gauge("watch_order_streams", "Open WatchOrder streams", [], async () => [{ value: watchSlots.open() }]);
+  const stats = createGatewayStats({ service: StorefrontService, placeOrder: "PlaceOrder", dependencies: () => clients.map((client) => client.stats()) });
+  let operator: OperatorListener | undefined;
   const stop = async () => {
+    stats.close();
     meshStatus.close();
     for (const client of clients) client.close();
     directory.stop();
@@ -61,7 +69,8 @@ export async function build(deps: GatewayDeps): Promise<ServiceServer> {
         cors: { origins: deps.corsOrigins },
         ...(deps.connectionLimits ? { connectionLimits: deps.connectionLimits } : {}),
         ...(deps.trustedProxies ? { trustedProxies: deps.trustedProxies } : {}),
-        metrics,
+        // The console's stats outermost of all, beside the metrics: they count what callers get.
+        metrics: { ...metrics, interceptor: (next) => stats.interceptor(metrics.interceptor(next)) },
         fallback: await loadConsoleAssets(),
         interceptors: [
           // A looser per-address limit first, so bad tokens cannot be tried without bound.
@@ -73,12 +82,25 @@ export async function build(deps: GatewayDeps): Promise<ServiceServer> {
       },
       { host: deps.host, port: deps.port },
     );
-    const ops = await startOpsServer({ logger: deps.logger, health: server.health, metrics, shutdownGraceMs: deps.shutdownGraceMs }, { host: deps.host, port: deps.opsPort });
+    const ops = await startOpsServer({ logger: deps.logger, health: server.health, metrics, shutdownGraceMs: deps.shutdownGraceMs }, { host: deps.host, port: deps.opsPort }).catch(async (err: unknown) => {
+      await server.close();
+      throw err;
+    });
+    try {
+      operator =
+        deps.operator &&
+        (await startOperatorListener({ config: deps.operator, logger: deps.logger, orderUrl: deps.meshUrls.order, directory, stats, metrics, shutdownGraceMs: deps.shutdownGraceMs }));
+    } catch (err) {
+      await server.close();
+      await ops.close();
+      throw err;
+    }
     let closing: Promise<void> | undefined;
     return {
       ...server,
       ops,
-      close: () => (closing ??= server.close().then(() => ops.close()).then(stop)),
+      operator,
+      close: () => (closing ??= server.close().then(() => operator?.close()).then(() => ops.close()).then(stop)),
     };
   } catch (err) {
     await stop();

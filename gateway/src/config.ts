@@ -1,6 +1,6 @@
 import type { WatchLimits } from "./watch-slots.js";
 import { deployable, meshServices, listenPort, peerUrlOf } from "#mesh";
-import { ConfigError, commonConfig, integer, optionalString, requiredOneOf, url, type CommonConfig, type Env } from "#platform";
+import { ConfigError, commonConfig, integer, optionalString, port, requiredOneOf, url, type CommonConfig, type Env, type MeshTlsFiles } from "#platform";
 import { defaultMaxTokenLifetimeSeconds } from "./auth.js";
 
 const gatewayEntry = deployable("gateway");
@@ -29,6 +29,72 @@ function localSecret(env: Env, host: string): string {
   return secret;
 }
 
+/**
+ * How an operator proves who they are on the operator listener: a bearer JWT whose
+ * `rolesClaim` (an array) holds `role`. Local mode verifies it with a secret of its own,
+ * never the customers' (whoever can get a demo token must not get an operator's); JWKS
+ * mode with the identity provider the customers' tokens come from.
+ */
+export type OperatorAuthConfig = ({ mode: "local"; secret: string } | { mode: "jwks"; jwksUrl: string; issuer: string; audience: string }) & {
+  rolesClaim: string;
+  role: string;
+  maxTokenLifetimeSeconds: number;
+};
+
+/** The operator listener: the console's operator views and OperatorService, apart from the public port. */
+export interface OperatorConfig {
+  host: string;
+  port: number;
+  auth: OperatorAuthConfig;
+  /** The operator certificate the listener's backend calls the admin RPCs with; unset under MESH_TLS=off. */
+  tls: MeshTlsFiles | undefined;
+  /** NATS as the operator user, for the dead letters; unset: ListDeadLetters and ReplayDeadLetter are FAILED_PRECONDITION. */
+  natsUrl: string | undefined;
+  /** Whether it keeps the dev trace store, receiving every process's spans (DEV_TRACES_TOKEN is their write token). */
+  traceIngestToken: string | undefined;
+}
+
+
+/**
+ * The operator listener's settings; undefined where it is off. It runs where it has what it
+ * needs: in local mode its own token secret (OPERATOR_LOCAL_SECRET, which npm start
+ * generates per mesh), and under mTLS the operator certificate its backend calls the admin
+ * RPCs with. Without them it is off, unless OPERATOR_PORT asks for it, which then fails
+ * naming what is missing; OPERATOR_PORT=off turns it off whatever is set.
+ */
+function operatorConfig(env: Env, common: CommonConfig, auth: AuthConfig): OperatorConfig | undefined {
+  const asked = optionalString(env, gatewayEntry.operatorPort.variable, "");
+  if (asked === "off") return undefined;
+  const secret = optionalString(env, "OPERATOR_LOCAL_SECRET", "");
+  const certFile = optionalString(env, "OPERATOR_CERT_FILE", "");
+  const keyFile = optionalString(env, "OPERATOR_KEY_FILE", "");
+  const missing = [...(auth.mode === "local" && secret === "" ? ["OPERATOR_LOCAL_SECRET"] : []), ...(common.meshTls !== "off" && (certFile === "" || keyFile === "") ? ["OPERATOR_CERT_FILE and OPERATOR_KEY_FILE"] : [])];
+  if (missing.length > 0) {
+    if (asked === "") return undefined;
+    throw new ConfigError(`OPERATOR_PORT is set, but the operator listener needs ${missing.join(" and ")}; or set OPERATOR_PORT=off`);
+  }
+  const rolesClaim = optionalString(env, "OPERATOR_ROLES_CLAIM", "roles");
+  const role = optionalString(env, "OPERATOR_ROLE", "operator");
+  const maxTokenLifetimeSeconds = integer(env, "OPERATOR_MAX_TOKEN_LIFETIME_SECONDS", 12 * 60 * 60, { min: 60, max: 7 * 24 * 60 * 60 });
+  let operatorAuth: OperatorAuthConfig;
+  if (auth.mode === "local") {
+    if (secret.length < MIN_LOCAL_SECRET_LENGTH) throw new ConfigError(`OPERATOR_LOCAL_SECRET must be at least ${MIN_LOCAL_SECRET_LENGTH} characters, got ${secret.length}`);
+    if (secret === auth.secret || secret === BUILT_IN_LOCAL_SECRET) throw new ConfigError("OPERATOR_LOCAL_SECRET must differ from AUTH_LOCAL_SECRET and the built-in secret: whoever can get a demo token must not be able to sign an operator's");
+    operatorAuth = { mode: "local", secret, rolesClaim, role, maxTokenLifetimeSeconds };
+  } else {
+    operatorAuth = { mode: "jwks", jwksUrl: auth.jwksUrl, issuer: auth.issuer, audience: auth.audience, rolesClaim, role, maxTokenLifetimeSeconds };
+  }
+  const tls = common.meshTls === "off" ? undefined : { certFile, keyFile, caFile: common.meshTls.caFile };
+  return {
+    host: optionalString(env, "OPERATOR_HOST", "127.0.0.1"),
+    port: port(env, gatewayEntry.operatorPort.variable, gatewayEntry.operatorPort.default),
+    auth: operatorAuth,
+    tls,
+    natsUrl: env["OPERATOR_NATS_URL"] ? url(env, "OPERATOR_NATS_URL") : undefined,
+    traceIngestToken: common.devTraces === undefined || common.devTraces === "in-process" ? undefined : common.devTraces.token,
+  };
+}
+
 /** Where every other deployable listens, by name: the peers the gateway calls, and those whose health it reports. */
 export type MeshUrls = Record<(typeof gatewayEntry)["calls"][number], string> & Record<string, string>;
 
@@ -44,6 +110,8 @@ export interface GatewayConfig extends CommonConfig {
   maxTimeoutMs: number;
   /** Open WatchOrder streams per customer and per client address. */
   watchLimits: WatchLimits;
+  /** Unset: OPERATOR_PORT=off. */
+  operator: OperatorConfig | undefined;
 }
 
 /** The only place the gateway reads the environment. */
@@ -52,17 +120,21 @@ export function loadConfig(env: Env): GatewayConfig {
   const mode = requiredOneOf(env, "AUTH_MODE", ["local", "jwks"] as const);
   const common = commonConfig(env);
   const maxTokenLifetimeSeconds = integer(env, "AUTH_MAX_TOKEN_LIFETIME_SECONDS", defaultMaxTokenLifetimeSeconds, { min: 60, max: 30 * 24 * 60 * 60 });
+  const auth: AuthConfig =
+    mode === "local"
+      ? { mode, secret: localSecret(env, common.host), maxTokenLifetimeSeconds }
+      : { mode, jwksUrl: url(env, "AUTH_JWKS_URL"), issuer: optionalString(env, "AUTH_ISSUER", ""), audience: optionalString(env, "AUTH_AUDIENCE", "meshwork"), maxTokenLifetimeSeconds };
+  const operator = operatorConfig(env, common, auth);
   return {
     ...common,
+    // The gateway holds the dev trace store (on its operator listener): its own spans go there in-process.
+    devTraces: operator?.traceIngestToken ? "in-process" : common.devTraces,
     // The public edge gets a tighter body limit than the internal services.
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 64 * 1024, { min: 1024, max: 16 * 1024 * 1024 }),
     port: listenPort(env, "gateway"),
     // The peers it calls first, then the rest: the order the mesh status lists them in.
     meshUrls: Object.fromEntries(statusOrder.map((name) => [name, peerUrlOf(env, name, common.meshTls)])) as MeshUrls,
-    auth:
-      mode === "local"
-        ? { mode, secret: localSecret(env, common.host), maxTokenLifetimeSeconds }
-        : { mode, jwksUrl: url(env, "AUTH_JWKS_URL"), issuer: optionalString(env, "AUTH_ISSUER", ""), audience: optionalString(env, "AUTH_AUDIENCE", "meshwork"), maxTokenLifetimeSeconds },
+    auth,
     rateLimit: {
       perSecond: integer(env, "RATE_LIMIT_PER_SECOND", 20, { min: 1, max: 100_000 }),
       burst: integer(env, "RATE_LIMIT_BURST", 40, { min: 1, max: 100_000 }),
@@ -75,5 +147,6 @@ export function loadConfig(env: Env): GatewayConfig {
       perCustomer: integer(env, "WATCH_MAX_PER_CUSTOMER", 16, { min: 1, max: 1_000_000 }),
       perAddress: integer(env, "WATCH_MAX_PER_ADDRESS", 256, { min: 1, max: 1_000_000 }),
     },
+    operator,
   };
 }

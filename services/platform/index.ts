@@ -11,10 +11,11 @@ export { DomainError, InvalidArgumentError, type ErrorKind } from "./domain/erro
 export { parseUuid, requirePresent, requireText } from "./domain/input.js";
 
 // Process: configuration, the run loop, logging and metrics.
-export { ConfigError, commonConfig, integer, oneOf, optionalString, requiredOneOf, serviceConfig, url, type CommonConfig, type Env, type ServiceConfig } from "./process/config.js";
+export { ConfigError, commonConfig, integer, oneOf, optionalString, port, requiredOneOf, serviceConfig, url, type CommonConfig, type DevTraces, type Env, type ServiceConfig } from "./process/config.js";
 export { runService } from "./process/lifecycle.js";
 export type { Logger } from "./process/logger.js";
-export { createMetrics } from "./process/metrics.js";
+export { createMetrics, type Metrics } from "./process/metrics.js";
+export { exportSpansInProcess } from "./process/telemetry.js";
 
 // The service skeleton every deployable starts from.
 export { createMeshSecurity, startOpsServer, startService, type ServiceRuntime, type ServiceServer } from "./service.js";
@@ -32,9 +33,9 @@ export type { DependencyStats } from "./rpc-client/resilience.js";
 
 // Zero trust: who the caller is and what its contract admits.
 export { accessOf } from "./trust/access-control.js";
-export { CUSTOMER_HEADER, actingCustomerOf, callerOf, customerOf } from "./trust/mesh-identity.js";
+export { CUSTOMER_HEADER, OPERATOR, actingCustomerOf, callerOf, customerOf } from "./trust/mesh-identity.js";
 export { PRINCIPAL_ID_RULE, isSafePrincipalId } from "./trust/principal-id.js";
-export type { MeshTlsFiles } from "./trust/mesh-tls.js";
+export { loadMeshCredentials, type MeshTlsFiles } from "./trust/mesh-tls.js";
 
 // Discovery.
 export { createServiceDirectory } from "./discovery/registry.js";
@@ -49,6 +50,7 @@ export { appendToOutbox, createOutboxTable, outboxAppend, type DomainEvent } fro
 export { createInboxTable } from "./messaging/inbox.js";
 export { on, startEventConsumer, type EventHandler } from "./messaging/event-consumer.js";
 export { deadLetterStreamSpec, eventStreamSpec, type StreamSpec } from "./messaging/streams.js";
+export { DLQ_SUBJECT, listDeadLetters, replayDeadLetter, type DeadLetter } from "./messaging/dead-letters.js";
 
 // Sagas: orchestration with compensation.
 export {

@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import { build, type Message, type Metafile, type Plugin } from "esbuild";
 import { meshDeployables } from "#mesh";
 import { buildRecordPath, bundlePath, runServicePath } from "#deploy/bundle-layout.js";
-import { consoleScriptBuild } from "#gateway/src/console-assets.js";
+import { consolePages, consoleScriptBuild } from "#gateway/src/console-assets.js";
 
 const repoRoot = resolve(import.meta.dirname, "../..");
 export const defaultDistDir = join(repoRoot, "dist");
@@ -28,9 +28,9 @@ export const defaultDistDir = join(repoRoot, "dist");
 const devOnlyFolders = ["tools/", "tests/", "bench/"];
 
 /** What a deployable reads at run time from its own folder (main.ts's), copied beside its bundle. */
-const runtimeFiles = ["migrations", "web/index.html"];
-/** A deployable's browser script, bundled to web/console.js (the gateway's console). */
-const browserScript = "web/console.ts";
+const runtimeFiles = ["migrations", ...consolePages.map((page) => `web/${page.html}`)];
+/** Where a deployable's browser scripts are, each bundled to web/<script>.js (the gateway's console pages). */
+const browserScripts = "web";
 
 /** What dist/build.json holds: when the build began, and every file it read, relative to the repository. */
 interface BuildRecord {
@@ -143,13 +143,14 @@ async function bundleInto(outdir: string): Promise<string[]> {
       cpSync(join(from, file), join(to, file), { recursive: true });
       for (const copied of filesUnder(join(from, file))) inputs.add(relative(repoRoot, copied));
     }
-    if (!existsSync(join(from, browserScript))) continue;
-    const web = join(from, dirname(browserScript));
-    mkdirSync(join(to, dirname(browserScript)), { recursive: true });
-    const script = await build({ ...consoleScriptBuild(web), absWorkingDir: repoRoot, outfile: join(to, browserScript.replace(/\.ts$/, ".js")), metafile: true });
-    failOnMessages(`${name}'s ${browserScript}`, script.warnings);
-    violations.push(...productionViolations(script.metafile, dependencies));
-    for (const input of Object.keys(script.metafile.inputs)) inputs.add(input);
+    const web = join(from, browserScripts);
+    for (const page of consolePages.filter((p) => existsSync(join(web, `${p.script}.ts`)))) {
+      mkdirSync(join(to, browserScripts), { recursive: true });
+      const script = await build({ ...consoleScriptBuild(web, page), absWorkingDir: repoRoot, outfile: join(to, browserScripts, `${page.script}.js`), metafile: true });
+      failOnMessages(`${name}'s ${browserScripts}/${page.script}.ts`, script.warnings);
+      violations.push(...productionViolations(script.metafile, dependencies));
+      for (const input of Object.keys(script.metafile.inputs)) inputs.add(input);
+    }
   }
   if (violations.length) throw new Error(`not fit for production:\n  ${violations.join("\n  ")}`);
   return [...inputs].sort();

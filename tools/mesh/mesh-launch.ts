@@ -6,6 +6,7 @@ import { meshDeployables } from "#mesh";
 import { provisionMeshDatabases } from "./mesh-databases.js";
 import type { MeshPki } from "./mesh-pki.js";
 import { meshNatsUsers } from "../infra/nats-accounts.js";
+import { OPERATOR } from "#platform/trust/mesh-identity.js";
 
 /** Where a launcher's per-service secrets come from. */
 export interface MeshSecrets {
@@ -13,6 +14,10 @@ export interface MeshSecrets {
   password(kind: "nats" | "postgres", name: string): string;
   /** The gateway's token-signing key in local auth mode. */
   gatewayAuthSecret(): string;
+  /** The key operator tokens are signed with in local auth mode: never the customers'. */
+  operatorAuthSecret(): string;
+  /** The dev trace store's write token. */
+  devTracesToken(): string;
 }
 
 /** Kept in `dir` (0600 files), so restarts, `npm run service` and the tools agree. */
@@ -20,6 +25,8 @@ export function persistentMeshSecrets(dir: string): MeshSecrets {
   return {
     password: (kind, name) => localSecret(dir, `${name}.${kind}`),
     gatewayAuthSecret: () => localSecret(dir, "gateway.auth"),
+    operatorAuthSecret: () => localSecret(dir, "operator.auth"),
+    devTracesToken: () => localSecret(dir, "dev-traces.token"),
   };
 }
 
@@ -27,7 +34,12 @@ export function persistentMeshSecrets(dir: string): MeshSecrets {
 export function ephemeralMeshSecrets(): MeshSecrets {
   const made = new Map<string, string>();
   const secret = (key: string) => made.get(key) ?? made.set(key, randomBytes(24).toString("base64url")).get(key)!;
-  return { password: (kind, name) => secret(`${name}.${kind}`), gatewayAuthSecret: () => secret("gateway.auth") };
+  return {
+    password: (kind, name) => secret(`${name}.${kind}`),
+    gatewayAuthSecret: () => secret("gateway.auth"),
+    operatorAuthSecret: () => secret("operator.auth"),
+    devTracesToken: () => secret("dev-traces.token"),
+  };
 }
 
 /** The NATS users of the mesh: one per deployable, and the operator. */
@@ -45,11 +57,13 @@ export const natsUrlFor = (port: number, secrets: MeshSecrets) => (name: string)
 /**
  * Gives each service what is its own alone: its Postgres role (provisioned now through the
  * admin URL, which goes no further), its NATS user, its certificate, and for the gateway its
- * signing key.
+ * signing key and its operator listener's credentials. With `devTraces` (npm start's, not a
+ * bench's: recording every span costs CPU per order), every process sends its spans to the
+ * gateway's dev trace store.
  */
 export async function withMeshCredentials(
   services: readonly MeshService[],
-  options: { adminDatabaseUrl: string; natsUrlFor: (name: string) => string; pki: MeshPki | undefined; secrets: MeshSecrets },
+  options: { adminDatabaseUrl: string; natsUrlFor: (name: string) => string; pki: MeshPki | undefined; secrets: MeshSecrets; devTraces?: boolean },
 ): Promise<MeshService[]> {
   const databaseUrl = await provisionMeshDatabases(options.adminDatabaseUrl, (name) => options.secrets.password("postgres", name));
   return withOwnCredentials(services, {
@@ -57,5 +71,7 @@ export async function withMeshCredentials(
     natsUrl: options.natsUrlFor,
     tls: (name) => options.pki?.files(name),
     gatewayAuthSecret: options.secrets.gatewayAuthSecret(),
+    operator: { authSecret: options.secrets.operatorAuthSecret(), natsUrl: options.natsUrlFor(OPERATOR), tls: options.pki?.operator },
+    ...(options.devTraces ? { devTracesToken: options.secrets.devTracesToken() } : {}),
   });
 }

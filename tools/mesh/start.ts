@@ -14,6 +14,10 @@ import type { MeshPki } from "./mesh-pki.js";
 import { defaultMeshStateFile, writeMeshState } from "./mesh-state.js";
 import { ensureBuilt, meshRuntime } from "./runtime.js";
 import { createSupervisor } from "./supervisor.js";
+import { mintLocalOperatorToken } from "#gateway/src/operator/operator-auth.js";
+
+/** The printed operator link's life: a working day, then `npm start` again prints a fresh one. */
+const OPERATOR_TOKEN_SECONDS = 12 * 60 * 60;
 
 const log = (line: string) => console.log(line);
 const env = process.env;
@@ -50,7 +54,7 @@ try {
   const { url, urlFor } = valueOf(nats);
   valueOf(issued);
   natsUrl = url;
-  services = await withMeshCredentials(meshServicesOrExit(env), { adminDatabaseUrl, natsUrlFor: urlFor, pki, secrets });
+  services = await withMeshCredentials(meshServicesOrExit(env), { adminDatabaseUrl, natsUrlFor: urlFor, pki, secrets, devTraces: true });
 } catch (err) {
   console.error(`meshwork: ${(err as Error).message}`);
   await stopDependencies();
@@ -100,5 +104,10 @@ log(`\nMeshwork is up in ${((Date.now() - started) / 1000).toFixed(1)} s. Each s
 for (const row of rows) log(`  ${row.map((cell, i) => cell.padEnd(widths[i]!)).join("   ")}`);
 const gateway = services.find((s) => s.name === "gateway")!;
 log(`\nConsole: http://127.0.0.1:${gateway.port}/`);
+if (gateway.operatorPort !== undefined && (env["AUTH_MODE"] ?? "local") === "local") {
+  // In the fragment, which the browser never sends: the page keeps it in its tab alone.
+  const token = await mintLocalOperatorToken(secrets.operatorAuthSecret(), "local-operator", OPERATOR_TOKEN_SECONDS);
+  log(`Operator console (loopback only; this link signs you in as local-operator for 12 h): http://127.0.0.1:${gateway.operatorPort}/#operator-token=${token}`);
+}
 if (pki) log(`Operator certificate: .data/pki/operator.crt and .data/pki/operator.key, CA .data/pki/ca.crt (see the README for grpcurl, curl and Python).`);
 log(`Try: curl -s -H 'content-type: application/json' -d '{}' http://127.0.0.1:${gateway.port}/shop.gateway.v1.StorefrontService/ListProducts\nCtrl-C stops everything.\n`);

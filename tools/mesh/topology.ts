@@ -1,13 +1,15 @@
 import { ConfigError, port, type Env } from "#platform/process/config.js";
 import { freePort } from "../infra/tcp.js";
 import type { MeshTlsFiles } from "#platform/trust/mesh-tls.js";
-import { deployable, meshDeployables, urlVariable, type MeshServiceName } from "#mesh";
+import { deployable, meshDeployables, urlVariable, type Deployable, type MeshServiceName } from "#mesh";
 
 export interface MeshService {
   name: string;
   port: number;
   /** Its plaintext probe and scrape port. */
   opsPort: number;
+  /** Its operator listener's port, for a deployable with one (the gateway). */
+  operatorPort?: number;
   /** Entry point, relative to the repository root. */
   main: string;
   /** Environment for this service alone, over the shared one (e.g. the address it advertises). */
@@ -16,23 +18,31 @@ export interface MeshService {
 
 /** The deployables on the ports their variables (e.g. ORDER_PORT, ORDER_OPS_PORT) give, else the manifest's defaults. */
 function meshServices(env: Env): MeshService[] {
-  return meshDeployables.map(({ name, main, port: rpc, opsPort: ops }) => ({
-    name,
-    main,
-    port: port(env, rpc.variable, rpc.default),
-    opsPort: port(env, ops.variable, ops.default),
+  return meshDeployables.map((d) => ({
+    name: d.name,
+    main: d.main,
+    port: port(env, d.port.variable, d.port.default),
+    opsPort: port(env, d.opsPort.variable, d.opsPort.default),
+    // OPERATOR_PORT=off: the gateway runs no operator listener.
+    ...("operatorPort" in d && env[d.operatorPort.variable]?.trim() !== "off" ? { operatorPort: port(env, d.operatorPort.variable, d.operatorPort.default) } : {}),
   }));
 }
 
 /** The deployables on free ports, for a disposable mesh beside a developer's own. */
 export async function meshOnFreePorts(): Promise<MeshService[]> {
   const services: MeshService[] = [];
-  for (const { name, main } of meshDeployables) services.push({ name, main, port: await freePort(), opsPort: await freePort() });
+  for (const d of meshDeployables) services.push({ name: d.name, main: d.main, port: await freePort(), opsPort: await freePort(), ...("operatorPort" in d ? { operatorPort: await freePort() } : {}) });
   return services;
 }
 
-/** The *_PORT variables that put services where `services` says. */
-export const portEnv = (services: readonly MeshService[]) => Object.fromEntries(services.map((s) => [deployable(s.name as MeshServiceName).port.variable, String(s.port)]));
+/** The *_PORT variables (and OPERATOR_PORT) that put services where `services` says. */
+export const portEnv = (services: readonly MeshService[]) =>
+  Object.fromEntries(
+    services.flatMap((s) => {
+      const d: Deployable = deployable(s.name as MeshServiceName);
+      return [[d.port.variable, String(s.port)], ...(d.operatorPort && s.operatorPort !== undefined ? [[d.operatorPort.variable, String(s.operatorPort)]] : [])];
+    }),
+  );
 
 /** What each process of a mesh is given that is its own: credentials, resolved per service. */
 export interface MeshCredentialSource {
@@ -44,13 +54,24 @@ export interface MeshCredentialSource {
   tls(name: string): MeshTlsFiles | undefined;
   /** The gateway's token-signing secret in local auth mode. */
   gatewayAuthSecret?: string;
+  /**
+   * The gateway's operator listener: the secret operator tokens are signed with (local auth
+   * mode), and the operator's NATS URL and certificate, which its backend acts with. Without
+   * it, the gateway runs no operator listener (OPERATOR_PORT=off).
+   */
+  operator?: { authSecret: string; natsUrl: string; tls: MeshTlsFiles | undefined };
+  /**
+   * The dev trace store's write token: every process then sends its spans to the gateway's
+   * operator listener (DEV_TRACES_URL), which keeps them for the console. Unset: none does.
+   */
+  devTracesToken?: string;
 }
 
 /**
  * Variables a child must never inherit from the shell that started the mesh: an admin
  * DATABASE_URL, someone else's NATS user or certificate. Each process gets its own instead.
  */
-const perProcessVariables = ["DATABASE_URL", "NATS_URL", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE", "OPS_PORT", "AUTH_LOCAL_SECRET"];
+const perProcessVariables = ["DATABASE_URL", "NATS_URL", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE", "OPS_PORT", "AUTH_LOCAL_SECRET", "OPERATOR_LOCAL_SECRET", "OPERATOR_CERT_FILE", "OPERATOR_KEY_FILE", "OPERATOR_NATS_URL", "DEV_TRACES_URL", "DEV_TRACES_TOKEN"];
 
 /** Environment every child shares: peers' addresses (https under mTLS) and the gateway's auth mode; no credential. */
 export function childEnv(env: Env, services: MeshService[]): NodeJS.ProcessEnv {
@@ -69,6 +90,10 @@ export function childEnv(env: Env, services: MeshService[]): NodeJS.ProcessEnv {
 
 /** Each service with the environment that is its own alone, over any it already has. */
 export function withOwnCredentials(services: readonly MeshService[], credentials: MeshCredentialSource): MeshService[] {
+  // The gateway's operator listener receives every process's spans (and its own in-process).
+  const operatorPort = services.find((s) => s.operatorPort !== undefined)?.operatorPort;
+  const devTraces: Record<string, string> =
+    credentials.devTracesToken && credentials.operator && operatorPort !== undefined ? { DEV_TRACES_URL: `http://127.0.0.1:${operatorPort}/v1/traces`, DEV_TRACES_TOKEN: credentials.devTracesToken } : {};
   return services.map((service) => {
     const databaseUrl = credentials.databaseUrl(service.name);
     const tls = credentials.tls(service.name);
@@ -78,9 +103,21 @@ export function withOwnCredentials(services: readonly MeshService[], credentials
       ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
       ...(tls ? { TLS_CERT_FILE: tls.certFile, TLS_KEY_FILE: tls.keyFile, TLS_CA_FILE: tls.caFile } : {}),
       ...(service.name === "gateway" && credentials.gatewayAuthSecret ? { AUTH_LOCAL_SECRET: credentials.gatewayAuthSecret } : {}),
+      ...(service.operatorPort !== undefined ? operatorEnv(credentials.operator) : {}),
+      ...devTraces,
     };
     return { ...service, env: { ...own, ...service.env } };
   });
+}
+
+/** The operator listener's own: its token secret, and the operator's NATS user and certificate; none: no listener. */
+function operatorEnv(operator: MeshCredentialSource["operator"]): Record<string, string> {
+  if (!operator) return { OPERATOR_PORT: "off" };
+  return {
+    OPERATOR_LOCAL_SECRET: operator.authSecret,
+    OPERATOR_NATS_URL: operator.natsUrl,
+    ...(operator.tls ? { OPERATOR_CERT_FILE: operator.tls.certFile, OPERATOR_KEY_FILE: operator.tls.keyFile } : {}),
+  };
 }
 
 /** For the CLIs: a bad *_PORT ends the command with the variable's name, not a stack trace. */

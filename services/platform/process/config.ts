@@ -114,6 +114,13 @@ export interface CommonConfig {
   shutdownGraceMs: number;
   /** OTLP/HTTP collector for traces, e.g. http://otel-collector:4318; unset: no export. */
   otlpEndpoint: string | undefined;
+  /**
+   * The dev trace store to send spans to (DEV_TRACES_URL, its OTLP/HTTP traces URL, with
+   * DEV_TRACES_TOKEN, which only lets spans be written), as `npm start` gives every process;
+   * "in-process" in the process that holds the store. Unset where OTEL_EXPORTER_OTLP_ENDPOINT
+   * is: traces then go there alone.
+   */
+  devTraces: DevTraces | undefined;
   /** The address peers should use, announced in the service registry; unset: the listen address. */
   advertiseUrl: string | undefined;
   /** Announced in the service registry. */
@@ -155,6 +162,17 @@ export function meshTls(env: Env, trustedProxies: readonly string[]): MeshTlsFil
   return { certFile: requiredString(env, "TLS_CERT_FILE"), keyFile: requiredString(env, "TLS_KEY_FILE"), caFile: requiredString(env, "TLS_CA_FILE") };
 }
 
+/** Where a process's spans go for the dev trace viewer; see CommonConfig.devTraces. */
+export type DevTraces = { url: string; token: string } | "in-process";
+
+/** DEV_TRACES_URL with DEV_TRACES_TOKEN (both or neither), unless an OTLP collector takes the traces. */
+function devTraces(env: Env): DevTraces | undefined {
+  if (read(env, "OTEL_EXPORTER_OTLP_ENDPOINT") !== undefined || read(env, "DEV_TRACES_URL") === undefined) return undefined;
+  const token = requiredString(env, "DEV_TRACES_TOKEN");
+  if (token.length < 32) throw new ConfigError(`DEV_TRACES_TOKEN must be at least 32 characters, got ${token.length}`);
+  return { url: url(env, "DEV_TRACES_URL"), token };
+}
+
 export function commonConfig(env: Env): CommonConfig {
   const trustedProxies = addressList(env, "TRUSTED_PROXIES");
   return {
@@ -165,6 +183,7 @@ export function commonConfig(env: Env): CommonConfig {
     maxRequestBytes: integer(env, "MAX_REQUEST_BYTES", 1024 * 1024, { min: 1024, max: 64 * 1024 * 1024 }),
     shutdownGraceMs: integer(env, "SHUTDOWN_GRACE_MS", 10_000, { min: 0, max: 120_000 }),
     otlpEndpoint: env["OTEL_EXPORTER_OTLP_ENDPOINT"] ? url(env, "OTEL_EXPORTER_OTLP_ENDPOINT") : undefined,
+    devTraces: devTraces(env),
     advertiseUrl: env["ADVERTISE_URL"] ? url(env, "ADVERTISE_URL") : undefined,
     version: optionalString(env, "SERVICE_VERSION", "dev"),
     connectionLimits: connectionLimits(env),

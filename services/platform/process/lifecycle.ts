@@ -25,7 +25,7 @@ export async function runService<C extends CommonConfig>(
     console.error(`${name}: configuration error: ${err.message}`);
     process.exit(2);
   }
-  const telemetry = await initTelemetry({ serviceName: name, ...(config.otlpEndpoint ? { otlpEndpoint: config.otlpEndpoint } : {}) });
+  const telemetry = await initTelemetry({ serviceName: name, ...(config.otlpEndpoint ? { otlpEndpoint: config.otlpEndpoint } : {}), devTraces: config.devTraces });
   const logger = createLogger(name, config.logLevel);
   let service: Closable;
   try {

@@ -1,8 +1,9 @@
 import { context, propagation, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span, type TextMapGetter, type TextMapSetter } from "@opentelemetry/api";
 import { AlwaysOffSampler, NodeTracerProvider, BatchSpanProcessor, ParentBasedSampler, type SpanExporter, type SpanProcessor, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-node";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { ExportResultCode, W3CTraceContextPropagator } from "@opentelemetry/core";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { DevTraces } from "./config.js";
 
 const TRACER = "meshwork";
 
@@ -17,15 +18,47 @@ const TRACER = "meshwork";
 // Set by initTelemetry: whether no span of a trace a caller did not sample is ever recorded here.
 let recordsOnlySampledTraces = false;
 
-export async function initTelemetry(options: { serviceName: string; otlpEndpoint?: string; exporter?: SpanExporter }): Promise<{ shutdown(): Promise<void> }> {
+/**
+ * The dev trace store's exporter in the process that holds it (the gateway), registered by
+ * exportSpansInProcess. The provider is installed before the process builds its store, and
+ * a provider's processors are fixed at construction, so the in-process processor forwards
+ * to whatever is registered here; spans that end before that are dropped.
+ */
+let inProcessExporter: SpanExporter | undefined;
+const forwardingExporter: SpanExporter = {
+  export: (spans, done) => (inProcessExporter ? inProcessExporter.export(spans, done) : done({ code: ExportResultCode.SUCCESS })),
+  shutdown: async () => {},
+};
+
+/** Sends this process's spans to `exporter` from now on (the dev trace store, where DEV_TRACES is in-process); returns the undo. */
+export function exportSpansInProcess(exporter: SpanExporter): () => void {
+  inProcessExporter = exporter;
+  return () => {
+    if (inProcessExporter === exporter) inProcessExporter = undefined;
+  };
+}
+
+/** A dev store's spans show up within a second; the SDK's default batch waits five. */
+const DEV_TRACES_DELAY_MS = 1_000;
+
+export async function initTelemetry(options: { serviceName: string; otlpEndpoint?: string; exporter?: SpanExporter; devTraces?: DevTraces | undefined }): Promise<{ shutdown(): Promise<void> }> {
   const spanProcessors: SpanProcessor[] = [];
   if (options.exporter) spanProcessors.push(new SimpleSpanProcessor(options.exporter));
-  if (options.otlpEndpoint) {
+  // An OTLP collector takes the traces alone, as before there was a dev store.
+  const devTraces = options.otlpEndpoint ? undefined : options.devTraces;
+  const remote = options.otlpEndpoint
+    ? { url: `${options.otlpEndpoint.replace(/\/$/, "")}/v1/traces` }
+    : devTraces && devTraces !== "in-process"
+      ? { url: devTraces.url, headers: { authorization: `Bearer ${devTraces.token}` }, batch: { scheduledDelayMillis: DEV_TRACES_DELAY_MS } }
+      : undefined;
+  if (remote) {
     // Loaded only where traces leave the process: a process that exports none saves the
-    // 2-3 MiB of resident memory the exporter's module graph takes.
+    // 2-3 MiB of resident memory the exporter's module graph takes. It sends OTLP/HTTP
+    // with JSON, which the dev store's receiver reads.
     const { OTLPTraceExporter } = await import("@opentelemetry/exporter-trace-otlp-http");
-    spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: `${options.otlpEndpoint.replace(/\/$/, "")}/v1/traces` })));
+    spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: remote.url, ...(remote.headers ? { headers: remote.headers } : {}) }), remote.batch));
   }
+  if (devTraces === "in-process") spanProcessors.push(new BatchSpanProcessor(forwardingExporter, { scheduledDelayMillis: DEV_TRACES_DELAY_MS }));
   const exportsNothing = spanProcessors.length === 0;
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({ "service.name": options.serviceName }),

@@ -1,0 +1,83 @@
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { SignJWT, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
+import { accessOf, isSafePrincipalId, OPERATOR, PRINCIPAL_ID_RULE } from "#platform";
+import type { OperatorAuthConfig } from "../config.js";
+
+/** The signed-in operator of a call (the token's sub): whom the admin RPCs' audit names. */
+export const operatorKey = createContextKey<string>("", { description: "operator from the bearer token" });
+
+/**
+ * Local operator tokens are told apart from demo tokens by more than their key: an issuer
+ * and audience of their own, so neither kind verifies as the other even if a deployment
+ * were to give both the same secret (config.ts refuses that).
+ */
+const LOCAL_OPERATOR_ISSUER = "meshwork-local-operator";
+const LOCAL_OPERATOR_AUDIENCE = "meshwork-operator";
+
+export interface OperatorVerifier {
+  /** The operator a token speaks for; ConnectError UNAUTHENTICATED if it is not a valid token, PERMISSION_DENIED if it lacks the role. */
+  verify(token: string): Promise<string>;
+}
+
+/** Verifies operators' bearer tokens as `config` says: a local secret of their own, or the identity provider's keys. */
+export function createOperatorVerifier(config: OperatorAuthConfig): OperatorVerifier {
+  const required = { requiredClaims: ["exp", "sub"] };
+  let check: (token: string) => Promise<{ payload: JWTPayload }>;
+  if (config.mode === "local") {
+    const secret = new TextEncoder().encode(config.secret);
+    check = (token) => jwtVerify(token, secret, { ...required, issuer: LOCAL_OPERATOR_ISSUER, audience: LOCAL_OPERATOR_AUDIENCE, algorithms: ["HS256"] });
+  } else {
+    const keys: JWTVerifyGetKey = createRemoteJWKSet(new URL(config.jwksUrl));
+    check = (token) => jwtVerify(token, keys, { ...required, audience: config.audience, ...(config.issuer ? { issuer: config.issuer } : {}) });
+  }
+  return {
+    async verify(token) {
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await check(token));
+      } catch {
+        throw new ConnectError("invalid or expired operator token", Code.Unauthenticated);
+      }
+      const now = Math.floor(Date.now() / 1000);
+      if (payload.exp! - Math.min(payload.iat ?? now, now) > config.maxTokenLifetimeSeconds) throw new ConnectError(`operator token lives longer than ${config.maxTokenLifetimeSeconds} s`, Code.Unauthenticated);
+      if (typeof payload.sub !== "string" || !isSafePrincipalId(payload.sub)) throw new ConnectError(`operator token subject ${PRINCIPAL_ID_RULE}`, Code.Unauthenticated);
+      const roles = payload[config.rolesClaim];
+      if (!Array.isArray(roles) || !roles.includes(config.role)) throw new ConnectError(`the token's ${config.rolesClaim} claim does not hold "${config.role}"`, Code.PermissionDenied);
+      return payload.sub;
+    },
+  };
+}
+
+/**
+ * A local operator token, as `npm start` prints in the console's URL: signed with the
+ * operator secret (OPERATOR_LOCAL_SECRET), never the customers' one that IssueDemoToken
+ * signs with, so no demo token ever carries the role.
+ */
+export function mintLocalOperatorToken(secret: string, operator: string, lifetimeSeconds: number, roles: { claim: string; role: string } = { claim: "roles", role: OPERATOR }): Promise<string> {
+  if (!isSafePrincipalId(operator)) throw new Error(`operator ${PRINCIPAL_ID_RULE}`);
+  return new SignJWT({ [roles.claim]: [roles.role] })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject(operator)
+    .setIssuer(LOCAL_OPERATOR_ISSUER)
+    .setAudience(LOCAL_OPERATOR_AUDIENCE)
+    .setIssuedAt()
+    .setExpirationTime(`${lifetimeSeconds}s`)
+    .sign(new TextEncoder().encode(secret));
+}
+
+/**
+ * The operator listener's access control, in place of the mesh port's certificate check:
+ * each method of `service` admits only what its (meshwork.v1.access) option names, and the
+ * listener can admit an operator alone, proven by a bearer token with the role. A method
+ * whose contract names no operator admits nobody here. Health and reflection stay open.
+ */
+export function createOperatorAuthInterceptor(verifier: OperatorVerifier, service: { typeName: string }): Interceptor {
+  return (next) => async (req) => {
+    if (req.service.typeName !== service.typeName) return next(req);
+    if (!accessOf(req.method).callers.has(OPERATOR)) throw new ConnectError(`${req.method.name} admits no operator`, Code.PermissionDenied);
+    const token = /^Bearer\s+(\S+)$/i.exec(req.header.get("authorization") ?? "")?.[1];
+    if (!token) throw new ConnectError("missing bearer token: the operator listener needs an operator's", Code.Unauthenticated);
+    req.contextValues.set(operatorKey, await verifier.verify(token));
+    return next(req);
+  };
+}

@@ -1,0 +1,80 @@
+import { OperatorService } from "#gen/shop/gateway/v1/operator_service_pb.js";
+import { SagaAdminService } from "#gen/shop/order/v1/saga_admin_service_pb.js";
+import { createServiceClient, exportSpansInProcess, loadMeshCredentials, startServer, type createServiceDirectory, type Logger, type Metrics, type ServiceServer } from "#platform";
+import type { OperatorConfig } from "../config.js";
+import { loadConsoleAssets, operatorPage } from "../console-assets.js";
+import { createOperatorDeadLetters } from "./dead-letters.js";
+import { createOperatorAuthInterceptor, createOperatorVerifier } from "./operator-auth.js";
+import { createOperatorRoutes } from "./operator-routes.js";
+import { createOtlpReceiver } from "./otlp-receiver.js";
+import { createStoreExporter } from "./span-exporter.js";
+import type { GatewayStats } from "./stats.js";
+import { createTraceStore, type TraceStoreLimits } from "./trace-store.js";
+
+export interface OperatorListenerDeps {
+  config: OperatorConfig;
+  logger: Logger;
+  /** Where order serves SagaAdminService (its mesh port). */
+  orderUrl: string;
+  directory: ReturnType<typeof createServiceDirectory>;
+  stats: GatewayStats;
+  metrics: Metrics;
+  shutdownGraceMs: number;
+  /** Unset: the store's defaults. */
+  traceLimits?: TraceStoreLimits;
+}
+
+export type OperatorListener = Pick<ServiceServer, "port" | "url" | "close">;
+
+/**
+ * The operator listener, in the gateway process but apart from its public port (loopback
+ * unless OPERATOR_HOST says otherwise): OperatorService for a verified operator, the
+ * operator console's page, and, where the dev trace store is on, the OTLP receiver that
+ * every process of `npm start` sends its spans to. The gateway is the process that
+ * receives the other processes' spans; its own reach the store in-process.
+ */
+export async function startOperatorListener(deps: OperatorListenerDeps): Promise<OperatorListener> {
+  const logger = deps.logger.child({ server: "operator" });
+  const { config } = deps;
+  // The operator certificate, presented to order's mesh port, which admits it alone to the
+  // admin RPCs; the server must still prove it is order.
+  const credentials = config.tls && loadMeshCredentials(config.tls, { logger });
+  const sagaAdmin = createServiceClient(SagaAdminService, { baseUrl: deps.orderUrl, name: "order-admin", directory: deps.directory, ...(credentials ? { tls: { credentials, peer: "order" } } : {}) });
+  const deadLetters = createOperatorDeadLetters({ natsUrl: config.natsUrl, logger });
+  const traces = config.traceIngestToken === undefined ? undefined : createTraceStore(deps.traceLimits);
+  const stopExporting = traces && exportSpansInProcess(createStoreExporter(traces));
+  const receive = traces && config.traceIngestToken ? createOtlpReceiver({ store: traces, token: config.traceIngestToken }) : undefined;
+  const release = async () => {
+    stopExporting?.();
+    sagaAdmin.close();
+    credentials?.close();
+    await deadLetters.close();
+  };
+  try {
+    const page = await loadConsoleAssets(operatorPage);
+    const server = await startServer(
+      {
+        logger,
+        services: [OperatorService],
+        maxRequestBytes: 64 * 1024,
+        shutdownGraceMs: deps.shutdownGraceMs,
+        // Its calls counted beside the public ones (by method); no admission control of its
+        // own: a few operators' calls, and the public port's limit is the one that matters.
+        metrics: deps.metrics,
+        admission: false,
+        interceptors: [createOperatorAuthInterceptor(createOperatorVerifier(config.auth), OperatorService)],
+        routes: createOperatorRoutes({ sagaAdmin: sagaAdmin.client, deadLetters, stats: deps.stats, traces, watch: { maxMs: 5 * 60_000, pollMs: 1_000, maxOpen: 64 } }),
+        fallback: (req, res) => {
+          if (receive?.(req, res)) return;
+          page(req, res);
+        },
+      },
+      { host: config.host, port: config.port },
+    );
+    let closing: Promise<void> | undefined;
+    return { port: server.port, url: server.url, close: () => (closing ??= server.close().then(release)) };
+  } catch (err) {
+    await release();
+    throw err;
+  }
+}

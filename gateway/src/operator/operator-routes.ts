@@ -1,0 +1,120 @@
+import { Code, ConnectError, type Client, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { equals } from "@bufbuild/protobuf";
+import { OperatorService, SagaView, type WatchSagaResponse } from "#gen/shop/gateway/v1/operator_service_pb.js";
+import { SagaAdminService, SagaSchema, type Saga } from "#gen/shop/order/v1/saga_admin_service_pb.js";
+import { SagaState } from "#gen/shop/order/v1/order_service_pb.js";
+import { detachedFromDeadline } from "#platform";
+import { operatorKey } from "./operator-auth.js";
+import type { OperatorDeadLetters } from "./dead-letters.js";
+import { STATS_SECONDS, type GatewayStats } from "./stats.js";
+import { TRACE_ID, type TraceStore } from "./trace-store.js";
+
+/** The saga admin service's audit names the person in this header, beside the certificate's identity. */
+const OPERATOR_HEADER = "x-operator";
+
+export interface OperatorRouteDeps {
+  /** Called with the operator certificate. */
+  sagaAdmin: Client<typeof SagaAdminService>;
+  deadLetters: OperatorDeadLetters;
+  stats: GatewayStats;
+  /** Unset where traces go to an OTLP endpoint instead: ListTraces is empty, GetTrace NOT_FOUND. */
+  traces: TraceStore | undefined;
+  /** How long a WatchSaga stream stays open at most, and how often it looks again. */
+  watch: { maxMs: number; pollMs: number; maxOpen: number };
+}
+
+/** What each view asks the saga admin service for; RUNNING then leaves out the retrying ones. */
+const viewQuery: Record<SagaView, { state: SagaState; retrying: boolean }> = {
+  [SagaView.UNSPECIFIED]: { state: SagaState.UNSPECIFIED, retrying: false },
+  [SagaView.RUNNING]: { state: SagaState.RUNNING, retrying: false },
+  [SagaView.RETRYING]: { state: SagaState.UNSPECIFIED, retrying: true },
+  [SagaView.WAITING]: { state: SagaState.WAITING, retrying: false },
+  [SagaView.PARKED]: { state: SagaState.PARKED, retrying: false },
+  [SagaView.COMPENSATING]: { state: SagaState.COMPENSATING, retrying: false },
+};
+
+const isFinished = (saga: Saga | undefined) => saga?.state === SagaState.COMPLETED || saga?.state === SagaState.COMPENSATED;
+
+/** A count in [0, max]; 0 means `fallback`. */
+function bounded(value: number, field: string, max: number, fallback: number): number {
+  if (value < 0 || value > max) throw new ConnectError(`${field}: must be from 0 to ${max}`, Code.InvalidArgument);
+  return value === 0 ? fallback : value;
+}
+
+/**
+ * OperatorService, the console's operator backend. Every call arrives with a verified
+ * operator (createOperatorAuthInterceptor); the saga actions go to the saga admin service
+ * under the operator certificate, naming that operator for its audit.
+ */
+export function createOperatorRoutes(deps: OperatorRouteDeps) {
+  const { sagaAdmin } = deps;
+  const asOperator = (ctx: HandlerContext) => ({ signal: ctx.signal, headers: { [OPERATOR_HEADER]: ctx.values.get(operatorKey) } });
+  let openWatches = 0;
+
+  async function* watchSaga(orderId: string, ctx: HandlerContext): AsyncGenerator<WatchSagaResponse> {
+    if (openWatches >= deps.watch.maxOpen) throw new ConnectError(`at most ${deps.watch.maxOpen} WatchSaga streams are open at once`, Code.ResourceExhausted);
+    openWatches++;
+    try {
+      const until = Date.now() + deps.watch.maxMs;
+      let last: Saga | undefined;
+      while (!ctx.signal.aborted && Date.now() < until) {
+        // Each read has the client's own deadline, not what is left of the stream's.
+        const { saga } = await detachedFromDeadline(() => sagaAdmin.getSaga({ orderId }, { signal: ctx.signal }));
+        if (saga && (!last || !equals(SagaSchema, saga, last))) {
+          last = saga;
+          yield { $typeName: "shop.gateway.v1.WatchSagaResponse", saga };
+        }
+        if (isFinished(saga)) return;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, deps.watch.pollMs);
+          ctx.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+        });
+      }
+    } finally {
+      openWatches--;
+    }
+  }
+
+  return (router: ConnectRouter) =>
+    router.service(OperatorService, {
+      async listSagas(req, ctx) {
+        const query = viewQuery[req.view];
+        if (!query) throw new ConnectError(`view: unknown saga view ${req.view}`, Code.InvalidArgument);
+        const page = await sagaAdmin.listSagas({ ...query, pageSize: req.pageSize, pageToken: req.pageToken }, { signal: ctx.signal });
+        // "Running" is running with no failed attempt pending, which the admin service cannot
+        // filter on: a page may hold fewer than page_size, and next_page_token goes on.
+        const sagas = req.view === SagaView.RUNNING ? page.sagas.filter((saga) => saga.nextAttemptTime === undefined) : page.sagas;
+        return { sagas, nextPageToken: page.nextPageToken };
+      },
+      async getSaga(req, ctx) {
+        return { saga: (await sagaAdmin.getSaga({ orderId: req.orderId }, { signal: ctx.signal })).saga };
+      },
+      watchSaga: (req, ctx) => watchSaga(req.orderId, ctx),
+      async retrySaga(req, ctx) {
+        return { saga: (await sagaAdmin.retrySaga({ orderId: req.orderId }, asOperator(ctx))).saga };
+      },
+      async compensateSaga(req, ctx) {
+        return { saga: (await sagaAdmin.compensateSaga({ orderId: req.orderId, reason: req.reason }, asOperator(ctx))).saga };
+      },
+      async listDeadLetters() {
+        return { deadLetters: await deps.deadLetters.list() };
+      },
+      async replayDeadLetter(req, ctx) {
+        await deps.deadLetters.replay(req.sequence, ctx.values.get(operatorKey));
+        return {};
+      },
+      getStats(req) {
+        return deps.stats.read(bounded(req.windowSeconds, "window_seconds", STATS_SECONDS, 300));
+      },
+      listTraces(req) {
+        return { traces: deps.traces?.list(bounded(req.limit, "limit", 100, 20)) ?? [] };
+      },
+      getTrace(req) {
+        const traceId = req.traceId.toLowerCase();
+        if (!TRACE_ID.test(traceId)) throw new ConnectError("trace_id: must be 32 hex digits", Code.InvalidArgument);
+        const spans = deps.traces?.get(traceId);
+        if (!spans) throw new ConnectError(`trace ${traceId} is not in the dev trace store (never received, or evicted)`, Code.NotFound);
+        return { traceId, spans };
+      },
+    });
+}
