@@ -1,12 +1,28 @@
 /**
- * The browser console: plain DOM and the generated StorefrontService client over
- * connect-web. It signs in with a demo token, places orders, follows one order's saga live
- * (WatchOrder), lists the customer's orders, and shows the mesh's health and breakers.
+ * The customer's console: plain DOM and the generated StorefrontService client over
+ * connect-web. It signs in with a demo token, places orders, and follows one order live:
+ * every WatchOrder message re-reads the order's timeline (GetOrderTimeline: step names,
+ * states and times, nothing an operator alone should see), and while a phase is open it is
+ * re-read every second, so a wait visibly grows. A 3-D Secure payment shows its waiting step
+ * with a Confirm payment button (ConfirmPayment). Errors, traces, breakers, charts and
+ * actions are on the operator console, not here; the health line below is GetMeshStatus's,
+ * which anyone may call, reduced to up or down.
  */
 import { ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { OrderStatus, type Order } from "#gen/shop/order/v1/order_service_pb.js";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
+import { addStyle, clock, h, money, row } from "./dom.js";
+import { consoleCss } from "./style.js";
+import { customerSteps, hasOpenPhase, openSignalWait, renderTimeline, type StepView } from "./timeline.js";
+
+/** The signal the charge step waits for under 3-D Secure, and the event that says so. */
+const PAYMENT_CONFIRMED = "payment-confirmed";
+const ACTION_REQUIRED = "shop.payment.v1.PaymentActionRequired";
+/** Refreshing an open phase every second stops after this many (the 3-D Secure wait lasts 10 minutes at most by default). */
+const MAX_LIVE_REFRESHES = 15 * 60;
+
+addStyle(consoleCss);
 
 let token = "";
 const withToken: Interceptor = (next) => (req) => {
@@ -16,61 +32,114 @@ const withToken: Interceptor = (next) => (req) => {
 const storefront = createClient(StorefrontService, createConnectTransport({ baseUrl: location.origin, interceptors: [withToken] }));
 
 const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
-const money = (m?: { currencyCode: string; minorUnits: bigint }) => (m ? `${(Number(m.minorUnits) / 100).toFixed(2)} ${m.currencyCode}` : "");
 const statusName = (s: OrderStatus) => `ORDER_STATUS_${OrderStatus[s]}`;
-const cell = (text: string, className = "") => {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (className) td.className = className;
-  return td;
-};
-const row = (...cells: HTMLElement[]) => {
-  const tr = document.createElement("tr");
-  tr.append(...cells);
-  return tr;
-};
 const showError = (err: unknown) => ($("#error").textContent = err ? ConnectError.from(err).rawMessage : "");
 
 async function loadProducts() {
   const { products } = await storefront.listProducts({});
   $("#products tbody").replaceChildren(
-    ...products.map((p) => {
-      const qty = document.createElement("input");
-      qty.type = "number";
-      qty.min = "0";
-      qty.value = "0";
-      qty.dataset["sku"] = p.sku;
-      const td = document.createElement("td");
-      td.append(qty);
-      return row(cell(p.sku), cell(p.name), cell(money(p.price)), cell(String(p.available)), td);
-    }),
+    ...products.map((p) =>
+      row(p.sku, p.name, money(p.price), String(p.available), h("td", {}, h("input", { type: "number", min: 0, value: 0, "data-sku": p.sku, "aria-label": `Quantity of ${p.name}` }))),
+    ),
   );
 }
 
 async function loadOrders() {
   if (!token) return;
   const { orders } = await storefront.listMyOrders({ pageSize: 20 });
-  $("#orders tbody").replaceChildren(...orders.map((o) => row(cell(o.id.slice(0, 8)), cell(money(o.total)), cell(statusName(o.status), `status-${statusName(o.status)}`), cell(o.cancelReason))));
+  if (orders.length === 0) {
+    $("#orders tbody").replaceChildren(h("tr", {}, h("td", { class: "empty", colspan: 5 }, "No orders yet.")));
+    return;
+  }
+  $("#orders tbody").replaceChildren(
+    ...orders.map((o) =>
+      row(
+        h("td", {}, h("code", {}, o.id.slice(0, 8))),
+        money(o.total),
+        h("td", { class: `status-${statusName(o.status)}` }, statusName(o.status)),
+        o.cancelReason,
+        h("td", {}, h("button", { type: "button", class: "link", "data-order-id": o.id, onclick: () => void follow(o).catch(showError) }, "show")),
+      ),
+    ),
+  );
 }
 
-async function loadMesh() {
-  const status = await storefront.getMeshStatus({});
-  $("#services tbody").replaceChildren(...status.services.map((s) => row(cell(s.name), cell(s.status, s.status))));
-  $("#breakers tbody").replaceChildren(...status.breakers.map((b) => row(cell(b.dependency), cell(b.state, b.state), cell(String(b.calls)), cell(String(b.failures)), cell(String(b.rejected)))));
+/** The minimal public health line: each service up or down, no addresses, no breakers. */
+async function loadHealth() {
+  const { services } = await storefront.getMeshStatus({});
+  const up = services.filter((s) => s.status === "SERVING").length;
+  $("#health").replaceChildren(
+    h("span", {}, up === services.length ? "All services are up." : `${services.length - up} of ${services.length} services are down.`),
+    ...services.map((s) => h("span", { class: s.status === "SERVING" ? "SERVING" : "NOT_SERVING", "data-service": s.name }, `${s.name}: ${s.status === "SERVING" ? "up" : "down"}`)),
+  );
 }
 
-async function watch(order: Order) {
+/**
+ * The order on screen. A newer follow() supersedes it: its watch is aborted and its timer
+ * stops, by comparing against `current`.
+ */
+let current:
+  | { orderId: string; abort: AbortController; confirmationId: string; refreshes: number; asked: number; shown: number; timer?: ReturnType<typeof setTimeout>; actionRequired: boolean }
+  | undefined;
+
+async function refreshTimeline(view: NonNullable<typeof current>) {
+  const asked = ++view.asked;
+  let steps: StepView[];
+  try {
+    steps = customerSteps((await storefront.getOrderTimeline({ orderId: view.orderId })).steps);
+  } catch {
+    if (view === current) $("#timeline").replaceChildren(h("p", { class: "empty" }, "The timeline is not available right now."));
+    return;
+  }
+  // Reads overlap (a WatchOrder message during the one-second refresh): the newest one wins.
+  if (view !== current || asked < view.shown) return;
+  view.shown = asked;
+  $("#timeline").replaceChildren(renderTimeline(steps, { mode: "customer", now: Date.now() }));
+  const wait = openSignalWait(steps, PAYMENT_CONFIRMED);
+  showConfirm(view, wait !== undefined || (view.actionRequired && !hasFinished(steps)), wait?.phase.due);
+  clearTimeout(view.timer);
+  if (hasOpenPhase(steps) && view.refreshes++ < MAX_LIVE_REFRESHES) view.timer = setTimeout(() => void refreshTimeline(view), 1_000);
+}
+
+const hasFinished = (steps: StepView[]) => steps.length > 0 && steps.every((s) => s.state === "succeeded" || s.state === "compensated" || s.state === "failed");
+
+/**
+ * The Confirm payment panel, shown while the charge waits for the customer: the timeline's
+ * open "payment-confirmed" wait, or PaymentActionRequired until the timeline shows the wait.
+ */
+function showConfirm(view: NonNullable<typeof current>, waiting: boolean, due: number | undefined) {
+  $("#confirm-payment").hidden = !waiting;
+  $("#confirm-due").textContent = due !== undefined ? `It waits until ${clock(due)}; after that the order is cancelled.` : "";
+  $<HTMLButtonElement>("#confirm-payment-button").dataset["orderId"] = view.orderId;
+}
+
+async function follow(order: Order) {
+  current?.abort.abort();
+  clearTimeout(current?.timer);
+  const view = { orderId: order.id, abort: new AbortController(), confirmationId: crypto.randomUUID(), refreshes: 0, asked: 0, shown: 0, actionRequired: false };
+  current = view;
   $("#watched").textContent = order.id;
   $("#progress").replaceChildren();
-  for await (const update of storefront.watchOrder({ orderId: order.id })) {
-    const status = statusName(update.order!.status);
-    const item = document.createElement("li");
-    item.textContent = `${update.eventType || "accepted"} → ${status}`;
-    $("#progress").append(item);
-    $("#watch-status").textContent = status;
-    $("#watch-status").className = `status-${status}`;
+  $("#confirm-payment").hidden = true;
+  $("#confirm-outcome").textContent = "";
+  $<HTMLButtonElement>("#confirm-payment-button").disabled = false;
+  $("#timeline").replaceChildren(h("p", { class: "empty" }, "Loading the timeline…"));
+  try {
+    for await (const update of storefront.watchOrder({ orderId: order.id }, { signal: view.abort.signal })) {
+      const status = statusName(update.order!.status);
+      $("#progress").append(h("li", { "data-event": update.eventType || "accepted" }, `${update.eventType || "accepted"} → ${status}`));
+      $("#watch-status").textContent = status;
+      $("#watch-status").className = `status-${status}`;
+      if (update.eventType === ACTION_REQUIRED) view.actionRequired = true;
+      if (update.order!.status !== OrderStatus.PENDING) view.actionRequired = false;
+      void refreshTimeline(view);
+    }
+  } catch (err) {
+    if (view.abort.signal.aborted) return;
+    throw err;
   }
-  await Promise.all([loadOrders(), loadProducts()]);
+  if (view !== current) return;
+  await Promise.all([refreshTimeline(view), loadOrders(), loadProducts()]);
 }
 
 $("#login").addEventListener("click", async () => {
@@ -92,11 +161,29 @@ $("#place").addEventListener("click", async () => {
       .map((input) => ({ sku: input.dataset["sku"]!, quantity: Number(input.value) }));
     const { order } = await storefront.placeOrder({ items, paymentToken: $<HTMLSelectElement>("#token").value, requestId: crypto.randomUUID() });
     showError(undefined);
-    await watch(order!);
+    void loadOrders().catch(showError);
+    await follow(order!);
   } catch (err) {
     showError(err);
   }
 });
 
-await Promise.all([loadProducts(), loadMesh()]).catch(showError);
-setInterval(() => void loadMesh().catch(() => {}), 2_000);
+$("#confirm-payment-button").addEventListener("click", async () => {
+  const view = current;
+  if (!view) return;
+  const button = $<HTMLButtonElement>("#confirm-payment-button");
+  button.disabled = true;
+  try {
+    // One id per order on screen: a second click or a retry confirms the same thing once.
+    await storefront.confirmPayment({ orderId: view.orderId, confirmationId: view.confirmationId });
+    $("#confirm-outcome").textContent = "Payment confirmed; finishing your order…";
+    view.actionRequired = false;
+    await refreshTimeline(view);
+  } catch (err) {
+    button.disabled = false;
+    showError(err);
+  }
+});
+
+await Promise.all([loadProducts(), loadHealth()]).catch(showError);
+setInterval(() => void loadHealth().catch(() => {}), 5_000);

@@ -1,51 +1,155 @@
-import { mkdirSync } from "node:fs";
-import { resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { OrderService, type SagaStatus } from "#gen/shop/order/v1/order_service_pb.js";
 import type { RunningServer } from "#platform/rpc-server/server.js";
+import { connect } from "../support/databases.js";
 import { startGateway } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
+import { launchBrowser, newPage, screenshot } from "./browser.js";
 
-const screenshots = resolve(import.meta.dirname, "../../test-results");
-
-/** Debian's Chromium, driven by playwright-core, against the console the gateway serves. */
-describe("the browser console", () => {
+/** The customer's console in Debian's Chromium, against the page and script the gateway serves. */
+describe("the customer's console", () => {
   let mesh: InProcessMesh;
   let gateway: RunningServer;
   let browser: Browser;
+  let sql: ReturnType<typeof connect>;
+  /** The saga as the operator sees it, errors and trace ids included: what the customer's page must not show. */
+  const operatorSaga = async (orderId: string): Promise<SagaStatus> => (await mesh.client(OrderService, "order").getOrder({ orderId })).saga!;
 
   beforeAll(async () => {
     mesh = await startInProcessMesh();
     gateway = await startGateway(mesh);
-    browser = await chromium.launch({
-      executablePath: process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium",
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"],
-    });
+    browser = await launchBrowser();
+    sql = connect(mesh.databaseUrl);
   });
   afterAll(async () => {
     await browser?.close();
+    await sql?.end();
     await gateway?.close();
     await mesh?.close();
   });
 
-  it("signs in, places an order, and watches it reach CONFIRMED", async () => {
-    const page = await browser.newPage();
-    const errors: string[] = [];
-    page.on("pageerror", (err) => errors.push(err.message));
-    await page.goto(gateway.url);
-    await page.locator("#services td.SERVING").first().waitFor({ timeout: 15_000 });
-    await page.fill("#customer", "grace");
-    await page.click("#login");
-    await page.locator("#who", { hasText: "signed in as grace" }).waitFor();
-    await page.locator('#products input[data-sku="MW-MUG-001"]').fill("2");
-    await page.selectOption("#token", "tok_visa");
+  async function signedIn(customer: string): Promise<{ page: Page; errors: string[] }> {
+    const opened = await newPage(browser);
+    await opened.page.goto(gateway.url);
+    await opened.page.locator("#health .SERVING").first().waitFor({ timeout: 15_000 });
+    await opened.page.fill("#customer", customer);
+    await opened.page.click("#login");
+    await opened.page.locator("#who", { hasText: `signed in as ${customer}` }).waitFor();
+    return opened;
+  }
+
+  /** Places an order for one mug and returns its id, as the page shows it. */
+  async function place(page: Page, paymentToken: string): Promise<string> {
+    await page.locator('#products input[data-sku="MW-MUG-001"]').fill("1");
+    await page.selectOption("#token", paymentToken);
     await page.click("#place");
-    await page.locator("#watch-status", { hasText: "ORDER_STATUS_CONFIRMED" }).waitFor({ timeout: 20_000 });
-    await page.locator("#orders td.status-ORDER_STATUS_CONFIRMED").first().waitFor();
+    await page.locator("#watched", { hasText: /^[0-9a-f-]{36}$/ }).waitFor();
+    return (await page.locator("#watched").textContent())!;
+  }
+
+  const settled = (page: Page, status: "CONFIRMED" | "CANCELLED") => page.locator("#watch-status", { hasText: `ORDER_STATUS_${status}` }).waitFor({ timeout: 20_000 });
+  const row = (page: Page, step: string, section: "forward" | "compensation" = "forward") => page.locator(`#timeline .tl-row[data-step="${step}"][data-section=${section}]`);
+
+  it("signs in, places an order, and follows its saga as a timeline to CONFIRMED", async () => {
+    const { page, errors } = await signedIn("grace");
+    expect(await page.locator("#health").textContent()).toContain("All services are up.");
+    await place(page, "tok_visa");
+    await settled(page, "CONFIRMED");
+    await row(page, "commit-reservation").locator(".phase[data-kind=attempt][data-outcome=succeeded]").waitFor();
+    const steps = await page.locator("#timeline .tl-row[data-section=forward]").evaluateAll((rows) => rows.map((r) => `${r.getAttribute("data-step")}:${r.getAttribute("data-state")}`));
+    expect(steps).toEqual(["reserve-stock:succeeded", "charge:succeeded", "confirm-order:succeeded", "commit-reservation:succeeded"]);
+    expect(await page.locator("#timeline .phase[data-kind=attempt]").count()).toBe(4);
+    expect(await page.locator("#timeline .phase[data-kind=compensation]").count()).toBe(0);
     expect(await page.locator("#progress li").count()).toBeGreaterThan(1);
+    await page.locator("#orders td.status-ORDER_STATUS_CONFIRMED").first().waitFor();
+    // Breakers and their failure counts are the operator's: not on this page.
+    expect(await page.locator("#breakers, .breaker").count()).toBe(0);
     expect(await page.locator("#error").textContent()).toBe("");
-    mkdirSync(screenshots, { recursive: true });
-    await page.screenshot({ path: resolve(screenshots, "console-confirmed.png"), fullPage: true });
+    await screenshot(page, "console-confirmed");
+    expect(errors).toEqual([]);
+  });
+
+  it("shows a declined order's compensation: reserve-stock undone, in a row below the steps", async () => {
+    const { page, errors } = await signedIn("linus");
+    const orderId = await place(page, "tok_decline");
+    await settled(page, "CANCELLED");
+    await row(page, "reserve-stock", "compensation").locator(".phase[data-kind=compensation][data-outcome=succeeded]").waitFor();
+    expect(await row(page, "charge").locator(".phase[data-kind=attempt]").getAttribute("data-outcome")).toBe("failed");
+    expect(await row(page, "reserve-stock").getAttribute("data-state")).toBe("compensated");
+    // Below every step's own row: compensation runs after, in reverse.
+    const sections = await page.locator("#timeline .tl-row[data-step]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-section")));
+    expect(sections.indexOf("compensation")).toBeGreaterThan(sections.lastIndexOf("forward"));
+    // The timeline names no attempt's error, though the operator's saga has the decline's; the
+    // customer learns why from the order's own cancel reason, in My orders.
+    const saga = await operatorSaga(orderId);
+    const declined = saga.steps.find((s) => s.name === "charge")!.phases.find((p) => p.outcome === "failed")!;
+    expect(declined.error).toMatch(/card_declined/);
+    expect(await page.locator("#timeline").innerHTML()).not.toContain(declined.error);
+    expect(await page.locator("#timeline .phase-error, #timeline .tl-details").count()).toBe(0);
+    await page.locator(`#orders button[data-order-id="${orderId}"]`).waitFor();
+    await screenshot(page, "console-declined");
+    expect(errors).toEqual([]);
+  });
+
+  it("draws a bar per attempt of a step that retried, with the backoff between them, and no error text or trace id", async () => {
+    const { page, errors } = await signedIn("ada");
+    // Payment's table held for longer than an attempt may take (2 s in the test mesh): the
+    // first charge times out and is retried; the lock then goes and a later attempt succeeds.
+    let locked!: () => void;
+    const lockTaken = new Promise<void>((resolve) => (locked = resolve));
+    const lock = sql.begin(async (tx) => {
+      await tx`lock table payment.payments in access exclusive mode`;
+      locked();
+      await new Promise((resolve) => setTimeout(resolve, 2_600));
+    });
+    await lockTaken;
+    const orderId = await place(page, "tok_visa");
+    await lock;
+    await settled(page, "CONFIRMED");
+    const saga = await operatorSaga(orderId);
+    const charge = saga.steps.find((s) => s.name === "charge")!;
+    const attempts = charge.phases.filter((p) => p.attempt > 0);
+    expect(attempts.length).toBeGreaterThanOrEqual(2);
+    await row(page, "commit-reservation").locator(".phase[data-outcome=succeeded]").waitFor();
+    const bars = row(page, "charge").locator(".phase[data-kind=attempt]");
+    expect(await bars.count()).toBe(attempts.length);
+    expect(await bars.evaluateAll((els) => els.map((e) => e.getAttribute("data-outcome")))).toEqual(attempts.map((p) => p.outcome));
+    expect(await bars.first().getAttribute("data-outcome")).toBe("retrying");
+    expect(await row(page, "charge").locator(".backoff").count()).toBe(attempts.length - 1);
+
+    // What the operator sees and the customer must not: the attempt's error and its trace.
+    const failedAttempt = attempts[0]!;
+    expect(failedAttempt.error).not.toBe("");
+    const html = await page.content();
+    expect(html).not.toContain(failedAttempt.error);
+    for (const phase of attempts) if (phase.traceId) expect(html).not.toContain(phase.traceId);
+    expect(html).not.toMatch(/\b[0-9a-f]{32}\b/);
+    expect(await page.locator("#timeline .phase-error, #timeline .trace-link, #timeline .tl-details").count()).toBe(0);
+    await screenshot(page, "console-retried");
+    expect(errors).toEqual([]);
+  });
+
+  it("tok_3ds: shows the charge waiting for the customer and a Confirm payment button that confirms the order", async () => {
+    const { page, errors } = await signedIn("hopper");
+    await place(page, "tok_3ds");
+    const wait = row(page, "charge").locator(".phase.open[data-kind=signal]");
+    await wait.waitFor({ timeout: 15_000 });
+    await page.locator("#confirm-payment-button").waitFor({ state: "visible" });
+    expect(await row(page, "charge").locator(".tl-wait").textContent()).toContain("waiting for payment-confirmed");
+    expect(await page.locator("#watch-status").textContent()).toBe("ORDER_STATUS_PENDING");
+    // The wait grows while the page looks at it.
+    const width = async () => (await wait.boundingBox())!.width;
+    const before = await width();
+    await page.waitForTimeout(2_200);
+    expect(await width()).toBeGreaterThan(before);
+    await screenshot(page, "console-3ds-waiting");
+
+    await page.click("#confirm-payment-button");
+    await settled(page, "CONFIRMED");
+    await row(page, "charge").locator(".phase[data-kind=signal][data-outcome=signalled]").waitFor();
+    await page.locator("#confirm-payment").waitFor({ state: "hidden" });
+    await screenshot(page, "console-3ds-confirmed");
     expect(errors).toEqual([]);
   });
 });
