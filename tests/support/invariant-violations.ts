@@ -61,6 +61,31 @@ export async function findMoneyMismatch(sql: Sql): Promise<string[]> {
 }
 
 /**
+ * 3-D Secure (tok_3ds): money moves only with the customer's confirmation. A confirmed tok_3ds
+ * order had a "payment-confirmed" signal delivered to its saga; an order whose customer never
+ * confirmed (`unconfirmedOrderIds`, as the client that placed it knows) ended cancelled; and
+ * no payment of a finished order is still waiting for a confirmation (compensation voids it).
+ */
+export async function findUnconfirmedPayments(sql: Sql, unconfirmedOrderIds: readonly string[]): Promise<string[]> {
+  const unsignalled = await sql`
+    select o.id::text from orders.orders o join orders.sagas s on s.aggregate_id = o.id::text
+    where o.status = 'confirmed' and s.payload->>'paymentToken' = 'tok_3ds'
+      and not exists (select from orders.saga_signals g where g.saga_id = s.id and g.name = 'payment-confirmed')`;
+  const confirmedUnasked = unconfirmedOrderIds.length
+    ? await sql`select id::text from orders.orders where id = any(${unconfirmedOrderIds as string[]}::uuid[]) and status <> 'cancelled'`
+    : [];
+  const awaiting = await sql`
+    select p.order_id from payment.payments p join orders.orders o on o.id::text = p.order_id
+    where o.status <> 'pending' and p.status = 'requires_action'`;
+  const ids = (rows: readonly Record<string, unknown>[], column: string) => sample(rows.map((r) => r[column] as string));
+  return [
+    ...(unsignalled.length ? [`${unsignalled.length} tok_3ds orders confirmed without the customer's confirmation signal: ${ids(unsignalled, "id")}`] : []),
+    ...(confirmedUnasked.length ? [`${confirmedUnasked.length} tok_3ds orders never confirmed by their customer did not end cancelled: ${ids(confirmedUnasked, "id")}`] : []),
+    ...(awaiting.length ? [`${awaiting.length} finished orders left a payment awaiting confirmation: ${ids(awaiting, "order_id")}`] : []),
+  ];
+}
+
+/**
  * For every SKU, available + reserved + sold equals what was put in (`ledger`), nothing stays
  * reserved, and sold equals what confirmed orders bought.
  */
@@ -121,6 +146,8 @@ export interface SettleOptions {
   ledger?: StockLedger;
   /** Orders a client was told were accepted; each must exist. */
   acceptedOrderIds?: readonly string[];
+  /** tok_3ds orders whose customer never sent a confirmation; each must end cancelled. */
+  unconfirmedOrderIds?: readonly string[];
   /** Re-read interval while waiting. */
   intervalMs?: number;
 }
@@ -137,7 +164,7 @@ export async function settleInvariants(sql: Sql, options: SettleOptions): Promis
   const lost = await findLostOrders(sql, options.acceptedOrderIds ?? []);
   const pending = await retryUntilEmpty(() => findPendingOrders(sql), options.terminalWithinMs, intervalMs);
   if (pending.length) return [...lost, ...pending, ...(await findDoubleCharges(sql))];
-  const money = [...(await findDoubleCharges(sql)), ...(await findMoneyMismatch(sql))];
+  const money = [...(await findDoubleCharges(sql)), ...(await findMoneyMismatch(sql)), ...(await findUnconfirmedPayments(sql, options.unconfirmedOrderIds ?? []))];
   const ledger = options.ledger ?? seededStock();
   const settled = await retryUntilEmpty(
     async () => [...(await findUnfinishedSagas(sql)), ...(await findStockDrift(sql, ledger)), ...(await findEventGaps(sql))],

@@ -26,7 +26,7 @@ export interface ScenarioResult {
   accepted: number;
   /** Of those, how many were confirmed or cancelled when checked. */
   terminal: number;
-  /** Failed PlaceOrder and WatchOrder calls during the load, by code. */
+  /** Failed PlaceOrder, WatchOrder and ConfirmPayment calls during the load, by code. */
   errors: Record<string, number>;
   /**
    * From the fault's end until every service was ready, the gateway reached order again and
@@ -37,7 +37,7 @@ export interface ScenarioResult {
   /** Orders mid-saga when the fault struck. */
   inFlightAtFault: number;
   durationMs: number;
-  load?: Omit<LoadReport, "acceptedOrderIds">;
+  load?: Omit<LoadReport, "acceptedOrderIds" | "unconfirmedOrderIds">;
   paymentProxy: { accepted: number; cut: number };
 }
 
@@ -53,8 +53,8 @@ export interface RecoveryBounds {
 const RESTOCK_BELOW = 300;
 const RESTOCK_TO = 500;
 
-/** The load report without its long list of ids, for the results file. */
-const withoutIds = ({ acceptedOrderIds: _ids, ...report }: LoadReport) => report;
+/** The load report without its long lists of ids, for the results file. */
+const withoutIds = ({ acceptedOrderIds: _ids, unconfirmedOrderIds: _unconfirmed, ...report }: LoadReport) => report;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -204,6 +204,7 @@ export async function startChaosRig(options: { env?: Record<string, string>; log
           settleWithinMs: bounds.settleAfterTerminalMs,
           ledger,
           acceptedOrderIds,
+          unconfirmedOrderIds: report?.unconfirmedOrderIds ?? [],
         })),
       ];
       const [terminal] = await sql`select count(*)::int as n from orders.orders where id = any(${acceptedOrderIds}::uuid[]) and status <> 'pending'`;
