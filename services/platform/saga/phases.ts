@@ -59,6 +59,16 @@ export const readPhase = ({ startedAt, endedAt, dueAt, ...rest }: StoredSagaPhas
   ...(dueAt ? { dueAt: new Date(dueAt) } : {}),
 });
 
-/** A step's timeline: its stored attempts and its waits, oldest first. */
-export const timeline = (stored: readonly StoredSagaPhase[], waits: readonly SagaPhase[]): SagaPhase[] =>
-  [...stored.map(readPhase), ...waits].sort((a, b) => a.startedAt.getTime() - b.startedAt.getTime());
+/**
+ * A step's timeline: its stored attempts in the order they were written, with its waits
+ * (oldest first) merged in where they began.
+ */
+export function timeline(stored: readonly StoredSagaPhase[], waits: readonly SagaPhase[]): SagaPhase[] {
+  const pending = [...waits].sort((a, b) => a.startedAt.getTime() - b.startedAt.getTime());
+  const merged: SagaPhase[] = [];
+  for (const phase of stored.map(readPhase)) {
+    while (pending.length > 0 && pending[0]!.startedAt < phase.startedAt) merged.push(pending.shift()!);
+    merged.push(phase);
+  }
+  return [...merged, ...pending];
+}

@@ -5,8 +5,9 @@ import { drizzle } from "drizzle-orm/postgres-js";
 import { generateDrizzleJson, generateMigration } from "drizzle-kit/api";
 import { createTestDatabase } from "#tests/support/databases.js";
 import { silentLogger } from "#tests/support/silent-logger.js";
-import { createSagaRunner, SignalTimeoutError, StepRejectedError, type SagaDefinition, type SagaRunner, type SagaStep } from "./saga-runner.js";
-import { createSagaTables } from "./tables.js";
+import { createSagaRunner, SignalTimeoutError, StepRejectedError, type SagaDefinition, type SagaRunner, type SagaStep, type SagaStepView } from "./saga-runner.js";
+import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
+import { createSagaTables, type SagaPhase } from "./tables.js";
 
 const schema = pgSchema("saga_waits_test");
 const tables = createSagaTables(schema);
@@ -32,6 +33,8 @@ describe("saga waits, signals, versions and phases against real Postgres", () =>
   const runners: SagaRunner<Payload>[] = [];
 
   beforeAll(async () => {
+    // Spans with real ids, so that attempts have trace ids (recorded, exported nowhere).
+    new NodeTracerProvider().register();
     const url = await createTestDatabase();
     sql = postgres(url, { max: 4, onnotice: () => {}, debug: (_connection, query, params) => void sent.push(`${query} ${JSON.stringify(params)}`) });
     db = drizzle(sql);
@@ -169,5 +172,111 @@ describe("saga waits, signals, versions and phases against real Postgres", () =>
     expect(await saga.get("cancel-waiting")).toMatchObject({ state: "compensated", failureReason: "cancelled at the customer's request" });
     expect(ran("cancel-waiting")).toEqual(["a", "confirm", "undo-confirm", "undo-a"]);
     expect(await waits(sagaId)).toEqual([{ name: "confirmed", kind: "signal", outcome: "interrupted", ended: true }]);
+  });
+
+  it("keeps each step's attempts in its timeline: retries with their error and backoff, then compensations", async () => {
+    let tries = 0;
+    const saga = runner("phases", {
+      steps: [
+        {
+          ...act("a"),
+          run: async () => {
+            if (++tries < 3) throw new Error("connection reset");
+          },
+        },
+        {
+          ...act("b"),
+          run: async () => {
+            throw new StepRejectedError("card declined");
+          },
+        },
+        act("pivot"),
+      ],
+    });
+    await start(saga, "phased");
+    await settled(saga, "phased");
+    const [a, b] = (await saga.get("phased"))!.steps as [SagaStepView, SagaStepView];
+    const brief = (phases: SagaPhase[]) => phases.map((p) => `${p.kind}:${p.attempt}:${p.outcome}:${p.error ?? ""}`);
+    expect(brief(a.phases)).toEqual(["attempt:1:retrying:connection reset", "attempt:2:retrying:connection reset", "attempt:3:succeeded:", "compensation:1:succeeded:"]);
+    expect(brief(b.phases)).toEqual(["attempt:1:failed:card declined", "compensation:1:succeeded:"]);
+    for (const phase of a.phases.slice(0, 2)) expect(phase.backoffMs).toBeGreaterThanOrEqual(0);
+    for (const phase of [...a.phases, ...b.phases]) {
+      expect(phase.traceId).toMatch(/^[0-9a-f]{32}$/);
+      expect(phase.endedAt!.getTime()).toBeGreaterThanOrEqual(phase.startedAt.getTime());
+    }
+  });
+
+  it("bounds a step's timeline to its first and last 50 phases", async () => {
+    const saga = runner("bounded", { steps: [act("a"), act("b")] });
+    const sagaId = await start(saga, "bounded");
+    await settled(saga, "bounded");
+    // 130 attempts of a step, as hours of retries would leave them, then one more.
+    const phases = Array.from({ length: 130 }, (_, i) => ({ kind: "attempt", attempt: i + 1, startedAt: new Date(Date.now() - 60_000 + i).toISOString(), endedAt: new Date(Date.now() - 60_000 + i).toISOString(), outcome: "retrying" }));
+    await sql`update saga_waits_test.saga_steps set phases = ${JSON.stringify(phases)}::jsonb, state = 'started' where saga_id = ${sagaId} and step_index = 1`;
+    await sql`update saga_waits_test.sagas set state = 'running', current_step = 'b', attempts = 130 where id = ${sagaId}`;
+    saga.drive(sagaId);
+    await settled(saga, "bounded");
+    const b = (await saga.get("bounded"))!.steps[1]!;
+    expect(b.phases).toHaveLength(100);
+    expect(b.phases.slice(0, 50).map((p) => p.attempt)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(b.phases.at(-1)).toMatchObject({ attempt: 131, outcome: "succeeded" });
+    expect(b.phases.at(-2)).toMatchObject({ attempt: 130 });
+  });
+
+  it("marks an attempt left open by a process that died as interrupted when the next starts", async () => {
+    const saga = runner("interrupted", { steps: [act("a"), act("b")] });
+    const sagaId = await start(saga, "died");
+    await settled(saga, "died");
+    // What a driver killed mid-attempt of b leaves: b started with an open attempt, an expired lease.
+    const open = [{ kind: "attempt", attempt: 1, startedAt: new Date().toISOString() }];
+    await sql`update saga_waits_test.saga_steps set phases = ${JSON.stringify(open)}::jsonb, state = 'started' where saga_id = ${sagaId} and step_index = 1`;
+    await sql`update saga_waits_test.sagas set state = 'running', current_step = 'b', attempts = 1, lease_owner = 'dead', lease_expires_at = now() - interval '1 second' where id = ${sagaId}`;
+    await saga.resumeUnfinished();
+    await settled(saga, "died");
+    expect((await saga.get("died"))!.steps[1]!.phases.map((p) => `${p.attempt}:${p.outcome}`)).toEqual(["1:interrupted", "2:succeeded"]);
+  });
+
+  it("costs the happy path one statement per step boundary, as before waits and phases", async () => {
+    const saga = runner("cost", { steps: [act("a"), act("b"), act("pivot")] });
+    const before = sent.length;
+    // As order does: created in the caller's statement, then driven without reading it back.
+    const sagaId = await saga.create(db, "cost", { id: "cost" });
+    saga.drive(sagaId, { id: "cost" });
+    await settled(saga, "cost");
+    const ours = sent.slice(before).filter((statement) => statement.includes(sagaId));
+    // The insert, then one statement per boundary: three starts and the completion.
+    expect(ours).toHaveLength(1 + 4);
+    expect((await saga.get("cost"))!.steps.map((step) => step.phases.map((p) => `${p.kind}:${p.outcome}`))).toEqual([["attempt:succeeded"], ["attempt:succeeded"], ["attempt:succeeded"]]);
+  });
+
+  it("finishes each saga on the version it started on, and refuses to start without a version still in use", async () => {
+    const v1: SagaDefinition<Payload> = {
+      type: "versioned",
+      version: 1,
+      steps: [act("v1-a"), { name: "v1-wait", run: async ({ id }, ctx) => void (log.push(`${id}:v1-wait`), await ctx.awaitSignal("go", { timeoutMs: 60_000 })), compensate: async () => {} }, act("v1-b")],
+      onCompensated: async () => {},
+    };
+    const old = runner("versioned", v1);
+    for (const id of ["old-1", "old-2"]) await start(old, id);
+    await until("the v1 sagas to wait", async () => (await stateOf(old, "old-1")) === "waiting" && (await stateOf(old, "old-2")) === "waiting");
+    await old.stop();
+
+    const v2 = { version: 2, steps: [act("v2-a"), act("v2-b")] };
+    const withoutV1 = runner("versioned", v2);
+    const refusal = 'saga "versioned": 2 unfinished sagas are on version 1, which this build no longer defines; keep version 1 in olderVersions until they finish';
+    await expect(withoutV1.checkVersions()).rejects.toThrow(refusal);
+    await expect(withoutV1.startSweeping()).rejects.toThrow(refusal);
+
+    const current = runner("versioned", v2, [v1]);
+    await current.startSweeping();
+    for (const id of ["old-1", "old-2"]) expect(await current.deliverSignal(undefined, { aggregateId: id, name: "go", signalId: `${id}-go` })).toBe("delivered");
+    await start(current, "new-1");
+    for (const id of ["old-1", "old-2", "new-1"]) await settled(current, id);
+    expect(ran("old-1")).toEqual(["v1-a", "v1-wait", "v1-wait", "v1-b"]);
+    expect(ran("old-2")).toEqual(["v1-a", "v1-wait", "v1-wait", "v1-b"]);
+    expect(ran("new-1")).toEqual(["v2-a", "v2-b"]);
+    expect((await current.get("old-1"))!.version).toBe(1);
+    expect((await current.get("new-1"))!).toMatchObject({ version: 2, state: "completed" });
+    await expect(withoutV1.checkVersions()).resolves.toBeUndefined();
   });
 });
