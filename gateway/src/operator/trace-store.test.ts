@@ -1,0 +1,52 @@
+import { describe, expect, it } from "vitest";
+import { createTraceStore, type StoredSpan } from "./trace-store.js";
+
+const hex = (n: number, length: number) => n.toString(16).padStart(length, "0");
+const span = (trace: number, id: number, extra: Partial<StoredSpan> = {}): StoredSpan => ({
+  traceId: hex(trace, 32),
+  spanId: hex(id, 16),
+  parentSpanId: "",
+  service: "order",
+  name: `span-${id}`,
+  startMs: 1_000 + id,
+  durationMs: 1,
+  status: "unset",
+  attributes: {},
+  ...extra,
+});
+
+describe("the dev trace store", () => {
+  it("evicts the oldest traces past its trace bound", () => {
+    const store = createTraceStore({ maxSpans: 1_000, maxTraces: 3, maxSpansPerTrace: 10 });
+    for (let t = 1; t <= 5; t++) store.add([span(t, t)]);
+    expect(store.size()).toEqual({ spans: 3, traces: 3 });
+    expect(store.get(hex(1, 32))).toBeUndefined();
+    expect(store.get(hex(2, 32))).toBeUndefined();
+    expect(store.list(10).map((t) => t.traceId)).toEqual([hex(5, 32), hex(4, 32), hex(3, 32)]);
+  });
+
+  it("evicts the oldest traces past its span bound, never the one being added to", () => {
+    const store = createTraceStore({ maxSpans: 4, maxTraces: 100, maxSpansPerTrace: 10 });
+    store.add([span(1, 1), span(1, 2), span(2, 3)]);
+    store.add([span(3, 4), span(3, 5)]);
+    expect(store.size()).toEqual({ spans: 3, traces: 2 });
+    expect(store.get(hex(1, 32))).toBeUndefined();
+    expect(store.get(hex(3, 32))?.map((s) => s.name)).toEqual(["span-4", "span-5"]);
+  });
+
+  it("refuses spans without valid ids and past a trace's own bound", () => {
+    const store = createTraceStore({ maxSpans: 100, maxTraces: 100, maxSpansPerTrace: 2 });
+    expect(store.add([span(1, 1), span(1, 2), span(1, 3), { ...span(2, 4), traceId: "xyz" }, { ...span(2, 5), spanId: "" }])).toBe(3);
+    expect(store.size()).toEqual({ spans: 2, traces: 1 });
+  });
+
+  it("summarises a trace from its root, and lays its spans out from the first start", () => {
+    const store = createTraceStore();
+    store.add([span(7, 2, { parentSpanId: hex(1, 16), service: "payment", startMs: 1_010, durationMs: 5 }), span(7, 1, { name: "PlaceOrder", service: "gateway", startMs: 1_000, durationMs: 30 })]);
+    expect(store.list(1)[0]).toMatchObject({ rootName: "PlaceOrder", spanCount: 2, durationMs: 30, services: ["gateway", "payment"] });
+    expect(store.get(hex(7, 32))!.map((s) => [s.name, s.startOffsetMs, s.durationMs])).toEqual([
+      ["PlaceOrder", 0, 30],
+      ["span-2", 10, 5],
+    ]);
+  });
+});
