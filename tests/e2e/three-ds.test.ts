@@ -13,6 +13,8 @@ import type { RunningServer } from "#platform/rpc-server/server.js";
 import { connect } from "../support/databases.js";
 import { eventually } from "../support/eventually.js";
 import { bearer, startGateway } from "../support/gateway.js";
+import { expectInvariants } from "../support/invariants.js";
+import { findUnconfirmedPayments } from "../support/invariant-violations.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 
 /** Long enough for every confirmation below, short enough that the timeout test waits it out. */
@@ -204,5 +206,25 @@ describe("3-D Secure payments", () => {
     expect(await failure(ada.getOrderTimeline({ orderId: "nope" }))).toMatchObject({ code: Code.InvalidArgument, rawMessage: "order_id: must be a UUID" });
     await ada.confirmPayment({ orderId: placed.id, confirmationId: randomUUID() });
     expect((await settled(ada, placed.id)).status).toBe(OrderStatus.CONFIRMED);
+  });
+  it("leaves the invariants holding, and the 3-D Secure check finds a capture without a confirmation", async () => {
+    await expectInvariants(sql);
+    const [confirmed] = await sql`select o.id::text from orders.orders o join orders.sagas s on s.aggregate_id = o.id::text
+      where o.status = 'confirmed' and s.payload->>'paymentToken' = 'tok_3ds' limit 1`;
+    const orderId = confirmed!["id"] as string;
+    expect(await findUnconfirmedPayments(sql, [orderId])).toEqual([`1 tok_3ds orders never confirmed by their customer did not end cancelled: ${orderId}`]);
+    // Its confirmation gone, inside a transaction rolled back: the order reads as captured without one.
+    const rollback = new Error("rolled back on purpose");
+    let found: string[] = [];
+    await sql
+      .begin(async (tx) => {
+        await tx`delete from orders.saga_signals g using orders.sagas s where s.id = g.saga_id and s.aggregate_id = ${orderId}`;
+        found = await findUnconfirmedPayments(tx as unknown as typeof sql, []);
+        throw rollback;
+      })
+      .catch((err: unknown) => {
+        if (err !== rollback) throw err;
+      });
+    expect(found).toEqual([expect.stringMatching(/^1 tok_3ds orders confirmed without the customer's confirmation signal: /)]);
   });
 });
