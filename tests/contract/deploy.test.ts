@@ -144,6 +144,20 @@ describe("Kubernetes manifests (kustomize base)", () => {
     expect(container.volumeMounts).toContainEqual({ name: "tmp", mountPath: "/tmp" }); // tsx's cache
   });
 
+  it("keep the gateway's operator listener from the public: no Service or NetworkPolicy opens its port, and it stays on loopback", () => {
+    const operatorPort = byName("gateway").operatorPort!.default;
+    for (const service of base.filter((d) => d.kind === "Service")) expect(service.spec.ports.map((p: Doc) => p.port), service.metadata.name).not.toContain(operatorPort);
+    for (const policy of base.filter((d) => d.kind === "NetworkPolicy")) expect([...rulesByPort(policy).keys()], policy.metadata.name).not.toContain(operatorPort);
+    expect([...rulesByPort(find("NetworkPolicy", "gateway")).keys()]).not.toContain("*");
+    // Where it runs (its credentials given), it binds loopback: kubectl port-forward reaches it, nothing else.
+    const { operator } = loaders.gateway(envOf(containerOf("gateway"))) as { operator?: { host: string } };
+    if (operator) expect(["127.0.0.1", "::1", "localhost"]).toContain(operator.host);
+    expect(containerOf("gateway").ports.map((p: Doc) => p.containerPort)).not.toContain(operatorPort);
+    // Compose publishes nothing on the operator port beyond the host's loopback.
+    const published: string[] = (compose.services.gateway.ports ?? []).map(String);
+    for (const mapping of published.filter((p) => p.endsWith(`:${operatorPort}`))) expect(mapping).toMatch(/^127\.0\.0\.1:/);
+  });
+
   it.each(names)("%s gets every variable its loadConfig requires, and listens where it is reached", (name) => {
     const container = containerOf(name);
     const config = loaders[name](envOf(container));
