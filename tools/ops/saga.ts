@@ -1,5 +1,5 @@
 /**
- * `npm run saga -- list [--state S] | show <order-id> | retry <order-id> | compensate <order-id>`:
+ * `npm run saga -- list [--state S] [--retrying] | show <order-id> | retry <order-id> | compensate <order-id>`:
  * the operators' tool for place-order sagas. It calls order's SagaAdminService on order's mesh
  * port with the operator certificate, both found in the running mesh's state file
  * (.data/mesh.json, written by `npm start`; MESH_STATE_FILE names another). The person is
@@ -22,8 +22,8 @@ import { dataDir } from "../mesh/local-infra.js";
 import { OPERATOR_HEADER } from "#services/order/src/rpc/saga-admin-routes.js";
 
 const USAGE = `usage: npm run saga -- <command> [options]
-  list [--state running|compensating|completed|compensated|parked] [--limit N] [--page-token T] [--json]
-  show <order-id>
+  list [--state running|compensating|waiting|completed|compensated|parked] [--retrying] [--limit N] [--page-token T] [--json]
+  show <order-id>   (with each step's timeline: attempts, compensations, timers, signals)
   retry <order-id>
   compensate <order-id> [--reason TEXT]
 options: --operator NAME (default: your user name)   the mesh: .data/mesh.json, or MESH_STATE_FILE`;
@@ -57,6 +57,7 @@ function parse(args: string[]) {
         reason: { type: "string" },
         operator: { type: "string" },
         json: { type: "boolean" },
+        retrying: { type: "boolean" },
       },
     });
     return { positionals, values };
@@ -75,12 +76,13 @@ function table(sagas: readonly Saga[]): string[] {
   const rows = sagas.map((s) => [
     s.orderId,
     stateName(s.state),
+    String(s.version),
     s.currentStep || "-",
     String(s.attempts),
     s.nextAttemptTime ? timestampDate(s.nextAttemptTime).toISOString() : "-",
     s.lastError ? (s.lastError.length > 80 ? `${s.lastError.slice(0, 79)}…` : s.lastError) : "-",
   ]);
-  const header = ["ORDER", "STATE", "STEP", "ATTEMPTS", "NEXT ATTEMPT", "LAST ERROR"];
+  const header = ["ORDER", "STATE", "VERSION", "STEP", "ATTEMPTS", "NEXT ATTEMPT", "LAST ERROR"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [header, ...rows].map((cells) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  "));
 }
@@ -108,7 +110,7 @@ export async function sagaCli(args: string[], env: Env, io: CliOutput): Promise<
         const limit = values.limit === undefined ? 0 : Number(values.limit); // 0: the server's default
         if (values.limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > 100)) throw new UsageError("--limit must be an integer from 1 to 100");
         const page = await client.listSagas(
-          { state: name ? stateByName.get(name)! : SagaState.UNSPECIFIED, pageSize: limit, pageToken: values["page-token"] ?? "" },
+          { state: name ? stateByName.get(name)! : SagaState.UNSPECIFIED, retrying: values.retrying ?? false, pageSize: limit, pageToken: values["page-token"] ?? "" },
           { headers },
         );
         if (values.json) io.out(JSON.stringify(page.sagas.map((s) => toJson(SagaSchema, s)), null, 2));
