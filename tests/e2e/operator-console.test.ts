@@ -5,7 +5,8 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { BasicTracerProvider, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { context, trace } from "@opentelemetry/api";
+import { context, propagation, trace } from "@opentelemetry/api";
+import { initTelemetry } from "#platform/process/telemetry.js";
 import { OperatorService, SagaView } from "#gen/shop/gateway/v1/operator_service_pb.js";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 import { OrderService, SagaState } from "#gen/shop/order/v1/order_service_pb.js";
@@ -166,6 +167,28 @@ describe("the operator console's backend", () => {
 
     expect(await failure(ops.getTrace({ traceId: "0".repeat(31) + "1" }))).toMatchObject({ code: Code.NotFound });
     expect(await failure(ops.getTrace({ traceId: "not-hex" }))).toMatchObject({ code: Code.InvalidArgument, rawMessage: "trace_id: must be 32 hex digits" });
+  });
+
+  it("keeps the gateway's own spans in-process, where telemetry sends them to the store (DEV_TRACES in-process)", async () => {
+    // Every service of this in-process mesh records into the one provider; they all name "gateway" here.
+    const telemetry = await initTelemetry({ serviceName: "gateway", devTraces: "in-process" });
+    try {
+      await shopper.placeOrder({ items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok_visa", requestId: randomUUID() });
+      const placed = await eventually(async () => {
+        const found = (await ops.listTraces({ limit: 100 })).traces.find((t) => t.rootName === "shop.gateway.v1.StorefrontService/PlaceOrder");
+        expect(found).toBeDefined();
+        return found!;
+      }, 10_000);
+      expect(placed.services).toContain("gateway");
+      const { spans } = await ops.getTrace({ traceId: placed.traceId });
+      expect(spans.map((s) => s.name)).toContain("shop.order.v1.OrderService/CreateOrder");
+      expect(spans.length).toBe(placed.spanCount);
+    } finally {
+      await telemetry.shutdown();
+      trace.disable();
+      context.disable();
+      propagation.disable();
+    }
   });
 
   it("takes spans only with the trace token, only as OTLP/JSON, and at most 1 MiB", async () => {
