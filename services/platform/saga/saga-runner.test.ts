@@ -224,7 +224,8 @@ describe("saga runner against real Postgres", () => {
     const runner = runnerFor(steps, cancelled);
     const sagaId = await runner.create(db, "cancel-me", { id: "cancel-me" });
     runner.drive(sagaId);
-    await new Promise((r) => setTimeout(r, 50));
+    // Step a is under way (a fixed pause would not be, on a loaded machine).
+    for (let i = 0; i < 500 && !log.includes("a"); i++) await new Promise((r) => setTimeout(r, 10));
     expect(await runner.requestCancel("cancel-me")).toBe("accepted");
     release();
     for (let i = 0; i < 200 && (await runner.get("cancel-me"))?.state !== "compensated"; i++) await new Promise((r) => setTimeout(r, 10));
@@ -370,6 +371,8 @@ describe("saga runner against real Postgres", () => {
     expect(saga).toMatchObject({ state: "compensating", currentStep: "a (compensation)", lastError: "compensating a: [unavailable] circuit breaker for shop.inventory.v1.InventoryService is open" });
     expect(saga!.attempts).toBeGreaterThanOrEqual(1);
     expect(saga!.steps[0]).toMatchObject({ name: "a", lastError: saga!.lastError });
+    // Operators list what is retrying: this saga alone (the others here are finished, or running with no retry due).
+    expect((await runner.list({ retrying: true, limit: 100 })).map((row) => row.aggregateId)).toEqual(["retrying"]);
     const started = Date.now();
     await runner.stop();
     expect(Date.now() - started).toBeLessThan(1_000);
