@@ -342,9 +342,10 @@ export function createSagaRunner<P>(options: {
   }
 
   /** The waits of one run of a step, on its saga's rows. */
-  const waitsOf = (sagaId: string, stepIndex: number, clock: AttemptClock) =>
+  const waitsOf = (sagaId: string, stepIndex: number, signal: AbortSignal, clock: AttemptClock) =>
     stepWaits({
       sagaId,
+      signal,
       clock,
       check: async (wait) => unlessLeaseLost(sagaId)(await statements.checkWait(db, sagaId, stepIndex, wait)),
       suspend: async (wait, seen) => unlessLeaseLost(sagaId)(await statements.suspend(db, sagaId, stepIndex, { name: wait.name, kind: wait.kind, seen })).wakeInMs,
@@ -417,7 +418,7 @@ export function createSagaRunner<P>(options: {
       try {
         await attemptUntilSettled({ ...target, budget: policy.stepAttempts, untilDone: pastPointOfNoReturn() }, async (signal, n, clock) => {
           if (n > 1) await countAttempt(saga.id, i, step.name, "attempt"); // the first was counted with the start
-          await step.run(payload, { idempotencyKey: `${saga.id}:${step.name}`, signal, ...waitsOf(saga.id, i, clock) });
+          await step.run(payload, { idempotencyKey: `${saga.id}:${step.name}`, signal, ...waitsOf(saga.id, i, signal, clock) });
         });
         steps.set(i, "succeeded");
         succeeded = i;

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
 import { pgSchema } from "drizzle-orm/pg-core";
 import { drizzle } from "drizzle-orm/postgres-js";
+import type { SQL } from "drizzle-orm";
+import type { PgDialect } from "drizzle-orm/pg-core";
 import { generateDrizzleJson, generateMigration } from "drizzle-kit/api";
 import { createTestDatabase } from "#tests/support/databases.js";
 import { silentLogger } from "#tests/support/silent-logger.js";
@@ -172,6 +174,70 @@ describe("saga waits, signals, versions and phases against real Postgres", () =>
     expect(await saga.get("cancel-waiting")).toMatchObject({ state: "compensated", failureReason: "cancelled at the customer's request" });
     expect(ran("cancel-waiting")).toEqual(["a", "confirm", "undo-confirm", "undo-a"]);
     expect(await waits(sagaId)).toEqual([{ name: "confirmed", kind: "signal", outcome: "interrupted", ended: true }]);
+  });
+
+  it("does not sleep through a signal delivered between looking for it and suspending", async () => {
+    // The signal goes in right after the step looked for it and found none, before it suspends.
+    let deliver: (() => Promise<unknown>) | undefined;
+    const racing = new Proxy(db, {
+      get(target, key, receiver) {
+        if (key !== "execute") return Reflect.get(target, key, receiver);
+        return async (statement: SQL) => {
+          const result = await target.execute(statement);
+          const text = (target as unknown as { dialect: PgDialect }).dialect.sqlToQuery(statement).sql;
+          // checkWait, the one statement that records a wait.
+          const lookedForSignal = text.includes('insert into "saga_waits_test"."saga_waits"');
+          if (deliver && lookedForSignal) {
+            const delivering = deliver;
+            deliver = undefined;
+            await delivering();
+          }
+          return result;
+        };
+      },
+    });
+    const saga = createSagaRunner<Payload>({
+      db: racing,
+      tables,
+      logger: silentLogger,
+      policy,
+      definition: { type: "race", version: 1, steps: [act("a"), confirmStep(60_000), act("b")], onCompensated: async () => {} },
+    });
+    runners.push(saga);
+    deliver = () => saga.deliverSignal(undefined, { aggregateId: "raced", name: "confirmed", signalId: "r-1", payload: { raced: true } });
+    await start(saga, "raced");
+    // Not sweeping: only the runner's own wake can finish it before the wait's minute is up.
+    await settled(saga, "raced");
+    expect(await stateOf(saga, "raced")).toBe("completed");
+    expect(ran("raced")).toEqual(["a", "confirm", "confirm", 'confirmed:{"raced":true}', "b"]);
+  });
+
+  it("stops an attempt's timeout at a wait and starts it afresh after: a wait is no slow participant", async () => {
+    // 250 ms of work on either side of the wait, under a 400 ms timeout per attempt.
+    const work = () => new Promise((resolve) => setTimeout(resolve, 250));
+    const saga = runner("paused-clock", {
+      steps: [
+        {
+          name: "slow-confirm",
+          timeoutMs: 400,
+          run: async ({ id }, ctx) => {
+            await work();
+            log.push(`${id}:before`);
+            await ctx.awaitSignal("confirmed", { timeoutMs: 60_000 });
+            await work();
+            log.push(`${id}:after`);
+          },
+          compensate: async () => {},
+        },
+      ],
+    });
+    await start(saga, "paused");
+    await until("the saga to wait", async () => (await stateOf(saga, "paused")) === "waiting");
+    expect(await saga.deliverSignal(undefined, { aggregateId: "paused", name: "confirmed", signalId: "p-1" })).toBe("delivered");
+    await settled(saga, "paused");
+    expect(await stateOf(saga, "paused")).toBe("completed");
+    expect(ran("paused")).toEqual(["before", "before", "after"]);
+    expect((await saga.get("paused"))!.steps[0]!.phases.map((p) => `${p.kind}:${p.outcome}`)).toEqual(["attempt:waiting", "signal:signalled", "attempt:succeeded"]);
   });
 
   it("keeps each step's attempts in its timeline: retries with their error and backoff, then compensations", async () => {

@@ -59,6 +59,8 @@ export async function withinAttemptTimeout<T>(ms: number, outer: AbortSignal, at
  */
 export function stepWaits(deps: {
   sagaId: string;
+  /** The attempt's: one already given up on (it timed out) must not go on to suspend the saga. */
+  signal: AbortSignal;
   clock: AttemptClock;
   check(wait: WaitSpec): Promise<WaitCheck>;
   suspend(wait: WaitSpec, seen: number): Promise<number>;
@@ -70,6 +72,7 @@ export function stepWaits(deps: {
     if (names.has(wait.name)) throw new TypeError(`wait "${wait.name}" is reached twice in one run of the step; names must be unique within a step`);
     names.add(wait.name);
     clock.pause();
+    deps.signal.throwIfAborted();
     const found = await deps.check(wait);
     if (found.outcome === null) throw new SagaSuspended(sagaId, await deps.suspend(wait, found.seen));
     clock.restart();
