@@ -30,8 +30,9 @@ export function createOperatorDeadLetters(options: { natsUrl: string | undefined
   return {
     async list() {
       const { jsm } = await bus();
-      const letters = await listDeadLetters(jsm, deadLetterStream);
-      return letters.slice(0, MAX_LISTED).map((l) =>
+      // Read no further than shown: the stream may hold thousands after an outage.
+      const letters = await listDeadLetters(jsm, deadLetterStream, { limit: MAX_LISTED });
+      return letters.map((l) =>
         create(DeadLetterSchema, { sequence: BigInt(l.seq), time: timestampFromDate(l.time), consumer: l.consumer, originalSubject: l.originalSubject, eventId: l.eventId, deliveries: l.deliveries, reason: l.reason }),
       );
     },

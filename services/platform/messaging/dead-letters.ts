@@ -42,16 +42,27 @@ export interface DeadLetter {
   time: Date;
 }
 
-/** Every dead letter currently in `deadLetters`, oldest first. */
-export async function listDeadLetters(jsm: JetStreamManager, deadLetters: StreamSpec): Promise<DeadLetter[]> {
+/**
+ * The dead letters in `deadLetters`, oldest first: the first `limit` of them (unset: every one
+ * there was when the listing began). Each read asks for the first message at or after a
+ * sequence, so the gaps that replays leave cost nothing, and a bounded listing stops after
+ * `limit` reads however many letters the stream holds.
+ */
+export async function listDeadLetters(jsm: JetStreamManager, deadLetters: StreamSpec, options: { limit?: number } = {}): Promise<DeadLetter[]> {
+  const limit = options.limit ?? Number.POSITIVE_INFINITY;
+  if (!(limit >= 1)) throw new RangeError(`limit must be at least 1, got ${limit}`);
   const info = await jsm.streams.info(deadLetters.name);
   const letters: DeadLetter[] = [];
-  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
-    const stored = await jsm.streams.getMessage(deadLetters.name, { seq }).catch(() => null);
-    if (!stored) continue; // deleted after a replay
+  let seq = info.state.first_seq;
+  while (info.state.messages > 0 && seq <= info.state.last_seq && letters.length < limit) {
+    // STREAM.MSG.GET takes next_by_subj: the first message on that subject at or after seq.
+    // The client's type names only seq, and it sends the query as it is given.
+    const query = { seq, next_by_subj: ">" };
+    const stored = await jsm.streams.getMessage(deadLetters.name, query);
+    if (!stored || stored.seq > info.state.last_seq) break;
     const h = stored.header;
     letters.push({
-      seq,
+      seq: stored.seq,
       consumer: h.get(DLQ_CONSUMER),
       reason: h.get(DLQ_REASON),
       originalSubject: h.get(DLQ_SUBJECT),
@@ -60,6 +71,7 @@ export async function listDeadLetters(jsm: JetStreamManager, deadLetters: Stream
       deliveries: Number(h.get(DLQ_DELIVERIES) || 0),
       time: stored.time,
     });
+    seq = stored.seq + 1;
   }
   return letters;
 }
