@@ -92,10 +92,13 @@ describe("saga waits, signals, versions and phases against real Postgres", () =>
     });
     await saga.startSweeping();
     const sagaId = await start(saga, "timer");
-    await until("the saga to wait", async () => (await stateOf(saga, "timer")) === "waiting");
-    const [row] = await sql`select lease_owner, wake_at > now() as due_later, waiting_for from saga_waits_test.sagas where id = ${sagaId}`;
-    expect(row).toEqual({ lease_owner: null, due_later: true, waiting_for: null });
-    expect(await waits(sagaId)).toEqual([{ name: "cool-off", kind: "timer", outcome: null, ended: false }]);
+    // Read in one statement, since the timer may fire any moment on a loaded machine.
+    const waiting = async () =>
+      (await sql`select state, lease_owner, wake_at = w.due_at as wakes_when_due, waiting_for, w.outcome
+        from saga_waits_test.sagas s join saga_waits_test.saga_waits w on w.saga_id = s.id where s.id = ${sagaId}`)[0];
+    let row: Awaited<ReturnType<typeof waiting>>;
+    await until("the saga to wait", async () => (row = await waiting())?.["state"] === "waiting");
+    expect(row).toMatchObject({ lease_owner: null, wakes_when_due: true, waiting_for: null, outcome: null });
     await settled(saga, "timer");
     expect(await stateOf(saga, "timer")).toBe("completed");
     expect(ran("timer")).toEqual(["a", "cool-off", "cool-off", "cooled", "b"]);
@@ -174,6 +177,26 @@ describe("saga waits, signals, versions and phases against real Postgres", () =>
     expect(await saga.get("cancel-waiting")).toMatchObject({ state: "compensated", failureReason: "cancelled at the customer's request" });
     expect(ran("cancel-waiting")).toEqual(["a", "confirm", "undo-confirm", "undo-a"]);
     expect(await waits(sagaId)).toEqual([{ name: "confirmed", kind: "signal", outcome: "interrupted", ended: true }]);
+  });
+
+  it("lets an operator compensate a waiting saga at once, and refuses to retry one", async () => {
+    const saga = runner("operator-waiting", { steps: [act("a"), confirmStep(60_000), act("pivot")] });
+    await start(saga, "op-waiting");
+    await until("the saga to wait", async () => (await stateOf(saga, "op-waiting")) === "waiting");
+    expect(await saga.retry("op-waiting")).toEqual({ outcome: "refused", reason: "saga is waiting; only a parked saga can be retried" });
+    expect(await saga.compensate("op-waiting", "customer gave up on 3-D Secure")).toEqual({ outcome: "accepted", state: "compensating" });
+    await settled(saga, "op-waiting");
+    expect(await saga.get("op-waiting")).toMatchObject({ state: "compensated", failureReason: "customer gave up on 3-D Secure" });
+    expect(ran("op-waiting")).toEqual(["a", "confirm", "undo-confirm", "undo-a"]);
+  });
+
+  it("refuses to cancel a saga waiting past the point of no return", async () => {
+    const saga = runner("late-wait", { steps: [act("a"), { name: "pivot", run: async (_p, ctx) => ctx.sleep("settle-down", 60_000) }] });
+    await start(saga, "late-wait");
+    await until("the saga to wait", async () => (await stateOf(saga, "late-wait")) === "waiting");
+    expect(await saga.requestCancel("late-wait")).toBe("past-point-of-no-return");
+    expect((await saga.compensate("late-wait", "no")).outcome).toBe("refused");
+    expect(await stateOf(saga, "late-wait")).toBe("waiting");
   });
 
   it("does not sleep through a signal delivered between looking for it and suspending", async () => {
