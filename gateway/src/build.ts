@@ -89,7 +89,7 @@ export async function build(deps: GatewayDeps): Promise<GatewayServer> {
     try {
       operator =
         deps.operator &&
-        (await startOperatorListener({ config: deps.operator, logger: deps.logger, orderUrl: deps.meshUrls.order, directory, stats, metrics, shutdownGraceMs: deps.shutdownGraceMs }));
+        (await startOperatorListener({ config: deps.operator, meshCredentials: mesh.credentials, logger: deps.logger, orderUrl: deps.meshUrls.order, directory, stats, metrics, shutdownGraceMs: deps.shutdownGraceMs }));
     } catch (err) {
       await server.close();
       await ops.close();

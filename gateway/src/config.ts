@@ -1,6 +1,6 @@
 import type { WatchLimits } from "./watch-slots.js";
 import { deployable, meshServices, listenPort, peerUrlOf } from "#mesh";
-import { ConfigError, commonConfig, integer, optionalString, port, requiredOneOf, url, type CommonConfig, type Env, type MeshTlsFiles } from "#platform";
+import { ConfigError, commonConfig, integer, oneOf, optionalString, port, requiredOneOf, url, type CommonConfig, type Env, type MeshTlsFiles } from "#platform";
 import { defaultMaxTokenLifetimeSeconds } from "./auth.js";
 
 const gatewayEntry = deployable("gateway");
@@ -48,6 +48,11 @@ export interface OperatorConfig {
   auth: OperatorAuthConfig;
   /** The operator certificate the listener's backend calls the admin RPCs with; unset under MESH_TLS=off. */
   tls: MeshTlsFiles | undefined;
+  /**
+   * Whether the listener serves TLS with the gateway's own mesh certificate, and then admits
+   * a client with the operator certificate as well as an operator's token (OPERATOR_TLS).
+   */
+  serveTls: boolean;
   /** NATS as the operator user, for the dead letters; unset: ListDeadLetters and ReplayDeadLetter are FAILED_PRECONDITION. */
   natsUrl: string | undefined;
   /** Whether it keeps the dev trace store, receiving every process's spans (DEV_TRACES_TOKEN is their write token). */
@@ -85,11 +90,17 @@ function operatorConfig(env: Env, common: CommonConfig, auth: AuthConfig): Opera
     operatorAuth = { mode: "jwks", jwksUrl: auth.jwksUrl, issuer: auth.issuer, audience: auth.audience, rolesClaim, role, maxTokenLifetimeSeconds };
   }
   const tls = common.meshTls === "off" ? undefined : { certFile, keyFile, caFile: common.meshTls.caFile };
+  // Off in local mode: that is a developer's machine (npm start), whose browser does not trust
+  // the dev CA, and the listener is on its loopback in plain HTTP. Deployed (jwks) with mesh
+  // certificates, on: the operator certificate then signs in too, beside the IdP's tokens.
+  const serveTls = oneOf(env, "OPERATOR_TLS", ["on", "off"] as const, common.meshTls !== "off" && auth.mode === "jwks" ? "on" : "off") === "on";
+  if (serveTls && common.meshTls === "off") throw new ConfigError("OPERATOR_TLS=on serves the gateway's mesh certificate, which MESH_TLS=off leaves it without");
   return {
     host: optionalString(env, "OPERATOR_HOST", "127.0.0.1"),
     port: port(env, gatewayEntry.operatorPort.variable, gatewayEntry.operatorPort.default),
     auth: operatorAuth,
     tls,
+    serveTls,
     natsUrl: env["OPERATOR_NATS_URL"] ? url(env, "OPERATOR_NATS_URL") : undefined,
     traceIngestToken: common.devTraces === undefined || common.devTraces === "in-process" ? undefined : common.devTraces.token,
   };

@@ -33,9 +33,9 @@ export type { DependencyStats } from "./rpc-client/resilience.js";
 
 // Zero trust: who the caller is and what its contract admits.
 export { accessOf } from "./trust/access-control.js";
-export { CUSTOMER_HEADER, OPERATOR, actingCustomerOf, callerOf, customerOf } from "./trust/mesh-identity.js";
+export { CUSTOMER_HEADER, OPERATOR, actingCustomerOf, callerIdentityKey, callerOf, customerOf } from "./trust/mesh-identity.js";
 export { PRINCIPAL_ID_RULE, isSafePrincipalId } from "./trust/principal-id.js";
-export { loadMeshCredentials, type MeshTlsFiles } from "./trust/mesh-tls.js";
+export { loadMeshCredentials, type MeshCredentials, type MeshTlsFiles } from "./trust/mesh-tls.js";
 
 // Discovery.
 export { createServiceDirectory } from "./discovery/registry.js";

@@ -34,6 +34,7 @@ export const testOperatorConfig = (mesh: InProcessMesh): OperatorConfig => ({
   port: 0,
   auth: { mode: "local", secret: testOperatorSecret, rolesClaim: "roles", role: "operator", maxTokenLifetimeSeconds: 12 * 60 * 60 },
   tls: mesh.pki.operator,
+  serveTls: false,
   natsUrl: mesh.nats.urlFor("operator"),
   traceIngestToken: testTraceToken,
 });

@@ -1,10 +1,16 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { SignJWT, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
-import { accessOf, isSafePrincipalId, OPERATOR, PRINCIPAL_ID_RULE } from "#platform";
+import { accessOf, callerIdentityKey, isSafePrincipalId, OPERATOR, PRINCIPAL_ID_RULE } from "#platform";
 import type { OperatorAuthConfig } from "../config.js";
 
-/** The signed-in operator of a call (the token's sub): whom the admin RPCs' audit names. */
-export const operatorKey = createContextKey<string>("", { description: "operator from the bearer token" });
+/** The signed-in operator of a call (the token's sub, or whom a certificate's caller names): whom the admin RPCs' audit names. */
+export const operatorKey = createContextKey<string>("", { description: "the signed-in operator" });
+
+/** The saga admin service's audit names the person in this header, beside the certificate's identity; a caller with the operator certificate names itself in it here too. */
+export const OPERATOR_HEADER = "x-operator";
+
+/** Whom the audit names for a caller with the operator certificate that names nobody (safely) in OPERATOR_HEADER. */
+export const CERTIFICATE_OPERATOR = "operator-certificate";
 
 /**
  * Local operator tokens are told apart from demo tokens by more than their key: an issuer
@@ -68,15 +74,26 @@ export function mintLocalOperatorToken(secret: string, operator: string, lifetim
 /**
  * The operator listener's access control, in place of the mesh port's certificate check:
  * each method of `service` admits only what its (meshwork.v1.access) option names, and the
- * listener can admit an operator alone, proven by a bearer token with the role. A method
- * whose contract names no operator admits nobody here. Health and reflection stay open.
+ * listener can admit an operator alone. Over TLS a verified client certificate names the
+ * caller: the operator certificate is admitted (as whom OPERATOR_HEADER names, if that is a
+ * safe id, else CERTIFICATE_OPERATOR), and any other workload's is PERMISSION_DENIED whatever
+ * token it sends, since a token does not make a workload an operator. Without a certificate,
+ * a bearer token with the role. A method whose contract names no operator admits nobody
+ * here. Health and reflection stay open.
  */
 export function createOperatorAuthInterceptor(verifier: OperatorVerifier, service: { typeName: string }): Interceptor {
   return (next) => async (req) => {
     if (req.service.typeName !== service.typeName) return next(req);
     if (!accessOf(req.method).callers.has(OPERATOR)) throw new ConnectError(`${req.method.name} admits no operator`, Code.PermissionDenied);
+    const certified = req.contextValues.get(callerIdentityKey);
+    if (certified === OPERATOR) {
+      const named = (req.header.get(OPERATOR_HEADER) ?? "").trim();
+      req.contextValues.set(operatorKey, isSafePrincipalId(named) ? named : CERTIFICATE_OPERATOR);
+      return next(req);
+    }
+    if (certified !== undefined) throw new ConnectError(`${certified} may not call ${service.typeName}/${req.method.name}: only an operator may`, Code.PermissionDenied);
     const token = /^Bearer\s+(\S+)$/i.exec(req.header.get("authorization") ?? "")?.[1];
-    if (!token) throw new ConnectError("missing bearer token: the operator listener needs an operator's", Code.Unauthenticated);
+    if (!token) throw new ConnectError("missing bearer token: the operator listener needs an operator's token or, over TLS, the operator certificate", Code.Unauthenticated);
     req.contextValues.set(operatorKey, await verifier.verify(token));
     return next(req);
   };

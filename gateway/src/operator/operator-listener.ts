@@ -1,6 +1,6 @@
 import { OperatorService } from "#gen/shop/gateway/v1/operator_service_pb.js";
 import { SagaAdminService } from "#gen/shop/order/v1/saga_admin_service_pb.js";
-import { createServiceClient, exportSpansInProcess, loadMeshCredentials, startServer, type createServiceDirectory, type Logger, type Metrics, type ServiceServer } from "#platform";
+import { createServiceClient, exportSpansInProcess, loadMeshCredentials, startServer, type createServiceDirectory, type Logger, type MeshCredentials, type Metrics, type ServiceServer } from "#platform";
 import type { OperatorConfig } from "../config.js";
 import { loadConsoleAssets, operatorPage } from "../console-assets.js";
 import { createOperatorDeadLetters } from "./dead-letters.js";
@@ -13,6 +13,8 @@ import { createTraceStore, type TraceStoreLimits } from "./trace-store.js";
 
 export interface OperatorListenerDeps {
   config: OperatorConfig;
+  /** The gateway's own mesh certificate, which the listener serves where config.serveTls says so. */
+  meshCredentials: MeshCredentials | undefined;
   logger: Logger;
   /** Where order serves SagaAdminService (its mesh port). */
   orderUrl: string;
@@ -28,7 +30,8 @@ export type OperatorListener = Pick<ServiceServer, "port" | "url" | "close">;
 
 /**
  * The operator listener, in the gateway process but apart from its public port (loopback
- * unless OPERATOR_HOST says otherwise): OperatorService for a verified operator, the
+ * unless OPERATOR_HOST says otherwise; over TLS where OPERATOR_TLS is on, asking for the
+ * operator's client certificate): OperatorService for a verified operator, the
  * operator console's page, and, where the dev trace store is on, the OTLP receiver that
  * every process of `npm start` sends its spans to. The gateway is the process that
  * receives the other processes' spans; its own reach the store in-process.
@@ -36,6 +39,8 @@ export type OperatorListener = Pick<ServiceServer, "port" | "url" | "close">;
 export async function startOperatorListener(deps: OperatorListenerDeps): Promise<OperatorListener> {
   const logger = deps.logger.child({ server: "operator" });
   const { config } = deps;
+  const serverTls = config.serveTls ? deps.meshCredentials : undefined;
+  if (config.serveTls && !serverTls) throw new Error("the operator listener serves TLS with the gateway's mesh certificate, and has none");
   // The operator certificate, presented to order's mesh port, which admits it alone to the
   // admin RPCs; the server must still prove it is order.
   const credentials = config.tls && loadMeshCredentials(config.tls, { logger });
@@ -56,6 +61,7 @@ export async function startOperatorListener(deps: OperatorListenerDeps): Promise
       {
         logger,
         services: [OperatorService],
+        ...(serverTls ? { tls: serverTls } : {}),
         maxRequestBytes: 64 * 1024,
         shutdownGraceMs: deps.shutdownGraceMs,
         // Its calls counted beside the public ones (by method); no admission control of its

@@ -4,13 +4,10 @@ import { OperatorService, SagaView, type WatchSagaResponse } from "#gen/shop/gat
 import { SagaAdminService, SagaSchema, type Saga } from "#gen/shop/order/v1/saga_admin_service_pb.js";
 import { SagaState } from "#gen/shop/order/v1/order_service_pb.js";
 import { detachedFromDeadline } from "#platform";
-import { operatorKey } from "./operator-auth.js";
+import { OPERATOR_HEADER, operatorKey } from "./operator-auth.js";
 import type { OperatorDeadLetters } from "./dead-letters.js";
 import { STATS_SECONDS, type GatewayStats } from "./stats.js";
 import { TRACE_ID, type TraceStore } from "./trace-store.js";
-
-/** The saga admin service's audit names the person in this header, beside the certificate's identity. */
-const OPERATOR_HEADER = "x-operator";
 
 export interface OperatorRouteDeps {
   /** Called with the operator certificate. */

@@ -53,6 +53,14 @@ export interface ServerOptions {
    */
   mesh?: { tls: MeshCredentials } | { forwardedBy: readonly string[] };
   /**
+   * TLS with the mesh's credentials on a port that is no mesh port (not with `mesh`): the
+   * client is asked for a certificate from the mesh CA but need not send one, and a verified
+   * one's identity is the call's callerIdentityKey; which calls are admitted is for
+   * `interceptors` to say. The gateway's operator listener admits the operator certificate
+   * this way, or an operator's bearer token without one.
+   */
+  tls?: MeshCredentials;
+  /**
    * On a mesh port, the one caller that acts for customers (naming the customer in
    * CUSTOMER_HEADER): the public edge, which verifies their tokens. Unset, no caller may.
    */
@@ -99,7 +107,7 @@ const connectionIdentity = Symbol("meshwork.connectionIdentity");
 type IdentifiedSocket = { [connectionIdentity]?: string | undefined };
 
 /**
- * The TLS side of a mesh port. It asks every client for a certificate but does not insist
+ * The TLS side of a mesh port (or of a port with `tls`). It asks every client for a certificate but does not insist
  * at the handshake, so that a caller without one gets UNAUTHENTICATED naming the problem,
  * not a bare handshake failure; the identity of a verified certificate is read once per
  * connection. A rotation takes effect at the next handshake (see startServer).
@@ -114,10 +122,12 @@ function createMeshTlsServer(credentials: MeshCredentials, handshakeTimeoutMs: n
   return server;
 }
 
+/** The identity of the connection's verified client certificate; http2's req.socket is a proxy that forwards property reads to the TLS socket. */
+const certificateIdentity = (req: NodeRequest) => (req.socket as unknown as IdentifiedSocket | undefined)?.[connectionIdentity];
+
 /** How a mesh port learns who calls: from the connection's certificate, or from a trusted sidecar. */
 function callerIdentityOf(mesh: NonNullable<ServerOptions["mesh"]>): (req: NodeRequest) => string | undefined {
-  // http2's req.socket is a proxy that forwards property reads to the TLS socket.
-  if ("tls" in mesh) return (req) => (req.socket as unknown as IdentifiedSocket | undefined)?.[connectionIdentity];
+  if ("tls" in mesh) return certificateIdentity;
   const sidecars = createTrustedProxies(mesh.forwardedBy);
   return (req) => {
     if (!sidecars.has(req.socket?.remoteAddress ?? "")) return undefined;
@@ -132,6 +142,7 @@ function callerIdentityOf(mesh: NonNullable<ServerOptions["mesh"]>): (req: NodeR
  */
 export async function startServer(options: ServerOptions, listen: { port: number; host: string }): Promise<RunningServer> {
   const { logger } = options;
+  if (options.mesh && options.tls) throw new Error("startServer: a mesh port takes its credentials in mesh.tls, not tls");
   const health = options.health ?? createHealthRegistry();
   const shutdown = new AbortController();
   // Every call in flight listens on it until the call ends, so the count follows concurrency;
@@ -149,7 +160,7 @@ export async function startServer(options: ServerOptions, listen: { port: number
       health.routes(router);
       if (options.reflection !== false) createReflectionRoutes([...options.services, Health])(router);
     },
-    ...(options.mesh ? { callerIdentity: callerIdentityOf(options.mesh) } : {}),
+    ...(options.mesh ? { callerIdentity: callerIdentityOf(options.mesh) } : options.tls ? { callerIdentity: certificateIdentity } : {}),
     readMaxBytes: options.maxRequestBytes,
     maxTimeoutMs,
     jsonOptions,
@@ -223,7 +234,7 @@ export async function startServer(options: ServerOptions, listen: { port: number
       if (http1Busy.has(socket)) http1Busy.set(socket, (http1Busy.get(socket) ?? 1) - 1);
     });
   });
-  const credentials = options.mesh && "tls" in options.mesh ? options.mesh.tls : undefined;
+  const credentials = options.mesh && "tls" in options.mesh ? options.mesh.tls : options.tls;
   const tls = credentials && createMeshTlsServer(credentials, limits.detectTimeoutMs);
   // A new certificate serves the next handshake. A new CA also ends the connections that
   // authenticated under the old one (GOAWAY: their open calls finish), since the identity a
