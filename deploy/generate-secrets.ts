@@ -2,7 +2,7 @@
  * Writes the secrets deploy/ runs with and never commits (deploy/.gitignore), one set per
  * deployable of the manifest: its NATS password, its Postgres password if it has a schema, and
  * for compose its mesh certificate; besides them the Postgres admin password, the operator's
- * NATS password and the gateway's local signing secret.
+ * NATS password, and the gateway's local signing secrets (demo tokens' and operators').
  *   npx tsx deploy/generate-secrets.ts
  * Passwords are made once and kept in deploy/.secrets/values, so running it again changes none;
  * compose's certificates are issued anew at every run (running services pick them up).
@@ -67,6 +67,7 @@ export async function generateSecrets(deployDir: string, deployables: readonly D
   for (const { name } of withSchema) write(dirs.k8s, `${name}-db.env`, envFile({ password: secret(`${name}-db`) }));
   for (const name of principals) write(dirs.k8s, `${name}-nats.env`, envFile({ password: secret(`${name}-nats`) }));
   write(dirs.k8s, "gateway-local-auth.env", envFile({ secret: secret("gateway-local-auth") }));
+  write(dirs.k8s, "gateway-operator-auth.env", envFile({ secret: secret("gateway-operator-auth") }));
 
   // Compose: an env file per container, each holding only what that container uses.
   write(dirs.compose, "postgres.env", envFile({ POSTGRES_PASSWORD: adminPassword }));

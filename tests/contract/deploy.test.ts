@@ -54,6 +54,9 @@ const portNamed = (container: Doc, name: string): number => container.ports.find
 /** The port a deployable serves on: the mesh port (mTLS), or the public one if its contract admits "anyone" or "customer". */
 const servingPortName = (name: string) => (contract(name).public ? "http" : "rpc");
 
+/** The Secret of the operator certificate that the gateway's operator listener calls the admin RPCs with. */
+const GATEWAY_OPERATOR_SECRET = "gateway-operator-tls";
+
 /** Long enough for every check a loader makes of a secret (the gateway wants 32 characters). */
 const SECRET_STANDIN = "stand-in-for-a-value-from-a-kubernetes-secret";
 
@@ -158,6 +161,47 @@ describe("Kubernetes manifests (kustomize base)", () => {
     for (const mapping of published.filter((p) => p.endsWith(`:${operatorPort}`))) expect(mapping).toMatch(/^127\.0\.0\.1:/);
   });
 
+  it("run the gateway's operator listener on loopback over TLS, for the IdP's operators and the operator certificate, with its backend's own operator certificate and the operator's NATS user", () => {
+    const container = containerOf("gateway");
+    const env = envOf(container);
+    expect([env["OPERATOR_PORT"], env["OPERATOR_HOST"], env["OPERATOR_TLS"]]).toEqual([String(byName("gateway").operatorPort!.default), "127.0.0.1", "on"]);
+    const mount = container.volumeMounts.find((m: Doc) => m.name === podOf("gateway").volumes.find((v: Doc) => v.secret?.secretName === GATEWAY_OPERATOR_SECRET).name);
+    expect(mount.readOnly).toBe(true);
+    const config = gatewayConfig(env);
+    expect(config.operator).toMatchObject({
+      host: "127.0.0.1",
+      port: byName("gateway").operatorPort!.default,
+      serveTls: true,
+      // The customers' identity provider, with the role claim.
+      auth: { mode: "jwks", jwksUrl: config.auth.mode === "jwks" ? config.auth.jwksUrl : "", rolesClaim: "roles", role: "operator" },
+      tls: { certFile: `${mount.mountPath}/tls.crt`, keyFile: `${mount.mountPath}/tls.key`, caFile: "/var/run/meshwork/tls/ca.crt" },
+      natsUrl: `nats://operator:${SECRET_STANDIN}@nats:4222`,
+      traceIngestToken: undefined,
+    });
+    // The same in the local overlay, whose operators' tokens have a secret of their own.
+    const patch = parse(overlay.patches.find((p: Doc) => p.target.kind === "Deployment" && p.target.name === "gateway").patch);
+    const patched: Doc[] = patch.spec.template.spec.containers.find((c: Doc) => c.name === "gateway").env;
+    const secretOf = (variable: string) => patched.find((e) => e.name === variable).valueFrom.secretKeyRef.name;
+    expect(secretOf("OPERATOR_LOCAL_SECRET")).not.toBe(secretOf("AUTH_LOCAL_SECRET"));
+    expect(overlay.secretGenerator.map((s: Doc) => s.name)).toContain(secretOf("OPERATOR_LOCAL_SECRET"));
+    const local = gatewayConfig(envOf(container, [...patched, { name: "OPERATOR_LOCAL_SECRET", value: `${SECRET_STANDIN}-operator` }]));
+    expect(local.operator).toMatchObject({ host: "127.0.0.1", serveTls: true, auth: { mode: "local" } });
+    // Without OPERATOR_TLS: on by default in jwks mode, off in local mode (npm start's browser does not trust the dev CA).
+    const without = (entries: Doc[]) => entries.filter((e) => e.name !== "OPERATOR_TLS");
+    expect(gatewayConfig(envOf({ ...container, env: without(container.env) })).operator?.serveTls).toBe(true);
+    expect(gatewayConfig(envOf({ ...container, env: without(container.env) }, [...patched, { name: "OPERATOR_LOCAL_SECRET", value: `${SECRET_STANDIN}-operator` }])).operator?.serveTls).toBe(false);
+  });
+
+  it("let only the gateway mount its operator certificate, and nothing mount operator-tls; the operator's NATS password reaches NATS and the gateway alone", () => {
+    const workloads = base.filter((d) => d.spec?.template?.spec);
+    const referring = (secret: string) => workloads.filter((w) => secretsOf(w.spec.template.spec).includes(secret)).map((w) => `${w.kind}/${w.metadata.name}`).sort();
+    expect(referring(GATEWAY_OPERATOR_SECRET)).toEqual(["Deployment/gateway"]);
+    expect(referring("operator-tls")).toEqual([]);
+    expect(referring("operator-nats")).toEqual(["Deployment/gateway", "StatefulSet/nats"]);
+    // Compose runs no operator listener, and mounts no operator certificate (checked with generate-secrets below).
+    expect(compose.services.gateway.environment["OPERATOR_PORT"]).toBe("off");
+  });
+
   it.each(names)("%s gets every variable its loadConfig requires, and listens where it is reached", (name) => {
     const container = containerOf(name);
     const config = loaders[name](envOf(container));
@@ -209,6 +253,14 @@ describe("mTLS identities (cert-manager)", () => {
     expect(certificate.spec).toMatchObject({ duration: "24h", renewBefore: "8h", issuerRef: { name: "meshwork-ca", kind: "Issuer" } });
   });
 
+  it("the gateway's operator certificate is the operator's, and only a client; the gateway's own names loopback, where port-forward reaches its operator listener", () => {
+    const certificate = certificateFor(GATEWAY_OPERATOR_SECRET);
+    expect(certificate.spec.uris).toEqual(["spiffe://meshwork/operator"]);
+    expect(certificate.spec.usages).toEqual(["digital signature", "client auth"]);
+    expect(certificate.spec).toMatchObject({ duration: "24h", renewBefore: "8h", issuerRef: { name: "meshwork-ca", kind: "Issuer" } });
+    expect(certificateFor("gateway-tls").spec).toMatchObject({ dnsNames: expect.arrayContaining(["localhost"]), ipAddresses: ["127.0.0.1"] });
+  });
+
   it("the operator's certificate can only be a client", () => {
     const certificate = certificateFor("operator-tls");
     expect(certificate.spec.uris).toEqual(["spiffe://meshwork/operator"]);
@@ -220,7 +272,8 @@ describe("mTLS identities (cert-manager)", () => {
   it.each(names)("%s mounts its own certificate read-only and reads its TLS files from there", (name) => {
     const pod = podOf(name);
     const tlsVolumes = pod.volumes.filter((v: Doc) => v.secret);
-    expect(tlsVolumes.map((v: Doc) => v.secret.secretName)).toEqual([`${name}-tls`]);
+    // The gateway besides: its operator listener's backend's certificate (checked below).
+    expect(tlsVolumes.map((v: Doc) => v.secret.secretName)).toEqual([`${name}-tls`, ...(name === "gateway" ? [GATEWAY_OPERATOR_SECRET] : [])]);
     expect(tlsVolumes[0].secret.defaultMode & 0o007).toBe(0); // nothing for others
     const mount = containerOf(name).volumeMounts.find((m: Doc) => m.name === tlsVolumes[0].name);
     expect(mount.readOnly).toBe(true);
@@ -284,7 +337,8 @@ describe("credentials per service", () => {
   const workloads = base.filter((d) => d.spec?.template?.spec);
 
   it.each(names)("%s refers to its own Secrets alone", (name) => {
-    const own = [`${name}-tls`, `${name}-nats`, ...(byName(name).schema === undefined ? [] : [`${name}-db`])];
+    // The gateway's operator listener besides: its operator certificate, and the operator's NATS user for the dead letters.
+    const own = [`${name}-tls`, `${name}-nats`, ...(byName(name).schema === undefined ? [] : [`${name}-db`]), ...(name === "gateway" ? [GATEWAY_OPERATOR_SECRET, "operator-nats"] : [])];
     expect(secretsOf(podOf(name))).toEqual(own.sort());
   });
 
@@ -344,7 +398,9 @@ describe("credentials per service", () => {
     const patch = parse(overlay.patches.find((p: Doc) => p.target.kind === "Deployment" && p.target.name === "gateway").patch);
     const patched = patch.spec.template.spec.containers.find((c: Doc) => c.name === "gateway").env;
     expect(patched.find((e: Doc) => e.name === "AUTH_LOCAL_SECRET").valueFrom.secretKeyRef.name).toMatch(/^gateway-/);
-    expect(gatewayConfig(envOf(container, patched)).auth).toMatchObject({ mode: "local", secret: SECRET_STANDIN });
+    // Every Secret stands in as one value here, which the gateway refuses for two secrets that must differ: the operator's stands in as another.
+    const operatorSecret = { name: "OPERATOR_LOCAL_SECRET", value: `${SECRET_STANDIN}-operator` };
+    expect(gatewayConfig(envOf(container, [...patched, operatorSecret])).auth).toMatchObject({ mode: "local", secret: SECRET_STANDIN });
     expect(overlay.secretGenerator.map((s: Doc) => s.name)).toContain(patched.find((e: Doc) => e.name === "AUTH_LOCAL_SECRET").valueFrom.secretKeyRef.name);
   });
 });
@@ -417,7 +473,7 @@ describe("generate-secrets.ts", () => {
     for (const file of files) expect(statSync(file).mode & 0o777, file).toBe(0o600);
     // Every Secret the base refers to, but the certificates cert-manager makes, comes from the overlay.
     const referred = new Set(base.filter((d) => d.spec?.template?.spec).flatMap((w) => secretsOf(w.spec.template.spec)).filter((s) => !s.endsWith("-tls")));
-    expect(overlay.secretGenerator.map((s: Doc) => s.name).sort()).toEqual([...referred, "gateway-local-auth"].sort());
+    expect(overlay.secretGenerator.map((s: Doc) => s.name).sort()).toEqual([...referred, "gateway-local-auth", "gateway-operator-auth"].sort());
   });
 
   it("keeps its passwords across runs", async () => {
