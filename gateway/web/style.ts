@@ -12,8 +12,9 @@ header { background: var(--ink); color: #fff; padding: 12px 24px; display: flex;
 header h1 { font-size: 18px; margin: 0; flex: 1; }
 header a { color: #cfe0ff; }
 header .muted { color: #aab3c5; font-weight: 400; }
+[hidden] { display: none !important; }
 main { display: grid; grid-template-columns: repeat(auto-fit, minmax(440px, 1fr)); gap: 16px; padding: 16px 24px; }
-section { background: #fff; border-radius: 8px; padding: 12px 16px; box-shadow: 0 1px 2px #0002; min-width: 0; }
+section { background: #fff; border-radius: 8px; padding: 12px 16px; box-shadow: 0 1px 2px #0002; min-width: 0; overflow-x: auto; }
 section.wide { grid-column: 1 / -1; }
 h2 { font-size: 16px; margin: 0 0 8px; }
 h3 { font-size: 14px; margin: 12px 0 6px; }
@@ -95,9 +96,13 @@ dialog menu { display: flex; gap: 8px; justify-content: flex-end; padding: 0; ma
 [role=tablist] { display: flex; gap: 4px; margin-bottom: 8px; flex-wrap: wrap; }
 [role=tab] { background: #fff; color: var(--ink); border-color: var(--line); }
 [role=tab][aria-selected=true] { background: var(--ink); color: #fff; border-color: var(--ink); }
+.saga-head button { margin-left: 8px; }
+.actions { white-space: nowrap; }
+.actions button + button { margin-left: 4px; }
 .outcome { min-height: 1.2em; font-weight: 600; }
 .outcome.ok { color: var(--ok); }
 .health-line { display: flex; gap: 12px; flex-wrap: wrap; font-size: 13px; margin: 0; padding: 6px 24px; background: #fff; border-bottom: 1px solid var(--line); }
 .confirm-payment { border: 2px solid var(--signal); border-radius: 8px; padding: 8px 12px; margin: 8px 0; background: #fff7ed; }
 .chart { min-height: 260px; }
+#trace-list { max-height: 520px; overflow-y: auto; }
 `;

@@ -1,0 +1,332 @@
+/**
+ * The operator console, served by the gateway's operator listener (loopback unless
+ * configured otherwise) and calling its OperatorService: live charts and breakers
+ * (GetStats, every 2 s), sagas by view with Retry and Compensate, one saga's timeline with
+ * errors, backoffs and traces (WatchSaga), dead letters with Replay, and a trace viewer.
+ *
+ * Sign-in: the operator token arrives in the address's fragment (`#operator-token=…`,
+ * which no request carries), moves to this tab's sessionStorage, and leaves the address bar;
+ * every call sends it as a bearer token. Every action is confirmed in a dialog first; the
+ * audit is the server's.
+ */
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { OperatorService, SagaView, type DeadLetter, type TraceSummary } from "#gen/shop/gateway/v1/operator_service_pb.js";
+import { SagaState } from "#gen/shop/order/v1/order_service_pb.js";
+import type { Saga } from "#gen/shop/order/v1/saga_admin_service_pb.js";
+import { errorCodes, errorsData, errorsSpec, liveChart, ordersData, ordersSpec, renderBreakerStrips } from "./charts.js";
+import { addStyle, clock, duration, enumName, h, ms, row, table } from "./dom.js";
+import { consoleCss } from "./style.js";
+import { hasOpenPhase, operatorSteps, renderTimeline } from "./timeline.js";
+import { renderWaterfall } from "./waterfall.js";
+
+const TOKEN_KEY = "meshwork.operator-token";
+const STATS_WINDOW_SECONDS = 300;
+
+addStyle(consoleCss);
+const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
+
+/** Takes a token from the fragment into sessionStorage, and the fragment off the address. */
+function signIn(): string | null {
+  const match = /(?:^#|&)operator-token=([^&]+)/.exec(location.hash);
+  if (match) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]!));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+function requireSignIn(reason: string) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  stopped = true;
+  $("#operator-console").hidden = true;
+  $("#sign-out").hidden = true;
+  $("#signin-required").hidden = false;
+  $("#signin-reason").textContent = reason;
+  $("#operator-who").textContent = "not signed in";
+}
+
+let stopped = false;
+const token = signIn();
+const withToken: Interceptor = (next) => (req) => {
+  req.header.set("authorization", `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ""}`);
+  return next(req);
+};
+const operator = createClient(OperatorService, createConnectTransport({ baseUrl: location.origin, interceptors: [withToken] }));
+
+/** A refused token ends the session on the page; any other failure is shown where it happened. */
+function failed(err: unknown, where: HTMLElement) {
+  const error = ConnectError.from(err);
+  if (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied) {
+    requireSignIn(error.code === Code.Unauthenticated ? "The operator token was refused (missing, expired or not signed by this gateway)." : "This token has no operator role.");
+  } else {
+    where.replaceChildren(h("p", { class: "error", role: "alert" }, `${Code[error.code]}: ${error.rawMessage}`));
+  }
+}
+
+const outcome = (text: string, ok: boolean) => {
+  $("#action-outcome").textContent = text;
+  $("#action-outcome").className = `outcome ${ok ? "ok" : "error"}`;
+};
+
+// ---- confirmation dialog ----
+
+/** Asks before an action; resolves with the reason typed (or "") on Confirm, undefined on Cancel. */
+function confirmAction(title: string, text: string, confirmLabel: string, askReason = false): Promise<string | undefined> {
+  const dialog = $<HTMLDialogElement>("#confirm-dialog");
+  $("#confirm-title").textContent = title;
+  $("#confirm-text").textContent = text;
+  $("#confirm-ok").textContent = confirmLabel;
+  $("#confirm-reason-label").hidden = !askReason;
+  $<HTMLTextAreaElement>("#confirm-reason").value = "";
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm" ? $<HTMLTextAreaElement>("#confirm-reason").value.trim() : undefined), { once: true }));
+}
+
+// ---- charts and breakers ----
+
+let ordersChart: ReturnType<typeof liveChart> | undefined;
+let errorsChart: ReturnType<typeof liveChart> | undefined;
+let shownCodes = "";
+
+async function loadStats() {
+  const { points, breakers } = await operator.getStats({ windowSeconds: STATS_WINDOW_SECONDS });
+  // Made once the page is shown, so it takes its container's width.
+  ordersChart ??= liveChart($("#chart-orders"), ordersSpec(STATS_WINDOW_SECONDS));
+  ordersChart.setData(ordersData(points));
+  const codes = errorCodes(points);
+  // uPlot's series are fixed at creation: a new error code means a new chart.
+  if (!errorsChart || codes.join() !== shownCodes) {
+    errorsChart?.destroy();
+    $("#chart-errors").replaceChildren();
+    errorsChart = liveChart($("#chart-errors"), errorsSpec(codes.length > 0 ? codes : ["no errors"], STATS_WINDOW_SECONDS));
+    shownCodes = codes.join();
+  }
+  errorsChart.setData(codes.length > 0 ? errorsData(points, codes) : { x: points.map((p) => (ms(p.time) ?? 0) / 1_000), ys: [points.map(() => 0)] });
+  $("#breakers").replaceChildren(renderBreakerStrips(breakers, STATS_WINDOW_SECONDS, Date.now()));
+  $("#stats-updated").textContent = `updated ${clock(Date.now())}`;
+}
+
+// ---- sagas ----
+
+const views: Record<string, SagaView> = {
+  running: SagaView.RUNNING,
+  retrying: SagaView.RETRYING,
+  waiting: SagaView.WAITING,
+  parked: SagaView.PARKED,
+  compensating: SagaView.COMPENSATING,
+};
+let view = "running";
+const stateName = (s: SagaState) => enumName(SagaState, s);
+
+/** Retry is for a parked saga; Compensate while running before the point of no return, or parked while compensating (the server decides). */
+function sagaActions(saga: Saga, withTimeline: boolean): HTMLElement[] {
+  const parked = saga.state === SagaState.PARKED;
+  const canCompensate = saga.state === SagaState.RUNNING || saga.state === SagaState.WAITING || parked;
+  return [
+    withTimeline ? h("button", { type: "button", class: "secondary", "data-action": "show", onclick: () => void showSaga(saga.orderId) }, "Timeline") : null,
+    parked ? h("button", { type: "button", "data-action": "retry", onclick: () => void retry(saga) }, "Retry") : null,
+    canCompensate ? h("button", { type: "button", class: "danger", "data-action": "compensate", onclick: () => void compensate(saga) }, "Compensate") : null,
+  ].filter((button) => button !== null);
+}
+
+async function loadSagas() {
+  const { sagas } = await operator.listSagas({ view: views[view]!, pageSize: 50 });
+  const rows = sagas.map((saga) => {
+    const tr = row(
+      h("td", {}, h("code", { title: saga.orderId }, saga.orderId.slice(0, 8))),
+      h("td", { class: `saga-state ${stateName(saga.state)}` }, stateName(saga.state)),
+      `${saga.currentStep}${saga.attempts > 1 ? ` (attempt ${saga.attempts})` : ""}`,
+      saga.nextAttemptTime ? clock(ms(saga.nextAttemptTime)!) : "",
+      h("td", { class: "phase-error" }, saga.lastError),
+      `v${saga.version}`,
+      saga.updateTime ? clock(ms(saga.updateTime)!) : "",
+      h("td", { class: "actions" }, ...sagaActions(saga, true)),
+    );
+    tr.dataset["orderId"] = saga.orderId;
+    return tr;
+  });
+  $("#saga-list").replaceChildren(table(["Order", "State", "Step", "Next attempt", "Last error", "Version", "Updated", "Actions"], rows, `No ${view} sagas.`, { id: "saga-table" }));
+}
+
+async function retry(saga: Saga) {
+  const ok = await confirmAction("Retry this saga?", `Order ${saga.orderId} is parked at "${saga.currentStep}": ${saga.lastError || "no error recorded"}. Retrying resumes it with a fresh attempt budget.`, "Retry");
+  if (ok === undefined) return;
+  try {
+    const { saga: after } = await operator.retrySaga({ orderId: saga.orderId });
+    outcome(`Retry accepted: the saga of order ${saga.orderId} is ${after ? stateName(after.state) : "resuming"}.`, true);
+  } catch (err) {
+    outcome(`Retry refused: ${ConnectError.from(err).rawMessage}`, false);
+  }
+  await Promise.all([loadSagas(), showSaga(saga.orderId)]).catch((err) => failed(err, $("#saga-list")));
+}
+
+async function compensate(saga: Saga) {
+  const reason = await confirmAction("Compensate this saga?", `Order ${saga.orderId} will be undone step by step and cancelled. This cannot be reversed.`, "Compensate", true);
+  if (reason === undefined) return;
+  try {
+    const { saga: after } = await operator.compensateSaga({ orderId: saga.orderId, reason });
+    outcome(`Compensation accepted: the saga of order ${saga.orderId} is ${after ? stateName(after.state) : "compensating"}.`, true);
+  } catch (err) {
+    outcome(`Compensation refused: ${ConnectError.from(err).rawMessage}`, false);
+  }
+  await Promise.all([loadSagas(), showSaga(saga.orderId)]).catch((err) => failed(err, $("#saga-list")));
+}
+
+// ---- one saga, live ----
+
+let watching: { orderId: string; abort: AbortController; saga?: Saga; timer?: ReturnType<typeof setInterval> } | undefined;
+
+function renderSaga(saga: Saga) {
+  const steps = operatorSteps(saga.steps);
+  const signals = saga.signals.map((s) => row(s.name, h("td", {}, h("code", {}, s.signalId)), s.receiveTime ? clock(ms(s.receiveTime)!) : "", s.consumeTime ? clock(ms(s.consumeTime)!) : "waiting for a step"));
+  $("#saga-detail").replaceChildren(
+    h(
+      "div",
+      { class: "saga", "data-order-id": saga.orderId, "data-state": stateName(saga.state) },
+      h("p", { class: "saga-head" }, "Order ", h("code", {}, saga.orderId), ` · ${saga.type} v${saga.version} · `, h("strong", { class: `saga-state ${stateName(saga.state)}` }, stateName(saga.state)), saga.failureReason ? ` · why: ${saga.failureReason}` : "", ...sagaActions(saga, false)),
+      saga.lastError ? h("p", { class: "phase-error" }, `Last error: ${saga.lastError}`) : null,
+      renderTimeline(steps, { mode: "operator", now: Date.now(), onTrace: (id) => void openTrace(id) }),
+      signals.length > 0 ? h("div", {}, h("h3", {}, "Signals"), table(["Signal", "Id", "Received", "Taken"], signals, "")) : null,
+    ),
+  );
+  return hasOpenPhase(steps);
+}
+
+async function showSaga(orderId: string) {
+  watching?.abort.abort();
+  clearInterval(watching?.timer);
+  const current = { orderId, abort: new AbortController() } as NonNullable<typeof watching>;
+  watching = current;
+  try {
+    const { saga } = await operator.getSaga({ orderId });
+    if (watching !== current || !saga) return;
+    current.saga = saga;
+    renderSaga(saga);
+    // Open phases grow with the clock between changes.
+    current.timer = setInterval(() => current.saga && renderSaga(current.saga), 1_000);
+    for await (const update of operator.watchSaga({ orderId }, { signal: current.abort.signal })) {
+      if (watching !== current || !update.saga) break;
+      current.saga = update.saga;
+      if (!renderSaga(update.saga)) clearInterval(current.timer);
+    }
+  } catch (err) {
+    if (!current.abort.signal.aborted) failed(err, $("#saga-detail"));
+  } finally {
+    // The watch ends with the saga, or after five minutes: then the picture stops moving.
+    clearInterval(current.timer);
+  }
+}
+
+// ---- dead letters ----
+
+async function loadDeadLetters() {
+  const { deadLetters } = await operator.listDeadLetters({});
+  $("#dlq-count").textContent = `(${deadLetters.length})`;
+  const rows = deadLetters.map((dl) => {
+    const tr = row(
+      String(dl.sequence),
+      dl.time ? clock(ms(dl.time)!) : "",
+      h("td", {}, h("code", {}, dl.originalSubject)),
+      dl.consumer,
+      String(dl.deliveries),
+      h("td", { class: "phase-error" }, dl.reason),
+      h("td", {}, h("button", { type: "button", "data-action": "replay", onclick: () => void replay(dl) }, "Replay")),
+    );
+    tr.dataset["sequence"] = String(dl.sequence);
+    tr.dataset["eventId"] = dl.eventId;
+    return tr;
+  });
+  $("#dead-letters").replaceChildren(table(["#", "Time", "Subject", "Consumer", "Deliveries", "Reason", ""], rows, "No dead letters: every event was processed.", { id: "dead-letter-table" }));
+}
+
+async function replay(dl: DeadLetter) {
+  const ok = await confirmAction("Replay this dead letter?", `Event ${dl.eventId} goes back to ${dl.originalSubject} with its original id (a consumer that did process it ignores it), and leaves the dead-letter stream.`, "Replay");
+  if (ok === undefined) return;
+  try {
+    await operator.replayDeadLetter({ sequence: dl.sequence });
+    outcome(`Replayed dead letter ${dl.sequence} to ${dl.originalSubject}.`, true);
+  } catch (err) {
+    outcome(`Replay refused: ${ConnectError.from(err).rawMessage}`, false);
+  }
+  await loadDeadLetters().catch((err) => failed(err, $("#dead-letters")));
+}
+
+// ---- traces ----
+
+const OPERATOR_METHODS = "shop.gateway.v1.OperatorService/";
+const TRACES_SHOWN = 25;
+/** "shop.gateway.v1.StorefrontService/PlaceOrder" → "StorefrontService/PlaceOrder": the package adds nothing here. */
+const shortName = (name: string) => name.replace(/^([a-z0-9_]+\.)+(?=[A-Z])/, "");
+
+async function loadTraces() {
+  const { traces } = await operator.listTraces({ limit: 50 });
+  // This page's own polling is traced too: the list shows the mesh's traffic, not the console watching it.
+  const shown = traces.filter((t) => !t.rootName.startsWith(OPERATOR_METHODS)).slice(0, TRACES_SHOWN);
+  const rows = shown.map((t: TraceSummary) => {
+    const tr = row(
+      h("td", {}, h("button", { type: "button", class: "link", "data-trace-id": t.traceId, title: t.rootName, onclick: () => void openTrace(t.traceId) }, shortName(t.rootName) || t.traceId.slice(0, 8))),
+      t.startTime ? clock(ms(t.startTime)!) : "",
+      duration(t.durationMs),
+      String(t.spanCount),
+      t.services.join(" "),
+    );
+    tr.dataset["traceId"] = t.traceId;
+    return tr;
+  });
+  $("#trace-list").replaceChildren(table(["Root span", "Started", "Duration", "Spans", "Services"], rows, "No traces yet (or they go to an OTLP endpoint instead).", { id: "trace-table" }));
+}
+
+async function openTrace(traceId: string) {
+  $("#trace-view").replaceChildren(h("p", { class: "empty" }, `Loading trace ${traceId}…`));
+  $("#trace-section").scrollIntoView({ block: "start" });
+  try {
+    const { spans } = await operator.getTrace({ traceId });
+    $("#trace-view").replaceChildren(renderWaterfall(traceId, spans));
+  } catch (err) {
+    failed(err, $("#trace-view"));
+  }
+}
+
+// ---- start ----
+
+/** Runs `load` now and every `everyMs` until the session ends; a failure shows in `where`. */
+function poll(load: () => Promise<void>, where: () => HTMLElement, everyMs: number) {
+  const tick = () => {
+    if (stopped) return;
+    load()
+      .catch((err) => failed(err, where()))
+      .finally(() => !stopped && setTimeout(tick, everyMs));
+  };
+  tick();
+}
+
+// A token link opened in this tab while the page is up changes only the fragment: start over with it.
+addEventListener("hashchange", () => {
+  if (/operator-token=/.test(location.hash) && signIn()) location.reload();
+});
+
+if (!token) {
+  requireSignIn("This page needs an operator token.");
+} else {
+  $("#operator-console").hidden = false;
+  $("#sign-out").hidden = false;
+  $("#operator-who").textContent = "signed in as operator";
+  $("#sign-out").addEventListener("click", () => requireSignIn("Signed out."));
+  for (const tab of document.querySelectorAll<HTMLButtonElement>("#saga-views [role=tab]")) {
+    tab.addEventListener("click", () => {
+      view = tab.dataset["view"]!;
+      for (const other of document.querySelectorAll("#saga-views [role=tab]")) other.setAttribute("aria-selected", String(other === tab));
+      void loadSagas().catch((err) => failed(err, $("#saga-list")));
+    });
+  }
+  $("#open-saga").addEventListener("submit", (event) => {
+    event.preventDefault();
+    void showSaga($<HTMLInputElement>("#open-saga-id").value.trim());
+  });
+  poll(loadStats, () => $("#breakers"), 2_000);
+  poll(loadSagas, () => $("#saga-list"), 3_000);
+  poll(loadDeadLetters, () => $("#dead-letters"), 5_000);
+  poll(loadTraces, () => $("#trace-list"), 5_000);
+}
