@@ -181,3 +181,35 @@ describe("tracing to an OTLP collector", () => {
     }
   });
 });
+
+describe("tracing to the dev trace store", () => {
+  it("ships finished spans within seconds to DEV_TRACES_URL as OTLP/JSON, with its token as the bearer", async () => {
+    const token = "dev-traces-token-for-the-telemetry-test";
+    const received: { url: string | undefined; authorization: string | undefined; type: string | undefined; body: string }[] = [];
+    const store = createHttpServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (chunk: Buffer) => chunks.push(chunk));
+      req.on("end", () => {
+        received.push({ url: req.url, authorization: req.headers.authorization, type: req.headers["content-type"], body: Buffer.concat(chunks).toString("utf8") });
+        res.writeHead(200, { "content-type": "application/json" }).end("{}");
+      });
+    });
+    await new Promise<void>((resolve) => store.listen(0, "127.0.0.1", resolve));
+    const telemetry = await initTelemetry({ serviceName: "telemetry-test", devTraces: { url: `http://127.0.0.1:${(store.address() as AddressInfo).port}/v1/traces`, token } });
+    try {
+      trace.getTracer("telemetry-test").startSpan("sent-to-the-dev-store").end();
+      // No shutdown to flush it: the batch goes out on its own, within its 1 s delay.
+      const deadline = Date.now() + 5_000;
+      while (received.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(received).toHaveLength(1);
+      expect(received[0]).toMatchObject({ url: "/v1/traces", authorization: `Bearer ${token}`, type: expect.stringMatching(/^application\/json/) });
+      const spans = (JSON.parse(received[0]!.body) as { resourceSpans: { resource: { attributes: { key: string; value: { stringValue?: string } }[] }; scopeSpans: { spans: { name: string }[] }[] }[] }).resourceSpans;
+      expect(spans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans.map((span) => span.name)))).toEqual(["sent-to-the-dev-store"]);
+      expect(spans[0]!.resource.attributes).toContainEqual({ key: "service.name", value: { stringValue: "telemetry-test" } });
+    } finally {
+      await telemetry.shutdown();
+      disableTelemetry();
+      store.close();
+    }
+  });
+});
