@@ -167,7 +167,7 @@ async function compensate(saga: Saga) {
   if (reason === undefined) return;
   try {
     const { saga: after } = await operator.compensateSaga({ orderId: saga.orderId, reason });
-    outcome(`Compensation accepted: the saga of order ${saga.orderId} is ${after ? stateName(after.state) : "compensating"}.`, true);
+    outcome(`Compensation accepted: order ${saga.orderId} will be undone and cancelled (its saga was ${after ? stateName(after.state) : "compensating"} when accepted).`, true);
   } catch (err) {
     outcome(`Compensation refused: ${ConnectError.from(err).rawMessage}`, false);
   }

@@ -215,6 +215,33 @@ describe("the operator console", () => {
     expect(errors).toEqual([]);
   });
 
+  it("lists a 3-D Secure order waiting for its customer, and compensates it with a reason, the timeline following live", async () => {
+    const [orderId] = await placeOrders(1, "tok_3ds");
+    await eventually(async () => expect((await orders().getOrder({ orderId: orderId! })).saga?.state).toBe(SagaState.WAITING));
+    const { page, errors } = await signedIn();
+    await page.click('#saga-views [data-view="waiting"]');
+    const waiting = page.locator(`#saga-table tr[data-order-id="${orderId}"]`);
+    await waiting.waitFor();
+    await waiting.locator("[data-action=show]").click();
+    const wait = page.locator('#saga-detail .tl-row[data-step="charge"] .phase.open[data-kind=signal]');
+    await wait.waitFor();
+    expect(await page.locator('#saga-detail .tl-row[data-step="charge"] .tl-wait').textContent()).toContain("waiting for payment-confirmed");
+    await screenshot(page, "operator-saga-waiting");
+
+    await waiting.locator("[data-action=compensate]").click();
+    await confirmDialog(page, "customer called to cancel");
+    await page.locator("#action-outcome", { hasText: "Compensation accepted" }).waitFor();
+    // The timeline moves on by itself (WatchSaga): the wait ends, the reservation is undone.
+    await page.locator('#saga-detail .saga[data-state=compensated] .tl-row[data-step="reserve-stock"][data-section=compensation] .phase[data-kind=compensation]').first().waitFor({ timeout: 15_000 });
+    expect(await page.locator('#saga-detail .tl-row[data-step="charge"] .phase.open').count()).toBe(0);
+    const { order } = await orders().getOrder({ orderId: orderId! });
+    expect(order?.cancelReason).toContain("customer called to cancel");
+    const [audit] = await sql`select outcome from orders.saga_audit where order_id = ${orderId!} and action = 'compensate'`;
+    expect(audit?.["outcome"]).toBe("accepted");
+    await screenshot(page, "operator-compensated");
+    expect(errors).toEqual([]);
+  });
+
   it("replays a dead letter: it leaves the list, and its event goes back to its consumer", async () => {
     // An OrderConfirmed whose payload cannot be decoded: notification dead-letters it at once.
     const bus = connectBus({ url: mesh.nats.url, name: "operator-console-test", logger: silentLogger });
