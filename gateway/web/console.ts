@@ -119,6 +119,7 @@ async function follow(order: Order) {
   const view = { orderId: order.id, abort: new AbortController(), confirmationId: crypto.randomUUID(), refreshes: 0, asked: 0, shown: 0, actionRequired: false };
   current = view;
   $("#watched").textContent = order.id;
+  $("#watch-status").textContent = "";
   $("#progress").replaceChildren();
   $("#confirm-payment").hidden = true;
   $("#confirm-outcome").textContent = "";
@@ -186,4 +187,5 @@ $("#confirm-payment-button").addEventListener("click", async () => {
 });
 
 await Promise.all([loadProducts(), loadHealth()]).catch(showError);
-setInterval(() => void loadHealth().catch(() => {}), 5_000);
+// My orders too: an order no longer on screen (another was placed since) still finishes.
+setInterval(() => void Promise.all([loadHealth(), loadOrders()]).catch(() => {}), 5_000);

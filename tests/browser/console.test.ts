@@ -93,8 +93,15 @@ describe("the customer's console", () => {
     expect(declined.error).toMatch(/card_declined/);
     expect(await page.locator("#timeline").innerHTML()).not.toContain(declined.error);
     expect(await page.locator("#timeline .phase-error, #timeline .tl-details").count()).toBe(0);
-    await page.locator(`#orders button[data-order-id="${orderId}"]`).waitFor();
     await screenshot(page, "console-declined");
+    // Another order, then back to this one from My orders: its timeline again, the list current.
+    const next = await place(page, "tok_visa");
+    await settled(page, "CONFIRMED");
+    await page.locator(`#orders tr:has(button[data-order-id="${next}"]) .status-ORDER_STATUS_CONFIRMED`).waitFor({ timeout: 10_000 });
+    await page.locator(`#orders button[data-order-id="${orderId}"]`).click();
+    await page.locator("#watched", { hasText: orderId }).waitFor();
+    await settled(page, "CANCELLED");
+    await row(page, "reserve-stock", "compensation").locator(".phase[data-kind=compensation]").first().waitFor();
     expect(errors).toEqual([]);
   });
 
