@@ -88,7 +88,7 @@ describe("a waiting saga survives SIGKILL of its process", () => {
       // Nothing wakes it but the signal.
       await new Promise((r) => setTimeout(r, 3 * waitingSagaPolicy.sweepMs));
       expect((await sagaRow("signal-killed"))?.["state"]).toBe("waiting");
-      expect(await runner.deliverSignal(undefined, { aggregateId: "signal-killed", name: "go", signalId: "go-1", payload: { ok: true } })).toBe("delivered");
+      expect(await runner.deliverSignal({ aggregateId: "signal-killed", name: "go", signalId: "go-1", payload: { ok: true } })).toBe("delivered");
       await eventually(async () => expect((await sagaRow("signal-killed"))?.["state"]).toBe("completed"), 20_000);
       expect(effects).toEqual(["wait", 'signalled {"ok":true}', "waited", "done"]);
     } finally {

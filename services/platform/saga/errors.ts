@@ -1,3 +1,5 @@
+import { DomainError } from "../domain/errors.js";
+
 /**
  * A definitive "no" from a step (out of stock, card declined). It is not retried: the saga
  * compensates instead, and `reason` becomes the saga's failure reason.
@@ -6,7 +8,10 @@ export class StepRejectedError extends Error {
   override readonly name: string = "StepRejectedError";
 }
 
-/** A signal wait ran out: a definitive "no", so the saga compensates (before the point of no return). */
+/**
+ * A signal wait ran out: a definitive "no". Before the point of no return the saga
+ * compensates; past it, where a step can only go forward, the saga is parked for an operator.
+ */
 export class SignalTimeoutError extends StepRejectedError {
   override readonly name = "SignalTimeoutError";
 }
@@ -32,4 +37,13 @@ export class LeaseLostError extends Error {
   constructor(sagaId: string) {
     super(`lost the lease on saga ${sagaId}`);
   }
+}
+
+/**
+ * An action on a saga on a version this build does not define (a newer replica started
+ * it): where its point of no return lies is that version's to say, so this build refuses.
+ */
+export class SagaVersionUnknownError extends DomainError {
+  override readonly name = "SagaVersionUnknownError";
+  readonly kind = "failed_precondition";
 }

@@ -41,7 +41,7 @@ export function appendPhase(phases: SQL, phase: { kind: SagaPhaseKind; attempt: 
 }
 
 /** A wait row as the phase it is in the step's timeline. */
-export const waitPhase = (wait: Omit<SagaWaitRow, "sagaId" | "stepIndex">): SagaPhase => ({
+export const waitPhase = (wait: Omit<SagaWaitRow, "sagaId" | "stepIndex" | "signalId">): SagaPhase => ({
   kind: wait.kind,
   attempt: 0,
   startedAt: wait.startedAt,

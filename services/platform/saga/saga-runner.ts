@@ -11,13 +11,13 @@ import { detachedFromDeadline } from "../rpc-client/deadline.js";
 import type { Logger } from "../process/logger.js";
 import { SpanKind, withSpan } from "../process/telemetry.js";
 import { rowsOf, type SqlExecutor } from "../data/db.js";
-import { LeaseLostError, SagaSuspended, StepRejectedError } from "./errors.js";
+import { LeaseLostError, SagaSuspended, SagaVersionUnknownError, StepRejectedError } from "./errors.js";
 import { timeline, waitPhase } from "./phases.js";
 import { createSagaStatements, type ClaimedSaga, type Settlement } from "./saga-statements.js";
 import { stepWaits, withinAttemptTimeout, type AttemptClock } from "./waits.js";
 import type { SagaPhase, SagaRow, SagaRunnerTables, SagaSignalRow, SagaState, SagaStepRow, SagaWaitRow, StoredSagaPhase } from "./tables.js";
 
-export { SignalTimeoutError, StepRejectedError } from "./errors.js";
+export { SagaVersionUnknownError, SignalTimeoutError, StepRejectedError } from "./errors.js";
 
 /**
  * How the runner treats a failed attempt:
@@ -134,6 +134,16 @@ export interface SagaPolicy {
    * limit set to nothing) is a failure like any other.
    */
   shedWaitMs: number;
+  /** Sagas a sweep pass picks up at most, the most overdue first; the next pass takes the rest. */
+  sweepBatch: number;
+  /** While this runner drives this many sagas, a sweep pass picks up none: it is busy enough. */
+  maxInFlight: number;
+  /**
+   * Distinct signals kept per saga: past it, deliverSignal answers "too-many". A saga's
+   * steps wait for a handful; a sender repeating itself with new ids must not grow the
+   * saga's rows without end.
+   */
+  maxSignalsPerSaga: number;
 }
 
 export const defaultSagaPolicy: SagaPolicy = {
@@ -147,6 +157,9 @@ export const defaultSagaPolicy: SagaPolicy = {
   leaseMs: 15_000,
   sweepMs: 5_000,
   shedWaitMs: 60_000,
+  sweepBatch: 200,
+  maxInFlight: 1_000,
+  maxSignalsPerSaga: 16,
 };
 
 /** The outcome of asking a saga to cancel. */
@@ -158,12 +171,12 @@ export type SagaStepView = Omit<SagaStepRow, "phases"> & { phases: SagaPhase[] }
 /** A signal delivered to a saga, as `get` reads it; its payload is the steps' business. */
 export type SagaSignalView = Omit<SagaSignalRow, "sagaId" | "payload">;
 
-/** A saga with its steps and its signals, as persisted. */
-export type SagaWithSteps = SagaRow & { steps: SagaStepView[]; signals: SagaSignalView[] };
+/** A saga with its steps and, where they were asked for, its signals, as persisted. */
+export type SagaWithSteps = SagaRow & { steps: SagaStepView[]; signals?: SagaSignalView[] };
 
 type Json<T> = { [K in keyof T]: T[K] extends Date ? string : T[K] extends Date | null ? string | null : T[K] };
 /** A step row as `get` reads it, through JSON, with its waits. */
-type StepJson = Omit<Json<SagaStepRow>, "phases"> & { phases: StoredSagaPhase[]; waits: Json<Omit<SagaWaitRow, "sagaId" | "stepIndex">>[] };
+type StepJson = Omit<Json<SagaStepRow>, "phases"> & { phases: StoredSagaPhase[]; waits: Json<Omit<SagaWaitRow, "sagaId" | "stepIndex" | "signalId">>[] };
 
 /** The outcome of an operator's request to retry or compensate a saga. */
 export type SagaActionOutcome =
@@ -176,10 +189,16 @@ export type SagaActionOutcome =
 /** Runs in the transaction that decides an operator's action, e.g. to audit it with it. */
 export type ActionHook = (tx: SqlExecutor, outcome: SagaActionOutcome) => Promise<void>;
 
-/** The outcome of delivering a signal; see SagaRunner.deliverSignal. */
-export type SignalOutcome = "delivered" | "duplicate" | "finished" | "not-found";
+/**
+ * The outcome of delivering a signal; see SagaRunner.deliverSignal. `closed`: the saga no
+ * longer takes it (it compensates, or a wait of that name timed out or is past its due
+ * time); `too-many`: the saga keeps maxSignalsPerSaga signals already.
+ */
+export type SignalOutcome = "delivered" | "duplicate" | "finished" | "closed" | "too-many" | "not-found";
 
 export interface SagaRunner<P> {
+  /** The policy in force, the defaults filled in. */
+  readonly policy: Readonly<SagaPolicy>;
   /**
    * Records a new saga in the caller's transaction, leased to this runner; drive it after
    * that commits.
@@ -210,19 +229,24 @@ export interface SagaRunner<P> {
    * not define: throws with a message naming the version and how many sagas use it.
    */
   checkVersions(): Promise<void>;
-  /** Asks a saga to compensate; refused once a step without compensation has started. A waiting saga is woken to do so. */
+  /**
+   * Asks a saga to compensate; refused once a step without compensation has started. A
+   * waiting saga is woken to do so. Throws SagaVersionUnknownError for a saga on a version
+   * this build does not define: it cannot tell where that version's point of no return is.
+   */
   requestCancel(aggregateId: string): Promise<CancelOutcome>;
   /**
-   * Delivers a signal, exactly once by signalId (a repeat changes nothing), in `tx` when
-   * given (an inbox consumer's transaction) or on its own. Wakes the saga if it waits for
-   * `name`; kept for later if it does not wait yet. On its own, the woken saga is driven at
-   * once; in `tx`, it is due once `tx` commits: call wake() then, or the sweep resumes it.
+   * Delivers a signal, exactly once by signalId (a repeat changes nothing), in a transaction
+   * of its own, and drives the saga at once if it waits for `name`; one that does not wait
+   * yet keeps it for a later wait. See SignalOutcome for the refusals.
    */
-  deliverSignal(tx: SqlExecutor | undefined, signal: { aggregateId: string; name: string; signalId: string; payload?: Record<string, unknown> }): Promise<SignalOutcome>;
-  /** Drives the saga of an aggregate if it is waiting and due, e.g. after a transaction that delivered its signal commits. */
-  wake(aggregateId: string): Promise<void>;
-  /** The saga of an aggregate with its steps and signals, as persisted. */
-  get(aggregateId: string): Promise<SagaWithSteps | undefined>;
+  deliverSignal(signal: { aggregateId: string; name: string; signalId: string; payload?: Record<string, unknown> }): Promise<SignalOutcome>;
+  /**
+   * The saga of an aggregate with its steps, as persisted; with `signals`, the signals
+   * delivered to it too (at most maxSignalsPerSaga), for operators: a customer's view, read
+   * on every watch, needs none.
+   */
+  get(aggregateId: string, options?: { signals?: boolean }): Promise<SagaWithSteps | undefined>;
   /**
    * Sagas of this type, oldest first, optionally in one state, or only those with a failed
    * attempt to be tried again (`retrying`), resuming strictly after `after`.
@@ -250,6 +274,9 @@ export interface SagaRunner<P> {
  * it, the sweep wakes the rest on its pass, a little late but still woken.
  */
 const MAX_WAKE_TIMERS = 1_000;
+
+/** How late an in-process wake timer fires on purpose; see wakeLater. */
+const WAKE_SLACK_MS = 5;
 
 /** What runForward ended on: compensation to run, nothing more for now, or a suspension due in `wakeInMs`. */
 type ForwardOutcome = "compensate" | "stop" | { wakeInMs: number };
@@ -314,6 +341,8 @@ export function createSagaRunner<P>(options: {
   const owner = `runner-${randomUUID()}`;
   const logger = options.logger.child({ saga: definition.type });
   const inFlight = new Map<string, Promise<void>>();
+  /** Sagas made due while their driver was still under way; see drive. */
+  const driveAgain = new Set<string>();
   const wakeTimers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   const stopping = new AbortController();
   // Every attempt and every wait between attempts listens on it while it runs, so the count
@@ -432,7 +461,10 @@ export function createSagaRunner<P>(options: {
           await settle(saga.id, { step: failed, saga: { state: "parked", lastError: `${step.name}: ${describe(err)}`, releaseLease: true } });
           return "stop";
         }
-        const reason = rejected ? describe(err) : `${step.name} did not succeed: ${describe(err)}`;
+        // The failure reason is the customer's (an order's cancel reason): a rejection says why
+        // in words meant for them; anything else only names the step, its detail staying in
+        // lastError for operators.
+        const reason = rejected ? describe(err) : `${step.name} did not succeed`;
         logger.info({ sagaId: saga.id, step: step.name, reason }, "step failed; compensating");
         await settle(saga.id, { step: failed, saga: { state: "compensating", failureReason: reason, lastError: describe(err) } });
         return "compensate";
@@ -507,7 +539,10 @@ export function createSagaRunner<P>(options: {
     trace.getActiveSpan() ? work() : withSpan(`saga ${definition.type}`, SpanKind.INTERNAL, ROOT_CONTEXT, { "meshwork.saga.id": sagaId }, work);
 
   function drive(sagaId: string, created?: P): void {
-    if (inFlight.has(sagaId) || stopping.signal.aborted) return;
+    if (stopping.signal.aborted) return;
+    // The driver under way may be past the point where it would see what made the saga due
+    // (a signal delivered just after it suspended): it drives the saga again when it ends.
+    if (inFlight.has(sagaId)) return void driveAgain.add(sagaId);
     cancelWake(sagaId);
     let wakeInMs: number | undefined;
     // A saga is started by a request but outlives it: it must not inherit its deadline.
@@ -518,7 +553,8 @@ export function createSagaRunner<P>(options: {
       )
       .finally(() => {
         inFlight.delete(sagaId);
-        if (wakeInMs !== undefined) wakeLater(sagaId, wakeInMs);
+        if (driveAgain.delete(sagaId)) drive(sagaId);
+        else if (wakeInMs !== undefined) wakeLater(sagaId, wakeInMs);
       });
     inFlight.set(sagaId, run);
   }
@@ -539,31 +575,38 @@ export function createSagaRunner<P>(options: {
     const pending = wakeTimers.get(sagaId);
     if (pending ? pending.at <= at : wakeTimers.size >= MAX_WAKE_TIMERS) return;
     clearTimeout(pending?.timer);
+    // A timer may fire a millisecond early, and the claim would then find the saga not yet
+    // due and leave it to the sweep: the slack makes it late instead, by a little.
     const timer = setTimeout(() => {
       wakeTimers.delete(sagaId);
       drive(sagaId);
-    }, wakeInMs);
+    }, wakeInMs + WAKE_SLACK_MS);
     timer.unref();
     wakeTimers.set(sagaId, { at, timer });
   }
 
-  const knownVersions = sql`${sagas.version} in (${sql.join(
+  const unfinishedOfType = sql`type = ${definition.type}::text and ${sagas.version} in (${sql.join(
     versions.map((version) => sql`${version}::int`),
     sql`, `,
   )})`;
 
+  /**
+   * One pass of the sweep: the most overdue first (a waiting saga by when it is due, any
+   * other by when it began), at most sweepBatch of them and none while maxInFlight are
+   * driven here, leaving out those driven here already.
+   */
   async function resumeUnfinished(): Promise<number> {
+    const room = Math.min(policy.sweepBatch, policy.maxInFlight - inFlight.size);
+    if (room <= 0) return 0;
+    const driving = `{${[...inFlight.keys()].join(",")}}`;
     const rows = await rowsOf<{ id: string; wakeInMs: number | null }>(
       db,
-      sql`select id, "wakeInMs" from (
-          select id, created_at, null::float8 as "wakeInMs" from ${sagas}
-          where type = ${definition.type}::text and ${knownVersions} and state in ('running', 'compensating')
-            and (lease_owner is null or lease_owner = ${owner} or lease_expires_at < now())
-          union all
-          select id, created_at, greatest(0, extract(epoch from wake_at - now()) * 1000)::float8 from ${sagas}
-          where type = ${definition.type}::text and ${knownVersions} and state = 'waiting'
-            and wake_at < now() + ${`${policy.sweepMs} milliseconds`}::interval
-        ) as due order by created_at`,
+      sql`select id, "wakeInMs" from ${sagas}
+        cross join lateral (select case when state = 'waiting' then greatest(0, extract(epoch from wake_at - now()) * 1000)::float8 end as "wakeInMs") as due
+        where ${unfinishedOfType} and id <> all(${driving}::uuid[])
+          and ((state in ('running', 'compensating') and (lease_owner is null or lease_owner = ${owner} or lease_expires_at < now()))
+            or (state = 'waiting' and wake_at < now() + ${`${policy.sweepMs} milliseconds`}::interval))
+        order by coalesce(wake_at, created_at) limit ${room}::int`,
     );
     for (const { id, wakeInMs } of rows) {
       if (wakeInMs === null || wakeInMs <= 0) drive(id);
@@ -572,22 +615,37 @@ export function createSagaRunner<P>(options: {
     return rows.length;
   }
 
-  async function checkVersions(): Promise<void> {
+  /** What is wrong with the versions of this type's unfinished sagas: one is on a version this build does not define. */
+  async function versionProblem(): Promise<string | undefined> {
     const unfinished = await db
       .select({ version: sagas.version, n: count() })
       .from(sagas)
       .where(and(eq(sagas.type, definition.type), inArray(sagas.state, ["running", "compensating", "waiting", "parked"])))
       .groupBy(sagas.version);
     const unknown = unfinished.filter(({ version }) => !definitions.has(version));
-    if (unknown.length === 0) return;
-    throw new Error(
-      unknown
-        .map(
-          ({ version, n }) =>
-            `saga "${definition.type}": ${n} unfinished saga${n === 1 ? " is" : "s are"} on version ${version}, which this build no longer defines; keep version ${version} in olderVersions until they finish`,
-        )
-        .join("; "),
-    );
+    if (unknown.length === 0) return undefined;
+    return unknown
+      .map(
+        ({ version, n }) =>
+          `saga "${definition.type}": ${n} unfinished saga${n === 1 ? " is" : "s are"} on version ${version}, which this build no longer defines; keep version ${version} in olderVersions until they finish`,
+      )
+      .join("; ");
+  }
+
+  async function checkVersions(): Promise<void> {
+    const problem = await versionProblem();
+    if (problem) throw new Error(problem);
+  }
+
+  /**
+   * A pass of the sweep. The version check runs again on each: a newer replica may have
+   * started sagas on a version this one does not define. They are left to it, and an error
+   * logged, since this build cannot drive them.
+   */
+  async function sweep(): Promise<void> {
+    const problem = await versionProblem();
+    if (problem) logger.error({ problem }, "unfinished sagas are on a version this build does not define; a replica that defines it must drive them");
+    await resumeUnfinished();
   }
 
   function creation(aggregateId: string, payload: P) {
@@ -597,9 +655,13 @@ export function createSagaRunner<P>(options: {
 
   const lockSaga = async (tx: SqlExecutor, aggregateId: string) => (await tx.select().from(sagas).where(eq(sagas.aggregateId, aggregateId)).for("update"))[0];
 
-  /** Whether a step without compensation has started: the saga can then only go forward. */
+  /**
+   * Whether a step without compensation has started: the saga can then only go forward. A
+   * version this build does not define has a point of no return it cannot know: the caller
+   * refuses first (see unknownVersion).
+   */
   async function hasPassedPointOfNoReturn(tx: SqlExecutor, saga: SagaRow): Promise<boolean> {
-    const firstWithout = pointOfNoReturn.get(saga.version) ?? -1;
+    const firstWithout = pointOfNoReturn.get(saga.version)!;
     if (firstWithout < 0) return false;
     const [started] = await tx
       .select({ stepIndex: sagaSteps.stepIndex })
@@ -623,6 +685,10 @@ export function createSagaRunner<P>(options: {
   const wasCompensating = (saga: SagaRow) => saga.failureReason !== null;
   const refused = (reason: string): SagaActionOutcome => ({ outcome: "refused", reason });
 
+  /** Why this build cannot act on the saga, if it is on a version this build does not define. */
+  const unknownVersion = (saga: SagaRow) =>
+    definitions.has(saga.version) ? undefined : `saga is on version ${saga.version}, which this build does not define; a replica running it must act on it`;
+
   /** Resuming a parked saga puts it back in the state it was parked from; operatorAction applies it. */
   const resumeParked = (saga: SagaRow): SagaActionOutcome => ({ outcome: "accepted", state: wasCompensating(saga) ? "compensating" : "running" });
 
@@ -637,7 +703,8 @@ export function createSagaRunner<P>(options: {
   ): Promise<SagaActionOutcome> {
     const { outcome, sagaId } = await db.transaction(async (tx) => {
       const saga = await lockSaga(tx, aggregateId);
-      const outcome: SagaActionOutcome = saga ? await decide(saga, tx) : { outcome: "not-found" };
+      const unknown = saga && unknownVersion(saga);
+      const outcome: SagaActionOutcome = !saga ? { outcome: "not-found" } : unknown ? refused(unknown) : await decide(saga, tx);
       if (saga && outcome.outcome === "accepted" && saga.state === "parked") {
         await tx
           .update(sagas)
@@ -657,6 +724,7 @@ export function createSagaRunner<P>(options: {
       await tx.execute(sql`with ${within(sql`true`)} select`);
       return sagaId;
     },
+    policy,
     creation,
     drive,
     backlog: () => inFlight.size,
@@ -666,7 +734,7 @@ export function createSagaRunner<P>(options: {
       await checkVersions();
       const resumed = await resumeUnfinished();
       sweeper = setInterval(() => {
-        resumeUnfinished().catch((err: unknown) => logger.warn({ err }, "saga sweep failed"));
+        sweep().catch((err: unknown) => logger.warn({ err }, "saga sweep failed"));
       }, policy.sweepMs);
       sweeper.unref();
       return resumed;
@@ -676,6 +744,8 @@ export function createSagaRunner<P>(options: {
         const saga = await lockSaga(tx, aggregateId);
         if (!saga || saga.state === "completed" || saga.state === "compensated" || saga.state === "parked") return { outcome: "finished" };
         if (saga.state === "compensating") return { outcome: "already-compensating" };
+        const unknown = unknownVersion(saga);
+        if (unknown) throw new SagaVersionUnknownError(`cannot cancel: ${unknown}`);
         if (await hasPassedPointOfNoReturn(tx, saga)) return { outcome: "past-point-of-no-return" };
         await askToCompensate(tx, saga);
         return { outcome: "accepted", id: saga.id };
@@ -683,23 +753,14 @@ export function createSagaRunner<P>(options: {
       if (outcome.id) drive(outcome.id);
       return outcome.outcome;
     },
-    async deliverSignal(tx, { payload = {}, ...signal }) {
-      const delivery = await statements.deliverSignal(tx ?? db, definition.type, { ...signal, payload });
-      // In a caller's transaction the saga is due only once that commits: a claim now would
-      // read it as it was, not due. The caller wakes it after committing, or the sweep does.
-      if (delivery.woken && !tx) drive(delivery.sagaId!);
+    async deliverSignal({ payload = {}, ...signal }) {
+      const delivery = await statements.deliverSignal(db, definition.type, { ...signal, payload }, policy.maxSignalsPerSaga);
+      if (delivery.woken) drive(delivery.sagaId!);
       return delivery.outcome;
     },
-    async wake(aggregateId) {
-      const [due] = await db
-        .select({ id: sagas.id })
-        .from(sagas)
-        .where(and(eq(sagas.aggregateId, aggregateId), eq(sagas.state, "waiting"), sql`${sagas.wakeAt} <= now()`));
-      if (due) drive(due.id);
-    },
-    async get(aggregateId) {
-      // One statement: the steps, their waits and the signals ride along as JSON (GetOrder
-      // reads this for every watch).
+    async get(aggregateId, options) {
+      // One statement: the steps, their waits and (for operators) the signals ride along as
+      // JSON (GetOrder reads this for every watch).
       const [row] = await db
         .select({
           ...getTableColumns(sagas),
@@ -708,8 +769,11 @@ export function createSagaRunner<P>(options: {
             'waits', coalesce((select json_agg(json_build_object('name', w.name, 'kind', w.kind, 'startedAt', w.started_at, 'dueAt', w.due_at, 'endedAt', w.ended_at,
               'outcome', w.outcome)) from ${sagaWaits} w where w.saga_id = s.saga_id and w.step_index = s.step_index), '[]')) order by s.step_index)
             from ${sagaSteps} s where s.saga_id = ${sagas.id}), '[]')`,
-          signals: sql<Json<SagaSignalView>[]>`coalesce((select json_agg(json_build_object('name', g.name, 'signalId', g.signal_id, 'receivedAt', g.received_at,
-            'consumedAt', g.consumed_at) order by g.received_at, g.signal_id) from ${sagaSignals} g where g.saga_id = ${sagas.id}), '[]')`,
+          signals: options?.signals
+            ? sql<Json<SagaSignalView>[]>`coalesce((select json_agg(json_build_object('name', g.name, 'signalId', g.signal_id, 'receivedAt', g.received_at,
+                'consumedAt', g.consumed_at) order by g.received_at, g.signal_id) from (select * from ${sagaSignals} g where g.saga_id = ${sagas.id}
+                order by g.received_at, g.signal_id limit ${policy.maxSignalsPerSaga}::int) g), '[]')`
+            : sql<null>`null`,
         })
         .from(sagas)
         .where(eq(sagas.aggregateId, aggregateId));
@@ -722,8 +786,9 @@ export function createSagaRunner<P>(options: {
           waits.map((wait) => waitPhase({ ...wait, startedAt: new Date(wait.startedAt), dueAt: new Date(wait.dueAt), endedAt: wait.endedAt === null ? null : new Date(wait.endedAt) })),
         ),
       }));
-      const signals = row.signals.map((signal) => ({ ...signal, receivedAt: new Date(signal.receivedAt), consumedAt: signal.consumedAt === null ? null : new Date(signal.consumedAt) }));
-      return { ...row, steps, signals };
+      const { signals, ...saga } = row;
+      if (!signals) return { ...saga, steps };
+      return { ...saga, steps, signals: signals.map((signal) => ({ ...signal, receivedAt: new Date(signal.receivedAt), consumedAt: signal.consumedAt === null ? null : new Date(signal.consumedAt) })) };
     },
     async list({ state, retrying, limit, after }) {
       const oldestFirst: Keyset = { createdAt: sagas.createdAt, id: sagas.id, order: "oldest-first" };

@@ -42,7 +42,8 @@ export interface WaitCheck {
 
 /** The outcome of delivering a signal, as one statement decided it. */
 export interface Delivery {
-  outcome: "delivered" | "duplicate" | "finished" | "not-found";
+  /** See SignalOutcome. */
+  outcome: "delivered" | "duplicate" | "finished" | "closed" | "too-many" | "not-found";
   sagaId?: string;
   /** Whether the saga was waiting on this signal and is now due. */
   woken: boolean;
@@ -223,33 +224,40 @@ export function createSagaStatements({ sagas, sagaSteps, sagaWaits, sagaSignals 
 
     /**
      * Finds a step's wait, recording it the first time it is reached (its clock starts
-     * then), and ends it if it is over: a timer whose time has come fired; a signal wait
-     * whose signal was delivered (before or after the wait began) is signalled, and the
-     * signal consumed; one past its due time without a signal timed out. An ended wait stays
-     * as it ended, so a re-run of the step meets the same outcome. Renews the lease.
+     * then), and ends it if it is over: a timer whose time has come fired; a signal wait is
+     * signalled by a signal of its name that no earlier wait took (consumed_at is null) and
+     * that arrived by the wait's due time (before or after the wait began), and takes it:
+     * the wait row keeps its id and the signal is marked consumed. One past its due time
+     * without such a signal timed out, even if a signal came in after the deadline and
+     * before the saga woke. An ended wait stays as it ended, and a re-run of the step reads
+     * the signal it took. Renews the lease.
      */
     async checkWait(db: SqlExecutor, sagaId: string, stepIndex: number, wait: WaitSpec): Promise<WaitCheck | undefined> {
       const due = "at" in wait.due ? sql`${wait.due.at.toISOString()}::timestamptz` : sql`now() + ${millis(wait.due.afterMs)}`;
       const isSignal = wait.kind === "signal";
-      /** How a wait due at `dueAt` ends now, if it does. */
-      const endedBy = (dueAt: SQL) =>
-        sql`case when exists (select from signal) then 'signalled' when ${dueAt} <= now() then ${isSignal ? "timed-out" : "fired"}::text end`;
       const [row] = await rows<WaitCheck>(
         db,
         sql`with fenced as (
           update ${sagas} set lease_expires_at = ${lease} where ${fencedBy(sagaId)} returning 1),
+        existing as (
+          select due_at, outcome, signal_id from ${sagaWaits} where ${stepOf(sagaId, stepIndex)} and name = ${wait.name}::text),
+        d as (select coalesce((select due_at from existing), ${due}) as due),
         signal as (
-          select signal_id, payload from ${sagaSignals}
-          where ${isSignal}::boolean and saga_id = ${sagaId}::uuid and name = ${wait.name}::text
-          order by received_at, signal_id limit 1),
+          select g.signal_id, g.payload from ${sagaSignals} g
+          where ${isSignal}::boolean and g.saga_id = ${sagaId}::uuid and g.name = ${wait.name}::text
+            and case when exists (select from existing where outcome is not null)
+              then g.signal_id = (select signal_id from existing)
+              else g.consumed_at is null and g.received_at <= (select due from d) end
+          order by g.received_at, g.signal_id limit 1),
         wait as (
-          insert into ${sagaWaits} (saga_id, step_index, name, kind, due_at, ended_at, outcome)
-          select ${sagaId}::uuid, ${stepIndex}::int, ${wait.name}::text, ${wait.kind}::text, d.due,
-            case when ${endedBy(sql`d.due`)} is not null then now() end, ${endedBy(sql`d.due`)}
-          from fenced, (select ${due} as due) as d
+          insert into ${sagaWaits} (saga_id, step_index, name, kind, due_at, ended_at, outcome, signal_id)
+          select ${sagaId}::uuid, ${stepIndex}::int, ${wait.name}::text, ${wait.kind}::text, d.due, case when e.outcome is not null then now() end, e.outcome,
+            (select signal_id from signal)
+          from fenced, d, (select case when exists (select from signal) then 'signalled' when d.due <= now() then ${isSignal ? "timed-out" : "fired"}::text end as outcome from d) as e
           on conflict (saga_id, step_index, name) do update set
-            ended_at = coalesce(${sagaWaits}.ended_at, case when ${endedBy(sql`${sagaWaits}.due_at`)} is not null then now() end),
-            outcome = coalesce(${sagaWaits}.outcome, ${endedBy(sql`${sagaWaits}.due_at`)})
+            ended_at = coalesce(${sagaWaits}.ended_at, excluded.ended_at),
+            outcome = coalesce(${sagaWaits}.outcome, excluded.outcome),
+            signal_id = coalesce(${sagaWaits}.signal_id, excluded.signal_id)
           returning outcome),
         consumed as (
           update ${sagaSignals} set consumed_at = coalesce(consumed_at, now())
@@ -274,8 +282,9 @@ export function createSagaStatements({ sagas, sagaSteps, sagaWaits, sagaSignals 
         db,
         sql`with fenced as (
           update ${sagas} set state = 'waiting',
+            -- Never null: a saga waiting with no wake time would wait forever.
             wake_at = case when ${dueNow} then now()
-              else (select due_at from ${sagaWaits} where ${stepOf(sagaId, stepIndex)} and name = ${wait.name}::text) end,
+              else coalesce((select due_at from ${sagaWaits} where ${stepOf(sagaId, stepIndex)} and name = ${wait.name}::text), now()) end,
             waiting_for = ${wait.kind === "signal" ? wait.name : null}::text,
             lease_owner = null, lease_expires_at = null, next_attempt_at = null, updated_at = now()
           where ${fencedBy(sagaId)}
@@ -289,36 +298,55 @@ export function createSagaStatements({ sagas, sagaSteps, sagaWaits, sagaSignals 
     },
 
     /**
-     * Records a signal once by its id, unless the saga has finished, and counts it on the
-     * saga row; a saga waiting on it is made due at once. One statement, so in a caller's
-     * transaction it commits or rolls back with the caller's work.
+     * Records a signal once by its id and counts it on the saga row; a saga waiting on it is
+     * made due at once. A repeat of a recorded id is a duplicate whatever the saga does now.
+     * A new one is refused once the saga has finished, while it compensates, once a wait of
+     * that name has timed out or is past its due time (the step will time out, and the
+     * saga compensate, whatever arrives now), and past `maxSignals` signals kept for the
+     * saga. The saga row is locked first, so the second statement, in a snapshot of its own,
+     * sees every delivery that held the lock before it: the cap holds under concurrent calls.
      */
-    async deliverSignal(db: SqlExecutor, type: string, signal: { aggregateId: string; name: string; signalId: string; payload: Record<string, unknown> }): Promise<Delivery> {
-      const [row] = await rows<{ sagaId: string | null; state: SagaState | null; duplicate: boolean; inserted: boolean; woken: boolean }>(
-        db,
-        sql`with target as (
-          select id, state from ${sagas} where aggregate_id = ${signal.aggregateId}::text and type = ${type}::text),
-        existing as (
-          select from ${sagaSignals} where saga_id = (select id from target) and signal_id = ${signal.signalId}::text),
-        inserted as (
-          insert into ${sagaSignals} (saga_id, signal_id, name, payload)
-          select id, ${signal.signalId}::text, ${signal.name}::text, ${JSON.stringify(signal.payload)}::jsonb from target
-          where state not in ('completed', 'compensated') and not exists (select from existing)
-          on conflict do nothing
-          returning saga_id),
-        woken as (
-          update ${sagas} set signals_received = signals_received + 1,
-            wake_at = case when state = 'waiting' and waiting_for = ${signal.name}::text then now() else wake_at end
-          where id in (select saga_id from inserted)
-          returning state = 'waiting' and waiting_for = ${signal.name}::text as woken)
-        select (select id from target) as "sagaId", (select state from target), exists (select from existing) as duplicate, exists (select from inserted) as inserted,
-          coalesce((select woken from woken), false) as woken`,
-      );
-      const { sagaId, state, duplicate, inserted, woken } = row!;
-      if (!sagaId) return { outcome: "not-found", woken: false };
-      // Neither inserted nor there before: the saga had finished, or a repeat won a race.
-      const outcome = inserted ? "delivered" : duplicate || !terminalSagaStates.includes(state!) ? "duplicate" : "finished";
-      return { outcome, sagaId, woken };
-    },
+    deliverSignal: (
+      db: SqlExecutor,
+      type: string,
+      signal: { aggregateId: string; name: string; signalId: string; payload: Record<string, unknown> },
+      maxSignals: number,
+    ): Promise<Delivery> =>
+      db.transaction(async (tx) => {
+        const [target] = await rows<{ id: string; state: SagaState }>(
+          tx,
+          sql`select id, state from ${sagas} where aggregate_id = ${signal.aggregateId}::text and type = ${type}::text for update`,
+        );
+        if (!target) return { outcome: "not-found", woken: false };
+        const [row] = await rows<{ duplicate: boolean; closed: boolean; woken: boolean | null }>(
+          tx,
+          sql`with existing as (
+            select from ${sagaSignals} where saga_id = ${target.id}::uuid and signal_id = ${signal.signalId}::text),
+          closed as (
+            select from ${sagaWaits} where saga_id = ${target.id}::uuid and name = ${signal.name}::text and kind = 'signal'
+              and (outcome = 'timed-out' or (ended_at is null and due_at <= now()))),
+          kept as (select count(*)::int as n from ${sagaSignals} where saga_id = ${target.id}::uuid),
+          inserted as (
+            insert into ${sagaSignals} (saga_id, signal_id, name, payload)
+            select ${target.id}::uuid, ${signal.signalId}::text, ${signal.name}::text, ${JSON.stringify(signal.payload)}::jsonb
+            where ${target.state}::text in ('running', 'waiting', 'parked') and not exists (select from existing) and not exists (select from closed)
+              and (select n from kept) < ${maxSignals}::int
+            returning saga_id),
+          woken as (
+            update ${sagas} set signals_received = signals_received + 1,
+              wake_at = case when state = 'waiting' and waiting_for = ${signal.name}::text then now() else wake_at end
+            where id in (select saga_id from inserted)
+            returning state = 'waiting' and waiting_for = ${signal.name}::text as woken)
+          select exists (select from existing) as duplicate, exists (select from closed) as closed, (select woken from woken)`,
+        );
+        const { duplicate, closed, woken } = row!;
+        const delivery = (outcome: Delivery["outcome"]): Delivery => ({ outcome, sagaId: target.id, woken: woken === true });
+        if (woken !== null) return delivery("delivered");
+        if (duplicate) return delivery("duplicate");
+        if (terminalSagaStates.includes(target.state)) return delivery("finished");
+        if (target.state === "compensating" || closed) return delivery("closed");
+        // Under the lock, nothing else keeps a new signal out.
+        return delivery("too-many");
+      }),
   };
 }

@@ -7,7 +7,8 @@ import type { PgDialect } from "drizzle-orm/pg-core";
 import { generateDrizzleJson, generateMigration } from "drizzle-kit/api";
 import { createTestDatabase } from "#tests/support/databases.js";
 import { silentLogger } from "#tests/support/silent-logger.js";
-import { createSagaRunner, SignalTimeoutError, StepRejectedError, type SagaDefinition, type SagaRunner, type SagaStep, type SagaStepView } from "./saga-runner.js";
+import { pino } from "pino";
+import { createSagaRunner, SignalTimeoutError, StepRejectedError, type SagaDefinition, type SagaPolicy, type SagaRunner, type SagaStep, type SagaStepView } from "./saga-runner.js";
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 import { createSagaTables, type SagaPhase } from "./tables.js";
 
@@ -50,12 +51,17 @@ describe("saga waits, signals, versions and phases against real Postgres", () =>
   const log: string[] = [];
   const cancelled = new Map<string, string>();
   /** A runner of its own saga type: the runners of every test sweep at once, each for its own type only. */
-  function runner(type: string, definition: Omit<SagaDefinition<Payload>, "onCompensated" | "type" | "version"> & { version?: number }, olderVersions: SagaDefinition<Payload>[] = []) {
+  function runner(
+    type: string,
+    definition: Omit<SagaDefinition<Payload>, "onCompensated" | "type" | "version"> & { version?: number },
+    olderVersions: SagaDefinition<Payload>[] = [],
+    options: { policy?: Partial<SagaPolicy>; logger?: pino.Logger } = {},
+  ) {
     const created = createSagaRunner<Payload>({
       db,
       tables,
-      logger: silentLogger,
-      policy,
+      logger: options.logger ?? silentLogger,
+      policy: { ...policy, ...options.policy },
       olderVersions,
       definition: { type, version: 1, ...definition, onCompensated: async (_tx, payload, reason) => void cancelled.set(payload.id, reason) },
     });
@@ -125,17 +131,17 @@ describe("saga waits, signals, versions and phases against real Postgres", () =>
     const saga = runner("signalled", { steps: [act("a"), confirmStep(), act("b")] });
     const sagaId = await start(saga, "signalled");
     await until("the saga to wait", async () => (await stateOf(saga, "signalled")) === "waiting");
-    expect(await saga.deliverSignal(undefined, { aggregateId: "signalled", name: "confirmed", signalId: "s-1", payload: { by: "customer" } })).toBe("delivered");
-    expect(await saga.deliverSignal(undefined, { aggregateId: "signalled", name: "confirmed", signalId: "s-1", payload: { by: "replay" } })).toBe("duplicate");
+    expect(await saga.deliverSignal({ aggregateId: "signalled", name: "confirmed", signalId: "s-1", payload: { by: "customer" } })).toBe("delivered");
+    expect(await saga.deliverSignal({ aggregateId: "signalled", name: "confirmed", signalId: "s-1", payload: { by: "replay" } })).toBe("duplicate");
     await settled(saga, "signalled");
     expect(await stateOf(saga, "signalled")).toBe("completed");
     expect(ran("signalled")).toEqual(["a", "confirm", "confirm", 'confirmed:{"by":"customer"}', "b"]);
     const signals = await sql`select signal_id, consumed_at is not null as consumed from saga_waits_test.saga_signals where saga_id = ${sagaId}`;
     expect(signals).toEqual([{ signal_id: "s-1", consumed: true }]);
     expect(await waits(sagaId)).toEqual([{ name: "confirmed", kind: "signal", outcome: "signalled", ended: true }]);
-    expect((await saga.get("signalled"))!.signals).toMatchObject([{ name: "confirmed", signalId: "s-1" }]);
-    expect(await saga.deliverSignal(undefined, { aggregateId: "signalled", name: "confirmed", signalId: "s-2" })).toBe("finished");
-    expect(await saga.deliverSignal(undefined, { aggregateId: "no-such-saga", name: "confirmed", signalId: "s-3" })).toBe("not-found");
+    expect((await saga.get("signalled", { signals: true }))!.signals).toMatchObject([{ name: "confirmed", signalId: "s-1" }]);
+    expect(await saga.deliverSignal({ aggregateId: "signalled", name: "confirmed", signalId: "s-2" })).toBe("finished");
+    expect(await saga.deliverSignal({ aggregateId: "no-such-saga", name: "confirmed", signalId: "s-3" })).toBe("not-found");
   });
 
   it("keeps a signal delivered before the wait, and the wait takes it at once", async () => {
@@ -144,8 +150,8 @@ describe("saga waits, signals, versions and phases against real Postgres", () =>
     const saga = runner("early", { steps: [{ ...act("a"), run: async ({ id }) => void (log.push(`${id}:a`), await gate) }, confirmStep(), act("b")] });
     const sagaId = await start(saga, "early");
     await until("step a to run", async () => ran("early").includes("a"));
-    expect(await saga.deliverSignal(undefined, { aggregateId: "early", name: "confirmed", signalId: "e-1", payload: { n: 1 } })).toBe("delivered");
-    expect(await saga.deliverSignal(undefined, { aggregateId: "early", name: "confirmed", signalId: "e-1", payload: { n: 2 } })).toBe("duplicate");
+    expect(await saga.deliverSignal({ aggregateId: "early", name: "confirmed", signalId: "e-1", payload: { n: 1 } })).toBe("delivered");
+    expect(await saga.deliverSignal({ aggregateId: "early", name: "confirmed", signalId: "e-1", payload: { n: 2 } })).toBe("duplicate");
     release();
     await settled(saga, "early");
     expect(await stateOf(saga, "early")).toBe("completed");
@@ -227,7 +233,7 @@ describe("saga waits, signals, versions and phases against real Postgres", () =>
       definition: { type: "race", version: 1, steps: [act("a"), confirmStep(60_000), act("b")], onCompensated: async () => {} },
     });
     runners.push(saga);
-    deliver = () => saga.deliverSignal(undefined, { aggregateId: "raced", name: "confirmed", signalId: "r-1", payload: { raced: true } });
+    deliver = () => saga.deliverSignal({ aggregateId: "raced", name: "confirmed", signalId: "r-1", payload: { raced: true } });
     await start(saga, "raced");
     // Not sweeping: only the runner's own wake can finish it before the wait's minute is up.
     await settled(saga, "raced");
@@ -256,7 +262,7 @@ describe("saga waits, signals, versions and phases against real Postgres", () =>
     });
     await start(saga, "paused");
     await until("the saga to wait", async () => (await stateOf(saga, "paused")) === "waiting");
-    expect(await saga.deliverSignal(undefined, { aggregateId: "paused", name: "confirmed", signalId: "p-1" })).toBe("delivered");
+    expect(await saga.deliverSignal({ aggregateId: "paused", name: "confirmed", signalId: "p-1" })).toBe("delivered");
     await settled(saga, "paused");
     expect(await stateOf(saga, "paused")).toBe("completed");
     expect(ran("paused")).toEqual(["before", "before", "after"]);
@@ -358,7 +364,7 @@ describe("saga waits, signals, versions and phases against real Postgres", () =>
 
     const current = runner("versioned", v2, [v1]);
     await current.startSweeping();
-    for (const id of ["old-1", "old-2"]) expect(await current.deliverSignal(undefined, { aggregateId: id, name: "go", signalId: `${id}-go` })).toBe("delivered");
+    for (const id of ["old-1", "old-2"]) expect(await current.deliverSignal({ aggregateId: id, name: "go", signalId: `${id}-go` })).toBe("delivered");
     await start(current, "new-1");
     for (const id of ["old-1", "old-2", "new-1"]) await settled(current, id);
     expect(ran("old-1")).toEqual(["v1-a", "v1-wait", "v1-wait", "v1-b"]);
@@ -367,5 +373,181 @@ describe("saga waits, signals, versions and phases against real Postgres", () =>
     expect((await current.get("old-1"))!.version).toBe(1);
     expect((await current.get("new-1"))!).toMatchObject({ version: 2, state: "completed" });
     await expect(withoutV1.checkVersions()).resolves.toBeUndefined();
+  });
+  /** Reads a statement's SQL text as drizzle renders it. */
+  const textOf = (statement: SQL) => (db as unknown as { dialect: PgDialect }).dialect.sqlToQuery(statement).sql;
+
+  it("times out a wait whose signal came after its due time, though it came before the saga woke", async () => {
+    // Not sweeping, and the timeout above sweepMs (no wake timer): nothing wakes the saga until the test does.
+    const saga = runner("late-signal", { steps: [act("a"), confirmStep(300), act("pivot")] });
+    const sagaId = await start(saga, "late-signal");
+    await until("the saga to wait", async () => (await stateOf(saga, "late-signal")) === "waiting");
+    await until("the wait to be past due", async () => (await sql`select due_at < now() as past from saga_waits_test.saga_waits where saga_id = ${sagaId}`)[0]?.["past"] === true);
+    // Refused: whatever arrives now, the step times out.
+    expect(await saga.deliverSignal({ aggregateId: "late-signal", name: "confirmed", signalId: "l-1" })).toBe("closed");
+    // One that got in anyway (received after the due time) is not taken either.
+    await sql`insert into saga_waits_test.saga_signals (saga_id, signal_id, name, payload) values (${sagaId}, 'l-2', 'confirmed', '{}')`;
+    await saga.resumeUnfinished();
+    await settled(saga, "late-signal");
+    expect(await saga.get("late-signal")).toMatchObject({ state: "compensated", failureReason: 'signal "confirmed" did not arrive within 300 ms' });
+    expect(ran("late-signal")).toEqual(["a", "confirm", "confirm", "undo-confirm", "undo-a"]);
+    expect(await sql`select signal_id, consumed_at from saga_waits_test.saga_signals where saga_id = ${sagaId}`).toEqual([{ signal_id: "l-2", consumed_at: null }]);
+    expect(await sql`select outcome, signal_id from saga_waits_test.saga_waits where saga_id = ${sagaId}`).toEqual([{ outcome: "timed-out", signal_id: null }]);
+  });
+
+  it("refuses a signal while the saga compensates", async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const saga = runner("signal-compensating", { steps: [{ ...act("a"), compensate: async ({ id }) => void (log.push(`${id}:undo-a`), await gate) }, confirmStep(60_000), act("pivot")] });
+    await start(saga, "sig-comp");
+    await until("the saga to wait", async () => (await stateOf(saga, "sig-comp")) === "waiting");
+    expect(await saga.requestCancel("sig-comp")).toBe("accepted");
+    await until("a's compensation to run", async () => ran("sig-comp").includes("undo-a"));
+    expect(await stateOf(saga, "sig-comp")).toBe("compensating");
+    expect(await saga.deliverSignal({ aggregateId: "sig-comp", name: "confirmed", signalId: "c-1" })).toBe("closed");
+    release();
+    await settled(saga, "sig-comp");
+    expect(await stateOf(saga, "sig-comp")).toBe("compensated");
+    expect((await saga.get("sig-comp", { signals: true }))!.signals).toEqual([]);
+  });
+
+  it("keeps at most maxSignalsPerSaga signals per saga, and reads them only when asked", async () => {
+    const saga = runner("capped", { steps: [act("a"), confirmStep(60_000), act("pivot")] }, [], { policy: { maxSignalsPerSaga: 3 } });
+    await start(saga, "capped");
+    await until("the saga to wait", async () => (await stateOf(saga, "capped")) === "waiting");
+    for (const id of ["k-1", "k-2"]) expect(await saga.deliverSignal({ aggregateId: "capped", name: "other", signalId: id })).toBe("delivered");
+    expect(await saga.deliverSignal({ aggregateId: "capped", name: "confirmed", signalId: "k-3" })).toBe("delivered");
+    await settled(saga, "capped");
+    expect(await saga.deliverSignal({ aggregateId: "capped", name: "other", signalId: "k-1" })).toBe("duplicate");
+    // Even a finished saga answers finished, not too-many; a running one is refused past the cap:
+    expect(await saga.deliverSignal({ aggregateId: "capped", name: "other", signalId: "k-4" })).toBe("finished");
+    const another = runner("capped-waiting", { steps: [act("a"), confirmStep(60_000), act("pivot")] }, [], { policy: { maxSignalsPerSaga: 3 } });
+    await start(another, "capped-2");
+    await until("the saga to wait", async () => (await stateOf(another, "capped-2")) === "waiting");
+    for (const id of ["m-1", "m-2", "m-3"]) expect(await another.deliverSignal({ aggregateId: "capped-2", name: "other", signalId: id })).toBe("delivered");
+    expect(await another.deliverSignal({ aggregateId: "capped-2", name: "confirmed", signalId: "m-4" })).toBe("too-many");
+    expect(await another.deliverSignal({ aggregateId: "capped-2", name: "other", signalId: "m-2" })).toBe("duplicate");
+    expect(await stateOf(another, "capped-2")).toBe("waiting");
+    expect((await another.get("capped-2"))!.signals).toBeUndefined();
+    expect((await another.get("capped-2", { signals: true }))!.signals!.map((signal) => signal.signalId)).toEqual(["m-1", "m-2", "m-3"]);
+    // Concurrent deliveries meet on the saga row's lock: none slips past the cap.
+    const racing = runner("capped-race", { steps: [act("a"), confirmStep(60_000), act("pivot")] }, [], { policy: { maxSignalsPerSaga: 3 } });
+    await start(racing, "capped-3");
+    await until("the saga to wait", async () => (await stateOf(racing, "capped-3")) === "waiting");
+    const outcomes = await Promise.all(Array.from({ length: 8 }, (_, i) => racing.deliverSignal({ aggregateId: "capped-3", name: "other", signalId: `r-${i}` })));
+    expect(outcomes.filter((outcome) => outcome === "delivered")).toHaveLength(3);
+    expect(outcomes.filter((outcome) => outcome === "too-many")).toHaveLength(5);
+  });
+
+  it("takes a signal once: a later wait of the same name in another step needs a signal of its own", async () => {
+    const waitFor = (name: string): SagaStep<Payload> => ({
+      name,
+      run: async ({ id }, ctx) => void log.push(`${id}:${name}:${JSON.stringify(await ctx.awaitSignal("x", { timeoutMs: 60_000 }))}`),
+      compensate: async () => {},
+    });
+    const saga = runner("twice", { steps: [waitFor("first"), waitFor("second"), act("b")] });
+    const sagaId = await start(saga, "twice");
+    expect(await saga.deliverSignal({ aggregateId: "twice", name: "x", signalId: "x-1", payload: { n: 1 } })).toBe("delivered");
+    await until("the second wait", async () => (await sql`select 1 from saga_waits_test.saga_waits where saga_id = ${sagaId} and step_index = 1`).length === 1);
+    await until("the saga to wait", async () => (await stateOf(saga, "twice")) === "waiting");
+    expect(ran("twice")).not.toContain("b");
+    expect(await saga.deliverSignal({ aggregateId: "twice", name: "x", signalId: "x-2", payload: { n: 2 } })).toBe("delivered");
+    await settled(saga, "twice");
+    expect(await stateOf(saga, "twice")).toBe("completed");
+    expect(ran("twice").filter((entry) => entry.includes(":{"))).toEqual(['first:{"n":1}', 'second:{"n":2}']);
+    expect(await sql`select step_index, signal_id from saga_waits_test.saga_waits where saga_id = ${sagaId} order by step_index`).toEqual([
+      { step_index: 0, signal_id: "x-1" },
+      { step_index: 1, signal_id: "x-2" },
+    ]);
+  });
+
+  it("refuses to cancel, compensate or retry a saga on a version this build does not define, and says so on every sweep", async () => {
+    const v2: SagaDefinition<Payload> = { type: "holes", version: 2, steps: [act("a"), confirmStep(60_000), act("pivot")], onCompensated: async () => {} };
+    const newer = runner("holes", v2, [{ ...v2, version: 1 }]);
+    await start(newer, "holey");
+    await until("the saga to wait", async () => (await stateOf(newer, "holey")) === "waiting");
+    const logged: { msg: string; problem?: string }[] = [];
+    const logger = pino({ level: "error" }, { write: (line: string) => void logged.push(JSON.parse(line) as { msg: string }) });
+    const older = runner("holes", { steps: [act("a"), { name: "pivot", run: async () => {} }] }, [], { logger });
+    const why = "saga is on version 2, which this build does not define; a replica running it must act on it";
+    await expect(older.requestCancel("holey")).rejects.toThrow(`cannot cancel: ${why}`);
+    await expect(older.requestCancel("holey")).rejects.toMatchObject({ kind: "failed_precondition" });
+    expect(await older.compensate("holey", "no")).toEqual({ outcome: "refused", reason: why });
+    expect(await older.retry("holey")).toEqual({ outcome: "refused", reason: why });
+    expect(await stateOf(newer, "holey")).toBe("waiting");
+    expect((await newer.get("holey"))!.cancelRequested).toBe(false);
+    // Started (checkVersions passes while no saga is on an undefined version), then one appears.
+    const sweeping = runner("holes-late", { steps: [act("a")] }, [], { logger });
+    await sweeping.startSweeping();
+    await sql`insert into saga_waits_test.sagas (id, type, version, aggregate_id, payload) values (gen_random_uuid(), 'holes-late', 7, 'holey-late', '{}')`;
+    await until("the sweep to log the version", async () => logged.some((line) => line.problem?.includes("on version 7") === true));
+    expect(logged.find((line) => line.problem?.includes("on version 7"))!.msg).toBe("unfinished sagas are on a version this build does not define; a replica that defines it must drive them");
+  });
+
+  it("drives a saga again when it is signalled while its driver is still finishing the suspension", async () => {
+    // The signal goes in right after the suspension committed, before its driver has let go.
+    let deliver: (() => Promise<unknown>) | undefined;
+    const racing = new Proxy(db, {
+      get(target, key, receiver) {
+        if (key !== "execute") return Reflect.get(target, key, receiver);
+        return async (statement: SQL) => {
+          const result = await target.execute(statement);
+          if (deliver && textOf(statement).includes("set state = 'waiting'")) {
+            const delivering = deliver;
+            deliver = undefined;
+            await delivering();
+          }
+          return result;
+        };
+      },
+    });
+    const saga = createSagaRunner<Payload>({
+      db: racing,
+      tables,
+      logger: silentLogger,
+      policy,
+      definition: { type: "late-wake", version: 1, steps: [act("a"), confirmStep(60_000), act("b")], onCompensated: async () => {} },
+    });
+    runners.push(saga);
+    let delivered: unknown;
+    deliver = async () => (delivered = await saga.deliverSignal({ aggregateId: "late-wake", name: "confirmed", signalId: "w-1", payload: { late: true } }));
+    await start(saga, "late-wake");
+    // Not sweeping, and the wait's minute is past any wake timer: only driving again finishes it.
+    await settled(saga, "late-wake");
+    expect(delivered).toBe("delivered");
+    expect(ran("late-wake")).toEqual(["a", "confirm", "confirm", 'confirmed:{"late":true}', "b"]);
+  });
+
+  it("sweeps at most sweepBatch sagas a pass, the most overdue first", async () => {
+    const saga = runner("batched", { steps: [act("a")] }, [], { policy: { sweepBatch: 2 } });
+    // Created (leased to this runner) but not driven: the sweep's to pick up.
+    for (const id of ["batch-1", "batch-2", "batch-3"]) await saga.create(db, id, { id });
+    expect(await saga.resumeUnfinished()).toBe(2);
+    for (const id of ["batch-1", "batch-2"]) await settled(saga, id);
+    expect(await stateOf(saga, "batch-3")).toBe("running");
+    expect(await saga.resumeUnfinished()).toBe(1);
+    await settled(saga, "batch-3");
+    const busy = runner("batched-busy", { steps: [act("a")] }, [], { policy: { maxInFlight: 0 } });
+    await busy.create(db, "batch-busy", { id: "batch-busy" });
+    expect(await busy.resumeUnfinished()).toBe(0);
+  });
+
+  it("gives a customer-safe failure reason for a step that fails unexpectedly, the detail kept for operators", async () => {
+    const saga = runner("unsafe-reason", {
+      steps: [
+        act("a"),
+        {
+          ...act("b"),
+          run: async () => {
+            throw new Error("connect ECONNREFUSED 10.0.0.7:5432");
+          },
+        },
+        act("pivot"),
+      ],
+    });
+    await start(saga, "unsafe");
+    await settled(saga, "unsafe");
+    expect(await saga.get("unsafe")).toMatchObject({ state: "compensated", failureReason: "b did not succeed", lastError: "connect ECONNREFUSED 10.0.0.7:5432" });
+    expect(cancelled.get("unsafe")).toBe("b did not succeed");
   });
 });

@@ -139,6 +139,8 @@ export function createSagaTables(schema: Schema) {
       endedAt: timestamp("ended_at", { withTimezone: true, precision: 3 }),
       /** fired, signalled, timed-out or interrupted (the saga compensated meanwhile); null while open. */
       outcome: text("outcome", { enum: ["fired", "signalled", "timed-out", "interrupted"] }),
+      /** The signal a signalled wait took: no later wait takes it again, and a re-run of the step reads it. */
+      signalId: text("signal_id"),
     },
     (t) => [
       primaryKey({ columns: [t.sagaId, t.stepIndex, t.name] }),

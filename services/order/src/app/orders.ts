@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { pageRequest, readPage, type SagaRunner } from "#platform";
 import type { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
 import { OrderNotFoundError, OrderTransitionError, SagaNotFoundError } from "../domain/errors.js";
@@ -86,13 +86,23 @@ export function createOrders(deps: { store: OrderStore; inventory: Client<typeof
     /**
      * Hands the customer's 3-D Secure confirmation to the order's saga, once per
      * confirmation id; one that comes before the charge asks for it is kept until it does.
-     * A finished order has nothing left to confirm.
+     * A finished order has nothing left to confirm, nor has one whose confirmation came too
+     * late or that is being cancelled. The saga keeps a bounded number of confirmation ids.
      */
     async confirmPayment(orderId: string, confirmationId: string, forCustomer?: string): Promise<StoredOrder> {
       const order = await this.get(orderId, forCustomer);
       if (order.status !== "pending") throw new OrderTransitionError(orderId, order.status, "confirm the payment of");
-      const delivered = await saga.deliverSignal(undefined, { aggregateId: orderId, name: paymentConfirmedSignal, signalId: confirmationId });
-      if (delivered === "not-found") throw new SagaNotFoundError(orderId);
+      const delivered = await saga.deliverSignal({ aggregateId: orderId, name: paymentConfirmedSignal, signalId: confirmationId });
+      switch (delivered) {
+        case "not-found":
+          throw new SagaNotFoundError(orderId);
+        case "closed":
+          throw new OrderTransitionError(orderId, "no longer waiting for a payment confirmation", "confirm the payment of");
+        case "too-many": {
+          const limit = saga.policy.maxSignalsPerSaga;
+          throw new ConnectError(`confirmation_id: order ${orderId} has ${limit} confirmation ids already, the most it keeps (limit ${limit}); repeat one of them`, Code.ResourceExhausted);
+        }
+      }
       const now = await this.get(orderId);
       // Finished between the read above and the delivery: by now the order says how.
       if (delivered === "finished") throw new OrderTransitionError(orderId, now.status, "confirm the payment of");

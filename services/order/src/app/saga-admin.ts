@@ -40,7 +40,7 @@ export function createSagaAdmin(deps: { saga: SagaRunner<PlaceOrderPayload>; log
   }
 
   async function find(orderId: string): Promise<SagaWithSteps> {
-    const found = await saga.get(orderId);
+    const found = await saga.get(orderId, { signals: true });
     if (!found) throw new SagaNotFoundError(orderId);
     return found;
   }
