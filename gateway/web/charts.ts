@@ -99,16 +99,17 @@ export function errorCodes(points: StatsPoint[]): string[] {
   return [...new Set(points.flatMap((p) => Object.keys(p.errorsPerSecond)))].sort();
 }
 
+/** With no error in the window, one flat "no errors" line: an empty chart would look broken. */
 export const errorsSpec = (codes: string[], windowSeconds: number): ChartSpec => ({
   title: "Errors per second, by gRPC code",
   windowSeconds,
   yLabel: "errors / s",
-  series: codes.map((code, i) => ({ label: code, stroke: errorColours[i % errorColours.length]! })),
+  series: (codes.length > 0 ? codes : ["no errors"]).map((code, i) => ({ label: code, stroke: errorColours[i % errorColours.length]! })),
 });
 
 export const errorsData = (points: StatsPoint[], codes: string[]): ChartData => ({
   x: points.map(seconds),
-  ys: codes.map((code) => points.map((p) => p.errorsPerSecond[code] ?? 0)),
+  ys: codes.length > 0 ? codes.map((code) => points.map((p) => p.errorsPerSecond[code] ?? 0)) : [points.map(() => 0)],
 });
 
 /**

@@ -100,10 +100,10 @@ async function loadStats() {
   if (!errorsChart || codes.join() !== shownCodes) {
     errorsChart?.destroy();
     $("#chart-errors").replaceChildren();
-    errorsChart = liveChart($("#chart-errors"), errorsSpec(codes.length > 0 ? codes : ["no errors"], STATS_WINDOW_SECONDS));
+    errorsChart = liveChart($("#chart-errors"), errorsSpec(codes, STATS_WINDOW_SECONDS));
     shownCodes = codes.join();
   }
-  errorsChart.setData(codes.length > 0 ? errorsData(points, codes) : { x: points.map((p) => (ms(p.time) ?? 0) / 1_000), ys: [points.map(() => 0)] });
+  errorsChart.setData(errorsData(points, codes));
   $("#breakers").replaceChildren(renderBreakerStrips(breakers, STATS_WINDOW_SECONDS, Date.now()));
   $("#stats-updated").textContent = `updated ${clock(Date.now())}`;
 }

@@ -16,7 +16,7 @@ const serviceColours: Record<string, string> = {
 };
 const spare = ["#a21caf", "#4d7c0f", "#b45309", "#be123c", "#1d4ed8"];
 
-export function serviceColour(service: string): string {
+function serviceColour(service: string): string {
   const known = serviceColours[service];
   if (known) return known;
   let hash = 0;
@@ -25,7 +25,7 @@ export function serviceColour(service: string): string {
 }
 
 /** Spans in display order, each with its depth: parents before children, siblings by start. */
-export function spanTree(spans: Span[]): { span: Span; depth: number }[] {
+function spanTree(spans: Span[]): { span: Span; depth: number }[] {
   const ids = new Set(spans.map((s) => s.spanId));
   const children = new Map<string, Span[]>();
   // A span whose parent is not in the trace (not recorded, or evicted) is shown as a root.
