@@ -207,24 +207,103 @@ describe("3-D Secure payments", () => {
     await ada.confirmPayment({ orderId: placed.id, confirmationId: randomUUID() });
     expect((await settled(ada, placed.id)).status).toBe(OrderStatus.CONFIRMED);
   });
-  it("leaves the invariants holding, and the 3-D Secure check finds a capture without a confirmation", async () => {
-    await expectInvariants(sql);
-    const [confirmed] = await sql`select o.id::text from orders.orders o join orders.sagas s on s.aggregate_id = o.id::text
-      where o.status = 'confirmed' and s.payload->>'paymentToken' = 'tok_3ds' limit 1`;
-    const orderId = confirmed!["id"] as string;
-    expect(await findUnconfirmedPayments(sql, [orderId])).toEqual([`1 tok_3ds orders never confirmed by their customer did not end cancelled: ${orderId}`]);
-    // Its confirmation gone, inside a transaction rolled back: the order reads as captured without one.
-    const rollback = new Error("rolled back on purpose");
-    let found: string[] = [];
-    await sql
-      .begin(async (tx) => {
-        await tx`delete from orders.saga_signals g using orders.sagas s where s.id = g.saga_id and s.aggregate_id = ${orderId}`;
-        found = await findUnconfirmedPayments(tx as unknown as typeof sql, []);
-        throw rollback;
-      })
-      .catch((err: unknown) => {
-        if (err !== rollback) throw err;
+  it("refuses a confirmation once the deadline has passed, even before the saga wakes: nothing captured", async () => {
+    const fay = await as("fay-3ds");
+    const placed = await place(fay);
+    await eventually(async () => expect((await fay.getOrderTimeline({ orderId: placed.id })).sagaState).toBe(SagaState.WAITING));
+    // Past the deadline the saga compensates, and its refund blocks on payment's table: the order stays pending.
+    const releasePayments = await holdPayments();
+    try {
+      await eventually(async () => {
+        const [wait] = await sql`select w.due_at < now() as past from orders.saga_waits w join orders.sagas s on s.id = w.saga_id where s.aggregate_id = ${placed.id}`;
+        expect(wait?.["past"]).toBe(true);
+      }, 10_000);
+      expect(await failure(fay.confirmPayment({ orderId: placed.id, confirmationId: randomUUID() }))).toMatchObject({
+        code: Code.FailedPrecondition,
+        rawMessage: `cannot confirm the payment of order ${placed.id}: it is no longer waiting for a payment confirmation`,
       });
-    expect(found).toEqual([expect.stringMatching(/^1 tok_3ds orders confirmed without the customer's confirmation signal: /)]);
+    } finally {
+      await releasePayments();
+    }
+    expect(await settled(fay, placed.id)).toMatchObject({ status: OrderStatus.CANCELLED, cancelReason: "payment not confirmed: no 3-D Secure confirmation within 3 s" });
+    expect(await payments(placed.id)).toEqual([[PaymentStatus.DECLINED, "voided"]]);
+    expect(await signals(placed.id)).toEqual([]);
+  });
+
+  it("refuses a confirmation while the order is being cancelled", async () => {
+    const gus = await as("gus-3ds");
+    const placed = await place(gus);
+    await eventually(async () => expect((await gus.getOrderTimeline({ orderId: placed.id })).sagaState).toBe(SagaState.WAITING));
+    // The refund, compensation's first step, blocks on payment's table: the saga stays compensating.
+    const releasePayments = await holdPayments();
+    try {
+      await gus.cancelOrder({ orderId: placed.id });
+      await eventually(async () => expect((await gus.getOrderTimeline({ orderId: placed.id })).sagaState).toBe(SagaState.COMPENSATING));
+      expect(await failure(gus.confirmPayment({ orderId: placed.id, confirmationId: randomUUID() }))).toMatchObject({
+        code: Code.FailedPrecondition,
+        rawMessage: `cannot confirm the payment of order ${placed.id}: it is no longer waiting for a payment confirmation`,
+      });
+    } finally {
+      await releasePayments();
+    }
+    expect((await settled(gus, placed.id)).status).toBe(OrderStatus.CANCELLED);
+    expect(await payments(placed.id)).toEqual([[PaymentStatus.DECLINED, "voided"]]);
+  });
+
+  it("keeps at most 16 confirmation ids per order: past them RESOURCE_EXHAUSTED names the limit", async () => {
+    const hal = await as("hal-3ds");
+    // The charge cannot settle while payment's table is locked: every confirmation is kept, none taken yet.
+    const releasePayments = await holdPayments();
+    let placed;
+    const ids = Array.from({ length: 16 }, () => randomUUID());
+    try {
+      placed = await place(hal);
+      for (const confirmationId of ids) await hal.confirmPayment({ orderId: placed.id, confirmationId });
+      expect(await failure(hal.confirmPayment({ orderId: placed.id, confirmationId: randomUUID() }))).toMatchObject({
+        code: Code.ResourceExhausted,
+        rawMessage: `confirmation_id: order ${placed.id} has 16 confirmation ids already, the most it keeps (limit 16); repeat one of them`,
+      });
+      // A repeat of a kept one is still answered.
+      expect((await hal.confirmPayment({ orderId: placed.id, confirmationId: ids[3]! })).order?.id).toBe(placed.id);
+    } finally {
+      await releasePayments();
+    }
+    expect((await settled(hal, placed.id)).status).toBe(OrderStatus.CONFIRMED);
+    expect(await payments(placed.id)).toEqual([[PaymentStatus.CAPTURED, ""]]);
+    expect(await signals(placed.id)).toHaveLength(16);
+  });
+
+  it("leaves the invariants holding, and the 3-D Secure check finds a capture without a confirmation", async () => {
+    // An order of this test's own, confirmed: nothing here depends on what earlier tests left.
+    const ivy = await as("ivy-3ds");
+    const placed = await place(ivy);
+    await eventually(async () => expect((await ivy.getOrderTimeline({ orderId: placed.id })).sagaState).toBe(SagaState.WAITING));
+    await ivy.confirmPayment({ orderId: placed.id, confirmationId: randomUUID() });
+    expect((await settled(ivy, placed.id)).status).toBe(OrderStatus.CONFIRMED);
+    await expectInvariants(sql);
+    const orderId = placed.id;
+    expect(await findUnconfirmedPayments(sql, [orderId])).toEqual([`1 tok_3ds orders never confirmed by their customer did not end cancelled: ${orderId}`]);
+    // Inside transactions rolled back: its confirmation gone, or arrived after the deadline,
+    // or the capture before the confirmation: each reads as captured without one.
+    const rollback = new Error("rolled back on purpose");
+    const withinRollback = async (change: (tx: typeof sql) => Promise<unknown>) => {
+      let found: string[] = [];
+      await sql
+        .begin(async (tx) => {
+          await change(tx as unknown as typeof sql);
+          found = await findUnconfirmedPayments(tx as unknown as typeof sql, []);
+          throw rollback;
+        })
+        .catch((err: unknown) => {
+          if (err !== rollback) throw err;
+        });
+      return found;
+    };
+    const saga = sql`(select id from orders.sagas where aggregate_id = ${orderId})`;
+    const unconfirmed = [expect.stringMatching(new RegExp(`^1 tok_3ds orders confirmed without the customer's confirmation signal: ${orderId}$`))];
+    expect(await withinRollback((tx) => tx`delete from orders.saga_signals where saga_id = ${saga}`)).toEqual(unconfirmed);
+    expect(await withinRollback((tx) => tx`update orders.saga_signals set consumed_at = null where saga_id = ${saga}`)).toEqual(unconfirmed);
+    expect(await withinRollback((tx) => tx`update orders.saga_waits w set due_at = g.received_at - interval '1 ms' from orders.saga_signals g where g.saga_id = w.saga_id and w.saga_id = ${saga}`)).toEqual(unconfirmed);
+    expect(await withinRollback((tx) => tx`update payment.payments p set updated_at = g.received_at - interval '1 ms' from orders.saga_signals g where g.saga_id = ${saga} and p.order_id = ${orderId}`)).toEqual(unconfirmed);
   });
 });

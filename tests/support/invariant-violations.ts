@@ -62,15 +62,22 @@ export async function findMoneyMismatch(sql: Sql): Promise<string[]> {
 
 /**
  * 3-D Secure (tok_3ds): money moves only with the customer's confirmation. A confirmed tok_3ds
- * order had a "payment-confirmed" signal delivered to its saga; an order whose customer never
- * confirmed (`unconfirmedOrderIds`, as the client that placed it knows) ended cancelled; and
- * no payment of a finished order is still waiting for a confirmation (compensation voids it).
+ * order's charge wait took a "payment-confirmed" signal (consumed, its id on the wait) that
+ * arrived by the wait's deadline, and its payment was captured after it arrived; an order
+ * whose customer never confirmed (`unconfirmedOrderIds`, as the client that placed it knows)
+ * ended cancelled; and no payment of a finished order is still waiting for a confirmation
+ * (compensation voids it).
  */
 export async function findUnconfirmedPayments(sql: Sql, unconfirmedOrderIds: readonly string[]): Promise<string[]> {
   const unsignalled = await sql`
     select o.id::text from orders.orders o join orders.sagas s on s.aggregate_id = o.id::text
     where o.status = 'confirmed' and s.payload->>'paymentToken' = 'tok_3ds'
-      and not exists (select from orders.saga_signals g where g.saga_id = s.id and g.name = 'payment-confirmed')`;
+      and not exists (
+        select from orders.saga_waits w
+        join orders.saga_signals g on g.saga_id = w.saga_id and g.signal_id = w.signal_id
+        join payment.payments p on p.order_id = o.id::text and p.status = 'captured'
+        where w.saga_id = s.id and w.name = 'payment-confirmed' and w.outcome = 'signalled'
+          and g.consumed_at is not null and g.received_at <= w.due_at and p.updated_at >= g.received_at)`;
   const confirmedUnasked = unconfirmedOrderIds.length
     ? await sql`select id::text from orders.orders where id = any(${unconfirmedOrderIds as string[]}::uuid[]) and status <> 'cancelled'`
     : [];
