@@ -10,6 +10,16 @@ export const DLQ_STREAM_SEQ = "dlq-original-stream-seq";
 export const DLQ_DELIVERIES = "dlq-deliveries";
 
 /**
+ * `text` with each run of control characters folded to one space, trimmed as a header value is
+ * read back. A NATS header value may not hold \r or \n (nats.js throws, so the message would be
+ * redelivered instead of parked), and error messages often do: a database error reads
+ * "Failed query: ...\nparams: ...".
+ */
+function headerSafe(text: string): string {
+  return text.replace(/\p{Cc}+/gu, " ").trim();
+}
+
+/**
  * Parks a message in the dead-letter stream (streams.ts, deadLetterStreamSpec) with why it could not be processed. The original subject,
  * payload and headers are kept so it can be replayed unchanged. The Nats-Msg-Id makes a
  * retried dead-lettering of the same delivery land once.
@@ -22,7 +32,7 @@ export async function publishDeadLetter(
 ): Promise<void> {
   const h = natsHeaders();
   for (const [key, values] of message.headers ?? []) for (const value of values) h.append(key, value);
-  h.set(DLQ_REASON, reason.slice(0, 1000));
+  h.set(DLQ_REASON, headerSafe(reason).slice(0, 1000));
   h.set(DLQ_CONSUMER, consumer);
   h.set(DLQ_SUBJECT, message.subject);
   h.set(DLQ_STREAM_SEQ, String(message.streamSequence));
