@@ -74,10 +74,11 @@ export interface StepContext {
    */
   sleep(name: string, ms: number): Promise<void>;
   /**
-   * Resolves with the payload of the signal `name` delivered to this saga, whether it
-   * arrived before or after the wait began; otherwise suspends the saga until it arrives
-   * (the step then re-runs from the top, idempotent as steps already are) or until
-   * `timeoutMs` after the wait began, when it throws SignalTimeoutError.
+   * Resolves with the payload of a signal `name` delivered to this saga that no earlier
+   * wait took, whether it arrived before or after the wait began; otherwise suspends the
+   * saga until one arrives (the step then re-runs from the top, idempotent as steps already
+   * are, and reads the same signal) or until `timeoutMs` after the wait began, when it
+   * throws SignalTimeoutError. A signal that arrives after that counts for nothing.
    */
   awaitSignal(name: string, options: { timeoutMs: number }): Promise<Record<string, unknown>>;
 }
@@ -218,8 +219,10 @@ export interface SagaRunner<P> {
   /** Sagas this runner is driving now: the backlog that admission control weighs. */
   backlog(): number;
   /**
-   * Drives every unfinished saga whose lease is free and every waiting one that is due, and
-   * sets in-process timers for those due before the next pass; returns how many it picked up.
+   * Drives unfinished sagas whose lease is free and waiting ones that are due, and sets
+   * in-process timers for those due before the next pass: at most sweepBatch of them, the
+   * most overdue first, and none while maxInFlight are being driven here. Returns how many
+   * it picked up.
    */
   resumeUnfinished(): Promise<number>;
   /** Checks the versions (checkVersions), then resumes unfinished sagas now and every `sweepMs`, until stop(). */
