@@ -7,7 +7,7 @@ import { resourceFromAttributes } from "@opentelemetry/resources";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { context, propagation, trace } from "@opentelemetry/api";
 import { initTelemetry } from "#platform/process/telemetry.js";
-import { OperatorService, SagaView } from "#gen/shop/gateway/v1/operator_service_pb.js";
+import { OperatorService, SagaView, type TraceSummary } from "#gen/shop/gateway/v1/operator_service_pb.js";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 import { OrderService, SagaState } from "#gen/shop/order/v1/order_service_pb.js";
 import { connectBus } from "#platform/messaging/connection.js";
@@ -169,26 +169,65 @@ describe("the operator console's backend", () => {
     expect(await failure(ops.getTrace({ traceId: "not-hex" }))).toMatchObject({ code: Code.InvalidArgument, rawMessage: "trace_id: must be 32 hex digits" });
   });
 
-  it("keeps the gateway's own spans in-process, where telemetry sends them to the store (DEV_TRACES in-process)", async () => {
-    // Every service of this in-process mesh records into the one provider; they all name "gateway" here.
+  /**
+   * Runs `work` with the gateway's telemetry sending its spans to the store in-process (DEV_TRACES
+   * in-process). Every service of this in-process mesh records into the one provider; they all
+   * name "gateway" here.
+   */
+  async function withInProcessTraces(work: () => Promise<void>) {
     const telemetry = await initTelemetry({ serviceName: "gateway", devTraces: "in-process" });
     try {
-      await shopper.placeOrder({ items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok_visa", requestId: randomUUID() });
-      const placed = await eventually(async () => {
-        const found = (await ops.listTraces({ limit: 100 })).traces.find((t) => t.rootName === "shop.gateway.v1.StorefrontService/PlaceOrder");
-        expect(found).toBeDefined();
-        return found!;
-      }, 10_000);
-      expect(placed.services).toContain("gateway");
-      const { spans } = await ops.getTrace({ traceId: placed.traceId });
-      expect(spans.map((s) => s.name)).toContain("shop.order.v1.OrderService/CreateOrder");
-      expect(spans.length).toBe(placed.spanCount);
+      await work();
     } finally {
       await telemetry.shutdown();
       trace.disable();
       context.disable();
       propagation.disable();
     }
+  }
+
+  /** Places an order through the public port and waits for its PlaceOrder trace to reach the store. */
+  async function placedOrderTrace() {
+    const isPlaceOrder = (t: TraceSummary) => t.rootName === "shop.gateway.v1.StorefrontService/PlaceOrder";
+    const before = new Set((await ops.listTraces({ limit: 100 })).traces.filter(isPlaceOrder).map((t) => t.traceId));
+    await shopper.placeOrder({ items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok_visa", requestId: randomUUID() });
+    const summary = await eventually(async () => {
+      const found = (await ops.listTraces({ limit: 100 })).traces.find((t) => isPlaceOrder(t) && !before.has(t.traceId));
+      expect(found).toBeDefined();
+      return found!;
+    }, 10_000);
+    return { summary, spans: (await ops.getTrace({ traceId: summary.traceId })).spans };
+  }
+
+  it("keeps the gateway's own spans in-process, where telemetry sends them to the store (DEV_TRACES in-process)", async () => {
+    await withInProcessTraces(async () => {
+      const { summary: placed, spans } = await placedOrderTrace();
+      expect(placed.services).toContain("gateway");
+      expect(spans.map((s) => s.name)).toContain("shop.order.v1.OrderService/CreateOrder");
+      expect(spans.length).toBe(placed.spanCount);
+    });
+  });
+
+  it("records no span of the console's own calls, nor of the saga admin calls they make, so its polling evicts no order's trace", async () => {
+    await withInProcessTraces(async () => {
+      const id = await settledOrder();
+      // What the page does every second or two, a few times over.
+      for (let round = 0; round < 3; round++) {
+        await ops.getStats({});
+        await ops.listSagas({ view: SagaView.RUNNING });
+        await ops.getSaga({ orderId: id });
+        await ops.listDeadLetters({});
+        await ops.listTraces({});
+      }
+      // Begun after them: once its spans are in the store, so is every span that ended before
+      // (the batch processor exports in the order spans end).
+      await placedOrderTrace();
+      const { traces } = await ops.listTraces({ limit: 100 });
+      const consoleCalls = /^shop\.(gateway\.v1\.OperatorService|order\.v1\.SagaAdminService)\//;
+      expect(traces.filter((t) => consoleCalls.test(t.rootName))).toEqual([]);
+      const spanNames = (await Promise.all(traces.map(async (t) => (await ops.getTrace({ traceId: t.traceId })).spans.map((s) => s.name)))).flat();
+      expect(spanNames.filter((name) => consoleCalls.test(name))).toEqual([]);
+    });
   });
 
   it("takes spans only with the trace token, only as OTLP/JSON, and at most 1 MiB", async () => {

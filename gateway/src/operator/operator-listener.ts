@@ -68,6 +68,9 @@ export async function startOperatorListener(deps: OperatorListenerDeps): Promise
         // own: a few operators' calls, and the public port's limit is the one that matters.
         metrics: deps.metrics,
         admission: false,
+        // The console polls every second or two: traced, its calls would evict the mesh's
+        // traces from the bounded dev trace store it is there to show.
+        tracing: false,
         interceptors: [createOperatorAuthInterceptor(createOperatorVerifier(config.auth), OperatorService)],
         routes: createOperatorRoutes({ sagaAdmin: sagaAdmin.client, deadLetters, stats: deps.stats, traces, watch: { maxMs: 5 * 60_000, pollMs: 1_000, maxOpen: 64 } }),
         fallback: (req, res) => {

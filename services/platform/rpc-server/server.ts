@@ -1,9 +1,11 @@
+import { randomBytes } from "node:crypto";
 import { createServer as createHttp1Server, type ServerResponse } from "node:http";
 import { createServer as createHttp2Server } from "node:http2";
 import { setMaxListeners } from "node:events";
 import type { Socket, AddressInfo } from "node:net";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { context, trace, TraceFlags } from "@opentelemetry/api";
 import type { DescService } from "@bufbuild/protobuf";
 import { createDualProtocolListener } from "./dual-protocol-listener.js";
 import { createClientAddressInterceptor, createTrustedProxies } from "./client-address.js";
@@ -71,6 +73,13 @@ export interface ServerOptions {
   reflection?: boolean;
   interceptors?: Interceptor[];
   /**
+   * A SERVER span per call, continuing the caller's trace (the default). `false`: no call here
+   * is traced, nor are the calls it makes (see createUntracedInterceptor); for a port whose
+   * callers are not the mesh's traffic, such as the operator console's polling, whose traces
+   * would crowd the mesh's own out of a bounded trace store.
+   */
+  tracing?: boolean;
+  /**
    * Adaptive admission control (admission.ts): calls past the server's adaptive concurrency
    * limit, or past its backlog's, get RESOURCE_EXHAUSTED. On by default wherever the server
    * serves a service; `false` turns it off.
@@ -137,6 +146,20 @@ function callerIdentityOf(mesh: NonNullable<ServerOptions["mesh"]>): (req: NodeR
 }
 
 /**
+ * Runs each call in a trace of its own marked not sampled, whatever the caller sent: under the
+ * tracer's parent-based sampling no span is recorded for it, here or in the services it calls
+ * (the traceparent sent on says not sampled), while its log lines still carry a trace id.
+ * Leaving the call without any trace instead would make each call it makes the root of a new,
+ * recorded trace.
+ */
+function createUntracedInterceptor(): Interceptor {
+  return (next) => (req) => {
+    const unsampled = trace.setSpanContext(context.active(), { traceId: randomBytes(16).toString("hex"), spanId: randomBytes(8).toString("hex"), traceFlags: TraceFlags.NONE });
+    return context.with(unsampled, () => next(req));
+  };
+}
+
+/**
  * Serves Connect, gRPC and gRPC-Web on one port, over HTTP/1.1 and cleartext HTTP/2, with
  * grpc.health.v1, request size limits and error mapping on every route.
  */
@@ -167,7 +190,7 @@ export async function startServer(options: ServerOptions, listen: { port: number
     interceptors: [
       // Outermost: it sees the status code the caller gets.
       ...(options.metrics ? [options.metrics.interceptor] : []),
-      createServerTracingInterceptor(options.services[0]?.typeName ?? "unknown"),
+      options.tracing === false ? createUntracedInterceptor() : createServerTracingInterceptor(options.services[0]?.typeName ?? "unknown"),
       createErrorMappingInterceptor(logger),
       // Before anything reads the request: a caller the contract does not name learns nothing more.
       ...(options.mesh ? [createAccessControlInterceptor({ customerAgent: options.customerAgent })] : []),
