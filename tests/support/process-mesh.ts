@@ -7,14 +7,17 @@ import { NotificationService } from "#gen/shop/notification/v1/notification_serv
 import { createServiceDatabases, type DatabaseService } from "./databases.js";
 import { startTestNats } from "./nats.js";
 import { contractClient, testPki } from "./mesh-clients.js";
-import { testAuthSecret } from "./gateway.js";
+import { testAuthSecret, testOperatorSecret, testTraceToken } from "./gateway.js";
 
 /**
  * The mesh as `npm start` runs it: each service its own OS process from its main.ts, on free
  * ports, under the real supervisor, against one fresh database, each with its own
- * certificate, Postgres role and NATS user.
+ * certificate, Postgres role and NATS user. `operator`: the gateway runs its operator listener
+ * too (operatorUrl; tokens from testOperatorToken), and every process sends its spans to that
+ * listener's dev trace store, as under `npm start`; off by default, as it costs each process
+ * an exporter.
  */
-export async function startProcessMesh(options: { env?: Record<string, string> } = {}) {
+export async function startProcessMesh(options: { env?: Record<string, string>; operator?: boolean } = {}) {
   const [databases, nats, pki] = await Promise.all([createServiceDatabases(), startTestNats(), testPki()]);
   const databaseUrl = databases.adminUrl;
   const services = withOwnCredentials(await meshOnFreePorts(), {
@@ -22,6 +25,7 @@ export async function startProcessMesh(options: { env?: Record<string, string> }
     natsUrl: nats.urlFor,
     tls: pki.files,
     gatewayAuthSecret: testAuthSecret,
+    ...(options.operator ? { operator: { authSecret: testOperatorSecret, natsUrl: nats.urlFor("operator"), tls: pki.operator }, devTracesToken: testTraceToken } : {}),
   });
   const output: string[] = [];
   const supervisor = createSupervisor(services, {
@@ -56,6 +60,8 @@ export async function startProcessMesh(options: { env?: Record<string, string> }
     output,
     url,
     opsUrl: (name: string) => `http://127.0.0.1:${service(name).opsPort}`,
+    /** The gateway's operator listener, with `operator` (its page and OperatorService); else undefined. */
+    operatorUrl: options.operator ? `http://127.0.0.1:${service("gateway").operatorPort}` : undefined,
     ...clients,
     /** SIGKILLs a service; the supervisor restarts it, as it would any crash. */
     kill(name: string) {
