@@ -29,6 +29,7 @@ const until = async (what: string, check: () => Promise<boolean>, timeoutMs = 5_
 };
 
 describe("saga waits, signals, versions and phases against real Postgres", () => {
+  let url: string;
   let sql: postgres.Sql;
   let db: ReturnType<typeof drizzle>;
   /** Every statement sent, by the saga id it names (for counting one saga's statements). */
@@ -38,7 +39,7 @@ describe("saga waits, signals, versions and phases against real Postgres", () =>
   beforeAll(async () => {
     // Spans with real ids, so that attempts have trace ids (recorded, exported nowhere).
     new NodeTracerProvider().register();
-    const url = await createTestDatabase();
+    url = await createTestDatabase();
     sql = postgres(url, { max: 4, onnotice: () => {}, debug: (_connection, query, params) => void sent.push(`${query} ${JSON.stringify(params)}`) });
     db = drizzle(sql);
     for (const statement of await generateMigration(generateDrizzleJson({}), generateDrizzleJson({ schema, ...tables }))) await sql.unsafe(statement);
@@ -430,13 +431,33 @@ describe("saga waits, signals, versions and phases against real Postgres", () =>
     expect(await stateOf(another, "capped-2")).toBe("waiting");
     expect((await another.get("capped-2"))!.signals).toBeUndefined();
     expect((await another.get("capped-2", { signals: true }))!.signals!.map((signal) => signal.signalId)).toEqual(["m-1", "m-2", "m-3"]);
-    // Concurrent deliveries meet on the saga row's lock: none slips past the cap.
-    const racing = runner("capped-race", { steps: [act("a"), confirmStep(60_000), act("pivot")] }, [], { policy: { maxSignalsPerSaga: 3 } });
-    await start(racing, "capped-3");
+    // Concurrent deliveries meet on the saga row's lock: none slips past the cap. They all
+    // start while the row is held, so each would count the signals kept before any went in.
+    const racing = runner("capped-race", { steps: [act("a"), confirmStep(60_000), act("pivot")] }, [], { policy: { maxSignalsPerSaga: 2 } });
+    const racingId = await start(racing, "capped-3");
     await until("the saga to wait", async () => (await stateOf(racing, "capped-3")) === "waiting");
-    const outcomes = await Promise.all(Array.from({ length: 8 }, (_, i) => racing.deliverSignal({ aggregateId: "capped-3", name: "other", signalId: `r-${i}` })));
-    expect(outcomes.filter((outcome) => outcome === "delivered")).toHaveLength(3);
-    expect(outcomes.filter((outcome) => outcome === "too-many")).toHaveLength(5);
+    // Connections of their own: the runner's pool (four) is all deliveries meanwhile.
+    const side = postgres(url, { max: 2, onnotice: () => {} });
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let held: () => void = () => {};
+    const holding = new Promise<void>((resolve) => (held = resolve));
+    const holder = side.begin(async (tx) => {
+      await tx`select from saga_waits_test.sagas where id = ${racingId} for update`;
+      held();
+      await released;
+    });
+    await holding;
+    const delivering = Promise.all(Array.from({ length: 6 }, (_, i) => racing.deliverSignal({ aggregateId: "capped-3", name: "other", signalId: `r-${i}` })));
+    // The pool's four connections, each a delivery blocked on the row.
+    await until("four deliveries to wait on the row", async () => (await side`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)[0]!["n"] >= 4);
+    release();
+    await holder;
+    await side.end();
+    const outcomes = await delivering;
+    expect(outcomes.filter((outcome) => outcome === "delivered")).toHaveLength(2);
+    expect(outcomes.filter((outcome) => outcome === "too-many")).toHaveLength(4);
+    expect(await sql`select count(*)::int as n from saga_waits_test.saga_signals where saga_id = ${racingId}`).toEqual([{ n: 2 }]);
   });
 
   it("takes a signal once: a later wait of the same name in another step needs a signal of its own", async () => {
