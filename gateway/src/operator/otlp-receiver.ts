@@ -50,7 +50,7 @@ function statusOf(code: unknown): StoredSpan["status"] {
 }
 
 /** The spans of a request, bounded; those without valid ids or times are left out, and counted. */
-export function spansOfOtlpJson(request: OtlpRequest): { spans: StoredSpan[]; rejected: number } {
+function spansOfOtlpJson(request: OtlpRequest): { spans: StoredSpan[]; rejected: number } {
   const spans: StoredSpan[] = [];
   let rejected = 0;
   for (const resourceSpans of list<NonNullable<OtlpRequest["resourceSpans"]>[number]>(request.resourceSpans)) {

@@ -23,9 +23,24 @@ export interface TraceStoreLimits {
   maxTraces: number;
   /** Spans one trace keeps at most; later ones are dropped, so one runaway trace cannot empty the store. */
   maxSpansPerTrace: number;
+  /**
+   * The spans' estimated size at most (spanBytes), the oldest traces going first: the span
+   * bound alone would let 20,000 spans of long names and attributes hold far more memory
+   * than 20,000 short ones.
+   */
+  maxBytes: number;
 }
 
-export const defaultTraceStoreLimits: TraceStoreLimits = { maxSpans: 20_000, maxTraces: 2_000, maxSpansPerTrace: 1_000 };
+export const defaultTraceStoreLimits: TraceStoreLimits = { maxSpans: 20_000, maxTraces: 2_000, maxSpansPerTrace: 1_000, maxBytes: 32 * 1024 * 1024 };
+
+/** What a stored span object costs beyond its strings (its fields, ids' headers, the attribute object), roughly. */
+const SPAN_OVERHEAD_BYTES = 256;
+/** A span's memory, estimated from its strings' lengths (two bytes a UTF-16 unit) and a fixed overhead: an estimate, cheap enough for every span. */
+export function spanBytes(span: StoredSpan): number {
+  let units = span.traceId.length + span.spanId.length + span.parentSpanId.length + span.service.length + span.name.length + span.status.length;
+  for (const [key, value] of Object.entries(span.attributes)) units += key.length + value.length;
+  return SPAN_OVERHEAD_BYTES + 2 * units;
+}
 
 /** What a span may carry into the store: a few attributes, each short. */
 export const spanBounds = { maxAttributes: 16, maxKeyLength: 64, maxValueLength: 256, maxNameLength: 256 };
@@ -47,7 +62,7 @@ export function boundedAttributes(entries: Iterable<readonly [string, unknown]>)
 
 /** Ids as W3C trace context and OTLP/JSON write them. */
 export const TRACE_ID = /^[0-9a-f]{32}$/;
-export const SPAN_ID = /^[0-9a-f]{16}$/;
+const SPAN_ID = /^[0-9a-f]{16}$/;
 
 export interface TraceStore {
   /** Adds spans, evicting the oldest traces past the limits; returns how many were refused (bad ids, or a full trace). */
@@ -57,23 +72,28 @@ export interface TraceStore {
   /** One trace's spans by start, offsets from its first span; undefined if unknown or evicted. */
   get(traceId: string): Span[] | undefined;
   /** Spans held now, for tests and the bound. */
-  size(): { spans: number; traces: number };
+  size(): { spans: number; traces: number; bytes: number };
 }
 
 /**
  * The dev trace store: the last traces of the whole mesh, in the gateway's memory, for the
  * console's waterfall with no tracing backend. Under `npm start` every process sends its
  * spans here (the OTLP receiver on the operator listener), the gateway's own in-process.
- * A trace's age is when its first span arrived: traces are evicted oldest first.
+ * A trace's age is when its latest span arrived: traces are evicted oldest first, so a trace
+ * that is still growing (a 3-D Secure order compensated ten minutes after it was placed)
+ * stays while traces that have gone quiet go.
  */
 export function createTraceStore(limits: TraceStoreLimits = defaultTraceStoreLimits): TraceStore {
-  // A Map keeps insertion order: its first entry is the oldest trace.
+  // A Map keeps insertion order: each span re-inserts its trace (add), so the first entry is
+  // the trace that has gone longest without a span.
   const traces = new Map<string, StoredSpan[]>();
   let spanCount = 0;
+  let bytes = 0;
   const evictOldest = () => {
     const [oldest, spans] = traces.entries().next().value!;
     traces.delete(oldest);
     spanCount -= spans.length;
+    for (const span of spans) bytes -= spanBytes(span);
   };
   return {
     add(spans) {
@@ -84,19 +104,23 @@ export function createTraceStore(limits: TraceStoreLimits = defaultTraceStoreLim
           continue;
         }
         let trace = traces.get(span.traceId);
-        if (!trace) {
-          if (traces.size >= limits.maxTraces) evictOldest();
-          trace = [];
-          traces.set(span.traceId, trace);
-        }
-        if (trace.length >= limits.maxSpansPerTrace) {
+        if (trace && trace.length >= limits.maxSpansPerTrace) {
           refused++;
           continue;
         }
+        if (trace) {
+          // To the newest end: a late span makes its trace the newest, not the next evicted.
+          traces.delete(span.traceId);
+        } else {
+          if (traces.size >= limits.maxTraces) evictOldest();
+          trace = [];
+        }
+        traces.set(span.traceId, trace);
         trace.push(span);
         spanCount++;
-        // Never the trace just added to: it is the newest.
-        while (spanCount > limits.maxSpans && traces.size > 1) evictOldest();
+        bytes += spanBytes(span);
+        // Never the trace just added to: it is the newest (the last entry).
+        while ((spanCount > limits.maxSpans || bytes > limits.maxBytes) && traces.size > 1) evictOldest();
       }
       return refused;
     },
@@ -126,6 +150,6 @@ export function createTraceStore(limits: TraceStoreLimits = defaultTraceStoreLim
         .sort((a, b) => a.startMs - b.startMs)
         .map((s) => create(SpanSchema, { spanId: s.spanId, parentSpanId: s.parentSpanId, service: s.service, name: s.name, startOffsetMs: s.startMs - start, durationMs: s.durationMs, status: s.status, attributes: s.attributes }));
     },
-    size: () => ({ spans: spanCount, traces: traces.size }),
+    size: () => ({ spans: spanCount, traces: traces.size, bytes }),
   };
 }
