@@ -40,10 +40,12 @@ const emptySecond = (): Second => ({ orders: 0, latencies: [], seen: 0, errors: 
 
 /**
  * The console's live charts, sampled in the gateway itself, so they need no metrics backend:
- * each second, PlaceOrder's successes and latency percentiles (exact over that second's
- * samples), failed public calls by code, and each dependency's breaker state with its calls
- * and failures in that second (from the clients' cumulative counts). Bounded: 600 points of
- * each, and at most SAMPLES_PER_SECOND latencies in the second being gathered.
+ * each second, PlaceOrder's successes, its latency percentiles over every PlaceOrder that
+ * second, failed ones included (a DEADLINE_EXCEEDED is the latency that matters most),
+ * failed public calls by code, and each dependency's breaker state with the calls it sent and
+ * their failures in that second (from the clients' cumulative counts). Per gateway replica:
+ * each replica counts the calls it served. Bounded: 600 points of each, and at most
+ * SAMPLES_PER_SECOND latencies in the second being gathered.
  */
 export function createGatewayStats(options: { service: { typeName: string }; placeOrder: string; dependencies: () => DependencyStats[]; now?: () => number }): GatewayStats {
   const now = options.now ?? Date.now;
@@ -51,6 +53,8 @@ export function createGatewayStats(options: { service: { typeName: string }; pla
   const breakers: BreakerPoint[][] = [];
   let current = emptySecond();
   let previous = new Map(options.dependencies().map((d) => [d.dependency, d]));
+  /** The start of the first second the calls being gathered belong to. */
+  let since = Math.floor(now() / 1000) * 1000;
 
   const sample = (latencyMs: number) => {
     current.seen++;
@@ -67,45 +71,71 @@ export function createGatewayStats(options: { service: { typeName: string }; pla
 
   const interceptor: Interceptor = (next) => async (req) => {
     if (req.service.typeName !== options.service.typeName) return next(req);
+    const placeOrder = req.method.name === options.placeOrder;
     const startedAt = performance.now();
     try {
       const res = await next(req);
-      if (req.method.name === options.placeOrder) {
-        current.orders++;
-        sample(performance.now() - startedAt);
-      }
+      if (placeOrder) current.orders++;
       return res;
     } catch (err) {
       failed(err);
       throw err;
+    } finally {
+      if (placeOrder) sample(performance.now() - startedAt);
     }
   };
 
+  /**
+   * Sums up what was gathered since `since`, up to the second boundary just passed. A late
+   * timer (a busy or stalled event loop) covers several seconds at once: it writes a point
+   * for each of them, every one with the average rate over the real elapsed seconds. Not
+   * zeros and then the whole count in the last second: a stalled loop completes no call
+   * while it stalls, so which second the calls belong to is unknowable, and a spike at n
+   * times the rate would be one that never happened; the averages keep the total and the
+   * time axis without holes.
+   */
   const tick = () => {
+    const boundary = Math.floor(now() / 1000) * 1000;
+    const seconds = (boundary - since) / 1000;
+    // Fired before the boundary by the clocks' disagreement: the second is not over yet.
+    if (seconds < 1) return;
     const second = current;
     current = emptySecond();
-    const time = timestampFromMs(Math.floor(now() / 1000) * 1000 - 1000);
     const sorted = Float64Array.from(second.latencies).sort();
-    points.push(create(StatsPointSchema, { time, ordersPerSecond: second.orders, p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99), errorsPerSecond: Object.fromEntries(second.errors) }));
+    const p50Ms = quantile(sorted, 0.5);
+    const p99Ms = quantile(sorted, 0.99);
+    const errorsPerSecond = Object.fromEntries([...second.errors].map(([code, count]) => [code, count / seconds]));
     const dependencies = options.dependencies();
-    breakers.push(
-      dependencies.map((d) => {
-        const before = previous.get(d.dependency);
-        return create(BreakerPointSchema, { time, dependency: d.dependency, state: d.breaker, calls: d.calls - (before?.calls ?? 0), failures: d.failures - (before?.failures ?? 0) });
-      }),
-    );
+    // What the dependency was sent: the breaker's (and bulkhead's) refusals are counted in
+    // `calls` too, and BreakerPoint has no field for them, so an open breaker would read as
+    // many calls and no failures.
+    const sent = (d: DependencyStats | undefined) => (d ? d.calls - d.rejected : 0);
+    const deltas = dependencies.map((d) => {
+      const before = previous.get(d.dependency);
+      return { d, calls: (sent(d) - sent(before)) / seconds, failures: (d.failures - (before?.failures ?? 0)) / seconds };
+    });
     previous = new Map(dependencies.map((d) => [d.dependency, d]));
-    if (points.length > STATS_SECONDS) points.shift();
-    if (breakers.length > STATS_SECONDS) breakers.shift();
+    // Points older than the window would be dropped at once.
+    for (let s = Math.max(0, seconds - STATS_SECONDS); s < seconds; s++) {
+      const time = timestampFromMs(since + s * 1000);
+      points.push(create(StatsPointSchema, { time, ordersPerSecond: second.orders / seconds, p50Ms, p99Ms, errorsPerSecond }));
+      breakers.push(deltas.map(({ d, calls, failures }) => create(BreakerPointSchema, { time, dependency: d.dependency, state: d.breaker, calls, failures })));
+    }
+    since = boundary;
+    points.splice(0, Math.max(0, points.length - STATS_SECONDS));
+    breakers.splice(0, Math.max(0, breakers.length - STATS_SECONDS));
   };
-  // On the second's boundary, so each point covers one wall-clock second.
+  // Armed afresh for each next second boundary: an interval's delays add up, and a point
+  // labelled by when its timer fired would skip a second once they pass one.
   let timer: NodeJS.Timeout | undefined;
-  const align = setTimeout(() => {
-    tick();
-    timer = setInterval(tick, 1000);
+  const arm = () => {
+    timer = setTimeout(() => {
+      tick();
+      arm();
+    }, 1000 - (now() % 1000));
     timer.unref();
-  }, 1000 - (now() % 1000));
-  align.unref();
+  };
+  arm();
 
   return {
     interceptor,
@@ -113,8 +143,7 @@ export function createGatewayStats(options: { service: { typeName: string }; pla
       return create(GetStatsResponseSchema, { points: points.slice(-windowSeconds), breakers: breakers.slice(-windowSeconds).flat() });
     },
     close() {
-      clearTimeout(align);
-      clearInterval(timer);
+      clearTimeout(timer);
     },
   };
 }
