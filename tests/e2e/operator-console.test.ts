@@ -14,7 +14,7 @@ import { connectBus } from "#platform/messaging/connection.js";
 import { toHeaders } from "#platform/messaging/event-headers.js";
 import { connect } from "../support/databases.js";
 import { eventually } from "../support/eventually.js";
-import { bearer, startGatewayWithOperator, testOperatorToken, testTraceToken } from "../support/gateway.js";
+import { bearer, startGateway, startGatewayWithOperator, testOperatorConfig, testOperatorToken, testTraceToken } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 import { silentLogger } from "../support/silent-logger.js";
 
@@ -69,14 +69,14 @@ describe("the operator console's backend", () => {
     await eventually(async () => expect((await ops.getSaga({ orderId: id })).saga?.state).toBe(SagaState.COMPLETED));
     expect((await ops.listSagas({ view: SagaView.PARKED })).sagas.map((s) => s.orderId)).not.toContain(id);
     const [row] = await sql`select actor, outcome from orders.saga_audit where order_id = ${id} and action = 'retry'`;
-    expect(row).toEqual({ actor: "grace (operator)@127.0.0.1", outcome: "accepted" });
+    expect(row).toEqual({ actor: "grace (console)@127.0.0.1", outcome: "accepted" });
   });
 
   it("relays the admin service's refusals, and refuses bad input naming the field", async () => {
     const done = await settledOrder();
     expect(await failure(ops.compensateSaga({ orderId: done, reason: "too late" }))).toMatchObject({ code: Code.FailedPrecondition });
     const [row] = await sql`select actor, outcome from orders.saga_audit where order_id = ${done} and action = 'compensate'`;
-    expect(row).toEqual({ actor: "grace (operator)@127.0.0.1", outcome: "refused" });
+    expect(row).toEqual({ actor: "grace (console)@127.0.0.1", outcome: "refused" });
     expect(await failure(ops.getSaga({ orderId: randomUUID() }))).toMatchObject({ code: Code.NotFound });
     expect(await failure(ops.getSaga({ orderId: "nope" }))).toMatchObject({ code: Code.InvalidArgument, rawMessage: "order_id: must be a UUID" });
     expect(await failure(ops.listSagas({ view: 42 as SagaView }))).toMatchObject({ code: Code.InvalidArgument, rawMessage: "view: unknown saga view 42" });
@@ -245,5 +245,43 @@ describe("the operator console's backend", () => {
     expect((await post({ authorization: `Bearer ${testTraceToken}` }, "x".repeat(1024 * 1024 + 1))).status).toBe(413);
     expect((await post({ authorization: `Bearer ${testTraceToken}` }, body)).status).toBe(200);
     expect((await ops.getTrace({ traceId })).spans.map((s) => s.name)).toEqual(["forged"]);
+  });
+
+  it("fills a RUNNING page past the retrying sagas, reading on to the running ones", async () => {
+    // No saga of the earlier tests still running: the four below are the only running ones.
+    await eventually(async () => expect((await sql`select count(*)::int as n from orders.sagas where state = 'running'`)[0]!.n).toBe(0), 20_000);
+    const ids = [await settledOrder(), await settledOrder(), await settledOrder(), await settledOrder()];
+    const [retrying, running] = [ids.slice(0, 3), ids[3]!];
+    // Held by another runner's lease, so no runner here takes them up.
+    await sql`update orders.sagas set state = 'running', next_attempt_at = now() + interval '1 hour', lease_owner = 'elsewhere', lease_expires_at = now() + interval '1 hour' where aggregate_id in ${sql(retrying)}`;
+    await sql`update orders.sagas set state = 'running', lease_owner = 'elsewhere', lease_expires_at = now() + interval '1 hour' where aggregate_id = ${running}`;
+    try {
+      // Oldest first: one admin page of one holds a retrying saga alone, three times over.
+      const first = await ops.listSagas({ view: SagaView.RUNNING, pageSize: 1 });
+      expect(first.sagas.map((s) => s.orderId)).toEqual([running]);
+      // The last saga there is: nothing to page on to.
+      expect(first.nextPageToken).toBe("");
+      expect((await ops.listSagas({ view: SagaView.RETRYING, pageSize: 3 })).sagas.map((s) => s.orderId)).toEqual(retrying);
+      expect(await failure(ops.listSagas({ view: SagaView.RUNNING, pageSize: 101 }))).toMatchObject({ code: Code.InvalidArgument, rawMessage: "page_size: must be from 0 to 100" });
+    } finally {
+      await sql`update orders.sagas set state = 'completed', next_attempt_at = null, lease_owner = null, lease_expires_at = null where aggregate_id in ${sql(ids)}`;
+    }
+  });
+
+  it("answers FAILED_PRECONDITION, not the operator's UNAUTHENTICATED or PERMISSION_DENIED, when order refuses the console's certificate", async () => {
+    // Inventory's certificate, from the same CA: order does not admit it to SagaAdminService.
+    const misconfigured = await startGateway(mesh, { operator: { ...testOperatorConfig(mesh), tls: mesh.pki.files("inventory") } });
+    try {
+      const client = createClient(OperatorService, createConnectTransport({ baseUrl: misconfigured.operator!.url, httpVersion: "1.1", interceptors: [bearer(await testOperatorToken("grace"))] }));
+      const refused = { code: Code.FailedPrecondition, rawMessage: expect.stringMatching(/^order refused the console's certificate: /) };
+      expect(await failure(client.listSagas({ view: SagaView.PARKED }))).toMatchObject(refused);
+      expect(await failure(client.getSaga({ orderId: randomUUID() }))).toMatchObject(refused);
+      expect(await failure(client.retrySaga({ orderId: randomUUID() }))).toMatchObject(refused);
+      // The listener's own refusal of the operator is still UNAUTHENTICATED.
+      const anonymous = createClient(OperatorService, createConnectTransport({ baseUrl: misconfigured.operator!.url, httpVersion: "1.1" }));
+      expect(await failure(anonymous.listSagas({ view: SagaView.PARKED }))).toMatchObject({ code: Code.Unauthenticated });
+    } finally {
+      await misconfigured.close();
+    }
   });
 });

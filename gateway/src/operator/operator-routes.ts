@@ -30,6 +30,27 @@ const viewQuery: Record<SagaView, { state: SagaState; retrying: boolean }> = {
   [SagaView.COMPENSATING]: { state: SagaState.COMPENSATING, retrying: false },
 };
 
+/** Admin pages one RUNNING ListSagas reads at most to fill its page: bounded, so a long run of retrying sagas costs a few reads, then the page goes out short with its token. */
+const MAX_ADMIN_PAGES = 5;
+
+/**
+ * A saga admin call, with order's refusal of the console's certificate made
+ * FAILED_PRECONDITION: UNAUTHENTICATED and PERMISSION_DENIED are the operator listener's own
+ * answers about the signed-in operator (the page signs out on them), and a misconfigured
+ * backend certificate says nothing about the operator's token.
+ */
+async function fromOrder<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    const error = ConnectError.from(err);
+    if (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied) {
+      throw new ConnectError(`order refused the console's certificate: ${error.rawMessage}`, Code.FailedPrecondition, undefined, undefined, error);
+    }
+    throw err;
+  }
+}
+
 const isFinished = (saga: Saga | undefined) => saga?.state === SagaState.COMPLETED || saga?.state === SagaState.COMPENSATED;
 
 /** A count in [0, max]; 0 means `fallback`. */
@@ -56,7 +77,7 @@ export function createOperatorRoutes(deps: OperatorRouteDeps) {
       let last: Saga | undefined;
       while (!ctx.signal.aborted && Date.now() < until) {
         // Each read has the client's own deadline, not what is left of the stream's.
-        const { saga } = await detachedFromDeadline(() => sagaAdmin.getSaga({ orderId }, { signal: ctx.signal }));
+        const { saga } = await detachedFromDeadline(() => fromOrder(() => sagaAdmin.getSaga({ orderId }, { signal: ctx.signal })));
         if (saga && (!last || !equals(SagaSchema, saga, last))) {
           last = saga;
           yield { $typeName: "shop.gateway.v1.WatchSagaResponse", saga };
@@ -77,21 +98,35 @@ export function createOperatorRoutes(deps: OperatorRouteDeps) {
       async listSagas(req, ctx) {
         const query = viewQuery[req.view];
         if (!query) throw new ConnectError(`view: unknown saga view ${req.view}`, Code.InvalidArgument);
-        const page = await sagaAdmin.listSagas({ ...query, pageSize: req.pageSize, pageToken: req.pageToken }, { signal: ctx.signal });
+        const pageSize = bounded(req.pageSize, "page_size", 100, 20);
+        const read = (size: number, pageToken: string) => fromOrder(() => sagaAdmin.listSagas({ ...query, pageSize: size, pageToken }, { signal: ctx.signal }));
+        if (req.view !== SagaView.RUNNING) {
+          const { sagas, nextPageToken } = await read(pageSize, req.pageToken);
+          return { sagas, nextPageToken };
+        }
         // "Running" is running with no failed attempt pending, which the admin service cannot
-        // filter on: a page may hold fewer than page_size, and next_page_token goes on.
-        const sagas = req.view === SagaView.RUNNING ? page.sagas.filter((saga) => saga.nextAttemptTime === undefined) : page.sagas;
-        return { sagas, nextPageToken: page.nextPageToken };
+        // filter on: read on until the page is full, asking each time for what is missing, so
+        // the last page's token resumes right after the last saga read. Past MAX_ADMIN_PAGES
+        // the page holds fewer than page_size and next_page_token goes on.
+        const sagas: Saga[] = [];
+        let pageToken = req.pageToken;
+        for (let reads = 0; reads < MAX_ADMIN_PAGES && sagas.length < pageSize; reads++) {
+          const page = await read(pageSize - sagas.length, pageToken);
+          sagas.push(...page.sagas.filter((saga) => saga.nextAttemptTime === undefined));
+          pageToken = page.nextPageToken;
+          if (!pageToken) break;
+        }
+        return { sagas, nextPageToken: pageToken };
       },
       async getSaga(req, ctx) {
-        return { saga: (await sagaAdmin.getSaga({ orderId: req.orderId }, { signal: ctx.signal })).saga };
+        return { saga: (await fromOrder(() => sagaAdmin.getSaga({ orderId: req.orderId }, { signal: ctx.signal }))).saga };
       },
       watchSaga: (req, ctx) => watchSaga(req.orderId, ctx),
       async retrySaga(req, ctx) {
-        return { saga: (await sagaAdmin.retrySaga({ orderId: req.orderId }, asOperator(ctx))).saga };
+        return { saga: (await fromOrder(() => sagaAdmin.retrySaga({ orderId: req.orderId }, asOperator(ctx)))).saga };
       },
       async compensateSaga(req, ctx) {
-        return { saga: (await sagaAdmin.compensateSaga({ orderId: req.orderId, reason: req.reason }, asOperator(ctx))).saga };
+        return { saga: (await fromOrder(() => sagaAdmin.compensateSaga({ orderId: req.orderId, reason: req.reason }, asOperator(ctx)))).saga };
       },
       async listDeadLetters() {
         return { deadLetters: await deps.deadLetters.list() };
