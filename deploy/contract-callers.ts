@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { getOption, type DescService } from "@bufbuild/protobuf";
 import { access } from "#gen/meshwork/v1/access_pb.js";
 import { OPERATOR } from "#platform/trust/mesh-identity.js";
+import { CONSOLE } from "#tools/infra/principals.js";
 import type { Deployable } from "#mesh";
 
 const shopGen = resolve(import.meta.dirname, "../gen/shop");
@@ -28,8 +29,11 @@ async function shopDescriptors(): Promise<Map<string, DescService>> {
 /** Callers that no NetworkPolicy names: operators come through port-forward, the rest through the ingress. */
 const outside = new Set([OPERATOR, "anyone", "customer"]);
 
+/** The pod a caller that is no deployable runs in: the console's backend is the gateway's operator listener. */
+const podOf = (caller: string) => (caller === CONSOLE ? "gateway" : caller);
+
 export interface ContractAccess {
-  /** The deployables its RPCs admit, sorted. */
+  /** The deployables whose pods its RPCs admit (the console's as the gateway), sorted. */
   callers: string[];
   /** True if customers or anyone may call it: it serves on a public port. */
   public: boolean;
@@ -52,11 +56,12 @@ export async function readContracts(): Promise<ContractReader> {
     const groups = new Map<string, string[]>();
     for (const method of methods) {
       // What only an operator may call is named too: no NetworkPolicy admits it, port-forward does.
-      const key = inside(method.callers).join(", ") || (method.callers.includes(OPERATOR) ? `${OPERATOR} only` : "");
+      const named = inside(method.callers).map((caller) => (podOf(caller) === caller ? caller : `${caller} (in the ${podOf(caller)} pod)`));
+      const key = named.join(", ") || (method.callers.includes(OPERATOR) ? `${OPERATOR} only` : "");
       if (key) groups.set(key, [...(groups.get(key) ?? []), method.name]);
     }
     return {
-      callers: inside(methods.flatMap((m) => m.callers)),
+      callers: [...new Set(inside(methods.flatMap((m) => m.callers)).map(podOf))].sort(),
       public: methods.some((m) => m.callers.includes("anyone") || m.callers.includes("customer")),
       summary: [...groups].map(([callers, names]) => `${names.join(", ")}: ${callers}`),
     };

@@ -12,6 +12,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { meshDeployables, meshServices, urlVariable, withSchema, type Deployable } from "#mesh";
 import { OPERATOR } from "#platform/trust/mesh-identity.js";
+import { CONSOLE } from "#tools/infra/principals.js";
 import { readContracts, type ContractReader } from "./contract-callers.js";
 import { databasePasswordVariable } from "./generate-secrets.js";
 import { natsConfigFiles } from "./nats-config.js";
@@ -19,8 +20,8 @@ import { natsConfigFiles } from "./nats-config.js";
 const deployDir = import.meta.dirname;
 /** The deployables that run as mesh services: all but the gateway, whose k8s file is its own. */
 const services: readonly Deployable[] = meshServices;
-/** NATS users: every deployable and the operator. */
-const natsUsers = [...meshDeployables.map((d) => d.name), OPERATOR];
+/** NATS users: every deployable, the operator and the console's backend. */
+const natsUsers = [...meshDeployables.map((d) => d.name), OPERATOR, CONSOLE];
 
 const podSelector = (name: string) => `- podSelector: { matchLabels: { app.kubernetes.io/name: ${name} } }`;
 const k8sUrl = (d: Pick<Deployable, "name" | "port">) => `https://${d.name}:${d.port.default}`;

@@ -12,6 +12,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { meshDeployables, type Deployable } from "#mesh";
 import { OPERATOR } from "#platform/trust/mesh-identity.js";
+import { CONSOLE } from "#tools/infra/principals.js";
 import { localSecret } from "#tools/infra/local-secrets.js";
 import { natsPasswordVariable } from "#tools/infra/nats-accounts.js";
 import { loadOrCreateCertificateAuthority } from "#tools/infra/pki.js";
@@ -53,8 +54,10 @@ export async function generateSecrets(deployDir: string, deployables: readonly D
   const dirs = secretDirectories(deployDir);
   const secret = (name: string) => localSecret(dirs.values, name);
   const adminPassword = secret("postgres-admin");
-  // NATS users and mesh identities alike: every deployable, and the operator.
+  // NATS users: every deployable, the operator and the console's backend (the gateway's
+  // operator listener, which compose does not run: it gets no certificate there).
   const principals = [...deployables.map((d) => d.name), OPERATOR];
+  const natsUsers = [...principals, CONSOLE];
   const withSchema = deployables.filter((d) => d.schema !== undefined);
   const written: string[] = [];
   const write = (dir: string, file: string, contents: string) => {
@@ -65,14 +68,14 @@ export async function generateSecrets(deployDir: string, deployables: readonly D
   // The k8s local overlay's secretGenerator: one Secret per service and purpose.
   write(dirs.k8s, "postgres-admin.env", envFile({ password: adminPassword }));
   for (const { name } of withSchema) write(dirs.k8s, `${name}-db.env`, envFile({ password: secret(`${name}-db`) }));
-  for (const name of principals) write(dirs.k8s, `${name}-nats.env`, envFile({ password: secret(`${name}-nats`) }));
+  for (const name of natsUsers) write(dirs.k8s, `${name}-nats.env`, envFile({ password: secret(`${name}-nats`) }));
   write(dirs.k8s, "gateway-local-auth.env", envFile({ secret: secret("gateway-local-auth") }));
   write(dirs.k8s, "gateway-operator-auth.env", envFile({ secret: secret("gateway-operator-auth") }));
 
   // Compose: an env file per container, each holding only what that container uses.
   write(dirs.compose, "postgres.env", envFile({ POSTGRES_PASSWORD: adminPassword }));
   write(dirs.compose, "postgres-roles.env", envFile({ PGPASSWORD: adminPassword, ...Object.fromEntries(withSchema.map(({ name }) => [databasePasswordVariable(name), secret(`${name}-db`)])) }));
-  write(dirs.compose, "nats.env", envFile(Object.fromEntries(principals.map((name) => [natsPasswordVariable(name), natsPasswordValue(secret(`${name}-nats`))]))));
+  write(dirs.compose, "nats.env", envFile(Object.fromEntries(natsUsers.map((name) => [natsPasswordVariable(name), natsPasswordValue(secret(`${name}-nats`))]))));
   for (const { name, schema } of deployables) {
     write(
       dirs.compose,

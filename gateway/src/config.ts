@@ -33,7 +33,9 @@ function localSecret(env: Env, host: string): string {
  * How an operator proves who they are on the operator listener: a bearer JWT whose
  * `rolesClaim` (an array) holds `role`. Local mode verifies it with a secret of its own,
  * never the customers' (whoever can get a demo token must not get an operator's); JWKS
- * mode with the identity provider the customers' tokens come from.
+ * mode with the keys of the identity provider the customers' tokens come from, but for an
+ * audience of its own (OPERATOR_AUDIENCE) and a required issuer, so no customer's token,
+ * nor one another issuer signed with keys at that URL, is an operator's.
  */
 export type OperatorAuthConfig = ({ mode: "local"; secret: string } | { mode: "jwks"; jwksUrl: string; issuer: string; audience: string }) & {
   rolesClaim: string;
@@ -46,14 +48,18 @@ export interface OperatorConfig {
   host: string;
   port: number;
   auth: OperatorAuthConfig;
-  /** The operator certificate the listener's backend calls the admin RPCs with; unset under MESH_TLS=off. */
+  /**
+   * The console's certificate (spiffe://meshwork/console, CONSOLE_CERT_FILE and
+   * CONSOLE_KEY_FILE) the listener's backend calls the saga admin RPCs with: never the
+   * operator's, which the internet-facing gateway must not hold. Unset under MESH_TLS=off.
+   */
   tls: MeshTlsFiles | undefined;
   /**
    * Whether the listener serves TLS with the gateway's own mesh certificate, and then admits
    * a client with the operator certificate as well as an operator's token (OPERATOR_TLS).
    */
   serveTls: boolean;
-  /** NATS as the operator user, for the dead letters; unset: ListDeadLetters and ReplayDeadLetter are FAILED_PRECONDITION. */
+  /** NATS as the console's user (CONSOLE_NATS_URL), for the dead letters; unset: ListDeadLetters and ReplayDeadLetter are FAILED_PRECONDITION. */
   natsUrl: string | undefined;
   /** Whether it keeps the dev trace store, receiving every process's spans (DEV_TRACES_TOKEN is their write token). */
   traceIngestToken: string | undefined;
@@ -63,17 +69,18 @@ export interface OperatorConfig {
 /**
  * The operator listener's settings; undefined where it is off. It runs where it has what it
  * needs: in local mode its own token secret (OPERATOR_LOCAL_SECRET, which npm start
- * generates per mesh), and under mTLS the operator certificate its backend calls the admin
+ * generates per mesh), and under mTLS the console's certificate its backend calls the admin
  * RPCs with. Without them it is off, unless OPERATOR_PORT asks for it, which then fails
- * naming what is missing; OPERATOR_PORT=off turns it off whatever is set.
+ * naming what is missing; OPERATOR_PORT=off turns it off whatever is set. Off loopback it
+ * must serve TLS: its callers send bearer tokens.
  */
 function operatorConfig(env: Env, common: CommonConfig, auth: AuthConfig): OperatorConfig | undefined {
   const asked = optionalString(env, gatewayEntry.operatorPort.variable, "");
   if (asked === "off") return undefined;
   const secret = optionalString(env, "OPERATOR_LOCAL_SECRET", "");
-  const certFile = optionalString(env, "OPERATOR_CERT_FILE", "");
-  const keyFile = optionalString(env, "OPERATOR_KEY_FILE", "");
-  const missing = [...(auth.mode === "local" && secret === "" ? ["OPERATOR_LOCAL_SECRET"] : []), ...(common.meshTls !== "off" && (certFile === "" || keyFile === "") ? ["OPERATOR_CERT_FILE and OPERATOR_KEY_FILE"] : [])];
+  const certFile = optionalString(env, "CONSOLE_CERT_FILE", "");
+  const keyFile = optionalString(env, "CONSOLE_KEY_FILE", "");
+  const missing = [...(auth.mode === "local" && secret === "" ? ["OPERATOR_LOCAL_SECRET"] : []), ...(common.meshTls !== "off" && (certFile === "" || keyFile === "") ? ["CONSOLE_CERT_FILE and CONSOLE_KEY_FILE"] : [])];
   if (missing.length > 0) {
     if (asked === "") return undefined;
     throw new ConfigError(`OPERATOR_PORT is set, but the operator listener needs ${missing.join(" and ")}; or set OPERATOR_PORT=off`);
@@ -87,7 +94,12 @@ function operatorConfig(env: Env, common: CommonConfig, auth: AuthConfig): Opera
     if (secret === auth.secret || secret === BUILT_IN_LOCAL_SECRET) throw new ConfigError("OPERATOR_LOCAL_SECRET must differ from AUTH_LOCAL_SECRET and the built-in secret: whoever can get a demo token must not be able to sign an operator's");
     operatorAuth = { mode: "local", secret, rolesClaim, role, maxTokenLifetimeSeconds };
   } else {
-    operatorAuth = { mode: "jwks", jwksUrl: auth.jwksUrl, issuer: auth.issuer, audience: auth.audience, rolesClaim, role, maxTokenLifetimeSeconds };
+    // Without an issuer any token the keys at AUTH_JWKS_URL verify would do, whoever issued it.
+    const issuer = optionalString(env, "OPERATOR_ISSUER", auth.issuer);
+    if (issuer === "") throw new ConfigError("OPERATOR_ISSUER (or AUTH_ISSUER) must be set when the operator listener verifies tokens with AUTH_MODE=jwks: operators' tokens are accepted only from a named issuer");
+    const audience = optionalString(env, "OPERATOR_AUDIENCE", "meshwork-operator");
+    if (audience === auth.audience) throw new ConfigError(`OPERATOR_AUDIENCE must differ from AUTH_AUDIENCE ("${audience}"): a customer's token must not be an operator's`);
+    operatorAuth = { mode: "jwks", jwksUrl: auth.jwksUrl, issuer, audience, rolesClaim, role, maxTokenLifetimeSeconds };
   }
   const tls = common.meshTls === "off" ? undefined : { certFile, keyFile, caFile: common.meshTls.caFile };
   // Off in local mode: that is a developer's machine (npm start), whose browser does not trust
@@ -95,13 +107,15 @@ function operatorConfig(env: Env, common: CommonConfig, auth: AuthConfig): Opera
   // certificates, on: the operator certificate then signs in too, beside the IdP's tokens.
   const serveTls = oneOf(env, "OPERATOR_TLS", ["on", "off"] as const, common.meshTls !== "off" && auth.mode === "jwks" ? "on" : "off") === "on";
   if (serveTls && common.meshTls === "off") throw new ConfigError("OPERATOR_TLS=on serves the gateway's mesh certificate, which MESH_TLS=off leaves it without");
+  const host = optionalString(env, "OPERATOR_HOST", "127.0.0.1");
+  if (!serveTls && !LOOPBACK_HOSTS.has(host)) throw new ConfigError(`OPERATOR_HOST "${host}" is not loopback (127.0.0.1, ::1, localhost): off loopback the operator listener must serve TLS (OPERATOR_TLS=on), or its callers' bearer tokens cross the network in clear`);
   return {
-    host: optionalString(env, "OPERATOR_HOST", "127.0.0.1"),
+    host,
     port: port(env, gatewayEntry.operatorPort.variable, gatewayEntry.operatorPort.default),
     auth: operatorAuth,
     tls,
     serveTls,
-    natsUrl: env["OPERATOR_NATS_URL"] ? url(env, "OPERATOR_NATS_URL") : undefined,
+    natsUrl: env["CONSOLE_NATS_URL"] ? url(env, "CONSOLE_NATS_URL") : undefined,
     traceIngestToken: common.devTraces === undefined || common.devTraces === "in-process" ? undefined : common.devTraces.token,
   };
 }

@@ -8,6 +8,7 @@ import { SagaAdminService } from "#gen/shop/order/v1/saga_admin_service_pb.js";
 import { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 import { meshServiceNames } from "#mesh";
+import { CONSOLE } from "#tools/infra/principals.js";
 
 /** Every service in the generated contracts, so a new one is checked without being listed here. */
 const gen = resolve(import.meta.dirname, "../../gen/shop");
@@ -23,7 +24,7 @@ for (const entry of readdirSync(gen, { recursive: true, encoding: "utf8" }).filt
  */
 describe("every RPC names the callers it admits", () => {
   const mesh = services.filter((service) => service.typeName !== StorefrontService.typeName);
-  const meshCallers = new Set([...meshServiceNames, "operator"]);
+  const meshCallers = new Set([...meshServiceNames, "operator", CONSOLE]);
 
   it("finds the contracts", () => expect(mesh.map((s) => s.typeName)).toContain(PaymentService.typeName));
 
@@ -46,6 +47,11 @@ describe("every RPC names the callers it admits", () => {
     expect(callers(PaymentService, "Refund")).toEqual(["order"]);
     expect(callers(InventoryService, "ReserveStock")).toEqual(["order"]);
     expect(callers(InventoryService, "AdjustStock")).toEqual(["operator"]);
-    expect(SagaAdminService.methods.every((m) => getOption(m, access).callers.join() === "operator")).toBe(true);
+    expect(SagaAdminService.methods.map((m) => getOption(m, access).callers.join())).toEqual(SagaAdminService.methods.map(() => `operator,${CONSOLE}`));
+  });
+
+  it("admits the console's backend to the saga admin RPCs alone: the gateway's operator console must hold no more than those", () => {
+    const admitting = mesh.flatMap((service) => service.methods.filter((method) => getOption(method, access).callers.includes(CONSOLE)).map((method) => `${service.typeName}/${method.name}`));
+    expect(admitting).toEqual(["ListSagas", "GetSaga", "RetrySaga", "CompensateSaga"].map((name) => `${SagaAdminService.typeName}/${name}`));
   });
 });

@@ -8,6 +8,7 @@ import { parse, parseAllDocuments } from "yaml";
 import type { Env } from "#platform/process/config.js";
 import { meshDeployables, type Deployable, type MeshServiceName } from "#mesh";
 import { OPERATOR } from "#platform/trust/mesh-identity.js";
+import { CONSOLE } from "#tools/infra/principals.js";
 import { natsPasswordVariable } from "#tools/infra/nats-accounts.js";
 import { databasePasswordVariable, generateSecrets } from "#deploy/generate-secrets.js";
 import { loadConfig as gatewayConfig } from "#gateway/src/config.js";
@@ -34,6 +35,8 @@ const names = deployables.map((d) => d.name as MeshServiceName);
 const withSchema = deployables.filter((d) => d.schema !== undefined).map((d) => d.name);
 /** NATS users and mesh identities alike. */
 const principals = [...names, OPERATOR];
+/** NATS users: those, and the console's backend (whose certificate is cert-manager's, in the gateway's file). */
+const natsUsers = [...principals, CONSOLE];
 const byName = (name: string) => deployables.find((d) => d.name === name)!;
 
 /** A parsed manifest: untyped YAML, read by the paths each check expects. */
@@ -54,8 +57,9 @@ const portNamed = (container: Doc, name: string): number => container.ports.find
 /** The port a deployable serves on: the mesh port (mTLS), or the public one if its contract admits "anyone" or "customer". */
 const servingPortName = (name: string) => (contract(name).public ? "http" : "rpc");
 
-/** The Secret of the operator certificate that the gateway's operator listener calls the admin RPCs with. */
-const GATEWAY_OPERATOR_SECRET = "gateway-operator-tls";
+/** The Secrets of the console's certificate and NATS password, which the gateway's operator listener's backend acts with. */
+const CONSOLE_TLS_SECRET = "console-tls";
+const CONSOLE_NATS_SECRET = "console-nats";
 
 /** Long enough for every check a loader makes of a secret (the gateway wants 32 characters). */
 const SECRET_STANDIN = "stand-in-for-a-value-from-a-kubernetes-secret";
@@ -161,21 +165,21 @@ describe("Kubernetes manifests (kustomize base)", () => {
     for (const mapping of published.filter((p) => p.endsWith(`:${operatorPort}`))) expect(mapping).toMatch(/^127\.0\.0\.1:/);
   });
 
-  it("run the gateway's operator listener on loopback over TLS, for the IdP's operators and the operator certificate, with its backend's own operator certificate and the operator's NATS user", () => {
+  it("run the gateway's operator listener on loopback over TLS, for the IdP's operators and the operator certificate, with its backend acting as the console (its certificate and NATS user), never the operator", () => {
     const container = containerOf("gateway");
     const env = envOf(container);
     expect([env["OPERATOR_PORT"], env["OPERATOR_HOST"], env["OPERATOR_TLS"]]).toEqual([String(byName("gateway").operatorPort!.default), "127.0.0.1", "on"]);
-    const mount = container.volumeMounts.find((m: Doc) => m.name === podOf("gateway").volumes.find((v: Doc) => v.secret?.secretName === GATEWAY_OPERATOR_SECRET).name);
+    const mount = container.volumeMounts.find((m: Doc) => m.name === podOf("gateway").volumes.find((v: Doc) => v.secret?.secretName === CONSOLE_TLS_SECRET).name);
     expect(mount.readOnly).toBe(true);
     const config = gatewayConfig(env);
     expect(config.operator).toMatchObject({
       host: "127.0.0.1",
       port: byName("gateway").operatorPort!.default,
       serveTls: true,
-      // The customers' identity provider, with the role claim.
-      auth: { mode: "jwks", jwksUrl: config.auth.mode === "jwks" ? config.auth.jwksUrl : "", rolesClaim: "roles", role: "operator" },
+      // The customers' identity provider, with the role claim, a required issuer and an audience of the operators' own.
+      auth: { mode: "jwks", jwksUrl: config.auth.mode === "jwks" ? config.auth.jwksUrl : "", issuer: config.auth.mode === "jwks" ? config.auth.issuer : "", audience: "meshwork-operator", rolesClaim: "roles", role: "operator" },
       tls: { certFile: `${mount.mountPath}/tls.crt`, keyFile: `${mount.mountPath}/tls.key`, caFile: "/var/run/meshwork/tls/ca.crt" },
-      natsUrl: `nats://operator:${SECRET_STANDIN}@nats:4222`,
+      natsUrl: `nats://console:${SECRET_STANDIN}@nats:4222`,
       traceIngestToken: undefined,
     });
     // The same in the local overlay, whose operators' tokens have a secret of their own.
@@ -192,12 +196,16 @@ describe("Kubernetes manifests (kustomize base)", () => {
     expect(gatewayConfig(envOf({ ...container, env: without(container.env) }, [...patched, { name: "OPERATOR_LOCAL_SECRET", value: `${SECRET_STANDIN}-operator` }])).operator?.serveTls).toBe(false);
   });
 
-  it("let only the gateway mount its operator certificate, and nothing mount operator-tls; the operator's NATS password reaches NATS and the gateway alone", () => {
+  it("let only the gateway mount the console's certificate and NATS password, and nothing mount operator-tls; the operator's NATS password reaches NATS alone", () => {
     const workloads = base.filter((d) => d.spec?.template?.spec);
     const referring = (secret: string) => workloads.filter((w) => secretsOf(w.spec.template.spec).includes(secret)).map((w) => `${w.kind}/${w.metadata.name}`).sort();
-    expect(referring(GATEWAY_OPERATOR_SECRET)).toEqual(["Deployment/gateway"]);
+    expect(referring(CONSOLE_TLS_SECRET)).toEqual(["Deployment/gateway"]);
+    expect(referring(CONSOLE_NATS_SECRET)).toEqual(["Deployment/gateway", "StatefulSet/nats"]);
     expect(referring("operator-tls")).toEqual([]);
-    expect(referring("operator-nats")).toEqual(["Deployment/gateway", "StatefulSet/nats"]);
+    expect(referring("operator-nats")).toEqual(["StatefulSet/nats"]);
+    // No certificate the gateway's pods can mount names the operator.
+    const mountable = podOf("gateway").volumes.flatMap((v: Doc) => (v.secret ? [v.secret.secretName] : []));
+    for (const secret of mountable) expect(base.find((d) => d.kind === "Certificate" && d.spec.secretName === secret).spec.uris, secret).not.toContain("spiffe://meshwork/operator");
     // Compose runs no operator listener, and mounts no operator certificate (checked with generate-secrets below).
     expect(compose.services.gateway.environment["OPERATOR_PORT"]).toBe("off");
   });
@@ -253,9 +261,9 @@ describe("mTLS identities (cert-manager)", () => {
     expect(certificate.spec).toMatchObject({ duration: "24h", renewBefore: "8h", issuerRef: { name: "meshwork-ca", kind: "Issuer" } });
   });
 
-  it("the gateway's operator certificate is the operator's, and only a client; the gateway's own names loopback, where port-forward reaches its operator listener", () => {
-    const certificate = certificateFor(GATEWAY_OPERATOR_SECRET);
-    expect(certificate.spec.uris).toEqual(["spiffe://meshwork/operator"]);
+  it("the console's certificate is the console's, and only a client; the gateway's own names loopback, where port-forward reaches its operator listener", () => {
+    const certificate = certificateFor(CONSOLE_TLS_SECRET);
+    expect(certificate.spec.uris).toEqual(["spiffe://meshwork/console"]);
     expect(certificate.spec.usages).toEqual(["digital signature", "client auth"]);
     expect(certificate.spec).toMatchObject({ duration: "24h", renewBefore: "8h", issuerRef: { name: "meshwork-ca", kind: "Issuer" } });
     expect(certificateFor("gateway-tls").spec).toMatchObject({ dnsNames: expect.arrayContaining(["localhost"]), ipAddresses: ["127.0.0.1"] });
@@ -272,8 +280,8 @@ describe("mTLS identities (cert-manager)", () => {
   it.each(names)("%s mounts its own certificate read-only and reads its TLS files from there", (name) => {
     const pod = podOf(name);
     const tlsVolumes = pod.volumes.filter((v: Doc) => v.secret);
-    // The gateway besides: its operator listener's backend's certificate (checked below).
-    expect(tlsVolumes.map((v: Doc) => v.secret.secretName)).toEqual([`${name}-tls`, ...(name === "gateway" ? [GATEWAY_OPERATOR_SECRET] : [])]);
+    // The gateway besides: the console's certificate, for its operator listener's backend (checked below).
+    expect(tlsVolumes.map((v: Doc) => v.secret.secretName)).toEqual([`${name}-tls`, ...(name === "gateway" ? [CONSOLE_TLS_SECRET] : [])]);
     expect(tlsVolumes[0].secret.defaultMode & 0o007).toBe(0); // nothing for others
     const mount = containerOf(name).volumeMounts.find((m: Doc) => m.name === tlsVolumes[0].name);
     expect(mount.readOnly).toBe(true);
@@ -337,14 +345,14 @@ describe("credentials per service", () => {
   const workloads = base.filter((d) => d.spec?.template?.spec);
 
   it.each(names)("%s refers to its own Secrets alone", (name) => {
-    // The gateway's operator listener besides: its operator certificate, and the operator's NATS user for the dead letters.
-    const own = [`${name}-tls`, `${name}-nats`, ...(byName(name).schema === undefined ? [] : [`${name}-db`]), ...(name === "gateway" ? [GATEWAY_OPERATOR_SECRET, "operator-nats"] : [])];
+    // The gateway's operator listener besides: the console's certificate, and its NATS user for the dead letters.
+    const own = [`${name}-tls`, `${name}-nats`, ...(byName(name).schema === undefined ? [] : [`${name}-db`]), ...(name === "gateway" ? [CONSOLE_TLS_SECRET, CONSOLE_NATS_SECRET] : [])];
     expect(secretsOf(podOf(name))).toEqual(own.sort());
   });
 
   it("NATS gets every user's password and Postgres the admin's; the roles Job the admin's and each role's; nothing else", () => {
     const secretsOfWorkload = (kind: string, name: string) => secretsOf(workloads.find((w) => w.kind === kind && w.metadata.name === name).spec.template.spec);
-    expect(secretsOfWorkload("StatefulSet", "nats")).toEqual(principals.map((n) => `${n}-nats`).sort());
+    expect(secretsOfWorkload("StatefulSet", "nats")).toEqual(natsUsers.map((n) => `${n}-nats`).sort());
     expect(secretsOfWorkload("StatefulSet", "postgres")).toEqual(["postgres-admin"]);
     expect(secretsOfWorkload("Job", "postgres-roles")).toEqual(["postgres-admin", ...withSchema.map((n) => `${n}-db`)].sort());
     expect(workloads.map((w) => `${w.kind}/${w.metadata.name}`).sort()).toEqual([...names.map((n) => `Deployment/${n}`), "Job/postgres-roles", "StatefulSet/nats", "StatefulSet/postgres"].sort());
@@ -375,16 +383,16 @@ describe("credentials per service", () => {
     for (const name of withSchema) expect(job.env.find((e: Doc) => e.name === databasePasswordVariable(name)).valueFrom.secretKeyRef).toEqual({ name: `${name}-db`, key: "password" });
   });
 
-  it("the NATS configs have a user per deployable and the operator, each password from its own Secret", () => {
+  it("the NATS configs have a user per deployable, the operator and the console, each password from its own Secret", () => {
     const config = readFileSync(join(deploy, "k8s/base/nats/nats.conf"), "utf8");
     const users = [...config.matchAll(/user: "([^"]+)"\s+password: \$(\w+)/g)].map((m) => [m[1], m[2]]);
-    expect(users).toEqual(principals.map((n) => [n, natsPasswordVariable(n)]));
+    expect(users).toEqual(natsUsers.map((n) => [n, natsPasswordVariable(n)]));
     const parsed = parse(readFileSync(join(deploy, "k8s/base/kustomization.yaml"), "utf8"));
     expect(parsed.configMapGenerator).toContainEqual({ name: "nats-config", files: ["nats.conf=nats/nats.conf"] });
     const nats = find("StatefulSet", "nats").spec.template.spec;
     expect(nats.containers[0].args).toEqual(["-c", "/etc/nats/nats.conf"]);
     expect(nats.volumes).toContainEqual({ name: "config", configMap: { name: "nats-config" } });
-    for (const name of principals) {
+    for (const name of natsUsers) {
       const env = envOf(nats.containers[0]);
       expect(env[natsPasswordVariable(name)], name).toBe(`"${SECRET_STANDIN}"`); // quoted: nats-server parses the value
       const source = nats.containers[0].env.find((e: Doc) => e.name === /\$\((\w+)\)/.exec(nats.containers[0].env.find((x: Doc) => x.name === natsPasswordVariable(name)).value)![1]);

@@ -68,9 +68,9 @@ describe("NATS users per service", () => {
   beforeAll(async () => {
     nats = await startTestNats();
     suite = await open(nats.url, "suite");
-    for (const user of ["order", "payment", "notification", "gateway", "operator"]) await open(nats.urlFor(user), user);
+    for (const user of ["order", "payment", "notification", "gateway", "operator", "console"]) await open(nats.urlFor(user), user);
     // The mesh's own traffic gets connections of its own, so the attacks do not count as its refusals.
-    for (const user of ["order", "notification", "gateway", "operator"]) await open(nats.urlFor(user), `mesh-${user}`);
+    for (const user of ["order", "notification", "gateway", "operator", "console"]) await open(nats.urlFor(user), `mesh-${user}`);
     await ensureStream(as["order"]!.jsm, eventStream("order"));
     await ensureStream(as["payment"]!.jsm, eventStream("payment"));
   });
@@ -143,6 +143,26 @@ describe("NATS users per service", () => {
     expect(await subscribeOutcome(as["gateway"]!, "shop.order.v1.>")).toBe("accepted");
   });
 
+  it("lets the console publish only what a consumer reads, and read SHOP_DLQ alone", async () => {
+    const { js, jsm, nc } = as["console"]!;
+    // No consumer reads payment's events, so no dead letter can be one: the console may not forge them.
+    const payments = await messagesIn("SHOP_PAYMENT");
+    await expect(js.publish("shop.payment.v1.PaymentCaptured", new Uint8Array([1]))).rejects.toThrow(/Permissions Violation for Publish to "shop\.payment\.v1\.PaymentCaptured"/);
+    nc.publish("shop.payment.v1.PaymentCaptured", new Uint8Array([1])); // core publish: refused just the same
+    await nc.flush();
+    expect(await messagesIn("SHOP_PAYMENT")).toBe(payments);
+    // Nor read another stream, its messages or its consumers, nor the registry; nor delete from one.
+    await expect(jsm.streams.info("SHOP_ORDER")).rejects.toThrow(/Permissions Violation for Publish to "\$JS\.API\.STREAM\.INFO\.SHOP_ORDER"/);
+    await expect(jsm.streams.getMessage("SHOP_ORDER", { seq: 1 })).rejects.toThrow(/Permissions Violation for Publish to "\$JS\.API\.STREAM\.MSG\.GET\.SHOP_ORDER"/);
+    await expect(jsm.streams.deleteMessage("SHOP_ORDER", 1)).rejects.toThrow(/Permissions Violation for Publish to "\$JS\.API\.STREAM\.MSG\.DELETE\.SHOP_ORDER"/);
+    await expect(jsm.streams.purge("SHOP_DLQ")).rejects.toThrow(/Permissions Violation for Publish to "\$JS\.API\.STREAM\.PURGE\.SHOP_DLQ"/);
+    await expect(jsm.consumers.info("SHOP_ORDER", "notification")).rejects.toThrow(/Permissions Violation/);
+    await expect((await new Kvm(js).open(DISCOVERY_BUCKET)).get("shop.payment.v1.PaymentService.genuine")).rejects.toThrow(/Permissions Violation/);
+    // Nor listen to events, or to another user's inbox.
+    expect(await subscribeOutcome(as["console"]!, "shop.order.v1.>")).toMatch(/Permissions Violation for Subscription to "shop\.order\.v1\.>"/);
+    expect(await subscribeOutcome(as["console"]!, "_INBOX_operator.>")).toMatch(/Permissions Violation for Subscription/);
+  });
+
   describe("the mesh's own traffic under its users", () => {
     const schema = pgSchema("nats_permissions");
     const outbox = createOutboxTable(schema);
@@ -207,6 +227,25 @@ describe("NATS users per service", () => {
       }, 15_000);
       expect(await messagesIn(deadLetterStream.name)).toBeGreaterThanOrEqual(1);
       for (const user of ["mesh-order", "mesh-notification", "mesh-operator"]) expect({ user, refused: refused.get(user) }).toEqual({ user, refused: [] });
+    });
+
+    it("dead-letters as notification, and the console (the gateway's operator console) lists and replays the letter", async () => {
+      const [subject, data, options] = event("shop.order.v1.NoSuchEventEither", new Uint8Array([4, 5, 6]));
+      await as["mesh-order"]!.js.publish(subject, data, options);
+      const eventId = options.headers.get("ce-id");
+      const letter = await eventually(async () => {
+        const found = (await listDeadLetters(as["mesh-console"]!.jsm, deadLetterStream)).find((l) => l.eventId === eventId);
+        expect(found?.consumer).toBe("notification");
+        return found!;
+      }, 15_000);
+      await replayDeadLetter(as["mesh-console"]!, deadLetterStream, letter.seq);
+      // Republished to shop.order.v1.> (which notification consumes) and dead-lettered anew; the old letter deleted.
+      await eventually(async () => {
+        const letters = (await listDeadLetters(as["mesh-console"]!.jsm, deadLetterStream)).filter((l) => l.eventId === eventId);
+        expect(letters.map((l) => l.seq)).toHaveLength(1);
+        expect(letters[0]!.seq).toBeGreaterThan(letter.seq);
+      }, 15_000);
+      expect({ refused: refused.get("mesh-console") }).toEqual({ refused: [] });
     });
   });
 

@@ -1,5 +1,7 @@
-import { randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { X509Certificate, randomUUID } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -8,9 +10,13 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { OperatorService } from "#gen/shop/gateway/v1/operator_service_pb.js";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 import { OrderService, SagaState } from "#gen/shop/order/v1/order_service_pb.js";
+import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
+import { SagaAdminService } from "#gen/shop/order/v1/saga_admin_service_pb.js";
 import { startMeshPki, type MeshPki } from "#tools/mesh/mesh-pki.js";
-import { SignJWT } from "jose";
-import { mintLocalOperatorToken } from "#gateway/src/operator/operator-auth.js";
+import { CONSOLE } from "#tools/infra/principals.js";
+import { SignJWT, exportJWK, generateKeyPair, type JWTPayload } from "jose";
+import { createOperatorVerifier, mintLocalOperatorToken } from "#gateway/src/operator/operator-auth.js";
+import { loadConfig } from "#gateway/src/config.js";
 import { connect } from "../support/databases.js";
 import { eventually } from "../support/eventually.js";
 import { bearer, startGateway, startGatewayWithOperator, testAuthSecret, testOperatorConfig, testOperatorSecret, testOperatorToken } from "../support/gateway.js";
@@ -155,6 +161,8 @@ describe("the operator listener over TLS", () => {
 
   it("refuses another service's mesh certificate as PERMISSION_DENIED, even with an operator's token", async () => {
     expect(await failure(operatorClient("inventory").getStats({}))).toMatchObject({ code: Code.PermissionDenied, rawMessage: "inventory may not call shop.gateway.v1.OperatorService/GetStats: only an operator may" });
+    // The console's own certificate (its backend's) is no operator's either.
+    expect(await failure(operatorClient(CONSOLE).listSagas({}))).toMatchObject({ code: Code.PermissionDenied, rawMessage: "console may not call shop.gateway.v1.OperatorService/ListSagas: only an operator may" });
     expect(await failure(operatorClient("gateway", { token: await testOperatorToken() }).listSagas({}))).toMatchObject({ code: Code.PermissionDenied });
   });
 
@@ -182,12 +190,114 @@ describe("the operator listener over TLS", () => {
       // A finished saga cannot be compensated: refused, and audited all the same.
       const named = await settled();
       expect(await failure(operatorClient("operator", { header: { "x-operator": "hopper" } }).compensateSaga({ orderId: named, reason: "test" }))).toMatchObject({ code: Code.FailedPrecondition });
-      expect(await actorOf(named)).toBe("hopper (operator)@127.0.0.1");
+      expect(await actorOf(named)).toBe("hopper (console)@127.0.0.1");
       const unsafe = await settled();
       expect(await failure(operatorClient("operator", { header: { "x-operator": "hop per" } }).compensateSaga({ orderId: unsafe, reason: "test" }))).toMatchObject({ code: Code.FailedPrecondition });
-      expect(await actorOf(unsafe)).toBe("operator-certificate (operator)@127.0.0.1");
+      expect(await actorOf(unsafe)).toBe("operator-certificate (console)@127.0.0.1");
     } finally {
       await sql.end();
     }
+  });
+});
+
+/**
+ * The console's backend calls order as spiffe://meshwork/console, which the saga admin RPCs
+ * admit and nothing else does: holding the gateway gets an attacker no AdjustStock, no
+ * other customer's order, no other service's RPC.
+ */
+describe("the console's certificate on the mesh", () => {
+  let mesh: InProcessMesh;
+  const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (e: unknown) => ConnectError.from(e));
+  const asConsole = <S extends typeof SagaAdminService | typeof OrderService | typeof InventoryService>(service: S, url: string, peer: string) => createClient(service, meshTransport(url, mesh.pki, { as: CONSOLE, peer }));
+
+  beforeAll(async () => {
+    mesh = await startInProcessMesh();
+  });
+  afterAll(async () => {
+    await mesh?.close();
+  });
+
+  it("is a client-only certificate of its own", () => {
+    const certificate = new X509Certificate(readFileSync(mesh.pki.console.certFile));
+    expect(certificate.subjectAltName).toContain("URI:spiffe://meshwork/console");
+    expect(certificate.subjectAltName).not.toContain("spiffe://meshwork/operator");
+    expect(statSync(mesh.pki.console.keyFile).mode & 0o777).toBe(0o600);
+  });
+
+  it("is admitted to the saga admin RPCs, and refused every operator RPC besides", async () => {
+    expect(await failure(asConsole(SagaAdminService, mesh.order.url, "order").listSagas({}))).toBeUndefined();
+    expect(await failure(asConsole(OrderService, mesh.order.url, "order").getOrder({ orderId: randomUUID() }))).toMatchObject({ code: Code.PermissionDenied, rawMessage: "console may not call shop.order.v1.OrderService/GetOrder" });
+    expect(await failure(asConsole(InventoryService, mesh.inventory.url, "inventory").adjustStock({ sku: "MW-MUG-001", delta: 1000 }))).toMatchObject({ code: Code.PermissionDenied, rawMessage: "console may not call shop.inventory.v1.InventoryService/AdjustStock" });
+  });
+});
+
+/** Operators' tokens from an identity provider: its issuer, the operators' audience, an asymmetric signature. */
+describe("operators' tokens in jwks mode", () => {
+  const issuer = "https://idp.example";
+  const publishedSecret = "a-key-the-provider-publishes-in-its-jwks!";
+  let idp: Server;
+  let jwksUrl: string;
+  let sign: (payload: JWTPayload, options?: { issuer?: string; audience?: string }) => Promise<string>;
+  const now = () => Math.floor(Date.now() / 1000);
+  const operator = (): JWTPayload => ({ sub: "grace", roles: ["operator"], iat: now(), exp: now() + 3600 });
+  const verifier = () => createOperatorVerifier({ mode: "jwks", jwksUrl, issuer, audience: "meshwork-operator", rolesClaim: "roles", role: "operator", maxTokenLifetimeSeconds: 12 * 3600 });
+  const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (e: unknown) => ConnectError.from(e));
+
+  beforeAll(async () => {
+    const { publicKey, privateKey } = await generateKeyPair("ES256");
+    // A provider that also publishes a symmetric key, which anyone could sign HS256 with: the
+    // verifier's pinned asymmetric algorithms refuse such a token (as jose's key set does too).
+    const keys = [{ ...(await exportJWK(publicKey)), kid: "k1", alg: "ES256", use: "sig" }, { kty: "oct", kid: "k2", k: Buffer.from(publishedSecret).toString("base64url") }];
+    idp = createServer((_, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys })));
+    await new Promise<void>((resolve) => idp.listen(0, "127.0.0.1", resolve));
+    jwksUrl = `http://127.0.0.1:${(idp.address() as AddressInfo).port}/jwks.json`;
+    sign = (payload, options = {}) =>
+      new SignJWT(payload)
+        .setProtectedHeader({ alg: "ES256", kid: "k1" })
+        .setIssuer(options.issuer ?? issuer)
+        .setAudience(options.audience ?? "meshwork-operator")
+        .sign(privateKey);
+  });
+  afterAll(() => new Promise<void>((resolve) => (idp ? idp.close(() => resolve()) : resolve())));
+
+  it("accepts the provider's operator token for the operators' audience", async () => {
+    expect(await verifier().verify(await sign(operator()))).toBe("grace");
+  });
+
+  it("refuses a customer's token, another issuer's, and one signed with a published symmetric key", async () => {
+    expect(await failure(verifier().verify(await sign(operator(), { audience: "meshwork" })))).toMatchObject({ code: Code.Unauthenticated });
+    expect(await failure(verifier().verify(await sign(operator(), { issuer: "https://other.example" })))).toMatchObject({ code: Code.Unauthenticated });
+    const hs256 = await new SignJWT(operator()).setProtectedHeader({ alg: "HS256", kid: "k2" }).setIssuer(issuer).setAudience("meshwork-operator").sign(new TextEncoder().encode(publishedSecret));
+    expect(await failure(verifier().verify(hs256))).toMatchObject({ code: Code.Unauthenticated });
+  });
+
+  it("holds operators' tokens to their lifetime, with the customers' rule", async () => {
+    expect(await failure(verifier().verify(await sign({ ...operator(), exp: now() + 13 * 3600 })))).toMatchObject({ code: Code.Unauthenticated, rawMessage: "operator token lives longer than 43200 s" });
+    expect(await failure(verifier().verify(await sign({ ...operator(), sub: "gr ace" })))).toMatchObject({ code: Code.Unauthenticated, rawMessage: expect.stringMatching(/^operator token subject /) });
+  });
+});
+
+describe("the operator listener's configuration", () => {
+  const mesh = { NATS_URL: "nats://gateway:pw@127.0.0.1:54222", TLS_CERT_FILE: "gateway.crt", TLS_KEY_FILE: "gateway.key", TLS_CA_FILE: "ca.crt", CONSOLE_CERT_FILE: "console.crt", CONSOLE_KEY_FILE: "console.key" };
+  const jwks = { ...mesh, AUTH_MODE: "jwks", AUTH_JWKS_URL: "http://idp.example/jwks.json" };
+  const local = { ...mesh, AUTH_MODE: "local", OPERATOR_LOCAL_SECRET: "o".repeat(32) };
+
+  it("acts with the console's certificate and NATS user, named as such", () => {
+    expect(loadConfig({ ...local, CONSOLE_NATS_URL: "nats://console:pw@127.0.0.1:54222" }).operator).toMatchObject({ tls: { certFile: "console.crt", keyFile: "console.key" }, natsUrl: "nats://console:pw@127.0.0.1:54222" });
+    const { CONSOLE_CERT_FILE: _cert, CONSOLE_KEY_FILE: _key, ...withoutConsole } = local;
+    expect(() => loadConfig({ ...withoutConsole, OPERATOR_PORT: "8090" })).toThrow(/CONSOLE_CERT_FILE and CONSOLE_KEY_FILE/);
+  });
+
+  it("in jwks mode wants an issuer, and an audience of the operators' own", () => {
+    expect(() => loadConfig(jwks)).toThrow(/OPERATOR_ISSUER \(or AUTH_ISSUER\) must be set/);
+    expect(loadConfig({ ...jwks, AUTH_ISSUER: "https://idp.example" }).operator?.auth).toMatchObject({ issuer: "https://idp.example", audience: "meshwork-operator" });
+    expect(loadConfig({ ...jwks, OPERATOR_ISSUER: "https://ops.example", OPERATOR_AUDIENCE: "ops" }).operator?.auth).toMatchObject({ issuer: "https://ops.example", audience: "ops" });
+    expect(() => loadConfig({ ...jwks, AUTH_ISSUER: "https://idp.example", OPERATOR_AUDIENCE: "meshwork" })).toThrow(/OPERATOR_AUDIENCE must differ from AUTH_AUDIENCE/);
+  });
+
+  it("refuses a host off loopback without TLS, where bearer tokens would cross the network in clear", () => {
+    expect(() => loadConfig({ ...local, OPERATOR_HOST: "0.0.0.0" })).toThrow(/OPERATOR_HOST "0\.0\.0\.0" is not loopback/);
+    expect(loadConfig({ ...local, OPERATOR_HOST: "0.0.0.0", OPERATOR_TLS: "on" }).operator).toMatchObject({ host: "0.0.0.0", serveTls: true });
+    expect(loadConfig({ ...local, OPERATOR_HOST: "::1" }).operator).toMatchObject({ host: "::1", serveTls: false });
   });
 });

@@ -2,6 +2,7 @@ import type { Interceptor } from "@connectrpc/connect";
 import { build as buildGateway, type GatewayServer } from "#gateway/src/build.js";
 import type { OperatorConfig } from "#gateway/src/config.js";
 import { mintLocalOperatorToken } from "#gateway/src/operator/operator-auth.js";
+import { CONSOLE } from "#tools/infra/principals.js";
 import type { InProcessMesh } from "./services.js";
 import { silentLogger } from "./silent-logger.js";
 
@@ -27,15 +28,15 @@ export const testOperatorToken = (operator = "test-operator") => mintLocalOperat
 
 /**
  * The operator listener's settings for a gateway in front of `mesh`: on a free loopback port,
- * the operator certificate and NATS user, the dev trace store on (testTraceToken).
+ * the console's certificate and NATS user (never the operator's), the dev trace store on (testTraceToken).
  */
 export const testOperatorConfig = (mesh: InProcessMesh): OperatorConfig => ({
   host: "127.0.0.1",
   port: 0,
   auth: { mode: "local", secret: testOperatorSecret, rolesClaim: "roles", role: "operator", maxTokenLifetimeSeconds: 12 * 60 * 60 },
-  tls: mesh.pki.operator,
+  tls: mesh.pki.console,
   serveTls: false,
-  natsUrl: mesh.nats.urlFor("operator"),
+  natsUrl: mesh.nats.urlFor(CONSOLE),
   traceIngestToken: testTraceToken,
 });
 

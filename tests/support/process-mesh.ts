@@ -8,6 +8,7 @@ import { createServiceDatabases, type DatabaseService } from "./databases.js";
 import { startTestNats } from "./nats.js";
 import { contractClient, testPki } from "./mesh-clients.js";
 import { testAuthSecret, testOperatorSecret, testTraceToken } from "./gateway.js";
+import { CONSOLE } from "#tools/infra/principals.js";
 
 /**
  * The mesh as `npm start` runs it: each service its own OS process from its main.ts, on free
@@ -25,7 +26,7 @@ export async function startProcessMesh(options: { env?: Record<string, string>; 
     natsUrl: nats.urlFor,
     tls: pki.files,
     gatewayAuthSecret: testAuthSecret,
-    ...(options.operator ? { operator: { authSecret: testOperatorSecret, natsUrl: nats.urlFor("operator"), tls: pki.operator }, devTracesToken: testTraceToken } : {}),
+    ...(options.operator ? { operator: { authSecret: testOperatorSecret, consoleNatsUrl: nats.urlFor(CONSOLE), consoleTls: pki.console }, devTracesToken: testTraceToken } : {}),
   });
   const output: string[] = [];
   const supervisor = createSupervisor(services, {

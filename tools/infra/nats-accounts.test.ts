@@ -22,13 +22,14 @@ const publishers = (subject: string) => users.filter((u) => u.publish.some((p) =
 const subscribers = (subject: string) => users.filter((u) => u.subscribe.some((p) => matches(p, subject))).map((u) => u.name);
 
 describe("meshNatsUsers", () => {
-  it("names one user per deployable, and the operator", () => {
-    expect(users.map((u) => u.name)).toEqual([...meshDeployables.map((d) => d.name), "operator"]);
+  it("names one user per deployable, the operator, and the console's backend", () => {
+    expect(users.map((u) => u.name)).toEqual([...meshDeployables.map((d) => d.name), "operator", "console"]);
     expect(users.map((u) => u.name)).toEqual(expect.arrayContaining(["inventory", "payment", "order", "notification", "gateway"]));
   });
 
-  it("lets a context's events be published by its own service alone (and the operator, who replays dead letters)", () => {
-    expect(publishers("shop.order.v1.OrderConfirmed")).toEqual(["order", "operator"]);
+  it("lets a context's events be published by its own service alone (and the operator, who replays dead letters; the console only what a consumer reads)", () => {
+    // notification consumes order's events: the only ones a dead letter can hold.
+    expect(publishers("shop.order.v1.OrderConfirmed")).toEqual(["order", "operator", "console"]);
     expect(publishers("shop.payment.v1.PaymentCaptured")).toEqual(["payment", "operator"]);
     expect(publishers("shop.inventory.v1.StockReserved")).toEqual(["inventory", "operator"]);
     expect(publishers("dlq.notification")).toEqual(["notification"]);
@@ -43,7 +44,10 @@ describe("meshNatsUsers", () => {
     expect(publishers("$JS.API.STREAM.INFO.SHOP_ORDER")).toContain("notification");
     expect(publishers("$JS.API.STREAM.CREATE.SHOP_DLQ")).toEqual(["notification"]);
     expect(publishers("$JS.API.STREAM.CREATE.EVIL")).toEqual([]);
-    expect(publishers("$JS.API.STREAM.MSG.DELETE.SHOP_DLQ")).toEqual(["operator"]);
+    expect(publishers("$JS.API.STREAM.MSG.DELETE.SHOP_DLQ")).toEqual(["operator", "console"]);
+    expect(publishers("$JS.API.STREAM.MSG.GET.SHOP_ORDER")).not.toContain("console");
+    expect(publishers("$JS.API.STREAM.INFO.SHOP_ORDER")).not.toContain("console");
+    expect(publishers("$JS.API.STREAM.MSG.DELETE.SHOP_ORDER")).toEqual([]);
   });
 
   it("lets a durable be created, read and acked by its consumer alone", () => {
@@ -62,6 +66,7 @@ describe("meshNatsUsers", () => {
   it("keeps each inbox to its user, and a context's live events to the deployables that watch it", () => {
     expect(subscribers("_INBOX_order.abc.1")).toEqual(["order"]);
     expect(subscribers("_INBOX_operator.abc")).toEqual(["operator"]);
+    expect(subscribers("_INBOX_console.abc")).toEqual(["console"]);
     const watchers = (context: string) => meshDeployables.filter((d) => "watches" in d && (d.watches as readonly string[]).includes(context)).map((d) => d.name);
     expect(watchers("order")).toContain("gateway");
     for (const context of ["order", "payment", "inventory"]) expect(subscribers(`shop.${context}.v1.SomethingHappened`)).toEqual(watchers(context));

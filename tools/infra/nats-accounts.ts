@@ -4,6 +4,7 @@ import { natsInboxPrefix } from "#platform/messaging/connection.js";
 import { DISCOVERY_BUCKET } from "#platform/discovery/registry.js";
 import { deadLetterSubject } from "#platform/messaging/streams.js";
 import { deadLetterStream, eventStream } from "#shop/streams.js";
+import { CONSOLE } from "./principals.js";
 
 /**
  * A NATS user and the subjects it may use; everything else is refused by the server. Every
@@ -92,9 +93,28 @@ function operatorUser(): NatsUser {
   };
 }
 
-/** One user per deployable, named by it, with what its code uses on the bus; and the operator. */
+/**
+ * The operator console's backend in the gateway (dead-letters.ts): it lists SHOP_DLQ and
+ * replays one letter (STREAM.INFO, STREAM.MSG.GET, then STREAM.MSG.DELETE on SHOP_DLQ alone)
+ * by republishing it to its original subject. Only a subject some consumer of the manifest
+ * reads can hold a dead letter, so only those may be published: no other context's events,
+ * no other stream read, nothing of the registry. Replies come to its own inbox, as a
+ * JetStream publish's acknowledgement does.
+ */
+function consoleUser(deployables: readonly Deployable[]): NatsUser {
+  const consumed = deployables.flatMap((d) => (d.consumes ?? []).flatMap(({ context }) => eventStream(context).subjects));
+  const dlq = deadLetterStream.name;
+  return {
+    name: CONSOLE,
+    // INFO: nats.js's JetStream manager asks it once on connecting.
+    publish: [`${api}.INFO`, `${api}.STREAM.INFO.${dlq}`, `${api}.STREAM.MSG.GET.${dlq}`, `${api}.STREAM.MSG.DELETE.${dlq}`, ...new Set(consumed)],
+    subscribe: [`${natsInboxPrefix(CONSOLE)}.>`],
+  };
+}
+
+/** One user per deployable, named by it, with what its code uses on the bus; the operator; and the console's backend. */
 export function meshNatsUsers(deployables: readonly Deployable[]): NatsUser[] {
-  const users = [...deployables.map(serviceUser), operatorUser()];
+  const users = [...deployables.map(serviceUser), operatorUser(), consoleUser(deployables)];
   const names = users.map((u) => u.name);
   const repeated = names.find((name, i) => names.indexOf(name) !== i);
   if (repeated) throw new Error(`NATS user "${repeated}" is defined twice`);

@@ -6,11 +6,11 @@ import { meshDeployables } from "#mesh";
 import { provisionMeshDatabases } from "./mesh-databases.js";
 import type { MeshPki } from "./mesh-pki.js";
 import { meshNatsUsers } from "../infra/nats-accounts.js";
-import { OPERATOR } from "#platform/trust/mesh-identity.js";
+import { CONSOLE } from "../infra/principals.js";
 
 /** Where a launcher's per-service secrets come from. */
 export interface MeshSecrets {
-  /** A deployable's (or the operator's) password for NATS or Postgres. */
+  /** A deployable's (or the operator's, or the console's) password for NATS or Postgres. */
   password(kind: "nats" | "postgres", name: string): string;
   /** The gateway's token-signing key in local auth mode. */
   gatewayAuthSecret(): string;
@@ -42,10 +42,10 @@ export function ephemeralMeshSecrets(): MeshSecrets {
   };
 }
 
-/** The NATS users of the mesh: one per deployable, and the operator. */
+/** The NATS users of the mesh: one per deployable, the operator and the console's backend. */
 const natsUsers = meshNatsUsers(meshDeployables);
 
-/** A nats-server of the mesh's own, admitting each deployable and the operator as its own user. */
+/** A nats-server of the mesh's own, admitting each deployable, the operator and the console as its own user. */
 export function startMeshNats(options: { port: number; storeDir: string; secrets: MeshSecrets; detached?: boolean }): Promise<LocalNats> {
   const passwords = Object.fromEntries(natsUsers.map((user) => [user.name, options.secrets.password("nats", user.name)]));
   return startLocalNats({ port: options.port, storeDir: options.storeDir, users: natsUsers, passwords, ...(options.detached ? { detached: true } : {}) });
@@ -71,7 +71,8 @@ export async function withMeshCredentials(
     natsUrl: options.natsUrlFor,
     tls: (name) => options.pki?.files(name),
     gatewayAuthSecret: options.secrets.gatewayAuthSecret(),
-    operator: { authSecret: options.secrets.operatorAuthSecret(), natsUrl: options.natsUrlFor(OPERATOR), tls: options.pki?.operator },
+    // The console's own user and certificate: the gateway never gets the operator's.
+    operator: { authSecret: options.secrets.operatorAuthSecret(), consoleNatsUrl: options.natsUrlFor(CONSOLE), consoleTls: options.pki?.console },
     ...(options.devTraces ? { devTracesToken: options.secrets.devTracesToken() } : {}),
   });
 }

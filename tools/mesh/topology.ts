@@ -56,10 +56,11 @@ export interface MeshCredentialSource {
   gatewayAuthSecret?: string;
   /**
    * The gateway's operator listener: the secret operator tokens are signed with (local auth
-   * mode), and the operator's NATS URL and certificate, which its backend acts with. Without
-   * it, the gateway runs no operator listener (OPERATOR_PORT=off).
+   * mode), and the console's NATS URL and certificate (spiffe://meshwork/console), which its
+   * backend acts with: never the operator's, which the internet-facing gateway must not hold.
+   * Without it, the gateway runs no operator listener (OPERATOR_PORT=off).
    */
-  operator?: { authSecret: string; natsUrl: string; tls: MeshTlsFiles | undefined };
+  operator?: { authSecret: string; consoleNatsUrl: string; consoleTls: MeshTlsFiles | undefined };
   /**
    * The dev trace store's write token: every process then sends its spans to the gateway's
    * operator listener (DEV_TRACES_URL), which keeps them for the console. Unset: none does.
@@ -71,7 +72,7 @@ export interface MeshCredentialSource {
  * Variables a child must never inherit from the shell that started the mesh: an admin
  * DATABASE_URL, someone else's NATS user or certificate. Each process gets its own instead.
  */
-const perProcessVariables = ["DATABASE_URL", "NATS_URL", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE", "OPS_PORT", "AUTH_LOCAL_SECRET", "OPERATOR_LOCAL_SECRET", "OPERATOR_CERT_FILE", "OPERATOR_KEY_FILE", "OPERATOR_NATS_URL", "DEV_TRACES_URL", "DEV_TRACES_TOKEN"];
+const perProcessVariables = ["DATABASE_URL", "NATS_URL", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE", "OPS_PORT", "AUTH_LOCAL_SECRET", "OPERATOR_LOCAL_SECRET", "CONSOLE_CERT_FILE", "CONSOLE_KEY_FILE", "CONSOLE_NATS_URL", "DEV_TRACES_URL", "DEV_TRACES_TOKEN"];
 
 /** Environment every child shares: peers' addresses (https under mTLS) and the gateway's auth mode; no credential. */
 export function childEnv(env: Env, services: MeshService[]): NodeJS.ProcessEnv {
@@ -110,13 +111,13 @@ export function withOwnCredentials(services: readonly MeshService[], credentials
   });
 }
 
-/** The operator listener's own: its token secret, and the operator's NATS user and certificate; none: no listener. */
+/** The operator listener's own: its token secret, and the console's NATS user and certificate; none: no listener. */
 function operatorEnv(operator: MeshCredentialSource["operator"]): Record<string, string> {
   if (!operator) return { OPERATOR_PORT: "off" };
   return {
     OPERATOR_LOCAL_SECRET: operator.authSecret,
-    OPERATOR_NATS_URL: operator.natsUrl,
-    ...(operator.tls ? { OPERATOR_CERT_FILE: operator.tls.certFile, OPERATOR_KEY_FILE: operator.tls.keyFile } : {}),
+    CONSOLE_NATS_URL: operator.consoleNatsUrl,
+    ...(operator.consoleTls ? { CONSOLE_CERT_FILE: operator.consoleTls.certFile, CONSOLE_KEY_FILE: operator.consoleTls.keyFile } : {}),
   };
 }
 

@@ -16,14 +16,16 @@ export interface OperatorDeadLetters {
 }
 
 /**
- * The dead letters of SHOP_DLQ, over a NATS connection of the operator's user (whose
- * permissions allow reading SHOP_DLQ and republishing events: the gateway's own user may
- * do neither). Without one (OPERATOR_NATS_URL unset) both calls are FAILED_PRECONDITION.
+ * The dead letters of SHOP_DLQ, over a NATS connection of the console's user (whose
+ * permissions allow reading and deleting from SHOP_DLQ alone, and republishing to the
+ * subjects a consumer reads: the gateway's own user may do neither, and the operator's
+ * user, which may do much more, is never the gateway's). Without one (CONSOLE_NATS_URL
+ * unset) both calls are FAILED_PRECONDITION.
  */
 export function createOperatorDeadLetters(options: { natsUrl: string | undefined; logger: Logger }): OperatorDeadLetters {
-  const connection = options.natsUrl ? connectBus({ url: options.natsUrl, name: "gateway-operator", logger: options.logger }) : undefined;
+  const connection = options.natsUrl ? connectBus({ url: options.natsUrl, name: "gateway-console", logger: options.logger }) : undefined;
   const bus = async () => {
-    if (!connection) throw new ConnectError("dead letters need the operator's NATS user: OPERATOR_NATS_URL is not set", Code.FailedPrecondition);
+    if (!connection) throw new ConnectError("dead letters need the console's NATS user: CONSOLE_NATS_URL is not set", Code.FailedPrecondition);
     // connectBus retries forever; an operator's call should not wait for that.
     return Promise.race([connection.ready, new Promise<never>((_, fail) => setTimeout(() => fail(new ConnectError("NATS is not reachable", Code.Unavailable)), 5_000).unref())]);
   };

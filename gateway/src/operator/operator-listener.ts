@@ -41,8 +41,9 @@ export async function startOperatorListener(deps: OperatorListenerDeps): Promise
   const { config } = deps;
   const serverTls = config.serveTls ? deps.meshCredentials : undefined;
   if (config.serveTls && !serverTls) throw new Error("the operator listener serves TLS with the gateway's mesh certificate, and has none");
-  // The operator certificate, presented to order's mesh port, which admits it alone to the
-  // admin RPCs; the server must still prove it is order.
+  // The console's certificate (spiffe://meshwork/console), presented to order's mesh port,
+  // whose saga admin RPCs admit it beside the operator's; the server must still prove it is
+  // order. The routes name the signed-in operator in x-operator, for order's audit.
   const credentials = config.tls && loadMeshCredentials(config.tls, { logger });
   const sagaAdmin = createServiceClient(SagaAdminService, { baseUrl: deps.orderUrl, name: "order-admin", directory: deps.directory, ...(credentials ? { tls: { credentials, peer: "order" } } : {}) });
   const deadLetters = createOperatorDeadLetters({ natsUrl: config.natsUrl, logger });
