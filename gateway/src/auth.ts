@@ -27,8 +27,18 @@ export const defaultMaxTokenLifetimeSeconds = 24 * 60 * 60;
  */
 const requiredClaims = { requiredClaims: ["exp", "sub"] };
 
-/** The customer a verified payload names, if its lifetime and subject are acceptable. */
-function customerOf(payload: JWTPayload, maxLifetimeSeconds: number): string {
+/**
+ * The algorithms a token from an identity provider's JWKS may be signed with: asymmetric
+ * ones only. The keys are public, so a symmetric algorithm (HS256 keyed with a published key)
+ * or "none" would let anyone sign.
+ */
+export const JWKS_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"];
+
+/**
+ * The subject a verified payload names, if its lifetime and subject are acceptable: customers'
+ * tokens and operators' (operator-auth.ts) alike. Throws an Error saying which is not.
+ */
+export function subjectOf(payload: JWTPayload, maxLifetimeSeconds: number): string {
   const now = Math.floor(Date.now() / 1000);
   // Counted from now when iat is absent or in the future: an iat far ahead would otherwise
   // make an exp just as far ahead look short-lived.
@@ -51,8 +61,8 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
     const keys: JWTVerifyGetKey = createRemoteJWKSet(new URL(config.jwksUrl));
     return {
       async verify(token) {
-        const { payload } = await jwtVerify(token, keys, { ...requiredClaims, audience: config.audience, ...(config.issuer ? { issuer: config.issuer } : {}) });
-        return customerOf(payload, maxLifetime);
+        const { payload } = await jwtVerify(token, keys, { ...requiredClaims, audience: config.audience, algorithms: JWKS_ALGORITHMS, ...(config.issuer ? { issuer: config.issuer } : {}) });
+        return subjectOf(payload, maxLifetime);
       },
     };
   }
@@ -62,7 +72,7 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
   return {
     async verify(token) {
       const { payload } = await jwtVerify(token, secret, { ...requiredClaims, issuer: LOCAL_ISSUER, audience: AUDIENCE, algorithms: ["HS256"] });
-      return customerOf(payload, maxLifetime);
+      return subjectOf(payload, maxLifetime);
     },
     async issue(customerId) {
       if (!isSafePrincipalId(customerId)) throw new ConnectError(`customer_id: ${PRINCIPAL_ID_RULE}`, Code.InvalidArgument);

@@ -2,6 +2,7 @@ import { Code, ConnectError, createContextKey, type Interceptor } from "@connect
 import { SignJWT, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
 import { accessOf, callerIdentityKey, isSafePrincipalId, OPERATOR, PRINCIPAL_ID_RULE } from "#platform";
 import type { OperatorAuthConfig } from "../config.js";
+import { JWKS_ALGORITHMS, subjectOf } from "../auth.js";
 
 /** The signed-in operator of a call (the token's sub, or whom a certificate's caller names): whom the admin RPCs' audit names. */
 export const operatorKey = createContextKey<string>("", { description: "the signed-in operator" });
@@ -34,7 +35,8 @@ export function createOperatorVerifier(config: OperatorAuthConfig): OperatorVeri
     check = (token) => jwtVerify(token, secret, { ...required, issuer: LOCAL_OPERATOR_ISSUER, audience: LOCAL_OPERATOR_AUDIENCE, algorithms: ["HS256"] });
   } else {
     const keys: JWTVerifyGetKey = createRemoteJWKSet(new URL(config.jwksUrl));
-    check = (token) => jwtVerify(token, keys, { ...required, audience: config.audience, ...(config.issuer ? { issuer: config.issuer } : {}) });
+    // config.ts requires the issuer, and an audience apart from the customers'.
+    check = (token) => jwtVerify(token, keys, { ...required, audience: config.audience, issuer: config.issuer, algorithms: JWKS_ALGORITHMS });
   }
   return {
     async verify(token) {
@@ -44,12 +46,15 @@ export function createOperatorVerifier(config: OperatorAuthConfig): OperatorVeri
       } catch {
         throw new ConnectError("invalid or expired operator token", Code.Unauthenticated);
       }
-      const now = Math.floor(Date.now() / 1000);
-      if (payload.exp! - Math.min(payload.iat ?? now, now) > config.maxTokenLifetimeSeconds) throw new ConnectError(`operator token lives longer than ${config.maxTokenLifetimeSeconds} s`, Code.Unauthenticated);
-      if (typeof payload.sub !== "string" || !isSafePrincipalId(payload.sub)) throw new ConnectError(`operator token subject ${PRINCIPAL_ID_RULE}`, Code.Unauthenticated);
+      let operator: string;
+      try {
+        operator = subjectOf(payload, config.maxTokenLifetimeSeconds);
+      } catch (err) {
+        throw new ConnectError(`operator ${(err as Error).message}`, Code.Unauthenticated);
+      }
       const roles = payload[config.rolesClaim];
       if (!Array.isArray(roles) || !roles.includes(config.role)) throw new ConnectError(`the token's ${config.rolesClaim} claim does not hold "${config.role}"`, Code.PermissionDenied);
-      return payload.sub;
+      return operator;
     },
   };
 }
