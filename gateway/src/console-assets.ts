@@ -44,6 +44,19 @@ async function consoleScript(page: ConsolePage): Promise<Uint8Array> {
   }
 }
 
+/**
+ * What every console response carries. The pages load only their own script, call only their
+ * own origin and are framed by no one (no clickjacking of Retry or Compensate);
+ * 'unsafe-inline' styles for the pages' style attributes, the stylesheet the script adds and
+ * uPlot's. No MIME sniffing, and no referrer: the operator page's address may still hold its
+ * token for the moment before the script moves it out.
+ */
+export const consoleSecurityHeaders = {
+  "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+} as const;
+
 /** A console page and its script, served to GET and HEAD; anything else is 404. */
 export async function loadConsoleAssets(page: ConsolePage = storefrontPage): Promise<(req: NodeRequest, res: NodeResponse) => void> {
   const [html, script] = await Promise.all([readFile(resolve(webRoot, page.html)), consoleScript(page)]);
@@ -54,11 +67,11 @@ export async function loadConsoleAssets(page: ConsolePage = storefrontPage): Pro
   return (req, res) => {
     const asset = req.method === "GET" || req.method === "HEAD" ? assets.get(req.url?.split("?", 1)[0] ?? "") : undefined;
     if (!asset) {
-      res.writeHead(404, { "content-type": "text/plain" });
+      res.writeHead(404, { "content-type": "text/plain", ...consoleSecurityHeaders });
       res.end("not found");
       return;
     }
-    res.writeHead(200, { "content-type": asset.type, "content-length": String(asset.body.byteLength), "cache-control": "no-cache" });
+    res.writeHead(200, { "content-type": asset.type, "content-length": String(asset.body.byteLength), "cache-control": "no-cache", ...consoleSecurityHeaders });
     if (req.method === "HEAD") res.end();
     else res.end(asset.body);
   };
