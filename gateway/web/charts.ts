@@ -76,7 +76,7 @@ const seconds = (p: { time?: Parameters<typeof ms>[0] }) => (ms(p.time) ?? 0) / 
 
 /** Orders per second, p50 and p99 latency. */
 export const ordersSpec = (windowSeconds: number): ChartSpec => ({
-  title: "Orders per second, with PlaceOrder latency",
+  title: "Orders per second, with PlaceOrder latency (this gateway replica)",
   windowSeconds,
   yLabel: "orders / s",
   msLabel: "latency (ms)",
@@ -101,7 +101,7 @@ export function errorCodes(points: StatsPoint[]): string[] {
 
 /** With no error in the window, one flat "no errors" line: an empty chart would look broken. */
 export const errorsSpec = (codes: string[], windowSeconds: number): ChartSpec => ({
-  title: "Errors per second, by gRPC code",
+  title: "Errors per second, by gRPC code (this gateway replica)",
   windowSeconds,
   yLabel: "errors / s",
   series: (codes.length > 0 ? codes : ["no errors"]).map((code, i) => ({ label: code, stroke: errorColours[i % errorColours.length]! })),
@@ -148,7 +148,7 @@ export function renderBreakerStrips(points: BreakerPoint[], windowSeconds: numbe
           { class: "strip", role: "img", "aria-label": `${dependency} breaker over the last ${windowSeconds} s: ${runs.map((r) => `${r.state} from ${clock(r.start)}`).join(", ")}` },
           ...runs.map((r) => h("span", { class: `run ${r.state}`, "data-state": r.state, style: `left:${pct(r.start).toFixed(2)}%;width:${(pct(r.end) - pct(r.start)).toFixed(2)}%`, title: `${r.state} ${clock(r.start)}–${clock(r.end)}` })),
         ),
-        h("span", { class: "breaker-counts" }, `${calls} calls, ${failures} failures`),
+        h("span", { class: "breaker-counts" }, `${Math.round(calls)} calls sent, ${Math.round(failures)} failed`),
       ),
     );
   }

@@ -6,8 +6,9 @@
  *
  * Sign-in: the operator token arrives in the address's fragment (`#operator-token=…`,
  * which no request carries), moves to this tab's sessionStorage, and leaves the address bar;
- * every call sends it as a bearer token. Every action is confirmed in a dialog first; the
- * audit is the server's.
+ * every call sends it as a bearer token. Without a token the page asks the server first: over
+ * TLS the browser may hold the operator's client certificate, which needs none. Every action
+ * is confirmed in a dialog first; the audit is the server's.
  */
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
@@ -22,6 +23,11 @@ import { renderWaterfall } from "./waterfall.js";
 
 const TOKEN_KEY = "meshwork.operator-token";
 const STATS_WINDOW_SECONDS = 300;
+/** ListDeadLetters lists at most this many (the contract's bound): a full list may not be all. */
+const DEAD_LETTERS_LISTED = 100;
+/** Sagas a page of the list holds, and how many pages "More" may add up to. */
+const SAGA_PAGE_SIZE = 50;
+const SAGA_PAGES_SHOWN = 10;
 
 addStyle(consoleCss);
 const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
@@ -30,7 +36,14 @@ const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>
 function signIn(): string | null {
   const match = /(?:^#|&)operator-token=([^&]+)/.exec(location.hash);
   if (match) {
-    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]!));
+    // A JWT needs no escaping: a malformed escape is kept as it came, for the server to refuse.
+    let value = match[1]!;
+    try {
+      value = decodeURIComponent(value);
+    } catch {
+      // URIError: left as it is.
+    }
+    sessionStorage.setItem(TOKEN_KEY, value);
     history.replaceState(null, "", location.pathname + location.search);
   }
   return sessionStorage.getItem(TOKEN_KEY);
@@ -49,12 +62,18 @@ function requireSignIn(reason: string) {
 let stopped = false;
 const token = signIn();
 const withToken: Interceptor = (next) => (req) => {
-  req.header.set("authorization", `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ""}`);
+  // None without a token: the browser's client certificate, if any, is the credential then.
+  const current = sessionStorage.getItem(TOKEN_KEY);
+  if (current) req.header.set("authorization", `Bearer ${current}`);
   return next(req);
 };
 const operator = createClient(OperatorService, createConnectTransport({ baseUrl: location.origin, interceptors: [withToken] }));
 
-/** A refused token ends the session on the page; any other failure is shown where it happened. */
+/**
+ * A refused token ends the session on the page; any other failure is shown where it happened.
+ * The listener answers UNAUTHENTICATED and PERMISSION_DENIED about the operator alone (a
+ * refusal of its own backend by order is FAILED_PRECONDITION).
+ */
 function failed(err: unknown, where: HTMLElement) {
   const error = ConnectError.from(err);
   if (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied) {
@@ -131,8 +150,21 @@ function sagaActions(saga: Saga, withTimeline: boolean): HTMLElement[] {
   ].filter((button) => button !== null);
 }
 
+/** Pages of the current view shown: "More" adds one, a new view starts again at one. */
+let sagaPages = 1;
+
 async function loadSagas() {
-  const { sagas } = await operator.listSagas({ view: views[view]!, pageSize: 50 });
+  const shown = view;
+  const sagas: Saga[] = [];
+  let pageToken = "";
+  for (let page = 0; page < sagaPages; page++) {
+    const next = await operator.listSagas({ view: views[shown]!, pageSize: SAGA_PAGE_SIZE, pageToken });
+    sagas.push(...next.sagas);
+    pageToken = next.nextPageToken;
+    if (!pageToken) break;
+  }
+  // A tab clicked while this was loading: its own load draws the list.
+  if (shown !== view) return;
   const rows = sagas.map((saga) => {
     const tr = row(
       h("td", {}, h("code", { title: saga.orderId }, saga.orderId.slice(0, 8))),
@@ -147,7 +179,11 @@ async function loadSagas() {
     tr.dataset["orderId"] = saga.orderId;
     return tr;
   });
-  $("#saga-list").replaceChildren(table(["Order", "State", "Step", "Next attempt", "Last error", "Version", "Updated", "Actions"], rows, `No ${view} sagas.`, { id: "saga-table" }));
+  const more =
+    pageToken && sagaPages < SAGA_PAGES_SHOWN
+      ? h("button", { type: "button", class: "secondary", id: "saga-more", onclick: () => ((sagaPages++, void loadSagas().catch((err) => failed(err, $("#saga-list"))))) }, "More")
+      : null;
+  $("#saga-list").replaceChildren(table(["Order", "State", "Step", "Next attempt", "Last error", "Version", "Updated", "Actions"], rows, `No ${view} sagas.`, { id: "saga-table" }), ...(more ? [more] : []));
 }
 
 async function retry(saga: Saga) {
@@ -223,7 +259,7 @@ async function showSaga(orderId: string) {
 
 async function loadDeadLetters() {
   const { deadLetters } = await operator.listDeadLetters({});
-  $("#dlq-count").textContent = `(${deadLetters.length})`;
+  $("#dlq-count").textContent = `(${deadLetters.length}${deadLetters.length >= DEAD_LETTERS_LISTED ? "+" : ""})`;
   const rows = deadLetters.map((dl) => {
     const tr = row(
       String(dl.sequence),
@@ -305,16 +341,16 @@ addEventListener("hashchange", () => {
   if (/operator-token=/.test(location.hash) && signIn()) location.reload();
 });
 
-if (!token) {
-  requireSignIn("This page needs an operator token.");
-} else {
+function showConsole(who: string) {
   $("#operator-console").hidden = false;
-  $("#sign-out").hidden = false;
-  $("#operator-who").textContent = "signed in as operator";
+  // A certificate's session is the browser's: the page cannot sign it out.
+  $("#sign-out").hidden = !token;
+  $("#operator-who").textContent = who;
   $("#sign-out").addEventListener("click", () => requireSignIn("Signed out."));
   for (const tab of document.querySelectorAll<HTMLButtonElement>("#saga-views [role=tab]")) {
     tab.addEventListener("click", () => {
       view = tab.dataset["view"]!;
+      sagaPages = 1;
       for (const other of document.querySelectorAll("#saga-views [role=tab]")) other.setAttribute("aria-selected", String(other === tab));
       void loadSagas().catch((err) => failed(err, $("#saga-list")));
     });
@@ -327,4 +363,19 @@ if (!token) {
   poll(loadSagas, () => $("#saga-list"), 3_000);
   poll(loadDeadLetters, () => $("#dead-letters"), 5_000);
   poll(loadTraces, () => $("#trace-list"), 5_000);
+}
+
+if (token) {
+  showConsole("signed in as operator");
+} else {
+  // No token: perhaps the operator's client certificate, which only the server can tell.
+  operator.getStats({ windowSeconds: 1 }).then(
+    () => showConsole("signed in with the operator certificate"),
+    (err: unknown) => {
+      const { code } = ConnectError.from(err);
+      if (code === Code.Unauthenticated || code === Code.PermissionDenied) requireSignIn("This page needs an operator token.");
+      // Anything else is no answer about the operator: the views show their own failures.
+      else showConsole("operator");
+    },
+  );
 }

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import type { Browser, Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
 import { OperatorService } from "#gen/shop/gateway/v1/operator_service_pb.js";
 import { OrderService, SagaState } from "#gen/shop/order/v1/order_service_pb.js";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
@@ -11,7 +11,7 @@ import { toHeaders } from "#platform/messaging/event-headers.js";
 import { initTelemetry } from "#platform/process/telemetry.js";
 import { connect } from "../support/databases.js";
 import { eventually } from "../support/eventually.js";
-import { bearer, startGatewayWithOperator, testOperatorToken } from "../support/gateway.js";
+import { bearer, startGateway, startGatewayWithOperator, testOperatorConfig, testOperatorToken } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 import { silentLogger } from "../support/silent-logger.js";
 import { launchBrowser, newPage, screenshot } from "./browser.js";
@@ -52,8 +52,18 @@ describe("the operator console", () => {
       return saga!;
     }, 20_000);
 
+  /** A page that also records what the content security policy refused: the console must work under it. */
+  async function openPage(context?: BrowserContext): Promise<{ page: Page; errors: string[] }> {
+    const opened = context ? { page: await context.newPage(), errors: [] as string[] } : await newPage(browser);
+    if (context) opened.page.on("pageerror", (err) => opened.errors.push(err.message));
+    opened.page.on("console", (message) => {
+      if (/Content Security Policy/.test(message.text())) opened.errors.push(message.text());
+    });
+    return opened;
+  }
+
   async function signedIn(): Promise<{ page: Page; errors: string[] }> {
-    const opened = await newPage(browser);
+    const opened = await openPage();
     await opened.page.goto(`${gateway.operator.url}/#operator-token=${encodeURIComponent(token)}`);
     await opened.page.locator("#operator-who", { hasText: "signed in" }).waitFor();
     return opened;
@@ -83,7 +93,7 @@ describe("the operator console", () => {
   });
 
   it("asks for an operator sign-in without a token, and the public port serves no operator page", async () => {
-    const { page, errors } = await newPage(browser);
+    const { page, errors } = await openPage();
     await page.goto(gateway.operator.url);
     await page.locator("#signin-required").waitFor();
     expect(await page.locator("#signin-heading").textContent()).toBe("Operator sign-in required");
@@ -99,6 +109,42 @@ describe("the operator console", () => {
     expect(errors).toEqual([]);
   });
 
+  it("takes a token link with a malformed escape to the sign-in, the page still working", async () => {
+    const { page, errors } = await openPage();
+    await page.goto(`${gateway.operator.url}/#operator-token=%E0%A4%A`);
+    await page.locator("#signin-reason", { hasText: "refused" }).waitFor();
+    expect(page.url()).not.toContain("operator-token");
+    expect(errors).toEqual([]);
+  });
+
+  it("opens without a token for a browser holding the operator's client certificate, and asks one without it to sign in", async () => {
+    // No trace store of its own: it would take this process's spans from the other gateway's.
+    const tls = await startGateway(mesh, { operator: { ...testOperatorConfig(mesh), serveTls: true, traceIngestToken: undefined } });
+    const url = tls.operator!.url;
+    const withCertificate = await browser.newContext({ ignoreHTTPSErrors: true, clientCertificates: [{ origin: new URL(url).origin, certPath: mesh.pki.operator.certFile, keyPath: mesh.pki.operator.keyFile }] });
+    const without = await browser.newContext({ ignoreHTTPSErrors: true });
+    try {
+      const { page, errors } = await openPage(withCertificate);
+      await page.goto(url);
+      await page.locator("#operator-who", { hasText: "operator certificate" }).waitFor();
+      expect(await page.locator("#signin-required").isHidden()).toBe(true);
+      expect(await page.locator("#sign-out").isHidden()).toBe(true);
+      await page.locator("#stats-updated", { hasText: "updated" }).waitFor();
+      await page.locator("#saga-table, #saga-list .empty").first().waitFor();
+      expect(errors).toEqual([]);
+
+      const anonymous = await openPage(without);
+      await anonymous.page.goto(url);
+      await anonymous.page.locator("#signin-required").waitFor();
+      expect(await anonymous.page.locator("#operator-console").isHidden()).toBe(true);
+      expect(anonymous.errors).toEqual([]);
+    } finally {
+      await withCertificate.close();
+      await without.close();
+      await tls.close();
+    }
+  });
+
   it("charts orders per second with p50 and p99, errors per second, and each breaker over time", async () => {
     await placeOrders(5);
     // And one the gateway refuses, for the errors chart.
@@ -106,6 +152,8 @@ describe("the operator console", () => {
     const { page, errors } = await signedIn();
     // The address bar keeps no token once the page has it.
     expect(page.url()).not.toContain("operator-token");
+    // GetStats is each gateway replica's own traffic.
+    expect(await page.locator("#charts-heading").textContent()).toContain("this gateway replica");
     const points = async (chart: string) => Number((await page.locator(chart).getAttribute("data-points")) ?? 0);
     await eventually(async () => expect(await points("#chart-orders")).toBeGreaterThan(0), 10_000);
     expect(await points("#chart-errors")).toBeGreaterThan(0);

@@ -270,7 +270,8 @@ describe("the operator console's backend", () => {
 
   it("answers FAILED_PRECONDITION, not the operator's UNAUTHENTICATED or PERMISSION_DENIED, when order refuses the console's certificate", async () => {
     // Inventory's certificate, from the same CA: order does not admit it to SagaAdminService.
-    const misconfigured = await startGateway(mesh, { operator: { ...testOperatorConfig(mesh), tls: mesh.pki.files("inventory") } });
+    // No trace store of its own: it would take this process's spans from the other gateway's.
+    const misconfigured = await startGateway(mesh, { operator: { ...testOperatorConfig(mesh), tls: mesh.pki.files("inventory"), traceIngestToken: undefined } });
     try {
       const client = createClient(OperatorService, createConnectTransport({ baseUrl: misconfigured.operator!.url, httpVersion: "1.1", interceptors: [bearer(await testOperatorToken("grace"))] }));
       const refused = { code: Code.FailedPrecondition, rawMessage: expect.stringMatching(/^order refused the console's certificate: /) };
