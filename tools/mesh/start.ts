@@ -5,6 +5,7 @@
  * for the tools, prints where everything is, and on Ctrl-C stops the services, then the
  * dependencies it started.
  */
+import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { dataDir, resolveNats, resolvePki, resolvePostgres, secretsDir, type Dependency } from "./local-infra.js";
 import { childEnv, meshServicesOrExit, type MeshService } from "./topology.js";
@@ -15,9 +16,12 @@ import { defaultMeshStateFile, writeMeshState } from "./mesh-state.js";
 import { ensureBuilt, meshRuntime } from "./runtime.js";
 import { createSupervisor } from "./supervisor.js";
 import { mintLocalOperatorToken } from "#gateway/src/operator/operator-auth.js";
+import { integer, optionalString } from "#platform";
 
-/** The printed operator link's life: a working day, then `npm start` again prints a fresh one. */
+/** The operator link's life: a working day (or the gateway's shorter OPERATOR_MAX_TOKEN_LIFETIME_SECONDS), then `npm start` again writes a fresh one. */
 const OPERATOR_TOKEN_SECONDS = 12 * 60 * 60;
+/** Where the operator link goes, 0600: a terminal's scrollback may be shared, a CI log kept. */
+const operatorLinkFile = join(dataDir, "operator-console.url");
 
 const log = (line: string) => console.log(line);
 const env = process.env;
@@ -105,9 +109,20 @@ for (const row of rows) log(`  ${row.map((cell, i) => cell.padEnd(widths[i]!)).j
 const gateway = services.find((s) => s.name === "gateway")!;
 log(`\nConsole: http://127.0.0.1:${gateway.port}/`);
 if (gateway.operatorPort !== undefined && (env["AUTH_MODE"] ?? "local") === "local") {
+  // Minted as the gateway will check it, which reads the same variables with the same
+  // defaults (gateway/src/config.ts): a role claim or lifetime set for it applies here too.
+  const roles = { claim: optionalString(env, "OPERATOR_ROLES_CLAIM", "roles"), role: optionalString(env, "OPERATOR_ROLE", "operator") };
+  const lifetimeSeconds = Math.min(OPERATOR_TOKEN_SECONDS, integer(env, "OPERATOR_MAX_TOKEN_LIFETIME_SECONDS", OPERATOR_TOKEN_SECONDS, { min: 60, max: 7 * 24 * 60 * 60 }));
+  const token = await mintLocalOperatorToken(secrets.operatorAuthSecret(), "local-operator", lifetimeSeconds, roles);
   // In the fragment, which the browser never sends: the page keeps it in its tab alone.
-  const token = await mintLocalOperatorToken(secrets.operatorAuthSecret(), "local-operator", OPERATOR_TOKEN_SECONDS);
-  log(`Operator console (loopback only; this link signs you in as local-operator for 12 h): http://127.0.0.1:${gateway.operatorPort}/#operator-token=${token}`);
+  const link = `http://127.0.0.1:${gateway.operatorPort}/#operator-token=${token}`;
+  writeFileSync(operatorLinkFile, `${link}\n`, { mode: 0o600 });
+  // The mode applies only to a new file: a link file of an earlier start keeps its own.
+  chmodSync(operatorLinkFile, 0o600);
+  const life = `${(lifetimeSeconds / 3600).toFixed(lifetimeSeconds % 3600 === 0 ? 0 : 1)} h`;
+  // Only to a terminal: stdout redirected to a file or a CI log would keep the token.
+  if (process.stdout.isTTY) log(`Operator console (loopback only; this link signs you in as local-operator for ${life}): ${link}`);
+  else log(`Operator console (loopback only): the link that signs you in as local-operator for ${life} is in ${operatorLinkFile} (0600).`);
 }
 if (pki) log(`Operator certificate: .data/pki/operator.crt and .data/pki/operator.key, CA .data/pki/ca.crt (see the README for grpcurl, curl and Python).`);
 log(`Try: curl -s -H 'content-type: application/json' -d '{}' http://127.0.0.1:${gateway.port}/shop.gateway.v1.StorefrontService/ListProducts\nCtrl-C stops everything.\n`);
