@@ -1,4 +1,5 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { ConnectError, type Interceptor } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { BreakerPointSchema, GetStatsResponseSchema, StatsPointSchema, type BreakerPoint, type GetStatsResponse, type StatsPoint } from "#gen/shop/gateway/v1/operator_service_pb.js";
@@ -19,9 +20,6 @@ export interface GatewayStats {
   read(windowSeconds: number): GetStatsResponse;
   close(): void;
 }
-
-/** "ResourceExhausted" as the contract's code names read: "resource_exhausted". */
-const codeName = (code: Code) => (Code[code] ?? "Unknown").replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 
 /** The q-quantile of ascending `sorted` (nearest rank); 0 for none. */
 function quantile(sorted: Float64Array, q: number): number {
@@ -65,7 +63,10 @@ export function createGatewayStats(options: { service: { typeName: string }; pla
     }
   };
   const failed = (err: unknown) => {
-    const code = codeName(ConnectError.from(err).code);
+    // As the contract names codes ("resource_exhausted"): the Connect protocol's spelling, the
+    // page's legend. The metrics' `code` label stays the enum's ("ResourceExhausted"), which
+    // dashboards already read.
+    const code = codeToString(ConnectError.from(err).code);
     current.errors.set(code, (current.errors.get(code) ?? 0) + 1);
   };
 
