@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 import { getOption, type DescService } from "@bufbuild/protobuf";
 import { access } from "#gen/meshwork/v1/access_pb.js";
 import { OPERATOR } from "#platform/trust/mesh-identity.js";
-import { CONSOLE } from "#tools/infra/principals.js";
+import { CONSOLE } from "#platform/trust/mesh-identity.js";
 import type { Deployable } from "#mesh";
 
 const shopGen = resolve(import.meta.dirname, "../gen/shop");

@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { meshDeployables, meshServices, urlVariable, withSchema, type Deployable } from "#mesh";
 import { OPERATOR } from "#platform/trust/mesh-identity.js";
-import { CONSOLE } from "#tools/infra/principals.js";
+import { CONSOLE } from "#platform/trust/mesh-identity.js";
 import { readContracts, type ContractReader } from "./contract-callers.js";
 import { databasePasswordVariable } from "./generate-secrets.js";
 import { natsConfigFiles } from "./nats-config.js";

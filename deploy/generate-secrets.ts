@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { meshDeployables, type Deployable } from "#mesh";
 import { OPERATOR } from "#platform/trust/mesh-identity.js";
-import { CONSOLE } from "#tools/infra/principals.js";
+import { CONSOLE } from "#platform/trust/mesh-identity.js";
 import { localSecret } from "#tools/infra/local-secrets.js";
 import { natsPasswordVariable } from "#tools/infra/nats-accounts.js";
 import { loadOrCreateCertificateAuthority } from "#tools/infra/pki.js";

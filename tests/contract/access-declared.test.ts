@@ -8,7 +8,7 @@ import { SagaAdminService } from "#gen/shop/order/v1/saga_admin_service_pb.js";
 import { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 import { meshServiceNames } from "#mesh";
-import { CONSOLE } from "#tools/infra/principals.js";
+import { CONSOLE } from "#platform/trust/mesh-identity.js";
 
 /** Every service in the generated contracts, so a new one is checked without being listed here. */
 const gen = resolve(import.meta.dirname, "../../gen/shop");

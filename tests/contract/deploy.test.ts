@@ -8,7 +8,7 @@ import { parse, parseAllDocuments } from "yaml";
 import type { Env } from "#platform/process/config.js";
 import { meshDeployables, type Deployable, type MeshServiceName } from "#mesh";
 import { OPERATOR } from "#platform/trust/mesh-identity.js";
-import { CONSOLE } from "#tools/infra/principals.js";
+import { CONSOLE } from "#platform/trust/mesh-identity.js";
 import { natsPasswordVariable } from "#tools/infra/nats-accounts.js";
 import { databasePasswordVariable, generateSecrets } from "#deploy/generate-secrets.js";
 import { loadConfig as gatewayConfig } from "#gateway/src/config.js";

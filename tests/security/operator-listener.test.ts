@@ -13,7 +13,7 @@ import { OrderService, SagaState } from "#gen/shop/order/v1/order_service_pb.js"
 import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
 import { SagaAdminService } from "#gen/shop/order/v1/saga_admin_service_pb.js";
 import { startMeshPki, type MeshPki } from "#tools/mesh/mesh-pki.js";
-import { CONSOLE } from "#tools/infra/principals.js";
+import { CONSOLE } from "#platform/trust/mesh-identity.js";
 import { SignJWT, exportJWK, generateKeyPair, type JWTPayload } from "jose";
 import { createOperatorVerifier, mintLocalOperatorToken } from "#gateway/src/operator/operator-auth.js";
 import { loadConfig } from "#gateway/src/config.js";

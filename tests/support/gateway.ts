@@ -2,7 +2,7 @@ import type { Interceptor } from "@connectrpc/connect";
 import { build as buildGateway, type GatewayServer } from "#gateway/src/build.js";
 import type { OperatorConfig } from "#gateway/src/config.js";
 import { mintLocalOperatorToken } from "#gateway/src/operator/operator-auth.js";
-import { CONSOLE } from "#tools/infra/principals.js";
+import { CONSOLE } from "#platform/trust/mesh-identity.js";
 import type { InProcessMesh } from "./services.js";
 import { silentLogger } from "./silent-logger.js";
 

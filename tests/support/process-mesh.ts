@@ -8,7 +8,7 @@ import { createServiceDatabases, type DatabaseService } from "./databases.js";
 import { startTestNats } from "./nats.js";
 import { contractClient, testPki } from "./mesh-clients.js";
 import { testAuthSecret, testOperatorSecret, testTraceToken } from "./gateway.js";
-import { CONSOLE } from "#tools/infra/principals.js";
+import { CONSOLE } from "#platform/trust/mesh-identity.js";
 
 /**
  * The mesh as `npm start` runs it: each service its own OS process from its main.ts, on free

@@ -4,7 +4,7 @@ import { natsInboxPrefix } from "#platform/messaging/connection.js";
 import { DISCOVERY_BUCKET } from "#platform/discovery/registry.js";
 import { deadLetterSubject } from "#platform/messaging/streams.js";
 import { deadLetterStream, eventStream } from "#shop/streams.js";
-import { CONSOLE } from "./principals.js";
+import { CONSOLE } from "#platform/trust/mesh-identity.js";
 
 /**
  * A NATS user and the subjects it may use; everything else is refused by the server. Every

@@ -6,7 +6,7 @@ import { meshDeployables } from "#mesh";
 import { provisionMeshDatabases } from "./mesh-databases.js";
 import type { MeshPki } from "./mesh-pki.js";
 import { meshNatsUsers } from "../infra/nats-accounts.js";
-import { CONSOLE } from "../infra/principals.js";
+import { CONSOLE } from "#platform/trust/mesh-identity.js";
 
 /** Where a launcher's per-service secrets come from. */
 export interface MeshSecrets {

@@ -4,7 +4,7 @@ import type { OperatorFiles } from "./mesh-state.js";
 import { OPERATOR } from "#platform/trust/mesh-identity.js";
 import { meshServiceNames } from "#mesh";
 import { loadOrCreateCertificateAuthority, startCertificateRotation } from "../infra/pki.js";
-import { CONSOLE } from "../infra/principals.js";
+import { CONSOLE } from "#platform/trust/mesh-identity.js";
 
 /** A day: long enough to outlive a coffee break, short enough that a leaked key soon expires; re-issued with a third left. */
 export const DEFAULT_CERT_LIFETIME_MS = 24 * 3_600_000;

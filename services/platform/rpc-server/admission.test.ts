@@ -5,7 +5,7 @@ import { pino } from "pino";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "#gen/grpc/health/v1/health_pb.js";
 import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
 import { createAdmission } from "./admission.js";
-import { OPERATOR } from "../trust/mesh-identity.js";
+import { CONSOLE, OPERATOR } from "../trust/mesh-identity.js";
 import { callerIdentityKey } from "../trust/mesh-identity.js";
 import { createMetrics } from "../process/metrics.js";
 import { startServer, type RunningServer } from "./server.js";
@@ -138,7 +138,7 @@ function requestFor(method: "getStock" | "reserveStock", caller?: string): Unary
 describe("admission control's backlog limit", () => {
   const respond = () => Promise.resolve({ stream: false, message: {} } as never);
 
-  it("refuses calls that leave work behind while the backlog is past its limit, and never the reads nor the operator", async () => {
+  it("refuses calls that leave work behind while the backlog is past its limit, and never the reads nor the operator, in person or through the console", async () => {
     let backlog = 0;
     const admission = createAdmission({ name: "order", backlog: () => backlog, backlogLimit: { initial: 4, min: 4 } });
     const call = admission.interceptor(respond);
@@ -148,7 +148,9 @@ describe("admission control's backlog limit", () => {
     expect(refused).toMatchObject({ code: Code.ResourceExhausted, rawMessage: "order is overloaded: 4 requests are still being processed (limit 4); retry later" });
     await expect(call(requestFor("getStock"))).resolves.toBeDefined();
     await expect(call(requestFor("reserveStock", OPERATOR))).resolves.toBeDefined();
-    expect(admission.stats().shed).toEqual({ concurrency: 0, backlog: 1 });
+    await expect(call(requestFor("reserveStock", CONSOLE))).resolves.toBeDefined();
+    await expect(call(requestFor("reserveStock", "payment"))).rejects.toMatchObject({ code: Code.ResourceExhausted });
+    expect(admission.stats().shed).toEqual({ concurrency: 0, backlog: 2 });
   });
 
   it("adapts to how long the backlog's work waits: grows while it drains steadily, shrinks once it stalls", async () => {

@@ -3,8 +3,8 @@ import type { PeerCertificate } from "node:tls";
 
 /**
  * Workload identities are SPIFFE IDs in this trust domain, spiffe://meshwork/<name>, carried
- * as the URI SAN of each mesh certificate. <name> is a deployable of the manifest, or
- * "operator" for the certificate that tools and people use.
+ * as the URI SAN of each mesh certificate. <name> is a deployable of the manifest, "operator"
+ * for the certificate that tools and people use, or "console" for the operator console's backend.
  */
 const TRUST_DOMAIN = "meshwork";
 const SPIFFE_PREFIX = `spiffe://${TRUST_DOMAIN}/`;
@@ -97,5 +97,14 @@ export function customerOf(ctx: HandlerContext, bodyCustomerId: string): string 
   return acting;
 }
 
-/** The one principal that is no deployable: tools and people, with a client-only certificate and a NATS user of its own. */
+/** Tools and people: no deployable, with a client-only certificate and a NATS user of its own. */
 export const OPERATOR = "operator";
+
+/**
+ * The operator console's backend, in the gateway's operator listener: a principal of its own,
+ * not the operator's. Its client-only certificate (spiffe://meshwork/console) is admitted
+ * only by the saga admin RPCs the console calls, where it names the signed-in operator in
+ * x-operator; its NATS user reads and replays SHOP_DLQ alone. The gateway, internet-facing,
+ * holds these credentials and never the operator's.
+ */
+export const CONSOLE = "console";
