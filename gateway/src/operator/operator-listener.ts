@@ -9,7 +9,7 @@ import { createOperatorRoutes } from "./operator-routes.js";
 import { createOtlpReceiver } from "./otlp-receiver.js";
 import { createStoreExporter } from "./span-exporter.js";
 import type { GatewayStats } from "./stats.js";
-import { createTraceStore, type TraceStoreLimits } from "./trace-store.js";
+import { createTraceStore } from "./trace-store.js";
 
 export interface OperatorListenerDeps {
   config: OperatorConfig;
@@ -22,8 +22,6 @@ export interface OperatorListenerDeps {
   stats: GatewayStats;
   metrics: Metrics;
   shutdownGraceMs: number;
-  /** Unset: the store's defaults. */
-  traceLimits?: TraceStoreLimits;
 }
 
 export type OperatorListener = Pick<ServiceServer, "port" | "url" | "close">;
@@ -47,7 +45,7 @@ export async function startOperatorListener(deps: OperatorListenerDeps): Promise
   const credentials = config.tls && loadMeshCredentials(config.tls, { logger });
   const sagaAdmin = createServiceClient(SagaAdminService, { baseUrl: deps.orderUrl, name: "order-admin", directory: deps.directory, ...(credentials ? { tls: { credentials, peer: "order" } } : {}) });
   const deadLetters = createOperatorDeadLetters({ natsUrl: config.natsUrl, logger });
-  const traces = config.traceIngestToken === undefined ? undefined : createTraceStore(deps.traceLimits);
+  const traces = config.traceIngestToken === undefined ? undefined : createTraceStore();
   const stopExporting = traces && exportSpansInProcess(createStoreExporter(traces));
   const receive = traces && config.traceIngestToken ? createOtlpReceiver({ store: traces, token: config.traceIngestToken }) : undefined;
   const release = async () => {
