@@ -44,9 +44,14 @@ async function loadProducts() {
   );
 }
 
+/** Reads of My orders overlap (on placing, when a watch ends, every 5 s); only the newest may draw. */
+let ordersRead = 0;
+
 async function loadOrders() {
   if (!token) return;
+  const read = ++ordersRead;
   const { orders } = await storefront.listMyOrders({ pageSize: 20 });
+  if (read !== ordersRead) return; // a later read was asked for: this answer may be older than what it will show
   if (orders.length === 0) {
     $("#orders tbody").replaceChildren(h("tr", {}, h("td", { class: "empty", colspan: 5 }, "No orders yet.")));
     return;
@@ -132,8 +137,12 @@ async function follow(order: Order) {
       $("#watch-status").textContent = status;
       $("#watch-status").className = `status-${status}`;
       if (update.eventType === ACTION_REQUIRED) view.actionRequired = true;
-      if (update.order!.status !== OrderStatus.PENDING) view.actionRequired = false;
+      const settledNow = update.order!.status !== OrderStatus.PENDING;
+      if (settledNow) view.actionRequired = false;
       void refreshTimeline(view);
+      // My orders shows the outcome as soon as it is known, not when the stream ends (the
+      // saga's last step, committing the stock, still follows a confirmation).
+      if (settledNow) void loadOrders().catch(showError);
     }
   } catch (err) {
     if (view.abort.signal.aborted) return;
