@@ -51,7 +51,7 @@ async function consoleScript(page: ConsolePage): Promise<Uint8Array> {
  * uPlot's. No MIME sniffing, and no referrer: the operator page's address may still hold its
  * token for the moment before the script moves it out.
  */
-export const consoleSecurityHeaders = {
+const consoleSecurityHeaders = {
   "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
   "x-content-type-options": "nosniff",
   "referrer-policy": "no-referrer",

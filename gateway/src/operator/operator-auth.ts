@@ -11,7 +11,7 @@ export const operatorKey = createContextKey<string>("", { description: "the sign
 export const OPERATOR_HEADER = "x-operator";
 
 /** Whom the audit names for a caller with the operator certificate that names nobody (safely) in OPERATOR_HEADER. */
-export const CERTIFICATE_OPERATOR = "operator-certificate";
+const CERTIFICATE_OPERATOR = "operator-certificate";
 
 /**
  * Local operator tokens are told apart from demo tokens by more than their key: an issuer

@@ -3,7 +3,7 @@ import type { NodeRequest, NodeResponse } from "#platform";
 import { boundedAttributes, spanBounds, truncated, type StoredSpan, type TraceStore } from "./trace-store.js";
 
 /** Where OTLP/HTTP exporters post traces (their default path). */
-export const OTLP_TRACES_PATH = "/v1/traces";
+const OTLP_TRACES_PATH = "/v1/traces";
 /** An exporter's batch is at most 512 spans by default, well under this. */
 const MAX_BODY_BYTES = 1024 * 1024;
 

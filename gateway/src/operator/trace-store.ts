@@ -31,7 +31,7 @@ export interface TraceStoreLimits {
   maxBytes: number;
 }
 
-export const defaultTraceStoreLimits: TraceStoreLimits = { maxSpans: 20_000, maxTraces: 2_000, maxSpansPerTrace: 1_000, maxBytes: 32 * 1024 * 1024 };
+const defaultTraceStoreLimits: TraceStoreLimits = { maxSpans: 20_000, maxTraces: 2_000, maxSpansPerTrace: 1_000, maxBytes: 32 * 1024 * 1024 };
 
 /** What a stored span object costs beyond its strings (its fields, ids' headers, the attribute object), roughly. */
 const SPAN_OVERHEAD_BYTES = 256;
