@@ -44,14 +44,21 @@ async function loadProducts() {
   );
 }
 
-/** Reads of My orders overlap (on placing, when a watch ends, every 5 s); only the newest may draw. */
-let ordersRead = 0;
+/**
+ * Reads of My orders overlap (on placing, when the outcome is reported, every 5 s) and may
+ * answer out of order: an answer draws unless one asked for later has drawn already. (Only
+ * the newest asked for drawing would starve the list whenever reads take longer than the
+ * 5 s between them.)
+ */
+let ordersAsked = 0;
+let ordersDrawn = 0;
 
 async function loadOrders() {
   if (!token) return;
-  const read = ++ordersRead;
+  const read = ++ordersAsked;
   const { orders } = await storefront.listMyOrders({ pageSize: 20 });
-  if (read !== ordersRead) return; // a later read was asked for: this answer may be older than what it will show
+  if (read < ordersDrawn) return;
+  ordersDrawn = read;
   if (orders.length === 0) {
     $("#orders tbody").replaceChildren(h("tr", {}, h("td", { class: "empty", colspan: 5 }, "No orders yet.")));
     return;

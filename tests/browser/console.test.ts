@@ -99,7 +99,10 @@ describe("the customer's console", () => {
     await settled(page, "CONFIRMED");
     // My orders is read when the watch reports the outcome and every 5 s; under a loaded CI
     // host one read can miss it, so allow a few refreshes.
-    await page.locator(`#orders tr:has(button[data-order-id="${next}"]) .status-ORDER_STATUS_CONFIRMED`).waitFor({ timeout: 30_000 });
+    // Read as text: the list is redrawn on every read, and a row element matched one moment can
+    // be replaced the next.
+    const rowOf = async (id: string) => (await page.locator("#orders").innerText()).split("\n").find((line) => line.startsWith(id.slice(0, 8))) ?? "";
+    await expect.poll(() => rowOf(next), { timeout: 30_000 }).toContain("ORDER_STATUS_CONFIRMED");
     await page.locator(`#orders button[data-order-id="${orderId}"]`).click();
     await page.locator("#watched", { hasText: orderId }).waitFor();
     await settled(page, "CANCELLED");
