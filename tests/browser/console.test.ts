@@ -94,19 +94,6 @@ describe("the customer's console", () => {
     expect(await page.locator("#timeline").innerHTML()).not.toContain(declined.error);
     expect(await page.locator("#timeline .phase-error, #timeline .tl-details").count()).toBe(0);
     await screenshot(page, "console-declined");
-    // Another order, then back to this one from My orders: its timeline again, the list current.
-    const next = await place(page, "tok_visa");
-    await settled(page, "CONFIRMED");
-    // My orders is read when the watch reports the outcome and every 5 s; under a loaded CI
-    // host one read can miss it, so allow a few refreshes.
-    // Read as text: the list is redrawn on every read, and a row element matched one moment can
-    // be replaced the next.
-    const rowOf = async (id: string) => (await page.locator("#orders").innerText()).split("\n").find((line) => line.startsWith(id.slice(0, 8))) ?? "";
-    await expect.poll(() => rowOf(next), { timeout: 30_000 }).toContain("ORDER_STATUS_CONFIRMED");
-    await page.locator(`#orders button[data-order-id="${orderId}"]`).click();
-    await page.locator("#watched", { hasText: orderId }).waitFor();
-    await settled(page, "CANCELLED");
-    await row(page, "reserve-stock", "compensation").locator(".phase[data-kind=compensation]").first().waitFor();
     expect(errors).toEqual([]);
   });
 
