@@ -30,4 +30,10 @@ REVOKE ALL ON DATABASE postgres FROM PUBLIC;
 \set db notification
 \set schema notification
 \ir postgres-role.sql
+
+\getenv password CATALOG_DB_PASSWORD
+\set role catalog
+\set db catalog
+\set schema catalog
+\ir postgres-role.sql
 -- end generated: roles

@@ -84,6 +84,17 @@ export const meshDeployables = [
     consumes: [{ context: "order", durable: "notification" }],
   },
   {
+    name: "catalog",
+    main: "services/catalog/main.ts",
+    port: { variable: "CATALOG_PORT", default: 50055 },
+    opsPort: { variable: "CATALOG_OPS_PORT", default: 51055 },
+    calls: [],
+    schema: "catalog",
+    serves: ["shop.catalog.v1.CatalogService"],
+    publishes: "catalog",
+    consumes: [{ context: "catalog", durable: "catalog" }],
+  },
+  {
     name: "gateway",
     main: "gateway/main.ts",
     port: { variable: "GATEWAY_PORT", default: 8080 },

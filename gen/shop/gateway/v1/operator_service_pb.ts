@@ -8,6 +8,8 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import { file_meshwork_v1_access } from "../../../meshwork/v1/access_pb.js";
 import { file_meshwork_v1_limits } from "../../../meshwork/v1/limits_pb.js";
+import type { GetSyncStatusResponse } from "../../catalog/v1/catalog_service_pb.js";
+import { file_shop_catalog_v1_catalog_service } from "../../catalog/v1/catalog_service_pb.js";
 import type { Saga } from "../../order/v1/saga_admin_service_pb.js";
 import { file_shop_order_v1_saga_admin_service } from "../../order/v1/saga_admin_service_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -16,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/gateway/v1/operator_service.proto.
  */
 export const file_shop_gateway_v1_operator_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZzaG9wL2dhdGV3YXkvdjEvb3BlcmF0b3Jfc2VydmljZS5wcm90bxIPc2hvcC5nYXRld2F5LnYxImIKEExpc3RTYWdhc1JlcXVlc3QSJwoEdmlldxgBIAEoDjIZLnNob3AuZ2F0ZXdheS52MS5TYWdhVmlldxIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJQChFMaXN0U2FnYXNSZXNwb25zZRIiCgVzYWdhcxgBIAMoCzITLnNob3Aub3JkZXIudjEuU2FnYRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIgoOR2V0U2FnYVJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkiNAoPR2V0U2FnYVJlc3BvbnNlEiEKBHNhZ2EYASABKAsyEy5zaG9wLm9yZGVyLnYxLlNhZ2EiJAoQV2F0Y2hTYWdhUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCSI2ChFXYXRjaFNhZ2FSZXNwb25zZRIhCgRzYWdhGAEgASgLMhMuc2hvcC5vcmRlci52MS5TYWdhIiQKEFJldHJ5U2FnYVJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkiNgoRUmV0cnlTYWdhUmVzcG9uc2USIQoEc2FnYRgBIAEoCzITLnNob3Aub3JkZXIudjEuU2FnYSJCChVDb21wZW5zYXRlU2FnYVJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkSFwoGcmVhc29uGAIgASgJQgeiuxgDCOgHIjsKFkNvbXBlbnNhdGVTYWdhUmVzcG9uc2USIQoEc2FnYRgBIAEoCzITLnNob3Aub3JkZXIudjEuU2FnYSKqAQoKRGVhZExldHRlchIQCghzZXF1ZW5jZRgBIAEoBBIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghjb25zdW1lchgDIAEoCRIYChBvcmlnaW5hbF9zdWJqZWN0GAQgASgJEhAKCGV2ZW50X2lkGAUgASgJEhIKCmRlbGl2ZXJpZXMYBiABKA0SDgoGcmVhc29uGAcgASgJIhgKFkxpc3REZWFkTGV0dGVyc1JlcXVlc3QiTAoXTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USMQoMZGVhZF9sZXR0ZXJzGAEgAygLMhsuc2hvcC5nYXRld2F5LnYxLkRlYWRMZXR0ZXIiKwoXUmVwbGF5RGVhZExldHRlclJlcXVlc3QSEAoIc2VxdWVuY2UYASABKAQiGgoYUmVwbGF5RGVhZExldHRlclJlc3BvbnNlIikKD0dldFN0YXRzUmVxdWVzdBIWCg53aW5kb3dfc2Vjb25kcxgBIAEoBSL2AQoKU3RhdHNQb2ludBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIZChFvcmRlcnNfcGVyX3NlY29uZBgCIAEoARIOCgZwNTBfbXMYAyABKAESDgoGcDk5X21zGAQgASgBEksKEWVycm9yc19wZXJfc2Vjb25kGAUgAygLMjAuc2hvcC5nYXRld2F5LnYxLlN0YXRzUG9pbnQuRXJyb3JzUGVyU2Vjb25kRW50cnkaNgoURXJyb3JzUGVyU2Vjb25kRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASJ8CgxCcmVha2VyUG9pbnQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKZGVwZW5kZW5jeRgCIAEoCRINCgVzdGF0ZRgDIAEoCRINCgVjYWxscxgEIAEoARIQCghmYWlsdXJlcxgFIAEoASJwChBHZXRTdGF0c1Jlc3BvbnNlEisKBnBvaW50cxgBIAMoCzIbLnNob3AuZ2F0ZXdheS52MS5TdGF0c1BvaW50Ei8KCGJyZWFrZXJzGAIgAygLMh0uc2hvcC5nYXRld2F5LnYxLkJyZWFrZXJQb2ludCIiChFMaXN0VHJhY2VzUmVxdWVzdBINCgVsaW1pdBgBIAEoBSKeAQoMVHJhY2VTdW1tYXJ5EhAKCHRyYWNlX2lkGAEgASgJEhEKCXJvb3RfbmFtZRgCIAEoCRIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtkdXJhdGlvbl9tcxgEIAEoARISCgpzcGFuX2NvdW50GAUgASgFEhAKCHNlcnZpY2VzGAYgAygJIkMKEkxpc3RUcmFjZXNSZXNwb25zZRItCgZ0cmFjZXMYASADKAsyHS5zaG9wLmdhdGV3YXkudjEuVHJhY2VTdW1tYXJ5IiMKD0dldFRyYWNlUmVxdWVzdBIQCgh0cmFjZV9pZBgBIAEoCSL6AQoEU3BhbhIPCgdzcGFuX2lkGAEgASgJEhYKDnBhcmVudF9zcGFuX2lkGAIgASgJEg8KB3NlcnZpY2UYAyABKAkSDAoEbmFtZRgEIAEoCRIXCg9zdGFydF9vZmZzZXRfbXMYBSABKAESEwoLZHVyYXRpb25fbXMYBiABKAESDgoGc3RhdHVzGAcgASgJEjkKCmF0dHJpYnV0ZXMYCCADKAsyJS5zaG9wLmdhdGV3YXkudjEuU3Bhbi5BdHRyaWJ1dGVzRW50cnkaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoQR2V0VHJhY2VSZXNwb25zZRIQCgh0cmFjZV9pZBgBIAEoCRIkCgVzcGFucxgCIAMoCzIVLnNob3AuZ2F0ZXdheS52MS5TcGFuKp0BCghTYWdhVmlldxIZChVTQUdBX1ZJRVdfVU5TUEVDSUZJRUQQABIVChFTQUdBX1ZJRVdfUlVOTklORxABEhYKElNBR0FfVklFV19SRVRSWUlORxACEhUKEVNBR0FfVklFV19XQUlUSU5HEAMSFAoQU0FHQV9WSUVXX1BBUktFRBAEEhoKFlNBR0FfVklFV19DT01QRU5TQVRJTkcQBTK9CAoPT3BlcmF0b3JTZXJ2aWNlEmUKCUxpc3RTYWdhcxIhLnNob3AuZ2F0ZXdheS52MS5MaXN0U2FnYXNSZXF1ZXN0GiIuc2hvcC5nYXRld2F5LnYxLkxpc3RTYWdhc1Jlc3BvbnNlIhGQAgGquxgKCghvcGVyYXRvchJfCgdHZXRTYWdhEh8uc2hvcC5nYXRld2F5LnYxLkdldFNhZ2FSZXF1ZXN0GiAuc2hvcC5nYXRld2F5LnYxLkdldFNhZ2FSZXNwb25zZSIRkAIBqrsYCgoIb3BlcmF0b3ISZwoJV2F0Y2hTYWdhEiEuc2hvcC5nYXRld2F5LnYxLldhdGNoU2FnYVJlcXVlc3QaIi5zaG9wLmdhdGV3YXkudjEuV2F0Y2hTYWdhUmVzcG9uc2UiEZACAaq7GAoKCG9wZXJhdG9yMAESYgoJUmV0cnlTYWdhEiEuc2hvcC5nYXRld2F5LnYxLlJldHJ5U2FnYVJlcXVlc3QaIi5zaG9wLmdhdGV3YXkudjEuUmV0cnlTYWdhUmVzcG9uc2UiDqq7GAoKCG9wZXJhdG9yEnEKDkNvbXBlbnNhdGVTYWdhEiYuc2hvcC5nYXRld2F5LnYxLkNvbXBlbnNhdGVTYWdhUmVxdWVzdBonLnNob3AuZ2F0ZXdheS52MS5Db21wZW5zYXRlU2FnYVJlc3BvbnNlIg6quxgKCghvcGVyYXRvchJ3Cg9MaXN0RGVhZExldHRlcnMSJy5zaG9wLmdhdGV3YXkudjEuTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBooLnNob3AuZ2F0ZXdheS52MS5MaXN0RGVhZExldHRlcnNSZXNwb25zZSIRkAIBqrsYCgoIb3BlcmF0b3ISdwoQUmVwbGF5RGVhZExldHRlchIoLnNob3AuZ2F0ZXdheS52MS5SZXBsYXlEZWFkTGV0dGVyUmVxdWVzdBopLnNob3AuZ2F0ZXdheS52MS5SZXBsYXlEZWFkTGV0dGVyUmVzcG9uc2UiDqq7GAoKCG9wZXJhdG9yEmIKCEdldFN0YXRzEiAuc2hvcC5nYXRld2F5LnYxLkdldFN0YXRzUmVxdWVzdBohLnNob3AuZ2F0ZXdheS52MS5HZXRTdGF0c1Jlc3BvbnNlIhGQAgGquxgKCghvcGVyYXRvchJoCgpMaXN0VHJhY2VzEiIuc2hvcC5nYXRld2F5LnYxLkxpc3RUcmFjZXNSZXF1ZXN0GiMuc2hvcC5nYXRld2F5LnYxLkxpc3RUcmFjZXNSZXNwb25zZSIRkAIBqrsYCgoIb3BlcmF0b3ISYgoIR2V0VHJhY2USIC5zaG9wLmdhdGV3YXkudjEuR2V0VHJhY2VSZXF1ZXN0GiEuc2hvcC5nYXRld2F5LnYxLkdldFRyYWNlUmVzcG9uc2UiEZACAaq7GAoKCG9wZXJhdG9yYgZwcm90bzM", [file_google_protobuf_timestamp, file_meshwork_v1_access, file_meshwork_v1_limits, file_shop_order_v1_saga_admin_service]);
+  fileDesc("CiZzaG9wL2dhdGV3YXkvdjEvb3BlcmF0b3Jfc2VydmljZS5wcm90bxIPc2hvcC5nYXRld2F5LnYxImIKEExpc3RTYWdhc1JlcXVlc3QSJwoEdmlldxgBIAEoDjIZLnNob3AuZ2F0ZXdheS52MS5TYWdhVmlldxIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJQChFMaXN0U2FnYXNSZXNwb25zZRIiCgVzYWdhcxgBIAMoCzITLnNob3Aub3JkZXIudjEuU2FnYRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIgoOR2V0U2FnYVJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkiNAoPR2V0U2FnYVJlc3BvbnNlEiEKBHNhZ2EYASABKAsyEy5zaG9wLm9yZGVyLnYxLlNhZ2EiJAoQV2F0Y2hTYWdhUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCSI2ChFXYXRjaFNhZ2FSZXNwb25zZRIhCgRzYWdhGAEgASgLMhMuc2hvcC5vcmRlci52MS5TYWdhIiQKEFJldHJ5U2FnYVJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkiNgoRUmV0cnlTYWdhUmVzcG9uc2USIQoEc2FnYRgBIAEoCzITLnNob3Aub3JkZXIudjEuU2FnYSJCChVDb21wZW5zYXRlU2FnYVJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkSFwoGcmVhc29uGAIgASgJQgeiuxgDCOgHIjsKFkNvbXBlbnNhdGVTYWdhUmVzcG9uc2USIQoEc2FnYRgBIAEoCzITLnNob3Aub3JkZXIudjEuU2FnYSKqAQoKRGVhZExldHRlchIQCghzZXF1ZW5jZRgBIAEoBBIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghjb25zdW1lchgDIAEoCRIYChBvcmlnaW5hbF9zdWJqZWN0GAQgASgJEhAKCGV2ZW50X2lkGAUgASgJEhIKCmRlbGl2ZXJpZXMYBiABKA0SDgoGcmVhc29uGAcgASgJIhgKFkxpc3REZWFkTGV0dGVyc1JlcXVlc3QiTAoXTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USMQoMZGVhZF9sZXR0ZXJzGAEgAygLMhsuc2hvcC5nYXRld2F5LnYxLkRlYWRMZXR0ZXIiKwoXUmVwbGF5RGVhZExldHRlclJlcXVlc3QSEAoIc2VxdWVuY2UYASABKAQiGgoYUmVwbGF5RGVhZExldHRlclJlc3BvbnNlIikKD0dldFN0YXRzUmVxdWVzdBIWCg53aW5kb3dfc2Vjb25kcxgBIAEoBSL2AQoKU3RhdHNQb2ludBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIZChFvcmRlcnNfcGVyX3NlY29uZBgCIAEoARIOCgZwNTBfbXMYAyABKAESDgoGcDk5X21zGAQgASgBEksKEWVycm9yc19wZXJfc2Vjb25kGAUgAygLMjAuc2hvcC5nYXRld2F5LnYxLlN0YXRzUG9pbnQuRXJyb3JzUGVyU2Vjb25kRW50cnkaNgoURXJyb3JzUGVyU2Vjb25kRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ASJ8CgxCcmVha2VyUG9pbnQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKZGVwZW5kZW5jeRgCIAEoCRINCgVzdGF0ZRgDIAEoCRINCgVjYWxscxgEIAEoARIQCghmYWlsdXJlcxgFIAEoASJwChBHZXRTdGF0c1Jlc3BvbnNlEisKBnBvaW50cxgBIAMoCzIbLnNob3AuZ2F0ZXdheS52MS5TdGF0c1BvaW50Ei8KCGJyZWFrZXJzGAIgAygLMh0uc2hvcC5nYXRld2F5LnYxLkJyZWFrZXJQb2ludCIiChFMaXN0VHJhY2VzUmVxdWVzdBINCgVsaW1pdBgBIAEoBSKeAQoMVHJhY2VTdW1tYXJ5EhAKCHRyYWNlX2lkGAEgASgJEhEKCXJvb3RfbmFtZRgCIAEoCRIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtkdXJhdGlvbl9tcxgEIAEoARISCgpzcGFuX2NvdW50GAUgASgFEhAKCHNlcnZpY2VzGAYgAygJIkMKEkxpc3RUcmFjZXNSZXNwb25zZRItCgZ0cmFjZXMYASADKAsyHS5zaG9wLmdhdGV3YXkudjEuVHJhY2VTdW1tYXJ5IiMKD0dldFRyYWNlUmVxdWVzdBIQCgh0cmFjZV9pZBgBIAEoCSL6AQoEU3BhbhIPCgdzcGFuX2lkGAEgASgJEhYKDnBhcmVudF9zcGFuX2lkGAIgASgJEg8KB3NlcnZpY2UYAyABKAkSDAoEbmFtZRgEIAEoCRIXCg9zdGFydF9vZmZzZXRfbXMYBSABKAESEwoLZHVyYXRpb25fbXMYBiABKAESDgoGc3RhdHVzGAcgASgJEjkKCmF0dHJpYnV0ZXMYCCADKAsyJS5zaG9wLmdhdGV3YXkudjEuU3Bhbi5BdHRyaWJ1dGVzRW50cnkaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoQR2V0VHJhY2VSZXNwb25zZRIQCgh0cmFjZV9pZBgBIAEoCRIkCgVzcGFucxgCIAMoCzIVLnNob3AuZ2F0ZXdheS52MS5TcGFuIsABCgVSb3V0ZRIOCgZtZXRob2QYASABKAkSKAoEbW9kZRgCIAEoDjIaLnNob3AuZ2F0ZXdheS52MS5Sb3V0ZU1vZGUSFgoOY2FuYXJ5X3BlcmNlbnQYAyABKAUSEgoKY2hhbmdlZF9ieRgEIAEoCRIvCgtjaGFuZ2VfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAYgASgJEhAKCHJldmlzaW9uGAcgASgEIjwKD0ZpZWxkRGlmZmVyZW5jZRIMCgRwYXRoGAEgASgJEg4KBmxlZ2FjeRgCIAEoCRILCgNuZXcYAyABKAkifwoOU2hhZG93TWlzbWF0Y2gSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoLZGlmZmVyZW5jZXMYAiADKAsyIC5zaG9wLmdhdGV3YXkudjEuRmllbGREaWZmZXJlbmNlEgwKBG1vcmUYAyABKAUihgEKC1NoYWRvd1N0YXRzEhAKCGNvbXBhcmVkGAEgASgDEhIKCm1pc21hdGNoZWQYAiABKAMSDgoGZmFpbGVkGAMgASgDEg8KB3NraXBwZWQYBCABKAMSMAoHZXhhbXBsZRgFIAEoCzIfLnNob3AuZ2F0ZXdheS52MS5TaGFkb3dNaXNtYXRjaCKLAQoLUm91dGVTdGF0dXMSJQoFcm91dGUYASABKAsyFi5zaG9wLmdhdGV3YXkudjEuUm91dGUSFAoMbGVnYWN5X2NhbGxzGAIgASgDEhEKCW5ld19jYWxscxgDIAEoAxIsCgZzaGFkb3cYBCABKAsyHC5zaG9wLmdhdGV3YXkudjEuU2hhZG93U3RhdHMiEwoRTGlzdFJvdXRlc1JlcXVlc3QigAEKEkxpc3RSb3V0ZXNSZXNwb25zZRIsCgZyb3V0ZXMYASADKAsyHC5zaG9wLmdhdGV3YXkudjEuUm91dGVTdGF0dXMSPAoMY2F0YWxvZ19zeW5jGAIgASgLMiYuc2hvcC5jYXRhbG9nLnYxLkdldFN5bmNTdGF0dXNSZXNwb25zZSKXAQoPU2V0Um91dGVSZXF1ZXN0Eg4KBm1ldGhvZBgBIAEoCRIoCgRtb2RlGAIgASgOMhouc2hvcC5nYXRld2F5LnYxLlJvdXRlTW9kZRIWCg5jYW5hcnlfcGVyY2VudBgDIAEoBRIZChFleHBlY3RlZF9yZXZpc2lvbhgEIAEoBBIXCgZyZWFzb24YBSABKAlCB6K7GAMI6AciOQoQU2V0Um91dGVSZXNwb25zZRIlCgVyb3V0ZRgBIAEoCzIWLnNob3AuZ2F0ZXdheS52MS5Sb3V0ZSqdAQoIU2FnYVZpZXcSGQoVU0FHQV9WSUVXX1VOU1BFQ0lGSUVEEAASFQoRU0FHQV9WSUVXX1JVTk5JTkcQARIWChJTQUdBX1ZJRVdfUkVUUllJTkcQAhIVChFTQUdBX1ZJRVdfV0FJVElORxADEhQKEFNBR0FfVklFV19QQVJLRUQQBBIaChZTQUdBX1ZJRVdfQ09NUEVOU0FUSU5HEAUqgAEKCVJvdXRlTW9kZRIaChZST1VURV9NT0RFX1VOU1BFQ0lGSUVEEAASFQoRUk9VVEVfTU9ERV9MRUdBQ1kQARIVChFST1VURV9NT0RFX1NIQURPVxACEhUKEVJPVVRFX01PREVfQ0FOQVJZEAMSEgoOUk9VVEVfTU9ERV9ORVcQBDKLCgoPT3BlcmF0b3JTZXJ2aWNlEmUKCUxpc3RTYWdhcxIhLnNob3AuZ2F0ZXdheS52MS5MaXN0U2FnYXNSZXF1ZXN0GiIuc2hvcC5nYXRld2F5LnYxLkxpc3RTYWdhc1Jlc3BvbnNlIhGQAgGquxgKCghvcGVyYXRvchJfCgdHZXRTYWdhEh8uc2hvcC5nYXRld2F5LnYxLkdldFNhZ2FSZXF1ZXN0GiAuc2hvcC5nYXRld2F5LnYxLkdldFNhZ2FSZXNwb25zZSIRkAIBqrsYCgoIb3BlcmF0b3ISZwoJV2F0Y2hTYWdhEiEuc2hvcC5nYXRld2F5LnYxLldhdGNoU2FnYVJlcXVlc3QaIi5zaG9wLmdhdGV3YXkudjEuV2F0Y2hTYWdhUmVzcG9uc2UiEZACAaq7GAoKCG9wZXJhdG9yMAESYgoJUmV0cnlTYWdhEiEuc2hvcC5nYXRld2F5LnYxLlJldHJ5U2FnYVJlcXVlc3QaIi5zaG9wLmdhdGV3YXkudjEuUmV0cnlTYWdhUmVzcG9uc2UiDqq7GAoKCG9wZXJhdG9yEnEKDkNvbXBlbnNhdGVTYWdhEiYuc2hvcC5nYXRld2F5LnYxLkNvbXBlbnNhdGVTYWdhUmVxdWVzdBonLnNob3AuZ2F0ZXdheS52MS5Db21wZW5zYXRlU2FnYVJlc3BvbnNlIg6quxgKCghvcGVyYXRvchJ3Cg9MaXN0RGVhZExldHRlcnMSJy5zaG9wLmdhdGV3YXkudjEuTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBooLnNob3AuZ2F0ZXdheS52MS5MaXN0RGVhZExldHRlcnNSZXNwb25zZSIRkAIBqrsYCgoIb3BlcmF0b3ISdwoQUmVwbGF5RGVhZExldHRlchIoLnNob3AuZ2F0ZXdheS52MS5SZXBsYXlEZWFkTGV0dGVyUmVxdWVzdBopLnNob3AuZ2F0ZXdheS52MS5SZXBsYXlEZWFkTGV0dGVyUmVzcG9uc2UiDqq7GAoKCG9wZXJhdG9yEmIKCEdldFN0YXRzEiAuc2hvcC5nYXRld2F5LnYxLkdldFN0YXRzUmVxdWVzdBohLnNob3AuZ2F0ZXdheS52MS5HZXRTdGF0c1Jlc3BvbnNlIhGQAgGquxgKCghvcGVyYXRvchJoCgpMaXN0VHJhY2VzEiIuc2hvcC5nYXRld2F5LnYxLkxpc3RUcmFjZXNSZXF1ZXN0GiMuc2hvcC5nYXRld2F5LnYxLkxpc3RUcmFjZXNSZXNwb25zZSIRkAIBqrsYCgoIb3BlcmF0b3ISYgoIR2V0VHJhY2USIC5zaG9wLmdhdGV3YXkudjEuR2V0VHJhY2VSZXF1ZXN0GiEuc2hvcC5nYXRld2F5LnYxLkdldFRyYWNlUmVzcG9uc2UiEZACAaq7GAoKCG9wZXJhdG9yEmgKCkxpc3RSb3V0ZXMSIi5zaG9wLmdhdGV3YXkudjEuTGlzdFJvdXRlc1JlcXVlc3QaIy5zaG9wLmdhdGV3YXkudjEuTGlzdFJvdXRlc1Jlc3BvbnNlIhGQAgGquxgKCghvcGVyYXRvchJiCghTZXRSb3V0ZRIgLnNob3AuZ2F0ZXdheS52MS5TZXRSb3V0ZVJlcXVlc3QaIS5zaG9wLmdhdGV3YXkudjEuU2V0Um91dGVSZXNwb25zZSIRkAICqrsYCgoIb3BlcmF0b3JiBnByb3RvMw", [file_google_protobuf_timestamp, file_meshwork_v1_access, file_meshwork_v1_limits, file_shop_catalog_v1_catalog_service, file_shop_order_v1_saga_admin_service]);
 
 /**
  * @generated from message shop.gateway.v1.ListSagasRequest
@@ -632,6 +634,303 @@ export const GetTraceResponseSchema: GenMessage<GetTraceResponse> = /*@__PURE__*
   messageDesc(file_shop_gateway_v1_operator_service, 24);
 
 /**
+ * @generated from message shop.gateway.v1.Route
+ */
+export type Route = Message<"shop.gateway.v1.Route"> & {
+  /**
+   * The public method, e.g. "shop.gateway.v1.StorefrontService/ListProducts".
+   *
+   * @generated from field: string method = 1;
+   */
+  method: string;
+
+  /**
+   * @generated from field: shop.gateway.v1.RouteMode mode = 2;
+   */
+  mode: RouteMode;
+
+  /**
+   * 1 to 99, with ROUTE_MODE_CANARY; 0 otherwise.
+   *
+   * @generated from field: int32 canary_percent = 3;
+   */
+  canaryPercent: number;
+
+  /**
+   * Who set it ("ada (operator)"); empty for the built-in default.
+   *
+   * @generated from field: string changed_by = 4;
+   */
+  changedBy: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp change_time = 5;
+   */
+  changeTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string reason = 6;
+   */
+  reason: string;
+
+  /**
+   * The KV revision of this entry; 0 for the built-in default (no entry yet).
+   *
+   * @generated from field: uint64 revision = 7;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message shop.gateway.v1.Route.
+ * Use `create(RouteSchema)` to create a new message.
+ */
+export const RouteSchema: GenMessage<Route> = /*@__PURE__*/
+  messageDesc(file_shop_gateway_v1_operator_service, 25);
+
+/**
+ * One field that differed between the two sides' answers.
+ *
+ * @generated from message shop.gateway.v1.FieldDifference
+ */
+export type FieldDifference = Message<"shop.gateway.v1.FieldDifference"> & {
+  /**
+   * e.g. "products[MW-MUG-001].price.minor_units", or "products[MW-MUG-001]" for a product one side lacks.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * The values as JSON, each cut to 200 characters.
+   *
+   * @generated from field: string legacy = 2;
+   */
+  legacy: string;
+
+  /**
+   * @generated from field: string new = 3;
+   */
+  new: string;
+};
+
+/**
+ * Describes the message shop.gateway.v1.FieldDifference.
+ * Use `create(FieldDifferenceSchema)` to create a new message.
+ */
+export const FieldDifferenceSchema: GenMessage<FieldDifference> = /*@__PURE__*/
+  messageDesc(file_shop_gateway_v1_operator_service, 26);
+
+/**
+ * @generated from message shop.gateway.v1.ShadowMismatch
+ */
+export type ShadowMismatch = Message<"shop.gateway.v1.ShadowMismatch"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * At most 10.
+   *
+   * @generated from field: repeated shop.gateway.v1.FieldDifference differences = 2;
+   */
+  differences: FieldDifference[];
+
+  /**
+   * Differences beyond those listed.
+   *
+   * @generated from field: int32 more = 3;
+   */
+  more: number;
+};
+
+/**
+ * Describes the message shop.gateway.v1.ShadowMismatch.
+ * Use `create(ShadowMismatchSchema)` to create a new message.
+ */
+export const ShadowMismatchSchema: GenMessage<ShadowMismatch> = /*@__PURE__*/
+  messageDesc(file_shop_gateway_v1_operator_service, 27);
+
+/**
+ * @generated from message shop.gateway.v1.ShadowStats
+ */
+export type ShadowStats = Message<"shop.gateway.v1.ShadowStats"> & {
+  /**
+   * Comparisons made (both sides answered).
+   *
+   * @generated from field: int64 compared = 1;
+   */
+  compared: bigint;
+
+  /**
+   * @generated from field: int64 mismatched = 2;
+   */
+  mismatched: bigint;
+
+  /**
+   * Shadow calls whose new side failed or timed out: not comparisons, and never the caller's error.
+   *
+   * @generated from field: int64 failed = 3;
+   */
+  failed: bigint;
+
+  /**
+   * Shadow calls not made, because too many were in flight.
+   *
+   * @generated from field: int64 skipped = 4;
+   */
+  skipped: bigint;
+
+  /**
+   * The newest mismatch, if any.
+   *
+   * @generated from field: shop.gateway.v1.ShadowMismatch example = 5;
+   */
+  example?: ShadowMismatch | undefined;
+};
+
+/**
+ * Describes the message shop.gateway.v1.ShadowStats.
+ * Use `create(ShadowStatsSchema)` to create a new message.
+ */
+export const ShadowStatsSchema: GenMessage<ShadowStats> = /*@__PURE__*/
+  messageDesc(file_shop_gateway_v1_operator_service, 28);
+
+/**
+ * @generated from message shop.gateway.v1.RouteStatus
+ */
+export type RouteStatus = Message<"shop.gateway.v1.RouteStatus"> & {
+  /**
+   * @generated from field: shop.gateway.v1.Route route = 1;
+   */
+  route?: Route | undefined;
+
+  /**
+   * Calls this replica served from each side since it started.
+   *
+   * @generated from field: int64 legacy_calls = 2;
+   */
+  legacyCalls: bigint;
+
+  /**
+   * @generated from field: int64 new_calls = 3;
+   */
+  newCalls: bigint;
+
+  /**
+   * @generated from field: shop.gateway.v1.ShadowStats shadow = 4;
+   */
+  shadow?: ShadowStats | undefined;
+};
+
+/**
+ * Describes the message shop.gateway.v1.RouteStatus.
+ * Use `create(RouteStatusSchema)` to create a new message.
+ */
+export const RouteStatusSchema: GenMessage<RouteStatus> = /*@__PURE__*/
+  messageDesc(file_shop_gateway_v1_operator_service, 29);
+
+/**
+ * @generated from message shop.gateway.v1.ListRoutesRequest
+ */
+export type ListRoutesRequest = Message<"shop.gateway.v1.ListRoutesRequest"> & {
+};
+
+/**
+ * Describes the message shop.gateway.v1.ListRoutesRequest.
+ * Use `create(ListRoutesRequestSchema)` to create a new message.
+ */
+export const ListRoutesRequestSchema: GenMessage<ListRoutesRequest> = /*@__PURE__*/
+  messageDesc(file_shop_gateway_v1_operator_service, 30);
+
+/**
+ * @generated from message shop.gateway.v1.ListRoutesResponse
+ */
+export type ListRoutesResponse = Message<"shop.gateway.v1.ListRoutesResponse"> & {
+  /**
+   * @generated from field: repeated shop.gateway.v1.RouteStatus routes = 1;
+   */
+  routes: RouteStatus[];
+
+  /**
+   * The catalog's change capture, as CatalogService.GetSyncStatus reports it; absent if it did not answer.
+   *
+   * @generated from field: shop.catalog.v1.GetSyncStatusResponse catalog_sync = 2;
+   */
+  catalogSync?: GetSyncStatusResponse | undefined;
+};
+
+/**
+ * Describes the message shop.gateway.v1.ListRoutesResponse.
+ * Use `create(ListRoutesResponseSchema)` to create a new message.
+ */
+export const ListRoutesResponseSchema: GenMessage<ListRoutesResponse> = /*@__PURE__*/
+  messageDesc(file_shop_gateway_v1_operator_service, 31);
+
+/**
+ * @generated from message shop.gateway.v1.SetRouteRequest
+ */
+export type SetRouteRequest = Message<"shop.gateway.v1.SetRouteRequest"> & {
+  /**
+   * @generated from field: string method = 1;
+   */
+  method: string;
+
+  /**
+   * Required.
+   *
+   * @generated from field: shop.gateway.v1.RouteMode mode = 2;
+   */
+  mode: RouteMode;
+
+  /**
+   * 1 to 99 with ROUTE_MODE_CANARY; must be 0 otherwise.
+   *
+   * @generated from field: int32 canary_percent = 3;
+   */
+  canaryPercent: number;
+
+  /**
+   * The revision the change is based on (Route.revision); 0 sets it whatever it is now.
+   *
+   * @generated from field: uint64 expected_revision = 4;
+   */
+  expectedRevision: bigint;
+
+  /**
+   * Why, kept with the entry: at most 1000 characters.
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message shop.gateway.v1.SetRouteRequest.
+ * Use `create(SetRouteRequestSchema)` to create a new message.
+ */
+export const SetRouteRequestSchema: GenMessage<SetRouteRequest> = /*@__PURE__*/
+  messageDesc(file_shop_gateway_v1_operator_service, 32);
+
+/**
+ * @generated from message shop.gateway.v1.SetRouteResponse
+ */
+export type SetRouteResponse = Message<"shop.gateway.v1.SetRouteResponse"> & {
+  /**
+   * @generated from field: shop.gateway.v1.Route route = 1;
+   */
+  route?: Route | undefined;
+};
+
+/**
+ * Describes the message shop.gateway.v1.SetRouteResponse.
+ * Use `create(SetRouteResponseSchema)` to create a new message.
+ */
+export const SetRouteResponseSchema: GenMessage<SetRouteResponse> = /*@__PURE__*/
+  messageDesc(file_shop_gateway_v1_operator_service, 33);
+
+/**
  * SagaView is what the console's saga list filters on.
  *
  * @generated from enum shop.gateway.v1.SagaView
@@ -679,6 +978,53 @@ export enum SagaView {
  */
 export const SagaViewSchema: GenEnum<SagaView> = /*@__PURE__*/
   enumDesc(file_shop_gateway_v1_operator_service, 0);
+
+/**
+ * RouteMode says which side serves a routed method.
+ *
+ * @generated from enum shop.gateway.v1.RouteMode
+ */
+export enum RouteMode {
+  /**
+   * @generated from enum value: ROUTE_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The old shop serves, through the gateway's anti-corruption adapter.
+   *
+   * @generated from enum value: ROUTE_MODE_LEGACY = 1;
+   */
+  LEGACY = 1,
+
+  /**
+   * The old shop serves; the new service is called too and its answer compared, never returned.
+   *
+   * @generated from enum value: ROUTE_MODE_SHADOW = 2;
+   */
+  SHADOW = 2,
+
+  /**
+   * canary_percent of callers go to the new service, the rest to the old shop: sticky per
+   * customer, and per client address for anonymous calls.
+   *
+   * @generated from enum value: ROUTE_MODE_CANARY = 3;
+   */
+  CANARY = 3,
+
+  /**
+   * The new service serves.
+   *
+   * @generated from enum value: ROUTE_MODE_NEW = 4;
+   */
+  NEW = 4,
+}
+
+/**
+ * Describes the enum shop.gateway.v1.RouteMode.
+ */
+export const RouteModeSchema: GenEnum<RouteMode> = /*@__PURE__*/
+  enumDesc(file_shop_gateway_v1_operator_service, 1);
 
 /**
  * OperatorService backs the operator console. The gateway serves it, with the console's
@@ -798,6 +1144,33 @@ export const OperatorService: GenService<{
     methodKind: "unary";
     input: typeof GetTraceRequestSchema;
     output: typeof GetTraceResponseSchema;
+  },
+  /**
+   * ListRoutes returns the strangler fig's route table, one entry per routable public
+   * method, with what this gateway replica has counted since it started: calls per side and
+   * shadow comparisons, with the newest mismatch as an example; and the catalog's change
+   * capture from the old shop, with its lag.
+   *
+   * @generated from rpc shop.gateway.v1.OperatorService.ListRoutes
+   */
+  listRoutes: {
+    methodKind: "unary";
+    input: typeof ListRoutesRequestSchema;
+    output: typeof ListRoutesResponseSchema;
+  },
+  /**
+   * SetRoute moves one method between the old shop and the new service. It is stored in the
+   * route table's NATS KV bucket, which every gateway and order replica watches: no restart,
+   * and a call in flight finishes on the side it started on. Rollback is the same call with
+   * the earlier mode. With expected_revision set, a table changed since is
+   * FAILED_PRECONDITION, so two operators cannot overwrite each other unseen.
+   *
+   * @generated from rpc shop.gateway.v1.OperatorService.SetRoute
+   */
+  setRoute: {
+    methodKind: "unary";
+    input: typeof SetRouteRequestSchema;
+    output: typeof SetRouteResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_shop_gateway_v1_operator_service, 0);
