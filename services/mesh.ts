@@ -39,10 +39,27 @@ export interface Deployable {
   consumes?: readonly { context: string; durable: string }[];
   /** Contexts whose event subjects it follows live with a core subscription (no durable). */
   watches?: readonly string[];
+  /**
+   * A legacy application the mesh is strangling (the strangler fig), not a mesh service: it
+   * speaks JSON over HTTP/1.1 (behind mTLS like the rest) on `port`, answers `GET /healthz` on
+   * `opsPort`, uses no NATS, imports none of the services' code, and keeps its data in
+   * `schema` on a Postgres cluster of its own, never the mesh's, so that the replication
+   * rights `capturedBy`'s change data capture needs grant nothing over the mesh's data.
+   */
+  legacy?: { schema: string; capturedBy: string };
 }
 
 /** The deployables of the mesh, in start order: participants first, so order's clients find them up. */
 export const meshDeployables = [
+  {
+    name: "oldshop",
+    main: "legacy/oldshop/main.ts",
+    port: { variable: "OLDSHOP_PORT", default: 50060 },
+    opsPort: { variable: "OLDSHOP_OPS_PORT", default: 51060 },
+    calls: [],
+    serves: [],
+    legacy: { schema: "oldshop", capturedBy: "catalog" },
+  },
   {
     name: "inventory",
     main: "services/inventory/main.ts",
@@ -64,11 +81,21 @@ export const meshDeployables = [
     publishes: "payment",
   },
   {
+    name: "catalog",
+    main: "services/catalog/main.ts",
+    port: { variable: "CATALOG_PORT", default: 50055 },
+    opsPort: { variable: "CATALOG_OPS_PORT", default: 51055 },
+    calls: [],
+    schema: "catalog",
+    serves: ["shop.catalog.v1.CatalogService"],
+    publishes: "catalog",
+  },
+  {
     name: "order",
     main: "services/order/main.ts",
     port: { variable: "ORDER_PORT", default: 50051 },
     opsPort: { variable: "ORDER_OPS_PORT", default: 51051 },
-    calls: ["inventory", "payment"],
+    calls: ["inventory", "payment", "catalog", "oldshop"],
     schema: "orders",
     serves: ["shop.order.v1.OrderService", "shop.order.v1.SagaAdminService"],
     publishes: "order",
@@ -84,23 +111,12 @@ export const meshDeployables = [
     consumes: [{ context: "order", durable: "notification" }],
   },
   {
-    name: "catalog",
-    main: "services/catalog/main.ts",
-    port: { variable: "CATALOG_PORT", default: 50055 },
-    opsPort: { variable: "CATALOG_OPS_PORT", default: 51055 },
-    calls: [],
-    schema: "catalog",
-    serves: ["shop.catalog.v1.CatalogService"],
-    publishes: "catalog",
-    consumes: [{ context: "catalog", durable: "catalog" }],
-  },
-  {
     name: "gateway",
     main: "gateway/main.ts",
     port: { variable: "GATEWAY_PORT", default: 8080 },
     opsPort: { variable: "GATEWAY_OPS_PORT", default: 9080 },
     operatorPort: { variable: "OPERATOR_PORT", default: 8090 },
-    calls: ["order", "inventory", "payment"],
+    calls: ["order", "inventory", "payment", "catalog", "oldshop"],
     serves: ["shop.gateway.v1.StorefrontService"],
     watches: ["order", "inventory", "payment"],
   },
