@@ -40,6 +40,12 @@ export { loadMeshCredentials, type MeshCredentials, type MeshTlsFiles } from "./
 // Discovery.
 export { createServiceDirectory } from "./discovery/registry.js";
 
+// The strangler fig: a route per public method in NATS KV, which side serves a call, shadow comparisons.
+export { ROUTES_BUCKET, ROUTE_MODES, RouteConflictError, RouteTableUnavailableError, UnknownRouteError, openRouteTable, validateRouteChange, type RouteChange, type RouteEntry, type RouteMode, type RouteTable } from "./strangler/route-table.js";
+export { canaryBucketOf, decideSide, stickyKeyOf, type Side, type SideDecision } from "./strangler/route-decision.js";
+export { compareMessages, type CompareOptions, type Comparison, type FieldDifference } from "./strangler/shadow-compare.js";
+export { createShadowCaller, defaultShadowPolicy, type ShadowCaller, type ShadowMismatch, type ShadowPolicy, type ShadowResult, type StranglerStats } from "./strangler/shadow-caller.js";
+
 // Data: a service's own database.
 export { openDatabase, rowsOf, type Database, type SqlExecutor } from "./data/db.js";
 export { keysetAfter, keysetOrder, pageRequest, readPage, type Keyset, type PageKey, type PageRequest } from "./data/paging.js";
