@@ -2,6 +2,8 @@ import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js
 import { OrderService } from "#gen/shop/order/v1/order_service_pb.js";
 import { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
+import { openRouteTable } from "#platform/strangler/route-table.js";
+import { createShadowCaller } from "#platform/strangler/shadow-caller.js";
 import { connectBus, createServiceDirectory, createServiceClient, type Logger, startServer, createMeshSecurity, startOpsServer, type ServiceServer, createMetrics } from "#platform";
 import { cachingVerifications, createAuthenticator, createAuthInterceptor } from "./auth.js";
 import type { GatewayConfig } from "./config.js";
@@ -15,6 +17,9 @@ import { createWatchSlots } from "./watch-slots.js";
 import { deployable } from "#mesh";
 import { startOperatorListener, type OperatorListener } from "./operator/operator-listener.js";
 import { createGatewayStats } from "./operator/stats.js";
+
+/** The public methods the strangler fig routes, each with its route until an operator sets one: the old shop serves. */
+const stranglerRoutes = { [`${StorefrontService.typeName}/${StorefrontService.method.listProducts.name}`]: "legacy" } as const;
 
 /** The connection limits, trusted proxies and operator listener may be left out (the kit's defaults, none, none). */
 export type GatewayDeps = Omit<GatewayConfig, "logLevel" | "otlpEndpoint" | "devTraces" | "advertiseUrl" | "version" | "connectionLimits" | "trustedProxies" | "operator"> &
@@ -45,12 +50,16 @@ export async function build(deps: GatewayDeps): Promise<GatewayServer> {
   const authenticator = cachingVerifications(createAuthenticator(deps.auth));
   const metrics = createMetrics("gateway");
   metrics.trackClients(() => clients.map((client) => client.stats()));
+  // The strangler fig's routes, followed with the gateway's NATS user (which may read the table, not write it).
+  const routeTable = openRouteTable({ bus, routes: stranglerRoutes, logger: deps.logger });
+  const strangler = createShadowCaller({ logger: deps.logger, metrics });
   const watchSlots = createWatchSlots(deps.watchLimits);
   metrics.gauge("watch_order_streams", "Open WatchOrder streams", [], async () => [{ value: watchSlots.open() }]);
   const stats = createGatewayStats({ service: StorefrontService, placeOrder: "PlaceOrder", dependencies: () => clients.map((client) => client.stats()) });
   let operator: OperatorListener | undefined;
   const stop = async () => {
     stats.close();
+    routeTable.close();
     meshStatus.close();
     for (const client of clients) client.close();
     directory.stop();
@@ -89,7 +98,7 @@ export async function build(deps: GatewayDeps): Promise<GatewayServer> {
     try {
       operator =
         deps.operator &&
-        (await startOperatorListener({ config: deps.operator, meshCredentials: mesh.credentials, logger: deps.logger, orderUrl: deps.meshUrls.order, directory, stats, metrics, shutdownGraceMs: deps.shutdownGraceMs }));
+        (await startOperatorListener({ config: deps.operator, meshCredentials: mesh.credentials, logger: deps.logger, orderUrl: deps.meshUrls.order, catalogUrl: deps.meshUrls.catalog, strangler: { defaults: stranglerRoutes, table: routeTable, calls: strangler }, directory, stats, metrics, shutdownGraceMs: deps.shutdownGraceMs }));
     } catch (err) {
       await server.close();
       await ops.close();

@@ -40,7 +40,17 @@ export const testOperatorConfig = (mesh: InProcessMesh): OperatorConfig => ({
   traceIngestToken: testTraceToken,
 });
 
-type GatewayOverrides = { rateLimit?: { perSecond: number; burst: number }; watchLimits?: { perCustomer: number; perAddress: number }; maxRequestBytes?: number; maxTimeoutMs?: number; operator?: OperatorConfig };
+/**
+ * Where a test gateway finds the old shop and the catalog, which the in-process mesh does not
+ * run: a closed loopback port unless a suite starts them (a call there is UNAVAILABLE).
+ */
+export interface StranglerSides {
+  catalog: string;
+  oldshop: string;
+}
+const absentSide = "https://127.0.0.1:1";
+
+type GatewayOverrides = { sides?: Partial<StranglerSides>; rateLimit?: { perSecond: number; burst: number }; watchLimits?: { perCustomer: number; perAddress: number }; maxRequestBytes?: number; maxTimeoutMs?: number; operator?: OperatorConfig };
 
 /**
  * The gateway in front of an in-process mesh, on a free port, in local auth mode; with an
@@ -58,7 +68,14 @@ export function startGateway(mesh: InProcessMesh, overrides: GatewayOverrides = 
     maxRequestBytes: overrides.maxRequestBytes ?? 64 * 1024,
     shutdownGraceMs: 1_000,
     maxTimeoutMs: overrides.maxTimeoutMs ?? 10_000,
-    meshUrls: { order: mesh.order.url, inventory: mesh.inventory.url, payment: mesh.payment.url, notification: mesh.notification.url },
+    meshUrls: {
+      order: mesh.order.url,
+      inventory: mesh.inventory.url,
+      payment: mesh.payment.url,
+      notification: mesh.notification.url,
+      catalog: overrides.sides?.catalog ?? absentSide,
+      oldshop: overrides.sides?.oldshop ?? absentSide,
+    },
     auth: { mode: "local", secret: testAuthSecret },
     rateLimit: overrides.rateLimit ?? { perSecond: 1_000, burst: 1_000 },
     watchLimits: overrides.watchLimits ?? { perCustomer: 100_000, perAddress: 100_000 },

@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { DeadLetterSchema, type DeadLetter } from "#gen/shop/gateway/v1/operator_service_pb.js";
-import { connectBus, DLQ_SUBJECT, listDeadLetters, replayDeadLetter, type Logger } from "#platform";
+import { DLQ_SUBJECT, listDeadLetters, replayDeadLetter, type BusConnection, type Logger } from "#platform";
 import { deadLetterStream } from "#shop/streams.js";
 
 /** ListDeadLetters shows this many, oldest first (the contract's bound). */
@@ -12,7 +12,6 @@ export interface OperatorDeadLetters {
   list(): Promise<DeadLetter[]>;
   /** Replays one, logging who did it; NOT_FOUND for an unknown sequence. */
   replay(sequence: bigint, operator: string): Promise<void>;
-  close(): Promise<void>;
 }
 
 /**
@@ -22,8 +21,8 @@ export interface OperatorDeadLetters {
  * user, which may do much more, is never the gateway's). Without one (CONSOLE_NATS_URL
  * unset) both calls are FAILED_PRECONDITION.
  */
-export function createOperatorDeadLetters(options: { natsUrl: string | undefined; logger: Logger }): OperatorDeadLetters {
-  const connection = options.natsUrl ? connectBus({ url: options.natsUrl, name: "gateway-console", logger: options.logger }) : undefined;
+export function createOperatorDeadLetters(options: { connection: BusConnection | undefined; logger: Logger }): OperatorDeadLetters {
+  const { connection } = options;
   const bus = async () => {
     if (!connection) throw new ConnectError("dead letters need the console's NATS user: CONSOLE_NATS_URL is not set", Code.FailedPrecondition);
     // connectBus retries forever; an operator's call should not wait for that.
@@ -48,6 +47,5 @@ export function createOperatorDeadLetters(options: { natsUrl: string | undefined
       // The audit of a replay: who, which letter, where it went.
       options.logger.info({ audit: "dead-letter-replay", operator, sequence: seq, subject: stored.header.get(DLQ_SUBJECT), eventId: stored.header.get("ce-id") }, "dead letter replayed by an operator");
     },
-    close: async () => connection?.close(),
   };
 }

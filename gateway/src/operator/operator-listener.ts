@@ -1,11 +1,15 @@
 import { OperatorService } from "#gen/shop/gateway/v1/operator_service_pb.js";
 import { SagaAdminService } from "#gen/shop/order/v1/saga_admin_service_pb.js";
-import { createServiceClient, exportSpansInProcess, loadMeshCredentials, startServer, type createServiceDirectory, type Logger, type MeshCredentials, type Metrics, type ServiceServer } from "#platform";
+import { CatalogService } from "#gen/shop/catalog/v1/catalog_service_pb.js";
+import { connectBus, createServiceClient, exportSpansInProcess, loadMeshCredentials, startServer, type createServiceDirectory, type Logger, type MeshCredentials, type Metrics, type ServiceServer } from "#platform";
+import { openRouteTable, type RouteMode, type RouteTable } from "#platform/strangler/route-table.js";
+import type { ShadowCaller } from "#platform/strangler/shadow-caller.js";
 import type { OperatorConfig } from "../config.js";
 import { loadConsoleAssets, operatorPage } from "../console-assets.js";
 import { createOperatorDeadLetters } from "./dead-letters.js";
 import { createOperatorAuthInterceptor, createOperatorVerifier } from "./operator-auth.js";
 import { createOperatorRoutes } from "./operator-routes.js";
+import { createRouteAdmin } from "./route-admin.js";
 import { createOtlpReceiver } from "./otlp-receiver.js";
 import { createStoreExporter } from "./span-exporter.js";
 import type { GatewayStats } from "./stats.js";
@@ -18,6 +22,14 @@ export interface OperatorListenerDeps {
   logger: Logger;
   /** Where order serves SagaAdminService (its mesh port). */
   orderUrl: string;
+  /** Where the catalog serves GetSyncStatus (its mesh port), for ListRoutes. */
+  catalogUrl: string;
+  /**
+   * The strangler fig's routes as the gateway follows them: their defaults, the gateway's own
+   * table (read with its NATS user, which may not write it: ListRoutes reads it where the
+   * console has no NATS user), and its calls per side and shadow comparisons.
+   */
+  strangler: { defaults: Readonly<Record<string, RouteMode>>; table: RouteTable; calls: Pick<ShadowCaller, "stats"> };
   directory: ReturnType<typeof createServiceDirectory>;
   stats: GatewayStats;
   metrics: Metrics;
@@ -44,15 +56,23 @@ export async function startOperatorListener(deps: OperatorListenerDeps): Promise
   // order. The routes name the signed-in operator in x-operator, for order's audit.
   const credentials = config.tls && loadMeshCredentials(config.tls, { logger });
   const sagaAdmin = createServiceClient(SagaAdminService, { baseUrl: deps.orderUrl, name: "order-admin", directory: deps.directory, ...(credentials ? { tls: { credentials, peer: "order" } } : {}) });
-  const deadLetters = createOperatorDeadLetters({ natsUrl: config.natsUrl, logger });
+  const catalog = createServiceClient(CatalogService, { baseUrl: deps.catalogUrl, name: "catalog-console", directory: deps.directory, ...(credentials ? { tls: { credentials, peer: "catalog" } } : {}) });
+  // The console's NATS user, whose permissions the dead letters and the route table's writes need.
+  const consoleBus = config.natsUrl ? connectBus({ url: config.natsUrl, name: "gateway-console", logger }) : undefined;
+  const deadLetters = createOperatorDeadLetters({ connection: consoleBus, logger });
+  // Its own view of the table, so a SetRoute's answer and the next ListRoutes agree at once.
+  const consoleRoutes = consoleBus && openRouteTable({ bus: consoleBus, routes: deps.strangler.defaults, logger });
+  const routes = createRouteAdmin({ table: consoleRoutes ?? deps.strangler.table, writable: consoleRoutes !== undefined, strangler: deps.strangler.calls, catalog: catalog.client, logger });
   const traces = config.traceIngestToken === undefined ? undefined : createTraceStore();
   const stopExporting = traces && exportSpansInProcess(createStoreExporter(traces));
   const receive = traces && config.traceIngestToken ? createOtlpReceiver({ store: traces, token: config.traceIngestToken }) : undefined;
   const release = async () => {
     stopExporting?.();
     sagaAdmin.close();
+    catalog.close();
+    consoleRoutes?.close();
     credentials?.close();
-    await deadLetters.close();
+    await consoleBus?.close();
   };
   try {
     const page = await loadConsoleAssets(operatorPage);
@@ -71,7 +91,7 @@ export async function startOperatorListener(deps: OperatorListenerDeps): Promise
         // traces from the bounded dev trace store it is there to show.
         tracing: false,
         interceptors: [createOperatorAuthInterceptor(createOperatorVerifier(config.auth), OperatorService)],
-        routes: createOperatorRoutes({ sagaAdmin: sagaAdmin.client, deadLetters, stats: deps.stats, traces, watch: { maxMs: 5 * 60_000, pollMs: 1_000, maxOpen: 64 } }),
+        routes: createOperatorRoutes({ sagaAdmin: sagaAdmin.client, deadLetters, routes, stats: deps.stats, traces, watch: { maxMs: 5 * 60_000, pollMs: 1_000, maxOpen: 64 } }),
         fallback: (req, res) => {
           if (receive?.(req, res)) return;
           page(req, res);

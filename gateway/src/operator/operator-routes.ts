@@ -6,6 +6,7 @@ import { SagaState } from "#gen/shop/order/v1/order_service_pb.js";
 import { detachedFromDeadline } from "#platform";
 import { OPERATOR_HEADER, operatorKey } from "./operator-auth.js";
 import type { OperatorDeadLetters } from "./dead-letters.js";
+import type { RouteAdmin } from "./route-admin.js";
 import { STATS_SECONDS, type GatewayStats } from "./stats.js";
 import { TRACE_ID, type TraceStore } from "./trace-store.js";
 
@@ -13,6 +14,8 @@ export interface OperatorRouteDeps {
   /** Called with the operator certificate. */
   sagaAdmin: Client<typeof SagaAdminService>;
   deadLetters: OperatorDeadLetters;
+  /** The strangler fig's route table, with this replica's counts. */
+  routes: RouteAdmin;
   stats: GatewayStats;
   /** Unset where traces go to an OTLP endpoint instead: ListTraces is empty, GetTrace NOT_FOUND. */
   traces: TraceStore | undefined;
@@ -134,6 +137,12 @@ export function createOperatorRoutes(deps: OperatorRouteDeps) {
       async replayDeadLetter(req, ctx) {
         await deps.deadLetters.replay(req.sequence, ctx.values.get(operatorKey));
         return {};
+      },
+      async listRoutes(_req, ctx) {
+        return deps.routes.list(ctx.signal);
+      },
+      async setRoute(req, ctx) {
+        return { route: await deps.routes.set(req, ctx.values.get(operatorKey)) };
       },
       getStats(req) {
         return deps.stats.read(bounded(req.windowSeconds, "window_seconds", STATS_SECONDS, 300));

@@ -1,0 +1,127 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { Kvm } from "@nats-io/kv";
+import { OperatorService, RouteMode } from "#gen/shop/gateway/v1/operator_service_pb.js";
+import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
+import { connectBus } from "#platform/messaging/connection.js";
+import { mintLocalOperatorToken } from "#gateway/src/operator/operator-auth.js";
+import { ROUTES_BUCKET, routeKeyOf } from "#platform/strangler/route-table.js";
+import { routeCli } from "#tools/ops/route.js";
+import { bearer, startGatewayWithOperator, testOperatorSecret, testOperatorToken } from "../support/gateway.js";
+import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
+import { silentLogger } from "../support/silent-logger.js";
+
+const LIST_PRODUCTS = "shop.gateway.v1.StorefrontService/ListProducts";
+
+/**
+ * The operator's surface for the strangler fig's route table: OperatorService.ListRoutes and
+ * SetRoute on the gateway's operator listener, writing the real table (NATS KV) with the
+ * console's NATS user, and the route CLI over the same listener.
+ */
+describe("the route table's operator RPCs and CLI", () => {
+  let mesh: InProcessMesh;
+  let gateway: Awaited<ReturnType<typeof startGatewayWithOperator>>;
+  let ops: ReturnType<typeof createClient<typeof OperatorService>>;
+  let operatorToken: string;
+  const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (e: unknown) => ConnectError.from(e));
+  const opsWith = (token: string) => createClient(OperatorService, createConnectTransport({ baseUrl: gateway.operator.url, httpVersion: "1.1", interceptors: [bearer(token)] }));
+  const listed = async () => (await ops.listRoutes({})).routes.find((status) => status.route?.method === LIST_PRODUCTS);
+  /** The route as stored in the bucket, read with the suite's own NATS user. */
+  async function stored() {
+    const connection = connectBus({ url: mesh.nats.url, name: "suite-routes", logger: silentLogger });
+    try {
+      const kv = await new Kvm((await connection.ready).js).open(ROUTES_BUCKET);
+      const entry = await kv.get(routeKeyOf(LIST_PRODUCTS));
+      return entry ? { revision: entry.revision, value: entry.json<Record<string, unknown>>() } : undefined;
+    } finally {
+      await connection.close();
+    }
+  }
+  function cli(args: string[], token = operatorToken) {
+    const out: string[] = [];
+    const err: string[] = [];
+    return routeCli(args, { OPERATOR_URL: gateway.operator.url, OPERATOR_TOKEN: token }, { out: (line) => out.push(line), err: (line) => err.push(line) }).then((status) => ({ status, out: out.join("\n"), err: err.join("\n") }));
+  }
+
+  beforeAll(async () => {
+    mesh = await startInProcessMesh();
+    gateway = await startGatewayWithOperator(mesh);
+    operatorToken = await testOperatorToken("grace");
+    ops = opsWith(operatorToken);
+  });
+  afterAll(async () => {
+    await gateway?.close();
+    await mesh?.close();
+  });
+
+  it("lists the routable method at its default until an operator sets it, then as set, stored in the bucket", async () => {
+    const before = await listed();
+    expect(before?.route).toMatchObject({ method: LIST_PRODUCTS, mode: RouteMode.LEGACY, canaryPercent: 0, changedBy: "", revision: 0n });
+    expect(before?.shadow).toMatchObject({ compared: 0n, mismatched: 0n });
+
+    const { route } = await ops.setRoute({ method: LIST_PRODUCTS, mode: RouteMode.SHADOW, reason: "compare before the canary" });
+    expect(route).toMatchObject({ method: LIST_PRODUCTS, mode: RouteMode.SHADOW, canaryPercent: 0, changedBy: "grace (operator)", reason: "compare before the canary" });
+    expect(route!.revision).toBeGreaterThan(0n);
+    expect((await listed())?.route).toMatchObject({ mode: RouteMode.SHADOW, revision: route!.revision, changedBy: "grace (operator)" });
+    expect(await stored()).toMatchObject({ revision: Number(route!.revision), value: { mode: "shadow", canaryPercent: 0, changedBy: "grace (operator)", reason: "compare before the canary" } });
+    // The catalog is not in this mesh: the routes come without its sync status.
+    expect((await ops.listRoutes({})).catalogSync).toBeUndefined();
+  });
+
+  it("refuses a change based on a revision the table has moved past", async () => {
+    const { route: first } = await ops.setRoute({ method: LIST_PRODUCTS, mode: RouteMode.CANARY, canaryPercent: 10 });
+    const { route: second } = await ops.setRoute({ method: LIST_PRODUCTS, mode: RouteMode.CANARY, canaryPercent: 20, expectedRevision: first!.revision });
+    const conflict = await failure(ops.setRoute({ method: LIST_PRODUCTS, mode: RouteMode.NEW, expectedRevision: first!.revision }));
+    expect(conflict).toMatchObject({ code: Code.FailedPrecondition });
+    expect(conflict?.rawMessage).toContain("expected_revision");
+    expect((await listed())?.route).toMatchObject({ mode: RouteMode.CANARY, canaryPercent: 20, revision: second!.revision });
+    expect((await stored())?.value).toMatchObject({ mode: "canary", canaryPercent: 20 });
+  });
+
+  it("refuses bad input naming the field, writing nothing", async () => {
+    const before = (await stored())?.revision;
+    const cases = [
+      [{ method: "", mode: RouteMode.NEW }, "method"],
+      [{ method: "shop.gateway.v1.StorefrontService/PlaceOrder", mode: RouteMode.NEW }, "method"],
+      [{ method: LIST_PRODUCTS, mode: RouteMode.UNSPECIFIED }, "mode"],
+      [{ method: LIST_PRODUCTS, mode: RouteMode.CANARY, canaryPercent: 0 }, "canary_percent"],
+      [{ method: LIST_PRODUCTS, mode: RouteMode.CANARY, canaryPercent: 100 }, "canary_percent"],
+      [{ method: LIST_PRODUCTS, mode: RouteMode.SHADOW, canaryPercent: 5 }, "canary_percent"],
+      [{ method: LIST_PRODUCTS, mode: RouteMode.NEW, reason: "x".repeat(1_001) }, "reason"],
+    ] as const;
+    const refusals = await Promise.all(cases.map(([req]) => failure(ops.setRoute(req))));
+    expect(refusals.map((e) => [e?.code, e?.rawMessage.split(":", 1)[0]])).toEqual(cases.map(([, field]) => [Code.InvalidArgument, field]));
+    expect((await stored())?.revision).toBe(before);
+  });
+
+  it("refuses callers that are not operators", async () => {
+    const { token: demo } = await createClient(StorefrontService, createGrpcTransport({ baseUrl: gateway.url })).issueDemoToken({ customerId: "shopper" });
+    expect(await failure(opsWith(demo).setRoute({ method: LIST_PRODUCTS, mode: RouteMode.NEW }))).toMatchObject({ code: Code.Unauthenticated });
+    const roleless = await mintLocalOperatorToken(testOperatorSecret, "mallory", 60, { claim: "roles", role: "viewer" });
+    expect(await failure(opsWith(roleless).setRoute({ method: LIST_PRODUCTS, mode: RouteMode.NEW }))).toMatchObject({ code: Code.PermissionDenied });
+    expect(await failure(opsWith(roleless).listRoutes({}))).toMatchObject({ code: Code.PermissionDenied });
+    expect((await listed())?.route?.mode).not.toBe(RouteMode.NEW);
+  });
+
+  it("moves a route with the CLI by its short name, and says why it refuses", async () => {
+    const set = await cli(["set", "ListProducts", "canary", "50", "--reason", "half of the callers"]);
+    expect(set).toMatchObject({ status: 0, err: "" });
+    expect(set.out).toContain(`${LIST_PRODUCTS}: canary 50%`);
+    expect((await listed())?.route).toMatchObject({ mode: RouteMode.CANARY, canaryPercent: 50, reason: "half of the callers", changedBy: "grace (operator)" });
+
+    const list = await cli(["list"]);
+    expect(list.status).toBe(0);
+    expect(list.out).toMatch(new RegExp(`${LIST_PRODUCTS.replace(".", "\\.")}\\s+canary 50%`));
+    expect(list.out).toContain("catalog change capture: the catalog did not answer");
+
+    expect(await cli(["set", "ListProducts", "canary", "0"])).toMatchObject({ status: 2, err: expect.stringContaining("canary takes a percent from 1 to 99") });
+    expect(await cli(["set", "PlaceOrder", "new"])).toMatchObject({ status: 2, err: expect.stringContaining(`no route "PlaceOrder"`) });
+    expect(await cli(["set", "ListProducts", "sideways"])).toMatchObject({ status: 2, err: expect.stringContaining("mode must be one of") });
+    expect(await cli(["set", "ListProducts", "new", "--expect-revision", "1"])).toMatchObject({ status: 1, err: expect.stringContaining("FailedPrecondition: expected_revision") });
+    expect(await cli(["list"], "not-a-token")).toMatchObject({ status: 1, err: expect.stringContaining("Unauthenticated") });
+
+    expect(await cli(["set", "ListProducts", "legacy", "--reason", "roll back"])).toMatchObject({ status: 0 });
+    expect((await listed())?.route).toMatchObject({ mode: RouteMode.LEGACY, canaryPercent: 0, reason: "roll back" });
+  });
+});
