@@ -63,6 +63,13 @@ describe("meshNatsUsers", () => {
     expect(publishers("$KV.meshwork_services.shop.gateway.v1.StorefrontService.x")).toEqual(["gateway"]);
   });
 
+  it("lets the old shop's callers follow the route table, and only the console and the operator write it", () => {
+    expect(publishers("$JS.API.CONSUMER.CREATE.KV_meshwork_routes.KV_WATCHER_1.$KV.meshwork_routes.>")).toEqual(["order", "gateway", "operator", "console"]);
+    expect(publishers("$JS.API.STREAM.INFO.KV_meshwork_routes")).toEqual(expect.arrayContaining(["order", "gateway", "console"]));
+    expect(publishers("$KV.meshwork_routes.shop.gateway.v1.StorefrontService.ListProducts")).toEqual(["operator", "console"]);
+    for (const action of ["DELETE", "PURGE", "UPDATE", "MSG.DELETE"]) expect(publishers(`$JS.API.STREAM.${action}.KV_meshwork_routes`)).toEqual([]);
+  });
+
   it("keeps each inbox to its user, and a context's live events to the deployables that watch it", () => {
     expect(subscribers("_INBOX_order.abc.1")).toEqual(["order"]);
     expect(subscribers("_INBOX_operator.abc")).toEqual(["operator"]);

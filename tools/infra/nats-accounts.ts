@@ -2,6 +2,7 @@ import { OPERATOR } from "#platform/trust/mesh-identity.js";
 import { type Deployable } from "#mesh";
 import { natsInboxPrefix } from "#platform/messaging/connection.js";
 import { DISCOVERY_BUCKET } from "#platform/discovery/registry.js";
+import { ROUTES_BUCKET } from "#platform/strangler/route-table.js";
 import { deadLetterSubject } from "#platform/messaging/streams.js";
 import { deadLetterStream, eventStream } from "#shop/streams.js";
 import { CONSOLE } from "#platform/trust/mesh-identity.js";
@@ -39,9 +40,26 @@ const followRegistry = [`${api}.CONSUMER.CREATE.${registryStream}.*.${registrySu
 /** Joining the registry: the bucket is created if missing (Kvm.create looks it up first and never updates it). */
 const openRegistry = [`${api}.STREAM.INFO.${registryStream}`, `${api}.STREAM.CREATE.${registryStream}`];
 
+const routesStream = `KV_${ROUTES_BUCKET}`;
+const routesSubjects = `$KV.${ROUTES_BUCKET}`;
+
+/**
+ * Opening and following the strangler fig's route table, as openRegistry and followRegistry
+ * do the registry's; STREAM.INFO also answers kv.status, which tells an empty table from one
+ * still loading. Reading only: the routes are written (kv.put, kv.update) by `putRoutes`.
+ */
+const followRoutes = [`${api}.STREAM.INFO.${routesStream}`, `${api}.STREAM.CREATE.${routesStream}`, `${api}.CONSUMER.CREATE.${routesStream}.*.${routesSubjects}.>`, `$JS.FC.${routesStream}.>`];
+const putRoutes = `${routesSubjects}.>`;
+
+/**
+ * A deployable that calls the old shop routes between it and its replacement (the gateway,
+ * and order for its prices), so it follows the route table.
+ */
+const followsRoutes = (deployable: Deployable) => deployable.calls.includes("oldshop");
+
 /** Every service may follow the registry: it holds addresses, no secret, and the manifest does not say who calls peers. */
 function serviceUser(deployable: Deployable): NatsUser {
-  const publish = [`${api}.INFO`, ...openRegistry, ...followRegistry];
+  const publish = [`${api}.INFO`, ...openRegistry, ...followRegistry, ...(followsRoutes(deployable) ? followRoutes : [])];
   // Announcing and withdrawing (kv.put, kv.delete) only its own services' instances.
   for (const service of deployable.serves) publish.push(`${registrySubjects}.${service}.>`);
   if (deployable.publishes) {
@@ -86,6 +104,9 @@ function operatorUser(): NatsUser {
       `${api}.CONSUMER.LIST.*`,
       `${api}.CONSUMER.INFO.*.*`,
       ...followRegistry,
+      // Moving a route by hand (`npm run route` goes through the gateway's console instead).
+      ...followRoutes,
+      putRoutes,
       `${api}.STREAM.MSG.DELETE.${deadLetterStream.name}`,
       "shop.*.v1.>",
     ],
@@ -98,8 +119,9 @@ function operatorUser(): NatsUser {
  * replays one letter (STREAM.INFO, STREAM.MSG.GET, then STREAM.MSG.DELETE on SHOP_DLQ alone)
  * by republishing it to its original subject. Only a subject some consumer of the manifest
  * reads can hold a dead letter, so only those may be published: no other context's events,
- * no other stream read, nothing of the registry. Replies come to its own inbox, as a
- * JetStream publish's acknowledgement does.
+ * no other stream read, nothing of the registry. It is the one service-side user that moves
+ * routes (OperatorService.SetRoute), so it follows and writes the route table. Replies come to
+ * its own inbox, as a JetStream publish's acknowledgement does.
  */
 function consoleUser(deployables: readonly Deployable[]): NatsUser {
   const consumed = deployables.flatMap((d) => (d.consumes ?? []).flatMap(({ context }) => eventStream(context).subjects));
@@ -107,7 +129,7 @@ function consoleUser(deployables: readonly Deployable[]): NatsUser {
   return {
     name: CONSOLE,
     // INFO: nats.js's JetStream manager asks it once on connecting.
-    publish: [`${api}.INFO`, `${api}.STREAM.INFO.${dlq}`, `${api}.STREAM.MSG.GET.${dlq}`, `${api}.STREAM.MSG.DELETE.${dlq}`, ...new Set(consumed)],
+    publish: [`${api}.INFO`, `${api}.STREAM.INFO.${dlq}`, `${api}.STREAM.MSG.GET.${dlq}`, `${api}.STREAM.MSG.DELETE.${dlq}`, ...new Set(consumed), ...followRoutes, putRoutes],
     subscribe: [`${natsInboxPrefix(CONSOLE)}.>`],
   };
 }
