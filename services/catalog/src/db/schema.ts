@@ -1,27 +1,37 @@
-import { pgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
-import { createInboxTable, createOutboxTable } from "#platform";
+import { sql } from "drizzle-orm";
+import { bigint, char, check, pgSchema, text, timestamp } from "drizzle-orm/pg-core";
+import { createOutboxTable } from "#platform";
 
 /** Catalog owns this Postgres schema; no other service reads it. */
 export const catalogSchema = pgSchema("catalog");
 
-export const items = catalogSchema.table("items", {
-  id: uuid("id").primaryKey(),
-  /** The caller's key; its uniqueness is what makes a retried CreateItem create once. */
-  requestId: text("request_id").notNull().unique(),
-  description: text("description").notNull(),
-  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
-});
+/** The old shop's products as the catalog holds them, written only by the change capture. */
+export const products = catalogSchema.table(
+  "products",
+  {
+    sku: text("sku").primaryKey(),
+    name: text("name").notNull(),
+    description: text("description").notNull(),
+    // Minor units fit a JS number exactly up to 2^53; the source's numeric(12,2) stays below 10^12.
+    priceMinor: bigint("price_minor", { mode: "number" }).notNull(),
+    currency: char("currency", { length: 3 }).notNull(),
+    /** The source position (LSN, "0/16B3748") of the change that wrote this row. */
+    sourceLsn: text("source_lsn").notNull(),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [check("products_price_non_negative", sql`${t.priceMinor} >= 0`)],
+);
 
-/** What catalog's consumer received: one receipt per ItemCreated, written with its inbox row. */
-export const receipts = catalogSchema.table("receipts", {
-  /** One receipt per event, whatever the redelivery. */
-  eventId: uuid("event_id").primaryKey(),
-  itemId: uuid("item_id").notNull(),
-  receivedAt: timestamp("received_at", { withTimezone: true }).notNull().defaultNow(),
+/**
+ * How far the change capture has applied each slot, committed in the same transaction as the
+ * rows it wrote: after a crash the reader resumes here and skips what it already holds.
+ */
+export const cdcPosition = catalogSchema.table("cdc_position", {
+  slot: text("slot").primaryKey(),
+  lsn: text("lsn").notNull(),
+  appliedAt: timestamp("applied_at", { withTimezone: true }).notNull().defaultNow(),
 });
 
 export const outbox = createOutboxTable(catalogSchema);
 
-export const inbox = createInboxTable(catalogSchema);
-
-export const tables = { items, receipts, outbox, inbox };
+export const tables = { products, cdcPosition, outbox };

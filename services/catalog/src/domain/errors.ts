@@ -1,11 +1,16 @@
-import { DomainError } from "#platform/domain/errors.js";
-
-/** Catalog's domain errors; `kind` is mapped to a status code at the RPC edge. Bad input is the kit's InvalidArgumentError. */
-export class RequestReusedError extends DomainError {
-  override readonly name = "RequestReusedError";
-  readonly kind = "already_exists";
-  override readonly field = "request_id";
-  constructor() {
-    super("request_id: already used for a different item");
+/**
+ * A change captured from the old shop that the catalog cannot represent (a price that is not
+ * a decimal of at most two places, a blank title, a currency that is not three letters...).
+ * The reader stops at it rather than skip it: a catalog that silently left a product behind
+ * would serve a wrong price with nothing to show for it.
+ */
+export class UnmappableChangeError extends Error {
+  override readonly name = "UnmappableChangeError";
+  constructor(
+    readonly sku: string,
+    readonly field: string,
+    readonly problem: string,
+  ) {
+    super(`old shop product ${JSON.stringify(sku)}: ${field} ${problem}`);
   }
 }

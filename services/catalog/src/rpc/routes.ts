@@ -1,20 +1,48 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { ItemSchema, CatalogService } from "#gen/shop/catalog/v1/catalog_service_pb.js";
-import type { ItemRow, Items } from "../app/items.js";
-import { validateCreateItem } from "../domain/item.js";
+import { CatalogService, ProductSchema, SyncState } from "#gen/shop/catalog/v1/catalog_service_pb.js";
+import { toMoney } from "#shop/money.js";
+import type { CatalogStore, ProductRow } from "../app/catalog-store.js";
+import type { SyncStatus } from "../cdc/sync-status.js";
+import { formatLsn } from "../domain/lsn.js";
+import { requireSku } from "../domain/product.js";
 
-const toItem = (row: ItemRow) =>
-  create(ItemSchema, { id: row.id, requestId: row.requestId, description: row.description, createTime: timestampFromDate(row.createdAt) });
+export interface CatalogRouteDeps {
+  store: CatalogStore;
+  syncStatus: () => SyncStatus;
+}
 
-/** Maps the wire contract onto catalog's use cases; no business rules live here. */
-export function createRoutes({ items }: { items: Items }) {
+const toProduct = (row: ProductRow) => create(ProductSchema, { sku: row.sku, name: row.name, description: row.description, price: toMoney(row.currency, row.priceMinor) });
+
+const stateToWire: Record<SyncStatus["state"], SyncState> = {
+  backfilling: SyncState.BACKFILLING,
+  streaming: SyncState.STREAMING,
+  disconnected: SyncState.DISCONNECTED,
+};
+
+const lsnText = (lsn: bigint | undefined) => (lsn === undefined ? "" : formatLsn(lsn));
+
+/** Maps the wire contract onto catalog's reads; no business rules live here. */
+export function createRoutes({ store, syncStatus }: CatalogRouteDeps) {
   return (router: ConnectRouter) =>
     router.service(CatalogService, {
-      async createItem(req) {
-        const command = validateCreateItem({ requestId: req.requestId, description: req.description });
-        return { item: toItem(await items.create(command)) };
+      async listProducts(req) {
+        req.skus.forEach((sku, i) => requireSku(sku, `skus[${i}]`));
+        return { products: (await store.listProducts(req.skus)).map(toProduct) };
+      },
+      async getSyncStatus() {
+        const status = syncStatus();
+        return {
+          slot: status.slot,
+          state: stateToWire[status.state],
+          appliedLsn: lsnText(status.appliedLsn),
+          sourceLsn: lsnText(status.sourceLsn),
+          lagBytes: status.lagBytes,
+          lagMs: BigInt(status.lagMs),
+          ...(status.appliedTime ? { appliedTime: timestampFromDate(status.appliedTime) } : {}),
+          products: BigInt(await store.countProducts()),
+        };
       },
     });
 }

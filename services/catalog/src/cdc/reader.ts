@@ -1,0 +1,210 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from "pg-logical-replication";
+import type { Logger } from "#platform";
+import type { CatalogStore, ProductChange } from "../app/catalog-store.js";
+import { UnmappableChangeError } from "../domain/errors.js";
+import { formatLsn, parseLsn } from "../domain/lsn.js";
+import { fromLegacyRow } from "../domain/product.js";
+import { SOURCE_TABLE, backfillFromNewSlot, replicationClientConfig, type SourceOptions } from "./source.js";
+import { createSyncProgress, type SyncStatus } from "./sync-status.js";
+
+export interface CdcReaderOptions {
+  store: CatalogStore;
+  source: SourceOptions & { publication: string };
+  logger: Logger;
+  /** Reconnect delays: doubling from `initialMs` up to `maxMs`, jittered. */
+  backoff?: { initialMs: number; maxMs: number };
+  /**
+   * Called after a source transaction's catalog transaction commits and before the source is
+   * told (the applied-changes counter). Until it returns, the transaction is unacknowledged.
+   */
+  onApplied?: (changes: number) => Promise<void> | void;
+}
+
+export interface CdcReader {
+  status(): SyncStatus;
+  /** Disconnects from the source; what is applied stays applied, the rest waits in the slot. */
+  stop(): Promise<void>;
+}
+
+const defaultBackoff = { initialMs: 250, maxMs: 10_000 };
+
+/** A source transaction being received: its net change per SKU. */
+interface Receiving {
+  truncated: boolean;
+  changes: Map<string, ProductChange>;
+}
+
+const isSourceTable = (relation: Pgoutput.MessageRelation) => relation.schema === SOURCE_TABLE.schema && relation.name === SOURCE_TABLE.name;
+
+/**
+ * Change data capture from the old shop: backfills from a new permanent slot's snapshot if
+ * the catalog has no position, then streams the slot (pgoutput) from the stored position,
+ * applying each source transaction in one catalog transaction and acknowledging it only
+ * after that commits. Reconnects with backoff while the source is away; the slot keeps every
+ * change meanwhile. A change it cannot map stops it for good, logged as an error and visible
+ * as growing lag: the catalog never diverges from the source silently.
+ */
+export function startCdcReader(options: CdcReaderOptions): CdcReader {
+  const { store, source, logger } = options;
+  const backoff = options.backoff ?? defaultBackoff;
+  const log = logger.child({ component: "cdc", slot: source.slot });
+  const progress = createSyncProgress(source.slot);
+  const stopping = new AbortController();
+  let service: LogicalReplicationService | undefined;
+  /** The catalog transaction being applied, which stop() lets finish before the pool closes. */
+  let applying: Promise<unknown> = Promise.resolve();
+
+  async function ensurePosition() {
+    const stored = await store.readPosition();
+    if (stored) return stored;
+    progress.state = "backfilling";
+    const written = await backfillFromNewSlot(source, (lsn, rows) => store.writeSnapshot(lsn, rows));
+    const position = await store.readPosition();
+    if (!position) throw new Error("the backfill committed no position");
+    log.info({ products: written, lsn: formatLsn(position.lsn) }, "backfilled the catalog from the slot's snapshot");
+    return position;
+  }
+
+  /** One connection's stream, until it ends: rejects with why, resolves only when stopped. */
+  async function stream(from: bigint, connected: () => void) {
+    // Counts messages as they arrive, so a keepalive can tell whether everything before it has been handled.
+    let received = 0;
+    let handled = 0;
+    const plugin = new (class extends PgoutputPlugin {
+      override parse(buffer: Buffer) {
+        received++;
+        return super.parse(buffer);
+      }
+    })({ protoVersion: 1, publicationNames: [source.publication] });
+    // Acknowledged by hand, after each commit; never on a timer, which would confirm what is not applied yet.
+    const replication = new LogicalReplicationService(replicationClientConfig(source.url), { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } });
+    service = replication;
+    let receiving: Receiving | undefined;
+    let failure: unknown;
+    const fail = (err: unknown) => {
+      failure ??= err;
+      void replication.stop();
+    };
+
+    async function handle(message: Pgoutput.Message) {
+      switch (message.tag) {
+        case "begin":
+          receiving = { truncated: false, changes: new Map() };
+          if (message.commitLsn) progress.heard(parseLsn(message.commitLsn));
+          progress.pending(Number(BigInt(message.commitTime.toString()) / 1000n));
+          return;
+        case "insert":
+        case "update": {
+          if (!isSourceTable(message.relation)) return;
+          const product = fromLegacyRow(message.new);
+          const oldSku: unknown = message.tag === "update" ? message.key?.["sku"] : undefined;
+          if (typeof oldSku === "string" && oldSku !== product.sku) current().changes.set(oldSku, { kind: "delete", sku: oldSku });
+          current().changes.set(product.sku, { kind: "upsert", product });
+          return;
+        }
+        case "delete": {
+          if (!isSourceTable(message.relation)) return;
+          const sku: unknown = message.key?.["sku"] ?? message.old?.["sku"];
+          if (typeof sku !== "string") throw new UnmappableChangeError(String(sku), "sku", "missing from a delete (the table's replica identity must include it)");
+          current().changes.set(sku, { kind: "delete", sku });
+          return;
+        }
+        case "truncate":
+          if (!message.relations.some(isSourceTable)) return;
+          current().changes.clear();
+          current().truncated = true;
+          return;
+        case "commit": {
+          const transaction = current();
+          const endLsn = parseLsn(message.commitEndLsn ?? "0/0");
+          const outcome = transaction.truncated || transaction.changes.size > 0 ? store.applyTransaction({ endLsn, ...transaction }) : Promise.resolve({ applied: 0, skipped: true });
+          applying = outcome.catch(() => {});
+          const { applied, skipped } = await outcome;
+          progress.applied(endLsn, new Date(), applied);
+          if (!skipped) await options.onApplied?.(applied);
+          await replication.acknowledge(formatLsn(endLsn));
+          // Only now is the stream idle: a keepalive before this must not confirm past the transaction.
+          receiving = undefined;
+          return;
+        }
+        default:
+          return; // relation, type, origin, message: nothing of the catalog's
+      }
+    }
+    const current = () => {
+      if (!receiving) throw new Error("a change arrived outside a transaction");
+      return receiving;
+    };
+
+    replication.on("start", connected);
+    replication.on("error", fail);
+    replication.on("data", async (_lsn: string, message: Pgoutput.Message) => {
+      handled++;
+      if (failure !== undefined) return;
+      try {
+        await handle(message);
+      } catch (err) {
+        fail(err);
+      }
+    });
+    replication.on("heartbeat", (walEnd: string, _time: number, shouldRespond: boolean) => {
+      const end = parseLsn(walEnd);
+      progress.heard(end);
+      // Everything the server sent before this keepalive is applied: the slot holds nothing
+      // for the catalog below its WAL end, so that is where the catalog stands (the built-in
+      // apply worker reports the same when it has no transaction pending).
+      const idle = received === handled && receiving === undefined && failure === undefined;
+      if (idle) progress.applied(end, progress.appliedTime ?? new Date(), 0);
+      if (idle || shouldRespond) void replication.acknowledge(formatLsn(progress.appliedLsn ?? from));
+    });
+    try {
+      await replication.subscribe(plugin, source.slot, formatLsn(from));
+    } catch (err) {
+      failure ??= err;
+    } finally {
+      await replication.stop();
+    }
+    if (failure !== undefined) throw failure;
+    if (!stopping.signal.aborted) throw new Error("the replication stream ended");
+  }
+
+  async function run() {
+    let failures = 0;
+    while (!stopping.signal.aborted) {
+      try {
+        const position = await ensurePosition();
+        progress.applied(position.lsn, position.appliedAt, 0);
+        await stream(position.lsn, () => {
+          progress.state = "streaming";
+          failures = 0;
+          log.info({ from: formatLsn(position.lsn) }, "streaming changes from the old shop");
+        });
+      } catch (err) {
+        if (stopping.signal.aborted) break;
+        if (err instanceof UnmappableChangeError) {
+          progress.halted = err.message;
+          progress.state = "disconnected";
+          log.error({ err, sku: err.sku, field: err.field }, "change capture STOPPED: a source change cannot be mapped; the catalog applies nothing more until this is fixed and the service restarted");
+          return;
+        }
+        log.warn({ err }, "change capture disconnected; reconnecting");
+      }
+      progress.state = "disconnected";
+      const delay = Math.min(backoff.initialMs * 2 ** failures++, backoff.maxMs) * (0.5 + Math.random() / 2);
+      await sleep(delay, undefined, { signal: stopping.signal }).catch(() => {});
+    }
+    progress.state = "disconnected";
+  }
+
+  const running = run();
+  return {
+    status: () => progress.snapshot(),
+    async stop() {
+      stopping.abort();
+      await service?.stop();
+      await running;
+      await applying;
+    },
+  };
+}

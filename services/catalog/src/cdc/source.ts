@@ -1,0 +1,80 @@
+import pg from "pg";
+import { fromLegacyRow, type CatalogProduct } from "../domain/product.js";
+import { parseLsn } from "../domain/lsn.js";
+
+/** The one table the catalog captures; the old shop owns it. */
+export const SOURCE_TABLE = { schema: "oldshop", name: "products" } as const;
+
+/** Rows per read of the snapshot: one batch is held in memory at a time. */
+const SNAPSHOT_BATCH = 500;
+/** A connection attempt to the old shop's database that hangs is a failed one (the reader backs off and retries). */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+export interface SourceOptions {
+  /** The change capture role's URL on the old shop's database (LOGIN REPLICATION, SELECT on the table). */
+  url: string;
+  slot: string;
+}
+
+const clientConfig = (url: string, replication: boolean): pg.ClientConfig => ({
+  connectionString: url,
+  application_name: "catalog-cdc",
+  connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+  ...(replication ? { replication: "database" } : {}),
+});
+
+/** How the streaming connection is configured; the LogicalReplicationService opens it. */
+export const replicationClientConfig = (url: string) => clientConfig(url, true);
+
+export const DEFAULT_SLOT = "catalog_from_oldshop";
+export const DEFAULT_PUBLICATION = "oldshop_catalog";
+
+/** Slot names are identifiers the replication protocol takes unquoted-safe; config checks the same rule. */
+export const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
+
+/**
+ * Creates the permanent slot and copies the table from the snapshot it exports: the copy holds
+ * every transaction committed before the slot's consistent point, the slot every one after.
+ * A slot left by a backfill that never committed its position is dropped first. `write` gets
+ * the consistent point and the rows, and must commit both before it returns: the exported
+ * snapshot lives only as long as the replication connection that made it.
+ */
+export async function backfillFromNewSlot<T>({ url, slot }: SourceOptions, write: (consistentPoint: bigint, rows: AsyncIterable<readonly CatalogProduct[]>) => Promise<T>): Promise<T> {
+  if (!SLOT_NAME.test(slot)) throw new Error(`slot name ${JSON.stringify(slot)} is not [a-z0-9_]{1,63}`);
+  const replication = new pg.Client(clientConfig(url, true));
+  const reader = new pg.Client(clientConfig(url, false));
+  // A connection that drops mid-copy fails the copy through its query; the event must not crash the process.
+  replication.on("error", () => {});
+  reader.on("error", () => {});
+  try {
+    await replication.connect();
+    await reader.connect();
+    const existing = await reader.query("select active from pg_replication_slots where slot_name = $1", [slot]);
+    if (existing.rowCount) await replication.query(`DROP_REPLICATION_SLOT ${slot}`);
+    const created = await replication.query<{ consistent_point: string; snapshot_name: string }>(`CREATE_REPLICATION_SLOT ${slot} LOGICAL pgoutput (SNAPSHOT 'export')`);
+    const { consistent_point, snapshot_name } = created.rows[0]!;
+    await reader.query("begin isolation level repeatable read read only");
+    await reader.query(`set transaction snapshot '${snapshot_name.replace(/'/g, "''")}'`);
+    return await write(parseLsn(consistent_point), snapshotRows(reader));
+  } finally {
+    await Promise.allSettled([reader.end(), replication.end()]);
+  }
+}
+
+/** The table in SKU order, in batches, within the reader's snapshot transaction. */
+async function* snapshotRows(reader: pg.Client): AsyncIterable<readonly CatalogProduct[]> {
+  let after: string | undefined;
+  for (;;) {
+    // price as text: numeric read exactly, never through a float.
+    const { rows } = await reader.query(
+      `select sku, title, blurb, price::text as price, currency from ${SOURCE_TABLE.schema}.${SOURCE_TABLE.name} where $1::text is null or sku > $1 order by sku limit ${SNAPSHOT_BATCH}`,
+      [after ?? null],
+    );
+    if (rows.length === 0) return;
+    yield rows.map((row) => {
+      const product = fromLegacyRow(row);
+      return { ...product, description: product.description ?? "" };
+    });
+    after = rows[rows.length - 1]!["sku"] as string;
+  }
+}
