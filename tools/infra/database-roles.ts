@@ -36,11 +36,19 @@ export interface ServiceRole {
  */
 export async function provisionServiceRoles(adminUrl: string, roles: readonly ServiceRole[]): Promise<void> {
   const verified = roles.map((role) => ({ ...role, verifier: scramVerifier(role.password) }));
+  await provisioningTransaction(adminUrl, (tx) => provision(tx, verified));
+}
+
+/**
+ * Runs `work` in one transaction through the admin URL, again (up to 10 times) when it lost a
+ * race over a cluster-wide role with a run on another database of the same cluster.
+ */
+export async function provisioningTransaction(adminUrl: string, work: (tx: TransactionSql) => Promise<void>): Promise<void> {
   const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
   try {
     for (let attempt = 1; ; attempt++) {
       try {
-        await sql.begin((tx) => provision(tx, verified));
+        await sql.begin(work);
         return;
       } catch (err) {
         if (attempt >= 10 || !isRaceWithAnotherDatabase(err)) throw err;
@@ -90,7 +98,7 @@ const confinedAttributes = "login nosuperuser nocreatedb nocreaterole noreplicat
 const ddlGuard = "meshwork_service_ddl_guard";
 
 /** A double-quoted SQL identifier. */
-const id = (name: string) => `"${name.replaceAll('"', '""')}"`;
+export const id = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 /**
  * Roles live in the cluster, and the advisory lock covers one database only: a run on

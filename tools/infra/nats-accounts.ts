@@ -134,9 +134,12 @@ function consoleUser(deployables: readonly Deployable[]): NatsUser {
   };
 }
 
-/** One user per deployable, named by it, with what its code uses on the bus; the operator; and the console's backend. */
+/**
+ * One user per deployable, named by it, with what its code uses on the bus; the operator; and
+ * the console's backend. A legacy deployable (the old shop) gets none: it uses no NATS.
+ */
 export function meshNatsUsers(deployables: readonly Deployable[]): NatsUser[] {
-  const users = [...deployables.map(serviceUser), operatorUser(), consoleUser(deployables)];
+  const users = [...deployables.filter((d) => !d.legacy).map(serviceUser), operatorUser(), consoleUser(deployables)];
   const names = users.map((u) => u.name);
   const repeated = names.find((name, i) => names.indexOf(name) !== i);
   if (repeated) throw new Error(`NATS user "${repeated}" is defined twice`);

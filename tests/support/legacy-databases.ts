@@ -1,0 +1,40 @@
+import { randomBytes } from "node:crypto";
+import postgres from "postgres";
+import { inject } from "vitest";
+import { deployable } from "#mesh";
+import { provisionLegacyDatabase } from "#tools/infra/legacy-database.js";
+
+/** Fixed, since roles belong to the whole legacy test cluster and every suite's databases share them. */
+export const testLegacyPasswords = { app: "test-oldshop-role", capture: "test-catalog-cdc-role" };
+
+export interface LegacyDatabase {
+  /** The superuser's URL of the fresh database. */
+  adminUrl: string;
+  /** The old shop's own role. */
+  oldshopUrl: string;
+  /** The catalog's change capture role (catalog_cdc): replication and SELECT on oldshop's tables. */
+  cdcUrl: string;
+}
+
+/**
+ * A fresh database on the run's legacy cluster (logical replication on), provisioned as
+ * `npm start` provisions the old shop's: its role owning schema oldshop, catalog_cdc, and the
+ * publication oldshop_catalog for the schema's tables. The table itself is the old shop's to
+ * create (startOldShop, or its exported productsTableSql). A suite's replication slot lives
+ * in its database and goes with the cluster at the end of the run.
+ */
+export async function createLegacyDatabase(): Promise<LegacyDatabase> {
+  const clusterUrl = inject("legacyPostgresUrl");
+  const name = `l_${randomBytes(6).toString("hex")}`;
+  const admin = postgres(clusterUrl, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`create database ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(clusterUrl);
+  url.pathname = `/${name}`;
+  const adminUrl = url.toString();
+  const { appUrl, captureUrl } = await provisionLegacyDatabase(adminUrl, deployable("oldshop"), testLegacyPasswords);
+  return { adminUrl, oldshopUrl: appUrl, cdcUrl: captureUrl };
+}
