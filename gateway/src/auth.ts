@@ -125,9 +125,18 @@ export function cachingVerifications(authenticator: Authenticator, now: () => nu
 export function createAuthInterceptor(authenticator: Authenticator, guarded: DescService, anonymousMethods: ReadonlySet<string>): Interceptor {
   return (next) => async (req) => {
     // Health checks and the like are not the public API: probes carry no token.
-    if (req.service.typeName !== guarded.typeName || anonymousMethods.has(req.method.name)) return next(req);
+    if (req.service.typeName !== guarded.typeName) return next(req);
     const header = req.header.get("authorization") ?? "";
     const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
+    if (anonymousMethods.has(req.method.name)) {
+      // Open to anyone, but a signed-in customer is still that customer (a canary route is
+      // sticky per customer); a token that does not verify makes the call anonymous, not refused.
+      if (token) {
+        const customer = await authenticator.verify(token).catch(() => undefined);
+        if (customer) req.contextValues.set(customerKey, customer);
+      }
+      return next(req);
+    }
     if (!token) throw new ConnectError("missing bearer token", Code.Unauthenticated);
     let customer: string;
     try {

@@ -2,6 +2,7 @@ import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js
 import { OrderService } from "#gen/shop/order/v1/order_service_pb.js";
 import { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
+import { CatalogService } from "#gen/shop/catalog/v1/catalog_service_pb.js";
 import { openRouteTable } from "#platform/strangler/route-table.js";
 import { createShadowCaller } from "#platform/strangler/shadow-caller.js";
 import { connectBus, createServiceDirectory, createServiceClient, type Logger, startServer, createMeshSecurity, startOpsServer, type ServiceServer, createMetrics } from "#platform";
@@ -15,11 +16,10 @@ import { createRecentOrders } from "./recent-orders.js";
 import { anonymousMethods, createRoutes } from "./routes.js";
 import { createWatchSlots } from "./watch-slots.js";
 import { deployable } from "#mesh";
+import { catalogRoutes, createCatalogRouter } from "#shop/catalog-router.js";
+import { createOldShopCatalog } from "#shop/old-shop-catalog.js";
 import { startOperatorListener, type OperatorListener } from "./operator/operator-listener.js";
 import { createGatewayStats } from "./operator/stats.js";
-
-/** The public methods the strangler fig routes, each with its route until an operator sets one: the old shop serves. */
-const stranglerRoutes = { [`${StorefrontService.typeName}/${StorefrontService.method.listProducts.name}`]: "legacy" } as const;
 
 /** The connection limits, trusted proxies and operator listener may be left out (the kit's defaults, none, none). */
 export type GatewayDeps = Omit<GatewayConfig, "logLevel" | "otlpEndpoint" | "devTraces" | "advertiseUrl" | "version" | "connectionLimits" | "trustedProxies" | "operator"> &
@@ -41,7 +41,11 @@ export async function build(deps: GatewayDeps): Promise<GatewayServer> {
   const order = createServiceClient(OrderService, { baseUrl: deps.meshUrls.order, name: "order", directory, tls: mesh.peerTls("order") });
   const inventory = createServiceClient(InventoryService, { baseUrl: deps.meshUrls.inventory, name: "inventory", directory, tls: mesh.peerTls("inventory") });
   const payment = createServiceClient(PaymentService, { baseUrl: deps.meshUrls.payment, name: "payment", directory, tls: mesh.peerTls("payment") });
-  const clients = [order, inventory, payment];
+  // The strangler fig's two sides of the catalog: the old shop through its anti-corruption adapter, and the catalog service.
+  const oldShopTls = mesh.peerTls("oldshop");
+  const oldShop = createOldShopCatalog({ baseUrl: deps.meshUrls.oldshop, ...(oldShopTls ? { tls: oldShopTls } : {}) });
+  const catalog = createServiceClient(CatalogService, { baseUrl: deps.meshUrls.catalog, name: "catalog", directory, tls: mesh.peerTls("catalog") });
+  const clients = [order, inventory, payment, oldShop, catalog];
   const meshStatus = createMeshStatus(
     Object.entries(deps.meshUrls).map(([name, url]) => ({ name, url })),
     () => clients.map((client) => client.stats()),
@@ -51,8 +55,9 @@ export async function build(deps: GatewayDeps): Promise<GatewayServer> {
   const metrics = createMetrics("gateway");
   metrics.trackClients(() => clients.map((client) => client.stats()));
   // The strangler fig's routes, followed with the gateway's NATS user (which may read the table, not write it).
-  const routeTable = openRouteTable({ bus, routes: stranglerRoutes, logger: deps.logger });
+  const routeTable = openRouteTable({ bus, routes: catalogRoutes, logger: deps.logger });
   const strangler = createShadowCaller({ logger: deps.logger, metrics });
+  const catalogRouter = createCatalogRouter({ routes: routeTable, oldShop: oldShop.client, catalog: catalog.client, shadow: strangler });
   const watchSlots = createWatchSlots(deps.watchLimits);
   metrics.gauge("watch_order_streams", "Open WatchOrder streams", [], async () => [{ value: watchSlots.open() }]);
   const stats = createGatewayStats({ service: StorefrontService, placeOrder: "PlaceOrder", dependencies: () => clients.map((client) => client.stats()) });
@@ -87,7 +92,7 @@ export async function build(deps: GatewayDeps): Promise<GatewayServer> {
           createAuthInterceptor(authenticator, StorefrontService, anonymousMethods),
           createRateLimitInterceptor(StorefrontService, { ...deps.rateLimit, by: "client" }),
         ],
-        routes: createRoutes({ order: order.client, inventory: inventory.client, payment: payment.client, authenticator, meshStatus, orderEvents, recentOrders, maxWatchMs: 5 * 60_000, watchSlots }),
+        routes: createRoutes({ order: order.client, inventory: inventory.client, catalog: catalogRouter, payment: payment.client, authenticator, meshStatus, orderEvents, recentOrders, maxWatchMs: 5 * 60_000, watchSlots }),
       },
       { host: deps.host, port: deps.port },
     );
@@ -98,7 +103,7 @@ export async function build(deps: GatewayDeps): Promise<GatewayServer> {
     try {
       operator =
         deps.operator &&
-        (await startOperatorListener({ config: deps.operator, meshCredentials: mesh.credentials, logger: deps.logger, orderUrl: deps.meshUrls.order, catalogUrl: deps.meshUrls.catalog, strangler: { defaults: stranglerRoutes, table: routeTable, calls: strangler }, directory, stats, metrics, shutdownGraceMs: deps.shutdownGraceMs }));
+        (await startOperatorListener({ config: deps.operator, meshCredentials: mesh.credentials, logger: deps.logger, orderUrl: deps.meshUrls.order, catalogUrl: deps.meshUrls.catalog, strangler: { defaults: catalogRoutes, table: routeTable, calls: strangler }, directory, stats, metrics, shutdownGraceMs: deps.shutdownGraceMs }));
     } catch (err) {
       await server.close();
       await ops.close();

@@ -2,9 +2,11 @@ import { Code, ConnectError, type ConnectRouter, type HandlerContext, type Clien
 import { create } from "@bufbuild/protobuf";
 import { StorefrontService, PartStatusSchema, type WatchOrderResponse } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 import { OrderStatus, type OrderService, type Order } from "#gen/shop/order/v1/order_service_pb.js";
-import type { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
+import { ProductSchema, type InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
 import type { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
 import { detachedFromDeadline, clientAddressKey, CUSTOMER_HEADER, accessOf } from "#platform";
+import { stickyKeyOf } from "#platform/strangler/route-decision.js";
+import type { CatalogRouter } from "#shop/catalog-router.js";
 import { customerKey, type Authenticator } from "./auth.js";
 import type { MeshStatus } from "./mesh-status.js";
 import { customerTimeline } from "./order-timeline.js";
@@ -15,6 +17,8 @@ import type { WatchSlots } from "./watch-slots.js";
 export interface GatewayRouteDeps {
   order: Client<typeof OrderService>;
   inventory: Client<typeof InventoryService>;
+  /** Names, descriptions and prices: the old shop or the catalog, as the strangler fig's route table says. */
+  catalog: CatalogRouter;
   payment: Client<typeof PaymentService>;
   authenticator: Authenticator;
   meshStatus: MeshStatus;
@@ -93,7 +97,16 @@ export function createRoutes(deps: GatewayRouteDeps) {
   return (router: ConnectRouter) =>
     router.service(StorefrontService, {
       async listProducts(_req, ctx) {
-        return { products: (await inventory.listProducts({}, { signal: ctx.signal })).products };
+        // Sticky per customer when a token came with the call, else per client address.
+        const stickyKey = stickyKeyOf({ customerId: customerOf(ctx), clientAddress: ctx.values.get(clientAddressKey) });
+        const [catalog, stock] = await Promise.all([deps.catalog.listProducts([], stickyKey, ctx.signal), inventory.listProducts({}, { signal: ctx.signal })]);
+        // The catalog says what is sold and at what price; inventory only how many are there.
+        const available = new Map(stock.products.map((product) => [product.sku, product.available]));
+        return {
+          products: catalog.products.map((product) =>
+            create(ProductSchema, { sku: product.sku, name: product.name, description: product.description, ...(product.price ? { price: product.price } : {}), available: available.get(product.sku) ?? 0 }),
+          ),
+        };
       },
 
       async placeOrder(req, ctx) {

@@ -3,16 +3,46 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { Kvm } from "@nats-io/kv";
 import { OperatorService, RouteMode } from "#gen/shop/gateway/v1/operator_service_pb.js";
+import { CatalogService, SyncState } from "#gen/shop/catalog/v1/catalog_service_pb.js";
+import { loadMeshCredentials, startServer } from "#platform";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 import { connectBus } from "#platform/messaging/connection.js";
 import { mintLocalOperatorToken } from "#gateway/src/operator/operator-auth.js";
 import { ROUTES_BUCKET, routeKeyOf } from "#platform/strangler/route-table.js";
 import { routeCli } from "#tools/ops/route.js";
+import { eventually } from "../support/eventually.js";
 import { bearer, startGatewayWithOperator, testOperatorSecret, testOperatorToken } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 import { silentLogger } from "../support/silent-logger.js";
 
 const LIST_PRODUCTS = "shop.gateway.v1.StorefrontService/ListProducts";
+
+/**
+ * A CatalogService on a mesh port with the catalog's certificate, telling its answers apart
+ * from the old shop's: the mug renamed, and a product inventory does not stock.
+ */
+function startStandInCatalog(mesh: InProcessMesh) {
+  return startServer(
+    {
+      logger: silentLogger,
+      services: [CatalogService],
+      maxRequestBytes: 64 * 1024,
+      shutdownGraceMs: 100,
+      mesh: { tls: loadMeshCredentials(mesh.pki.files("catalog"), { logger: silentLogger }) },
+      routes: (router) =>
+        router.service(CatalogService, {
+          listProducts: () => ({
+            products: [
+              { sku: "MW-MUG-001", name: "Meshwork mug (catalog)", description: "from the catalog", price: { currencyCode: "USD", minorUnits: 1299n } },
+              { sku: "MW-NEW-999", name: "Not stocked", description: "", price: { currencyCode: "USD", minorUnits: 100n } },
+            ],
+          }),
+          getSyncStatus: () => ({ slot: "catalog_from_oldshop", state: SyncState.STREAMING, appliedLsn: "0/16B3748", sourceLsn: "0/16B3790", lagBytes: 72n, lagMs: 15n, products: 2n }),
+        }),
+    },
+    { host: "127.0.0.1", port: 0 },
+  );
+}
 
 /**
  * The operator's surface for the strangler fig's route table: OperatorService.ListRoutes and
@@ -22,6 +52,7 @@ const LIST_PRODUCTS = "shop.gateway.v1.StorefrontService/ListProducts";
 describe("the route table's operator RPCs and CLI", () => {
   let mesh: InProcessMesh;
   let gateway: Awaited<ReturnType<typeof startGatewayWithOperator>>;
+  let catalog: Awaited<ReturnType<typeof startStandInCatalog>>;
   let ops: ReturnType<typeof createClient<typeof OperatorService>>;
   let operatorToken: string;
   const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (e: unknown) => ConnectError.from(e));
@@ -46,12 +77,14 @@ describe("the route table's operator RPCs and CLI", () => {
 
   beforeAll(async () => {
     mesh = await startInProcessMesh();
-    gateway = await startGatewayWithOperator(mesh);
+    catalog = await startStandInCatalog(mesh);
+    gateway = await startGatewayWithOperator(mesh, { sides: { catalog: catalog.url } });
     operatorToken = await testOperatorToken("grace");
     ops = opsWith(operatorToken);
   });
   afterAll(async () => {
     await gateway?.close();
+    await catalog?.close();
     await mesh?.close();
   });
 
@@ -65,8 +98,8 @@ describe("the route table's operator RPCs and CLI", () => {
     expect(route!.revision).toBeGreaterThan(0n);
     expect((await listed())?.route).toMatchObject({ mode: RouteMode.SHADOW, revision: route!.revision, changedBy: "grace (operator)" });
     expect(await stored()).toMatchObject({ revision: Number(route!.revision), value: { mode: "shadow", canaryPercent: 0, changedBy: "grace (operator)", reason: "compare before the canary" } });
-    // The catalog is not in this mesh: the routes come without its sync status.
-    expect((await ops.listRoutes({})).catalogSync).toBeUndefined();
+    // Asked of the catalog with the console's certificate, which GetSyncStatus admits.
+    expect((await ops.listRoutes({})).catalogSync).toMatchObject({ state: SyncState.STREAMING, lagBytes: 72n, lagMs: 15n, appliedLsn: "0/16B3748" });
   });
 
   it("refuses a change based on a revision the table has moved past", async () => {
@@ -113,7 +146,7 @@ describe("the route table's operator RPCs and CLI", () => {
     const list = await cli(["list"]);
     expect(list.status).toBe(0);
     expect(list.out).toMatch(new RegExp(`${LIST_PRODUCTS.replace(".", "\\.")}\\s+canary 50%`));
-    expect(list.out).toContain("catalog change capture: the catalog did not answer");
+    expect(list.out).toContain("catalog change capture: streaming, lag 72 bytes / 15 ms, applied 0/16B3748 of 0/16B3790");
 
     expect(await cli(["set", "ListProducts", "canary", "0"])).toMatchObject({ status: 2, err: expect.stringContaining("canary takes a percent from 1 to 99") });
     expect(await cli(["set", "PlaceOrder", "new"])).toMatchObject({ status: 2, err: expect.stringContaining(`no route "PlaceOrder"`) });
@@ -123,5 +156,35 @@ describe("the route table's operator RPCs and CLI", () => {
 
     expect(await cli(["set", "ListProducts", "legacy", "--reason", "roll back"])).toMatchObject({ status: 0 });
     expect((await listed())?.route).toMatchObject({ mode: RouteMode.LEGACY, canaryPercent: 0, reason: "roll back" });
+  });
+
+  it("serves ListProducts from the side the route names, switching without a restart, stock from inventory", async () => {
+    const storefront = createClient(StorefrontService, createGrpcTransport({ baseUrl: gateway.url }));
+    const mug = async () => (await storefront.listProducts({})).products;
+    await ops.setRoute({ method: LIST_PRODUCTS, mode: RouteMode.LEGACY });
+    await eventually(async () => expect((await mug()).find((p) => p.sku === "MW-MUG-001")?.name).toBe("Meshwork mug"));
+    const legacy = await mug();
+    expect(legacy.map((p) => p.sku)).toContain("MW-LMP-006");
+    expect(legacy.find((p) => p.sku === "MW-MUG-001")).toMatchObject({ description: expect.stringContaining("stoneware mug"), price: { currencyCode: "USD", minorUnits: 1299n } });
+    expect(legacy.find((p) => p.sku === "MW-MUG-001")!.available).toBeGreaterThan(0);
+    const before = await listed();
+
+    await ops.setRoute({ method: LIST_PRODUCTS, mode: RouteMode.NEW, reason: "cut over" });
+    await eventually(async () => expect((await mug()).find((p) => p.sku === "MW-MUG-001")?.name).toBe("Meshwork mug (catalog)"));
+    const fromNew = await mug();
+    // The catalog's products alone, each with inventory's stock (none for one it does not stock).
+    expect(fromNew.map((p) => [p.sku, p.description])).toEqual([["MW-MUG-001", "from the catalog"], ["MW-NEW-999", ""]]);
+    expect(fromNew.find((p) => p.sku === "MW-MUG-001")!.available).toBe(legacy.find((p) => p.sku === "MW-MUG-001")!.available);
+    expect(fromNew.find((p) => p.sku === "MW-NEW-999")!.available).toBe(0);
+    const after = await listed();
+    expect(after!.newCalls).toBeGreaterThan(before!.newCalls);
+
+    // Shadow: the old shop answers, the catalog is compared, and the difference shows.
+    await ops.setRoute({ method: LIST_PRODUCTS, mode: RouteMode.SHADOW });
+    await eventually(async () => expect((await mug()).find((p) => p.sku === "MW-MUG-001")?.name).toBe("Meshwork mug"));
+    await eventually(async () => expect((await listed())?.shadow?.mismatched).toBeGreaterThan(0n));
+    const differences = (await listed())!.shadow!.example!.differences;
+    expect(differences).toContainEqual({ $typeName: "shop.gateway.v1.FieldDifference", path: "products[MW-MUG-001].name", legacy: '"Meshwork mug"', new: '"Meshwork mug (catalog)"' });
+    await ops.setRoute({ method: LIST_PRODUCTS, mode: RouteMode.LEGACY, reason: "roll back" });
   });
 });
