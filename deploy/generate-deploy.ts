@@ -15,13 +15,15 @@ import { OPERATOR } from "#platform/trust/mesh-identity.js";
 import { CONSOLE } from "#platform/trust/mesh-identity.js";
 import { readContracts, type ContractReader } from "./contract-callers.js";
 import { databasePasswordVariable } from "./generate-secrets.js";
+import { callersOf, capturedFrom, isLegacy, legacyClusters, meshNative, type LegacyCluster } from "./legacy-deployables.js";
 import { natsConfigFiles } from "./nats-config.js";
+import { postgresClusterManifest, type PostgresCluster } from "./postgres-cluster.js";
 
 const deployDir = import.meta.dirname;
 /** The deployables that run as mesh services: all but the gateway, whose k8s file is its own. */
 const services: readonly Deployable[] = meshServices;
-/** NATS users: every deployable, the operator and the console's backend. */
-const natsUsers = [...meshDeployables.map((d) => d.name), OPERATOR, CONSOLE];
+/** NATS users: every deployable but the legacy ones, the operator and the console's backend. */
+const natsUsers = [...meshNative.map((d) => d.name), OPERATOR, CONSOLE];
 
 const podSelector = (name: string) => `- podSelector: { matchLabels: { app.kubernetes.io/name: ${name} } }`;
 const k8sUrl = (d: Pick<Deployable, "name" | "port">) => `https://${d.name}:${d.port.default}`;
@@ -42,25 +44,131 @@ function wrap(words: string, prefix: string, width = 100): string[] {
   return [...lines, line];
 }
 
-/** One mesh service's ServiceAccount, Certificate, Deployment, Service, PodDisruptionBudget and NetworkPolicy. */
+const spiffe = (name: string) => `spiffe://meshwork/${name}`;
+/** A Postgres URL whose password Kubernetes fills in from the variable `passwordVariable`. */
+const postgresUrl = (role: string, passwordVariable: string, host: string, database: string) => {
+  const password = `$(${passwordVariable})`;
+  return `postgres://${role}:${password}@${host}:5432/${database}`;
+};
+const envEntry = (name: string, value: string) => [`- name: ${name}`, `  value: "${value}"`];
+const secretEntry = (name: string, secret: string) => [`- name: ${name}`, `  valueFrom: { secretKeyRef: { name: ${secret}, key: password } }`];
+
+/** The pod's environment lines that differ between a mesh service and a legacy deployable. */
+function podEnv(d: Deployable): string[] {
+  const { name } = d;
+  const port = d.port.default;
+  const legacy = legacyClusters.find((c) => c.owner === name);
+  const identity = legacy
+    ? [
+        // The legacy app admits, by their certificates' URIs, the callers the manifest names and the operator; only the operator writes.
+        ...envEntry(`${name.toUpperCase()}_READERS`, [...callersOf(name), OPERATOR].map(spiffe).join(",")),
+        ...envEntry(`${name.toUpperCase()}_WRITERS`, spiffe(OPERATOR)),
+      ]
+    : [
+        "- name: POD_IP",
+        "  valueFrom: { fieldRef: { fieldPath: status.podIP } }",
+        "# Announced in the service registry, so peers balance across pods directly.",
+        ...envEntry("ADVERTISE_URL", `https://$(POD_IP):${port}`),
+        ...envEntry("SERVICE_VERSION", "latest"),
+      ];
+  const tls = [
+    ...(legacy ? [] : envEntry("MESH_TLS", "on")),
+    ...envEntry("TLS_CERT_FILE", "/var/run/meshwork/tls/tls.crt"),
+    ...envEntry("TLS_KEY_FILE", "/var/run/meshwork/tls/tls.key"),
+    ...envEntry("TLS_CA_FILE", "/var/run/meshwork/tls/ca.crt"),
+  ];
+  const nats = legacy
+    ? []
+    : [
+        "# Its own NATS user; nats.yaml gives the server the same password.",
+        ...secretEntry("NATS_PASSWORD", `${name}-nats`),
+        ...envEntry("NATS_URL", `nats://${name}:$(NATS_PASSWORD)@nats:4222`),
+        ...envEntry("STREAM_REPLICAS", "3"),
+      ];
+  const database = legacy
+    ? [
+        `# Its own role on its own cluster (${legacy.host}.yaml), which owns only its schema.`,
+        ...secretEntry("DATABASE_PASSWORD", legacy.appSecret),
+        ...envEntry("DATABASE_URL", postgresUrl(legacy.owner, "DATABASE_PASSWORD", legacy.host, legacy.database)),
+      ]
+    : d.schema
+      ? [
+          "# Its own Postgres role, which owns only its schema (postgres-role.sql).",
+          ...secretEntry("DATABASE_PASSWORD", `${name}-db`),
+          ...envEntry("DATABASE_URL", postgresUrl(name, "DATABASE_PASSWORD", "postgres", name)),
+        ]
+      : [];
+  const captures = capturedFrom(name).flatMap((c) => {
+    const password = c.captureUrlVariable.replace(/_URL$/, "_PASSWORD");
+    return [
+      ...wrap(`Change data capture from ${c.owner}'s own cluster, as ${c.captureRole}: LOGIN REPLICATION, reading ${c.schema} alone (postgres-capture-role.sql).`, "# ", 88),
+      ...secretEntry(password, c.captureSecret),
+      ...envEntry(c.captureUrlVariable, postgresUrl(c.captureRole, password, c.host, c.database)),
+    ];
+  });
+  return [
+    ...envEntry("HOST", "0.0.0.0"),
+    ...identity,
+    ...envEntry(d.port.variable, String(port)),
+    ...envEntry("OPS_PORT", String(d.opsPort.default)),
+    ...tls,
+    ...nats,
+    ...envEntry("LOG_LEVEL", "info"),
+    ...d.calls.flatMap((peer) => envEntry(urlVariable(peer), peerUrl(peer))),
+    ...database,
+    ...captures,
+  ];
+}
+
+/** How kubelet probes it: grpc.health.v1 for a mesh service, GET /healthz for a legacy app. */
+function probes(d: Deployable): string[] {
+  const ops = d.opsPort.default;
+  if (isLegacy(d))
+    return [
+      "readinessProbe:",
+      "  # 200 once its database answers.",
+      `  httpGet: { port: ${ops}, path: /healthz }`,
+      "  periodSeconds: 5",
+      "  failureThreshold: 3",
+      "livenessProbe:",
+      "  # Its /healthz follows the database, which liveness must not: a database outage would",
+      "  # restart every pod. A listening ops port is alive.",
+      `  tcpSocket: { port: ${ops} }`,
+      "  initialDelaySeconds: 10",
+      "  periodSeconds: 10",
+      "  failureThreshold: 3",
+    ];
+  return [
+    "readinessProbe:",
+    `  grpc: { port: ${ops}, service: "readiness" }`,
+    "  periodSeconds: 5",
+    "  failureThreshold: 3",
+    "livenessProbe:",
+    `  grpc: { port: ${ops} }`,
+    "  initialDelaySeconds: 10",
+    "  periodSeconds: 10",
+    "  failureThreshold: 3",
+  ];
+}
+
+/** A mesh service's or a legacy app's ServiceAccount, Certificate, Deployment, Service, PodDisruptionBudget and NetworkPolicy. */
 function serviceManifest(d: Deployable, contracts: ContractReader): string {
   const { name } = d;
   const port = d.port.default;
   const ops = d.opsPort.default;
+  const legacy = isLegacy(d);
   const labels = `{ app.kubernetes.io/name: ${name}, app.kubernetes.io/part-of: meshwork }`;
   const access = contracts(d);
-  const peers = d.calls.flatMap((peer) => [`            - name: ${urlVariable(peer)}`, `              value: "${peerUrl(peer)}"`]);
-  const database = [
-    "            # Its own Postgres role, which owns only its schema (postgres-role.sql).",
-    "            - name: DATABASE_PASSWORD",
-    `              valueFrom: { secretKeyRef: { name: ${name}-db, key: password } }`,
-    "            - name: DATABASE_URL",
-    `              value: "postgres://${name}:$(DATABASE_PASSWORD)@postgres:5432/${name}"`,
-  ];
+  // A legacy app serves no contract: the manifest's `calls` name its callers.
+  const callers = legacy ? callersOf(name) : access.callers;
   const admits = wrap(
-    `The mesh port admits the callers ${name}'s contract names (${access.summary.join("; ") || "none"}); mTLS then checks each call's identity. Operators come through kubectl port-forward, which no NetworkPolicy sees.`,
+    legacy
+      ? `The port admits the callers the manifest names (${callers.join(", ") || "none"}), whose calls to it are JSON over HTTP/1.1 behind mTLS; the app then checks each caller's certificate. Operators come through kubectl port-forward, which no NetworkPolicy sees.`
+      : `The mesh port admits the callers ${name}'s contract names (${access.summary.join("; ") || "none"}); mTLS then checks each call's identity. Operators come through kubectl port-forward, which no NetworkPolicy sees.`,
     "    # ",
   );
+  const portName = legacy ? "https" : "rpc";
+  const indent = (lines: string[], by: string) => lines.map((line) => `${by}${line}\n`).join("");
   return `# ${name}: ServiceAccount, Certificate, Deployment, Service, PodDisruptionBudget and NetworkPolicy.
 # Generated from services/mesh.ts by deploy/generate-deploy.ts: edit the template there, not this file.
 apiVersion: v1
@@ -80,7 +188,7 @@ metadata:
 spec:
   secretName: ${name}-tls
   issuerRef: { name: meshwork-ca, kind: Issuer, group: cert-manager.io }
-  uris: ["spiffe://meshwork/${name}"]
+  uris: ["${spiffe(name)}"]
   # Peers check the URI above; the names (namespace meshwork, as the overlay sets) are for tools
   # that check a host name.
   dnsNames: [${name}, ${name}.meshwork.svc, ${name}.meshwork.svc.cluster.local]
@@ -101,12 +209,16 @@ spec:
   template:
     metadata:
       labels: ${labels}
-      annotations:
+${
+  legacy
+    ? ""
+    : `      annotations:
         # Scraped on the ops port, which serves /metrics in plaintext to the monitoring namespace.
         prometheus.io/scrape: "true"
         prometheus.io/port: "${ops}"
         prometheus.io/path: /metrics
-    spec:
+`
+}    spec:
       serviceAccountName: ${name}
       terminationGracePeriodSeconds: 30
       securityContext:
@@ -120,53 +232,24 @@ spec:
           image: meshwork:latest
           args: ["${name}"]
           ports:
-            # The mesh port: mTLS, a client certificate from the mesh CA required.
-            - name: rpc
+${
+  legacy
+    ? `            # The legacy app's JSON over HTTP/1.1: mTLS, a client certificate from the mesh CA required.
+            - name: ${portName}
+              containerPort: ${port}
+            # GET /healthz alone, plaintext, for kubelet.
+            - name: ops
+              containerPort: ${ops}
+`
+    : `            # The mesh port: mTLS, a client certificate from the mesh CA required.
+            - name: ${portName}
               containerPort: ${port}
             # grpc.health.v1 alone and /metrics, plaintext, for kubelet and Prometheus.
             - name: ops
               containerPort: ${ops}
-          env:
-            - name: HOST
-              value: "0.0.0.0"
-            - name: POD_IP
-              valueFrom: { fieldRef: { fieldPath: status.podIP } }
-            # Announced in the service registry, so peers balance across pods directly.
-            - name: ADVERTISE_URL
-              value: "https://$(POD_IP):${port}"
-            - name: SERVICE_VERSION
-              value: "latest"
-            - name: ${d.port.variable}
-              value: "${port}"
-            - name: OPS_PORT
-              value: "${ops}"
-            - name: MESH_TLS
-              value: "on"
-            - name: TLS_CERT_FILE
-              value: /var/run/meshwork/tls/tls.crt
-            - name: TLS_KEY_FILE
-              value: /var/run/meshwork/tls/tls.key
-            - name: TLS_CA_FILE
-              value: /var/run/meshwork/tls/ca.crt
-            # Its own NATS user; nats.yaml gives the server the same password.
-            - name: NATS_PASSWORD
-              valueFrom: { secretKeyRef: { name: ${name}-nats, key: password } }
-            - name: NATS_URL
-              value: "nats://${name}:$(NATS_PASSWORD)@nats:4222"
-            - name: STREAM_REPLICAS
-              value: "3"
-            - name: LOG_LEVEL
-              value: "info"
-${[...peers, ...(d.schema ? database : [])].map((line) => `${line}\n`).join("")}          readinessProbe:
-            grpc: { port: ${ops}, service: "readiness" }
-            periodSeconds: 5
-            failureThreshold: 3
-          livenessProbe:
-            grpc: { port: ${ops} }
-            initialDelaySeconds: 10
-            periodSeconds: 10
-            failureThreshold: 3
-          resources:
+`
+}          env:
+${indent(podEnv(d), "            ")}${indent(probes(d), "          ")}          resources:
             requests: { cpu: 100m, memory: 160Mi }
             limits: { memory: 512Mi }
           securityContext:
@@ -194,9 +277,9 @@ metadata:
 spec:
   selector: { app.kubernetes.io/name: ${name} }
   ports:
-    - name: grpc
+    - name: ${legacy ? "https" : "grpc"}
       port: ${port}
-      targetPort: rpc
+      targetPort: ${portName}
 ---
 apiVersion: policy/v1
 kind: PodDisruptionBudget
@@ -216,78 +299,193 @@ spec:
   policyTypes: [Ingress]
   ingress:
 ${admits.join("\n")}
-    - ports: [{ protocol: TCP, port: ${port} }]${access.callers.length ? `\n      from:\n${access.callers.map((caller) => `        ${podSelector(caller)}`).join("\n")}` : "\n      from: []"}
-    # The ops port admits Prometheus' namespace only.
+    - ports: [{ protocol: TCP, port: ${port} }]${callers.length ? `\n      from:\n${callers.map((caller) => `        ${podSelector(caller)}`).join("\n")}` : "\n      from: []"}
+    # The ops port admits Prometheus' namespace only${legacy ? " (a blackbox probe of /healthz; the\n    # app serves no /metrics)" : ""}.
     - ports: [{ protocol: TCP, port: ${ops} }]
       from:
         - namespaceSelector: { matchLabels: { kubernetes.io/metadata.name: monitoring } }
 `;
 }
 
-/** One mesh service under compose: its own env file, certificate and ports, after what it needs. */
+/**
+ * A legacy deployable's cluster settings: logical decoding for its capturer's slot, and a bound
+ * on the WAL a slot may hold while the capturer is away (past it the slot is lost, and the
+ * capture must start over from a new snapshot, rather than the disk filling up).
+ */
+const legacyClusterSettings = { wal_level: "logical", max_wal_senders: "10", max_replication_slots: "10", max_slot_wal_keep_size: "4GB" };
+const legacyClusterStorage = "10Gi";
+const settingsArgs = Object.entries(legacyClusterSettings).flatMap(([key, value]) => ["-c", `${key}=${value}`]);
+
+/** What compose runs for a legacy deployable's own cluster: the server and the one-shot that makes its roles. */
+function composeLegacyCluster(c: LegacyCluster): string[][] {
+  const init = legacyInitFile(c);
+  return [
+    [
+      `# ${c.owner}'s own cluster, with logical decoding for ${c.capturedBy}'s change data capture.`,
+      `${c.host}:`,
+      "  image: postgres:16",
+      `  command: ${JSON.stringify(["postgres", ...settingsArgs]).replaceAll(",", ", ")}`,
+      `  env_file: [.secrets/compose/${c.host}.env] # POSTGRES_PASSWORD, this cluster's admin's`,
+      '  healthcheck: { test: ["CMD", "pg_isready", "-U", "postgres"], interval: 3s, retries: 20 }',
+    ],
+    [
+      `# ${c.owner}'s role, database and schema, and ${c.captureRole} with the publication ${c.publication} (${init}).`,
+      `${c.host}-roles:`,
+      "  image: postgres:16",
+      `  env_file: [.secrets/compose/${c.host}-roles.env] # PGPASSWORD and the two roles' passwords`,
+      `  command: ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "${c.host}", "-U", "postgres", "-d", "postgres", "-f", "/init/${init}"]`,
+      `  volumes: [${legacyScripts(c).map((file) => `"./${file}:/init/${file}:ro"`).join(", ")}]`,
+      '  restart: "no"',
+      `  depends_on: { ${c.host}: { condition: service_healthy } }`,
+    ],
+  ];
+}
+
+/** One deployable under compose: its own env file, certificate and ports, after what it needs. */
 function composeService(d: Deployable): string[] {
-  const env = [`<<: *env`, `${d.port.variable}: "${d.port.default}"`, `OPS_PORT: "${d.opsPort.default}"`, `ADVERTISE_URL: "${k8sUrl(d)}"`];
+  const legacy = legacyClusters.find((c) => c.owner === d.name);
+  const captures = capturedFrom(d.name);
+  const env = [`<<: *env`, `${d.port.variable}: "${d.port.default}"`, `OPS_PORT: "${d.opsPort.default}"`];
+  if (legacy) env.push(`${d.name.toUpperCase()}_READERS: "${[...callersOf(d.name), OPERATOR].map(spiffe).join(",")}"`, `${d.name.toUpperCase()}_WRITERS: "${spiffe(OPERATOR)}"`);
+  else env.push(`ADVERTISE_URL: "${k8sUrl(d)}"`);
   for (const peer of d.calls) env.push(`${urlVariable(peer)}: "${peerUrl(peer)}"`);
-  // A caller starts once its peers are healthy (and so Postgres' roles and NATS are there).
-  const dependsOn = d.calls.length
-    ? d.calls.map((peer) => `${peer}: { condition: service_healthy }`)
-    : ["postgres-roles: { condition: service_completed_successfully }", "nats: { condition: service_healthy }"];
+  // A caller starts once its peers are healthy (and so Postgres' roles and NATS are there); a
+  // capturer once the legacy app it captures is (which makes the tables it copies).
+  const dependsOn = legacy
+    ? [`${legacy.host}-roles: { condition: service_completed_successfully }`]
+    : d.calls.length
+      ? d.calls.map((peer) => `${peer}: { condition: service_healthy }`)
+      : ["postgres-roles: { condition: service_completed_successfully }", "nats: { condition: service_healthy }", ...captures.map((c) => `${c.owner}: { condition: service_healthy }`)];
+  const holds = legacy ? ["DATABASE_URL"] : [...(d.schema ? ["DATABASE_URL"] : []), "NATS_URL", ...captures.map((c) => c.captureUrlVariable)];
   return [
     `${d.name}:`,
     `  <<: *service`,
     `  command: ["${d.name}"]`,
-    `  env_file: [.secrets/compose/${d.name}.env] # its own ${d.schema ? "DATABASE_URL and " : ""}NATS_URL`,
+    `  env_file: [.secrets/compose/${d.name}.env] # its own ${holds.length > 1 ? `${holds.slice(0, -1).join(", ")} and ${holds.at(-1)}` : holds[0]}`,
     `  environment: { ${env.join(", ")} }`,
     `  volumes: ["./.secrets/compose/pki/${d.name}:/var/run/meshwork/tls:ro"] # its own certificate and key`,
-    `  healthcheck: *grpc-readiness`,
+    `  healthcheck: ${legacy ? "*http-healthz" : "*grpc-readiness"}`,
     `  depends_on: { ${dependsOn.join(", ")} }`,
   ];
 }
 
+/** A legacy cluster's init script, rendered whole: its app's role (postgres-role.sql), then the capture role (postgres-capture-role.sql). */
+const legacyInitFile = (c: LegacyCluster) => `${c.host}-init.sql`;
+/** The scripts its roles Job runs, the init script first, as deploy/ has them. */
+const legacyScripts = (c: LegacyCluster) => [legacyInitFile(c), "postgres-role.sql", "postgres-capture-role.sql"];
+
+function legacyInit(c: LegacyCluster): string {
+  return [
+    `-- ${c.owner}'s own cluster (a legacy deployable of services/mesh.ts): its role, database and schema`,
+    `-- (postgres-role.sql), and ${c.capturedBy}'s change data capture role ${c.captureRole} and the publication`,
+    `-- ${c.publication} there (postgres-capture-role.sql). Run by psql as this cluster's admin, and only there`,
+    `-- (the ${c.host}-roles Job in k8s and one-shot in compose). Safe to run again.`,
+    "-- Generated from the manifest by deploy/generate-deploy.ts.",
+    "\\set ON_ERROR_STOP on",
+    "-- No role but the admin connects to the maintenance database.",
+    "REVOKE ALL ON DATABASE postgres FROM PUBLIC;",
+    "",
+    ...roleBlock({ name: c.owner, database: c.database, schema: c.schema }),
+    "",
+    `\\getenv password ${databasePasswordVariable(c.captureRole)}`,
+    `\\set role ${c.captureRole}`,
+    `\\set db ${c.database}`,
+    `\\set schema ${c.schema}`,
+    `\\set owner ${c.owner}`,
+    `\\set publication ${c.publication}`,
+    "\\ir postgres-capture-role.sql",
+    "",
+  ].join("\n");
+}
+
 /** The psql lines that give one service its role, database and schema (postgres-role.sql). */
-const roleBlock = (d: Deployable) => [`\\getenv password ${databasePasswordVariable(d.name)}`, `\\set role ${d.name}`, `\\set db ${d.name}`, `\\set schema ${d.schema}`, `\\ir postgres-role.sql`];
+const roleBlock = (r: { name: string; database: string; schema: string }) => [`\\getenv password ${databasePasswordVariable(r.name)}`, `\\set role ${r.name}`, `\\set db ${r.database}`, `\\set schema ${r.schema}`, `\\ir postgres-role.sql`];
+/** Each service with a schema, as roleBlock takes it. */
+const meshRoles = withSchema.map((d) => ({ name: d.name, database: d.name, schema: d.schema }));
 
 /** Blocks of lines, a blank line between each two. */
 const separated = (blocks: string[][]) => blocks.flatMap((block, i) => (i ? ["", ...block] : block));
 
+/** A legacy deployable's cluster, before the deployable itself where files list them in order. */
+const clusterOf = (d: Deployable) => legacyClusters.filter((c) => c.owner === d.name);
+
 /** A region's lines, by region name, for each file with generated regions (paths under deploy/). */
-function regions(postgresInit: string): Record<string, Record<string, string[]>> {
+function regions(): Record<string, Record<string, string[]>> {
   return {
     "compose.yaml": {
-      services: separated(services.map(composeService)),
+      services: separated(services.flatMap((d) => [...clusterOf(d).flatMap(composeLegacyCluster), composeService(d)])),
       "gateway peers": services.map((d) => `${urlVariable(d.name)}: "${k8sUrl(d)}",`),
       // The gateway reports every service's health: it starts once they all are healthy.
       "gateway depends on": [`depends_on: { ${services.map((d) => `${d.name}: { condition: service_healthy }`).join(", ")} }`],
     },
-    "k8s/base/kustomization.yaml": { deployables: meshDeployables.map((d) => `- ${d.name}.yaml`) },
+    "k8s/base/kustomization.yaml": { deployables: meshDeployables.flatMap((d) => [...clusterOf(d).map((c) => `- ${c.host}.yaml`), `- ${d.name}.yaml`]) },
     "k8s/base/gateway.yaml": { peers: services.flatMap((d) => [`- name: ${urlVariable(d.name)}`, `  value: "${k8sUrl(d)}"`]) },
-    "k8s/base/postgres.yaml": {
-      clients: [...withSchema.map((d) => podSelector(d.name)), podSelector("postgres-roles")],
-      // The ConfigMap holds the two scripts exactly as deploy/ has them.
-      scripts: [
-        "postgres-init.sql: |",
-        ...postgresInit.trimEnd().split("\n").map((line) => (line ? `  ${line}` : "")),
-        "postgres-role.sql: |",
-        ...readFileSync(join(deployDir, "postgres-role.sql"), "utf8").trimEnd().split("\n").map((line) => (line ? `  ${line}` : "")),
-      ],
-      "role passwords": withSchema.flatMap((d) => [`- name: ${databasePasswordVariable(d.name)}`, `  valueFrom: { secretKeyRef: { name: ${d.name}-db, key: password } }`]),
-    },
     "k8s/base/nats.yaml": {
       "user passwords": natsUsers.flatMap((user) => {
         const variable = `${user.toUpperCase()}_NATS`;
         return [`- name: ${variable}_SECRET`, `  valueFrom: { secretKeyRef: { name: ${user}-nats, key: password } }`, `- name: ${variable}_PASSWORD`, `  value: '"$(${variable}_SECRET)"'`];
       }),
-      clients: meshDeployables.map((d) => podSelector(d.name)),
+      clients: meshNative.map((d) => podSelector(d.name)),
     },
     "k8s/overlays/local/kustomization.yaml": {
       secrets: [
-        ...withSchema.map((d) => `- { name: ${d.name}-db, envs: [secrets/${d.name}-db.env] }`),
-        ...natsUsers.map((user) => `- { name: ${user}-nats, envs: [secrets/${user}-nats.env] }`),
-      ],
+        ...withSchema.map((d) => `${d.name}-db`),
+        ...legacyClusters.flatMap((c) => [c.adminSecret, c.appSecret, c.captureSecret]),
+        ...natsUsers.map((user) => `${user}-nats`),
+      ].map((secret) => `- { name: ${secret}, envs: [secrets/${secret}.env] }`),
       replicas: meshDeployables.map((d) => `- { name: ${d.name}, count: 1 }`),
     },
   };
 }
+
+/** The mesh's cluster: a database and a role per service with a schema. */
+const meshCluster = (init: string): PostgresCluster => ({
+  name: "postgres",
+  about: [
+    "Postgres with a database and a role per service. The postgres-roles Job creates them, and on",
+    "a database from before the roles brings its schemas over to them; no service gets the admin",
+    "password. In production, point each service's DATABASE_URL at a managed database of its own",
+    "and run the same SQL there as its admin. Generated by deploy/generate-deploy.ts.",
+  ],
+  adminSecret: "postgres-admin",
+  storage: "20Gi",
+  clients: { why: "Only the services with a schema, and the Job that makes their roles, reach Postgres.", pods: withSchema.map((d) => d.name) },
+  scripts: [
+    ["postgres-init.sql", init],
+    ["postgres-role.sql", readDeploy("postgres-role.sql")],
+  ],
+  passwords: withSchema.map((d) => ({ variable: databasePasswordVariable(d.name), secret: `${d.name}-db` })),
+});
+
+/** A legacy deployable's own cluster: its app's role and its capturer's, and nothing of the mesh's. */
+const legacyClusterManifest = (c: LegacyCluster, init: string): PostgresCluster => ({
+  name: c.host,
+  about: [
+    `${c.owner}'s own Postgres cluster (a legacy deployable of services/mesh.ts), never the mesh's:`,
+    `${c.capturedBy}'s change data capture needs REPLICATION here, which would otherwise reach every`,
+    `service's WAL. The ${c.host}-roles Job makes ${c.owner}'s role, database and schema, and`,
+    `${c.captureRole}, which reads ${c.schema} and streams the publication ${c.publication}. Generated by`,
+    "deploy/generate-deploy.ts from the manifest.",
+  ],
+  adminSecret: c.adminSecret,
+  settings: {
+    why: [
+      `Logical decoding for ${c.capturedBy}'s slot; a slot holds at most max_slot_wal_keep_size of WAL`,
+      "while its reader is away (past it the slot is lost and the capture starts over from a new",
+      "snapshot), so the volume cannot fill up.",
+    ],
+    values: legacyClusterSettings,
+  },
+  storage: legacyClusterStorage,
+  clients: { why: `Only ${c.owner} and ${c.capturedBy} (its change data capture), and the Job that makes their roles, reach it.`, pods: [c.owner, c.capturedBy] },
+  scripts: legacyScripts(c).map((file) => [file, file === legacyInitFile(c) ? init : readDeploy(file)] as const),
+  passwords: [
+    { variable: databasePasswordVariable(c.owner), secret: c.appSecret },
+    { variable: databasePasswordVariable(c.captureRole), secret: c.captureSecret },
+  ],
+});
+
+const readDeploy = (path: string) => readFileSync(join(deployDir, path), "utf8");
 
 /** `text` with each generated region's lines replaced, indented as its markers are. */
 export function fillRegions(path: string, text: string, fill: Record<string, string[]>): string {
@@ -317,10 +515,14 @@ export async function deployFiles(): Promise<Record<string, string>> {
   const contracts = await readContracts();
   const files: Record<string, string> = { ...natsConfigFiles() };
   for (const d of services) files[`k8s/base/${d.name}.yaml`] = serviceManifest(d, contracts);
-  // postgres-init.sql first: the postgres ConfigMap embeds it as rendered.
-  const read = (path: string) => readFileSync(join(deployDir, path), "utf8");
-  files["postgres-init.sql"] = fillRegions("postgres-init.sql", read("postgres-init.sql"), { roles: separated(withSchema.map(roleBlock)) });
-  for (const [path, fill] of Object.entries(regions(files["postgres-init.sql"]))) files[path] = fillRegions(path, read(path), fill);
+  // The init scripts first: each cluster's ConfigMap embeds them as rendered.
+  files["postgres-init.sql"] = fillRegions("postgres-init.sql", readDeploy("postgres-init.sql"), { roles: separated(meshRoles.map(roleBlock)) });
+  files["k8s/base/postgres.yaml"] = postgresClusterManifest(meshCluster(files["postgres-init.sql"]));
+  for (const c of legacyClusters) {
+    files[legacyInitFile(c)] = legacyInit(c);
+    files[`k8s/base/${c.host}.yaml`] = postgresClusterManifest(legacyClusterManifest(c, files[legacyInitFile(c)]!));
+  }
+  for (const [path, fill] of Object.entries(regions())) files[path] = fillRegions(path, readDeploy(path), fill);
   return files;
 }
 

@@ -1,8 +1,10 @@
 /**
  * Writes the secrets deploy/ runs with and never commits (deploy/.gitignore), one set per
- * deployable of the manifest: its NATS password, its Postgres password if it has a schema, and
- * for compose its mesh certificate; besides them the Postgres admin password, the operator's
- * NATS password, and the gateway's local signing secrets (demo tokens' and operators').
+ * deployable of the manifest: its NATS password (none for a legacy one), its Postgres password if
+ * it has a schema, and for compose its mesh certificate; besides them the Postgres admin password,
+ * the operator's NATS password, and the gateway's local signing secrets (demo tokens' and
+ * operators'). A legacy deployable's own cluster has an admin password, its app role's and its
+ * capturer's change data capture role's.
  *   npx tsx deploy/generate-secrets.ts
  * Passwords are made once and kept in deploy/.secrets/values, so running it again changes none;
  * compose's certificates are issued anew at every run (running services pick them up).
@@ -16,6 +18,7 @@ import { CONSOLE } from "#platform/trust/mesh-identity.js";
 import { localSecret } from "#tools/infra/local-secrets.js";
 import { natsPasswordVariable } from "#tools/infra/nats-accounts.js";
 import { loadOrCreateCertificateAuthority } from "#tools/infra/pki.js";
+import { isLegacy, legacyCluster } from "./legacy-deployables.js";
 
 /** Compose has nothing that renews certificates: a month, then run the generator again. */
 const COMPOSE_CERTIFICATE_LIFETIME_MS = 30 * 86_400_000;
@@ -54,11 +57,14 @@ export async function generateSecrets(deployDir: string, deployables: readonly D
   const dirs = secretDirectories(deployDir);
   const secret = (name: string) => localSecret(dirs.values, name);
   const adminPassword = secret("postgres-admin");
-  // NATS users: every deployable, the operator and the console's backend (the gateway's
-  // operator listener, which compose does not run: it gets no certificate there).
+  // Mesh identities: every deployable and the operator. NATS users: those but the legacy
+  // deployables, and the console's backend (the gateway's operator listener, which compose does
+  // not run: it gets no certificate there).
   const principals = [...deployables.map((d) => d.name), OPERATOR];
-  const natsUsers = [...principals, CONSOLE];
+  const natsUsers = [...deployables.filter((d) => !isLegacy(d)).map((d) => d.name), OPERATOR, CONSOLE];
   const withSchema = deployables.filter((d) => d.schema !== undefined);
+  const clusters = deployables.filter(isLegacy).map(legacyCluster);
+  const legacyUrl = (role: string, secretName: string, c: (typeof clusters)[number]) => `postgres://${role}:${secret(secretName)}@${c.host}:5432/${c.database}`;
   const written: string[] = [];
   const write = (dir: string, file: string, contents: string) => {
     writePrivate(dir, file, contents);
@@ -69,6 +75,7 @@ export async function generateSecrets(deployDir: string, deployables: readonly D
   write(dirs.k8s, "postgres-admin.env", envFile({ password: adminPassword }));
   for (const { name } of withSchema) write(dirs.k8s, `${name}-db.env`, envFile({ password: secret(`${name}-db`) }));
   for (const name of natsUsers) write(dirs.k8s, `${name}-nats.env`, envFile({ password: secret(`${name}-nats`) }));
+  for (const c of clusters) for (const name of [c.adminSecret, c.appSecret, c.captureSecret]) write(dirs.k8s, `${name}.env`, envFile({ password: secret(name) }));
   write(dirs.k8s, "gateway-local-auth.env", envFile({ secret: secret("gateway-local-auth") }));
   write(dirs.k8s, "gateway-operator-auth.env", envFile({ secret: secret("gateway-operator-auth") }));
 
@@ -76,15 +83,30 @@ export async function generateSecrets(deployDir: string, deployables: readonly D
   write(dirs.compose, "postgres.env", envFile({ POSTGRES_PASSWORD: adminPassword }));
   write(dirs.compose, "postgres-roles.env", envFile({ PGPASSWORD: adminPassword, ...Object.fromEntries(withSchema.map(({ name }) => [databasePasswordVariable(name), secret(`${name}-db`)])) }));
   write(dirs.compose, "nats.env", envFile(Object.fromEntries(natsUsers.map((name) => [natsPasswordVariable(name), natsPasswordValue(secret(`${name}-nats`))]))));
-  for (const { name, schema } of deployables) {
+  for (const c of clusters) {
+    write(dirs.compose, `${c.host}.env`, envFile({ POSTGRES_PASSWORD: secret(c.adminSecret) }));
+    write(
+      dirs.compose,
+      `${c.host}-roles.env`,
+      envFile({ PGPASSWORD: secret(c.adminSecret), [databasePasswordVariable(c.owner)]: secret(c.appSecret), [databasePasswordVariable(c.captureRole)]: secret(c.captureSecret) }),
+    );
+  }
+  for (const d of deployables) {
+    const { name, schema } = d;
+    const legacy = clusters.find((c) => c.owner === name);
     write(
       dirs.compose,
       `${name}.env`,
-      envFile({
-        NATS_URL: `nats://${name}:${secret(`${name}-nats`)}@nats:4222`,
-        ...(schema === undefined ? {} : { DATABASE_URL: `postgres://${name}:${secret(`${name}-db`)}@postgres:5432/${name}` }),
-        ...(name === "gateway" ? { AUTH_LOCAL_SECRET: secret("gateway-local-auth") } : {}),
-      }),
+      envFile(
+        legacy
+          ? { DATABASE_URL: legacyUrl(legacy.owner, legacy.appSecret, legacy) }
+          : {
+              NATS_URL: `nats://${name}:${secret(`${name}-nats`)}@nats:4222`,
+              ...(schema === undefined ? {} : { DATABASE_URL: `postgres://${name}:${secret(`${name}-db`)}@postgres:5432/${name}` }),
+              ...Object.fromEntries(clusters.filter((c) => c.capturedBy === name).map((c) => [c.captureUrlVariable, legacyUrl(c.captureRole, c.captureSecret, c)])),
+              ...(name === "gateway" ? { AUTH_LOCAL_SECRET: secret("gateway-local-auth") } : {}),
+            },
+      ),
     );
   }
 

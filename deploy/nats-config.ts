@@ -4,8 +4,8 @@
  * three-server cluster, and nats.conf, for compose's single server. deploy/generate-deploy.ts
  * writes them with the rest of deploy/.
  */
-import { meshDeployables } from "#mesh";
 import { meshNatsUsers, natsServerConfig } from "#tools/infra/nats-accounts.js";
+import { meshNative } from "./legacy-deployables.js";
 
 /** The servers of the k8s StatefulSet, which find each other through the headless nats-cluster Service. */
 const K8S_NATS_SERVERS = 3;
@@ -30,6 +30,6 @@ const clusterSettings = [
 
 /** Each config by its path under deploy/. */
 export function natsConfigFiles(): Record<string, string> {
-  const server = natsServerConfig({ host: "0.0.0.0", port: 4222, storeDir: "/data", users: meshNatsUsers(meshDeployables) });
+  const server = natsServerConfig({ host: "0.0.0.0", port: 4222, storeDir: "/data", users: meshNatsUsers(meshNative) });
   return { "k8s/base/nats/nats.conf": server + clusterSettings, "nats.conf": server };
 }

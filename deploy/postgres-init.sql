@@ -19,6 +19,12 @@ REVOKE ALL ON DATABASE postgres FROM PUBLIC;
 \set schema payment
 \ir postgres-role.sql
 
+\getenv password CATALOG_DB_PASSWORD
+\set role catalog
+\set db catalog
+\set schema catalog
+\ir postgres-role.sql
+
 \getenv password ORDER_DB_PASSWORD
 \set role order
 \set db order
@@ -29,11 +35,5 @@ REVOKE ALL ON DATABASE postgres FROM PUBLIC;
 \set role notification
 \set db notification
 \set schema notification
-\ir postgres-role.sql
-
-\getenv password CATALOG_DB_PASSWORD
-\set role catalog
-\set db catalog
-\set schema catalog
 \ir postgres-role.sql
 -- end generated: roles

@@ -1,8 +1,9 @@
 import { spawnSync } from "node:child_process";
-import { X509Certificate } from "node:crypto";
+import { randomBytes, X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
+import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse, parseAllDocuments } from "yaml";
 import type { Env } from "#platform/process/config.js";
@@ -15,6 +16,9 @@ import { loadConfig as gatewayConfig } from "#gateway/src/config.js";
 import { readContracts } from "#deploy/contract-callers.js";
 import { deployFiles } from "#deploy/generate-deploy.js";
 import { compiledNodeFlags } from "#deploy/bundle-layout.js";
+import { callersOf, isLegacy, legacyClusters } from "#deploy/legacy-deployables.js";
+import { startLocalPostgres } from "#tools/infra/local-postgres.js";
+import { freePort } from "#tools/infra/tcp.js";
 
 /**
  * No Docker engine or cluster runs here, so the deployment is checked by reading it: every
@@ -26,17 +30,31 @@ const root = resolve(import.meta.dirname, "../..");
 const deploy = join(root, "deploy");
 
 type Loaded = { port: number; opsPort: number; meshTls: { certFile: string; keyFile: string; caFile: string } | "off" };
-/** Each deployable's config loader: the loadConfig of src/config.ts beside its entry point. */
-const loaders = Object.fromEntries(
-  await Promise.all(meshDeployables.map(async (d) => [d.name, ((await import(join(root, dirname(d.main), "src/config.ts"))) as { loadConfig: (env: Env) => Loaded }).loadConfig] as const)),
-) as Record<MeshServiceName, (env: Env) => Loaded>;
 const deployables: readonly Deployable[] = meshDeployables;
+/**
+ * What a legacy deployable reads (DESIGN of issue 15, §1): its port variable, OPS_PORT and the
+ * TLS files. It shares no code with the mesh, so no loadConfig of the kit's kind is there to call.
+ */
+const legacySettings = (d: Deployable) => (env: Env): Loaded => ({
+  port: Number(env[d.port.variable] ?? d.port.default),
+  opsPort: Number(env["OPS_PORT"] ?? d.opsPort.default),
+  meshTls: env["TLS_CERT_FILE"] ? { certFile: env["TLS_CERT_FILE"], keyFile: env["TLS_KEY_FILE"]!, caFile: env["TLS_CA_FILE"]! } : "off",
+});
+/** Each deployable's config loader: the loadConfig of src/config.ts beside its entry point; a legacy one's settings as it reads them. */
+const loaders = Object.fromEntries(
+  await Promise.all(
+    deployables.map(async (d) => [d.name, isLegacy(d) ? legacySettings(d) : ((await import(join(root, dirname(d.main), "src/config.ts"))) as { loadConfig: (env: Env) => Loaded }).loadConfig] as const),
+  ),
+) as Record<MeshServiceName, (env: Env) => Loaded>;
 const names = deployables.map((d) => d.name as MeshServiceName);
+/** The mesh services (gRPC, NATS), every deployable but the legacy ones. */
+const meshNames = deployables.filter((d) => !isLegacy(d)).map((d) => d.name as MeshServiceName);
+const legacyNames = deployables.filter(isLegacy).map((d) => d.name as MeshServiceName);
 const withSchema = deployables.filter((d) => d.schema !== undefined).map((d) => d.name);
-/** NATS users and mesh identities alike. */
+/** Mesh identities: every deployable and the operator. */
 const principals = [...names, OPERATOR];
-/** NATS users: those, and the console's backend (whose certificate is cert-manager's, in the gateway's file). */
-const natsUsers = [...principals, CONSOLE];
+/** NATS users: those but the legacy deployables, and the console's backend (whose certificate is cert-manager's, in the gateway's file). */
+const natsUsers = [...meshNames, OPERATOR, CONSOLE];
 const byName = (name: string) => deployables.find((d) => d.name === name)!;
 
 /** A parsed manifest: untyped YAML, read by the paths each check expects. */
@@ -54,8 +72,8 @@ const compose = parse(readFileSync(join(deploy, "compose.yaml"), "utf8"), { merg
 const podOf = (name: string) => find("Deployment", name).spec.template.spec;
 const containerOf = (name: string) => podOf(name).containers[0];
 const portNamed = (container: Doc, name: string): number => container.ports.find((p: Doc) => p.name === name).containerPort;
-/** The port a deployable serves on: the mesh port (mTLS), or the public one if its contract admits "anyone" or "customer". */
-const servingPortName = (name: string) => (contract(name).public ? "http" : "rpc");
+/** The port a deployable serves on: the mesh port (mTLS), the public one if its contract admits "anyone" or "customer", a legacy app's HTTPS. */
+const servingPortName = (name: string) => (isLegacy(byName(name)) ? "https" : contract(name).public ? "http" : "rpc");
 
 /** The Secrets of the console's certificate and NATS password, which the gateway's operator listener's backend acts with. */
 const CONSOLE_TLS_SECRET = "console-tls";
@@ -133,7 +151,7 @@ describe("Kubernetes manifests (kustomize base)", () => {
     expect(find("PodDisruptionBudget", name)?.spec.selector.matchLabels).toEqual(deployment.spec.selector.matchLabels);
   });
 
-  it.each(names)("%s is probed and scraped on its plaintext ops port, sets resources, and runs non-root on a read-only filesystem", (name) => {
+  it.each(meshNames)("%s is probed and scraped on its plaintext ops port, sets resources, and runs non-root on a read-only filesystem", (name) => {
     const pod = podOf(name);
     const container = containerOf(name);
     const ops = portNamed(container, "ops");
@@ -149,6 +167,21 @@ describe("Kubernetes manifests (kustomize base)", () => {
     expect(pod.securityContext.runAsNonRoot).toBe(true);
     expect(container.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } });
     expect(container.volumeMounts).toContainEqual({ name: "tmp", mountPath: "/tmp" }); // tsx's cache
+  });
+
+  it.each(legacyNames)("%s (legacy) is probed over HTTP on its plaintext ops port, ready on GET /healthz, alive while the port listens, and runs non-root on a read-only filesystem", (name) => {
+    const pod = podOf(name);
+    const container = containerOf(name);
+    const ops = portNamed(container, "ops");
+    expect(ops).toBe(byName(name).opsPort.default);
+    expect(envOf(container)["OPS_PORT"]).toBe(String(ops));
+    expect(container.readinessProbe.httpGet).toEqual({ port: ops, path: "/healthz" });
+    // /healthz follows its database; liveness never does.
+    expect(container.livenessProbe.tcpSocket).toEqual({ port: ops });
+    expect(container.readinessProbe.grpc ?? container.livenessProbe.grpc).toBeUndefined();
+    expect(find("Deployment", name).spec.template.metadata.annotations ?? {}).not.toHaveProperty("prometheus.io/scrape"); // it serves no /metrics
+    expect(pod.securityContext.runAsNonRoot).toBe(true);
+    expect(container.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } });
   });
 
   it("keep the gateway's operator listener from the public: no Service or NetworkPolicy opens its port, and it stays on loopback", () => {
@@ -218,8 +251,10 @@ describe("Kubernetes manifests (kustomize base)", () => {
     expect(config.port).toBe(byName(name).port.default);
     expect(find("Service", name).spec.ports.map((p: Doc) => p.port)).toEqual([port]); // the ops port is no Service's
     expect(envOf(container)["HOST"]).toBe("0.0.0.0");
-    // Peers reach the pod itself, over mTLS unless it is the public port.
-    expect(envOf(container)["ADVERTISE_URL"]).toBe(`${contract(name).public ? "http" : "https"}://10.1.2.3:${port}`);
+    // Peers reach the pod itself, over mTLS unless it is the public port; a legacy app is in no registry: callers reach its Service.
+    expect(envOf(container)["ADVERTISE_URL"]).toBe(isLegacy(byName(name)) ? undefined : `${contract(name).public ? "http" : "https"}://10.1.2.3:${port}`);
+    // Its callers reach it at <NAME>_URL, its Service's port, over mTLS.
+    for (const caller of callersOf(name)) expect(envOf(containerOf(caller))[`${name.toUpperCase()}_URL`], caller).toBe(`${contract(name).public ? "http" : "https"}://${name}:${port}`);
   });
 
   it("runs one image for every service, each chosen by argument, from the manifest", () => {
@@ -236,7 +271,7 @@ describe("Kubernetes manifests (kustomize base)", () => {
   it("runs a three-server JetStream cluster, and every service keeps three stream replicas", () => {
     expect(find("StatefulSet", "nats").spec.replicas).toBe(3);
     expect(readFileSync(join(deploy, "k8s/base/nats/nats.conf"), "utf8")).toMatch(/jetstream/);
-    for (const name of names) expect(envOf(containerOf(name))["STREAM_REPLICAS"]).toBe("3");
+    for (const name of meshNames) expect(envOf(containerOf(name))["STREAM_REPLICAS"]).toBe("3");
   });
 });
 
@@ -302,14 +337,15 @@ describe("NetworkPolicies", () => {
     expect(denyAll[0].spec.ingress ?? []).toEqual([]);
   });
 
-  it.each(names)("%s admits on its mesh port exactly the callers its contract names, and on its ops port only monitoring", (name) => {
+  it.each(names)("%s admits on its mesh port exactly the callers its contract (a legacy app: the manifest's calls) names, and on its ops port only monitoring", (name) => {
     const [policy, ...others] = policyFor(name);
     expect(others).toEqual([]);
     const container = containerOf(name);
     const rules = rulesByPort(policy);
     expect([...rules.keys()].sort()).toEqual([portNamed(container, servingPortName(name)), portNamed(container, "ops")].sort());
     const mesh = admitted(rules.get(portNamed(container, servingPortName(name))));
-    expect(mesh.pods).toEqual(contract(name).callers);
+    const callers = isLegacy(byName(name)) ? deployables.filter((d) => d.calls.includes(name)).map((d) => d.name).sort() : contract(name).callers;
+    expect(mesh.pods).toEqual(callers);
     // Only the public port admits a namespace: the ingress controller's.
     expect(mesh.namespaces).toEqual(contract(name).public ? ["ingress-nginx"] : []);
     expect(mesh.other).toEqual([]);
@@ -323,10 +359,10 @@ describe("NetworkPolicies", () => {
     expect(find("Job", "postgres-roles").spec.template.metadata.labels["app.kubernetes.io/name"]).toBe("postgres-roles");
   });
 
-  it("NATS admits every deployable as a client, its own servers as routes, monitoring on its monitor port", () => {
+  it("NATS admits every mesh service as a client (no legacy app), its own servers as routes, monitoring on its monitor port", () => {
     const rules = rulesByPort(policyFor("nats")[0]);
     expect([...rules.keys()].sort()).toEqual([4222, 6222, 8222]);
-    expect(admitted(rules.get(4222))).toEqual({ pods: [...names].sort(), namespaces: [], other: [] });
+    expect(admitted(rules.get(4222))).toEqual({ pods: [...meshNames].sort(), namespaces: [], other: [] });
     expect(admitted(rules.get(6222))).toEqual({ pods: ["nats"], namespaces: [], other: [] });
     expect(admitted(rules.get(8222))).toEqual({ pods: [], namespaces: ["monitoring"], other: [] });
   });
@@ -346,7 +382,14 @@ describe("credentials per service", () => {
 
   it.each(names)("%s refers to its own Secrets alone", (name) => {
     // The gateway's operator listener besides: the console's certificate, and its NATS user for the dead letters.
-    const own = [`${name}-tls`, `${name}-nats`, ...(byName(name).schema === undefined ? [] : [`${name}-db`]), ...(name === "gateway" ? [CONSOLE_TLS_SECRET, CONSOLE_NATS_SECRET] : [])];
+    // A legacy app: no NATS user, its role's password on its own cluster. A capturer: its capture role's on that cluster.
+    const own = [
+      `${name}-tls`,
+      ...(isLegacy(byName(name)) ? [`${name}-db`] : [`${name}-nats`]),
+      ...(byName(name).schema === undefined ? [] : [`${name}-db`]),
+      ...legacyClusters.filter((c) => c.capturedBy === name).map((c) => c.captureSecret),
+      ...(name === "gateway" ? [CONSOLE_TLS_SECRET, CONSOLE_NATS_SECRET] : []),
+    ];
     expect(secretsOf(podOf(name))).toEqual(own.sort());
   });
 
@@ -355,10 +398,25 @@ describe("credentials per service", () => {
     expect(secretsOfWorkload("StatefulSet", "nats")).toEqual(natsUsers.map((n) => `${n}-nats`).sort());
     expect(secretsOfWorkload("StatefulSet", "postgres")).toEqual(["postgres-admin"]);
     expect(secretsOfWorkload("Job", "postgres-roles")).toEqual(["postgres-admin", ...withSchema.map((n) => `${n}-db`)].sort());
-    expect(workloads.map((w) => `${w.kind}/${w.metadata.name}`).sort()).toEqual([...names.map((n) => `Deployment/${n}`), "Job/postgres-roles", "StatefulSet/nats", "StatefulSet/postgres"].sort());
+    // Each legacy cluster: its own admin password, and its Job the two roles' besides.
+    expect(legacyClusters.length).toBeGreaterThan(0);
+    for (const c of legacyClusters) {
+      expect(secretsOfWorkload("StatefulSet", c.host)).toEqual([c.adminSecret]);
+      expect(secretsOfWorkload("Job", `${c.host}-roles`)).toEqual([c.adminSecret, c.appSecret, c.captureSecret].sort());
+    }
+    expect(workloads.map((w) => `${w.kind}/${w.metadata.name}`).sort()).toEqual(
+      [...names.map((n) => `Deployment/${n}`), "Job/postgres-roles", "StatefulSet/nats", "StatefulSet/postgres", ...legacyClusters.flatMap((c) => [`StatefulSet/${c.host}`, `Job/${c.host}-roles`])].sort(),
+    );
   });
 
-  it.each(names)("%s signs in to Postgres as its own role, never a superuser, and to NATS as its own user", (name) => {
+  it.each(legacyNames)("%s (legacy) signs in to its own cluster as its own role, and to no NATS", (name) => {
+    const env = envOf(containerOf(name));
+    expect(Object.keys(env).filter((variable) => variable.startsWith("NATS_"))).toEqual([]);
+    const database = new URL(env["DATABASE_URL"]!);
+    expect([database.username, database.password, database.host, database.pathname]).toEqual([name, SECRET_STANDIN, `${name}-postgres:5432`, `/${name}`]);
+  });
+
+  it.each(meshNames)("%s signs in to Postgres as its own role, never a superuser, and to NATS as its own user", (name) => {
     const env = envOf(containerOf(name));
     const nats = new URL(env["NATS_URL"]!);
     expect([nats.username, nats.password, nats.host]).toEqual([name, SECRET_STANDIN, "nats:4222"]);
@@ -491,7 +549,7 @@ describe("generate-secrets.ts", () => {
     expect(before).toMatch(/^password=[\w-]{32}\n$/);
   });
 
-  it.each(names)("compose runs %s with its own database role, NATS user and certificate, and publishes only the gateway on loopback", (name) => {
+  it.each(names)("compose runs %s with its own database role, NATS user (none for a legacy app) and certificate, and publishes only the gateway on loopback", (name) => {
     const service = compose.services[name];
     expect(service.env_file).toEqual([`.secrets/compose/${name}.env`]);
     const own = envFileOf(join(dir, service.env_file[0]));
@@ -499,8 +557,10 @@ describe("generate-secrets.ts", () => {
     const config = loaders[name](env);
     expect(config.port).toBe(Number(service.environment[byName(name).port.variable]));
     expect(config.opsPort).toBe(byName(name).opsPort.default);
-    expect(new URL(env["NATS_URL"]).username).toBe(name);
-    expect(env["DATABASE_URL"] && new URL(env["DATABASE_URL"]).username).toBe(byName(name).schema === undefined ? undefined : name);
+    const legacy = isLegacy(byName(name));
+    expect(env["NATS_URL"] && new URL(env["NATS_URL"]).username).toBe(legacy ? undefined : name);
+    expect(env["DATABASE_URL"] && new URL(env["DATABASE_URL"]).username).toBe(byName(name).schema === undefined && !legacy ? undefined : name);
+    if (legacy) expect(new URL(env["DATABASE_URL"]!).host).toBe(`${name}-postgres:5432`);
     // Its env file holds no other principal's password, nor the admin's.
     const values = join(dir, ".secrets/values");
     const others = readdirSync(values).filter((f) => !f.startsWith(`${name}-`)).map((f) => readFileSync(join(values, f), "utf8").trim());
@@ -513,7 +573,24 @@ describe("generate-secrets.ts", () => {
     expect(certificate.subjectAltName).toContain(`URI:spiffe://meshwork/${name}`);
     expect(certificate.verify(new X509Certificate(readFileSync(join(dir, ".secrets/compose/pki", name, "ca.crt"))).publicKey)).toBe(true);
     expect(service.ports ?? []).toEqual(contract(name).public ? [`127.0.0.1:${config.port}:${config.port}`] : []);
-    expect(service.healthcheck.test.join(" ")).toContain("process.env.OPS_PORT + '/grpc.health.v1.Health/Check'");
+    expect(service.healthcheck.test.join(" ")).toContain(legacy ? "process.env.OPS_PORT + '/healthz'" : "process.env.OPS_PORT + '/grpc.health.v1.Health/Check'");
+  });
+
+  it("compose gives the old shop its role's URL on its own cluster, and the catalog the capture role's, each matching what the cluster's roles one-shot sets, and the old shop no NATS user", () => {
+    const roles = envFileOf(join(dir, ".secrets/compose/oldshop-postgres-roles.env"));
+    const admin = envFileOf(join(dir, ".secrets/compose/oldshop-postgres.env"))["POSTGRES_PASSWORD"]!;
+    expect(roles["PGPASSWORD"]).toBe(admin);
+    expect(admin).not.toBe(envFileOf(join(dir, ".secrets/compose/postgres.env"))["POSTGRES_PASSWORD"]); // an admin of its own
+    const oldshop = envFileOf(join(dir, ".secrets/compose/oldshop.env"));
+    expect(Object.keys(oldshop)).toEqual(["DATABASE_URL"]);
+    const app = new URL(oldshop["DATABASE_URL"]!);
+    expect([app.username, app.password, app.host, app.pathname]).toEqual(["oldshop", roles["OLDSHOP_DB_PASSWORD"], "oldshop-postgres:5432", "/oldshop"]);
+    const catalog = envFileOf(join(dir, ".secrets/compose/catalog.env"));
+    const cdc = new URL(catalog["OLDSHOP_CDC_URL"]!);
+    expect([cdc.username, cdc.password, cdc.host, cdc.pathname]).toEqual(["catalog_cdc", roles["CATALOG_CDC_DB_PASSWORD"], "oldshop-postgres:5432", "/oldshop"]);
+    // Its own database stays on the mesh's cluster.
+    expect(new URL(catalog["DATABASE_URL"]!).host).toBe("postgres:5432");
+    for (const env of [oldshop, catalog]) expect(Object.values(env).filter((value) => value.includes(admin))).toEqual([]);
   });
 
   it("compose's operator certificate can only be a client, and no container mounts it or the CA's key", () => {
@@ -530,19 +607,34 @@ describe("generate-secrets.ts", () => {
     expect(roles["PGPASSWORD"]).toBe(admin);
     for (const name of withSchema) expect(new URL(envFileOf(join(dir, `.secrets/compose/${name}.env`))["DATABASE_URL"]!).password).toBe(roles[databasePasswordVariable(name)]);
     const nats = envFileOf(join(dir, ".secrets/compose/nats.env"));
-    for (const name of names) expect(nats[natsPasswordVariable(name)]).toBe(`"${new URL(envFileOf(join(dir, `.secrets/compose/${name}.env`))["NATS_URL"]!).password}"`);
+    for (const name of meshNames) expect(nats[natsPasswordVariable(name)]).toBe(`"${new URL(envFileOf(join(dir, `.secrets/compose/${name}.env`))["NATS_URL"]!).password}"`);
     expect(compose.services.nats.volumes).toEqual(["./nats.conf:/etc/nats/nats.conf:ro"]);
     expect(compose.services["postgres-roles"].command.join(" ")).toContain("-f /init/postgres-init.sql");
   });
 });
 
 describe("Docker Compose and the Dockerfile", () => {
+  it("runs the old shop's own cluster with logical decoding, the old shop once its roles are made, and the catalog once the old shop is healthy", () => {
+    const cluster = compose.services["oldshop-postgres"];
+    expect(cluster.image).toBe("postgres:16");
+    expect(cluster.command.join(" ")).toMatch(/^postgres .*-c wal_level=logical/);
+    expect(cluster.command.join(" ")).toMatch(/-c max_slot_wal_keep_size=\S+/);
+    const roles = compose.services["oldshop-postgres-roles"];
+    expect(roles.command.join(" ")).toContain("-h oldshop-postgres -U postgres -d postgres -f /init/oldshop-postgres-init.sql");
+    expect(roles.volumes.map((v: string) => v.split(":")[0]).sort()).toEqual(["./oldshop-postgres-init.sql", "./postgres-capture-role.sql", "./postgres-role.sql"]);
+    expect(compose.services.oldshop.depends_on).toEqual({ "oldshop-postgres-roles": { condition: "service_completed_successfully" } });
+    expect(compose.services.catalog.depends_on).toMatchObject({ oldshop: { condition: "service_healthy" } });
+    for (const caller of ["gateway", "order"]) {
+      expect(compose.services[caller].environment, caller).toMatchObject({ OLDSHOP_URL: "https://oldshop:50060", CATALOG_URL: "https://catalog:50055" });
+    }
+  });
+
   it.each(names)("%s starts only once its dependencies are healthy (or, for the roles, done)", (name) => {
     const service = compose.services[name];
     expect(service.image).toBe("meshwork:latest");
     expect(service.command).toEqual([name]);
     expect(service.read_only).toBe(true);
-    for (const [dependency, condition] of Object.entries(service.depends_on)) expect(condition).toEqual({ condition: dependency === "postgres-roles" ? "service_completed_successfully" : "service_healthy" });
+    for (const [dependency, condition] of Object.entries(service.depends_on)) expect(condition).toEqual({ condition: dependency.endsWith("postgres-roles") ? "service_completed_successfully" : "service_healthy" });
   });
 
   // The Dockerfile's instructions by stage, comments and blank lines left out.
@@ -589,5 +681,131 @@ describe("Docker Compose and the Dockerfile", () => {
       expect(at(buildStage, copied), copied).toBeGreaterThan(-1);
       expect(at(buildStage, copied), `${copied} before npm ci`).toBeLessThan(install);
     }
+  });
+});
+
+describe("the old shop (a legacy deployable) and its own cluster", () => {
+  const cluster = legacyClusters.find((c) => c.owner === "oldshop")!;
+
+  it("names the old shop's cluster and roles from the manifest", () => {
+    expect(cluster).toMatchObject({ host: "oldshop-postgres", database: "oldshop", schema: "oldshop", captureRole: "catalog_cdc", publication: "oldshop_catalog", captureUrlVariable: "OLDSHOP_CDC_URL" });
+  });
+
+  it("runs a cluster of its own with logical decoding and a bound on the WAL a slot holds", () => {
+    const statefulSet = find("StatefulSet", "oldshop-postgres");
+    expect(find("Service", "oldshop-postgres").spec.selector).toEqual(statefulSet.spec.selector.matchLabels);
+    const args: string[] = statefulSet.spec.template.spec.containers[0].args;
+    const settings = Object.fromEntries(args.filter((_, i) => args[i - 1] === "-c").map((setting) => setting.split("=")));
+    expect(settings).toMatchObject({ wal_level: "logical", max_slot_wal_keep_size: expect.stringMatching(/^\d+GB$/) });
+    expect(Number(settings["max_replication_slots"])).toBeGreaterThan(0);
+    // The mesh's cluster decodes nothing: no role there needs REPLICATION.
+    expect(find("StatefulSet", "postgres").spec.template.spec.containers[0].args).toBeUndefined();
+  });
+
+  it("admits only the old shop and the catalog (its change capture), and the Job that makes their roles", () => {
+    const [policy, ...others] = base.filter((d) => d.kind === "NetworkPolicy" && d.spec.podSelector.matchLabels?.["app.kubernetes.io/name"] === "oldshop-postgres");
+    expect(others).toEqual([]);
+    const rules = rulesByPort(policy);
+    expect([...rules.keys()]).toEqual([5432]);
+    expect(admitted(rules.get(5432))).toEqual({ pods: ["catalog", "oldshop", "oldshop-postgres-roles"], namespaces: [], other: [] });
+    expect(find("Job", "oldshop-postgres-roles").spec.template.metadata.labels["app.kubernetes.io/name"]).toBe("oldshop-postgres-roles");
+  });
+
+  it("admits gateway and order, its callers in the manifest, on its HTTPS port", () => {
+    const rules = rulesByPort(find("NetworkPolicy", "oldshop"));
+    expect(admitted(rules.get(50060)).pods).toEqual(["gateway", "order"]);
+    for (const caller of ["gateway", "order"]) {
+      expect(envOf(containerOf(caller)), caller).toMatchObject({ OLDSHOP_URL: "https://oldshop:50060", CATALOG_URL: "https://catalog:50055" });
+    }
+  });
+
+  it("gives the catalog the capture role's URL on the old shop's cluster, from a Secret of its own, and keeps its database on the mesh's", () => {
+    const env = envOf(containerOf("catalog"));
+    const cdc = new URL(env["OLDSHOP_CDC_URL"]!);
+    expect([cdc.username, cdc.password, cdc.host, cdc.pathname]).toEqual(["catalog_cdc", SECRET_STANDIN, "oldshop-postgres:5432", "/oldshop"]);
+    const password = containerOf("catalog").env.find((e: Doc) => e.name === /\$\((\w+)\)/.exec(containerOf("catalog").env.find((x: Doc) => x.name === "OLDSHOP_CDC_URL").value)![1]);
+    expect(password.valueFrom.secretKeyRef).toEqual({ name: "catalog-cdc", key: "password" });
+    expect(new URL(env["DATABASE_URL"]!).host).toBe("postgres:5432");
+  });
+
+  it("runs the old shop's init script, as deploy/ has it, with each role's password from its own Secret", () => {
+    const scripts = find("ConfigMap", "oldshop-postgres-init").data;
+    for (const file of ["oldshop-postgres-init.sql", "postgres-role.sql", "postgres-capture-role.sql"]) expect(scripts[file], file).toBe(readFileSync(join(deploy, file), "utf8"));
+    const job = find("Job", "oldshop-postgres-roles").spec.template.spec;
+    expect(job.containers[0].command.join(" ")).toContain("-h oldshop-postgres -U postgres -d postgres -f /init/oldshop-postgres-init.sql");
+    const secretOf = (variable: string) => job.containers[0].env.find((e: Doc) => e.name === variable).valueFrom.secretKeyRef;
+    expect([secretOf("PGPASSWORD"), secretOf("OLDSHOP_DB_PASSWORD"), secretOf("CATALOG_CDC_DB_PASSWORD")]).toEqual([
+      { name: "oldshop-postgres-admin", key: "password" },
+      { name: "oldshop-db", key: "password" },
+      { name: "catalog-cdc", key: "password" },
+    ]);
+    expect(job.volumes).toContainEqual({ name: "init", configMap: { name: "oldshop-postgres-init" } });
+  });
+
+  describe("its init script, run by psql on a cluster with the same settings", () => {
+    const dir = mkdtempSync(join(tmpdir(), "meshwork-oldshop-postgres-"));
+    const passwords = { admin: randomBytes(18).toString("base64url"), oldshop: randomBytes(18).toString("base64url"), cdc: randomBytes(18).toString("base64url") };
+    let server: Awaited<ReturnType<typeof startLocalPostgres>>;
+    let port: number;
+    let runs: ReturnType<typeof runInit>[];
+    const as = (user: string, password: string, database = "oldshop") => postgres(`postgres://${user}:${password}@127.0.0.1:${port}/${database}`, { max: 1, onnotice: () => {} });
+    const runInit = () =>
+      spawnSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-f", join(deploy, "oldshop-postgres-init.sql")], {
+        encoding: "utf8",
+        env: { PATH: process.env["PATH"], PGPASSWORD: passwords.admin, OLDSHOP_DB_PASSWORD: passwords.oldshop, CATALOG_CDC_DB_PASSWORD: passwords.cdc },
+      });
+    const clients: postgres.Sql[] = [];
+    const connect = (user: string, password: string, database?: string) => {
+      const sql = as(user, password, database);
+      clients.push(sql);
+      return sql;
+    };
+
+    beforeAll(async () => {
+      port = await freePort();
+      const args = find("StatefulSet", "oldshop-postgres").spec.template.spec.containers[0].args as string[];
+      const settings = Object.fromEntries(args.filter((_, i) => args[i - 1] === "-c").map((setting) => setting.split("=") as [string, string]));
+      // Commits flushed at once, as durable clusters do: logical decoding reads only flushed WAL.
+      server = await startLocalPostgres({ dataDir: join(dir, "data"), port, superuserPassword: passwords.admin, durable: false, settings: { ...settings, synchronous_commit: "on" } });
+      runs = [runInit(), runInit()];
+    }, 60_000);
+    afterAll(async () => {
+      await Promise.all(clients.map((sql) => sql.end()));
+      await server?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("makes the old shop's role and the capture role, twice over without harm", async () => {
+      for (const run of runs) expect(run.stderr).not.toMatch(/ERROR|FATAL/);
+      expect(runs.map((run) => run.status)).toEqual([0, 0]);
+      const admin = connect("postgres", passwords.admin, "postgres");
+      const roles = await admin`SELECT rolname, rolreplication, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname IN ('oldshop', 'catalog_cdc') ORDER BY rolname`;
+      expect(roles.map((r) => ({ ...r }))).toEqual([
+        { rolname: "catalog_cdc", rolreplication: true, rolsuper: false, rolcreatedb: false, rolcreaterole: false },
+        { rolname: "oldshop", rolreplication: false, rolsuper: false, rolcreatedb: false, rolcreaterole: false },
+      ]);
+      expect((await admin`SHOW wal_level`)[0]!["wal_level"]).toBe("logical");
+    });
+
+    it("lets the old shop make its tables, the capture role read and stream them through the publication, and write nothing", async () => {
+      const oldshop = connect("oldshop", passwords.oldshop);
+      // As the legacy app does at start: its schema's tables, made after the publication.
+      await oldshop`CREATE SCHEMA IF NOT EXISTS oldshop`;
+      await oldshop`CREATE TABLE IF NOT EXISTS oldshop.products (sku text PRIMARY KEY, title text NOT NULL, price numeric(12,2) NOT NULL)`;
+      const cdc = connect("catalog_cdc", passwords.cdc);
+      await cdc`SELECT pg_create_logical_replication_slot('deploy_test', 'pgoutput')`;
+      await oldshop`INSERT INTO oldshop.products VALUES ('MW-MUG-001', 'Mug', 12.99)`;
+      expect(await cdc`SELECT sku, title FROM oldshop.products`).toEqual([{ sku: "MW-MUG-001", title: "Mug" }]);
+      const changes = await cdc`SELECT count(*)::int AS n FROM pg_logical_slot_peek_binary_changes('deploy_test', NULL, NULL, 'proto_version', '1', 'publication_names', 'oldshop_catalog')`;
+      expect(changes[0]!["n"]).toBeGreaterThan(2); // BEGIN, RELATION, INSERT, COMMIT
+      const admin = connect("postgres", passwords.admin);
+      expect(await admin`SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = 'oldshop_catalog'`).toEqual([{ schemaname: "oldshop", tablename: "products" }]);
+      await cdc`SELECT pg_drop_replication_slot('deploy_test')`;
+      // Denied: writing, making objects, another database; the app role: publications of its own.
+      await expect(cdc`INSERT INTO oldshop.products VALUES ('X', 'x', 1)`).rejects.toMatchObject({ code: "42501" });
+      await expect(cdc`CREATE TABLE oldshop.mine (id int)`).rejects.toMatchObject({ code: "42501" });
+      await expect(connect("catalog_cdc", passwords.cdc, "postgres")`SELECT 1`).rejects.toMatchObject({ code: "42501" });
+      await expect(oldshop`CREATE PUBLICATION mine FOR TABLE oldshop.products`).rejects.toThrow(/owns only its own schema/);
+    });
   });
 });

@@ -6,7 +6,8 @@
  * drizzle migrations, and the gateway's console page with its script, prebuilt.
  *
  * The build fails if a bundle holds anything from tools/, tests/ or bench/, or imports a
- * package that is not a production dependency (the image installs no others), or if esbuild
+ * package that is not a production dependency (the image installs no others), or if a legacy
+ * deployable's bundle (the strangler fig's old app) holds any of the mesh's code, or if esbuild
  * warns. `dist/build.json` records every file the build read, so a launcher can tell a stale
  * build (`staleBuild`).
  *
@@ -17,7 +18,7 @@ import { isBuiltin } from "node:module";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build, type Message, type Metafile, type Plugin } from "esbuild";
-import { meshDeployables } from "#mesh";
+import { meshDeployables, type Deployable } from "#mesh";
 import { buildRecordPath, bundlePath, runServicePath } from "#deploy/bundle-layout.js";
 import { consolePages, consoleScriptBuild } from "#gateway/src/console-assets.js";
 
@@ -26,6 +27,9 @@ export const defaultDistDir = join(repoRoot, "dist");
 
 /** Development code, which must never reach a production bundle. */
 const devOnlyFolders = ["tools/", "tests/", "bench/"];
+
+/** The mesh's own code, which a legacy deployable stands apart from (services/mesh.ts, `legacy`). */
+const meshFolders = ["services/", "gen/", "gateway/", "deploy/"];
 
 /** What a deployable reads at run time from its own folder (main.ts's), copied beside its bundle. */
 const runtimeFiles = ["migrations", ...consolePages.map((page) => `web/${page.html}`)];
@@ -78,6 +82,14 @@ export function productionViolations(metafile: Metafile, dependencies: Record<st
     }
   }
   return violations;
+}
+
+/** Legacy deployables' bundles (by name) that hold the mesh's code: the old app must run without it. */
+export function legacyViolations(metafile: Metafile, legacyNames: readonly string[]): string[] {
+  const legacyBundles = legacyNames.map((name) => `/${bundlePath(name)}`);
+  return Object.entries(metafile.outputs)
+    .filter(([output]) => legacyBundles.some((bundle) => `/${output}`.endsWith(bundle)))
+    .flatMap(([output, { inputs }]) => Object.keys(inputs).filter((input) => meshFolders.some((folder) => input.startsWith(folder))).map((input) => `${output} is a legacy deployable's, yet bundles ${input}`));
 }
 
 function failOnMessages(what: string, warnings: Message[]): void {
@@ -133,7 +145,8 @@ async function bundleInto(outdir: string): Promise<string[]> {
     logLevel: "silent",
   });
   failOnMessages("server bundles", servers.warnings);
-  const violations = productionViolations(servers.metafile, dependencies);
+  const legacy = meshDeployables.filter((d: Deployable) => d.legacy !== undefined).map((d) => d.name);
+  const violations = [...productionViolations(servers.metafile, dependencies), ...legacyViolations(servers.metafile, legacy)];
 
   const inputs = new Set([...Object.keys(servers.metafile.inputs), relative(repoRoot, fileURLToPath(import.meta.url)), ...projectFiles]);
   for (const { name, main } of meshDeployables) {
