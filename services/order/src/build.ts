@@ -4,9 +4,12 @@ import { OrderService } from "#gen/shop/order/v1/order_service_pb.js";
 import { SagaAdminService } from "#gen/shop/order/v1/saga_admin_service_pb.js";
 import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
 import { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
-import { createServiceClient, type WireProtocol, createServiceDirectory, createSagaRunner, type SagaPolicy, startService, type ServiceRuntime, type ServiceServer } from "#platform";
+import { CatalogService } from "#gen/shop/catalog/v1/catalog_service_pb.js";
+import { createServiceClient, type WireProtocol, createServiceDirectory, createSagaRunner, openRouteTable, type SagaPolicy, startService, type ServiceRuntime, type ServiceServer } from "#platform";
 import { eventStream } from "#shop/streams.js";
 import { customerAgent } from "#shop/customer-agent.js";
+import { catalogRoutes, createCatalogRouter } from "#shop/catalog-router.js";
+import { createOldShopCatalog } from "#shop/old-shop-catalog.js";
 import { createOrderStore } from "./app/order-store.js";
 import { createOrders } from "./app/orders.js";
 import { createPlaceOrderSaga, defaultThreeDsTimeoutMs } from "./app/place-order-saga.js";
@@ -18,6 +21,9 @@ import { createSagaAdminRoutes } from "./rpc/saga-admin-routes.js";
 export interface OrderDeps extends ServiceRuntime {
   inventoryUrl: string;
   paymentUrl: string;
+  /** The catalog route's sides, which price each order: the old shop, and CatalogService. */
+  oldshopUrl: string;
+  catalogUrl: string;
   clientProtocol: WireProtocol;
   sagaPolicy: Partial<SagaPolicy>;
   /** How long a charge waits for the customer's 3-D Secure confirmation; 10 minutes by default. */
@@ -44,8 +50,14 @@ export async function build(deps: OrderDeps): Promise<ServiceServer> {
       const directory = createServiceDirectory({ bus, logger: deps.logger });
       const inventory = createServiceClient(InventoryService, { baseUrl: deps.inventoryUrl, protocol: deps.clientProtocol, directory, tls: mesh.peerTls("inventory") });
       const payment = createServiceClient(PaymentService, { baseUrl: deps.paymentUrl, protocol: deps.clientProtocol, directory, tls: mesh.peerTls("payment") });
+      // Prices follow the storefront's catalog route (the route table in NATS KV), without a
+      // shadow of their own: the gateway compares the sides.
+      const oldShop = createOldShopCatalog({ baseUrl: deps.oldshopUrl, tls: mesh.peerTls("oldshop") });
+      const catalog = createServiceClient(CatalogService, { baseUrl: deps.catalogUrl, protocol: deps.clientProtocol, directory, tls: mesh.peerTls("catalog") });
+      const routes = openRouteTable({ bus, routes: catalogRoutes, logger: deps.logger });
+      const catalogRouter = createCatalogRouter({ routes, oldShop: oldShop.client, catalog: catalog.client });
       const store = createOrderStore(db);
-      metrics.trackClients(() => [inventory.stats(), payment.stats()]);
+      metrics.trackClients(() => [inventory.stats(), payment.stats(), oldShop.stats(), catalog.stats()]);
       metrics.gauge("sagas", "Sagas by state", ["state"], async () =>
         (await db.select({ state: sagas.state, n: count() }).from(sagas).groupBy(sagas.state)).map((row) => ({ labels: { state: row.state }, value: row.n })),
       );
@@ -65,7 +77,7 @@ export async function build(deps: OrderDeps): Promise<ServiceServer> {
       if (resumed > 0) deps.logger.info({ resumed }, "resumed unfinished sagas");
       return {
         routes: (router) => {
-          createRoutes({ orders: createOrders({ store, inventory: inventory.client, saga }) })(router);
+          createRoutes({ orders: createOrders({ store, catalog: catalogRouter, saga }) })(router);
           createSagaAdminRoutes({ admin: createSagaAdmin({ saga, logger: deps.logger }) })(router);
         },
         // CreateOrder answers before its saga runs: admission control weighs the sagas under way too.
@@ -74,6 +86,9 @@ export async function build(deps: OrderDeps): Promise<ServiceServer> {
           await saga.stop();
           inventory.close();
           payment.close();
+          routes.close();
+          oldShop.close();
+          catalog.close();
           directory.stop();
         },
       };

@@ -6,7 +6,10 @@ export interface OrderConfig extends ServiceConfig {
   port: number;
   inventoryUrl: string;
   paymentUrl: string;
-  /** Protocol for calls to inventory and payment. */
+  /** The two sides of the catalog route, which prices orders: the old shop's JSON API and CatalogService. */
+  oldshopUrl: string;
+  catalogUrl: string;
+  /** Protocol for calls to inventory, payment and catalog. */
   clientProtocol: WireProtocol;
   sagaPolicy: SagaPolicy;
   /** How long a charge waits for the customer's 3-D Secure confirmation before the order is cancelled. */
@@ -21,6 +24,8 @@ export function loadConfig(env: Env): OrderConfig {
     port: listenPort(env, "order"),
     inventoryUrl: peerUrlOf(env, "inventory", service.meshTls),
     paymentUrl: peerUrlOf(env, "payment", service.meshTls),
+    oldshopUrl: peerUrlOf(env, "oldshop", service.meshTls),
+    catalogUrl: peerUrlOf(env, "catalog", service.meshTls),
     clientProtocol: oneOf(env, "CLIENT_PROTOCOL", ["connect", "grpc"] as const, "connect"),
     sagaPolicy: {
       ...defaultSagaPolicy,

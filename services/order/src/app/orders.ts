@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { pageRequest, readPage, type SagaRunner } from "#platform";
-import type { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
+import type { CatalogRouter } from "#shop/catalog-router.js";
 import { OrderNotFoundError, OrderTransitionError, SagaNotFoundError } from "../domain/errors.js";
 import { assertCancellable, assertSameRequest, priceOrder, requestFingerprint, validateNewOrder, type CatalogPrice, type NewOrder } from "../domain/order.js";
 import type { OrderStore, StoredOrder } from "./order-store.js";
@@ -13,15 +13,20 @@ export interface OrderPage {
 }
 
 /** Ordering's use cases. */
-export function createOrders(deps: { store: OrderStore; inventory: Client<typeof InventoryService>; saga: SagaRunner<PlaceOrderPayload> }) {
-  const { store, inventory, saga } = deps;
+export function createOrders(deps: { store: OrderStore; catalog: CatalogRouter; saga: SagaRunner<PlaceOrderPayload> }) {
+  const { store, catalog, saga } = deps;
 
+  /**
+   * Prices from the side the catalog route serves this customer from (the old shop or
+   * CatalogService), the storefront's own choice for them, so the price they were shown is
+   * the price they are charged.
+   */
   async function priceFromCatalog(order: NewOrder) {
-    const { products } = await inventory.listProducts({ skus: [...new Set(order.items.map((item) => item.sku))] });
-    const catalog = new Map<string, CatalogPrice>(
+    const { products } = await catalog.listProducts([...new Set(order.items.map((item) => item.sku))], `customer:${order.customerId}`);
+    const prices = new Map<string, CatalogPrice>(
       products.map((p) => [p.sku, { sku: p.sku, name: p.name, priceMinor: Number(p.price?.minorUnits ?? 0n), currency: p.price?.currencyCode ?? "" }]),
     );
-    return priceOrder(order.items, catalog);
+    return priceOrder(order.items, prices);
   }
 
   return {
