@@ -1,90 +1,77 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { fromBinary } from "@bufbuild/protobuf";
-import { connectBus, type BusConnection, type ServiceServer } from "#platform";
-import { eventStream } from "#shop/streams.js";
-import { ItemCreatedSchema } from "#gen/shop/catalog/v1/catalog_events_pb.js";
-import { CatalogService } from "#gen/shop/catalog/v1/catalog_service_pb.js";
+import { Code, createClient, type Client } from "@connectrpc/connect";
+import { randomBytes } from "node:crypto";
+import type { ServiceServer } from "#platform";
+import { CatalogService, SyncState } from "#gen/shop/catalog/v1/catalog_service_pb.js";
 import { connect, createServiceDatabases } from "#tests/support/databases.js";
 import { eventually } from "#tests/support/eventually.js";
-import { contractClient, testPki } from "#tests/support/mesh-clients.js";
+import { contractClient, meshTransport, testPki } from "#tests/support/mesh-clients.js";
 import { startTestNats, type TestNats } from "#tests/support/nats.js";
 import { testRuntime } from "#tests/support/services.js";
-import { silentLogger } from "#tests/support/silent-logger.js";
 import { build } from "./build.js";
+import { createOldShopSource } from "./testing/old-shop-source.js";
 
-const stream = eventStream("catalog");
-const subject = "shop.catalog.v1.ItemCreated";
-
-describe("catalog against real Postgres and NATS: CreateItem → outbox → relay → JetStream → its own consumer → inbox", () => {
+describe("catalog over the real RPC stack (mTLS), fed by change capture from the old shop's database", () => {
   let nats: TestNats;
   let server: ServiceServer;
-  let sql: ReturnType<typeof connect>;
-  /** The suite's own NATS user: reads the stream, and delivers a copy as a redelivery would. */
-  let bus: BusConnection;
+  let legacy: ReturnType<typeof connect>;
   let client: Client<typeof CatalogService>;
+  let asGateway: Client<typeof CatalogService>;
+  const slot = `t_${randomBytes(5).toString("hex")}`;
 
   beforeAll(async () => {
-    const [databases, started, pki] = await Promise.all([createServiceDatabases(), startTestNats(), testPki()]);
+    const [databases, source, started, pki] = await Promise.all([createServiceDatabases(), createOldShopSource(), startTestNats(), testPki()]);
     nats = started;
-    // Its own certificate, Postgres role and NATS user, as `npm start` gives them.
-    server = await build(testRuntime(pki, "catalog", databases.urls.catalog, nats.urlFor("catalog")));
+    legacy = connect(source.adminUrl);
+    await legacy`insert into oldshop.products (sku, title, blurb, price, currency) values ('MW-MUG-001', 'Mug', 'A mug.', '12.99', 'USD'), ('MW-PEN-002', 'Pen', 'A pen.', '2.50', 'EUR')`;
+    server = await build({ ...testRuntime(pki, "catalog", databases.urls.catalog, nats.urlFor("catalog")), cdcSourceUrl: source.cdcUrl, cdcSlot: slot, cdcBackoff: { initialMs: 20, maxMs: 200 } });
     client = contractClient(CatalogService, server.url, pki, { peer: "catalog" });
-    sql = connect(databases.adminUrl);
-    bus = connectBus({ url: nats.url, name: "catalog-test", logger: silentLogger });
+    asGateway = createClient(CatalogService, meshTransport(server.url, pki, { as: "gateway", peer: "catalog" }));
   });
   afterAll(async () => {
-    await bus?.close();
     await server?.close();
-    await sql?.end();
+    if (legacy) {
+      // The slot is permanent: it would hold the cluster's WAL after the suite.
+      await legacy`select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = ${slot} and not active`;
+      await legacy.end();
+    }
     await nats?.stop();
   });
 
-  /** The `n` a `select count(*)::int as n` answers. */
-  const countOf = async (query: PromiseLike<readonly Record<string, unknown>[]>) => Number((await query)[0]?.["n"]);
+  it("lists the backfilled products by SKU, with the old shop's title, blurb and decimal price mapped to the contract", async () => {
+    await eventually(async () => expect((await client.listProducts({})).products).toHaveLength(2));
+    const { products } = await client.listProducts({});
+    expect(products.map((p) => ({ sku: p.sku, name: p.name, description: p.description, currency: p.price?.currencyCode, minor: p.price?.minorUnits }))).toEqual([
+      { sku: "MW-MUG-001", name: "Mug", description: "A mug.", currency: "USD", minor: 1299n },
+      { sku: "MW-PEN-002", name: "Pen", description: "A pen.", currency: "EUR", minor: 250n },
+    ]);
+    expect((await client.listProducts({ skus: ["MW-PEN-002", "MW-NONE"] })).products.map((p) => p.sku)).toEqual(["MW-PEN-002"]);
+  });
 
-  it("writes the item and its event, relays the event through JetStream, and records it in the inbox exactly once", async () => {
-    const { item } = await client.createItem({ requestId: "req-1", description: "first" });
-    expect(item).toMatchObject({ requestId: "req-1", description: "first" });
-    expect(await sql`select id from catalog.items where request_id = 'req-1'`).toEqual([{ id: item!.id }]);
-    const events = await sql`select id, event_type from catalog.outbox where aggregate_id = ${item!.id}`;
-    expect(events.map((e) => e["event_type"])).toEqual([subject]);
-    const eventId = String(events[0]!["id"]);
+  it("refuses a blank or over-long SKU with INVALID_ARGUMENT naming its index, and more than 100 SKUs by the contract's limit", async () => {
+    await expect(client.listProducts({ skus: ["MW-MUG-001", " "] })).rejects.toMatchObject({ code: Code.InvalidArgument, rawMessage: "skus[1]: is required" });
+    await expect(client.listProducts({ skus: ["x".repeat(129)] })).rejects.toMatchObject({ code: Code.InvalidArgument });
+    await expect(client.listProducts({ skus: Array.from({ length: 101 }, (_, i) => `SKU-${i}`) })).rejects.toMatchObject({ code: Code.InvalidArgument });
+  });
 
-    // The relay published it: the stream holds it under its event id.
-    const { js, jsm } = await bus.ready;
-    const stored = await eventually(async () => {
-      const message = await jsm.streams.getMessage(stream.name, { last_by_subj: subject });
-      expect(message?.header.get("ce-id")).toBe(eventId);
-      return message!;
+  it("streams a legacy write through and reports it in GetSyncStatus and on /metrics", async () => {
+    await legacy`update oldshop.products set price = '13.49' where sku = 'MW-MUG-001'`;
+    await eventually(async () => expect((await client.listProducts({ skus: ["MW-MUG-001"] })).products[0]?.price?.minorUnits).toBe(1349n));
+    const status = await eventually(async () => {
+      const answer = await client.getSyncStatus({});
+      expect(answer).toMatchObject({ slot, state: SyncState.STREAMING, lagBytes: 0n, lagMs: 0n, products: 2n });
+      return answer;
     });
-    expect(fromBinary(ItemCreatedSchema, stored.data)).toMatchObject({ itemId: item!.id, description: "first" });
-
-    // Its own durable consumer applied it: one inbox row and one receipt.
-    await eventually(async () => expect(await sql`select item_id from catalog.receipts where event_id = ${eventId}`).toEqual([{ item_id: item!.id }]));
-    expect(await sql`select consumer from catalog.inbox where event_id = ${eventId}`).toEqual([{ consumer: "catalog" }]);
-
-    // The same event delivered again (under a new Nats-Msg-Id, so JetStream keeps it) is acked and changes nothing.
-    const { seq } = await js.publish(subject, stored.data, { headers: stored.header, msgID: `again-${eventId}` });
-    await eventually(async () => expect((await jsm.consumers.info(stream.name, "catalog")).ack_floor.stream_seq).toBeGreaterThanOrEqual(seq));
-    expect(await countOf(sql`select count(*)::int as n from catalog.inbox where event_id = ${eventId}`)).toBe(1);
-    expect(await countOf(sql`select count(*)::int as n from catalog.receipts where event_id = ${eventId}`)).toBe(1);
+    expect(status.appliedLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    expect(status.appliedTime).toBeDefined();
+    const metrics = await (await fetch(`${server.ops.url}/metrics`)).text();
+    expect(metrics).toMatch(/^catalog_cdc_applied_changes_total\{service="catalog"\} 1$/m);
+    expect(metrics).toMatch(/^catalog_cdc_lag_bytes\{service="catalog"\} 0$/m);
+    expect(metrics).toMatch(/^catalog_cdc_lag_seconds\{service="catalog"\} 0$/m);
   });
 
-  it("answers a retried CreateItem with the first item and appends no second event; a reused request_id is ALREADY_EXISTS", async () => {
-    const first = await client.createItem({ requestId: "req-2", description: "second" });
-    const again = await client.createItem({ requestId: "req-2", description: "second" });
-    expect(again.item?.id).toBe(first.item?.id);
-    expect(await countOf(sql`select count(*)::int as n from catalog.outbox where aggregate_id = ${first.item!.id}`)).toBe(1);
-    await expect(client.createItem({ requestId: "req-2", description: "other" })).rejects.toMatchObject({ code: Code.AlreadyExists, rawMessage: "request_id: already used for a different item" });
-  });
-
-  it("refuses a blank description with INVALID_ARGUMENT naming the field, and writes nothing", async () => {
-    const eventsBefore = await countOf(sql`select count(*)::int as n from catalog.outbox`);
-    const refused = await client.createItem({ requestId: "req-bad", description: "  " }).catch((err: unknown) => err);
-    expect(refused).toBeInstanceOf(ConnectError);
-    expect(refused).toMatchObject({ code: Code.InvalidArgument, rawMessage: "description: is required" });
-    expect(await countOf(sql`select count(*)::int as n from catalog.items where request_id = 'req-bad'`)).toBe(0);
-    expect(await countOf(sql`select count(*)::int as n from catalog.outbox`)).toBe(eventsBefore);
+  it("admits the gateway to ListProducts but not to GetSyncStatus (console and operator only)", async () => {
+    expect((await asGateway.listProducts({ skus: ["MW-PEN-002"] })).products).toHaveLength(1);
+    await expect(asGateway.getSyncStatus({})).rejects.toMatchObject({ code: Code.PermissionDenied });
   });
 });
