@@ -3,6 +3,8 @@ import postgres from "postgres";
 import { inject } from "vitest";
 import { deployable } from "#mesh";
 import { provisionLegacyDatabase } from "#tools/infra/legacy-database.js";
+// The provided URL's type, for programs (legacy/'s tsconfig) that do not hold the global setup.
+import type {} from "./global-setup.js";
 
 /** Fixed, since roles belong to the whole legacy test cluster and every suite's databases share them. */
 export const testLegacyPasswords = { app: "test-oldshop-role", capture: "test-catalog-cdc-role" };

@@ -5,6 +5,9 @@ import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js
 import { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
 import { NotificationService } from "#gen/shop/notification/v1/notification_service_pb.js";
 import { createServiceDatabases, type DatabaseService } from "./databases.js";
+import { createLegacyDatabase } from "./legacy-databases.js";
+import { captureUrlVariable } from "#tools/mesh/mesh-databases.js";
+import { deployable } from "#mesh";
 import { startTestNats } from "./nats.js";
 import { contractClient, testPki } from "./mesh-clients.js";
 import { testAuthSecret, testOperatorSecret, testTraceToken } from "./gateway.js";
@@ -19,10 +22,13 @@ import { CONSOLE } from "#platform/trust/mesh-identity.js";
  * an exporter.
  */
 export async function startProcessMesh(options: { env?: Record<string, string>; operator?: boolean } = {}) {
-  const [databases, nats, pki] = await Promise.all([createServiceDatabases(), startTestNats(), testPki()]);
+  const [databases, legacy, nats, pki] = await Promise.all([createServiceDatabases(), createLegacyDatabase(), startTestNats(), testPki()]);
   const databaseUrl = databases.adminUrl;
+  const oldshop = deployable("oldshop");
   const services = withOwnCredentials(await meshOnFreePorts(), {
-    databaseUrl: (name) => databases.urls[name as DatabaseService],
+    databaseUrl: (name) => (name === oldshop.name ? legacy.oldshopUrl : databases.urls[name as DatabaseService]),
+    // The catalog's slot lives in this run's legacy database, which the run throws away: nothing to drop at stop.
+    captureEnv: (name): Record<string, string> => (name === oldshop.legacy.capturedBy ? { [captureUrlVariable(oldshop.name)]: legacy.cdcUrl } : {}),
     natsUrl: nats.urlFor,
     tls: pki.files,
     gatewayAuthSecret: testAuthSecret,
@@ -55,6 +61,8 @@ export async function startProcessMesh(options: { env?: Record<string, string>; 
   return {
     /** The admin URL, for checks across schemas. */
     databaseUrl,
+    /** The old shop's database's admin URL (on the run's legacy cluster), for checks of the legacy data. */
+    legacyDatabaseUrl: legacy.adminUrl,
     nats,
     pki,
     supervisor,

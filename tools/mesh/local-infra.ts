@@ -7,6 +7,7 @@ import { natsUrlFor, startMeshNats, type MeshSecrets } from "./mesh-launch.js";
 import { DEFAULT_CERT_LIFETIME_MS, startMeshPki, type MeshPki } from "./mesh-pki.js";
 import { isListening } from "../infra/tcp.js";
 import { localSecret } from "../infra/local-secrets.js";
+import { legacyClusterSettings } from "../infra/legacy-database.js";
 
 export const repoRoot = resolve(import.meta.dirname, "../..");
 /** The local mesh's state: Postgres and NATS data, the PKI, the generated secrets. */
@@ -24,23 +25,58 @@ export interface Dependency {
 
 const nothingToStop = async () => {};
 
+/** A Postgres cluster for local runs: the URL variable that replaces it, and where it runs embedded otherwise. */
+interface LocalCluster {
+  name: string;
+  urlVariable: string;
+  portVariable: string;
+  defaultPort: number;
+  /** Its data directory under .data/, and the name of its superuser's secret. */
+  dir: string;
+  secret: string;
+  settings?: Readonly<Record<string, string>>;
+}
+
 /**
  * Postgres for local runs, as an ADMIN URL, which only provisions the services' roles:
  * DATABASE_URL if set; else embedded Postgres under .data/, whose superuser password is a
  * generated secret, reused if it is already up (say, `npm start` runs while `npm run
  * service` starts).
  */
-export async function resolvePostgres(env: Env, log: (line: string) => void): Promise<Dependency> {
-  if (env["DATABASE_URL"]) return { name: "postgres", url: env["DATABASE_URL"], source: "DATABASE_URL (admin)", stop: nothingToStop };
-  const port = integer(env, "EMBEDDED_POSTGRES_PORT", 54329, { min: 1, max: 65535 });
-  const password = localSecret(secretsDir, "postgres-admin");
+export const resolvePostgres = (env: Env, log: (line: string) => void) =>
+  resolveCluster(env, log, { name: "postgres", urlVariable: "DATABASE_URL", portVariable: "EMBEDDED_POSTGRES_PORT", defaultPort: 54329, dir: "postgres", secret: "postgres-admin" });
+
+/**
+ * The old shop's own cluster, as an ADMIN URL (it provisions the old shop's role, the
+ * catalog's capture role and the publication): OLDSHOP_DATABASE_URL if set; else a second
+ * embedded Postgres under .data/oldshop-postgres with logical replication on, so that the
+ * replication rights the capture needs grant nothing over the mesh's data.
+ */
+export const resolveLegacyPostgres = (env: Env, log: (line: string) => void) =>
+  resolveCluster(env, log, {
+    name: "oldshop-postgres",
+    urlVariable: "OLDSHOP_DATABASE_URL",
+    portVariable: "EMBEDDED_OLDSHOP_POSTGRES_PORT",
+    defaultPort: 54330,
+    dir: "oldshop-postgres",
+    secret: "oldshop-postgres-admin",
+    settings: legacyClusterSettings,
+  });
+
+async function resolveCluster(env: Env, log: (line: string) => void, cluster: LocalCluster): Promise<Dependency> {
+  const given = env[cluster.urlVariable];
+  if (given) return { name: cluster.name, url: given, source: `${cluster.urlVariable} (admin)`, stop: nothingToStop };
+  const port = integer(env, cluster.portVariable, cluster.defaultPort, { min: 1, max: 65535 });
+  const password = localSecret(secretsDir, cluster.secret);
   const url = `postgres://postgres:${password}@127.0.0.1:${port}/meshwork`;
+  const clusterDir = join(dataDir, cluster.dir);
   if (await isListening("127.0.0.1", port)) {
     // Only our own cluster gets the superuser's password: whatever else listens there might ask for it in cleartext.
-    if (!isRunning(readFirstLine(join(dataDir, "postgres", "postmaster.pid")))) throw new Error(portTaken("Postgres", port, "EMBEDDED_POSTGRES_PORT"));
-    return { name: "postgres", url, source: "embedded, already running", stop: nothingToStop };
+    if (!isRunning(readFirstLine(join(clusterDir, "postmaster.pid")))) throw new Error(portTaken("Postgres", port, cluster.portVariable));
+    return { name: cluster.name, url, source: "embedded, already running", stop: nothingToStop };
   }
-  const child = fork(join(import.meta.dirname, "../infra/local-postgres-main.ts"), [join(dataDir, "postgres"), String(port), join(secretsDir, "postgres-admin")], {
+  const args = [clusterDir, String(port), join(secretsDir, cluster.secret), ...(cluster.settings ? [JSON.stringify(cluster.settings)] : [])];
+  const child = fork(join(import.meta.dirname, "../infra/local-postgres-main.ts"), args, {
     execArgv: ["--import", "tsx"],
     stdio: ["ignore", "ignore", "pipe", "ipc"],
     detached: true, // Ctrl-C reaches the supervisor only; it stops Postgres last
@@ -50,15 +86,15 @@ export async function resolvePostgres(env: Env, log: (line: string) => void): Pr
   const exited = new Promise<void>((done) => child.once("exit", () => done()));
   await new Promise<void>((ready, fail) => {
     child.once("message", () => ready());
-    child.once("exit", (code) => fail(new Error(`embedded Postgres exited (${code}):\n${stderr.join("").slice(-2000)}`)));
+    child.once("exit", (code) => fail(new Error(`embedded Postgres (.data/${cluster.dir}) exited (${code}):\n${stderr.join("").slice(-2000)}`)));
   });
   child.stderr?.removeAllListeners("data");
   child.stderr?.resume();
-  log(`embedded Postgres up on 127.0.0.1:${port}, data in .data/postgres`);
+  log(`embedded Postgres up on 127.0.0.1:${port}, data in .data/${cluster.dir}`);
   return {
-    name: "postgres",
+    name: cluster.name,
     url,
-    source: "embedded, .data/postgres",
+    source: `embedded, .data/${cluster.dir}`,
     async stop() {
       child.kill("SIGTERM");
       await exited;

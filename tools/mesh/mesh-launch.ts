@@ -3,7 +3,7 @@ import { localSecret } from "../infra/local-secrets.js";
 import { natsUserUrl, startLocalNats, type LocalNats } from "../infra/local-nats.js";
 import { withOwnCredentials, type MeshService } from "./topology.js";
 import { meshDeployables } from "#mesh";
-import { provisionMeshDatabases } from "./mesh-databases.js";
+import { provisionLegacyDatabases, provisionMeshDatabases } from "./mesh-databases.js";
 import type { MeshPki } from "./mesh-pki.js";
 import { meshNatsUsers } from "../infra/nats-accounts.js";
 import { CONSOLE } from "#platform/trust/mesh-identity.js";
@@ -57,17 +57,20 @@ export const natsUrlFor = (port: number, secrets: MeshSecrets) => (name: string)
 /**
  * Gives each service what is its own alone: its Postgres role (provisioned now through the
  * admin URL, which goes no further), its NATS user, its certificate, and for the gateway its
- * signing key and its operator listener's credentials. With `devTraces` (npm start's, not a
- * bench's: recording every span costs CPU per order), every process sends its spans to the
- * gateway's dev trace store.
+ * signing key and its operator listener's credentials. The old shop's role, and the catalog's
+ * capture role on the old shop's data, are provisioned on the legacy cluster's admin URL,
+ * which goes no further either. With `devTraces` (npm start's, not a bench's: recording
+ * every span costs CPU per order), every process sends its spans to the gateway's dev trace store.
  */
 export async function withMeshCredentials(
   services: readonly MeshService[],
-  options: { adminDatabaseUrl: string; natsUrlFor: (name: string) => string; pki: MeshPki | undefined; secrets: MeshSecrets; devTraces?: boolean },
+  options: { adminDatabaseUrl: string; legacyAdminDatabaseUrl: string; natsUrlFor: (name: string) => string; pki: MeshPki | undefined; secrets: MeshSecrets; devTraces?: boolean },
 ): Promise<MeshService[]> {
-  const databaseUrl = await provisionMeshDatabases(options.adminDatabaseUrl, (name) => options.secrets.password("postgres", name));
+  const password = (name: string) => options.secrets.password("postgres", name);
+  const [meshUrl, legacy] = await Promise.all([provisionMeshDatabases(options.adminDatabaseUrl, password), provisionLegacyDatabases(options.legacyAdminDatabaseUrl, password)]);
   return withOwnCredentials(services, {
-    databaseUrl,
+    databaseUrl: (name) => meshUrl(name) ?? legacy.databaseUrl(name),
+    captureEnv: legacy.captureEnv,
     natsUrl: options.natsUrlFor,
     tls: (name) => options.pki?.files(name),
     gatewayAuthSecret: options.secrets.gatewayAuthSecret(),

@@ -10,6 +10,7 @@ import { ephemeralMeshSecrets, startMeshNats, withMeshCredentials } from "./mesh
 import { DEFAULT_CERT_LIFETIME_MS, startMeshPki } from "./mesh-pki.js";
 import { createSupervisor } from "./supervisor.js";
 import { freePort } from "../infra/tcp.js";
+import { legacyClusterSettings } from "../infra/legacy-database.js";
 
 
 export interface ScratchMeshOptions {
@@ -38,18 +39,22 @@ export interface ScratchMeshOptions {
 export async function startScratchMesh(options: ScratchMeshOptions = {}) {
   const scratch = mkdtempSync(join(tmpdir(), "meshwork-scratch-"));
   const pgDir = join(scratch, "postgres");
+  const legacyPgDir = join(scratch, "oldshop-postgres");
   const natsDir = join(scratch, "nats");
-  const [pgPort, natsPort] = [await freePort(), await freePort()];
+  const [pgPort, legacyPgPort, natsPort] = [await freePort(), await freePort(), await freePort()];
   const superuserPassword = randomBytes(18).toString("base64url");
   const secrets = ephemeralMeshSecrets();
   const startPostgres = () => startLocalPostgres({ dataDir: pgDir, port: pgPort, superuserPassword, ...(options.postgresSettings ? { settings: options.postgresSettings } : {}) });
   const startNats = () => startMeshNats({ port: natsPort, storeDir: natsDir, secrets });
   let postgres: LocalPostgres | undefined = await startPostgres();
+  // The old shop's own cluster, with logical replication for the catalog's change capture.
+  // Its slot goes with the scratch directory: nothing to drop at stop.
+  const legacyPostgres = await startLocalPostgres({ dataDir: legacyPgDir, port: legacyPgPort, superuserPassword, settings: legacyClusterSettings });
   let nats: LocalNats | undefined = await startNats();
   const pki = await startMeshPki(join(scratch, "pki"), { lifetimeMs: DEFAULT_CERT_LIFETIME_MS });
 
   const onFreePorts = (await meshOnFreePorts()).map((service) => ({ ...service, env: options.serviceEnv?.[service.name as MeshServiceName] ?? {} }));
-  const services = await withMeshCredentials(onFreePorts, { adminDatabaseUrl: postgres.url, natsUrlFor: nats.urlFor, pki, secrets });
+  const services = await withMeshCredentials(onFreePorts, { adminDatabaseUrl: postgres.url, legacyAdminDatabaseUrl: legacyPostgres.url, natsUrlFor: nats.urlFor, pki, secrets });
   const output: string[] = [];
   const log = options.log ?? ((line: string) => output.push(line));
   const supervisor = createSupervisor(services, {
@@ -64,7 +69,7 @@ export async function startScratchMesh(options: ScratchMeshOptions = {}) {
   const stopInfra = async () => {
     pki.stop();
     await nats?.stop();
-    await postgres?.stop();
+    await Promise.all([postgres?.stop(), legacyPostgres.stop()]);
     rmSync(scratch, { recursive: true, force: true });
   };
   try {
@@ -81,6 +86,8 @@ export async function startScratchMesh(options: ScratchMeshOptions = {}) {
   return {
     /** The admin URL, for checks across schemas. */
     databaseUrl: postgres.url,
+    /** The old shop's cluster's admin URL (database meshwork), for checks of the legacy data and the capture's slot. */
+    legacyDatabaseUrl: legacyPostgres.url,
     /** The operator's NATS URL, for checks of streams. */
     natsUrl: nats.urlFor("operator"),
     pki,

@@ -7,7 +7,7 @@
  */
 import { spawn } from "node:child_process";
 import { constants } from "node:os";
-import { repoRoot, resolveNats, resolvePki, resolvePostgres, secretsDir } from "./local-infra.js";
+import { repoRoot, resolveLegacyPostgres, resolveNats, resolvePki, resolvePostgres, secretsDir } from "./local-infra.js";
 import { childEnv, meshServicesOrExit } from "./topology.js";
 import { persistentMeshSecrets, withMeshCredentials } from "./mesh-launch.js";
 import { ensureBuilt, launchArgs, meshRuntime } from "./runtime.js";
@@ -28,9 +28,10 @@ try {
 }
 const secrets = persistentMeshSecrets(secretsDir);
 const postgres = await resolvePostgres(process.env, log);
+const legacyPostgres = await resolveLegacyPostgres(process.env, log);
 const nats = await resolveNats(process.env, log, secrets);
 const pki = await resolvePki(process.env, log);
-const services = await withMeshCredentials(all, { adminDatabaseUrl: postgres.url, natsUrlFor: nats.urlFor, pki, secrets });
+const services = await withMeshCredentials(all, { adminDatabaseUrl: postgres.url, legacyAdminDatabaseUrl: legacyPostgres.url, natsUrlFor: nats.urlFor, pki, secrets });
 const service = services.find((s) => s.name === name)!;
 // In a process group of its own, so the terminal's Ctrl-C reaches it once, from us: a second
 // signal would cut its graceful drain short.
@@ -44,6 +45,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => ch
 async function stopDependencies() {
   pki?.stop();
   await nats.stop().catch((err: Error) => log(`stopping nats-server: ${err.message}`));
+  await legacyPostgres.stop().catch((err: Error) => log(`stopping the old shop's Postgres: ${err.message}`));
   await postgres.stop().catch((err: Error) => log(`stopping Postgres: ${err.message}`));
 }
 child.once("error", async (err) => {

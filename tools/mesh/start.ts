@@ -7,7 +7,7 @@
  */
 import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { dataDir, resolveNats, resolvePki, resolvePostgres, secretsDir, type Dependency } from "./local-infra.js";
+import { dataDir, resolveLegacyPostgres, resolveNats, resolvePki, resolvePostgres, secretsDir, type Dependency } from "./local-infra.js";
 import { childEnv, meshServicesOrExit, type MeshService } from "./topology.js";
 import { OPERATOR } from "#platform/trust/mesh-identity.js";
 import { persistentMeshSecrets, withMeshCredentials } from "./mesh-launch.js";
@@ -46,19 +46,22 @@ try {
   // Under NODE_ENV=production the services run compiled: build them first if dist/ is stale.
   await ensureBuilt(meshRuntime(env), log);
   // Independent of each other, so started together: start-up time is a budget (10 s).
-  const [postgres, nats, issued] = await Promise.allSettled([
+  const [postgres, legacyPostgres, nats, issued] = await Promise.allSettled([
     resolvePostgres(env, log),
+    resolveLegacyPostgres(env, log),
     resolveNats(env, log, secrets),
     resolvePki(env, log),
   ]);
-  // Whatever did start is stopped on the way out, even if something else failed.
-  for (const started of [postgres, nats]) if (started.status === "fulfilled") dependencies.push(started.value);
+  // Whatever did start is stopped on the way out, even if something else failed; the
+  // Postgres clusters last (dependencies stop in reverse).
+  for (const started of [postgres, legacyPostgres, nats]) if (started.status === "fulfilled") dependencies.push(started.value);
   if (issued.status === "fulfilled") pki = issued.value;
   const adminDatabaseUrl = valueOf(postgres).url;
+  const legacyAdminDatabaseUrl = valueOf(legacyPostgres).url;
   const { url, urlFor } = valueOf(nats);
   valueOf(issued);
   natsUrl = url;
-  services = await withMeshCredentials(meshServicesOrExit(env), { adminDatabaseUrl, natsUrlFor: urlFor, pki, secrets, devTraces: true });
+  services = await withMeshCredentials(meshServicesOrExit(env), { adminDatabaseUrl, legacyAdminDatabaseUrl, natsUrlFor: urlFor, pki, secrets, devTraces: true });
 } catch (err) {
   console.error(`meshwork: ${(err as Error).message}`);
   await stopDependencies();
@@ -104,7 +107,7 @@ const rows = [
   ...dependencies.map((d) => [d.name, d.url.replace(/:[^:@/]+@/, ":***@"), d.source]),
 ];
 const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-log(`\nMeshwork is up in ${((Date.now() - started) / 1000).toFixed(1)} s. Each service port speaks gRPC, gRPC-Web and Connect${pki ? ", and requires a mesh client certificate" : ""}.\n`);
+log(`\nMeshwork is up in ${((Date.now() - started) / 1000).toFixed(1)} s. Each service port speaks gRPC, gRPC-Web and Connect (the old shop's, JSON over HTTP/1.1)${pki ? ", and requires a mesh client certificate" : ""}.\n`);
 for (const row of rows) log(`  ${row.map((cell, i) => cell.padEnd(widths[i]!)).join("   ")}`);
 const gateway = services.find((s) => s.name === "gateway")!;
 log(`\nConsole: http://127.0.0.1:${gateway.port}/`);

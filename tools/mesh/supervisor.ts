@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { ConnectError } from "@connectrpc/connect";
-import { createHealthProbe } from "#platform/rpc-client/health-probe.js";
+import { createHealthProbe, type HealthProbe } from "#platform/rpc-client/health-probe.js";
 import type { MeshService } from "./topology.js";
+import { legacyDeployables } from "./mesh-databases.js";
 import { repoRoot } from "./local-infra.js";
 import { assertBuilt, launchArgs, meshRuntime, type MeshRuntime } from "./runtime.js";
 
@@ -52,7 +53,7 @@ export function createSupervisor(services: MeshService[], options: SupervisorOpt
     });
   }
 
-  const probes = new Map(services.map((service) => [service, createHealthProbe(`http://127.0.0.1:${service.opsPort}`)]));
+  const probes = new Map(services.map((service) => [service, probeFor(service)]));
 
   async function status(service: MeshService): Promise<string> {
     try {
@@ -98,5 +99,22 @@ export function createSupervisor(services: MeshService[], options: SupervisorOpt
       }
       for (const probe of probes.values()) probe.close();
     },
+  };
+}
+
+/**
+ * How a service's health is asked on its ops port: grpc.health.v1, or for a legacy
+ * deployable (the old shop, no gRPC), GET /healthz answering {"status":"SERVING"}.
+ */
+function probeFor(service: MeshService): HealthProbe {
+  const base = `http://127.0.0.1:${service.opsPort}`;
+  if (!legacyDeployables.some((d) => d.name === service.name)) return createHealthProbe(base);
+  return {
+    async check() {
+      const response = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1_000) });
+      const { status } = (await response.json()) as { status?: unknown };
+      return typeof status === "string" ? status : "UNKNOWN";
+    },
+    close() {},
   };
 }

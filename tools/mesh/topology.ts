@@ -2,6 +2,7 @@ import { ConfigError, port, type Env } from "#platform/process/config.js";
 import { freePort } from "../infra/tcp.js";
 import type { MeshTlsFiles } from "#platform/trust/mesh-tls.js";
 import { deployable, meshDeployables, urlVariable, type Deployable, type MeshServiceName } from "#mesh";
+import { captureUrlVariable, legacyAdminUrlVariable, legacyDeployables } from "./mesh-databases.js";
 
 export interface MeshService {
   name: string;
@@ -48,8 +49,10 @@ export const portEnv = (services: readonly MeshService[]) =>
 export interface MeshCredentialSource {
   /** The service's own Postgres role's URL; undefined for a deployable without a schema. */
   databaseUrl(name: string): string | undefined;
-  /** NATS with the service's own user. */
+  /** NATS with the service's own user; never asked for a legacy deployable, which uses no NATS. */
   natsUrl(name: string): string;
+  /** A legacy app's capturer's own variables (the catalog: OLDSHOP_CDC_URL, its replication role's URL); none: none. */
+  captureEnv?(name: string): Record<string, string>;
   /** Its certificate, key and the mesh CA; undefined under MESH_TLS=off. */
   tls(name: string): MeshTlsFiles | undefined;
   /** The gateway's token-signing secret in local auth mode. */
@@ -72,7 +75,12 @@ export interface MeshCredentialSource {
  * Variables a child must never inherit from the shell that started the mesh: an admin
  * DATABASE_URL, someone else's NATS user or certificate. Each process gets its own instead.
  */
-const perProcessVariables = ["DATABASE_URL", "NATS_URL", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE", "OPS_PORT", "AUTH_LOCAL_SECRET", "OPERATOR_LOCAL_SECRET", "CONSOLE_CERT_FILE", "CONSOLE_KEY_FILE", "CONSOLE_NATS_URL", "DEV_TRACES_URL", "DEV_TRACES_TOKEN"];
+const perProcessVariables = [
+  // A legacy cluster's admin URL (OLDSHOP_DATABASE_URL), and its capture role's URL, the capturer's alone.
+  ...legacyDeployables.flatMap((d) => [legacyAdminUrlVariable(d.name), captureUrlVariable(d.name)]),
+  "DATABASE_URL",
+  "NATS_URL",
+  "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE", "OPS_PORT", "AUTH_LOCAL_SECRET", "OPERATOR_LOCAL_SECRET", "CONSOLE_CERT_FILE", "CONSOLE_KEY_FILE", "CONSOLE_NATS_URL", "DEV_TRACES_URL", "DEV_TRACES_TOKEN"];
 
 /** Environment every child shares: peers' addresses (https under mTLS) and the gateway's auth mode; no credential. */
 export function childEnv(env: Env, services: MeshService[]): NodeJS.ProcessEnv {
@@ -89,6 +97,8 @@ export function childEnv(env: Env, services: MeshService[]): NodeJS.ProcessEnv {
   };
 }
 
+const isLegacy = (name: string) => legacyDeployables.some((d) => d.name === name);
+
 /** Each service with the environment that is its own alone, over any it already has. */
 export function withOwnCredentials(services: readonly MeshService[], credentials: MeshCredentialSource): MeshService[] {
   // The gateway's operator listener receives every process's spans (and its own in-process).
@@ -99,7 +109,8 @@ export function withOwnCredentials(services: readonly MeshService[], credentials
     const databaseUrl = credentials.databaseUrl(service.name);
     const tls = credentials.tls(service.name);
     const own: Record<string, string> = {
-      NATS_URL: credentials.natsUrl(service.name),
+      ...(isLegacy(service.name) ? {} : { NATS_URL: credentials.natsUrl(service.name) }),
+      ...credentials.captureEnv?.(service.name),
       OPS_PORT: String(service.opsPort),
       ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
       ...(tls ? { TLS_CERT_FILE: tls.certFile, TLS_KEY_FILE: tls.keyFile, TLS_CA_FILE: tls.caFile } : {}),
