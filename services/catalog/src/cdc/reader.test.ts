@@ -130,6 +130,18 @@ describe("change capture from the old shop's database (pgoutput) into the catalo
     });
   });
 
+  it("keeps the stored description when an update leaves a TOASTed blurb unchanged (pgoutput sends no value for it)", async () => {
+    const f = await fixture();
+    const reader = f.start();
+    await eventually(async () => expect(reader.status().state).toBe("streaming"));
+    // Incompressible and past the TOAST threshold: stored out of line, so an update of the price alone omits it.
+    const blurb = randomBytes(3000).toString("base64");
+    await f.legacy`insert into oldshop.products (sku, title, blurb, price, currency) values ('MW-LONG', 'Long', ${blurb}, '1.00', 'USD')`;
+    await eventually(async () => expect((await f.catalogRows()).map((r) => r["price"])).toEqual([100]));
+    await f.legacy`update oldshop.products set price = '2.00' where sku = 'MW-LONG'`;
+    await eventually(async () => expect(await f.catalogRows()).toEqual([{ sku: "MW-LONG", name: "Long", description: blurb, price: 200, currency: "USD" }]));
+  });
+
   it("reconnects with backoff when the source drops it (DISCONNECTED meanwhile), and loses nothing written in between", async () => {
     const f = await fixture();
     const reader = f.start();
