@@ -117,7 +117,8 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
           return;
         case "commit": {
           const transaction = current();
-          const endLsn = parseLsn(message.commitEndLsn ?? "0/0");
+          if (!message.commitEndLsn) throw new Error("a commit arrived without its end LSN");
+          const endLsn = parseLsn(message.commitEndLsn);
           const outcome = transaction.truncated || transaction.changes.size > 0 ? store.applyTransaction({ endLsn, ...transaction }) : Promise.resolve({ applied: 0, skipped: true });
           applying = outcome.catch(() => {});
           const { applied, skipped } = await outcome;
