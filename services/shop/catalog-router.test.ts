@@ -56,7 +56,8 @@ describe("catalog router", () => {
     return connection;
   };
   const move = async (change: Omit<RouteChange, "changedBy" | "reason">) => {
-    const entry = await console_.set(CATALOG_ROUTE, { changedBy: "ada (operator)", reason: "test", ...change });
+    // Retried: a bucket just created may not take a write yet on a loaded host (no responders).
+    const entry = await eventually(() => console_.set(CATALOG_ROUTE, { changedBy: "ada (operator)", reason: "test", ...change }));
     await eventually(() => expect(routes.route(CATALOG_ROUTE).revision).toBe(entry.revision));
   };
 

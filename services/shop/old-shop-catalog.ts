@@ -7,6 +7,7 @@ import { CatalogService, ListProductsResponseSchema, ProductSchema, type ListPro
 import type { PeerTls } from "#platform";
 import type { ServiceClient } from "#platform/rpc-client/clients.js";
 import { createResilience, type ResiliencePolicy } from "#platform/rpc-client/resilience.js";
+import { createClientTracingInterceptor } from "#platform/process/telemetry.js";
 import { expectIdentity } from "#platform/trust/mesh-tls.js";
 import { toMoney } from "./money.js";
 
@@ -99,6 +100,8 @@ export function createOldShopCatalog(options: OldShopCatalogOptions): ServiceCli
   const send = options.tls ? httpsRequest : httpRequest;
   const tls = options.tls;
   const resilience = createResilience("oldshop", options.resilience);
+  // A span per attempt, inside the resilience stack, as the kit's peers have; its traceparent goes to the old shop.
+  const interceptors = [resilience.interceptor, createClientTracingInterceptor()];
 
   /** GET `path`: the parsed JSON of a 2xx answer, else the status's error. */
   function getJson(path: string, signal: AbortSignal, header: Headers): Promise<unknown> {
@@ -155,7 +158,7 @@ export function createOldShopCatalog(options: OldShopCatalogOptions): ServiceCli
         req: { stream: false, service: CatalogService, method, requestMethod: "GET", url: new URL(`/api/products`, base).href, header: new Headers(header), contextValues, message: input },
         ...(signal ? { signal } : {}),
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-        interceptors: [resilience.interceptor],
+        interceptors,
         next: async (req): Promise<UnaryResponse<I, O>> => {
           if (method !== (CatalogService.method.listProducts as unknown)) throw new ConnectError(`the old shop has no ${method.name}`, Code.Unimplemented);
           const message = await listProducts(req.message as unknown as ListProductsRequest, req.signal, req.header);
