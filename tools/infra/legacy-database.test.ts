@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deployable } from "#mesh";
 import { createLegacyDatabase, testLegacyPasswords, type LegacyDatabase } from "#tests/support/legacy-databases.js";
 import { productsTableSql } from "../../legacy/oldshop/src/schema.js";
+import { createTestDatabase } from "#tests/support/databases.js";
 import { provisionLegacyDatabase } from "./legacy-database.js";
 
 /** A replication connection (replication=database) as the catalog's reader opens one; resolves its IDENTIFY_SYSTEM answer or rejects. */
@@ -66,5 +67,15 @@ describe("the old shop's own cluster, provisioned for the catalog's change captu
     await provisionLegacyDatabase(db.adminUrl, deployable("oldshop"), testLegacyPasswords);
     expect(await cdc`select count(*)::int as n from oldshop.products`).toEqual([{ n: 1 }]);
     expect(await admin`select count(*)::int as n from pg_publication where pubname = 'oldshop_catalog'`).toEqual([{ n: 1 }]);
+  });
+});
+
+describe("provisioning a legacy cluster without logical replication", () => {
+  it("refuses, naming wal_level", async () => {
+    const plain = await createTestDatabase(); // the mesh's test cluster: wal_level=replica
+    await expect(provisionLegacyDatabase(plain, deployable("oldshop"), testLegacyPasswords)).rejects.toThrow(/wal_level=logical/);
+    const admin = postgres(plain, { max: 1, onnotice: () => {} });
+    expect(await admin`select rolname from pg_roles where rolname in ('oldshop', 'catalog_cdc')`).toEqual([]); // nothing made before the refusal
+    await admin.end();
   });
 });

@@ -1,3 +1,4 @@
+import postgres from "postgres";
 import { id, provisionServiceRoles, provisioningTransaction, scramVerifier, serviceDatabaseUrl } from "./database-roles.js";
 
 /**
@@ -41,6 +42,7 @@ export interface LegacyDatabaseUrls {
 export async function provisionLegacyDatabase(adminUrl: string, legacy: LegacyDeployable, passwords: { app: string; capture: string }): Promise<LegacyDatabaseUrls> {
   const { schema } = legacy.legacy;
   const [app, capture, publication] = [legacy.name, captureRole(legacy), capturePublication(legacy)];
+  await assertLogicalReplication(adminUrl, legacy);
   await provisionServiceRoles(adminUrl, [{ role: app, schema, password: passwords.app }]);
   const verifier = scramVerifier(passwords.capture);
   await provisioningTransaction(adminUrl, async (tx) => {
@@ -58,4 +60,15 @@ export async function provisionLegacyDatabase(adminUrl: string, legacy: LegacyDe
     if (!published) await tx.unsafe(`create publication ${id(publication)} for tables in schema ${id(schema)}`);
   });
   return { appUrl: serviceDatabaseUrl(adminUrl, app, passwords.app), captureUrl: serviceDatabaseUrl(adminUrl, capture, passwords.capture) };
+}
+
+/** Said before anything is created, not later as a replication error in the capturer's log: an OLDSHOP_DATABASE_URL cluster may lack it. */
+async function assertLogicalReplication(adminUrl: string, legacy: LegacyDeployable): Promise<void> {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await sql<{ wal_level: string }[]>`show wal_level`;
+    if (row?.wal_level !== "logical") throw new Error(`${legacy.name}'s Postgres cluster runs with wal_level=${row?.wal_level}; ${legacy.legacy.capturedBy}'s change data capture needs wal_level=logical`);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
 }
