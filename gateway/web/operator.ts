@@ -2,7 +2,8 @@
  * The operator console, served by the gateway's operator listener (loopback unless
  * configured otherwise) and calling its OperatorService: live charts and breakers
  * (GetStats, every 2 s), sagas by view with Retry and Compensate, one saga's timeline with
- * errors, backoffs and traces (WatchSaga), dead letters with Replay, and a trace viewer.
+ * errors, backoffs and traces (WatchSaga), dead letters with Replay, a trace viewer, and
+ * the strangler fig's routes (ListRoutes, every 3 s) with the buttons that move them (SetRoute).
  *
  * Sign-in: the operator token arrives in the address's fragment (`#operator-token=…`,
  * which no request carries), moves to this tab's sessionStorage, and leaves the address bar;
@@ -12,7 +13,7 @@
  */
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { OperatorService, SagaView, type DeadLetter, type TraceSummary } from "#gen/shop/gateway/v1/operator_service_pb.js";
+import { OperatorService, RouteMode, SagaView, type DeadLetter, type TraceSummary } from "#gen/shop/gateway/v1/operator_service_pb.js";
 import { SagaState } from "#gen/shop/order/v1/order_service_pb.js";
 import type { Saga } from "#gen/shop/order/v1/saga_admin_service_pb.js";
 import { errorCodes, errorsData, errorsSpec, liveChart, ordersData, ordersSpec, renderBreakerStrips } from "./charts.js";
@@ -20,6 +21,7 @@ import { addStyle, clock, duration, enumName, h, ms, row, table } from "./dom.js
 import { consoleCss } from "./style.js";
 import { hasOpenPhase, operatorSteps, renderTimeline } from "./timeline.js";
 import { renderWaterfall } from "./waterfall.js";
+import { renderRoutes, routeModeText, type RouteMove } from "./routes-view.js";
 
 const TOKEN_KEY = "meshwork.operator-token";
 const STATS_WINDOW_SECONDS = 300;
@@ -83,20 +85,21 @@ function failed(err: unknown, where: HTMLElement) {
   }
 }
 
-const outcome = (text: string, ok: boolean) => {
-  $("#action-outcome").textContent = text;
-  $("#action-outcome").className = `outcome ${ok ? "ok" : "error"}`;
+const outcome = (text: string, ok: boolean, where = "#action-outcome") => {
+  $(where).textContent = text;
+  $(where).className = `outcome ${ok ? "ok" : "error"}`;
 };
 
 // ---- confirmation dialog ----
 
-/** Asks before an action; resolves with the reason typed (or "") on Confirm, undefined on Cancel. */
-function confirmAction(title: string, text: string, confirmLabel: string, askReason = false): Promise<string | undefined> {
+/** Asks before an action, with a reason field labelled `askReason` if given; resolves with the reason typed (or "") on Confirm, undefined on Cancel. */
+function confirmAction(title: string, text: string, confirmLabel: string, askReason?: string): Promise<string | undefined> {
   const dialog = $<HTMLDialogElement>("#confirm-dialog");
   $("#confirm-title").textContent = title;
   $("#confirm-text").textContent = text;
   $("#confirm-ok").textContent = confirmLabel;
-  $("#confirm-reason-label").hidden = !askReason;
+  $("#confirm-reason-label").hidden = askReason === undefined;
+  $("#confirm-reason-text").textContent = askReason ?? "";
   $<HTMLTextAreaElement>("#confirm-reason").value = "";
   dialog.returnValue = "";
   dialog.showModal();
@@ -199,7 +202,7 @@ async function retry(saga: Saga) {
 }
 
 async function compensate(saga: Saga) {
-  const reason = await confirmAction("Compensate this saga?", `Order ${saga.orderId} will be undone step by step and cancelled. This cannot be reversed.`, "Compensate", true);
+  const reason = await confirmAction("Compensate this saga?", `Order ${saga.orderId} will be undone step by step and cancelled. This cannot be reversed.`, "Compensate", "Reason (for the order's cancel reason and the audit)");
   if (reason === undefined) return;
   try {
     const { saga: after } = await operator.compensateSaga({ orderId: saga.orderId, reason });
@@ -323,6 +326,47 @@ async function openTrace(traceId: string) {
   }
 }
 
+// ---- strangler fig routes ----
+
+async function loadRoutes() {
+  // Not while the operator is typing a canary percent: a redraw would take it away.
+  const typing = document.activeElement;
+  if (typing instanceof HTMLInputElement && $("#routes").contains(typing)) return;
+  const listed = await operator.listRoutes({});
+  $("#routes").replaceChildren(...renderRoutes(listed, (move) => void moveRoute(move)));
+  $("#routes-updated").textContent = `updated ${clock(Date.now())}`;
+}
+
+async function moveRoute({ route, mode, canaryPercent }: RouteMove) {
+  if (mode === RouteMode.CANARY && !(Number.isInteger(canaryPercent) && canaryPercent >= 1 && canaryPercent <= 99)) {
+    outcome("A canary sends 1 to 99 % of callers to the new service.", false, "#routes-outcome");
+    return;
+  }
+  const target = routeModeText(mode, canaryPercent);
+  const what: Record<RouteMode, string> = {
+    [RouteMode.UNSPECIFIED]: "",
+    [RouteMode.LEGACY]: "The old shop serves every call; the new service is not called.",
+    [RouteMode.SHADOW]: "The old shop serves every call; the new service is called too and its answers compared, never returned.",
+    [RouteMode.CANARY]: `${canaryPercent} % of callers (sticky per customer, else per address) are served by the new service, the rest by the old shop.`,
+    [RouteMode.NEW]: "The new service serves every call.",
+  };
+  const reason = await confirmAction(
+    `Route ${route.method} to ${target}?`,
+    `${what[mode]} Every gateway and order replica follows within moments; calls in flight finish where they started. It was ${routeModeText(route.mode, route.canaryPercent)} (revision ${route.revision}).`,
+    `Route to ${target}`,
+    "Reason (kept with the route)",
+  );
+  if (reason === undefined) return;
+  try {
+    // Based on the revision shown: a change someone made since is refused, not overwritten.
+    const { route: after } = await operator.setRoute({ method: route.method, mode, canaryPercent, reason, expectedRevision: route.revision });
+    outcome(`${route.method} is now ${after ? routeModeText(after.mode, after.canaryPercent) : target} (revision ${after?.revision}).`, true, "#routes-outcome");
+  } catch (err) {
+    outcome(`Route change refused: ${ConnectError.from(err).rawMessage}`, false, "#routes-outcome");
+  }
+  await loadRoutes().catch((err) => failed(err, $("#routes")));
+}
+
 // ---- start ----
 
 /** Runs `load` now and every `everyMs` until the session ends; a failure shows in `where`. */
@@ -360,6 +404,7 @@ function showConsole(who: string) {
     void showSaga($<HTMLInputElement>("#open-saga-id").value.trim());
   });
   poll(loadStats, () => $("#breakers"), 2_000);
+  poll(loadRoutes, () => $("#routes"), 3_000);
   poll(loadSagas, () => $("#saga-list"), 3_000);
   poll(loadDeadLetters, () => $("#dead-letters"), 5_000);
   poll(loadTraces, () => $("#trace-list"), 5_000);

@@ -3,9 +3,6 @@ import { build as buildGateway, type GatewayServer } from "#gateway/src/build.js
 import type { OperatorConfig } from "#gateway/src/config.js";
 import { mintLocalOperatorToken } from "#gateway/src/operator/operator-auth.js";
 import { CONSOLE } from "#platform/trust/mesh-identity.js";
-import { loadConfig as oldShopConfig } from "../../legacy/oldshop/src/config.js";
-import { startOldShop, type OldShop } from "../../legacy/oldshop/src/server.js";
-import { createLegacyDatabase } from "./legacy-databases.js";
 import type { InProcessMesh } from "./services.js";
 import { silentLogger } from "./silent-logger.js";
 
@@ -43,35 +40,14 @@ export const testOperatorConfig = (mesh: InProcessMesh): OperatorConfig => ({
   traceIngestToken: testTraceToken,
 });
 
-/**
- * Where a test gateway finds the old shop and the catalog, which the in-process mesh does not
- * run. Without an old shop of the suite's, startGateway starts one of its own (the demo
- * catalog, the route's default side); without a catalog, a closed loopback port (a call
- * there is UNAVAILABLE).
- */
-export interface StranglerSides {
-  catalog: string;
-  oldshop: string;
-}
-const absentSide = "https://127.0.0.1:1";
-
-/** The old shop on a fresh legacy database, with its mesh certificate, admitting its default readers and writers. */
-export async function startTestOldShop(mesh: InProcessMesh): Promise<OldShop> {
-  const database = await createLegacyDatabase();
-  const tls = mesh.pki.files("oldshop");
-  const config = oldShopConfig({ DATABASE_URL: database.oldshopUrl, TLS_CERT_FILE: tls.certFile, TLS_KEY_FILE: tls.keyFile, TLS_CA_FILE: tls.caFile });
-  return startOldShop({ ...config, port: 0, opsPort: 0, logger: silentLogger });
-}
-
-type GatewayOverrides = { sides?: Partial<StranglerSides>; rateLimit?: { perSecond: number; burst: number }; watchLimits?: { perCustomer: number; perAddress: number }; maxRequestBytes?: number; maxTimeoutMs?: number; operator?: OperatorConfig };
+type GatewayOverrides = { rateLimit?: { perSecond: number; burst: number }; watchLimits?: { perCustomer: number; perAddress: number }; maxRequestBytes?: number; maxTimeoutMs?: number; operator?: OperatorConfig };
 
 /**
  * The gateway in front of an in-process mesh, on a free port, in local auth mode; with an
  * operator listener only if `overrides.operator` says so (see startGatewayWithOperator).
  */
-export async function startGateway(mesh: InProcessMesh, overrides: GatewayOverrides = {}): Promise<GatewayServer> {
-  const ownOldShop = overrides.sides?.oldshop === undefined ? await startTestOldShop(mesh) : undefined;
-  const gateway = await buildGateway({
+export function startGateway(mesh: InProcessMesh, overrides: GatewayOverrides = {}): Promise<GatewayServer> {
+  return buildGateway({
     logger: silentLogger,
     host: "127.0.0.1",
     port: 0,
@@ -87,19 +63,15 @@ export async function startGateway(mesh: InProcessMesh, overrides: GatewayOverri
       inventory: mesh.inventory.url,
       payment: mesh.payment.url,
       notification: mesh.notification.url,
-      catalog: overrides.sides?.catalog ?? absentSide,
-      oldshop: overrides.sides?.oldshop ?? ownOldShop!.url,
+      catalog: mesh.catalog.url,
+      oldshop: mesh.oldShop.url,
     },
     auth: { mode: "local", secret: testAuthSecret },
     rateLimit: overrides.rateLimit ?? { perSecond: 1_000, burst: 1_000 },
     watchLimits: overrides.watchLimits ?? { perCustomer: 100_000, perAddress: 100_000 },
     corsOrigins: ["http://console.example"],
     ...(overrides.operator ? { operator: overrides.operator } : {}),
-  }).catch(async (err: unknown) => {
-    await ownOldShop?.close();
-    throw err;
   });
-  return ownOldShop ? { ...gateway, close: () => gateway.close().then(() => ownOldShop.close()) } : gateway;
 }
 
 /**
