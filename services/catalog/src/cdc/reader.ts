@@ -67,7 +67,7 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
   }
 
   /** One connection's stream, until it ends: rejects with why, resolves only when stopped. */
-  async function stream(from: bigint, connected: () => void) {
+  async function stream(from: bigint, progressed: () => void) {
     // Counts messages as they arrive, so a keepalive can tell whether everything before it has been handled.
     let received = 0;
     let handled = 0;
@@ -123,6 +123,7 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
           applying = outcome.catch(() => {});
           const { applied, skipped } = await outcome;
           progress.applied(endLsn, new Date(), applied);
+          progressed();
           if (!skipped) await options.onApplied?.(applied);
           await replication.acknowledge(formatLsn(endLsn));
           // Only now is the stream idle: a keepalive before this must not confirm past the transaction.
@@ -138,7 +139,10 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
       return receiving;
     };
 
-    replication.on("start", connected);
+    replication.on("start", () => {
+      progress.state = "streaming";
+      log.info({ from: formatLsn(from) }, "streaming changes from the old shop");
+    });
     replication.on("error", fail);
     replication.on("data", async (_lsn: string, message: Pgoutput.Message) => {
       handled++;
@@ -156,7 +160,10 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
       // for the catalog below its WAL end, so that is where the catalog stands (the built-in
       // apply worker reports the same when it has no transaction pending).
       const idle = received === handled && receiving === undefined && failure === undefined;
-      if (idle) progress.applied(end, progress.appliedTime ?? new Date(), 0);
+      if (idle) {
+        progress.applied(end, progress.appliedTime ?? new Date(), 0);
+        progressed();
+      }
       if (idle || shouldRespond) void replication.acknowledge(formatLsn(progress.appliedLsn ?? from));
     });
     try {
@@ -176,11 +183,9 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
       try {
         const position = await ensurePosition();
         progress.applied(position.lsn, position.appliedAt, 0);
-        await stream(position.lsn, () => {
-          progress.state = "streaming";
-          failures = 0;
-          log.info({ from: formatLsn(position.lsn) }, "streaming changes from the old shop");
-        });
+        // The backoff starts over once the stream moves on, not merely when it connects: a
+        // transaction that fails every time it is applied is retried ever more slowly.
+        await stream(position.lsn, () => (failures = 0));
       } catch (err) {
         if (stopping.signal.aborted) break;
         if (err instanceof UnmappableChangeError) {
