@@ -15,7 +15,7 @@ import { OPERATOR } from "#platform/trust/mesh-identity.js";
 import { CONSOLE } from "#platform/trust/mesh-identity.js";
 import { readContracts, type ContractReader } from "./contract-callers.js";
 import { databasePasswordVariable } from "./generate-secrets.js";
-import { callersOf, capturedFrom, isLegacy, legacyClusters, meshNative, type LegacyCluster } from "./legacy-deployables.js";
+import { callersOf, capturedFrom, deployedLegacySettings, isLegacy, legacyClusters, meshNative, type LegacyCluster } from "./legacy-deployables.js";
 import { natsConfigFiles } from "./nats-config.js";
 import { postgresClusterManifest, type PostgresCluster } from "./postgres-cluster.js";
 
@@ -307,14 +307,9 @@ ${admits.join("\n")}
 `;
 }
 
-/**
- * A legacy deployable's cluster settings: logical decoding for its capturer's slot, and a bound
- * on the WAL a slot may hold while the capturer is away (past it the slot is lost, and the
- * capture must start over from a new snapshot, rather than the disk filling up).
- */
-const legacyClusterSettings = { wal_level: "logical", max_wal_senders: "10", max_replication_slots: "10", max_slot_wal_keep_size: "4GB" };
+/** A legacy cluster's volume: room for the app's data and the WAL its capture's slot may hold (deployedLegacySettings). */
 const legacyClusterStorage = "10Gi";
-const settingsArgs = Object.entries(legacyClusterSettings).flatMap(([key, value]) => ["-c", `${key}=${value}`]);
+const settingsArgs = Object.entries(deployedLegacySettings).flatMap(([key, value]) => ["-c", `${key}=${value}`]);
 
 /** What compose runs for a legacy deployable's own cluster: the server and the one-shot that makes its roles. */
 function composeLegacyCluster(c: LegacyCluster): string[][] {
@@ -474,7 +469,7 @@ const legacyClusterManifest = (c: LegacyCluster, init: string): PostgresCluster 
       "while its reader is away (past it the slot is lost and the capture starts over from a new",
       "snapshot), so the volume cannot fill up.",
     ],
-    values: legacyClusterSettings,
+    values: deployedLegacySettings,
   },
   storage: legacyClusterStorage,
   clients: { why: `Only ${c.owner} and ${c.capturedBy} (its change data capture), and the Job that makes their roles, reach it.`, pods: [c.owner, c.capturedBy] },

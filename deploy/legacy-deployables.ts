@@ -2,9 +2,11 @@
  * What deploy/ runs for a `legacy` deployable of the manifest (the strangler fig's old
  * application, services/mesh.ts): no NATS user and no gRPC, and a Postgres cluster of its own
  * with logical decoding on, so the replication rights its capturer's change data capture needs
- * grant nothing over the mesh's data. Every name below follows from the manifest entry.
+ * grant nothing over the mesh's data. Every name below follows from the manifest entry; the
+ * roles and the publication are named as `npm start` names them (tools/infra/legacy-database.ts).
  */
 import { meshDeployables, type Deployable } from "#mesh";
+import { capturePublication, captureRole, legacyClusterSettings } from "#tools/infra/legacy-database.js";
 
 export type LegacyDeployable = Deployable & { legacy: NonNullable<Deployable["legacy"]> };
 
@@ -36,7 +38,8 @@ export interface LegacyCluster {
   captureSecret: string;
 }
 
-export function legacyCluster({ name, legacy }: LegacyDeployable): LegacyCluster {
+export function legacyCluster(d: LegacyDeployable): LegacyCluster {
+  const { name, legacy } = d;
   const host = `${name}-postgres`;
   return {
     owner: name,
@@ -44,8 +47,8 @@ export function legacyCluster({ name, legacy }: LegacyDeployable): LegacyCluster
     database: name,
     schema: legacy.schema,
     capturedBy: legacy.capturedBy,
-    captureRole: `${legacy.capturedBy}_cdc`,
-    publication: `${name}_${legacy.capturedBy}`,
+    captureRole: captureRole(d),
+    publication: capturePublication(d),
     captureUrlVariable: `${name.toUpperCase()}_CDC_URL`,
     adminSecret: `${host}-admin`,
     appSecret: `${name}-db`,
@@ -61,3 +64,10 @@ export const capturedFrom = (name: string) => legacyClusters.filter((c) => c.cap
 
 /** The deployables whose manifest entry calls `name`: the legacy app's callers, which no contract names. */
 export const callersOf = (name: string) => (meshDeployables as readonly Deployable[]).filter((d) => d.calls.includes(name)).map((d) => d.name).sort();
+
+/**
+ * A legacy cluster's server settings: `npm start`'s (logical decoding for the capturer's slot),
+ * and a bound on the WAL a slot may hold while its reader is away. Past it the slot is lost and
+ * the capture must start over from a new snapshot, rather than the volume filling up.
+ */
+export const deployedLegacySettings: Readonly<Record<string, string>> = { ...legacyClusterSettings, max_slot_wal_keep_size: "4GB" };

@@ -1,4 +1,6 @@
+import { spawn } from "node:child_process";
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { build, type Metafile } from "esbuild";
@@ -7,10 +9,13 @@ import { meshDeployables } from "#mesh";
 import { createHealthProbe } from "#platform/rpc-client/health-probe.js";
 import { buildRecordPath, bundlePath, compiledNodeFlags, runServicePath } from "#deploy/bundle-layout.js";
 import { consoleScriptBuild } from "#gateway/src/console-assets.js";
-import { bundleMesh, productionViolations, staleBuild } from "#tools/build/bundle.js";
+import { bundleMesh, legacyViolations, productionViolations, staleBuild } from "#tools/build/bundle.js";
+import { freePort } from "#tools/infra/tcp.js";
 import { createSupervisor } from "#tools/mesh/supervisor.js";
 import { childEnv, meshOnFreePorts, portEnv, withOwnCredentials } from "#tools/mesh/topology.js";
 import { createServiceDatabases, type DatabaseService } from "../support/databases.js";
+import { eventually } from "../support/eventually.js";
+import { createLegacyDatabase } from "../support/legacy-databases.js";
 import { testAuthSecret } from "../support/gateway.js";
 import { testPki } from "../support/mesh-clients.js";
 import { startTestNats } from "../support/nats.js";
@@ -96,6 +101,27 @@ describe("npm run build", () => {
     ]);
   });
 
+  it("bundles the legacy old shop from its own folder alone, none of the mesh's code", () => {
+    const sources = sourcesOf(join(dist, bundlePath("oldshop")));
+    expect(sources).toContain("legacy/oldshop/main.ts");
+    expect(sources.filter((source) => !source.startsWith("legacy/oldshop/"))).toEqual([]);
+  });
+
+  it("would refuse a legacy deployable's bundle holding the mesh's code", () => {
+    const output = (inputs: string[]) => ({ bytes: 1, inputs: Object.fromEntries(inputs.map((input) => [input, { bytesInOutput: 1 }])), imports: [], exports: [] });
+    const metafile = {
+      inputs: {},
+      outputs: {
+        "dist/oldshop/bin/main.js": output(["legacy/oldshop/main.ts", "services/platform/index.ts", "gen/shop/catalog/v1/catalog_pb.ts"]),
+        "dist/inventory/bin/main.js": output(["services/inventory/main.ts", "services/platform/index.ts"]),
+      },
+    } satisfies Metafile;
+    expect(legacyViolations(metafile, ["oldshop"])).toEqual([
+      "dist/oldshop/bin/main.js is a legacy deployable's, yet bundles services/platform/index.ts",
+      "dist/oldshop/bin/main.js is a legacy deployable's, yet bundles gen/shop/catalog/v1/catalog_pb.ts",
+    ]);
+  });
+
   it("records what it read, so a launcher tells a stale build from a fresh one", () => {
     expect(inputs).toContain("services/inventory/main.ts");
     expect(inputs).toContain("services/inventory/migrations/meta/_journal.json");
@@ -156,6 +182,60 @@ describe("a compiled deployable", () => {
       for (const probe of probes) probe.close();
       await supervisor.stop(5_000);
       await nats.stop();
+    }
+  });
+});
+
+describe("the compiled old shop (a legacy deployable)", () => {
+  it("starts from dist/run-service.js with its DATABASE_URL and certificate, answers GET /healthz on its ops port, and serves its JSON over mTLS", async () => {
+    const [database, pki, port, opsPort] = await Promise.all([createLegacyDatabase(), testPki(), freePort(), freePort()]);
+    const own = pki.files("oldshop");
+    const output: string[] = [];
+    // As the image starts it: node, the compiled runtime's flags, the production entry.
+    const child = spawn(process.execPath, [...compiledNodeFlags, join(dist, runServicePath), "oldshop"], {
+      env: {
+        PATH: process.env["PATH"],
+        LOG_LEVEL: "warn",
+        HOST: "127.0.0.1",
+        OLDSHOP_PORT: String(port),
+        OPS_PORT: String(opsPort),
+        DATABASE_URL: database.oldshopUrl,
+        TLS_CERT_FILE: own.certFile,
+        TLS_KEY_FILE: own.keyFile,
+        TLS_CA_FILE: own.caFile,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    for (const stream of [child.stdout!, child.stderr!]) stream.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk));
+    const exited = new Promise<void>((done) => child.once("exit", () => done()));
+    try {
+      const health = await eventually(async () => {
+        const response = await fetch(`http://127.0.0.1:${opsPort}/healthz`);
+        expect(response.status, output.join("")).toBe(200);
+        return response.json();
+      }, 20_000);
+      expect(health).toEqual({ status: "SERVING" });
+      const commandLine = readFileSync(`/proc/${child.pid}/cmdline`, "utf8").split("\0");
+      expect(commandLine.filter((arg) => /tsx|\.ts$/.test(arg))).toEqual([]);
+      // A caller the manifest names (order), with its own certificate.
+      const caller = pki.files("order");
+      const products = await new Promise<{ status: number; body: string }>((done, fail) => {
+        const req = request(
+          { host: "127.0.0.1", port, path: "/api/products", servername: "oldshop", ca: readFileSync(caller.caFile), cert: readFileSync(caller.certFile), key: readFileSync(caller.keyFile), checkServerIdentity: (_host, peer) => (peer.subjectaltname?.includes("URI:spiffe://meshwork/oldshop") ? undefined : new Error("not the old shop's certificate")) },
+          (res) => {
+            let body = "";
+            res.setEncoding("utf8").on("data", (chunk: string) => (body += chunk));
+            res.on("end", () => done({ status: res.statusCode!, body }));
+          },
+        );
+        req.on("error", fail);
+        req.end();
+      });
+      expect(products.status, products.body).toBe(200);
+      expect((JSON.parse(products.body) as { products: { sku: string }[] }).products.length).toBeGreaterThan(0);
+    } finally {
+      child.kill("SIGTERM");
+      await exited;
     }
   });
 });

@@ -31,19 +31,21 @@ const deploy = join(root, "deploy");
 
 type Loaded = { port: number; opsPort: number; meshTls: { certFile: string; keyFile: string; caFile: string } | "off" };
 const deployables: readonly Deployable[] = meshDeployables;
-/**
- * What a legacy deployable reads (DESIGN of issue 15, §1): its port variable, OPS_PORT and the
- * TLS files. It shares no code with the mesh, so no loadConfig of the kit's kind is there to call.
- */
-const legacySettings = (d: Deployable) => (env: Env): Loaded => ({
-  port: Number(env[d.port.variable] ?? d.port.default),
-  opsPort: Number(env["OPS_PORT"] ?? d.opsPort.default),
-  meshTls: env["TLS_CERT_FILE"] ? { certFile: env["TLS_CERT_FILE"], keyFile: env["TLS_KEY_FILE"]!, caFile: env["TLS_CA_FILE"]! } : "off",
-});
-/** Each deployable's config loader: the loadConfig of src/config.ts beside its entry point; a legacy one's settings as it reads them. */
+/** A legacy app's settings (it shares no code with the mesh, so its own shape) as the mesh's read. */
+type LegacyLoaded = { port: number; opsPort: number; tls?: { certFile: string; keyFile: string; caFile: string } };
+const asLoaded =
+  (load: (env: Env) => LegacyLoaded) =>
+  (env: Env): Loaded => {
+    const { port, opsPort, tls } = load(env);
+    return { port, opsPort, meshTls: tls ?? "off" };
+  };
+/** Each deployable's config loader: the loadConfig of src/config.ts beside its entry point. */
 const loaders = Object.fromEntries(
   await Promise.all(
-    deployables.map(async (d) => [d.name, isLegacy(d) ? legacySettings(d) : ((await import(join(root, dirname(d.main), "src/config.ts"))) as { loadConfig: (env: Env) => Loaded }).loadConfig] as const),
+    deployables.map(async (d) => {
+      const { loadConfig } = (await import(join(root, dirname(d.main), "src/config.ts"))) as { loadConfig: (env: Env) => Loaded & LegacyLoaded };
+      return [d.name, isLegacy(d) ? asLoaded(loadConfig) : loadConfig] as const;
+    }),
   ),
 ) as Record<MeshServiceName, (env: Env) => Loaded>;
 const names = deployables.map((d) => d.name as MeshServiceName);
