@@ -164,6 +164,18 @@ describe("change capture from the old shop's database (pgoutput) into the catalo
     await eventually(async () => expect((await f.catalogRows()).map((r) => r["sku"])).toEqual(["MW-NEW", "MW-OLD"]));
   });
 
+  it("never drops a slot of the same name on another database (slot names are the cluster's), and says so", async () => {
+    const f = await fixture();
+    const other = connect((await createOldShopSource()).adminUrl);
+    cleanups.push(() => other.end());
+    await other`select pg_create_logical_replication_slot(${f.slot}, 'pgoutput')`;
+    cleanups.push(() => other`select pg_drop_replication_slot(${f.slot})`);
+    f.start();
+    await eventually(async () => expect(f.log.lines.some((line) => line.err?.message.includes(`replication slot ${f.slot} belongs to database`))).toBe(true));
+    expect(await other`select 1 as present from pg_replication_slots where slot_name = ${f.slot} and database = current_database()`).toEqual([{ present: 1 }]);
+    expect(await f.position()).toBeUndefined();
+  });
+
   it("leaves rows and position unchanged when a catalog transaction fails, and retries it until it commits", async () => {
     const f = await fixture();
     const reader = f.start();

@@ -49,8 +49,11 @@ export async function backfillFromNewSlot<T>({ url, slot }: SourceOptions, write
   try {
     await replication.connect();
     await reader.connect();
-    const existing = await reader.query("select active from pg_replication_slots where slot_name = $1", [slot]);
-    if (existing.rowCount) await replication.query(`DROP_REPLICATION_SLOT ${slot}`);
+    // Slot names are the whole cluster's: one of another database is never the catalog's to drop.
+    const existing = await reader.query<{ database: string; ours: boolean }>("select database, database = current_database() as ours from pg_replication_slots where slot_name = $1", [slot]);
+    const found = existing.rows[0];
+    if (found && !found.ours) throw new Error(`replication slot ${slot} belongs to database ${found.database}, not this one: give the catalog a slot name of its own (CDC_SLOT)`);
+    if (found) await replication.query(`DROP_REPLICATION_SLOT ${slot}`);
     const created = await replication.query<{ consistent_point: string; snapshot_name: string }>(`CREATE_REPLICATION_SLOT ${slot} LOGICAL pgoutput (SNAPSHOT 'export')`);
     const { consistent_point, snapshot_name } = created.rows[0]!;
     await reader.query("begin isolation level repeatable read read only");
