@@ -99,6 +99,7 @@ dialog menu { display: flex; gap: 8px; justify-content: flex-end; padding: 0; ma
 .saga-head button { margin-left: 8px; }
 .actions { white-space: nowrap; }
 .actions button + button { margin-left: 4px; }
+#route-table button[aria-pressed=true] { outline: 3px solid var(--ok); outline-offset: 1px; }
 .outcome { min-height: 1.2em; font-weight: 600; }
 .outcome.ok { color: var(--ok); }
 .health-line { display: flex; gap: 12px; flex-wrap: wrap; font-size: 13px; margin: 0; padding: 6px 24px; background: #fff; border-bottom: 1px solid var(--line); }

@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import type { Browser, Page } from "playwright-core";
+import { OperatorService, RouteMode } from "#gen/shop/gateway/v1/operator_service_pb.js";
+import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
+import { connect } from "../support/databases.js";
+import { eventually } from "../support/eventually.js";
+import { bearer, startGatewayWithOperator, testOperatorToken } from "../support/gateway.js";
+import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
+import { launchBrowser, newPage, screenshot } from "./browser.js";
+
+const LIST_PRODUCTS = "shop.gateway.v1.StorefrontService/ListProducts";
+
+/** The operator console's Routes view, in Debian's Chromium, over the real route table. */
+describe("the operator console's Routes view", () => {
+  let mesh: InProcessMesh;
+  let sql: ReturnType<typeof connect>;
+  let gateway: Awaited<ReturnType<typeof startGatewayWithOperator>>;
+  let browser: Browser;
+  let token: string;
+  const operatorApi = () => createClient(OperatorService, createConnectTransport({ baseUrl: gateway.operator.url, httpVersion: "1.1", interceptors: [bearer(token)] }));
+  const listProductsRoute = async () => (await operatorApi().listRoutes({})).routes.find((status) => status.route?.method === LIST_PRODUCTS)!;
+  const routeRow = (page: Page) => page.locator(`#route-table tr[data-method="${LIST_PRODUCTS}"]`);
+
+  async function signedIn(): Promise<{ page: Page; errors: string[] }> {
+    const opened = await newPage(browser);
+    opened.page.on("console", (message) => {
+      if (/Content Security Policy/.test(message.text())) opened.errors.push(message.text());
+    });
+    await opened.page.goto(`${gateway.operator.url}/#operator-token=${encodeURIComponent(token)}`);
+    await opened.page.locator("#operator-who", { hasText: "signed in" }).waitFor();
+    return opened;
+  }
+
+  beforeAll(async () => {
+    mesh = await startInProcessMesh();
+    gateway = await startGatewayWithOperator(mesh);
+    sql = connect(mesh.databaseUrl);
+    browser = await launchBrowser();
+    token = await testOperatorToken("grace");
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await sql?.end();
+    await gateway?.close();
+    await mesh?.close();
+  });
+
+  it("shows each route's mode, calls, shadow mismatch example and the catalog's lag, and moves a route after confirmation", async () => {
+    const { page, errors } = await signedIn();
+    await routeRow(page).locator(".route-mode", { hasText: "legacy" }).waitFor();
+    // The catalog's backfill of the old shop's six products, caught up.
+    await page.locator("#catalog-sync[data-state=streaming]").waitFor();
+    await eventually(async () => expect(await page.locator("#catalog-sync td").allTextContents()).toEqual(expect.arrayContaining(["streaming", "0", "0 ms", "6", "catalog_from_oldshop"])));
+
+    // Shadow: a divergence seeded in the catalog (the mug renamed there alone); the example says where.
+    await sql`update catalog.products set name = 'Meshwork mug (catalog)' where sku = 'MW-MUG-001'`;
+    await operatorApi().setRoute({ method: LIST_PRODUCTS, mode: RouteMode.SHADOW, reason: "compare" });
+    const storefront = createClient(StorefrontService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1" }));
+    await eventually(async () => {
+      await storefront.listProducts({});
+      expect((await listProductsRoute()).shadow?.mismatched).toBeGreaterThan(0n);
+    });
+    const example = page.locator(`.mismatch[data-method="${LIST_PRODUCTS}"] tbody tr`, { hasText: "products[MW-MUG-001].name" });
+    await example.waitFor();
+    expect(await example.locator("td").allTextContents()).toEqual(["products[MW-MUG-001].name", '"Meshwork mug"', '"Meshwork mug (catalog)"']);
+    await routeRow(page).locator(".route-mode", { hasText: "shadow" }).waitFor();
+
+    // Cancelled: nothing changes.
+    await routeRow(page).locator("button[data-mode=new]").click();
+    await page.locator("#confirm-dialog[open]").waitFor();
+    expect(await page.locator("#confirm-title").textContent()).toBe(`Route ${LIST_PRODUCTS} to new?`);
+    await page.click("#confirm-cancel");
+    expect((await listProductsRoute()).route?.mode).toBe(RouteMode.SHADOW);
+
+    // A canary of 30 %, confirmed with a reason.
+    await routeRow(page).locator("input[data-canary-percent]").fill("30");
+    await routeRow(page).locator("button[data-mode=canary]").click();
+    await page.locator("#confirm-dialog[open]").waitFor();
+    await page.fill("#confirm-reason", "a third of the callers");
+    await page.click("#confirm-ok");
+    await page.locator("#routes-outcome.ok", { hasText: "canary 30%" }).waitFor();
+    await routeRow(page).locator(".route-mode", { hasText: "canary 30%" }).waitFor();
+    expect((await listProductsRoute()).route).toMatchObject({ mode: RouteMode.CANARY, canaryPercent: 30, reason: "a third of the callers", changedBy: "grace (operator)" });
+    await screenshot(page, "operator-routes");
+    expect(errors).toEqual([]);
+  });
+});
