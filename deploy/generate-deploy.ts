@@ -2,10 +2,13 @@
  * Renders what deploy/ says per deployable from the mesh manifest (services/mesh.ts), so that a
  * service is added to compose and kustomize by its manifest entry alone:
  *   npx tsx deploy/generate-deploy.ts
- * It writes each service's k8s/base/<name>.yaml whole (one template for all of them), the NATS
- * configs (nats-config.ts), and the generated regions of the files that are otherwise written by
- * hand: between a "begin generated: <region>" and an "end generated: <region>" comment. The
- * deploy test fails while any file differs from what this writes.
+ * It writes each service's k8s/base/<name>.yaml whole (one template for all of them, a legacy
+ * deployable's too), each Postgres cluster's (the mesh's, postgres.yaml, and each legacy
+ * deployable's own, <name>-postgres.yaml with its init script <name>-postgres-init.sql; see
+ * postgres-cluster.ts and legacy-deployables.ts), the NATS configs (nats-config.ts), and the
+ * generated regions of the files that are otherwise written by hand: between a "begin
+ * generated: <region>" and an "end generated: <region>" comment. The deploy test fails while
+ * any file differs from what this writes.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -371,11 +374,10 @@ const legacyScripts = (c: LegacyCluster) => [legacyInitFile(c), "postgres-role.s
 
 function legacyInit(c: LegacyCluster): string {
   return [
-    `-- ${c.owner}'s own cluster (a legacy deployable of services/mesh.ts): its role, database and schema`,
-    `-- (postgres-role.sql), and ${c.capturedBy}'s change data capture role ${c.captureRole} and the publication`,
-    `-- ${c.publication} there (postgres-capture-role.sql). Run by psql as this cluster's admin, and only there`,
-    `-- (the ${c.host}-roles Job in k8s and one-shot in compose). Safe to run again.`,
-    "-- Generated from the manifest by deploy/generate-deploy.ts.",
+    ...wrap(
+      `${c.owner}'s own cluster (a legacy deployable of services/mesh.ts): its role, database and schema (postgres-role.sql), and ${c.capturedBy}'s change data capture role ${c.captureRole} and the publication ${c.publication} there (postgres-capture-role.sql). Run by psql as this cluster's admin, and only there (the ${c.host}-roles Job in k8s and one-shot in compose). Safe to run again. Generated from the manifest by deploy/generate-deploy.ts.`,
+      "-- ",
+    ),
     "\\set ON_ERROR_STOP on",
     "-- No role but the admin connects to the maintenance database.",
     "REVOKE ALL ON DATABASE postgres FROM PUBLIC;",

@@ -1,7 +1,7 @@
 -- oldshop's own cluster (a legacy deployable of services/mesh.ts): its role, database and schema
 -- (postgres-role.sql), and catalog's change data capture role catalog_cdc and the publication
--- oldshop_catalog there (postgres-capture-role.sql). Run by psql as this cluster's admin, and only there
--- (the oldshop-postgres-roles Job in k8s and one-shot in compose). Safe to run again.
+-- oldshop_catalog there (postgres-capture-role.sql). Run by psql as this cluster's admin, and only
+-- there (the oldshop-postgres-roles Job in k8s and one-shot in compose). Safe to run again.
 -- Generated from the manifest by deploy/generate-deploy.ts.
 \set ON_ERROR_STOP on
 -- No role but the admin connects to the maintenance database.

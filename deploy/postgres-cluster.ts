@@ -112,7 +112,7 @@ spec:
       from:`,
     ...[...cluster.clients.pods, roles].map((pod) => `        - podSelector: { matchLabels: { app.kubernetes.io/name: ${pod} } }`),
     `---
-# ${cluster.scripts.map(([file]) => `deploy/${file}`).join(", ")}, as they are (the deploy test compares).
+# Its init scripts, as deploy/ has them (the deploy test compares).
 apiVersion: v1
 kind: ConfigMap
 metadata:

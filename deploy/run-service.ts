@@ -1,7 +1,9 @@
 /**
  * The container's entry point, compiled by `npm run build` to dist/run-service.js:
  * `node dist/run-service.js <name>` starts one deployable of the manifest from its bundle,
- * so a single image serves every service (`docker run meshwork order`). It runs only from
+ * so a single image serves every service (`docker run meshwork order`), the legacy old shop
+ * too, whose bundle is its own code alone (it reads DATABASE_URL, its port, OPS_PORT and the
+ * TLS files, and answers GET /healthz rather than grpc.health.v1). It runs only from
  * dist/, never under tsx: `npm start` and `npm run service` run the sources, unless
  * NODE_ENV=production, when they start this too.
  *
