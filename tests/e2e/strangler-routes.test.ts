@@ -8,6 +8,7 @@ import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js
 import { connectBus } from "#platform/messaging/connection.js";
 import { mintLocalOperatorToken } from "#gateway/src/operator/operator-auth.js";
 import { ROUTES_BUCKET, routeKeyOf } from "#platform/strangler/route-table.js";
+import { canaryBucketOf } from "#platform/strangler/route-decision.js";
 import { routeCli } from "#tools/ops/route.js";
 import { connect } from "../support/databases.js";
 import { eventually } from "../support/eventually.js";
@@ -164,6 +165,28 @@ describe("the route table's operator RPCs and CLI", () => {
     await eventually(async () => expect((await listed())?.shadow?.mismatched).toBeGreaterThan(0n));
     const differences = (await listed())!.shadow!.example!.differences;
     expect(differences).toContainEqual({ $typeName: "shop.gateway.v1.FieldDifference", path: "products[MW-MUG-001].name", legacy: '"Meshwork mug"', new: '"Meshwork mug (catalog)"' });
+
+    // Canary: each signed-in customer sticks to the side their bucket says; anonymous callers go by address; a bad token is anonymous, not refused.
+    await ops.setRoute({ method: LIST_PRODUCTS, mode: RouteMode.CANARY, canaryPercent: 50 });
+    await eventually(async () => expect((await listed())?.route?.mode).toBe(RouteMode.CANARY));
+    const sideOf = (products: { sku: string; name: string }[]) => (products.find((p) => p.sku === "MW-MUG-001")?.name === "Meshwork mug (catalog)" ? "new" : "legacy");
+    const expected = (key: string) => (canaryBucketOf(LIST_PRODUCTS, key) < 50 ? "new" : "legacy");
+    const customers = Array.from({ length: 12 }, (_, i) => `canary-customer-${i}`);
+    const served = await Promise.all(
+      customers.map(async (customerId) => {
+        const { token } = await storefront.issueDemoToken({ customerId });
+        const asCustomer = createClient(StorefrontService, createGrpcTransport({ baseUrl: gateway.url, interceptors: [bearer(token)] }));
+        const sides = [];
+        for (let call = 0; call < 3; call++) sides.push(sideOf((await asCustomer.listProducts({})).products));
+        return sides;
+      }),
+    );
+    expect(served).toEqual(customers.map((id) => Array(3).fill(expected(`customer:${id}`))));
+    expect(new Set(served.flat())).toEqual(new Set(["legacy", "new"]));
+    const withBadToken = createClient(StorefrontService, createGrpcTransport({ baseUrl: gateway.url, interceptors: [bearer("not-a-token")] }));
+    expect(sideOf((await withBadToken.listProducts({})).products)).toBe(expected("address:127.0.0.1"));
+    expect(sideOf(await mug())).toBe(expected("address:127.0.0.1"));
+
     await ops.setRoute({ method: LIST_PRODUCTS, mode: RouteMode.LEGACY, reason: "roll back" });
   });
 });
