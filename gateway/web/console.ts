@@ -39,7 +39,7 @@ async function loadProducts() {
   const { products } = await storefront.listProducts({});
   $("#products tbody").replaceChildren(
     ...products.map((p) =>
-      row(p.sku, p.name, money(p.price), String(p.available), h("td", {}, h("input", { type: "number", min: 0, value: 0, "data-sku": p.sku, "aria-label": `Quantity of ${p.name}` }))),
+      row(p.sku, h("td", {}, p.name, p.description ? h("div", { class: "muted" }, p.description) : null), money(p.price), String(p.available), h("td", {}, h("input", { type: "number", min: 0, value: 0, "data-sku": p.sku, "aria-label": `Quantity of ${p.name}` }))),
     ),
   );
 }
