@@ -10,6 +10,7 @@ import { eventually } from "#tests/support/eventually.js";
 import { createCatalogStore, type CatalogStore } from "../app/catalog-store.js";
 import { tables } from "../db/schema.js";
 import { createOldShopSource } from "../testing/old-shop-source.js";
+import { parseLsn } from "../domain/lsn.js";
 import { startCdcReader, type CdcReader, type CdcReaderOptions } from "./reader.js";
 
 /** A logger whose lines the test can read (the reader's warnings say why it reconnects). */
@@ -67,6 +68,7 @@ describe("change capture from the old shop's database (pgoutput) into the catalo
       { sku: "MW-PEN-002", name: "Pen", description: "About Pen", price: 500, currency: "USD" },
     ]);
     expect(await f.position()).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    const backfilledAt = parseLsn((await f.position())!);
     expect((await f.events()).map((e) => e.sku).sort()).toEqual(["MW-CAP-003", "MW-MUG-001", "MW-PEN-002"]);
 
     await f.insert("MW-TEE-004", "Tee", "19.00");
@@ -94,8 +96,11 @@ describe("change capture from the old shop's database (pgoutput) into the catalo
     ]);
     const status = reader.status();
     expect(status.appliedChanges).toBe(4);
-    expect(status.appliedLsn).toBeDefined();
-    expect((await f.position())).toBe(`${(status.appliedLsn! >> 32n).toString(16).toUpperCase()}/${(status.appliedLsn! & 0xffffffffn).toString(16).toUpperCase()}`);
+    // The stored position moved on with the transactions; the reported one may be further
+    // still, at a keepalive's WAL end (other databases' writes), which holds nothing for the catalog.
+    const stored = parseLsn((await f.position())!);
+    expect(stored).toBeGreaterThan(backfilledAt);
+    expect(status.appliedLsn).toBeGreaterThanOrEqual(stored);
   });
 
   it("after a crash between commit and acknowledgement, a new reader applies nothing twice and applies what changed while it was down", async () => {

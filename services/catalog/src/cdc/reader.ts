@@ -125,7 +125,10 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
           progress.applied(endLsn, new Date(), applied);
           progressed();
           if (!skipped) await options.onApplied?.(applied);
-          await replication.acknowledge(formatLsn(endLsn));
+          // Heard of WAL past it (a keepalive while this applied)? Ask for a keepalive now, whose
+          // WAL end shows the catalog caught up, rather than report lag until the next one comes.
+          const behind = progress.sourceLsn !== undefined && progress.sourceLsn > endLsn;
+          await replication.acknowledge(formatLsn(endLsn), behind);
           // Only now is the stream idle: a keepalive before this must not confirm past the transaction.
           receiving = undefined;
           return;
