@@ -1,9 +1,6 @@
 import type { Client } from "@connectrpc/connect";
 import { ListProductsResponseSchema, type CatalogService, type Product } from "#gen/shop/catalog/v1/catalog_service_pb.js";
-import { decideSide, type Side } from "#platform/strangler/route-decision.js";
-import type { RouteTable } from "#platform/strangler/route-table.js";
-import type { ShadowCaller } from "#platform/strangler/shadow-caller.js";
-import { compareMessages } from "#platform/strangler/shadow-compare.js";
+import { compareMessages, decideSide, type RouteTable, type ShadowCaller, type Side } from "#platform";
 
 /**
  * The one catalog route: the storefront's ListProducts. Order's pricing follows it too, so
