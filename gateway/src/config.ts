@@ -59,7 +59,11 @@ export interface OperatorConfig {
    * a client with the operator certificate as well as an operator's token (OPERATOR_TLS).
    */
   serveTls: boolean;
-  /** NATS as the console's user (CONSOLE_NATS_URL), for the dead letters; unset: ListDeadLetters and ReplayDeadLetter are FAILED_PRECONDITION. */
+  /**
+   * NATS as the console's user (CONSOLE_NATS_URL), for the dead letters and the strangler fig's
+   * route table writes; unset: ListDeadLetters, ReplayDeadLetter and SetRoute are
+   * FAILED_PRECONDITION, and ListRoutes reads the gateway's own copy of the table.
+   */
   natsUrl: string | undefined;
   /** Whether it keeps the dev trace store, receiving every process's spans (DEV_TRACES_TOKEN is their write token). */
   traceIngestToken: string | undefined;
