@@ -24,7 +24,10 @@ export interface OldShopCatalogOptions {
 }
 
 const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
-/** An idle keep-alive socket is closed after this; below the old shop's own keepAliveTimeout would be better still, so it is short. */
+/**
+ * An idle keep-alive socket is closed after this, before the old shop's keepAliveTimeout (5 s)
+ * would close it under a request just sent; that race, should it happen, is a retried UNAVAILABLE.
+ */
 const IDLE_SOCKET_MS = 4_000;
 
 /** A malformed legacy answer: the adapter refuses it whole rather than pass on anything it could not map exactly. */
