@@ -287,9 +287,9 @@ describe("errors relayed through the gateway", () => {
     }
   });
 
-  describe("with inventory down", () => {
+  describe("with the old shop down", () => {
     const placeOrder = relayCase({
-      name: "PlaceOrder while inventory is unreachable",
+      name: "PlaceOrder while the old shop (the catalog route's default side, which prices orders) is unreachable",
       method: "PlaceOrder",
       schema: PlaceOrderRequestSchema,
       request: { items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok_visa", requestId: randomUUID() },
@@ -297,7 +297,7 @@ describe("errors relayed through the gateway", () => {
       message: /unavailable/,
     });
     beforeAll(async () => {
-      await mesh.inventory.close();
+      await mesh.oldShop.close();
     });
 
     it("relays UNAVAILABLE to grpc-js, and ends a raw HTTP/2 stream with status trailers only", async () => {

@@ -10,7 +10,7 @@ describe("when a dependency is down", () => {
 
   beforeAll(async () => {
     mesh = await startInProcessMesh();
-    await mesh.inventory.close();
+    await mesh.oldShop.close(); // the catalog route's default side, which prices orders
   });
   afterAll(() => mesh?.close());
 

@@ -46,7 +46,7 @@ describe("distributed tracing", () => {
     const expected = [
       "shop.gateway.v1.StorefrontService/PlaceOrder", // gateway, server side
       "shop.order.v1.OrderService/CreateOrder", // gateway -> order, both sides
-      "shop.inventory.v1.InventoryService/ListProducts", // order prices the items
+      "shop.catalog.v1.CatalogService/ListProducts", // order prices the items through the catalog route (the old shop's adapter by default)
       "shop.inventory.v1.InventoryService/ReserveStock", // saga step 1
       "shop.payment.v1.PaymentService/Charge", // saga step 2
       "shop.inventory.v1.InventoryService/CommitReservation", // saga step 4

@@ -16,14 +16,19 @@ export interface LegacyDatabase {
   oldshopUrl: string;
   /** The catalog's change capture role (catalog_cdc): replication and SELECT on oldshop's tables. */
   cdcUrl: string;
+  /**
+   * The replication slot the catalog capturing this database must use (its CDC_SLOT). Slot
+   * names are cluster-wide, not per database, so suites sharing the cluster each need their own.
+   */
+  slot: string;
 }
 
 /**
  * A fresh database on the run's legacy cluster (logical replication on), provisioned as
  * `npm start` provisions the old shop's: its role owning schema oldshop, catalog_cdc, and the
  * publication oldshop_catalog for the schema's tables. The table itself is the old shop's to
- * create (startOldShop, or its exported productsTableSql). A suite's replication slot lives
- * in its database and goes with the cluster at the end of the run.
+ * create (startOldShop, or its exported productsTableSql). The slot named for it goes with
+ * the cluster at the end of the run (the cluster allows 100).
  */
 export async function createLegacyDatabase(): Promise<LegacyDatabase> {
   const clusterUrl = inject("legacyPostgresUrl");
@@ -38,5 +43,5 @@ export async function createLegacyDatabase(): Promise<LegacyDatabase> {
   url.pathname = `/${name}`;
   const adminUrl = url.toString();
   const { appUrl, captureUrl } = await provisionLegacyDatabase(adminUrl, deployable("oldshop"), testLegacyPasswords);
-  return { adminUrl, oldshopUrl: appUrl, cdcUrl: captureUrl };
+  return { adminUrl, oldshopUrl: appUrl, cdcUrl: captureUrl, slot: `catalog_${name}` };
 }

@@ -27,8 +27,8 @@ export async function startProcessMesh(options: { env?: Record<string, string>; 
   const oldshop = deployable("oldshop");
   const services = withOwnCredentials(await meshOnFreePorts(), {
     databaseUrl: (name) => (name === oldshop.name ? legacy.oldshopUrl : databases.urls[name as DatabaseService]),
-    // The catalog's slot lives in this run's legacy database, which the run throws away: nothing to drop at stop.
-    captureEnv: (name): Record<string, string> => (name === oldshop.legacy.capturedBy ? { [captureUrlVariable(oldshop.name)]: legacy.cdcUrl } : {}),
+    // The catalog's slot is named for this run's legacy database (slot names are cluster-wide) and goes with the cluster.
+    captureEnv: (name): Record<string, string> => (name === oldshop.legacy.capturedBy ? { [captureUrlVariable(oldshop.name)]: legacy.cdcUrl, CDC_SLOT: legacy.slot } : {}),
     natsUrl: nats.urlFor,
     tls: pki.files,
     gatewayAuthSecret: testAuthSecret,
