@@ -50,9 +50,9 @@ describe("the operator console's Routes view", () => {
   it("shows each route's mode, calls, shadow mismatch example and the catalog's lag, and moves a route after confirmation", async () => {
     const { page, errors } = await signedIn();
     await routeRow(page).locator(".route-mode", { hasText: "legacy" }).waitFor();
-    // The catalog's backfill of the old shop's six products, caught up.
+    // The catalog's backfill of the old shop's six products, streaming since (its lag moves with the shared cluster's WAL).
     await page.locator("#catalog-sync[data-state=streaming]").waitFor();
-    await eventually(async () => expect(await page.locator("#catalog-sync td").allTextContents()).toEqual(expect.arrayContaining(["streaming", "0", "0 ms", "6", "catalog_from_oldshop"])));
+    await eventually(async () => expect(await page.locator("#catalog-sync td").allTextContents()).toEqual(expect.arrayContaining(["streaming", "6", expect.stringMatching(/^\d+$/), expect.stringMatching(/^[\d.]+ m?s$/), expect.stringMatching(/^catalog_/)])));
 
     // Shadow: a divergence seeded in the catalog (the mug renamed there alone); the example says where.
     await sql`update catalog.products set name = 'Meshwork mug (catalog)' where sku = 'MW-MUG-001'`;

@@ -73,7 +73,7 @@ describe("the route table's operator RPCs and CLI", () => {
     expect((await listed())?.route).toMatchObject({ mode: RouteMode.SHADOW, revision: route!.revision, changedBy: "grace (operator)" });
     expect(await stored()).toMatchObject({ revision: Number(route!.revision), value: { mode: "shadow", canaryPercent: 0, changedBy: "grace (operator)", reason: "compare before the canary" } });
     // Asked of the catalog with the console's certificate, which GetSyncStatus admits: the old shop's six products backfilled.
-    await eventually(async () => expect((await ops.listRoutes({})).catalogSync).toMatchObject({ slot: "catalog_from_oldshop", state: SyncState.STREAMING, products: 6n, lagBytes: 0n }));
+    await eventually(async () => expect((await ops.listRoutes({})).catalogSync).toMatchObject({ slot: expect.stringMatching(/^catalog_/), state: SyncState.STREAMING, products: 6n, lagBytes: 0n }));
     expect((await ops.listRoutes({})).catalogSync?.appliedLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
   });
 
@@ -121,7 +121,7 @@ describe("the route table's operator RPCs and CLI", () => {
     const list = await cli(["list"]);
     expect(list.status).toBe(0);
     expect(list.out).toMatch(new RegExp(`${LIST_PRODUCTS.replace(".", "\\.")}\\s+canary 50%`));
-    expect(list.out).toMatch(/catalog change capture: streaming, lag 0 bytes \/ 0 ms, applied [0-9A-F/]+ of [0-9A-F/]+, 6 products \(slot catalog_from_oldshop\)/);
+    expect(list.out).toMatch(/catalog change capture: streaming, lag \d+ bytes \/ \d+ ms, applied [0-9A-F/]+ of [0-9A-F/]+, 6 products \(slot catalog_\w+\)/);
 
     expect(await cli(["set", "ListProducts", "canary", "0"])).toMatchObject({ status: 2, err: expect.stringContaining("canary takes a percent from 1 to 99") });
     expect(await cli(["set", "PlaceOrder", "new"])).toMatchObject({ status: 2, err: expect.stringContaining(`no route "PlaceOrder"`) });
