@@ -96,14 +96,14 @@ describe("catalog router", () => {
 
   it("in shadow, serves the old shop's answer, compares the catalog's in the background, and reports a seeded mismatch", async () => {
     await move({ mode: "shadow" });
-    const shadow = createShadowCaller({ logger: silentLogger });
+    const shadow = createShadowCaller({ logger: silentLogger, policy: { recheckAfterMs: 200 } });
     const router = createCatalogRouter({ routes, oldShop: oldShop.client, catalog, shadow });
     const calls = 5;
     for (let i = 0; i < calls; i++) expect((await router.listProducts([], `customer:c-${i}`)).side).toBe("legacy");
     await eventually(() => expect(shadow.stats(CATALOG_ROUTE)).toMatchObject({ legacyCalls: calls, newCalls: 0, compared: calls, mismatched: 0, failed: 0 }));
     expect(shadow.stats(CATALOG_ROUTE).example).toBeUndefined();
 
-    // A price that differs on the new side, and a product it lacks.
+    // A price that differs on the new side, and a product it lacks, still so on the recheck.
     newSide = { products: [create(ProductSchema, { ...captured()[0]!, price: toMoney("USD", 1399) })], down: false };
     const answer = await router.listProducts([], "customer:c-1");
     expect(answer.products.map((p) => p.price?.minorUnits)).toEqual([1299n, 2499n]);
@@ -112,6 +112,15 @@ describe("catalog router", () => {
       { path: "products[MW-MUG-001].price.minor_units", legacy: '"1299"', new: '"1399"' },
       expect.objectContaining({ path: "products[MW-TEE-002]", new: "(absent)" }),
     ]);
+
+    // A difference gone by the recheck is a change still in flight to the new side, not a mismatch.
+    newSide = { products: [create(ProductSchema, { ...captured()[0]!, price: toMoney("USD", 1399) }), captured()[1]!], down: false };
+    const asked = newCalls;
+    await router.listProducts([], "customer:c-1");
+    await eventually(() => expect(newCalls).toBe(asked + 1)); // the shadow call saw the stale price
+    newSide = { products: captured(), down: false };
+    await eventually(() => expect(shadow.stats(CATALOG_ROUTE).converged).toBe(1));
+    expect(shadow.stats(CATALOG_ROUTE).mismatched).toBe(1);
 
     // The new side failing never reaches the caller: it is counted.
     newSide = { products: captured(), down: true };

@@ -1,5 +1,5 @@
 import type { Client } from "@connectrpc/connect";
-import { ListProductsResponseSchema, type CatalogService, type Product } from "#gen/shop/catalog/v1/catalog_service_pb.js";
+import { ListProductsResponseSchema, type CatalogService, type ListProductsResponse, type Product } from "#gen/shop/catalog/v1/catalog_service_pb.js";
 import { compareMessages, decideSide, type RouteTable, type ShadowCaller, type Side } from "#platform";
 
 /**
@@ -46,10 +46,16 @@ export function createCatalogRouter(deps: { routes: RouteTable; oldShop: Client<
       const answer = await (decision.serve === "new" ? catalog : oldShop).listProducts(request, options);
       shadow?.served(CATALOG_ROUTE, decision.serve);
       if (decision.shadow && shadow) {
+        const compare = (fromOld: ListProductsResponse, fromNew: ListProductsResponse) => compareMessages(ListProductsResponseSchema, fromOld, fromNew, { keyBy: { products: "sku" } });
         shadow.shadow(
           CATALOG_ROUTE,
           (shadowSignal) => catalog.listProducts(request, { signal: shadowSignal }),
-          (fromNew) => compareMessages(ListProductsResponseSchema, answer, fromNew, { keyBy: { products: "sku" } }),
+          (fromNew) => compare(answer, fromNew),
+          // A difference is asked again of both sides: a change the capture has not applied yet converges.
+          async (recheckSignal) => {
+            const [fromOld, fromNew] = await Promise.all([oldShop.listProducts(request, { signal: recheckSignal }), catalog.listProducts(request, { signal: recheckSignal })]);
+            return compare(fromOld, fromNew);
+          },
         );
       }
       return { products: answer.products, side: decision.serve };

@@ -51,6 +51,21 @@ describe("shadow caller", () => {
     expect(shadow.stats(METHOD)).toMatchObject({ compared: 2, skipped: 1 });
   });
 
+  it("with a recheck, counts only a difference still there with the old side's value unchanged as a mismatch", async () => {
+    const shadow = createShadowCaller({ logger: silentLogger, policy: { recheckAfterMs: 50 } });
+    const first = () => ({ differences: [{ path: "a", legacy: "1", new: "0" }, { path: "b", legacy: "1", new: "0" }], more: 0 });
+    const recheckWith = (differences: { path: string; legacy: string; new: string }[]) => async () => ({ differences, more: 0 });
+    // Caught up by the recheck: converged.
+    expect(await shadow.shadow(METHOD, async () => "x", first, recheckWith([])).settled).toBe("converged");
+    // The old side moved on meanwhile: a moving target, not evidence.
+    expect(await shadow.shadow(METHOD, async () => "x", first, recheckWith([{ path: "a", legacy: "2", new: "1" }])).settled).toBe("converged");
+    // Still behind an unchanged old value: a mismatch, whose example lists what persisted.
+    expect(await shadow.shadow(METHOD, async () => "x", first, recheckWith([{ path: "b", legacy: "1", new: "0" }])).settled).toBe("mismatch");
+    expect(shadow.stats(METHOD)).toMatchObject({ compared: 3, converged: 2, mismatched: 1, example: { differences: [{ path: "b" }] } });
+    // A recheck that fails counts as failed.
+    expect(await shadow.shadow(METHOD, async () => "x", first, () => Promise.reject(new Error("old shop down"))).settled).toBe("failed");
+  });
+
   it("counts a comparison that throws as failed, never passing it on", async () => {
     const shadow = createShadowCaller({ logger: silentLogger });
     const boom = () => {
