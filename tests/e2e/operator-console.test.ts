@@ -139,7 +139,7 @@ describe("the operator console's backend", () => {
       expect(point.p99Ms).toBeGreaterThanOrEqual(point.p50Ms);
     }
     expect(stats.points.length).toBeLessThanOrEqual(30);
-    expect(new Set(stats.breakers.map((b) => b.dependency))).toEqual(new Set(["order", "inventory", "payment"]));
+    expect(new Set(stats.breakers.map((b) => b.dependency))).toEqual(new Set(["order", "inventory", "payment", "oldshop", "catalog"]));
     expect(stats.breakers.filter((b) => b.dependency === "order").reduce((n, b) => n + b.calls, 0)).toBeGreaterThanOrEqual(6);
     expect(stats.breakers.every((b) => b.state === "closed")).toBe(true);
   });

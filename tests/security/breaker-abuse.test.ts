@@ -123,6 +123,8 @@ describe("breaker abuse", () => {
       ["order", "closed", 0n],
       ["inventory", "closed", 0n],
       ["payment", "closed", 0n],
+      ["oldshop", "closed", 0n],
+      ["catalog", "closed", 0n],
     ]);
     expect(status.breakers.find((b) => b.dependency === "inventory")!.calls).toBeGreaterThan(10n); // the storm did reach the client
     for (const dependency of ["shop.inventory.v1.InventoryService", "shop.payment.v1.PaymentService"]) {

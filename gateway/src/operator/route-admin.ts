@@ -93,6 +93,7 @@ export function createRouteAdmin(deps: RouteAdminDeps) {
           shadow: create(ShadowStatsSchema, {
             compared: BigInt(counts.compared),
             mismatched: BigInt(counts.mismatched),
+            converged: BigInt(counts.converged),
             failed: BigInt(counts.failed),
             skipped: BigInt(counts.skipped),
             ...(example ? { example: { time: timestampFromDate(example.time), differences: example.differences.map((d) => ({ ...d })), more: example.more } } : {}),
