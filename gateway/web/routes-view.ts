@@ -99,7 +99,7 @@ export function renderRoutes(listed: ListRoutesResponse, onMove: (move: RouteMov
       h("td", { class: "route-mode" }, h("strong", {}, routeModeText(route.mode, route.canaryPercent))),
       String(status.legacyCalls),
       String(status.newCalls),
-      shadow ? `${shadow.compared} / ${shadow.mismatched} / ${shadow.failed} / ${shadow.skipped}` : "-",
+      shadow ? `${shadow.compared} / ${shadow.mismatched} / ${shadow.converged} / ${shadow.failed} / ${shadow.skipped}` : "-",
       h("td", {}, route.changedBy || "built-in default", route.changeTime ? ` at ${clock(ms(route.changeTime)!)}` : "", route.reason ? h("div", { class: "muted" }, route.reason) : null),
       `r${route.revision}`,
       modeButtons(route, onMove),
@@ -108,7 +108,7 @@ export function renderRoutes(listed: ListRoutesResponse, onMove: (move: RouteMov
     return tr;
   });
   return [
-    table(["Method", "Mode", "Old shop calls", "New calls", "Shadow compared / mismatched / failed / skipped", "Changed by", "Revision", "Move to"], rows, "No routed methods.", { id: "route-table" }),
+    table(["Method", "Mode", "Old shop calls", "New calls", "Shadow compared / mismatched / converged / failed / skipped", "Changed by", "Revision", "Move to"], rows, "No routed methods.", { id: "route-table" }),
     ...listed.routes.map(mismatchExample).filter((element) => element !== null),
     syncStatus(listed.catalogSync),
   ];
