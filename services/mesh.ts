@@ -85,10 +85,12 @@ export const meshDeployables = [
     main: "services/catalog/main.ts",
     port: { variable: "CATALOG_PORT", default: 50055 },
     opsPort: { variable: "CATALOG_OPS_PORT", default: 51055 },
-    calls: [],
+    calls: ["oldshop"],
     schema: "catalog",
     serves: ["shop.catalog.v1.CatalogService"],
     publishes: "catalog",
+    // The sync back: writes taken here, once the route table moves them, go on to the old shop.
+    consumes: [{ context: "catalog", durable: "oldshop-sync" }],
   },
   {
     name: "order",

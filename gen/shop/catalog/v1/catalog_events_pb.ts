@@ -2,8 +2,8 @@
 // @generated from file shop/catalog/v1/catalog_events.proto (package shop.catalog.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Money } from "../../common/v1/money_pb.js";
 import { file_shop_common_v1_money } from "../../common/v1/money_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/catalog/v1/catalog_events.proto.
  */
 export const file_shop_catalog_v1_catalog_events: GenFile = /*@__PURE__*/
-  fileDesc("CiRzaG9wL2NhdGFsb2cvdjEvY2F0YWxvZ19ldmVudHMucHJvdG8SD3Nob3AuY2F0YWxvZy52MSKEAQoOUHJvZHVjdENoYW5nZWQSCwoDc2t1GAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSJAoFcHJpY2UYBCABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leRIPCgdyZW1vdmVkGAUgASgIEgsKA2xzbhgGIAEoCWIGcHJvdG8z", [file_shop_common_v1_money]);
+  fileDesc("CiRzaG9wL2NhdGFsb2cvdjEvY2F0YWxvZ19ldmVudHMucHJvdG8SD3Nob3AuY2F0YWxvZy52MSK6AQoOUHJvZHVjdENoYW5nZWQSCwoDc2t1GAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSJAoFcHJpY2UYBCABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leRIPCgdyZW1vdmVkGAUgASgIEgsKA2xzbhgGIAEoCRI0CgZvcmlnaW4YByABKA4yJC5zaG9wLmNhdGFsb2cudjEuUHJvZHVjdENoYW5nZU9yaWdpbiqDAQoTUHJvZHVjdENoYW5nZU9yaWdpbhIlCiFQUk9EVUNUX0NIQU5HRV9PUklHSU5fVU5TUEVDSUZJRUQQABIiCh5QUk9EVUNUX0NIQU5HRV9PUklHSU5fQ0FQVFVSRUQQARIhCh1QUk9EVUNUX0NIQU5HRV9PUklHSU5fV1JJVFRFThACYgZwcm90bzM", [file_shop_common_v1_money]);
 
 /**
  * ProductChanged is published on shop.catalog.v1.ProductChanged when a change captured from
@@ -49,11 +49,16 @@ export type ProductChanged = Message<"shop.catalog.v1.ProductChanged"> & {
   removed: boolean;
 
   /**
-   * The source position of the change.
+   * The source position of the change; empty for a write taken here.
    *
    * @generated from field: string lsn = 6;
    */
   lsn: string;
+
+  /**
+   * @generated from field: shop.catalog.v1.ProductChangeOrigin origin = 7;
+   */
+  origin: ProductChangeOrigin;
 };
 
 /**
@@ -62,4 +67,36 @@ export type ProductChanged = Message<"shop.catalog.v1.ProductChanged"> & {
  */
 export const ProductChangedSchema: GenMessage<ProductChanged> = /*@__PURE__*/
   messageDesc(file_shop_catalog_v1_catalog_events, 0);
+
+/**
+ * Where a product change came from.
+ *
+ * @generated from enum shop.catalog.v1.ProductChangeOrigin
+ */
+export enum ProductChangeOrigin {
+  /**
+   * @generated from enum value: PRODUCT_CHANGE_ORIGIN_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Captured from the old shop's database.
+   *
+   * @generated from enum value: PRODUCT_CHANGE_ORIGIN_CAPTURED = 1;
+   */
+  CAPTURED = 1,
+
+  /**
+   * Written here by UpdateProduct; the sync back writes it to the old shop.
+   *
+   * @generated from enum value: PRODUCT_CHANGE_ORIGIN_WRITTEN = 2;
+   */
+  WRITTEN = 2,
+}
+
+/**
+ * Describes the enum shop.catalog.v1.ProductChangeOrigin.
+ */
+export const ProductChangeOriginSchema: GenEnum<ProductChangeOrigin> = /*@__PURE__*/
+  enumDesc(file_shop_catalog_v1_catalog_events, 0);
 

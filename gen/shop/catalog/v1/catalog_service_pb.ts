@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/catalog/v1/catalog_service.proto.
  */
 export const file_shop_catalog_v1_catalog_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVzaG9wL2NhdGFsb2cvdjEvY2F0YWxvZ19zZXJ2aWNlLnByb3RvEg9zaG9wLmNhdGFsb2cudjEiXwoHUHJvZHVjdBILCgNza3UYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIkCgVwcmljZRgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5IisKE0xpc3RQcm9kdWN0c1JlcXVlc3QSFAoEc2t1cxgBIAMoCUIGorsYAhBkIkIKFExpc3RQcm9kdWN0c1Jlc3BvbnNlEioKCHByb2R1Y3RzGAEgAygLMhguc2hvcC5jYXRhbG9nLnYxLlByb2R1Y3QiFgoUR2V0U3luY1N0YXR1c1JlcXVlc3Qi4AEKFUdldFN5bmNTdGF0dXNSZXNwb25zZRIMCgRzbG90GAEgASgJEikKBXN0YXRlGAIgASgOMhouc2hvcC5jYXRhbG9nLnYxLlN5bmNTdGF0ZRITCgthcHBsaWVkX2xzbhgDIAEoCRISCgpzb3VyY2VfbHNuGAQgASgJEhEKCWxhZ19ieXRlcxgFIAEoAxIOCgZsYWdfbXMYBiABKAMSMAoMYXBwbGllZF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghwcm9kdWN0cxgIIAEoAyp6CglTeW5jU3RhdGUSGgoWU1lOQ19TVEFURV9VTlNQRUNJRklFRBAAEhoKFlNZTkNfU1RBVEVfQkFDS0ZJTExJTkcQARIYChRTWU5DX1NUQVRFX1NUUkVBTUlORxACEhsKF1NZTkNfU1RBVEVfRElTQ09OTkVDVEVEEAMyjAIKDkNhdGFsb2dTZXJ2aWNlEn4KDExpc3RQcm9kdWN0cxIkLnNob3AuY2F0YWxvZy52MS5MaXN0UHJvZHVjdHNSZXF1ZXN0GiUuc2hvcC5jYXRhbG9nLnYxLkxpc3RQcm9kdWN0c1Jlc3BvbnNlIiGQAgGquxgaCgdnYXRld2F5CgVvcmRlcgoIb3BlcmF0b3ISegoNR2V0U3luY1N0YXR1cxIlLnNob3AuY2F0YWxvZy52MS5HZXRTeW5jU3RhdHVzUmVxdWVzdBomLnNob3AuY2F0YWxvZy52MS5HZXRTeW5jU3RhdHVzUmVzcG9uc2UiGpACAaq7GBMKB2NvbnNvbGUKCG9wZXJhdG9yYgZwcm90bzM", [file_google_protobuf_timestamp, file_meshwork_v1_access, file_meshwork_v1_limits, file_shop_common_v1_money]);
+  fileDesc("CiVzaG9wL2NhdGFsb2cvdjEvY2F0YWxvZ19zZXJ2aWNlLnByb3RvEg9zaG9wLmNhdGFsb2cudjEiXwoHUHJvZHVjdBILCgNza3UYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIkCgVwcmljZRgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5IisKE0xpc3RQcm9kdWN0c1JlcXVlc3QSFAoEc2t1cxgBIAMoCUIGorsYAhBkIkIKFExpc3RQcm9kdWN0c1Jlc3BvbnNlEioKCHByb2R1Y3RzGAEgAygLMhguc2hvcC5jYXRhbG9nLnYxLlByb2R1Y3QifgoUVXBkYXRlUHJvZHVjdFJlcXVlc3QSCwoDc2t1GAEgASgJEhUKBG5hbWUYAiABKAlCB6K7GAMIyAESHAoLZGVzY3JpcHRpb24YAyABKAlCB6K7GAMI0A8SJAoFcHJpY2UYBCABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leSJCChVVcGRhdGVQcm9kdWN0UmVzcG9uc2USKQoHcHJvZHVjdBgBIAEoCzIYLnNob3AuY2F0YWxvZy52MS5Qcm9kdWN0IhYKFEdldFN5bmNTdGF0dXNSZXF1ZXN0Ip8CChVHZXRTeW5jU3RhdHVzUmVzcG9uc2USDAoEc2xvdBgBIAEoCRIpCgVzdGF0ZRgCIAEoDjIaLnNob3AuY2F0YWxvZy52MS5TeW5jU3RhdGUSEwoLYXBwbGllZF9sc24YAyABKAkSEgoKc291cmNlX2xzbhgEIAEoCRIRCglsYWdfYnl0ZXMYBSABKAMSDgoGbGFnX21zGAYgASgDEjAKDGFwcGxpZWRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcHJvZHVjdHMYCCABKAMSGQoRc3luY19iYWNrX3BlbmRpbmcYCSABKAMSIgoaY2FwdHVyZWRfd2hpbGVfd3JpdGVzX2hlcmUYCiABKAMqegoJU3luY1N0YXRlEhoKFlNZTkNfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZTWU5DX1NUQVRFX0JBQ0tGSUxMSU5HEAESGAoUU1lOQ19TVEFURV9TVFJFQU1JTkcQAhIbChdTWU5DX1NUQVRFX0RJU0NPTk5FQ1RFRBADMogDCg5DYXRhbG9nU2VydmljZRJ+CgxMaXN0UHJvZHVjdHMSJC5zaG9wLmNhdGFsb2cudjEuTGlzdFByb2R1Y3RzUmVxdWVzdBolLnNob3AuY2F0YWxvZy52MS5MaXN0UHJvZHVjdHNSZXNwb25zZSIhkAIBqrsYGgoHZ2F0ZXdheQoFb3JkZXIKCG9wZXJhdG9yEnoKDVVwZGF0ZVByb2R1Y3QSJS5zaG9wLmNhdGFsb2cudjEuVXBkYXRlUHJvZHVjdFJlcXVlc3QaJi5zaG9wLmNhdGFsb2cudjEuVXBkYXRlUHJvZHVjdFJlc3BvbnNlIhqQAgKquxgTCgdjb25zb2xlCghvcGVyYXRvchJ6Cg1HZXRTeW5jU3RhdHVzEiUuc2hvcC5jYXRhbG9nLnYxLkdldFN5bmNTdGF0dXNSZXF1ZXN0GiYuc2hvcC5jYXRhbG9nLnYxLkdldFN5bmNTdGF0dXNSZXNwb25zZSIakAIBqrsYEwoHY29uc29sZQoIb3BlcmF0b3JiBnByb3RvMw", [file_google_protobuf_timestamp, file_meshwork_v1_access, file_meshwork_v1_limits, file_shop_common_v1_money]);
 
 /**
  * @generated from message shop.catalog.v1.Product
@@ -90,6 +90,63 @@ export const ListProductsResponseSchema: GenMessage<ListProductsResponse> = /*@_
   messageDesc(file_shop_catalog_v1_catalog_service, 2);
 
 /**
+ * @generated from message shop.catalog.v1.UpdateProductRequest
+ */
+export type UpdateProductRequest = Message<"shop.catalog.v1.UpdateProductRequest"> & {
+  /**
+   * Required.
+   *
+   * @generated from field: string sku = 1;
+   */
+  sku: string;
+
+  /**
+   * Required: 1 to 200 characters.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * At most 2000 characters.
+   *
+   * @generated from field: string description = 3;
+   */
+  description: string;
+
+  /**
+   * Required: a currency code of 3 capital letters and 0 or more minor units, below 10^12.
+   *
+   * @generated from field: shop.common.v1.Money price = 4;
+   */
+  price?: Money | undefined;
+};
+
+/**
+ * Describes the message shop.catalog.v1.UpdateProductRequest.
+ * Use `create(UpdateProductRequestSchema)` to create a new message.
+ */
+export const UpdateProductRequestSchema: GenMessage<UpdateProductRequest> = /*@__PURE__*/
+  messageDesc(file_shop_catalog_v1_catalog_service, 3);
+
+/**
+ * @generated from message shop.catalog.v1.UpdateProductResponse
+ */
+export type UpdateProductResponse = Message<"shop.catalog.v1.UpdateProductResponse"> & {
+  /**
+   * @generated from field: shop.catalog.v1.Product product = 1;
+   */
+  product?: Product | undefined;
+};
+
+/**
+ * Describes the message shop.catalog.v1.UpdateProductResponse.
+ * Use `create(UpdateProductResponseSchema)` to create a new message.
+ */
+export const UpdateProductResponseSchema: GenMessage<UpdateProductResponse> = /*@__PURE__*/
+  messageDesc(file_shop_catalog_v1_catalog_service, 4);
+
+/**
  * @generated from message shop.catalog.v1.GetSyncStatusRequest
  */
 export type GetSyncStatusRequest = Message<"shop.catalog.v1.GetSyncStatusRequest"> & {
@@ -100,7 +157,7 @@ export type GetSyncStatusRequest = Message<"shop.catalog.v1.GetSyncStatusRequest
  * Use `create(GetSyncStatusRequestSchema)` to create a new message.
  */
 export const GetSyncStatusRequestSchema: GenMessage<GetSyncStatusRequest> = /*@__PURE__*/
-  messageDesc(file_shop_catalog_v1_catalog_service, 3);
+  messageDesc(file_shop_catalog_v1_catalog_service, 5);
 
 /**
  * @generated from message shop.catalog.v1.GetSyncStatusResponse
@@ -159,6 +216,21 @@ export type GetSyncStatusResponse = Message<"shop.catalog.v1.GetSyncStatusRespon
    * @generated from field: int64 products = 8;
    */
   products: bigint;
+
+  /**
+   * Writes taken here (UpdateProduct) that the sync back has not yet written to the old shop.
+   *
+   * @generated from field: int64 sync_back_pending = 9;
+   */
+  syncBackPending: bigint;
+
+  /**
+   * Captured changes not applied because catalog writes were routed here (the old shop's
+   * echoes of the sync back, or a write made past the facade).
+   *
+   * @generated from field: int64 captured_while_writes_here = 10;
+   */
+  capturedWhileWritesHere: bigint;
 };
 
 /**
@@ -166,7 +238,7 @@ export type GetSyncStatusResponse = Message<"shop.catalog.v1.GetSyncStatusRespon
  * Use `create(GetSyncStatusResponseSchema)` to create a new message.
  */
 export const GetSyncStatusResponseSchema: GenMessage<GetSyncStatusResponse> = /*@__PURE__*/
-  messageDesc(file_shop_catalog_v1_catalog_service, 4);
+  messageDesc(file_shop_catalog_v1_catalog_service, 6);
 
 /**
  * @generated from enum shop.catalog.v1.SyncState
@@ -226,6 +298,21 @@ export const CatalogService: GenService<{
     methodKind: "unary";
     input: typeof ListProductsRequestSchema;
     output: typeof ListProductsResponseSchema;
+  },
+  /**
+   * UpdateProduct sets a product's name, description and price, creating it if absent. It
+   * is taken only once the route table has moved catalog writes to the new side
+   * (shop.gateway.v1.OperatorService/UpdateProduct in `new`); before that the old shop takes
+   * every write and change capture brings it here, and this is FAILED_PRECONDITION. The change
+   * and its ProductChanged event commit together, and the catalog's sync back writes it to the
+   * old shop, so that moving writes back loses none.
+   *
+   * @generated from rpc shop.catalog.v1.CatalogService.UpdateProduct
+   */
+  updateProduct: {
+    methodKind: "unary";
+    input: typeof UpdateProductRequestSchema;
+    output: typeof UpdateProductResponseSchema;
   },
   /**
    * GetSyncStatus reports the change capture from the old shop: the slot, the position
