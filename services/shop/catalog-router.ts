@@ -11,8 +11,15 @@ export const CATALOG_ROUTE = "shop.gateway.v1.StorefrontService/ListProducts";
 /** Where the catalog is served until an operator moves the route. */
 export const CATALOG_ROUTE_DEFAULT = "legacy" as const;
 
+/**
+ * Catalog writes: the operator's UpdateProduct. The old shop takes them (change capture brings
+ * each to the catalog) until this route moves them to the catalog, whose sync back then
+ * writes each to the old shop. Only `legacy` and `new`: a write goes to one side alone.
+ */
+export const CATALOG_WRITE_ROUTE = "shop.gateway.v1.OperatorService/UpdateProduct";
+
 /** The route table's routes as the catalog's callers open it. */
-export const catalogRoutes = { [CATALOG_ROUTE]: CATALOG_ROUTE_DEFAULT };
+export const catalogRoutes = { [CATALOG_ROUTE]: CATALOG_ROUTE_DEFAULT, [CATALOG_WRITE_ROUTE]: "legacy" as const };
 
 export interface CatalogAnswer {
   /** By SKU; unknown SKUs are absent. */
