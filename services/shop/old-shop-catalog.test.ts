@@ -8,7 +8,10 @@ import { testPki } from "#tests/support/mesh-clients.js";
 import { silentLogger } from "#tests/support/silent-logger.js";
 import { loadMeshCredentials, type MeshCredentials } from "#platform/trust/mesh-tls.js";
 import { identityOfCertificate } from "#platform/trust/mesh-identity.js";
-import { createOldShopCatalog, minorUnitsOf } from "./old-shop-catalog.js";
+import { create } from "@bufbuild/protobuf";
+import { ProductSchema } from "#gen/shop/catalog/v1/catalog_service_pb.js";
+import { createOldShopCatalog, decimalOf, minorUnitsOf } from "./old-shop-catalog.js";
+import { toMoney } from "./money.js";
 
 /** What the fake old shop answers next: status and raw body, or no answer at all. */
 type Answer = { status: number; body: string } | "hang";
@@ -30,7 +33,7 @@ describe("the old shop's anti-corruption adapter", () => {
   let url: string;
   let credentials: MeshCredentials;
   let answer: Answer;
-  const seen: { path: string; caller: string | undefined; socket: object }[] = [];
+  const seen: { method: string; path: string; body: string; caller: string | undefined; socket: object }[] = [];
   const sockets = new Set<object>();
 
   beforeAll(async () => {
@@ -40,10 +43,14 @@ describe("the old shop's anti-corruption adapter", () => {
     server = createServer({ cert: readFileSync(own.certFile), key: readFileSync(own.keyFile), ca: readFileSync(own.caFile), requestCert: true, rejectUnauthorized: true }, (req, res) => {
       const socket = req.socket as TLSSocket;
       sockets.add(socket);
-      seen.push({ path: req.url ?? "", caller: identityOfCertificate(socket.getPeerCertificate()), socket });
-      if (answer === "hang") return;
-      res.writeHead(answer.status, { "content-type": "application/json" });
-      res.end(answer.body);
+      const chunks: Buffer[] = [];
+      req.on("data", (chunk: Buffer) => chunks.push(chunk));
+      req.on("end", () => {
+        seen.push({ method: req.method ?? "", path: req.url ?? "", body: Buffer.concat(chunks).toString("utf8"), caller: identityOfCertificate(socket.getPeerCertificate()), socket });
+        if (answer === "hang") return;
+        res.writeHead(answer.status, { "content-type": "application/json" });
+        res.end(answer.body);
+      });
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -146,6 +153,40 @@ describe("the old shop's anti-corruption adapter", () => {
     small.close();
   });
 
+  it("writes a product as the old shop's PUT, mapping names and the price exactly, and reads back what it stored", async () => {
+    const shop = adapter();
+    const product = (sku: string, minor: number) => create(ProductSchema, { sku, name: `Name of ${sku}`, description: `About ${sku}.`, price: toMoney("EUR", minor) });
+    answer = { status: 200, body: JSON.stringify(legacyProduct("MW NEW/1", "0.07", { currency: "EUR" })) };
+    const stored = await shop.putProduct(product("MW NEW/1", 7));
+    expect([stored.sku, stored.name, stored.price?.currencyCode, stored.price?.minorUnits]).toEqual(["MW NEW/1", "Title of MW NEW/1", "EUR", 7n]);
+    answer = { status: 200, body: JSON.stringify(legacyProduct("MW-MUG-001", "9999999999.99")) };
+    await shop.putProduct(product("MW-MUG-001", 999_999_999_999));
+    expect(seen.map((s) => [s.method, s.path, JSON.parse(s.body), s.caller])).toEqual([
+      ["PUT", "/api/products/MW%20NEW%2F1", { title: "Name of MW NEW/1", blurb: "About MW NEW/1.", price: "0.07", currency: "EUR" }, "order"],
+      ["PUT", "/api/products/MW-MUG-001", { title: "Name of MW-MUG-001", blurb: "About MW-MUG-001.", price: "9999999999.99", currency: "EUR" }, "order"],
+    ]);
+    shop.close();
+  });
+
+  it("refuses a write the old shop could not hold before sending it; the old shop's 400 is permanent, its 5xx retried", async () => {
+    const shop = adapter({ maxAttempts: 3, breakerThreshold: 100 });
+    const write = (minor: bigint | undefined) => shop.client.updateProduct({ sku: "MW-MUG-001", name: "Mug", ...(minor === undefined ? {} : { price: { currencyCode: "USD", minorUnits: minor } }) });
+    for (const [minor, field] of [[undefined, "price: required"], [-1n, "price.minor_units"], [10n ** 12n, "price.minor_units"]] as const) {
+      const err = await codeOf(write(minor));
+      expect.soft([err.code, err.rawMessage]).toEqual([Code.InvalidArgument, expect.stringContaining(field)]);
+    }
+    expect((await codeOf(shop.client.updateProduct({ sku: "", price: { currencyCode: "USD", minorUnits: 1n } }))).rawMessage).toMatch(/^sku: required/);
+    expect(seen).toHaveLength(0);
+    answer = { status: 400, body: JSON.stringify({ error: "1 to 200 characters", field: "title" }) };
+    const refused = await codeOf(write(100n));
+    expect([refused.code, refused.rawMessage]).toEqual([Code.InvalidArgument, "title: 1 to 200 characters (the old shop)"]);
+    expect(seen).toHaveLength(1);
+    answer = { status: 503, body: JSON.stringify({ error: "database down" }) };
+    expect((await codeOf(write(100n))).code).toBe(Code.Unavailable);
+    expect(seen).toHaveLength(4);
+    shop.close();
+  });
+
   it("accepts only the old shop's certificate, and speaks plain HTTP only without mTLS", async () => {
     const impostor = createOldShopCatalog({ baseUrl: url, tls: { credentials, peer: "catalog" }, resilience: { maxAttempts: 1 } });
     answer = ok([]);
@@ -155,6 +196,13 @@ describe("the old shop's anti-corruption adapter", () => {
     impostor.close();
     expect(() => createOldShopCatalog({ baseUrl: url.replace("https:", "http:"), tls: { credentials, peer: "oldshop" } })).toThrow(/must be a https:\/\/ address under mTLS/);
     expect(() => createOldShopCatalog({ baseUrl: url })).toThrow(/must be a http:\/\/ address/);
+  });
+});
+
+describe("decimalOf", () => {
+  it("writes minor units as the old shop's decimal string, digit by digit", () => {
+    expect([1299n, 29n, 500n, 7n, 0n, 999_999_999_999n].map(decimalOf)).toEqual(["12.99", "0.29", "5.00", "0.07", "0.00", "9999999999.99"]);
+    expect([-1n, 10n ** 12n].map(decimalOf)).toEqual([undefined, undefined]);
   });
 });
 

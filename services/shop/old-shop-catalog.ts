@@ -3,7 +3,17 @@ import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { create, type DescMessage, type DescMethodUnary, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createContextValues, type Transport, type UnaryResponse } from "@connectrpc/connect";
 import { runUnaryCall } from "@connectrpc/connect/protocol";
-import { CatalogService, ListProductsResponseSchema, ProductSchema, type ListProductsRequest, type ListProductsResponse, type Product } from "#gen/shop/catalog/v1/catalog_service_pb.js";
+import {
+  CatalogService,
+  ListProductsResponseSchema,
+  ProductSchema,
+  UpdateProductResponseSchema,
+  type ListProductsRequest,
+  type ListProductsResponse,
+  type Product,
+  type UpdateProductRequest,
+  type UpdateProductResponse,
+} from "#gen/shop/catalog/v1/catalog_service_pb.js";
 import type { PeerTls } from "#platform";
 import type { ServiceClient } from "#platform/rpc-client/clients.js";
 import { createResilience, type ResiliencePolicy } from "#platform/rpc-client/resilience.js";
@@ -38,11 +48,20 @@ const MAX_SKU = 128;
 const DECIMAL = /^(\d{1,10})(?:\.(\d{1,2}))?$/;
 const CURRENCY = /^[A-Z]{3}$/;
 
+/** The old shop's numeric(12,2) holds prices below 10^10, so minor units below 10^12. */
+const MAX_MINOR_EXCLUSIVE = 10n ** 12n;
+
 /** "12.99" -> 1299, digit by digit: a float would turn 0.29 into 28.999… */
 export function minorUnitsOf(price: string): number | undefined {
   const match = DECIMAL.exec(price);
   if (!match) return undefined;
   return Number(match[1]) * 100 + Number((match[2] ?? "").padEnd(2, "0"));
+}
+
+/** 1299n -> "12.99", digit by digit, for a price from 0 to below 10^12 minor units; undefined outside that. */
+export function decimalOf(minorUnits: bigint): string | undefined {
+  if (minorUnits < 0n || minorUnits >= MAX_MINOR_EXCLUSIVE) return undefined;
+  return `${minorUnits / 100n}.${(minorUnits % 100n).toString().padStart(2, "0")}`;
 }
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
@@ -59,20 +78,39 @@ export function mapLegacyProducts(body: unknown, asked: readonly string[]): Prod
   const seen = new Set<string>();
   const products = body.products.map((item: unknown, i): Product => {
     const at = `products[${i}]`;
-    if (!isRecord(item)) throw malformed(`${at}: not an object`);
-    const { sku, title, blurb, price, currency } = item;
-    if (typeof sku !== "string" || sku === "" || sku.length > MAX_SKU) throw malformed(`${at}.sku: not a SKU of 1 to ${MAX_SKU} characters`);
-    if (wanted && !wanted.has(sku)) throw malformed(`${at}.sku: ${JSON.stringify(sku)} was not asked for`);
-    if (seen.has(sku)) throw malformed(`${at}.sku: ${JSON.stringify(sku)} listed twice`);
-    seen.add(sku);
-    if (typeof title !== "string" || title === "") throw malformed(`${at}.title: not a non-empty text`);
-    if (typeof blurb !== "string") throw malformed(`${at}.blurb: not a text`);
-    const minor = typeof price === "string" ? minorUnitsOf(price) : undefined;
-    if (minor === undefined) throw malformed(`${at}.price: ${JSON.stringify(price)?.slice(0, 40)} is not a decimal string with at most 2 places`);
-    if (typeof currency !== "string" || !CURRENCY.test(currency)) throw malformed(`${at}.currency: not 3 capital letters`);
-    return create(ProductSchema, { sku, name: title, description: blurb, price: toMoney(currency, minor) });
+    const product = mapLegacyProduct(item, at);
+    if (wanted && !wanted.has(product.sku)) throw malformed(`${at}.sku: ${JSON.stringify(product.sku)} was not asked for`);
+    if (seen.has(product.sku)) throw malformed(`${at}.sku: ${JSON.stringify(product.sku)} listed twice`);
+    seen.add(product.sku);
+    return product;
   });
   return products.sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : 0));
+}
+
+/** One legacy product JSON (`at` names it in an error) to the v1 Product, every field checked. */
+function mapLegacyProduct(item: unknown, at: string): Product {
+  if (!isRecord(item)) throw malformed(`${at}: not an object`);
+  const { sku, title, blurb, price, currency } = item;
+  if (typeof sku !== "string" || sku === "" || sku.length > MAX_SKU) throw malformed(`${at}.sku: not a SKU of 1 to ${MAX_SKU} characters`);
+  if (typeof title !== "string" || title === "") throw malformed(`${at}.title: not a non-empty text`);
+  if (typeof blurb !== "string") throw malformed(`${at}.blurb: not a text`);
+  const minor = typeof price === "string" ? minorUnitsOf(price) : undefined;
+  if (minor === undefined) throw malformed(`${at}.price: ${JSON.stringify(price)?.slice(0, 40)} is not a decimal string with at most 2 places`);
+  if (typeof currency !== "string" || !CURRENCY.test(currency)) throw malformed(`${at}.currency: not 3 capital letters`);
+  return create(ProductSchema, { sku, name: title, description: blurb, price: toMoney(currency, minor) });
+}
+
+/**
+ * The v1 write as the old shop's PUT body: name -> title, description -> blurb, minor units ->
+ * the decimal string. A price the old shop could not hold is refused here, naming the field,
+ * rather than sent to be refused there. The old shop checks the rest and names the field itself.
+ */
+function legacyWriteOf(request: UpdateProductRequest): { title: string; blurb: string; price: string; currency: string } {
+  if (request.sku === "" || request.sku.length > MAX_SKU) throw new ConnectError(`sku: required, at most ${MAX_SKU} characters`, Code.InvalidArgument);
+  if (!request.price) throw new ConnectError("price: required", Code.InvalidArgument);
+  const price = decimalOf(request.price.minorUnits);
+  if (price === undefined) throw new ConnectError("price.minor_units: from 0 to below 10^12", Code.InvalidArgument);
+  return { title: request.name, blurb: request.description, price, currency: request.price.currencyCode };
 }
 
 /** The old shop's refusal, as the status a v1 caller expects. */
@@ -85,15 +123,25 @@ function statusError(status: number, body: unknown): ConnectError {
   return new ConnectError(`the old shop answered HTTP ${status}: ${said}`, Code.Unavailable);
 }
 
+/** The adapter: a CatalogService client of the old shop, plus its write by product. */
+export interface OldShopCatalog extends ServiceClient<typeof CatalogService> {
+  /**
+   * PUT /api/products/:sku (upsert) through UpdateProduct: the product as the old shop stored it.
+   * The old shop's 400 is INVALID_ARGUMENT naming its field (permanent); its 5xx, or no answer,
+   * UNAVAILABLE after the resilience stack's retries (a PUT of whole values is idempotent).
+   */
+  putProduct(product: Product, signal?: AbortSignal): Promise<Product>;
+}
+
 /**
  * An HTTP/1.1 client of the old shop's JSON API in the shape of a CatalogService client,
  * so the route table's two sides look alike to their callers: GET /api/products?sku=…,
- * mapped by mapLegacyProducts. Calls go through the kit's resilience stack (timeouts, retry
+ * mapped by mapLegacyProducts, and UpdateProduct as PUT /api/products/:sku. Calls go through the kit's resilience stack (timeouts, retry
  * of this read, breaker, bulkhead) like any peer's. Keep-alive sockets, each presenting the
  * caller's mesh certificate current when it opened and accepting only the old shop's; the
  * answer is read up to maxResponseBytes. GetSyncStatus is the new side's alone: UNIMPLEMENTED.
  */
-export function createOldShopCatalog(options: OldShopCatalogOptions): ServiceClient<typeof CatalogService> {
+export function createOldShopCatalog(options: OldShopCatalogOptions): OldShopCatalog {
   const base = new URL(options.baseUrl);
   const scheme = options.tls ? "https:" : "http:";
   if (base.protocol !== scheme) throw new Error(`oldshop: ${options.baseUrl} must be a ${scheme}// address${options.tls ? " under mTLS" : ""}`);
@@ -106,15 +154,20 @@ export function createOldShopCatalog(options: OldShopCatalogOptions): ServiceCli
   // A span per attempt, inside the resilience stack, as the kit's peers have; its traceparent goes to the old shop.
   const interceptors = [resilience.interceptor, createClientTracingInterceptor()];
 
-  /** GET `path`: the parsed JSON of a 2xx answer, else the status's error. */
-  function getJson(path: string, signal: AbortSignal, header: Headers): Promise<unknown> {
+  /** `method` `path` with an optional JSON body: the parsed JSON of a 2xx answer, else the status's error. */
+  function exchangeJson(method: "GET" | "PUT", path: string, body: unknown, signal: AbortSignal, header: Headers): Promise<unknown> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
     return new Promise((resolve, reject) => {
       const traceparent = header.get("traceparent");
       const req = send(new URL(path, base), {
         agent,
-        method: "GET",
+        method,
         signal,
-        headers: { accept: "application/json", ...(traceparent ? { traceparent } : {}) },
+        headers: {
+          accept: "application/json",
+          ...(payload !== undefined ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {}),
+          ...(traceparent ? { traceparent } : {}),
+        },
         // Read at each new socket, so a rotated certificate is presented from the next connection on.
         ...(tls ? { secureContext: tls.credentials.context(), checkServerIdentity: expectIdentity(tls.peer) } : {}),
       });
@@ -145,26 +198,40 @@ export function createOldShopCatalog(options: OldShopCatalogOptions): ServiceCli
           else resolve(body);
         });
       });
-      req.end();
+      req.end(payload);
     });
   }
 
   async function listProducts(request: ListProductsRequest, signal: AbortSignal, header: Headers): Promise<ListProductsResponse> {
     const query = new URLSearchParams(request.skus.map((sku) => ["sku", sku]));
-    const body = await getJson(`/api/products${request.skus.length > 0 ? `?${query}` : ""}`, signal, header);
+    const body = await exchangeJson("GET", `/api/products${request.skus.length > 0 ? `?${query}` : ""}`, undefined, signal, header);
     return create(ListProductsResponseSchema, { products: mapLegacyProducts(body, request.skus) });
   }
 
+  async function updateProduct(request: UpdateProductRequest, signal: AbortSignal, header: Headers): Promise<UpdateProductResponse> {
+    const body = await exchangeJson("PUT", `/api/products/${encodeURIComponent(request.sku)}`, legacyWriteOf(request), signal, header);
+    const product = mapLegacyProduct(body, "product");
+    if (product.sku !== request.sku) throw malformed(`product.sku: ${JSON.stringify(product.sku)} is not the SKU written`);
+    return create(UpdateProductResponseSchema, { product });
+  }
+
+  /** The methods the old shop can answer, each as its HTTP exchange. */
+  const handlers = new Map<unknown, { requestMethod: "GET" | "PUT"; call: (message: never, signal: AbortSignal, header: Headers) => Promise<object> }>([
+    [CatalogService.method.listProducts, { requestMethod: "GET", call: listProducts }],
+    [CatalogService.method.updateProduct, { requestMethod: "PUT", call: updateProduct }],
+  ]);
+
   const transport: Transport = {
     async unary<I extends DescMessage, O extends DescMessage>(method: DescMethodUnary<I, O>, signal: AbortSignal | undefined, timeoutMs: number | undefined, header: HeadersInit | undefined, input: MessageInitShape<I>, contextValues = createContextValues()) {
+      const handler = handlers.get(method);
       return runUnaryCall<I, O>({
-        req: { stream: false, service: CatalogService, method, requestMethod: "GET", url: new URL(`/api/products`, base).href, header: new Headers(header), contextValues, message: input },
+        req: { stream: false, service: CatalogService, method, requestMethod: handler?.requestMethod ?? "GET", url: new URL(`/api/products`, base).href, header: new Headers(header), contextValues, message: input },
         ...(signal ? { signal } : {}),
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),
         interceptors,
         next: async (req): Promise<UnaryResponse<I, O>> => {
-          if (method !== (CatalogService.method.listProducts as unknown)) throw new ConnectError(`the old shop has no ${method.name}`, Code.Unimplemented);
-          const message = await listProducts(req.message as unknown as ListProductsRequest, req.signal, req.header);
+          if (!handler) throw new ConnectError(`the old shop has no ${method.name}`, Code.Unimplemented);
+          const message = await handler.call(req.message as never, req.signal, req.header);
           return { stream: false, service: CatalogService, method, header: new Headers(), trailer: new Headers(), message: message as unknown as UnaryResponse<I, O>["message"] };
         },
       });
@@ -174,8 +241,13 @@ export function createOldShopCatalog(options: OldShopCatalogOptions): ServiceCli
     },
   };
 
+  const client = createClient(CatalogService, transport);
   return {
-    client: createClient(CatalogService, transport),
+    client,
+    async putProduct(product, signal) {
+      const { product: stored } = await client.updateProduct({ sku: product.sku, name: product.name, description: product.description, ...(product.price ? { price: product.price } : {}) }, signal ? { signal } : {});
+      return stored!;
+    },
     stats: resilience.stats,
     close: () => agent.destroy(),
   };

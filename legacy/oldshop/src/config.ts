@@ -4,7 +4,8 @@ import type { OldShopOptions } from "./server.js";
 export class ConfigError extends Error {}
 
 const DEFAULT_READERS = "spiffe://meshwork/gateway,spiffe://meshwork/order,spiffe://meshwork/operator";
-const DEFAULT_WRITERS = "spiffe://meshwork/operator";
+/** The operator; the console (the gateway's operator listener, writing here while catalog writes are legacy); the catalog's sync back once they are not. */
+const DEFAULT_WRITERS = "spiffe://meshwork/operator,spiffe://meshwork/console,spiffe://meshwork/catalog";
 
 function portOf(env: NodeJS.ProcessEnv, names: readonly string[], fallback: number): number {
   const name = names.find((n) => env[n]?.trim());
