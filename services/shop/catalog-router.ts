@@ -1,6 +1,7 @@
 import type { Client } from "@connectrpc/connect";
 import { ListProductsResponseSchema, type CatalogService, type ListProductsResponse, type Product } from "#gen/shop/catalog/v1/catalog_service_pb.js";
 import { compareMessages, decideSide, type RouteTable, type ShadowCaller, type Side } from "#platform";
+import type { RouteDeclaration } from "#platform/strangler/route-table.js";
 
 /**
  * The one catalog route: the storefront's ListProducts. Order's pricing follows it too, so
@@ -18,8 +19,11 @@ export const CATALOG_ROUTE_DEFAULT = "legacy" as const;
  */
 export const CATALOG_WRITE_ROUTE = "shop.gateway.v1.OperatorService/UpdateProduct";
 
+/** The write route's modes: one side or the other, never both. */
+export const CATALOG_WRITE_MODES = ["legacy", "new"] as const;
+
 /** The route table's routes as the catalog's callers open it. */
-export const catalogRoutes = { [CATALOG_ROUTE]: CATALOG_ROUTE_DEFAULT, [CATALOG_WRITE_ROUTE]: "legacy" as const };
+export const catalogRoutes = { [CATALOG_ROUTE]: CATALOG_ROUTE_DEFAULT, [CATALOG_WRITE_ROUTE]: { mode: "legacy", modes: CATALOG_WRITE_MODES } } as const satisfies Record<string, RouteDeclaration>;
 
 export interface CatalogAnswer {
   /** By SKU; unknown SKUs are absent. */

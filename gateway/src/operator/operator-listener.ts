@@ -2,7 +2,7 @@ import { OperatorService } from "#gen/shop/gateway/v1/operator_service_pb.js";
 import { SagaAdminService } from "#gen/shop/order/v1/saga_admin_service_pb.js";
 import { CatalogService } from "#gen/shop/catalog/v1/catalog_service_pb.js";
 import { connectBus, createServiceClient, exportSpansInProcess, loadMeshCredentials, startServer, type createServiceDirectory, type Logger, type MeshCredentials, type Metrics, type ServiceServer } from "#platform";
-import { openRouteTable, type RouteMode, type RouteTable } from "#platform/strangler/route-table.js";
+import { openRouteTable, type RouteDeclaration, type RouteTable } from "#platform/strangler/route-table.js";
 import type { ShadowCaller } from "#platform/strangler/shadow-caller.js";
 import type { OperatorConfig } from "../config.js";
 import { loadConsoleAssets, operatorPage } from "../console-assets.js";
@@ -29,7 +29,7 @@ export interface OperatorListenerDeps {
    * table (read with its NATS user, which may not write it: ListRoutes reads it where the
    * console has no NATS user), and its calls per side and shadow comparisons.
    */
-  strangler: { defaults: Readonly<Record<string, RouteMode>>; table: RouteTable; calls: Pick<ShadowCaller, "stats"> };
+  strangler: { defaults: Readonly<Record<string, RouteDeclaration>>; table: RouteTable; calls: Pick<ShadowCaller, "stats"> };
   directory: ReturnType<typeof createServiceDirectory>;
   stats: GatewayStats;
   metrics: Metrics;

@@ -9,7 +9,8 @@ import { InvalidArgumentError } from "../domain/errors.js";
 
 const LIST = "shop.gateway.v1.StorefrontService/ListProducts";
 const OTHER = "shop.gateway.v1.StorefrontService/GetProduct";
-const routes = { [LIST]: "legacy", [OTHER]: "new" } as const;
+const WRITE = "shop.gateway.v1.OperatorService/UpdateProduct";
+const routes = { [LIST]: "legacy", [OTHER]: "new", [WRITE]: { mode: "legacy", modes: ["legacy", "new"] } } as const;
 const change = { changedBy: "ada (operator)", reason: "the backfill is done" };
 
 describe("route table", () => {
@@ -45,7 +46,10 @@ describe("route table", () => {
     expect(gateway.list().map((r) => [r.method, r.mode])).toEqual([
       [LIST, "legacy"],
       [OTHER, "new"],
+      [WRITE, "legacy"],
     ]);
+    expect(gateway.modes(LIST)).toEqual(["legacy", "shadow", "canary", "new"]);
+    expect(gateway.modes(WRITE)).toEqual(["legacy", "new"]);
     expect(() => gateway.route("shop.gateway.v1.StorefrontService/Nope")).toThrow(UnknownRouteError);
   });
 
@@ -80,6 +84,23 @@ describe("route table", () => {
     await expect(console_.set(LIST, { ...change, mode: "new", reason: "x".repeat(1_001) })).rejects.toThrow(/^reason: /);
     await expect(console_.set("shop.gateway.v1.StorefrontService/Nope", { ...change, mode: "new" })).rejects.toBeInstanceOf(UnknownRouteError);
     expect(console_.route(LIST)).toEqual(before);
+  });
+
+  it("takes only the modes a route declares: a write's route moves between legacy and new, never shadow or canary", async () => {
+    await expect(console_.set(WRITE, { ...change, mode: "shadow" })).rejects.toThrow(/^mode: this route takes only legacy or new, not shadow/);
+    await expect(console_.set(WRITE, { ...change, mode: "canary", canaryPercent: 50 })).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(console_.route(WRITE)).toMatchObject({ mode: "legacy", revision: 0 });
+    const moved = await console_.set(WRITE, { ...change, mode: "new" });
+    await eventually(() => expect(gateway.route(WRITE)).toEqual(moved));
+    // One written behind the table's back is ignored like any entry that does not validate.
+    const bus = connectBus({ url: nats.url, name: "routes-raw-write", logger: silentLogger });
+    buses.push(bus);
+    const kv = await new Kvm((await bus.ready).js).open(ROUTES_BUCKET);
+    await kv.put(routeKeyOf(WRITE), JSON.stringify({ mode: "shadow", canaryPercent: 0, changedBy: "x", changeTime: new Date().toISOString(), reason: "" }));
+    const marker = await kv.put(routeKeyOf(OTHER), JSON.stringify({ mode: "new", canaryPercent: 0, changedBy: "x", changeTime: new Date().toISOString(), reason: "" }));
+    await eventually(() => expect(gateway.route(OTHER).revision).toBe(marker));
+    expect(gateway.route(WRITE)).toEqual(moved);
+    expect(() => openRouteTable({ bus, routes: { [WRITE]: { mode: "shadow", modes: ["legacy", "new"] } }, logger: silentLogger })).toThrow(/defaults to shadow, which it does not take/);
   });
 
   it("refuses writes from a follower's NATS user: the gateway's and order's users read the table only", async () => {

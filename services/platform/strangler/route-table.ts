@@ -10,6 +10,13 @@ export const ROUTES_BUCKET = "meshwork_routes";
 export const ROUTE_MODES = ["legacy", "shadow", "canary", "new"] as const;
 export type RouteMode = (typeof ROUTE_MODES)[number];
 
+/**
+ * A routed method as its callers declare it: its default mode, and, where not every mode
+ * makes sense, the modes it takes. A write goes to one side alone, so a write's route takes
+ * `legacy` and `new` only: shadowing or splitting it would write twice or to both sides.
+ */
+export type RouteDeclaration = RouteMode | { readonly mode: RouteMode; readonly modes: readonly RouteMode[] };
+
 /** What an operator sets: the mode, and why. */
 export interface RouteChange {
   mode: RouteMode;
@@ -45,6 +52,8 @@ export interface RouteTable {
   set(method: string, change: RouteChange, expectedRevision?: number): Promise<RouteEntry>;
   /** Every routable method's route, in the order the routes were given. */
   list(): RouteEntry[];
+  /** The modes the method's route takes (all four unless its declaration lists fewer). */
+  modes(method: string): readonly RouteMode[];
   close(): void;
 }
 
@@ -82,11 +91,13 @@ const MAX_REASON = 1_000;
 const WRITE_TIMEOUT_MS = 5_000;
 
 /**
- * The change checked as the contract says, `field` named as in SetRouteRequest: canary_percent
- * 1 to 99 with canary and 0 otherwise, a reason of at most 1000 characters.
+ * The change checked as the contract says, `field` named as in SetRouteRequest: a mode the
+ * route takes (`modes`, all four by default), canary_percent 1 to 99 with canary and 0
+ * otherwise, a reason of at most 1000 characters.
  */
-export function validateRouteChange(change: RouteChange): Required<RouteChange> {
+export function validateRouteChange(change: RouteChange, modes: readonly RouteMode[] = ROUTE_MODES): Required<RouteChange> {
   if (!(ROUTE_MODES as readonly string[]).includes(change.mode)) throw new InvalidArgumentError("mode", `must be one of ${ROUTE_MODES.join(", ")}`);
+  if (!modes.includes(change.mode)) throw new InvalidArgumentError("mode", `this route takes only ${modes.join(" or ")}, not ${change.mode}`);
   const percent = change.canaryPercent ?? 0;
   if (!Number.isInteger(percent)) throw new InvalidArgumentError("canary_percent", "must be a whole number");
   if (change.mode === "canary" && (percent < 1 || percent > 99)) throw new InvalidArgumentError("canary_percent", "must be 1 to 99 with canary (0 is legacy, 100 is new)");
@@ -100,7 +111,7 @@ export function validateRouteChange(change: RouteChange): Required<RouteChange> 
 export const routeKeyOf = (method: string) => method.replace("/", ".");
 
 /** The stored entry, or why it is not believed (it is then ignored, and the last good one stays). */
-function parseStoredRoute(method: string, value: string, revision: number): RouteEntry | { rejected: string } {
+function parseStoredRoute(method: string, modes: readonly RouteMode[], value: string, revision: number): RouteEntry | { rejected: string } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(value);
@@ -111,7 +122,7 @@ function parseStoredRoute(method: string, value: string, revision: number): Rout
   const stored = parsed as Record<string, unknown>;
   if (typeof stored.changeTime !== "string" || Number.isNaN(Date.parse(stored.changeTime))) return { rejected: "changeTime is not an ISO time" };
   try {
-    const change = validateRouteChange({ mode: stored.mode as RouteMode, canaryPercent: stored.canaryPercent as number, changedBy: stored.changedBy as string, reason: stored.reason as string });
+    const change = validateRouteChange({ mode: stored.mode as RouteMode, canaryPercent: stored.canaryPercent as number, changedBy: stored.changedBy as string, reason: stored.reason as string }, modes);
     return { method, ...change, changeTime: stored.changeTime, revision };
   } catch (err) {
     return { rejected: err instanceof Error ? err.message : String(err) };
@@ -129,9 +140,14 @@ const isWrongRevision = (err: unknown) =>
  * not validate is logged and ignored, and the last good one stays; a deleted entry returns
  * the method to its default.
  */
-export function openRouteTable(options: { bus: BusConnection; routes: Readonly<Record<string, RouteMode>>; logger: Logger }): RouteTable {
+export function openRouteTable(options: { bus: BusConnection; routes: Readonly<Record<string, RouteDeclaration>>; logger: Logger }): RouteTable {
   const { bus, logger } = options;
-  const defaults = new Map(Object.entries(options.routes).map(([method, mode]) => [method, { method, mode, canaryPercent: 0, changedBy: "", changeTime: "", reason: "", revision: 0 } satisfies RouteEntry]));
+  const declared = new Map(Object.entries(options.routes).map(([method, declaration]) => [method, typeof declaration === "string" ? { mode: declaration, modes: ROUTE_MODES } : declaration]));
+  for (const [method, { mode, modes }] of declared) {
+    if (modes.length === 0 || !modes.every((m) => ROUTE_MODES.includes(m))) throw new Error(`the route of ${method} must take one or more of ${ROUTE_MODES.join(", ")}`);
+    if (!modes.includes(mode)) throw new Error(`the route of ${method} defaults to ${mode}, which it does not take (${modes.join(", ")})`);
+  }
+  const defaults = new Map([...declared].map(([method, { mode }]) => [method, { method, mode, canaryPercent: 0, changedBy: "", changeTime: "", reason: "", revision: 0 } satisfies RouteEntry]));
   const methodOfKey = new Map([...defaults.keys()].map((method) => [routeKeyOf(method), method]));
   const known = new Map<string, RouteEntry>();
   let loaded = false;
@@ -155,7 +171,7 @@ export function openRouteTable(options: { bus: BusConnection; routes: Readonly<R
       known.delete(method);
       return;
     }
-    const entry = parseStoredRoute(method, value(), revision);
+    const entry = parseStoredRoute(method, declared.get(method)!.modes, value(), revision);
     if ("rejected" in entry) logger.warn({ method, revision, reason: entry.rejected }, "ignoring a route table entry; the last good route stays");
     else remember(entry);
   };
@@ -184,6 +200,10 @@ export function openRouteTable(options: { bus: BusConnection; routes: Readonly<R
     if (!entry) throw new UnknownRouteError(method);
     return entry;
   };
+  const modesOf = (method: string) => {
+    defaultOf(method);
+    return declared.get(method)!.modes;
+  };
   const route = (method: string): RouteEntry => {
     const fallback = defaultOf(method);
     if (!loaded && !warnedUnloaded) {
@@ -197,7 +217,7 @@ export function openRouteTable(options: { bus: BusConnection; routes: Readonly<R
     route,
     async set(method, change, expectedRevision = 0) {
       defaultOf(method);
-      const valid = validateRouteChange(change);
+      const valid = validateRouteChange(change, modesOf(method));
       const stored = { ...valid, changeTime: new Date().toISOString() };
       const key = routeKeyOf(method);
       const value = JSON.stringify(stored);
@@ -217,6 +237,7 @@ export function openRouteTable(options: { bus: BusConnection; routes: Readonly<R
       return entry;
     },
     list: () => [...defaults.keys()].map((method) => known.get(method) ?? defaultOf(method)),
+    modes: modesOf,
     close() {
       stopped = true;
       stopWatch?.();
