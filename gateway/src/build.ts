@@ -103,7 +103,7 @@ export async function build(deps: GatewayDeps): Promise<GatewayServer> {
     try {
       operator =
         deps.operator &&
-        (await startOperatorListener({ config: deps.operator, meshCredentials: mesh.credentials, logger: deps.logger, orderUrl: deps.meshUrls.order, catalogUrl: deps.meshUrls.catalog, strangler: { defaults: catalogRoutes, table: routeTable, calls: strangler }, directory, stats, metrics, shutdownGraceMs: deps.shutdownGraceMs }));
+        (await startOperatorListener({ config: deps.operator, meshCredentials: mesh.credentials, logger: deps.logger, orderUrl: deps.meshUrls.order, catalogUrl: deps.meshUrls.catalog, oldshopUrl: deps.meshUrls.oldshop, strangler: { defaults: catalogRoutes, table: routeTable, calls: strangler }, directory, stats, metrics, shutdownGraceMs: deps.shutdownGraceMs }));
     } catch (err) {
       await server.close();
       await ops.close();

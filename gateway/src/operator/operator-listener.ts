@@ -10,6 +10,8 @@ import { createOperatorDeadLetters } from "./dead-letters.js";
 import { createOperatorAuthInterceptor, createOperatorVerifier } from "./operator-auth.js";
 import { createOperatorRoutes } from "./operator-routes.js";
 import { createRouteAdmin } from "./route-admin.js";
+import { createCatalogWrites } from "./catalog-writes.js";
+import { createOldShopCatalog } from "#shop/old-shop-catalog.js";
 import { createOtlpReceiver } from "./otlp-receiver.js";
 import { createStoreExporter } from "./span-exporter.js";
 import type { GatewayStats } from "./stats.js";
@@ -22,8 +24,10 @@ export interface OperatorListenerDeps {
   logger: Logger;
   /** Where order serves SagaAdminService (its mesh port). */
   orderUrl: string;
-  /** Where the catalog serves GetSyncStatus (its mesh port), for ListRoutes. */
+  /** Where the catalog serves GetSyncStatus and UpdateProduct (its mesh port), for ListRoutes, SetRoute and the operator's catalog writes. */
   catalogUrl: string;
+  /** Where the old shop serves its JSON API, for the operator's catalog writes while they stay there. */
+  oldshopUrl: string;
   /**
    * The strangler fig's routes as the gateway follows them: their defaults, the gateway's own
    * table (read with its NATS user, which may not write it: ListRoutes reads it where the
@@ -57,12 +61,16 @@ export async function startOperatorListener(deps: OperatorListenerDeps): Promise
   const credentials = config.tls && loadMeshCredentials(config.tls, { logger });
   const sagaAdmin = createServiceClient(SagaAdminService, { baseUrl: deps.orderUrl, name: "order-admin", directory: deps.directory, ...(credentials ? { tls: { credentials, peer: "order" } } : {}) });
   const catalog = createServiceClient(CatalogService, { baseUrl: deps.catalogUrl, name: "catalog-console", directory: deps.directory, ...(credentials ? { tls: { credentials, peer: "catalog" } } : {}) });
+  // The old shop admits the console's certificate as a writer: the operator's catalog writes while they stay there.
+  const oldShop = createOldShopCatalog({ baseUrl: deps.oldshopUrl, ...(credentials ? { tls: { credentials, peer: "oldshop" } } : {}) });
   // The console's NATS user, whose permissions the dead letters and the route table's writes need.
   const consoleBus = config.natsUrl ? connectBus({ url: config.natsUrl, name: "gateway-console", logger }) : undefined;
   const deadLetters = createOperatorDeadLetters({ connection: consoleBus, logger });
   // Its own view of the table, so a SetRoute's answer and the next ListRoutes agree at once.
   const consoleRoutes = consoleBus && openRouteTable({ bus: consoleBus, routes: deps.strangler.defaults, logger });
-  const routes = createRouteAdmin({ table: consoleRoutes ?? deps.strangler.table, writable: consoleRoutes !== undefined, strangler: deps.strangler.calls, catalog: catalog.client, logger });
+  const table = consoleRoutes ?? deps.strangler.table;
+  const catalogWrites = createCatalogWrites({ routes: table, oldShop, catalog: catalog.client, logger });
+  const routes = createRouteAdmin({ table, writable: consoleRoutes !== undefined, strangler: deps.strangler.calls, catalog: catalog.client, checkMove: catalogWrites.checkMove, logger });
   const traces = config.traceIngestToken === undefined ? undefined : createTraceStore();
   const stopExporting = traces && exportSpansInProcess(createStoreExporter(traces));
   const receive = traces && config.traceIngestToken ? createOtlpReceiver({ store: traces, token: config.traceIngestToken }) : undefined;
@@ -70,6 +78,7 @@ export async function startOperatorListener(deps: OperatorListenerDeps): Promise
     stopExporting?.();
     sagaAdmin.close();
     catalog.close();
+    oldShop.close();
     consoleRoutes?.close();
     credentials?.close();
     await consoleBus?.close();
@@ -91,7 +100,7 @@ export async function startOperatorListener(deps: OperatorListenerDeps): Promise
         // traces from the bounded dev trace store it is there to show.
         tracing: false,
         interceptors: [createOperatorAuthInterceptor(createOperatorVerifier(config.auth), OperatorService)],
-        routes: createOperatorRoutes({ sagaAdmin: sagaAdmin.client, deadLetters, routes, stats: deps.stats, traces, watch: { maxMs: 5 * 60_000, pollMs: 1_000, maxOpen: 64 } }),
+        routes: createOperatorRoutes({ sagaAdmin: sagaAdmin.client, deadLetters, routes, catalogWrites, stats: deps.stats, traces, watch: { maxMs: 5 * 60_000, pollMs: 1_000, maxOpen: 64 } }),
         fallback: (req, res) => {
           if (receive?.(req, res)) return;
           page(req, res);

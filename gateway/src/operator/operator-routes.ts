@@ -7,6 +7,8 @@ import { detachedFromDeadline } from "#platform";
 import { OPERATOR_HEADER, operatorKey } from "./operator-auth.js";
 import type { OperatorDeadLetters } from "./dead-letters.js";
 import type { RouteAdmin } from "./route-admin.js";
+import { fromBackend } from "./backend-errors.js";
+import type { CatalogWrites } from "./catalog-writes.js";
 import { STATS_SECONDS, type GatewayStats } from "./stats.js";
 import { TRACE_ID, type TraceStore } from "./trace-store.js";
 
@@ -16,6 +18,8 @@ export interface OperatorRouteDeps {
   deadLetters: OperatorDeadLetters;
   /** The strangler fig's route table, with this replica's counts. */
   routes: RouteAdmin;
+  /** The operator's catalog writes, to the side the write route says. */
+  catalogWrites: CatalogWrites;
   stats: GatewayStats;
   /** Unset where traces go to an OTLP endpoint instead: ListTraces is empty, GetTrace NOT_FOUND. */
   traces: TraceStore | undefined;
@@ -36,23 +40,8 @@ const viewQuery: Record<SagaView, { state: SagaState; retrying: boolean }> = {
 /** Admin pages one RUNNING ListSagas reads at most to fill its page: bounded, so a long run of retrying sagas costs a few reads, then the page goes out short with its token. */
 const MAX_ADMIN_PAGES = 5;
 
-/**
- * A saga admin call, with order's refusal of the console's certificate made
- * FAILED_PRECONDITION: UNAUTHENTICATED and PERMISSION_DENIED are the operator listener's own
- * answers about the signed-in operator (the page signs out on them), and a misconfigured
- * backend certificate says nothing about the operator's token.
- */
-async function fromOrder<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (err) {
-    const error = ConnectError.from(err);
-    if (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied) {
-      throw new ConnectError(`order refused the console's certificate: ${error.rawMessage}`, Code.FailedPrecondition, undefined, undefined, error);
-    }
-    throw err;
-  }
-}
+/** A saga admin call: order's refusal of the console's certificate is FAILED_PRECONDITION. */
+const fromOrder = <T>(call: () => Promise<T>) => fromBackend("order", call);
 
 const isFinished = (saga: Saga | undefined) => saga?.state === SagaState.COMPLETED || saga?.state === SagaState.COMPENSATED;
 
@@ -142,7 +131,10 @@ export function createOperatorRoutes(deps: OperatorRouteDeps) {
         return deps.routes.list(ctx.signal);
       },
       async setRoute(req, ctx) {
-        return { route: await deps.routes.set(req, ctx.values.get(operatorKey)) };
+        return { route: await deps.routes.set(req, ctx.values.get(operatorKey), ctx.signal) };
+      },
+      async updateProduct(req, ctx) {
+        return deps.catalogWrites.update(req, ctx.values.get(operatorKey), ctx.signal);
       },
       getStats(req) {
         return deps.stats.read(bounded(req.windowSeconds, "window_seconds", STATS_SECONDS, 300));

@@ -24,6 +24,8 @@ export interface RouteAdminDeps {
   strangler: Pick<ShadowCaller, "stats">;
   /** For the change capture's status: called with the console's certificate, which the catalog admits. */
   catalog: Client<typeof CatalogService>;
+  /** Checked before a valid move is written; refuses it by throwing (the catalog writes' guard on moving them back). */
+  checkMove: (method: string, mode: TableMode, signal: AbortSignal) => Promise<void>;
   logger: Logger;
 }
 
@@ -51,13 +53,16 @@ export function routeMessage(entry: RouteEntry): Route {
  * SetRoute's request checked field by field, as the contract says, before anything is written:
  * a routable method, a mode, canary_percent 1 to 99 with CANARY alone, a short reason.
  */
-function validSetRoute(req: SetRouteRequest, methods: readonly string[]) {
+function validSetRoute(req: SetRouteRequest, table: RouteTable) {
+  const methods = table.list().map((entry) => entry.method);
   const invalid = (field: string, problem: string) => new ConnectError(`${field}: ${problem}`, Code.InvalidArgument);
   if (req.method === "") throw invalid("method", "is required");
   if (!methods.includes(req.method)) throw invalid("method", `${JSON.stringify(req.method.slice(0, 200))} is not routed; the routable methods are ${methods.join(", ")}`);
   if (req.mode === RouteMode.UNSPECIFIED) throw invalid("mode", "is required (legacy, shadow, canary or new)");
   const mode = toTableMode[req.mode];
   if (!mode) throw invalid("mode", `unknown route mode ${req.mode}`);
+  const takes = table.modes(req.method);
+  if (!takes.includes(mode)) throw invalid("mode", `${req.method} takes only ${takes.map((m) => `ROUTE_MODE_${m.toUpperCase()}`).join(" or ")}, not ROUTE_MODE_${mode.toUpperCase()}`);
   if (mode === "canary" && (req.canaryPercent < 1 || req.canaryPercent > 99)) throw invalid("canary_percent", `must be 1 to 99 with ROUTE_MODE_CANARY, got ${req.canaryPercent} (legacy is 0, new is 100)`);
   if (mode !== "canary" && req.canaryPercent !== 0) throw invalid("canary_percent", `must be 0 unless the mode is ROUTE_MODE_CANARY, got ${req.canaryPercent}`);
   if (req.reason.length > MAX_REASON) throw invalid("reason", `must be at most ${MAX_REASON} characters, got ${req.reason.length}`);
@@ -104,9 +109,10 @@ export function createRouteAdmin(deps: RouteAdminDeps) {
     },
 
     /** `operator` is the signed-in operator, whom the entry names as who changed it. */
-    async set(req: SetRouteRequest, operator: string): Promise<Route> {
-      const change = validSetRoute(req, deps.table.list().map((entry) => entry.method));
+    async set(req: SetRouteRequest, operator: string, signal: AbortSignal): Promise<Route> {
+      const change = validSetRoute(req, deps.table);
       if (!deps.writable) throw new ConnectError("changing routes needs the console's NATS user: CONSOLE_NATS_URL is not set", Code.FailedPrecondition);
+      await deps.checkMove(change.method, change.mode, signal);
       // A conflict is the table's RouteConflictError (FAILED_PRECONDITION naming the current revision).
       const entry = await deps.table.set(change.method, { mode: change.mode, canaryPercent: change.canaryPercent, changedBy: `${operator} (operator)`, reason: change.reason }, change.expectedRevision);
       deps.logger.info({ audit: "route-change", operator, method: entry.method, mode: entry.mode, canaryPercent: entry.canaryPercent, revision: entry.revision, reason: entry.reason }, "route changed by an operator");

@@ -1,0 +1,82 @@
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { ProductSchema, type CatalogService, type Product } from "#gen/shop/catalog/v1/catalog_service_pb.js";
+import type { UpdateProductRequest } from "#gen/shop/gateway/v1/operator_service_pb.js";
+import { InvalidArgumentError, requireText, type Logger } from "#platform";
+import type { RouteMode, RouteTable } from "#platform/strangler/route-table.js";
+import { CATALOG_WRITE_ROUTE } from "#shop/catalog-router.js";
+import type { OldShopCatalog } from "#shop/old-shop-catalog.js";
+import { fromBackend } from "./backend-errors.js";
+
+export interface CatalogWritesDeps {
+  /** The route table SetRoute writes (the console's view): a write follows a move at once. */
+  routes: RouteTable;
+  /** The old shop's adapter, presenting the console's certificate (the old shop admits it as a writer). */
+  oldShop: Pick<OldShopCatalog, "putProduct">;
+  /** CatalogService with the console's certificate: UpdateProduct, and GetSyncStatus for the sync back's backlog. */
+  catalog: Client<typeof CatalogService>;
+  logger: Logger;
+}
+
+const MAX_NAME = 200;
+const MAX_DESCRIPTION = 2_000;
+const CURRENCY = /^[A-Z]{3}$/;
+/** Both sides hold prices below 10^10 in major units: the old shop's numeric(12,2). */
+const MAX_MINOR_EXCLUSIVE = 10n ** 12n;
+/** SetRoute waits this long for the sync back's backlog, then refuses: unknown is not safe. */
+const SYNC_STATUS_TIMEOUT_MS = 2_000;
+
+/** The write checked field by field, as the contract says, before either side is asked. */
+function validProduct(req: UpdateProductRequest): Product {
+  requireText(req.sku, "sku");
+  requireText(req.name, "name", MAX_NAME);
+  if (req.description.length > MAX_DESCRIPTION) throw new InvalidArgumentError("description", `must be at most ${MAX_DESCRIPTION} characters`);
+  if (!req.price) throw new InvalidArgumentError("price", "is required");
+  if (!CURRENCY.test(req.price.currencyCode)) throw new InvalidArgumentError("price.currency_code", "must be 3 capital letters, e.g. USD");
+  if (req.price.minorUnits < 0n || req.price.minorUnits >= MAX_MINOR_EXCLUSIVE) throw new InvalidArgumentError("price.minor_units", "must be 0 or more and below 10^12");
+  return create(ProductSchema, { sku: req.sku, name: req.name, description: req.description, price: req.price });
+}
+
+/**
+ * The operator's catalog writes (OperatorService.UpdateProduct), which go to one side alone as
+ * the write route says, the mode alone (a write is not sticky to anyone): `legacy`, the old
+ * shop through its adapter, whose change capture brings it to the catalog; `new`, the
+ * catalog, whose sync back writes it to the old shop. And the one guard on moving that route:
+ * back to legacy only once the sync back has nothing left to write.
+ */
+export function createCatalogWrites(deps: CatalogWritesDeps) {
+  return {
+    /** `operator` is the signed-in operator, whom the audit line names. */
+    async update(req: UpdateProductRequest, operator: string, signal: AbortSignal): Promise<{ product: Product; side: "legacy" | "new" }> {
+      const product = validProduct(req);
+      const side = deps.routes.route(CATALOG_WRITE_ROUTE).mode === "new" ? "new" : "legacy";
+      const stored =
+        side === "legacy"
+          ? await fromBackend("the old shop", () => deps.oldShop.putProduct(product, signal))
+          : (await fromBackend("the catalog", () => deps.catalog.updateProduct({ sku: product.sku, name: product.name, description: product.description, ...(product.price ? { price: product.price } : {}) }, { signal }))).product;
+      if (!stored) throw new ConnectError("the catalog answered UpdateProduct without the product", Code.Unavailable);
+      deps.logger.info({ audit: "product-update", operator, sku: stored.sku, side, currency: stored.price?.currencyCode, minorUnits: String(stored.price?.minorUnits ?? "") }, "product updated by an operator");
+      return { product: stored, side };
+    },
+
+    /**
+     * Refuses (FAILED_PRECONDITION, naming the count) moving the write route back to legacy
+     * while the catalog holds writes its sync back has not written to the old shop: a write
+     * taken there next could be overwritten by one of them. A catalog that does not answer
+     * is refused too.
+     */
+    async checkMove(method: string, mode: RouteMode, signal: AbortSignal): Promise<void> {
+      if (method !== CATALOG_WRITE_ROUTE || mode !== "legacy") return;
+      let pending: bigint;
+      try {
+        pending = (await deps.catalog.getSyncStatus({}, { signal, timeoutMs: SYNC_STATUS_TIMEOUT_MS })).syncBackPending;
+      } catch (err) {
+        const cause = ConnectError.from(err);
+        throw new ConnectError(`mode: catalog writes stay on the new side: the catalog did not say whether its sync back to the old shop is done (${Code[cause.code]}: ${cause.rawMessage}); try again once it answers`, Code.FailedPrecondition);
+      }
+      if (pending > 0n) throw new ConnectError(`mode: catalog writes stay on the new side: sync_back_pending is ${pending} (writes not yet written back to the old shop); try again once it is 0`, Code.FailedPrecondition);
+    },
+  };
+}
+
+export type CatalogWrites = ReturnType<typeof createCatalogWrites>;
