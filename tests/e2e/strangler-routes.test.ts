@@ -17,6 +17,7 @@ import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 import { silentLogger } from "../support/silent-logger.js";
 
 const LIST_PRODUCTS = "shop.gateway.v1.StorefrontService/ListProducts";
+const UPDATE_PRODUCT = "shop.gateway.v1.OperatorService/UpdateProduct";
 
 /**
  * The operator's surface for the strangler fig's route table: OperatorService.ListRoutes and
@@ -188,5 +189,54 @@ describe("the route table's operator RPCs and CLI", () => {
     expect(sideOf(await mug())).toBe(expected("address:127.0.0.1"));
 
     await ops.setRoute({ method: LIST_PRODUCTS, mode: RouteMode.LEGACY, reason: "roll back" });
+  });
+
+  it("lists the catalog write route beside the read route, at legacy, taking only legacy and new", async () => {
+    const { routes } = await ops.listRoutes({});
+    expect(routes.map((status) => status.route?.method)).toEqual([LIST_PRODUCTS, UPDATE_PRODUCT]);
+    expect(routes[1]?.route).toMatchObject({ mode: RouteMode.LEGACY, revision: 0n });
+    for (const refused of [{ mode: RouteMode.SHADOW }, { mode: RouteMode.CANARY, canaryPercent: 50 }]) {
+      const error = await failure(ops.setRoute({ method: UPDATE_PRODUCT, ...refused }));
+      expect(error).toMatchObject({ code: Code.InvalidArgument });
+      expect(error?.rawMessage).toMatch(/^mode: shop\.gateway\.v1\.OperatorService\/UpdateProduct takes only ROUTE_MODE_LEGACY or ROUTE_MODE_NEW/);
+    }
+    expect(await cli(["set", "UpdateProduct", "shadow"])).toMatchObject({ status: 1, err: expect.stringContaining("InvalidArgument: mode:") });
+    expect((await ops.listRoutes({})).routes[1]?.route).toMatchObject({ mode: RouteMode.LEGACY, revision: 0n });
+  });
+
+  it("takes an operator's UpdateProduct on the old shop while writes stay legacy, and change capture brings it to the catalog", async () => {
+    const legacySql = connect(mesh.legacyDatabase.oldshopUrl);
+    try {
+      const price = { currencyCode: "EUR", minorUnits: 2_450n };
+      const { product, side } = await ops.updateProduct({ sku: "MW-OPS-100", name: "Operator's teapot", description: "Written through the facade.", price });
+      expect(side).toBe("legacy");
+      expect(product).toMatchObject({ sku: "MW-OPS-100", name: "Operator's teapot", description: "Written through the facade.", price });
+      expect(await legacySql`select title, blurb, price::text, currency from oldshop.products where sku = 'MW-OPS-100'`).toEqual([{ title: "Operator's teapot", blurb: "Written through the facade.", price: "24.50", currency: "EUR" }]);
+      await eventually(async () => expect(await sql`select name, description, price_minor::int as minor, currency from catalog.products where sku = 'MW-OPS-100'`).toEqual([{ name: "Operator's teapot", description: "Written through the facade.", minor: 2450, currency: "EUR" }]));
+
+      // Bad input names the field, and nothing is written.
+      const good = { sku: "MW-OPS-100", name: "Renamed", description: "", price };
+      const cases = [
+        [{ ...good, sku: "" }, "sku"],
+        [{ ...good, name: "" }, "name"],
+        [{ ...good, name: "n".repeat(201) }, "name"],
+        [{ ...good, description: "d".repeat(2_001) }, "description"],
+        [{ ...good, price: undefined }, "price"],
+        [{ ...good, price: { currencyCode: "usd", minorUnits: 100n } }, "price.currency_code"],
+        [{ ...good, price: { currencyCode: "USD", minorUnits: -1n } }, "price.minor_units"],
+        [{ ...good, price: { currencyCode: "USD", minorUnits: 10n ** 12n } }, "price.minor_units"],
+      ] as const;
+      const refusals = await Promise.all(cases.map(([req]) => failure(ops.updateProduct(req))));
+      expect(refusals.map((e) => [e?.code, e?.rawMessage.split(":", 1)[0]])).toEqual(cases.map(([, field]) => [Code.InvalidArgument, field]));
+
+      // Only operators write.
+      const { token: demo } = await createClient(StorefrontService, createGrpcTransport({ baseUrl: gateway.url })).issueDemoToken({ customerId: "shopper" });
+      expect(await failure(opsWith(demo).updateProduct(good))).toMatchObject({ code: Code.Unauthenticated });
+      const roleless = await mintLocalOperatorToken(testOperatorSecret, "mallory", 60, { claim: "roles", role: "viewer" });
+      expect(await failure(opsWith(roleless).updateProduct(good))).toMatchObject({ code: Code.PermissionDenied });
+      expect(await legacySql`select title from oldshop.products where sku = 'MW-OPS-100'`).toEqual([{ title: "Operator's teapot" }]);
+    } finally {
+      await legacySql.end();
+    }
   });
 });

@@ -1,0 +1,74 @@
+import { describe, expect, it } from "vitest";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { CatalogService, GetSyncStatusResponseSchema, ProductSchema, type Product } from "#gen/shop/catalog/v1/catalog_service_pb.js";
+import { UpdateProductRequestSchema } from "#gen/shop/gateway/v1/operator_service_pb.js";
+import type { RouteEntry, RouteMode, RouteTable } from "#platform/strangler/route-table.js";
+import { CATALOG_ROUTE, CATALOG_WRITE_ROUTE } from "#shop/catalog-router.js";
+import { silentLogger } from "#tests/support/silent-logger.js";
+import { createCatalogWrites } from "./catalog-writes.js";
+
+/**
+ * The catalog writes' routing and their guard on moving writes back, against an in-memory
+ * catalog whose sync back backlog the test sets (the mesh tests exercise the real sides).
+ */
+function writesWith(options: { mode: RouteMode; pending?: bigint | Error }) {
+  const calls = { oldShop: [] as Product[], catalog: [] as Product[], syncStatus: 0 };
+  const catalog = createClient(
+    CatalogService,
+    createRouterTransport(({ service }) =>
+      service(CatalogService, {
+        listProducts: () => ({ products: [] }),
+        updateProduct: (req) => {
+          const product = create(ProductSchema, { sku: req.sku, name: req.name, description: req.description, ...(req.price ? { price: req.price } : {}) });
+          calls.catalog.push(product);
+          return { product };
+        },
+        getSyncStatus: () => {
+          calls.syncStatus++;
+          if (options.pending instanceof Error) throw options.pending;
+          return create(GetSyncStatusResponseSchema, { syncBackPending: options.pending ?? 0n });
+        },
+      }),
+    ),
+  );
+  const entry = { method: CATALOG_WRITE_ROUTE, mode: options.mode, canaryPercent: 0, changedBy: "", changeTime: "", reason: "", revision: 1 } satisfies RouteEntry;
+  const routes = { route: () => entry } as unknown as RouteTable;
+  const oldShop = {
+    putProduct: async (product: Product) => {
+      calls.oldShop.push(product);
+      return product;
+    },
+  };
+  return { writes: createCatalogWrites({ routes, oldShop, catalog, logger: silentLogger }), calls };
+}
+
+const request = create(UpdateProductRequestSchema, { sku: "MW-MUG-001", name: "Mug", description: "", price: { currencyCode: "USD", minorUnits: 1299n } });
+const signal = new AbortController().signal;
+const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (e: unknown) => ConnectError.from(e));
+
+describe("catalog writes", () => {
+  it("go to the side the write route names, one side alone", async () => {
+    const legacy = writesWith({ mode: "legacy" });
+    expect(await legacy.writes.update(request, "grace", signal)).toMatchObject({ side: "legacy", product: { sku: "MW-MUG-001", name: "Mug" } });
+    expect([legacy.calls.oldShop.length, legacy.calls.catalog.length]).toEqual([1, 0]);
+    const moved = writesWith({ mode: "new" });
+    expect(await moved.writes.update(request, "grace", signal)).toMatchObject({ side: "new", product: { sku: "MW-MUG-001", price: { minorUnits: 1299n } } });
+    expect([moved.calls.oldShop.length, moved.calls.catalog.length]).toEqual([0, 1]);
+  });
+
+  it("may move back to legacy only once the sync back has nothing pending, and not while the catalog does not say", async () => {
+    const pending = await failure(writesWith({ mode: "new", pending: 3n }).writes.checkMove(CATALOG_WRITE_ROUTE, "legacy", signal));
+    expect(pending).toMatchObject({ code: Code.FailedPrecondition, rawMessage: expect.stringContaining("sync_back_pending is 3") });
+    const silent = await failure(writesWith({ mode: "new", pending: new ConnectError("down", Code.Unavailable) }).writes.checkMove(CATALOG_WRITE_ROUTE, "legacy", signal));
+    expect(silent).toMatchObject({ code: Code.FailedPrecondition, rawMessage: expect.stringContaining("did not say whether its sync back") });
+    const done = writesWith({ mode: "new", pending: 0n });
+    await expect(done.writes.checkMove(CATALOG_WRITE_ROUTE, "legacy", signal)).resolves.toBeUndefined();
+    expect(done.calls.syncStatus).toBe(1);
+    // Moving writes to the new side, or moving the read route, asks nothing.
+    const other = writesWith({ mode: "legacy", pending: 5n });
+    await other.writes.checkMove(CATALOG_WRITE_ROUTE, "new", signal);
+    await other.writes.checkMove(CATALOG_ROUTE, "legacy", signal);
+    expect(other.calls.syncStatus).toBe(0);
+  });
+});
