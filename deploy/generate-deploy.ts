@@ -18,7 +18,7 @@ import { OPERATOR } from "#platform/trust/mesh-identity.js";
 import { CONSOLE } from "#platform/trust/mesh-identity.js";
 import { readContracts, type ContractReader } from "./contract-callers.js";
 import { databasePasswordVariable } from "./generate-secrets.js";
-import { callersOf, capturedFrom, deployedLegacySettings, isLegacy, legacyClusters, meshNative, type LegacyCluster } from "./legacy-deployables.js";
+import { callersOf, capturedFrom, deployedLegacySettings, isLegacy, legacyClusters, meshNative, writersOf, type LegacyCluster, type LegacyDeployable } from "./legacy-deployables.js";
 import { natsConfigFiles } from "./nats-config.js";
 import { postgresClusterManifest, type PostgresCluster } from "./postgres-cluster.js";
 
@@ -63,9 +63,9 @@ function podEnv(d: Deployable): string[] {
   const legacy = legacyClusters.find((c) => c.owner === name);
   const identity = legacy
     ? [
-        // The legacy app admits, by their certificates' URIs, the callers the manifest names and the operator; only the operator writes.
+        // The legacy app admits, by their certificates' URIs, the callers the manifest names and the operator; writers as writersOf says.
         ...envEntry(`${name.toUpperCase()}_READERS`, [...callersOf(name), OPERATOR].map(spiffe).join(",")),
-        ...envEntry(`${name.toUpperCase()}_WRITERS`, spiffe(OPERATOR)),
+        ...envEntry(`${name.toUpperCase()}_WRITERS`, writersOf(d as LegacyDeployable).map(spiffe).join(",")),
       ]
     : [
         "- name: POD_IP",
@@ -344,16 +344,17 @@ function composeService(d: Deployable): string[] {
   const legacy = legacyClusters.find((c) => c.owner === d.name);
   const captures = capturedFrom(d.name);
   const env = [`<<: *env`, `${d.port.variable}: "${d.port.default}"`, `OPS_PORT: "${d.opsPort.default}"`];
-  if (legacy) env.push(`${d.name.toUpperCase()}_READERS: "${[...callersOf(d.name), OPERATOR].map(spiffe).join(",")}"`, `${d.name.toUpperCase()}_WRITERS: "${spiffe(OPERATOR)}"`);
+  if (legacy) env.push(`${d.name.toUpperCase()}_READERS: "${[...callersOf(d.name), OPERATOR].map(spiffe).join(",")}"`, `${d.name.toUpperCase()}_WRITERS: "${writersOf(d as LegacyDeployable).map(spiffe).join(",")}"`);
   else env.push(`ADVERTISE_URL: "${k8sUrl(d)}"`);
   for (const peer of d.calls) env.push(`${urlVariable(peer)}: "${peerUrl(peer)}"`);
-  // A caller starts once its peers are healthy (and so Postgres' roles and NATS are there); a
-  // capturer once the legacy app it captures is (which makes the tables it copies).
+  // A caller starts once its peers are healthy (a mesh peer's health means Postgres' roles and
+  // NATS are there; a legacy one's does not); a capturer once the legacy app it captures is
+  // (which makes the tables it copies).
+  const meshPeerCalled = d.calls.some((peer) => meshNative.some((n) => n.name === peer));
+  const waitsFor = [...new Set([...d.calls, ...captures.map((c) => c.owner)])];
   const dependsOn = legacy
     ? [`${legacy.host}-roles: { condition: service_completed_successfully }`]
-    : d.calls.length
-      ? d.calls.map((peer) => `${peer}: { condition: service_healthy }`)
-      : ["postgres-roles: { condition: service_completed_successfully }", "nats: { condition: service_healthy }", ...captures.map((c) => `${c.owner}: { condition: service_healthy }`)];
+    : [...(meshPeerCalled ? [] : ["postgres-roles: { condition: service_completed_successfully }", "nats: { condition: service_healthy }"]), ...waitsFor.map((peer) => `${peer}: { condition: service_healthy }`)];
   const holds = legacy ? ["DATABASE_URL"] : [...(d.schema ? ["DATABASE_URL"] : []), "NATS_URL", ...captures.map((c) => c.captureUrlVariable)];
   return [
     `${d.name}:`,

@@ -7,6 +7,7 @@
  */
 import { meshDeployables, type Deployable } from "#mesh";
 import { capturePublication, captureRole, legacyClusterSettings } from "#tools/infra/legacy-database.js";
+import { CONSOLE, OPERATOR } from "#platform/trust/mesh-identity.js";
 
 export type LegacyDeployable = Deployable & { legacy: NonNullable<Deployable["legacy"]> };
 
@@ -64,6 +65,13 @@ export const capturedFrom = (name: string) => legacyClusters.filter((c) => c.cap
 
 /** The deployables whose manifest entry calls `name`: the legacy app's callers, which no contract names. */
 export const callersOf = (name: string) => (meshDeployables as readonly Deployable[]).filter((d) => d.calls.includes(name)).map((d) => d.name).sort();
+
+/**
+ * The identities a legacy app admits as writers: the operator; the console (the gateway's
+ * operator listener, writing there while the capability's writes stay legacy); and its
+ * capturer, whose sync back writes there once they have moved to the new side.
+ */
+export const writersOf = (d: LegacyDeployable) => [OPERATOR, CONSOLE, d.legacy.capturedBy];
 
 /**
  * A legacy cluster's server settings: `npm start`'s (logical decoding for the capturer's slot),

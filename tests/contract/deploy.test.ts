@@ -713,12 +713,25 @@ describe("the old shop (a legacy deployable) and its own cluster", () => {
     expect(find("Job", "oldshop-postgres-roles").spec.template.metadata.labels["app.kubernetes.io/name"]).toBe("oldshop-postgres-roles");
   });
 
-  it("admits gateway and order, its callers in the manifest, on its HTTPS port", () => {
+  it("admits catalog, gateway and order, its callers in the manifest, on its HTTPS port", () => {
     const rules = rulesByPort(find("NetworkPolicy", "oldshop"));
-    expect(admitted(rules.get(50060)).pods).toEqual(["gateway", "order"]);
+    expect(admitted(rules.get(50060)).pods).toEqual(["catalog", "gateway", "order"]);
     for (const caller of ["gateway", "order"]) {
       expect(envOf(containerOf(caller)), caller).toMatchObject({ OLDSHOP_URL: "https://oldshop:50060", CATALOG_URL: "https://catalog:50055" });
     }
+    // The catalog's sync back writes to the old shop once catalog writes have moved to it.
+    expect(envOf(containerOf("catalog"))).toMatchObject({ OLDSHOP_URL: "https://oldshop:50060" });
+    expect(compose.services.catalog.environment).toMatchObject({ OLDSHOP_URL: "https://oldshop:50060" });
+  });
+
+  it("lets its callers read, and the operator, the console (the gateway's operator listener) and the catalog's sync back write, in k8s and compose alike", () => {
+    const identities = { OLDSHOP_READERS: "spiffe://meshwork/catalog,spiffe://meshwork/gateway,spiffe://meshwork/order,spiffe://meshwork/operator", OLDSHOP_WRITERS: "spiffe://meshwork/operator,spiffe://meshwork/console,spiffe://meshwork/catalog" };
+    expect(envOf(containerOf("oldshop"))).toMatchObject(identities);
+    expect(compose.services.oldshop.environment).toMatchObject(identities);
+  });
+
+  it("starts the catalog under compose once Postgres' roles and NATS are there, and the old shop it captures and writes back to", () => {
+    expect(Object.keys(compose.services.catalog.depends_on).sort()).toEqual(["nats", "oldshop", "postgres-roles"]);
   });
 
   it("gives the catalog the capture role's URL on the old shop's cluster, from a Secret of its own, and keeps its database on the mesh's", () => {
