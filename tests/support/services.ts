@@ -94,7 +94,7 @@ export async function startInProcessMesh(options: { catalog?: readonly CatalogEn
     buildInventory({ ...base("inventory"), ...(options.catalog ? { catalog: options.catalog } : {}) }),
     buildPayment(base("payment")),
     buildNotification({ ...base("notification"), consumerBackoffMs: [50, 100] }),
-    buildCatalog({ ...base("catalog"), cdcSourceUrl: legacyDatabase.cdcUrl, cdcSlot: legacyDatabase.slot, cdcBackoff: { initialMs: 50, maxMs: 500 } }),
+    buildCatalog({ ...base("catalog"), oldshopUrl: oldShop.url, cdcSourceUrl: legacyDatabase.cdcUrl, cdcSlot: legacyDatabase.slot, cdcBackoff: { initialMs: 50, maxMs: 500 } }),
   ]);
   const order = await buildOrder({
     ...base("order"),

@@ -11,6 +11,9 @@ import { testRuntime } from "#tests/support/services.js";
 import { build } from "./build.js";
 import { createOldShopSource } from "./testing/old-shop-source.js";
 
+/** Nothing here is written to the catalog, so its sync back never calls the old shop (writes.test.ts does). */
+const NO_OLD_SHOP = "https://127.0.0.1:9";
+
 describe("catalog over the real RPC stack (mTLS), fed by change capture from the old shop's database", () => {
   let nats: TestNats;
   let server: ServiceServer;
@@ -24,7 +27,7 @@ describe("catalog over the real RPC stack (mTLS), fed by change capture from the
     nats = started;
     legacy = connect(source.adminUrl);
     await legacy`insert into oldshop.products (sku, title, blurb, price, currency) values ('MW-MUG-001', 'Mug', 'A mug.', '12.99', 'USD'), ('MW-PEN-002', 'Pen', 'A pen.', '2.50', 'EUR')`;
-    server = await build({ ...testRuntime(pki, "catalog", databases.urls.catalog, nats.urlFor("catalog")), cdcSourceUrl: source.cdcUrl, cdcSlot: slot, cdcBackoff: { initialMs: 20, maxMs: 200 } });
+    server = await build({ ...testRuntime(pki, "catalog", databases.urls.catalog, nats.urlFor("catalog")), oldshopUrl: NO_OLD_SHOP, cdcSourceUrl: source.cdcUrl, cdcSlot: slot, cdcBackoff: { initialMs: 20, maxMs: 200 } });
     client = contractClient(CatalogService, server.url, pki, { peer: "catalog" });
     asGateway = createClient(CatalogService, meshTransport(server.url, pki, { as: "gateway", peer: "catalog" }));
   });

@@ -1,5 +1,5 @@
 import { ConfigError, optionalString, serviceConfig, url, type ServiceConfig, type Env } from "#platform";
-import { listenPort } from "#mesh";
+import { listenPort, peerUrlOf } from "#mesh";
 import { DEFAULT_PUBLICATION, DEFAULT_SLOT, SLOT_NAME } from "./cdc/source.js";
 
 export interface CatalogConfig extends ServiceConfig {
@@ -10,6 +10,8 @@ export interface CatalogConfig extends ServiceConfig {
   cdcSlot: string;
   /** The publication of the old shop's products (CDC_PUBLICATION). */
   cdcPublication: string;
+  /** The old shop's JSON API (OLDSHOP_URL), which the sync back writes to. */
+  oldshopUrl: string;
 }
 
 /** Slot and publication names go into replication commands: plain lower-case identifiers only. */
@@ -21,11 +23,13 @@ function identifier(env: Env, name: string, fallback: string): string {
 
 /** The only place catalog reads the environment. */
 export function loadConfig(env: Env): CatalogConfig {
+  const service = serviceConfig(env);
   return {
-    ...serviceConfig(env),
+    ...service,
     port: listenPort(env, "catalog"),
     cdcSourceUrl: url(env, "OLDSHOP_CDC_URL"),
     cdcSlot: identifier(env, "CDC_SLOT", DEFAULT_SLOT),
     cdcPublication: identifier(env, "CDC_PUBLICATION", DEFAULT_PUBLICATION),
+    oldshopUrl: peerUrlOf(env, "oldshop", service.meshTls),
   };
 }

@@ -19,6 +19,10 @@ export interface CdcReaderOptions {
    * told (the applied-changes counter). Until it returns, the transaction is unacknowledged.
    */
   onApplied?: (changes: number) => Promise<void> | void;
+  /** Whether the route table has moved catalog writes here: then captured changes are held, not applied. */
+  writesHere?: () => boolean;
+  /** Called, like onApplied, with the changes of a transaction held because writes are routed here. */
+  onHeld?: (changes: number) => Promise<void> | void;
 }
 
 export interface CdcReader {
@@ -119,12 +123,17 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
           const transaction = current();
           if (!message.commitEndLsn) throw new Error("a commit arrived without its end LSN");
           const endLsn = parseLsn(message.commitEndLsn);
-          const outcome = transaction.truncated || transaction.changes.size > 0 ? store.applyTransaction({ endLsn, ...transaction }) : Promise.resolve({ applied: 0, skipped: true });
+          const writesHere = options.writesHere?.() ?? false;
+          const outcome =
+            transaction.truncated || transaction.changes.size > 0 ? store.applyTransaction({ endLsn, ...transaction }, { writesHere }) : Promise.resolve({ applied: 0, skipped: true, held: 0 });
           applying = outcome.catch(() => {});
-          const { applied, skipped } = await outcome;
+          const { applied, skipped, held } = await outcome;
           progress.applied(endLsn, new Date(), applied);
           progressed();
-          if (!skipped) await options.onApplied?.(applied);
+          if (held > 0) {
+            log.info({ lsn: formatLsn(endLsn), skus: [...transaction.changes.keys()].slice(0, 10), changes: held }, "captured change not applied: catalog writes are routed here (the sync back's echo, or a write past the facade)");
+            await options.onHeld?.(held);
+          } else if (!skipped) await options.onApplied?.(applied);
           // Heard of WAL past it (a keepalive while this applied)? Ask for a keepalive now, whose
           // WAL end shows the catalog caught up, rather than report lag until the next one comes.
           const behind = progress.sourceLsn !== undefined && progress.sourceLsn > endLsn;

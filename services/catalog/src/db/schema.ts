@@ -1,11 +1,14 @@
 import { sql } from "drizzle-orm";
-import { bigint, char, check, pgSchema, text, timestamp } from "drizzle-orm/pg-core";
-import { createOutboxTable } from "#platform";
+import { bigint, char, check, pgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { createInboxTable, createOutboxTable } from "#platform";
 
 /** Catalog owns this Postgres schema; no other service reads it. */
 export const catalogSchema = pgSchema("catalog");
 
-/** The old shop's products as the catalog holds them, written only by the change capture. */
+/**
+ * The old shop's products as the catalog holds them: written by the change capture while the
+ * old shop takes catalog writes, and by UpdateProduct once the route table moves them here.
+ */
 export const products = catalogSchema.table(
   "products",
   {
@@ -15,7 +18,7 @@ export const products = catalogSchema.table(
     // Minor units fit a JS number exactly up to 2^53; the source's numeric(12,2) stays below 10^12.
     priceMinor: bigint("price_minor", { mode: "number" }).notNull(),
     currency: char("currency", { length: 3 }).notNull(),
-    /** The source position (LSN, "0/16B3748") of the change that wrote this row. */
+    /** The source position (LSN, "0/16B3748") of the change that wrote this row; empty for one written here (UpdateProduct). */
     sourceLsn: text("source_lsn").notNull(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },
@@ -32,6 +35,22 @@ export const cdcPosition = catalogSchema.table("cdc_position", {
   appliedAt: timestamp("applied_at", { withTimezone: true }).notNull().defaultNow(),
 });
 
+/**
+ * Writes taken here that the sync back has not yet written to the old shop: one row per
+ * UpdateProduct event, inserted with it and deleted in the transaction that records its PUT.
+ * A write the old shop refused (400) stays, with the refusal: it is not in the old shop, so it
+ * still counts against moving writes back.
+ */
+export const syncBack = catalogSchema.table("sync_back", {
+  eventId: uuid("event_id").primaryKey(),
+  sku: text("sku").notNull(),
+  writtenAt: timestamp("written_at", { withTimezone: true }).notNull().defaultNow(),
+  refusal: text("refusal"),
+});
+
 export const outbox = createOutboxTable(catalogSchema);
 
-export const tables = { products, cdcPosition, outbox };
+/** The sync back's record of events consumed from the catalog's own stream. */
+export const inbox = createInboxTable(catalogSchema);
+
+export const tables = { products, cdcPosition, syncBack, outbox, inbox };

@@ -1,3 +1,5 @@
+import { DomainError } from "#platform/domain/errors.js";
+
 /**
  * A change captured from the old shop that the catalog cannot represent (a price that is not
  * a decimal of at most two places, a blank title, a currency that is not three letters...).
@@ -12,5 +14,14 @@ export class UnmappableChangeError extends Error {
     readonly problem: string,
   ) {
     super(`old shop product ${JSON.stringify(sku)}: ${field} ${problem}`);
+  }
+}
+
+/** UpdateProduct while the route table keeps catalog writes with the old shop. */
+export class WritesRoutedToOldShopError extends DomainError {
+  override readonly name = "WritesRoutedToOldShopError";
+  readonly kind = "failed_precondition";
+  constructor(route: string) {
+    super(`catalog writes are routed to the old shop; the catalog takes them once ${route} is new`);
   }
 }

@@ -1,3 +1,4 @@
+import { InvalidArgumentError } from "#platform/domain/errors.js";
 import { requireText } from "#platform/domain/input.js";
 import { UnmappableChangeError } from "./errors.js";
 
@@ -52,4 +53,29 @@ export function fromLegacyRow(row: LegacyProductRow): CapturedProduct {
   if (priceMinor === undefined) throw fail("price", `must be a non-negative decimal of at most 2 places below 10^10, got ${JSON.stringify(price)}`);
   if (typeof currency !== "string" || !CURRENCY.test(currency)) throw fail("currency", `must be 3 upper-case letters, got ${JSON.stringify(currency)}`);
   return { sku, name: title, description: blurb, priceMinor, currency };
+}
+
+/** A write as UpdateProduct takes it; the wire's Money is { currencyCode, minorUnits }. */
+export interface ProductWrite {
+  sku: string;
+  name: string;
+  description: string;
+  price?: { currencyCode: string; minorUnits: bigint } | undefined;
+}
+
+const MAX_NAME_LENGTH = 200;
+const MAX_DESCRIPTION_LENGTH = 2000;
+/** The old shop's numeric(12,2) holds below 10^10, so minor units below 10^12: every write must fit the sync back. */
+const MAX_MINOR_EXCLUSIVE = 10n ** 12n;
+
+/** A write checked field by field, as the catalog holds it; the first bad field names itself. */
+export function requireProductWrite(write: ProductWrite): CatalogProduct {
+  const sku = requireText(write.sku, "sku", MAX_SKU_LENGTH);
+  const name = requireText(write.name, "name", MAX_NAME_LENGTH);
+  if (write.description.length > MAX_DESCRIPTION_LENGTH) throw new InvalidArgumentError("description", `must be at most ${MAX_DESCRIPTION_LENGTH} characters`);
+  if (!write.price) throw new InvalidArgumentError("price", "is required");
+  const { currencyCode, minorUnits } = write.price;
+  if (!CURRENCY.test(currencyCode)) throw new InvalidArgumentError("price.currency_code", "must be 3 upper-case letters");
+  if (minorUnits < 0n || minorUnits >= MAX_MINOR_EXCLUSIVE) throw new InvalidArgumentError("price.minor_units", "must be from 0 to below 10^12");
+  return { sku, name, description: write.description, priceMinor: Number(minorUnits), currency: currencyCode };
 }

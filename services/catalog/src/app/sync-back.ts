@@ -1,0 +1,68 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { eq } from "drizzle-orm";
+import { ProductSchema } from "#gen/shop/catalog/v1/catalog_service_pb.js";
+import { ProductChangeOrigin, ProductChangedSchema, file_shop_catalog_v1_catalog_events } from "#gen/shop/catalog/v1/catalog_events_pb.js";
+import { on, startEventConsumer, type BusConnection, type Logger, type SqlExecutor } from "#platform";
+import type { OldShopCatalog } from "#shop/old-shop-catalog.js";
+import { deadLetterStream, eventStream } from "#shop/streams.js";
+import { inbox, syncBack } from "../db/schema.js";
+
+/** The durable consumer of the catalog's own stream that writes its writes back to the old shop. */
+export const SYNC_BACK_DURABLE = "oldshop-sync";
+
+export interface SyncBackOptions {
+  bus: BusConnection;
+  db: SqlExecutor;
+  oldShop: Pick<OldShopCatalog, "putProduct">;
+  streamReplicas: number;
+  logger: Logger;
+  /** Redelivery delays after a failed PUT; tests shorten them. */
+  backoffMs?: number[];
+}
+
+/**
+ * The sync back: every write taken here (ProductChanged of origin WRITTEN) is PUT to the old
+ * shop, in the order written, so that moving writes back to it loses none; captured changes
+ * came from the old shop and are passed over. One event in flight at a time: a failed PUT is
+ * redelivered before any later one, so the old shop never ends on an older value, and its
+ * echoes come back in the catalog's order. The PUT and the removal of the write's sync_back
+ * row commit with the inbox record; a redelivery PUTs the same values again, which is harmless.
+ *
+ * An old shop that is away, slow or refusing this caller is retried for as long as it takes
+ * (never dead-lettered: that would lose the write). A write the old shop calls invalid (400)
+ * cannot succeed by retrying: it is logged as an error and its sync_back row keeps the
+ * refusal, still counted as pending, and the writes after it go on.
+ */
+export function startSyncBack(options: SyncBackOptions) {
+  const log = options.logger.child({ component: "sync-back" });
+  const handler = on(ProductChangedSchema, async (tx, event, envelope) => {
+    if (event.origin !== ProductChangeOrigin.WRITTEN) return;
+    const product = create(ProductSchema, { sku: event.sku, name: event.name, description: event.description, ...(event.price ? { price: event.price } : {}) });
+    try {
+      await options.oldShop.putProduct(product);
+    } catch (err) {
+      if (ConnectError.from(err).code !== Code.InvalidArgument) throw err;
+      const refusal = ConnectError.from(err).rawMessage.slice(0, 500);
+      log.error({ sku: event.sku, eventId: envelope.id, refusal }, "the old shop refused a write taken here; it stays pending in catalog.sync_back");
+      await tx.update(syncBack).set({ refusal }).where(eq(syncBack.eventId, envelope.id));
+      return;
+    }
+    await tx.delete(syncBack).where(eq(syncBack.eventId, envelope.id));
+  });
+  return startEventConsumer({
+    bus: options.bus,
+    db: options.db,
+    inbox,
+    stream: { ...eventStream("catalog"), replicas: options.streamReplicas },
+    deadLetters: deadLetterStream,
+    contract: file_shop_catalog_v1_catalog_events,
+    durable: SYNC_BACK_DURABLE,
+    handlers: [handler],
+    logger: options.logger,
+    maxAckPending: 1,
+    // Only an event that cannot be decoded is dead-lettered; a write is retried until the old shop takes it.
+    maxDeliver: Number.MAX_SAFE_INTEGER,
+    ...(options.backoffMs ? { backoffMs: options.backoffMs } : {}),
+  });
+}

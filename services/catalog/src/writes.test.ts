@@ -1,0 +1,161 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import type { ServiceServer } from "#platform";
+import { connectBus, type BusConnection } from "#platform/messaging/connection.js";
+import { openRouteTable, type RouteMode, type RouteTable } from "#platform/strangler/route-table.js";
+import { CatalogService } from "#gen/shop/catalog/v1/catalog_service_pb.js";
+import { CATALOG_WRITE_ROUTE, catalogRoutes } from "#shop/catalog-router.js";
+import { connect, createServiceDatabases } from "#tests/support/databases.js";
+import { eventually } from "#tests/support/eventually.js";
+import { meshTransport, testPki } from "#tests/support/mesh-clients.js";
+import { startTestNats, type TestNats } from "#tests/support/nats.js";
+import { startTestOldShop, testRuntime } from "#tests/support/services.js";
+import { silentLogger } from "#tests/support/silent-logger.js";
+import type { OldShop } from "../../../legacy/oldshop/src/server.js";
+import { build } from "./build.js";
+
+const write = (sku: string, name: string, minorUnits: bigint, description = `About ${name}.`) => ({ sku, name, description, price: { currencyCode: "USD", minorUnits } });
+
+const failureOf = async (call: Promise<unknown>) => {
+  try {
+    await call;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+  throw new Error("the call succeeded");
+};
+
+describe("catalog writes moved by the route table: UpdateProduct, the sync back to the old shop, its echoes held", () => {
+  let nats: TestNats;
+  let server: ServiceServer;
+  let oldShop: OldShop;
+  let legacy: ReturnType<typeof connect>;
+  let catalogDb: ReturnType<typeof connect>;
+  let slot: string;
+  let asConsole: Client<typeof CatalogService>;
+  let consoleBus: BusConnection;
+  let routes: RouteTable;
+
+  /** Moves the write route as the console does, and waits until the catalog acts on it. */
+  const move = async (mode: RouteMode) => {
+    // Retried: a bucket just created may not take a write yet on a loaded host (no responders).
+    await eventually(() => routes.set(CATALOG_WRITE_ROUTE, { mode, changedBy: "ada (operator)", reason: "test" }));
+    const probe = write("MW-PROBE-000", "Probe", 1n);
+    await eventually(async () => {
+      const refused = await asConsole.updateProduct(probe).then(() => false, (err: unknown) => ConnectError.from(err).code === Code.FailedPrecondition);
+      expect(refused).toBe(mode === "legacy");
+    });
+  };
+  const legacyRow = async (sku: string) => (await legacy`select title, blurb, price, currency from oldshop.products where sku = ${sku}`)[0];
+  const catalogRow = async (sku: string) => (await catalogDb`select name, description, price_minor::int as price, currency, source_lsn from catalog.products where sku = ${sku}`)[0];
+  const status = () => asConsole.getSyncStatus({});
+
+  beforeAll(async () => {
+    const pki = await testPki();
+    const [databases, started, shop] = await Promise.all([createServiceDatabases(), startTestNats(), startTestOldShop(pki)]);
+    nats = started;
+    oldShop = shop.oldShop;
+    slot = shop.database.slot;
+    legacy = connect(shop.database.adminUrl);
+    catalogDb = connect(databases.adminUrl);
+    server = await build({
+      ...testRuntime(pki, "catalog", databases.urls.catalog, nats.urlFor("catalog")),
+      oldshopUrl: oldShop.url,
+      cdcSourceUrl: shop.database.cdcUrl,
+      cdcSlot: slot,
+      cdcBackoff: { initialMs: 20, maxMs: 200 },
+      syncBackBackoffMs: [50, 200],
+    });
+    asConsole = createClient(CatalogService, meshTransport(server.url, pki, { as: "console", peer: "catalog" }));
+    consoleBus = connectBus({ url: nats.urlFor("console"), name: "writes-console", logger: silentLogger });
+    routes = openRouteTable({ bus: consoleBus, routes: catalogRoutes, logger: silentLogger });
+    await eventually(async () => expect(Number((await status()).products)).toBeGreaterThan(0));
+  });
+  afterAll(async () => {
+    routes?.close();
+    await consoleBus?.close();
+    await server?.close();
+    await oldShop?.close();
+    if (legacy) {
+      // The slot is permanent: it would hold the cluster's WAL after the suite.
+      await legacy`select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = ${slot} and not active`;
+      await legacy.end();
+    }
+    await catalogDb?.end();
+    await nats?.stop();
+  });
+
+  it("refuses a write with FAILED_PRECONDITION while writes stay with the old shop, and bad input first, naming the field", async () => {
+    const refused = await failureOf(asConsole.updateProduct(write("MW-MUG-001", "Mug", 1500n)));
+    expect([refused.code, refused.rawMessage]).toEqual([Code.FailedPrecondition, expect.stringContaining("catalog writes are routed to the old shop")]);
+    const cases: [ReturnType<typeof write> | Omit<ReturnType<typeof write>, "price">, string][] = [
+      [write("", "Mug", 1n), "sku: is required"],
+      [write("x".repeat(129), "Mug", 1n), "sku: must be at most 128 characters"],
+      [write("MW-MUG-001", " ", 1n), "name: is required"],
+      [write("MW-MUG-001", "n".repeat(201), 1n), "name: must be at most 200 characters"],
+      [write("MW-MUG-001", "Mug", 1n, "d".repeat(2001)), "description: must be at most 2000 characters"],
+      [{ sku: "MW-MUG-001", name: "Mug", description: "" }, "price: is required"],
+      [{ ...write("MW-MUG-001", "Mug", 1n), price: { currencyCode: "usd", minorUnits: 1n } }, "price.currency_code: must be 3 upper-case letters"],
+      [write("MW-MUG-001", "Mug", -1n), "price.minor_units: must be from 0 to below 10^12"],
+      [write("MW-MUG-001", "Mug", 10n ** 12n), "price.minor_units: must be from 0 to below 10^12"],
+    ];
+    for (const [request, message] of cases) {
+      const err = await failureOf(asConsole.updateProduct(request));
+      expect.soft([err.code, err.rawMessage]).toEqual([Code.InvalidArgument, message]);
+    }
+    expect(await legacyRow("MW-MUG-001")).toMatchObject({ price: "12.99" });
+  });
+
+  it("under new: a write lands in the catalog, the sync back puts it in the old shop, and its echo is counted, not applied", async () => {
+    await move("new");
+    const before = await status();
+    const { product } = await asConsole.updateProduct(write("MW-MUG-001", "Mug, second edition", 1500n));
+    expect([product?.name, product?.price?.minorUnits]).toEqual(["Mug, second edition", 1500n]);
+    expect(await catalogRow("MW-MUG-001")).toEqual({ name: "Mug, second edition", description: "About Mug, second edition.", price: 1500, currency: "USD", source_lsn: "" });
+    await eventually(async () => expect(await legacyRow("MW-MUG-001")).toEqual({ title: "Mug, second edition", blurb: "About Mug, second edition.", price: "15.00", currency: "USD" }));
+    const after = await eventually(async () => {
+      const now = await status();
+      expect(now.syncBackPending).toBe(0n);
+      // The probe's write and this one, each echoed once.
+      expect(now.capturedWhileWritesHere - before.capturedWhileWritesHere).toBeGreaterThanOrEqual(1n);
+      return now;
+    });
+    expect(after.appliedLsn).not.toBe(before.appliedLsn);
+    // The echo moved the position, not the product: still the write taken here.
+    expect(await catalogRow("MW-MUG-001")).toMatchObject({ name: "Mug, second edition", source_lsn: "" });
+
+    // The same values again: the same answer, no second write to sync back.
+    const events = async () => Number((await catalogDb`select count(*)::int as n from catalog.outbox where aggregate_id = 'MW-MUG-001'`)[0]!.n);
+    const written = await events();
+    expect((await asConsole.updateProduct(write("MW-MUG-001", "Mug, second edition", 1500n))).product).toEqual(product);
+    expect(await events()).toBe(written);
+
+    // A write past the facade, straight into the old shop's table, is captured and held too.
+    const held = (await status()).capturedWhileWritesHere;
+    await legacy`update oldshop.products set price = '1.00' where sku = 'MW-TEE-002'`;
+    await eventually(async () => expect((await status()).capturedWhileWritesHere).toBe(held + 1n));
+    expect(await catalogRow("MW-TEE-002")).toMatchObject({ price: 2499 });
+  });
+
+  it("a burst of writes to one SKU ends with both sides at the last one, its echoes all held", async () => {
+    const held = (await status()).capturedWhileWritesHere;
+    const prices = Array.from({ length: 20 }, (_, i) => BigInt(500 + i));
+    const answers = await Promise.all(prices.map((price) => asConsole.updateProduct(write("MW-STK-003", `Stickers at ${price}`, price))));
+    expect(answers).toHaveLength(20);
+    const last = await catalogRow("MW-STK-003");
+    await eventually(async () => {
+      const now = await status();
+      expect([now.syncBackPending, now.capturedWhileWritesHere - held]).toEqual([0n, 20n]);
+    }, 30_000);
+    expect(await catalogRow("MW-STK-003")).toEqual(last);
+    const decimal = `${Math.floor(last!.price / 100)}.${String(last!.price % 100).padStart(2, "0")}`;
+    expect(await legacyRow("MW-STK-003")).toEqual({ title: last!.name, blurb: last!.description, price: decimal, currency: "USD" });
+  });
+
+  it("back to legacy: UpdateProduct is refused again and a write in the old shop reaches the catalog", async () => {
+    await move("legacy");
+    await legacy`update oldshop.products set title = 'Mug, third edition', price = '16.50' where sku = 'MW-MUG-001'`;
+    await eventually(async () => expect(await catalogRow("MW-MUG-001")).toMatchObject({ name: "Mug, third edition", price: 1650 }));
+    expect((await status()).syncBackPending).toBe(0n);
+  });
+});
