@@ -7,6 +7,7 @@ import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 import { runLoad, type LoadOptions, type LoadReport } from "../load/load-runner.js";
 import { startScratchMesh } from "../mesh/scratch-mesh.js";
+import { healthProbeOf, isLegacy } from "../mesh/supervisor.js";
 import { meshServiceNames, urlVariable } from "#mesh";
 import { seededStock, settleInvariants } from "#tests/support/invariant-violations.js";
 import type { ChaosScenario } from "./chaos-scenarios.js";
@@ -86,7 +87,9 @@ export async function startChaosRig(options: { env?: Record<string, string>; log
     return createConnectTransport({ baseUrl, httpVersion: "2", sessionManager, defaultTimeoutMs: 2_000 });
   };
   // Health on each ops port, as a probe asks it; stock as the operator, who restocks.
-  const health = meshServiceNames.map((name) => ({ name, client: createClient(Health, plaintext(mesh.opsUrl(name))) }));
+  const health = meshServiceNames.filter((name) => !isLegacy(name)).map((name) => ({ name, client: createClient(Health, plaintext(mesh.opsUrl(name))) }));
+  // The old shop answers GET /healthz (which follows its database) instead of grpc.health.v1.
+  const legacyHealth = meshServiceNames.filter(isLegacy).map((name) => ({ name, probe: healthProbeOf(name, mesh.opsUrl(name)) }));
   const inventory = contractClient(InventoryService, mesh.url("inventory"), mesh.pki, { peer: "inventory", protocol: "connect" });
   const storefront = createClient(StorefrontService, plaintext(mesh.url("gateway")));
   const ledger = seededStock();
@@ -115,6 +118,12 @@ export async function startChaosRig(options: { env?: Record<string, string>; log
       ...health.map(({ name, client }) =>
         client.check({ service: name === "gateway" ? "" : "readiness" }).then(
           (r) => (r.status === ServingStatus.SERVING ? undefined : name),
+          () => name,
+        ),
+      ),
+      ...legacyHealth.map(({ name, probe }) =>
+        probe.check().then(
+          (status) => (status === "SERVING" ? undefined : name),
           () => name,
         ),
       ),

@@ -53,7 +53,7 @@ export function createSupervisor(services: MeshService[], options: SupervisorOpt
     });
   }
 
-  const probes = new Map(services.map((service) => [service, probeFor(service)]));
+  const probes = new Map(services.map((service) => [service, healthProbeOf(service.name, `http://127.0.0.1:${service.opsPort}`)]));
 
   async function status(service: MeshService): Promise<string> {
     try {
@@ -102,13 +102,15 @@ export function createSupervisor(services: MeshService[], options: SupervisorOpt
   };
 }
 
+/** Whether `name` is a legacy deployable, which answers GET /healthz rather than grpc.health.v1. */
+export const isLegacy = (name: string) => legacyDeployables.some((d) => d.name === name);
+
 /**
  * How a service's health is asked on its ops port: grpc.health.v1, or for a legacy
  * deployable (the old shop, no gRPC), GET /healthz answering {"status":"SERVING"}.
  */
-function probeFor(service: MeshService): HealthProbe {
-  const base = `http://127.0.0.1:${service.opsPort}`;
-  if (!legacyDeployables.some((d) => d.name === service.name)) return createHealthProbe(base);
+export function healthProbeOf(name: string, base: string): HealthProbe {
+  if (!isLegacy(name)) return createHealthProbe(base);
   return {
     async check() {
       const response = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1_000) });
