@@ -5,6 +5,7 @@ import { getOption, hasOption, type DescService } from "@bufbuild/protobuf";
 import { access } from "#gen/meshwork/v1/access_pb.js";
 import { InventoryService } from "#gen/shop/inventory/v1/inventory_service_pb.js";
 import { SagaAdminService } from "#gen/shop/order/v1/saga_admin_service_pb.js";
+import { CatalogService } from "#gen/shop/catalog/v1/catalog_service_pb.js";
 import { PaymentService } from "#gen/shop/payment/v1/payment_service_pb.js";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 import { meshServiceNames } from "#mesh";
@@ -50,8 +51,10 @@ describe("every RPC names the callers it admits", () => {
     expect(SagaAdminService.methods.map((m) => getOption(m, access).callers.join())).toEqual(SagaAdminService.methods.map(() => `operator,${CONSOLE}`));
   });
 
-  it("admits the console's backend to the saga admin RPCs alone: the gateway's operator console must hold no more than those", () => {
+  it("admits the console's backend to the saga admin RPCs and the catalog's sync status and routed writes alone: the gateway's operator console must hold no more than those", () => {
     const admitting = mesh.flatMap((service) => service.methods.filter((method) => getOption(method, access).callers.includes(CONSOLE)).map((method) => `${service.typeName}/${method.name}`));
-    expect(admitting).toEqual(["ListSagas", "GetSaga", "RetrySaga", "CompensateSaga"].map((name) => `${SagaAdminService.typeName}/${name}`));
+    expect(admitting.sort()).toEqual(
+      [...["ListSagas", "GetSaga", "RetrySaga", "CompensateSaga"].map((name) => `${SagaAdminService.typeName}/${name}`), ...["UpdateProduct", "GetSyncStatus"].map((name) => `${CatalogService.typeName}/${name}`)].sort(),
+    );
   });
 });

@@ -87,6 +87,8 @@ describe("the gateway's public edge", () => {
       ["inventory", "SERVING"],
       ["payment", "SERVING"],
       ["notification", "SERVING"],
+      ["catalog", "SERVING"],
+      ["oldshop", "SERVING"],
     ]);
     expect(text).not.toContain("127.0.0.1");
     expect(text).not.toContain("http://");
