@@ -16,7 +16,19 @@ export interface RouteMove {
   canaryPercent: number;
 }
 
-const modes = [RouteMode.LEGACY, RouteMode.SHADOW, RouteMode.CANARY, RouteMode.NEW] as const;
+const allModes: readonly RouteMode[] = [RouteMode.LEGACY, RouteMode.SHADOW, RouteMode.CANARY, RouteMode.NEW];
+
+/**
+ * The routes that take fewer modes than all four, as the route table declares them
+ * (services/shop/catalog-router.ts; the page does not load the server's modules): the
+ * catalog write route goes to one side alone, so it shows only Legacy and New.
+ */
+export const restrictedRouteModes: Readonly<Record<string, readonly RouteMode[]>> = {
+  "shop.gateway.v1.OperatorService/UpdateProduct": [RouteMode.LEGACY, RouteMode.NEW],
+};
+
+/** The modes a route's buttons offer. */
+export const routeModesOf = (method: string) => restrictedRouteModes[method] ?? allModes;
 
 /** "legacy", "shadow", "canary 50%", "new". */
 export const routeModeText = (mode: RouteMode, canaryPercent: number) => (mode === RouteMode.CANARY ? `canary ${canaryPercent}%` : enumName(RouteMode, mode));
@@ -47,7 +59,7 @@ function modeButtons(route: Route, onMove: (move: RouteMove) => void): HTMLTable
       enumName(RouteMode, mode),
     );
   };
-  return h("td", { class: "actions" }, ...modes.flatMap((mode) => (mode === RouteMode.CANARY ? [button(mode), percent, "%"] : [button(mode)])));
+  return h("td", { class: "actions" }, ...routeModesOf(route.method).flatMap((mode) => (mode === RouteMode.CANARY ? [button(mode), percent, "%"] : [button(mode)])));
 }
 
 function mismatchExample(status: RouteStatus): HTMLElement | null {

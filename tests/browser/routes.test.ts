@@ -9,6 +9,9 @@ import { eventually } from "../support/eventually.js";
 import { bearer, startGatewayWithOperator, testOperatorToken } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 import { launchBrowser, newPage, screenshot } from "./browser.js";
+import { routeModesOf } from "#gateway/web/routes-view.js";
+import { ROUTE_MODES } from "#platform/strangler/route-table.js";
+import { CATALOG_WRITE_ROUTE, catalogRoutes } from "#shop/catalog-router.js";
 
 const LIST_PRODUCTS = "shop.gateway.v1.StorefrontService/ListProducts";
 
@@ -84,6 +87,21 @@ describe("the operator console's Routes view", () => {
     await routeRow(page).locator(".route-mode", { hasText: "canary 30%" }).waitFor();
     expect((await listProductsRoute()).route).toMatchObject({ mode: RouteMode.CANARY, canaryPercent: 30, reason: "a third of the callers", changedBy: "grace (operator)" });
     await screenshot(page, "operator-routes");
+    expect(errors).toEqual([]);
+  });
+
+  it("offers only Legacy and New for the catalog write route, as the route table declares each route's modes", async () => {
+    // The page knows the modes by name (it loads none of the server's modules): they must agree with the table's.
+    for (const [method, declared] of Object.entries(catalogRoutes)) {
+      const modes = typeof declared === "string" ? ROUTE_MODES : declared.modes;
+      expect(routeModesOf(method).map((mode) => RouteMode[mode].toLowerCase()), method).toEqual([...modes]);
+    }
+    const { page, errors } = await signedIn();
+    const writeRow = page.locator(`#route-table tr[data-method="${CATALOG_WRITE_ROUTE}"]`);
+    await writeRow.locator(".route-mode", { hasText: "legacy" }).waitFor();
+    expect(await writeRow.locator("button").evaluateAll((buttons) => buttons.map((b) => b.getAttribute("data-mode")))).toEqual(["legacy", "new"]);
+    expect(await writeRow.locator("input[data-canary-percent]").count()).toBe(0);
+    expect(await routeRow(page).locator("button").evaluateAll((buttons) => buttons.map((b) => b.getAttribute("data-mode")))).toEqual(["legacy", "shadow", "canary", "new"]);
     expect(errors).toEqual([]);
   });
 });

@@ -239,4 +239,38 @@ describe("the route table's operator RPCs and CLI", () => {
       await legacySql.end();
     }
   });
+
+  it("moves catalog writes to the catalog, whose sync back brings them to the old shop, and back to legacy only once none is pending", async () => {
+    const legacySql = connect(mesh.legacyDatabase.oldshopUrl);
+    try {
+      const moved = await cli(["set", "UpdateProduct", "new", "--reason", "writes to the catalog"]);
+      expect(moved).toMatchObject({ status: 0, out: expect.stringContaining(`${UPDATE_PRODUCT}: new`) });
+      const write = { sku: "MW-OPS-200", name: "Catalog kettle", description: "Written to the new side.", price: { currencyCode: "USD", minorUnits: 3_999n } };
+      // The catalog takes writes once its own view of the route says new (it follows the same table).
+      const { product, side } = await eventually(() => ops.updateProduct(write));
+      expect(side).toBe("new");
+      expect(product).toMatchObject({ sku: "MW-OPS-200", name: "Catalog kettle", price: { minorUnits: 3_999n } });
+      expect(await sql`select name, price_minor::int as minor from catalog.products where sku = 'MW-OPS-200'`).toEqual([{ name: "Catalog kettle", minor: 3999 }]);
+      await eventually(async () => expect(await legacySql`select title, blurb, price::text from oldshop.products where sku = 'MW-OPS-200'`).toEqual([{ title: "Catalog kettle", blurb: "Written to the new side.", price: "39.99" }]));
+      await eventually(async () => expect((await ops.listRoutes({})).catalogSync?.syncBackPending).toBe(0n));
+
+      // A write the sync back has not yet taken to the old shop (standing in for one it is
+      // down for) holds the route on the new side.
+      await sql`insert into catalog.sync_back (event_id, sku) values (gen_random_uuid(), 'MW-OPS-200')`;
+      const held = await failure(ops.setRoute({ method: UPDATE_PRODUCT, mode: RouteMode.LEGACY }));
+      expect(held).toMatchObject({ code: Code.FailedPrecondition, rawMessage: expect.stringContaining("sync_back_pending is 1") });
+      expect(await cli(["set", "UpdateProduct", "legacy"])).toMatchObject({ status: 1, err: expect.stringContaining("FailedPrecondition: mode: catalog writes stay on the new side") });
+      expect((await ops.listRoutes({})).routes.find((status) => status.route?.method === UPDATE_PRODUCT)?.route?.mode).toBe(RouteMode.NEW);
+
+      await sql`delete from catalog.sync_back where refusal is null and sku = 'MW-OPS-200'`;
+      const { route } = await ops.setRoute({ method: UPDATE_PRODUCT, mode: RouteMode.LEGACY, reason: "writes back to the old shop" });
+      expect(route).toMatchObject({ mode: RouteMode.LEGACY, changedBy: "grace (operator)" });
+      const after = await ops.updateProduct({ ...write, name: "Kettle, back home" });
+      expect(after.side).toBe("legacy");
+      expect(await legacySql`select title from oldshop.products where sku = 'MW-OPS-200'`).toEqual([{ title: "Kettle, back home" }]);
+      await eventually(async () => expect(await sql`select name from catalog.products where sku = 'MW-OPS-200'`).toEqual([{ name: "Kettle, back home" }]));
+    } finally {
+      await legacySql.end();
+    }
+  });
 });
