@@ -269,6 +269,13 @@ describe("the route table's operator RPCs and CLI", () => {
       expect(after.side).toBe("legacy");
       expect(await legacySql`select title from oldshop.products where sku = 'MW-OPS-200'`).toEqual([{ title: "Kettle, back home" }]);
       await eventually(async () => expect(await sql`select name from catalog.products where sku = 'MW-OPS-200'`).toEqual([{ name: "Kettle, back home" }]));
+
+      // The CLI's put-product writes the same way, to the side the route names.
+      const put = await cli(["put-product", "MW-OPS-300", "--name", "CLI lamp", "--description", "From the command line.", "--price", "7.5", "--currency", "USD"]);
+      expect(put).toMatchObject({ status: 0, err: "", out: 'MW-OPS-300: "CLI lamp" at 7.50 USD, written to the old shop (legacy)' });
+      expect(await legacySql`select title, blurb, price::text, currency from oldshop.products where sku = 'MW-OPS-300'`).toEqual([{ title: "CLI lamp", blurb: "From the command line.", price: "7.50", currency: "USD" }]);
+      expect(await cli(["put-product", "MW-OPS-300", "--name", "x", "--price", "7.505", "--currency", "USD"])).toMatchObject({ status: 2, err: expect.stringContaining("--price") });
+      expect(await cli(["put-product", "MW-OPS-300", "--name", "x", "--price", "7", "--currency", "usd"])).toMatchObject({ status: 1, err: expect.stringContaining("InvalidArgument: price.currency_code") });
     } finally {
       await legacySql.end();
     }

@@ -3,8 +3,11 @@
  * gateway replica answering has counted (calls per side, shadow comparisons, the newest
  * mismatch) and the catalog's change capture lag;
  * `npm run route -- set <method> <legacy|shadow|canary|new> [percent] [--reason TEXT]`
- * moves one method (ListProducts, or its full name shop.gateway.v1.StorefrontService/ListProducts).
+ * moves one method (ListProducts, or its full name shop.gateway.v1.StorefrontService/ListProducts;
+ * UpdateProduct, the catalog writes' route, takes legacy or new only).
  * Rollback is the same command with the earlier mode.
+ * `npm run route -- put-product <sku> --name TEXT [--description TEXT] --price 12.99 --currency USD`
+ * writes one product through OperatorService.UpdateProduct, to the side the write route names.
  *
  * It calls OperatorService on the gateway's operator listener: OPERATOR_URL, else the
  * address in the link `npm start` left in .data/operator-console.url, else the listener's
@@ -22,7 +25,7 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { toJson } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { ListRoutesResponseSchema, OperatorService, RouteMode, type Route, type RouteStatus } from "#gen/shop/gateway/v1/operator_service_pb.js";
 import { SyncState } from "#gen/shop/catalog/v1/catalog_service_pb.js";
@@ -30,6 +33,7 @@ import { deployable } from "#mesh";
 import type { Env } from "#platform/process/config.js";
 import { isSafePrincipalId } from "#platform/trust/principal-id.js";
 import { mintLocalOperatorToken } from "#gateway/src/operator/operator-auth.js";
+import { decimalOf, minorUnitsOf } from "#shop/old-shop-catalog.js";
 import { dataDir, secretsDir } from "../mesh/local-infra.js";
 
 const USAGE = `usage: npm run route -- <command> [options]
@@ -37,6 +41,9 @@ const USAGE = `usage: npm run route -- <command> [options]
   set <method> <legacy|shadow|canary|new> [percent] [--reason TEXT] [--expect-revision N]
       <method>: ListProducts, or the full name (shop.gateway.v1.StorefrontService/ListProducts)
       canary takes a percent from 1 to 99 of callers sent to the new side (sticky per customer)
+      UpdateProduct (the catalog writes) takes legacy or new only
+  put-product <sku> --name TEXT [--description TEXT] --price 12.99 --currency USD
+      writes a product to the side UpdateProduct's route names
 options: --operator NAME (default: your user name; with a minted local token)
 the listener: OPERATOR_URL, else .data/operator-console.url's address; the token: OPERATOR_TOKEN, else minted from .data/secrets/operator.auth`;
 
@@ -60,7 +67,16 @@ function parse(args: string[]) {
     return parseArgs({
       args,
       allowPositionals: true,
-      options: { reason: { type: "string" }, operator: { type: "string" }, json: { type: "boolean" }, "expect-revision": { type: "string" } },
+      options: {
+        reason: { type: "string" },
+        operator: { type: "string" },
+        json: { type: "boolean" },
+        "expect-revision": { type: "string" },
+        name: { type: "string" },
+        description: { type: "string" },
+        price: { type: "string" },
+        currency: { type: "string" },
+      },
     });
   } catch (err) {
     throw new UsageError((err as Error).message);
@@ -140,12 +156,32 @@ function mismatchExamples(routes: readonly RouteStatus[]): string[] {
   });
 }
 
+/**
+ * put-product: the price typed as a decimal ("12.99"), turned into minor units digit by digit
+ * as the old shop's adapter reads its prices; the gateway checks the rest and names the field.
+ */
+async function putProduct(client: Client<typeof OperatorService>, args: string[], values: { name?: string | undefined; description?: string | undefined; price?: string | undefined; currency?: string | undefined }, io: CliOutput): Promise<number> {
+  const [sku, ...extra] = args;
+  if (!sku) throw new UsageError("put-product takes <sku>");
+  if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(" ")}`);
+  if (values.name === undefined || values.price === undefined || values.currency === undefined) throw new UsageError("put-product needs --name, --price and --currency");
+  const minor = minorUnitsOf(values.price);
+  if (minor === undefined) throw new UsageError(`--price "${values.price}" is not a decimal with at most 2 places, e.g. 12.99`);
+  const { product, side } = await client.updateProduct(
+    { sku, name: values.name, description: values.description ?? "", price: { currencyCode: values.currency, minorUnits: BigInt(minor) } },
+    { timeoutMs: 10_000 },
+  );
+  const price = product?.price ? `${decimalOf(product.price.minorUnits)} ${product.price.currencyCode}` : "no price";
+  io.out(`${product?.sku}: "${product?.name}" at ${price}, written to the ${side === "new" ? "catalog (new)" : "old shop (legacy)"}`);
+  return 0;
+}
+
 /** Runs one command; returns the exit status. */
 export async function routeCli(args: string[], env: Env, io: CliOutput): Promise<number> {
   try {
     const { positionals, values } = parse(args);
     const command = positionals[0];
-    if (command !== "list" && command !== "set") throw new UsageError(command ? `unknown command "${command}"` : "no command");
+    if (command !== "list" && command !== "set" && command !== "put-product") throw new UsageError(command ? `unknown command "${command}"` : "no command");
     if (command === "list" && positionals.length !== 1) throw new UsageError("list takes no arguments");
     const token = await operatorToken(env, values.operator);
     const withToken: Interceptor = (next) => (req) => {
@@ -153,6 +189,7 @@ export async function routeCli(args: string[], env: Env, io: CliOutput): Promise
       return next(req);
     };
     const client = createClient(OperatorService, createConnectTransport({ baseUrl: operatorUrl(env), httpVersion: "1.1", interceptors: [withToken] }));
+    if (command === "put-product") return await putProduct(client, positionals.slice(1), values, io);
     const listed = await client.listRoutes({}, { timeoutMs: 10_000 });
     if (command === "list") {
       if (values.json) {
@@ -164,7 +201,7 @@ export async function routeCli(args: string[], env: Env, io: CliOutput): Promise
       const sync = listed.catalogSync;
       io.out(
         sync
-          ? `catalog change capture: ${SyncState[sync.state]?.toLowerCase() ?? sync.state}, lag ${sync.lagBytes} bytes / ${sync.lagMs} ms, applied ${sync.appliedLsn || "-"} of ${sync.sourceLsn || "-"}, ${sync.products} products (slot ${sync.slot})`
+          ? `catalog change capture: ${SyncState[sync.state]?.toLowerCase() ?? sync.state}, lag ${sync.lagBytes} bytes / ${sync.lagMs} ms, applied ${sync.appliedLsn || "-"} of ${sync.sourceLsn || "-"}, ${sync.products} products (slot ${sync.slot}); sync back pending ${sync.syncBackPending}`
           : "catalog change capture: the catalog did not answer",
       );
       return 0;
