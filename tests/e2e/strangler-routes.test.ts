@@ -249,6 +249,7 @@ describe("the route table's operator RPCs and CLI", () => {
       // The catalog takes writes once its own view of the route says new (it follows the same table).
       const { product, side } = await eventually(() => ops.updateProduct(write));
       expect(side).toBe("new");
+      expect((await ops.listRoutes({})).routes.find((status) => status.route?.method === UPDATE_PRODUCT)).toMatchObject({ legacyCalls: 1n, newCalls: 1n });
       expect(product).toMatchObject({ sku: "MW-OPS-200", name: "Catalog kettle", price: { minorUnits: 3_999n } });
       expect(await sql`select name, price_minor::int as minor from catalog.products where sku = 'MW-OPS-200'`).toEqual([{ name: "Catalog kettle", minor: 3999 }]);
       await eventually(async () => expect(await legacySql`select title, blurb, price::text from oldshop.products where sku = 'MW-OPS-200'`).toEqual([{ title: "Catalog kettle", blurb: "Written to the new side.", price: "39.99" }]));

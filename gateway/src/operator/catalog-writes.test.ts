@@ -13,7 +13,7 @@ import { createCatalogWrites } from "./catalog-writes.js";
  * catalog whose sync back backlog the test sets (the mesh tests exercise the real sides).
  */
 function writesWith(options: { mode: RouteMode; pending?: bigint | Error }) {
-  const calls = { oldShop: [] as Product[], catalog: [] as Product[], syncStatus: 0 };
+  const calls = { oldShop: [] as Product[], catalog: [] as Product[], syncStatus: 0, served: [] as string[] };
   const catalog = createClient(
     CatalogService,
     createRouterTransport(({ service }) =>
@@ -40,7 +40,7 @@ function writesWith(options: { mode: RouteMode; pending?: bigint | Error }) {
       return product;
     },
   };
-  return { writes: createCatalogWrites({ routes, oldShop, catalog, logger: silentLogger }), calls };
+  return { writes: createCatalogWrites({ routes, oldShop, catalog, calls: { served: (method, side) => calls.served.push(`${method} ${side}`) }, logger: silentLogger }), calls };
 }
 
 const request = create(UpdateProductRequestSchema, { sku: "MW-MUG-001", name: "Mug", description: "", price: { currencyCode: "USD", minorUnits: 1299n } });
@@ -55,6 +55,7 @@ describe("catalog writes", () => {
     const moved = writesWith({ mode: "new" });
     expect(await moved.writes.update(request, "grace", signal)).toMatchObject({ side: "new", product: { sku: "MW-MUG-001", price: { minorUnits: 1299n } } });
     expect([moved.calls.oldShop.length, moved.calls.catalog.length]).toEqual([0, 1]);
+    expect([...legacy.calls.served, ...moved.calls.served]).toEqual([`${CATALOG_WRITE_ROUTE} legacy`, `${CATALOG_WRITE_ROUTE} new`]);
   });
 
   it("may move back to legacy only once the sync back has nothing pending, and not while the catalog does not say", async () => {

@@ -4,6 +4,7 @@ import { ProductSchema, type CatalogService, type Product } from "#gen/shop/cata
 import type { UpdateProductRequest } from "#gen/shop/gateway/v1/operator_service_pb.js";
 import { InvalidArgumentError, requireText, type Logger } from "#platform";
 import type { RouteMode, RouteTable } from "#platform/strangler/route-table.js";
+import type { ShadowCaller } from "#platform/strangler/shadow-caller.js";
 import { CATALOG_WRITE_ROUTE } from "#shop/catalog-router.js";
 import type { OldShopCatalog } from "#shop/old-shop-catalog.js";
 import { fromBackend } from "./backend-errors.js";
@@ -15,6 +16,8 @@ export interface CatalogWritesDeps {
   oldShop: Pick<OldShopCatalog, "putProduct">;
   /** CatalogService with the console's certificate: UpdateProduct, and GetSyncStatus for the sync back's backlog. */
   catalog: Client<typeof CatalogService>;
+  /** The writes each side took, counted beside the reads (ListRoutes, strangler_calls_total). */
+  calls: Pick<ShadowCaller, "served">;
   logger: Logger;
 }
 
@@ -55,6 +58,7 @@ export function createCatalogWrites(deps: CatalogWritesDeps) {
           ? await fromBackend("the old shop", () => deps.oldShop.putProduct(product, signal))
           : (await fromBackend("the catalog", () => deps.catalog.updateProduct({ sku: product.sku, name: product.name, description: product.description, ...(product.price ? { price: product.price } : {}) }, { signal }))).product;
       if (!stored) throw new ConnectError("the catalog answered UpdateProduct without the product", Code.Unavailable);
+      deps.calls.served(CATALOG_WRITE_ROUTE, side);
       deps.logger.info({ audit: "product-update", operator, sku: stored.sku, side, currency: stored.price?.currencyCode, minorUnits: String(stored.price?.minorUnits ?? "") }, "product updated by an operator");
       return { product: stored, side };
     },

@@ -33,7 +33,7 @@ export interface OperatorListenerDeps {
    * table (read with its NATS user, which may not write it: ListRoutes reads it where the
    * console has no NATS user), and its calls per side and shadow comparisons.
    */
-  strangler: { defaults: Readonly<Record<string, RouteDeclaration>>; table: RouteTable; calls: Pick<ShadowCaller, "stats"> };
+  strangler: { defaults: Readonly<Record<string, RouteDeclaration>>; table: RouteTable; calls: Pick<ShadowCaller, "stats" | "served"> };
   directory: ReturnType<typeof createServiceDirectory>;
   stats: GatewayStats;
   metrics: Metrics;
@@ -69,7 +69,7 @@ export async function startOperatorListener(deps: OperatorListenerDeps): Promise
   // Its own view of the table, so a SetRoute's answer and the next ListRoutes agree at once.
   const consoleRoutes = consoleBus && openRouteTable({ bus: consoleBus, routes: deps.strangler.defaults, logger });
   const table = consoleRoutes ?? deps.strangler.table;
-  const catalogWrites = createCatalogWrites({ routes: table, oldShop, catalog: catalog.client, logger });
+  const catalogWrites = createCatalogWrites({ routes: table, oldShop, catalog: catalog.client, calls: deps.strangler.calls, logger });
   const routes = createRouteAdmin({ table, writable: consoleRoutes !== undefined, strangler: deps.strangler.calls, catalog: catalog.client, checkMove: catalogWrites.checkMove, logger });
   const traces = config.traceIngestToken === undefined ? undefined : createTraceStore();
   const stopExporting = traces && exportSpansInProcess(createStoreExporter(traces));
