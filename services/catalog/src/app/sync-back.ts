@@ -35,21 +35,6 @@ export interface SyncBackOptions {
  * refusal, still counted as pending, and the writes after it go on.
  */
 export function startSyncBack(options: SyncBackOptions) {
-  const log = options.logger.child({ component: "sync-back" });
-  const handler = on(ProductChangedSchema, async (tx, event, envelope) => {
-    if (event.origin !== ProductChangeOrigin.WRITTEN) return;
-    const product = create(ProductSchema, { sku: event.sku, name: event.name, description: event.description, ...(event.price ? { price: event.price } : {}) });
-    try {
-      await options.oldShop.putProduct(product);
-    } catch (err) {
-      if (ConnectError.from(err).code !== Code.InvalidArgument) throw err;
-      const refusal = ConnectError.from(err).rawMessage.slice(0, 500);
-      log.error({ sku: event.sku, eventId: envelope.id, refusal }, "the old shop refused a write taken here; it stays pending in catalog.sync_back");
-      await tx.update(syncBack).set({ refusal }).where(eq(syncBack.eventId, envelope.id));
-      return;
-    }
-    await tx.delete(syncBack).where(eq(syncBack.eventId, envelope.id));
-  });
   return startEventConsumer({
     bus: options.bus,
     db: options.db,
@@ -58,11 +43,30 @@ export function startSyncBack(options: SyncBackOptions) {
     deadLetters: deadLetterStream,
     contract: file_shop_catalog_v1_catalog_events,
     durable: SYNC_BACK_DURABLE,
-    handlers: [handler],
+    handlers: [syncBackHandler(options.oldShop, options.logger)],
     logger: options.logger,
     maxAckPending: 1,
     // Only an event that cannot be decoded is dead-lettered; a write is retried until the old shop takes it.
     maxDeliver: Number.MAX_SAFE_INTEGER,
     ...(options.backoffMs ? { backoffMs: options.backoffMs } : {}),
+  });
+}
+
+/** The sync back's handling of one ProductChanged, inside the transaction that records it in the inbox. */
+export function syncBackHandler(oldShop: SyncBackOptions["oldShop"], logger: Logger) {
+  const log = logger.child({ component: "sync-back" });
+  return on(ProductChangedSchema, async (tx, event, envelope) => {
+    if (event.origin !== ProductChangeOrigin.WRITTEN) return;
+    const product = create(ProductSchema, { sku: event.sku, name: event.name, description: event.description, ...(event.price ? { price: event.price } : {}) });
+    try {
+      await oldShop.putProduct(product);
+    } catch (err) {
+      if (ConnectError.from(err).code !== Code.InvalidArgument) throw err;
+      const refusal = ConnectError.from(err).rawMessage.slice(0, 500);
+      log.error({ sku: event.sku, eventId: envelope.id, refusal }, "the old shop refused a write taken here; it stays pending in catalog.sync_back");
+      await tx.update(syncBack).set({ refusal }).where(eq(syncBack.eventId, envelope.id));
+      return;
+    }
+    await tx.delete(syncBack).where(eq(syncBack.eventId, envelope.id));
   });
 }

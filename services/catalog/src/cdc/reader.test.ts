@@ -126,7 +126,7 @@ describe("change capture from the old shop's database (pgoutput) into the catalo
     // A transaction at or below the stored position, delivered again, changes nothing.
     const stored = await f.store.readPosition();
     const again = await f.store.applyTransaction({ endLsn: stored!.lsn, truncated: true, changes: new Map() });
-    expect(again).toEqual({ applied: 0, skipped: true });
+    expect(again).toEqual({ applied: 0, skipped: true, held: 0 });
     expect((await f.catalogRows()).map((r) => r["sku"])).toEqual(["MW-ONE", "MW-TWO"]);
     // Acknowledged now: the slot no longer holds either.
     await eventually(async () => {

@@ -64,6 +64,7 @@ export interface ProductWrite {
 }
 
 const MAX_NAME_LENGTH = 200;
+const CONTROL = /[\u0000-\u001f\u007f]/;
 const MAX_DESCRIPTION_LENGTH = 2000;
 /** The old shop's numeric(12,2) holds below 10^10, so minor units below 10^12: every write must fit the sync back. */
 const MAX_MINOR_EXCLUSIVE = 10n ** 12n;
@@ -71,6 +72,8 @@ const MAX_MINOR_EXCLUSIVE = 10n ** 12n;
 /** A write checked field by field, as the catalog holds it; the first bad field names itself. */
 export function requireProductWrite(write: ProductWrite): CatalogProduct {
   const sku = requireText(write.sku, "sku", MAX_SKU_LENGTH);
+  // The old shop refuses these in a SKU: a write it cannot take must not be taken here either.
+  if (CONTROL.test(sku)) throw new InvalidArgumentError("sku", "must not contain control characters");
   const name = requireText(write.name, "name", MAX_NAME_LENGTH);
   if (write.description.length > MAX_DESCRIPTION_LENGTH) throw new InvalidArgumentError("description", `must be at most ${MAX_DESCRIPTION_LENGTH} characters`);
   if (!write.price) throw new InvalidArgumentError("price", "is required");
