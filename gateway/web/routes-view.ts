@@ -83,7 +83,7 @@ function syncStatus(sync: GetSyncStatusResponse | undefined): HTMLElement {
     { id: "catalog-sync", "data-state": state },
     h("h3", {}, "Catalog change capture from the old shop"),
     table(
-      ["State", "Lag (bytes)", "Lag (time)", "Applied LSN", "Source LSN", "Last applied", "Products", "Slot"],
+      ["State", "Lag (bytes)", "Lag (time)", "Applied LSN", "Source LSN", "Last applied", "Products", "Sync back pending", "Slot"],
       [
         row(
           h("td", { class: sync.state === SyncState.STREAMING ? "ok" : "error" }, state),
@@ -93,6 +93,8 @@ function syncStatus(sync: GetSyncStatusResponse | undefined): HTMLElement {
           h("td", {}, h("code", {}, sync.sourceLsn || "-")),
           sync.appliedTime ? clock(ms(sync.appliedTime)!) : "-",
           String(sync.products),
+          // Writes taken by the catalog not yet in the old shop: catalog writes move back to legacy only at 0.
+          h("td", { class: sync.syncBackPending > 0n ? "error" : undefined, "data-sync-back-pending": String(sync.syncBackPending) }, String(sync.syncBackPending)),
           sync.slot,
         ),
       ],
