@@ -49,6 +49,14 @@ export function build(deps: CatalogDeps): Promise<ServiceServer> {
       // Read only: the catalog follows where writes go; the console's user moves them.
       const routes = openRouteTable({ bus, routes: catalogRoutes, logger: deps.logger });
       const writesHere = () => routes.route(CATALOG_WRITE_ROUTE).mode === "new";
+      // A legacy write committed before the route moved, captured after, is still the old shop's
+      // to give: applied. Only changes committed since (echoes, writes past the facade) are held.
+      // Both times are to the millisecond; one in the move's own millisecond counts as before it
+      // (no echo comes back that fast: it needs a write here, its relay and its PUT first).
+      const writesHereAt = (committedAt: Date) => {
+        const route = routes.route(CATALOG_WRITE_ROUTE);
+        return route.mode === "new" && !(route.changeTime !== "" && committedAt.getTime() <= Date.parse(route.changeTime));
+      };
       const applied = new Counter({ name: "catalog_cdc_applied_changes_total", help: "Source changes applied to the catalog", registers: [metrics.registry] });
       const held = new Counter({
         name: "catalog_cdc_captured_while_writes_here_total",
@@ -61,7 +69,7 @@ export function build(deps: CatalogDeps): Promise<ServiceServer> {
         source: { url: deps.cdcSourceUrl, slot, publication: deps.cdcPublication ?? DEFAULT_PUBLICATION },
         logger: deps.logger,
         onApplied: (changes) => applied.inc(changes),
-        writesHere,
+        writesHere: writesHereAt,
         onHeld: (changes) => {
           capturedWhileWritesHere += changes;
           held.inc(changes);

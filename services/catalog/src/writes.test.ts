@@ -47,14 +47,11 @@ describe("catalog writes moved by the route table: UpdateProduct, the sync back 
   const move = async (mode: RouteMode) => {
     // Retried: a bucket just created may not take a write yet on a loaded host (no responders).
     await eventually(() => routes.set(CATALOG_WRITE_ROUTE, { mode, changedBy: "ada (operator)", reason: "test" }));
-    const held = (await status()).capturedWhileWritesHere;
     const probe = write("MW-PROBE-000", "Probe", 1n);
     await eventually(async () => {
       const refused = await asConsole.updateProduct(probe).then(() => false, (err: unknown) => ConnectError.from(err).code === Code.FailedPrecondition);
       expect(refused).toBe(mode === "legacy");
     });
-    // The probe, written here once, comes back as one echo: wait for it, so that counts after this are exact.
-    if (mode === "new") await eventually(async () => expect((await status()).capturedWhileWritesHere).toBe(held + 1n));
   };
   const legacyRow = async (sku: string) => (await legacy`select title, blurb, price, currency from oldshop.products where sku = ${sku}`)[0];
   const catalogRow = async (sku: string) => (await catalogDb`select name, description, price_minor::int as price, currency, source_lsn from catalog.products where sku = ${sku}`)[0];
@@ -119,7 +116,26 @@ describe("catalog writes moved by the route table: UpdateProduct, the sync back 
   });
 
   it("under new: a write lands in the catalog, the sync back puts it in the old shop, and its echo is counted, not applied", async () => {
+    const heldBefore = (await status()).capturedWhileWritesHere;
+    // The capture held up (its position row locked) across the move: a legacy write committed
+    // before the move, captured after it, is still applied.
+    let release!: () => void;
+    let locked!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const isLocked = new Promise<void>((resolve) => (locked = resolve));
+    const holding = catalogDb.begin(async (tx) => {
+      await tx`select lsn from catalog.cdc_position for update`;
+      locked();
+      await released;
+    });
+    await isLocked;
+    await legacy`update oldshop.products set title = 'Hoodie, last legacy edition' where sku = 'MW-HOD-004'`;
     await move("new");
+    release();
+    await holding;
+    await eventually(async () => expect(await catalogRow("MW-HOD-004")).toMatchObject({ name: "Hoodie, last legacy edition" }));
+    // The probe move() wrote here comes back as one echo, held: after it, counts are exact.
+    await eventually(async () => expect((await status()).capturedWhileWritesHere).toBe(heldBefore + 1n));
     const before = await status();
     const { product } = await asConsole.updateProduct(write("MW-MUG-001", "Mug, second edition", 1500n));
     expect([product?.name, product?.price?.minorUnits]).toEqual(["Mug, second edition", 1500n]);

@@ -19,8 +19,8 @@ export interface CdcReaderOptions {
    * told (the applied-changes counter). Until it returns, the transaction is unacknowledged.
    */
   onApplied?: (changes: number) => Promise<void> | void;
-  /** Whether the route table has moved catalog writes here: then captured changes are held, not applied. */
-  writesHere?: () => boolean;
+  /** Whether catalog writes were routed here when a source transaction committed: then its changes are held, not applied. */
+  writesHere?: (committedAt: Date) => boolean;
   /** Called, like onApplied, with the changes of a transaction held because writes are routed here. */
   onHeld?: (changes: number) => Promise<void> | void;
 }
@@ -35,6 +35,8 @@ const defaultBackoff = { initialMs: 250, maxMs: 10_000 };
 
 /** A source transaction being received: its net change per SKU. */
 interface Receiving {
+  /** When the source committed it. */
+  committedAt: Date;
   truncated: boolean;
   changes: Map<string, ProductChange>;
 }
@@ -94,9 +96,10 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
     async function handle(message: Pgoutput.Message) {
       switch (message.tag) {
         case "begin":
-          receiving = { truncated: false, changes: new Map() };
+          const committedAtMs = Number(BigInt(message.commitTime.toString()) / 1000n);
+          receiving = { committedAt: new Date(committedAtMs), truncated: false, changes: new Map() };
           if (message.commitLsn) progress.heard(parseLsn(message.commitLsn));
-          progress.pending(Number(BigInt(message.commitTime.toString()) / 1000n));
+          progress.pending(committedAtMs);
           return;
         case "insert":
         case "update": {
@@ -123,9 +126,9 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
           const transaction = current();
           if (!message.commitEndLsn) throw new Error("a commit arrived without its end LSN");
           const endLsn = parseLsn(message.commitEndLsn);
-          const writesHere = options.writesHere?.() ?? false;
-          const outcome =
-            transaction.truncated || transaction.changes.size > 0 ? store.applyTransaction({ endLsn, ...transaction }, { writesHere }) : Promise.resolve({ applied: 0, skipped: true, held: 0 });
+          const writesHere = options.writesHere?.(transaction.committedAt) ?? false;
+          const { truncated, changes } = transaction;
+          const outcome = truncated || changes.size > 0 ? store.applyTransaction({ endLsn, truncated, changes }, { writesHere }) : Promise.resolve({ applied: 0, skipped: true, held: 0 });
           applying = outcome.catch(() => {});
           const { applied, skipped, held } = await outcome;
           progress.applied(endLsn, new Date(), applied);
