@@ -38,7 +38,7 @@ export interface Position {
   appliedAt: Date;
 }
 
-/** The catalog's reads and the change capture's writes; each write is one transaction with its position and events. */
+/** The catalog's reads, the change capture's writes and UpdateProduct's; each write is one transaction with its events (and its position, or its sync back row). */
 export interface CatalogStore {
   listProducts(skus: readonly string[]): Promise<ProductRow[]>;
   countProducts(): Promise<number>;
