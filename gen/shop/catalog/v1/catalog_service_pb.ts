@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/catalog/v1/catalog_service.proto.
  */
 export const file_shop_catalog_v1_catalog_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVzaG9wL2NhdGFsb2cvdjEvY2F0YWxvZ19zZXJ2aWNlLnByb3RvEg9zaG9wLmNhdGFsb2cudjEiXwoHUHJvZHVjdBILCgNza3UYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIkCgVwcmljZRgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5IisKE0xpc3RQcm9kdWN0c1JlcXVlc3QSFAoEc2t1cxgBIAMoCUIGorsYAhBkIkIKFExpc3RQcm9kdWN0c1Jlc3BvbnNlEioKCHByb2R1Y3RzGAEgAygLMhguc2hvcC5jYXRhbG9nLnYxLlByb2R1Y3QifgoUVXBkYXRlUHJvZHVjdFJlcXVlc3QSCwoDc2t1GAEgASgJEhUKBG5hbWUYAiABKAlCB6K7GAMIyAESHAoLZGVzY3JpcHRpb24YAyABKAlCB6K7GAMI0A8SJAoFcHJpY2UYBCABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leSJCChVVcGRhdGVQcm9kdWN0UmVzcG9uc2USKQoHcHJvZHVjdBgBIAEoCzIYLnNob3AuY2F0YWxvZy52MS5Qcm9kdWN0IhYKFEdldFN5bmNTdGF0dXNSZXF1ZXN0Ip8CChVHZXRTeW5jU3RhdHVzUmVzcG9uc2USDAoEc2xvdBgBIAEoCRIpCgVzdGF0ZRgCIAEoDjIaLnNob3AuY2F0YWxvZy52MS5TeW5jU3RhdGUSEwoLYXBwbGllZF9sc24YAyABKAkSEgoKc291cmNlX2xzbhgEIAEoCRIRCglsYWdfYnl0ZXMYBSABKAMSDgoGbGFnX21zGAYgASgDEjAKDGFwcGxpZWRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcHJvZHVjdHMYCCABKAMSGQoRc3luY19iYWNrX3BlbmRpbmcYCSABKAMSIgoaY2FwdHVyZWRfd2hpbGVfd3JpdGVzX2hlcmUYCiABKAMqegoJU3luY1N0YXRlEhoKFlNZTkNfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZTWU5DX1NUQVRFX0JBQ0tGSUxMSU5HEAESGAoUU1lOQ19TVEFURV9TVFJFQU1JTkcQAhIbChdTWU5DX1NUQVRFX0RJU0NPTk5FQ1RFRBADMogDCg5DYXRhbG9nU2VydmljZRJ+CgxMaXN0UHJvZHVjdHMSJC5zaG9wLmNhdGFsb2cudjEuTGlzdFByb2R1Y3RzUmVxdWVzdBolLnNob3AuY2F0YWxvZy52MS5MaXN0UHJvZHVjdHNSZXNwb25zZSIhkAIBqrsYGgoHZ2F0ZXdheQoFb3JkZXIKCG9wZXJhdG9yEnoKDVVwZGF0ZVByb2R1Y3QSJS5zaG9wLmNhdGFsb2cudjEuVXBkYXRlUHJvZHVjdFJlcXVlc3QaJi5zaG9wLmNhdGFsb2cudjEuVXBkYXRlUHJvZHVjdFJlc3BvbnNlIhqQAgKquxgTCgdjb25zb2xlCghvcGVyYXRvchJ6Cg1HZXRTeW5jU3RhdHVzEiUuc2hvcC5jYXRhbG9nLnYxLkdldFN5bmNTdGF0dXNSZXF1ZXN0GiYuc2hvcC5jYXRhbG9nLnYxLkdldFN5bmNTdGF0dXNSZXNwb25zZSIakAIBqrsYEwoHY29uc29sZQoIb3BlcmF0b3JiBnByb3RvMw", [file_google_protobuf_timestamp, file_meshwork_v1_access, file_meshwork_v1_limits, file_shop_common_v1_money]);
+  fileDesc("CiVzaG9wL2NhdGFsb2cvdjEvY2F0YWxvZ19zZXJ2aWNlLnByb3RvEg9zaG9wLmNhdGFsb2cudjEiXwoHUHJvZHVjdBILCgNza3UYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIkCgVwcmljZRgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5IisKE0xpc3RQcm9kdWN0c1JlcXVlc3QSFAoEc2t1cxgBIAMoCUIGorsYAhBkIkIKFExpc3RQcm9kdWN0c1Jlc3BvbnNlEioKCHByb2R1Y3RzGAEgAygLMhguc2hvcC5jYXRhbG9nLnYxLlByb2R1Y3QifgoUVXBkYXRlUHJvZHVjdFJlcXVlc3QSCwoDc2t1GAEgASgJEhUKBG5hbWUYAiABKAlCB6K7GAMIyAESHAoLZGVzY3JpcHRpb24YAyABKAlCB6K7GAMI0A8SJAoFcHJpY2UYBCABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leSJCChVVcGRhdGVQcm9kdWN0UmVzcG9uc2USKQoHcHJvZHVjdBgBIAEoCzIYLnNob3AuY2F0YWxvZy52MS5Qcm9kdWN0IhYKFEdldFN5bmNTdGF0dXNSZXF1ZXN0IrYCChVHZXRTeW5jU3RhdHVzUmVzcG9uc2USDAoEc2xvdBgBIAEoCRIpCgVzdGF0ZRgCIAEoDjIaLnNob3AuY2F0YWxvZy52MS5TeW5jU3RhdGUSEwoLYXBwbGllZF9sc24YAyABKAkSEgoKc291cmNlX2xzbhgEIAEoCRIRCglsYWdfYnl0ZXMYBSABKAMSDgoGbGFnX21zGAYgASgDEjAKDGFwcGxpZWRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcHJvZHVjdHMYCCABKAMSGQoRc3luY19iYWNrX3BlbmRpbmcYCSABKAMSIgoaY2FwdHVyZWRfd2hpbGVfd3JpdGVzX2hlcmUYCiABKAMSFQoNaGFsdGVkX3JlYXNvbhgLIAEoCSqRAQoJU3luY1N0YXRlEhoKFlNZTkNfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZTWU5DX1NUQVRFX0JBQ0tGSUxMSU5HEAESGAoUU1lOQ19TVEFURV9TVFJFQU1JTkcQAhIbChdTWU5DX1NUQVRFX0RJU0NPTk5FQ1RFRBADEhUKEVNZTkNfU1RBVEVfSEFMVEVEEAQyiAMKDkNhdGFsb2dTZXJ2aWNlEn4KDExpc3RQcm9kdWN0cxIkLnNob3AuY2F0YWxvZy52MS5MaXN0UHJvZHVjdHNSZXF1ZXN0GiUuc2hvcC5jYXRhbG9nLnYxLkxpc3RQcm9kdWN0c1Jlc3BvbnNlIiGQAgGquxgaCgdnYXRld2F5CgVvcmRlcgoIb3BlcmF0b3ISegoNVXBkYXRlUHJvZHVjdBIlLnNob3AuY2F0YWxvZy52MS5VcGRhdGVQcm9kdWN0UmVxdWVzdBomLnNob3AuY2F0YWxvZy52MS5VcGRhdGVQcm9kdWN0UmVzcG9uc2UiGpACAqq7GBMKB2NvbnNvbGUKCG9wZXJhdG9yEnoKDUdldFN5bmNTdGF0dXMSJS5zaG9wLmNhdGFsb2cudjEuR2V0U3luY1N0YXR1c1JlcXVlc3QaJi5zaG9wLmNhdGFsb2cudjEuR2V0U3luY1N0YXR1c1Jlc3BvbnNlIhqQAgGquxgTCgdjb25zb2xlCghvcGVyYXRvcmIGcHJvdG8z", [file_google_protobuf_timestamp, file_meshwork_v1_access, file_meshwork_v1_limits, file_shop_common_v1_money]);
 
 /**
  * @generated from message shop.catalog.v1.Product
@@ -197,7 +197,8 @@ export type GetSyncStatusResponse = Message<"shop.catalog.v1.GetSyncStatusRespon
   lagBytes: bigint;
 
   /**
-   * How long the oldest change not yet applied has waited; 0 when caught up.
+   * How long the oldest change not yet applied has waited; 0 when caught up. While not
+   * streaming, at least the time since the source was last heard from.
    *
    * @generated from field: int64 lag_ms = 6;
    */
@@ -218,19 +219,28 @@ export type GetSyncStatusResponse = Message<"shop.catalog.v1.GetSyncStatusRespon
   products: bigint;
 
   /**
-   * Writes taken here (UpdateProduct) that the sync back has not yet written to the old shop.
+   * Writes taken here (UpdateProduct) not yet back from the old shop: written there by the
+   * sync back and seen again by the capture.
    *
    * @generated from field: int64 sync_back_pending = 9;
    */
   syncBackPending: bigint;
 
   /**
-   * Captured changes not applied because catalog writes were routed here (the old shop's
-   * echoes of the sync back, or a write made past the facade).
+   * Captured changes not applied because a write taken here was still on its way to the old
+   * shop for that product: the old shop's echoes of the sync back, and changes made past the
+   * facade meanwhile (which the catalog's write then overwrites on the old shop).
    *
    * @generated from field: int64 captured_while_writes_here = 10;
    */
   capturedWhileWritesHere: bigint;
+
+  /**
+   * Why the capture halted (SYNC_STATE_HALTED); empty otherwise.
+   *
+   * @generated from field: string halted_reason = 11;
+   */
+  haltedReason: string;
 };
 
 /**
@@ -269,6 +279,14 @@ export enum SyncState {
    * @generated from enum value: SYNC_STATE_DISCONNECTED = 3;
    */
   DISCONNECTED = 3,
+
+  /**
+   * Stopped until an operator acts (halted_reason says why): a change it cannot represent,
+   * or a slot the source invalidated or dropped, whose changes are gone.
+   *
+   * @generated from enum value: SYNC_STATE_HALTED = 4;
+   */
+  HALTED = 4,
 }
 
 /**
