@@ -4,8 +4,16 @@ import type { DescService } from "@bufbuild/protobuf";
 import { isSafePrincipalId, PRINCIPAL_ID_RULE } from "#platform";
 import type { AuthConfig } from "./config.js";
 
-/** The authenticated customer of a call; empty for anonymous methods. */
+/** The authenticated customer of a call; on an open method, set when a valid token came along, else empty. */
 export const customerKey = createContextKey<string>("", { description: "customer id from the bearer token" });
+
+/**
+ * The customer the per-client rate limit counts a call against: set only on methods that
+ * require a token. On an open method the customer serves the canary's sticky key alone: demo
+ * tokens are free in local mode, so counting by them would let one address multiply its rate
+ * by rotating tokens.
+ */
+export const rateLimitedCustomerKey = createContextKey<string>("", { description: "customer id the rate limit counts, on guarded methods" });
 
 export interface Authenticator {
   /** The customer id a token speaks for; throws if the token is not valid. */
@@ -130,7 +138,8 @@ export function createAuthInterceptor(authenticator: Authenticator, guarded: Des
     const token = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
     if (anonymousMethods.has(req.method.name)) {
       // Open to anyone, but a signed-in customer is still that customer (a canary route is
-      // sticky per customer); a token that does not verify makes the call anonymous, not refused.
+      // sticky per customer), though rate limited by address; a token that does not verify
+      // makes the call anonymous, not refused.
       if (token) {
         const customer = await authenticator.verify(token).catch(() => undefined);
         if (customer) req.contextValues.set(customerKey, customer);
@@ -144,7 +153,7 @@ export function createAuthInterceptor(authenticator: Authenticator, guarded: Des
     } catch {
       throw new ConnectError("invalid or expired bearer token", Code.Unauthenticated);
     }
-    req.contextValues.set(customerKey, customer);
+    req.contextValues.set(customerKey, customer).set(rateLimitedCustomerKey, customer);
     return next(req);
   };
 }

@@ -1,11 +1,12 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import { clientAddressKey } from "#platform";
-import { customerKey } from "./auth.js";
+import { rateLimitedCustomerKey } from "./auth.js";
 
 /**
  * Token buckets: each key may make `perSecond` calls a second, with bursts up to `burst`.
- * By "client", the key is the customer when authenticated, else the address; by "address",
+ * By "client", the key is the customer on a method that requires a token, else the address
+ * (open methods are limited by address even with a token: auth.ts); by "address",
  * always the address, which limits callers before their token is even checked.
  */
 export function createRateLimitInterceptor(guarded: DescService, options: { perSecond: number; burst: number; by: "client" | "address" }): Interceptor {
@@ -28,7 +29,7 @@ export function createRateLimitInterceptor(guarded: DescService, options: { perS
   return (next) => (req) => {
     if (req.service.typeName !== guarded.typeName) return next(req); // probes are not limited
     const address = `address:${req.contextValues.get(clientAddressKey)}`;
-    const client = options.by === "address" ? address : req.contextValues.get(customerKey) || address;
+    const client = options.by === "address" ? address : req.contextValues.get(rateLimitedCustomerKey) || address;
     if (!take(client)) throw new ConnectError(`rate limit of ${options.perSecond} calls per second exceeded; retry shortly`, Code.ResourceExhausted);
     return next(req);
   };

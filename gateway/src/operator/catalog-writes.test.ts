@@ -4,6 +4,7 @@ import { Code, ConnectError, createClient, createRouterTransport } from "@connec
 import { CatalogService, GetSyncStatusResponseSchema, ProductSchema, type Product } from "#gen/shop/catalog/v1/catalog_service_pb.js";
 import { UpdateProductRequestSchema } from "#gen/shop/gateway/v1/operator_service_pb.js";
 import type { RouteEntry, RouteMode, RouteTable } from "#platform/strangler/route-table.js";
+import { InvalidArgumentError } from "#platform";
 import { CATALOG_ROUTE, CATALOG_WRITE_ROUTE } from "#shop/catalog-router.js";
 import { silentLogger } from "#tests/support/silent-logger.js";
 import { createCatalogWrites } from "./catalog-writes.js";
@@ -71,5 +72,14 @@ describe("catalog writes", () => {
     await other.writes.checkMove(CATALOG_WRITE_ROUTE, "new", signal);
     await other.writes.checkMove(CATALOG_ROUTE, "legacy", signal);
     expect(other.calls.syncStatus).toBe(0);
+  });
+
+  it.each([".", "..", "...", " "])("refuses the SKU %j as INVALID_ARGUMENT naming sku, before either side is asked", async (sku) => {
+    const legacy = writesWith({ mode: "legacy" });
+    // The kit's error interceptor answers an InvalidArgumentError as INVALID_ARGUMENT with its message.
+    const refused = await legacy.writes.update(create(UpdateProductRequestSchema, { ...request, sku }), "grace", signal).then(() => undefined, (e: unknown) => e);
+    expect(refused).toBeInstanceOf(InvalidArgumentError);
+    expect(refused).toMatchObject({ field: "sku" });
+    expect([legacy.calls.oldShop.length, legacy.calls.catalog.length]).toEqual([0, 0]);
   });
 });

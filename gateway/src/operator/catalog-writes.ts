@@ -24,6 +24,8 @@ export interface CatalogWritesDeps {
 const MAX_NAME = 200;
 const MAX_DESCRIPTION = 2_000;
 const CURRENCY = /^[A-Z]{3}$/;
+/** "." and ".." (any run of dots alone): the old shop's adapter puts the SKU in a URL path, where they resolve to another path. */
+const DOTS_ONLY = /^\.+$/;
 /** Both sides hold prices below 10^10 in major units: the old shop's numeric(12,2). */
 const MAX_MINOR_EXCLUSIVE = 10n ** 12n;
 /** SetRoute waits this long for the sync back's backlog, then refuses: unknown is not safe. */
@@ -32,6 +34,7 @@ const SYNC_STATUS_TIMEOUT_MS = 2_000;
 /** The write checked field by field, as the contract says, before either side is asked. */
 function validProduct(req: UpdateProductRequest): Product {
   requireText(req.sku, "sku");
+  if (DOTS_ONLY.test(req.sku)) throw new InvalidArgumentError("sku", "must not be made of dots alone");
   requireText(req.name, "name", MAX_NAME);
   if (req.description.length > MAX_DESCRIPTION) throw new InvalidArgumentError("description", `must be at most ${MAX_DESCRIPTION} characters`);
   if (!req.price) throw new InvalidArgumentError("price", "is required");

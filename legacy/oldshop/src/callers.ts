@@ -14,34 +14,54 @@ function certificateIdentity(socket: TLSSocket): string | undefined {
   return uris.length === 1 ? uris[0] : undefined;
 }
 
-/** Splits at `separator` outside double quotes, as x-forwarded-client-cert quotes values that may hold one. */
-function splitUnquoted(text: string, separator: string): string[] {
-  const parts: string[] = [];
-  let current = "";
-  let quoted = false;
-  for (const char of text) {
-    if (char === '"') quoted = !quoted;
-    if (char === separator && !quoted) {
-      parts.push(current);
-      current = "";
-    } else current += char;
+/**
+ * The key=value pairs of an x-forwarded-client-cert that holds exactly one element, parsed
+ * strictly: a value is bare (no `"`, `;` or `,`) or double-quoted from its first character to
+ * a closing quote, with a backslash escaping the next character. Anything else is undefined: an
+ * unbalanced quote, a stray one, or a second element. A client can send the header itself; a
+ * proxy that appends its element to it (Envoy's APPEND_FORWARD) leaves the client's element
+ * first, and a client's open quote could swallow the proxy's, so the proxy must replace the
+ * header (SANITIZE_SET), and a header with more than one element is no caller.
+ */
+function singleElement(header: string): [string, string][] | undefined {
+  const pairs: [string, string][] = [];
+  let at = 0;
+  for (;;) {
+    const equals = header.indexOf("=", at);
+    if (equals < 0) return undefined;
+    const key = header.slice(at, equals).trim();
+    if (!/^[A-Za-z]+$/.test(key)) return undefined;
+    at = equals + 1;
+    let value = "";
+    if (header[at] === '"') {
+      for (at++; header[at] !== '"'; at++) {
+        if (at >= header.length) return undefined; // the quote is never closed
+        if (header[at] === "\\") at++;
+        if (at >= header.length) return undefined;
+        value += header[at];
+      }
+      at++;
+    } else {
+      while (at < header.length && !';,"'.includes(header[at]!)) value += header[at++];
+      if (header[at] === '"') return undefined; // a quote inside a bare value
+    }
+    pairs.push([key, value]);
+    if (at === header.length) return pairs;
+    if (header[at] !== ";") return undefined; // a second element (",") or text after a closing quote
+    at++;
   }
-  return [...parts, current];
 }
 
-/** The URI= of the last element of x-forwarded-client-cert: the client the nearest proxy verified. */
+/** The one URI= of x-forwarded-client-cert: the client the sidecar verified. */
 function forwardedIdentity(header: string): string | undefined {
-  const last = splitUnquoted(header, ",").at(-1) ?? "";
-  const uris = splitUnquoted(last, ";")
-    .map((pair) => pair.trim())
-    .filter((pair) => pair.toLowerCase().startsWith("uri="))
-    .map((pair) => pair.slice(4).replace(/^"(.*)"$/, "$1"));
+  const uris = (singleElement(header) ?? []).filter(([key]) => key.toLowerCase() === "uri").map(([, value]) => value);
   return uris.length === 1 && uris[0]!.startsWith("spiffe://") ? uris[0] : undefined;
 }
 
 /**
  * The caller: under TLS, its verified client certificate; without (a sidecar terminates
- * mTLS), the identity the sidecar forwards, believed only from `trustedProxies`.
+ * mTLS), the identity the sidecar forwards, believed only from `trustedProxies`, which must
+ * replace any x-forwarded-client-cert the client sent rather than append to it.
  */
 export function callerOf(req: IncomingMessage, tls: boolean, trustedProxies: ReadonlySet<string>): Caller {
   if (tls) {

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { request } from "node:https";
+import { Agent, request } from "node:https";
 import postgres from "postgres";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -119,6 +119,7 @@ describe("the old shop's JSON API, over HTTPS with mesh client certificates", ()
     [{ title: "T", price: 12.99, currency: "USD" }, "price"],
     [{ title: "T", price: "1.00", currency: "usd" }, "currency"],
     [{ title: "", price: "1.00", currency: "USD" }, "title"],
+    [{ title: "   ", price: "1.00", currency: "USD" }, "title"],
     [{ title: "T".repeat(201), price: "1.00", currency: "USD" }, "title"],
     [{ title: "T", blurb: "b".repeat(2001), price: "1.00", currency: "USD" }, "blurb"],
     [[1, 2], "body"],
@@ -126,6 +127,37 @@ describe("the old shop's JSON API, over HTTPS with mesh client certificates", ()
     const { status, body } = await call(shop, pki, "operator", "PUT", "/api/products/MW-BAD-001", JSON.stringify(change));
     expect(status).toBe(400);
     expect(body!["field"]).toBe(field);
+  });
+
+  it.each(["...", "%20%20", "%2E%2E%2E"])("refuses the SKU %s in the path, 400 naming sku, and stores nothing", async (sku) => {
+    const change = JSON.stringify({ title: "T", price: "1.00", currency: "USD" });
+    expect(await call(shop, pki, "operator", "PUT", `/api/products/${sku}`, change)).toMatchObject({ status: 400, body: { field: "sku" } });
+    expect(await admin`select sku from oldshop.products where trim(sku) = '' or sku ~ '^[.]+$'`).toHaveLength(0);
+  });
+
+  it("closes the connection of every caller it refuses (401, 403), so refused callers hold none of its sockets", async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const refusedWith = (as: string | undefined, method: string) =>
+      new Promise<{ status: number; connection: string | undefined; closed: Promise<void> }>((resolve, reject) => {
+        const own = as ? pki.files(as) : undefined;
+        const req = request(new URL("/api/products/MW-MUG-001", shop.url), { method, agent, ca: readFileSync(pki.operator.caFile), ...(own ? { cert: readFileSync(own.certFile), key: readFileSync(own.keyFile) } : {}) }, (res) => {
+          const closed = new Promise<void>((done) => res.socket.once("close", () => done()));
+          res.resume();
+          res.on("end", () => resolve({ status: res.statusCode!, connection: res.headers.connection, closed }));
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    try {
+      for (const [as, method, status] of [[undefined, "GET", 401], ["payment", "GET", 403], ["gateway", "DELETE", 403]] as const) {
+        const refused = await refusedWith(as, method);
+        expect({ status: refused.status, connection: refused.connection }).toEqual({ status, connection: "close" });
+        // Closed by the old shop at once, long before its 5 s keep-alive timeout.
+        await expect(Promise.race([refused.closed.then(() => "closed"), new Promise((done) => setTimeout(() => done("still open"), 2_000))])).resolves.toBe("closed");
+      }
+    } finally {
+      agent.destroy();
+    }
   });
 
   it("answers 400 for a body that is not JSON, and 413 for one over 16 KiB", async () => {
@@ -165,8 +197,39 @@ describe("the old shop's health when its database is gone", () => {
       const asGateway = await fetch(`${shop.url}/api/products/MW-MUG-001`, { headers: { "x-forwarded-client-cert": 'By=spiffe://meshwork/oldshop;URI=spiffe://meshwork/gateway;Subject=""' } });
       expect(asGateway.status).toBe(200);
       expect((await fetch(`${shop.url}/api/products/MW-MUG-001`)).status).toBe(401);
+      const escaped = await fetch(`${shop.url}/api/products/MW-MUG-001`, { headers: { "x-forwarded-client-cert": 'By=spiffe://meshwork/oldshop;Subject="CN=a\\"b\\\\,O=c;d";URI=spiffe://meshwork/gateway' } });
+      expect(escaped.status).toBe(200);
     } finally {
       await shop.close();
     }
+  });
+});
+
+describe("the old shop behind a sidecar (MESH_TLS=off)", () => {
+  let shop: OldShop;
+  beforeAll(async () => {
+    const database = await createLegacyDatabase();
+    shop = await startOldShop({ databaseUrl: database.oldshopUrl, port: 0, opsPort: 0, readers, writers, trustedProxies: ["127.0.0.1"], logger: silent });
+  });
+  afterAll(async () => {
+    await shop?.close();
+  });
+  const asForwarded = (header: string) => fetch(`${shop.url}/api/products`, { headers: { "x-forwarded-client-cert": header } }).then((res) => res.status);
+
+  it.each([
+    // A client's open quote, which a proxy appending its element (APPEND_FORWARD) passes through: it would swallow the proxy's element.
+    ['URI=spiffe://meshwork/operator;By="', "an unbalanced quote"],
+    ['URI=spiffe://meshwork/operator;By=",By=spiffe://meshwork/oldshop;URI=spiffe://meshwork/payment', "a client's open quote swallowing the proxy's element"],
+    ["URI=spiffe://meshwork/operator,By=spiffe://meshwork/oldshop;URI=spiffe://meshwork/gateway", "two elements (the proxy appended instead of replacing)"],
+    ['By=spiffe://meshwork/oldshop;URI=spiffe://meshwork/gate"way', "a quote inside a bare value"],
+    ['By=spiffe://meshwork/oldshop;URI="spiffe://meshwork/gateway"x', "text after a closing quote"],
+    ['By=spiffe://meshwork/oldshop;Subject="a\\";URI=spiffe://meshwork/gateway', "an escaped quote left open"],
+  ])("refuses %j (%s) as no caller, 401", async (header) => {
+    expect(await asForwarded(header)).toBe(401);
+  });
+
+  it("admits one element naming a listed caller, quoted or not", async () => {
+    expect(await asForwarded('By=spiffe://meshwork/oldshop;Hash=ab;Subject="";URI="spiffe://meshwork/gateway"')).toBe(200);
+    expect(await asForwarded("By=spiffe://meshwork/oldshop;URI=spiffe://meshwork/order")).toBe(200);
   });
 });

@@ -94,6 +94,15 @@ async function databaseAnswers(sql: postgres.Sql): Promise<boolean> {
   return answered;
 }
 
+/**
+ * A 401 or 403, with the connection closed after it: a refused caller holds none of the
+ * maxConnections sockets, which it could otherwise keep alive until they are all taken.
+ */
+function refuse(res: ServerResponse, status: 401 | 403, error: string): void {
+  res.setHeader("connection", "close");
+  sendJson(res, status, { error });
+}
+
 function handleApi(products: Products, req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams, canWrite: boolean): Promise<void> | void {
   if (path === "/api/products") {
     if (req.method !== "GET") return sendJson(res, 405, { error: "method not allowed" });
@@ -112,10 +121,10 @@ function handleApi(products: Products, req: IncomingMessage, res: ServerResponse
     case "GET":
       return products.get(sku).then((product) => (product ? sendJson(res, 200, product) : sendJson(res, 404, { error: "not found" })));
     case "PUT":
-      if (!canWrite) return sendJson(res, 403, { error: "this caller may not write" });
+      if (!canWrite) return refuse(res, 403, "this caller may not write");
       return readJson(req, MAX_BODY_BYTES).then(async (body) => sendJson(res, 200, await products.put(sku, validProductChange(body))));
     case "DELETE":
-      if (!canWrite) return sendJson(res, 403, { error: "this caller may not write" });
+      if (!canWrite) return refuse(res, 403, "this caller may not write");
       return products.remove(sku).then((deleted) => (deleted ? sendJson(res, 204) : sendJson(res, 404, { error: "not found" })));
     default:
       return sendJson(res, 405, { error: "method not allowed" });
@@ -144,8 +153,8 @@ export async function startOldShop(options: OldShopOptions): Promise<OldShop> {
 
   const serveApi = (req: IncomingMessage, res: ServerResponse) => {
     const caller = callerOf(req, options.tls !== undefined, trustedProxies);
-    if (caller === "none") return sendJson(res, 401, { error: "a mesh client certificate is required" });
-    if (!readers.has(caller.identity)) return sendJson(res, 403, { error: `${caller.identity} may not call the old shop` });
+    if (caller === "none") return refuse(res, 401, "a mesh client certificate is required");
+    if (!readers.has(caller.identity)) return refuse(res, 403, `${caller.identity} may not call the old shop`);
     const url = new URL(req.url ?? "/", "http://oldshop");
     const answer = async () => (url.pathname === "/healthz" && req.method === "GET" ? health(res) : handleApi(products, req, res, url.pathname, url.searchParams, writers.has(caller.identity)));
     answer().catch((err: unknown) => {

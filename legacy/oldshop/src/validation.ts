@@ -18,10 +18,15 @@ const MAX_BLURB_LENGTH = 2000;
 const DECIMAL_PRICE = /^\d{1,10}(\.\d{1,2})?$/;
 const CURRENCY = /^[A-Z]{3}$/;
 const CONTROL = /[\u0000-\u001f\u007f]/;
+/** "." and ".." (any run of dots alone): a client putting the SKU in a URL path would resolve it to another path. */
+const DOTS_ONLY = /^\.+$/;
 
 export function validSku(sku: string, field = "sku"): string {
   if (sku.length === 0 || sku.length > MAX_SKU_LENGTH) throw new BadRequest(`${field} must be 1 to ${MAX_SKU_LENGTH} characters`, field);
   if (CONTROL.test(sku)) throw new BadRequest(`${field} must not contain control characters`, field);
+  // The catalog's change capture cannot map a blank SKU and would halt on it.
+  if (sku.trim() === "") throw new BadRequest(`${field} must not be blank`, field);
+  if (DOTS_ONLY.test(sku)) throw new BadRequest(`${field} must not be made of dots alone`, field);
   return sku;
 }
 
@@ -32,10 +37,12 @@ export function validSkuFilter(values: readonly string[]): string[] | undefined 
   return values.map((sku) => validSku(sku));
 }
 
-const text = (body: Record<string, unknown>, field: string, min: number, max: number, fallback?: string): string => {
+/** A text field of at most `max` characters; `required`: not blank after trimming, as the catalog's change capture cannot map a blank one and would halt on it. */
+const text = (body: Record<string, unknown>, field: string, required: boolean, max: number, fallback?: string): string => {
   const value = body[field] ?? fallback;
   if (typeof value !== "string") throw new BadRequest(`${field} must be a string`, field);
-  if (value.length < min || value.length > max) throw new BadRequest(`${field} must be ${min} to ${max} characters`, field);
+  if (value.length > max) throw new BadRequest(`${field} must be at most ${max} characters`, field);
+  if (required && value.trim() === "") throw new BadRequest(`${field} must not be blank`, field);
   return value;
 };
 
@@ -43,8 +50,8 @@ const text = (body: Record<string, unknown>, field: string, min: number, max: nu
 export function validProductChange(body: unknown): ProductChange {
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw new BadRequest("the body must be a JSON object", "body");
   const fields = body as Record<string, unknown>;
-  const title = text(fields, "title", 1, MAX_TITLE_LENGTH);
-  const blurb = text(fields, "blurb", 0, MAX_BLURB_LENGTH, "");
+  const title = text(fields, "title", true, MAX_TITLE_LENGTH);
+  const blurb = text(fields, "blurb", false, MAX_BLURB_LENGTH, "");
   const price = fields["price"];
   if (typeof price !== "string" || !DECIMAL_PRICE.test(price)) throw new BadRequest('price must be a decimal string such as "12.99": at least 0, below 1e10, at most 2 decimals', "price");
   const currency = fields["currency"];
