@@ -176,6 +176,11 @@ describe("the old shop's anti-corruption adapter", () => {
       expect.soft([err.code, err.rawMessage]).toEqual([Code.InvalidArgument, expect.stringContaining(field)]);
     }
     expect((await codeOf(shop.client.updateProduct({ sku: "", price: { currencyCode: "USD", minorUnits: 1n } }))).rawMessage).toMatch(/^sku: required/);
+    // "/api/products/.." would be another path: refused before sending.
+    for (const sku of [".", "..", "..."]) {
+      const err = await codeOf(shop.client.updateProduct({ sku, name: "Mug", price: { currencyCode: "USD", minorUnits: 1n } }));
+      expect.soft([sku, err.code, err.rawMessage]).toEqual([sku, Code.InvalidArgument, "sku: must not be only dots"]);
+    }
     expect(seen).toHaveLength(0);
     answer = { status: 400, body: JSON.stringify({ error: "1 to 200 characters", field: "title" }) };
     const refused = await codeOf(write(100n));

@@ -107,6 +107,8 @@ function mapLegacyProduct(item: unknown, at: string): Product {
  */
 function legacyWriteOf(request: UpdateProductRequest): { title: string; blurb: string; price: string; currency: string } {
   if (request.sku === "" || request.sku.length > MAX_SKU) throw new ConnectError(`sku: required, at most ${MAX_SKU} characters`, Code.InvalidArgument);
+  // "/api/products/.." resolves to another path than this SKU's: never sent.
+  if (/^\.+$/.test(request.sku)) throw new ConnectError("sku: must not be only dots", Code.InvalidArgument);
   if (!request.price) throw new ConnectError("price: required", Code.InvalidArgument);
   const price = decimalOf(request.price.minorUnits);
   if (price === undefined) throw new ConnectError("price.minor_units: from 0 to below 10^12", Code.InvalidArgument);

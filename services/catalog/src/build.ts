@@ -45,22 +45,16 @@ export function build(deps: CatalogDeps): Promise<ServiceServer> {
     retained: { inbox: { table: inbox, consumed: eventStream("catalog"), deadLetters: deadLetterStream } },
     async setup({ db, bus, metrics, mesh }) {
       const slot = deps.cdcSlot ?? DEFAULT_SLOT;
-      const store = createCatalogStore(db, slot);
-      // Read only: the catalog follows where writes go; the console's user moves them.
+      // The capture holds a change by its content (against catalog.sync_back), never by the route.
+      const store = createCatalogStore(db, slot, deps.logger);
+      // Read only: the catalog follows where writes go; the console's user moves them. Only
+      // UpdateProduct reads it, as a fence: a write is taken here only while routed here.
       const routes = openRouteTable({ bus, routes: catalogRoutes, logger: deps.logger });
       const writesHere = () => routes.route(CATALOG_WRITE_ROUTE).mode === "new";
-      // A legacy write committed before the route moved, captured after, is still the old shop's
-      // to give: applied. Only changes committed since (echoes, writes past the facade) are held.
-      // Both times are to the millisecond; one in the move's own millisecond counts as before it
-      // (no echo comes back that fast: it needs a write here, its relay and its PUT first).
-      const writesHereAt = (committedAt: Date) => {
-        const route = routes.route(CATALOG_WRITE_ROUTE);
-        return route.mode === "new" && !(route.changeTime !== "" && committedAt.getTime() <= Date.parse(route.changeTime));
-      };
       const applied = new Counter({ name: "catalog_cdc_applied_changes_total", help: "Source changes applied to the catalog", registers: [metrics.registry] });
       const held = new Counter({
         name: "catalog_cdc_captured_while_writes_here_total",
-        help: "Source changes captured but not applied because catalog writes were routed here (the sync back's echoes, or writes past the facade)",
+        help: "Source changes captured but not applied: their SKU had writes taken here not yet seen back, and they were none of them (writes past the facade, or legacy changes meeting a write here)",
         registers: [metrics.registry],
       });
       let capturedWhileWritesHere = 0;
@@ -69,7 +63,6 @@ export function build(deps: CatalogDeps): Promise<ServiceServer> {
         source: { url: deps.cdcSourceUrl, slot, publication: deps.cdcPublication ?? DEFAULT_PUBLICATION },
         logger: deps.logger,
         onApplied: (changes) => applied.inc(changes),
-        writesHere: writesHereAt,
         onHeld: (changes) => {
           capturedWhileWritesHere += changes;
           held.inc(changes);

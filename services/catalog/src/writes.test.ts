@@ -31,7 +31,7 @@ const failureOf = async (call: Promise<unknown>) => {
   throw new Error("the call succeeded");
 };
 
-describe("catalog writes moved by the route table: UpdateProduct, the sync back to the old shop, its echoes held", () => {
+describe("catalog writes moved by the route table: UpdateProduct, the sync back to the old shop, its echoes matched by content", () => {
   let nats: TestNats;
   let server: ServiceServer;
   let oldShop: OldShop;
@@ -100,6 +100,8 @@ describe("catalog writes moved by the route table: UpdateProduct, the sync back 
       [write("", "Mug", 1n), "sku: is required"],
       [write("MW-\nMUG", "Mug", 1n), "sku: must not contain control characters"],
       [write("x".repeat(129), "Mug", 1n), "sku: must be at most 128 characters"],
+      [write(".", "Mug", 1n), "sku: must not be only dots"],
+      [write("..", "Mug", 1n), "sku: must not be only dots"],
       [write("MW-MUG-001", " ", 1n), "name: is required"],
       [write("MW-MUG-001", "n".repeat(201), 1n), "name: must be at most 200 characters"],
       [write("MW-MUG-001", "Mug", 1n, "d".repeat(2001)), "description: must be at most 2000 characters"],
@@ -115,10 +117,8 @@ describe("catalog writes moved by the route table: UpdateProduct, the sync back 
     expect(await legacyRow("MW-MUG-001")).toMatchObject({ price: "12.99" });
   });
 
-  it("under new: a write lands in the catalog, the sync back puts it in the old shop, and its echo is counted, not applied", async () => {
-    const heldBefore = (await status()).capturedWhileWritesHere;
-    // The capture held up (its position row locked) across the move: a legacy write committed
-    // before the move, captured after it, is still applied.
+  /** Holds the change capture (its position row locked) until the returned release is called. */
+  const holdCapture = async () => {
     let release!: () => void;
     let locked!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
@@ -129,51 +129,85 @@ describe("catalog writes moved by the route table: UpdateProduct, the sync back 
       await released;
     });
     await isLocked;
-    await legacy`update oldshop.products set title = 'Hoodie, last legacy edition' where sku = 'MW-HOD-004'`;
+    return async () => {
+      release();
+      await holding;
+    };
+  };
+  const syncBackRows = (sku: string) => catalogDb`select name, price_minor::int as price, state from catalog.sync_back where sku = ${sku} order by seq`;
+  const legacyUpdatedAt = async (sku: string) => (await legacy`select updated_at from oldshop.products where sku = ${sku}`)[0]!.updated_at as Date;
+  const outboxEvents = async (sku: string) => Number((await catalogDb`select count(*)::int as n from catalog.outbox where aggregate_id = ${sku}`)[0]!.n);
+  const settled = () => eventually(async () => expect((await status()).syncBackPending).toBe(0n), 30_000);
+
+  it("under new: a write is put in the old shop and stays pending, marked sent, until the capture sees its echo, which is not applied", async () => {
     await move("new");
-    release();
-    await holding;
-    await eventually(async () => expect(await catalogRow("MW-HOD-004")).toMatchObject({ name: "Hoodie, last legacy edition" }));
-    // The probe move() wrote here comes back as one echo, held: after it, counts are exact.
-    await eventually(async () => expect((await status()).capturedWhileWritesHere).toBe(heldBefore + 1n));
-    const before = await status();
+    await settled();
+    const heldBefore = (await status()).capturedWhileWritesHere;
+    const resume = await holdCapture();
     const { product } = await asConsole.updateProduct(write("MW-MUG-001", "Mug, second edition", 1500n));
     expect([product?.name, product?.price?.minorUnits]).toEqual(["Mug, second edition", 1500n]);
     expect(await catalogRow("MW-MUG-001")).toEqual({ name: "Mug, second edition", description: "About Mug, second edition.", price: 1500, currency: "USD", source_lsn: "" });
     await eventually(async () => expect(await legacyRow("MW-MUG-001")).toEqual({ title: "Mug, second edition", blurb: "About Mug, second edition.", price: "15.00", currency: "USD" }));
-    const after = await eventually(async () => {
-      const now = await status();
-      expect(now.syncBackPending).toBe(0n);
-      expect(now.capturedWhileWritesHere - before.capturedWhileWritesHere).toBe(1n);
-      return now;
-    });
-    expect(after.appliedLsn).not.toBe(before.appliedLsn);
-    // The echo moved the position, not the product: still the write taken here.
+    // In the old shop, but its echo not seen yet: still pending.
+    await eventually(async () => expect(await syncBackRows("MW-MUG-001")).toEqual([{ name: "Mug, second edition", price: 1500, state: "sent" }]));
+    expect((await status()).syncBackPending).toBe(1n);
+    const positionBefore = (await status()).appliedLsn;
+    await resume();
+    await settled();
+    expect(await syncBackRows("MW-MUG-001")).toEqual([]);
+    const after = await status();
+    expect(after.appliedLsn).not.toBe(positionBefore);
+    // The echo moved the position, not the product, and is no held change.
     expect(await catalogRow("MW-MUG-001")).toMatchObject({ name: "Mug, second edition", source_lsn: "" });
-
-    // The same values again: the same answer, no second write to sync back.
-    const events = async () => Number((await catalogDb`select count(*)::int as n from catalog.outbox where aggregate_id = 'MW-MUG-001'`)[0]!.n);
-    const written = await events();
-    expect((await asConsole.updateProduct(write("MW-MUG-001", "Mug, second edition", 1500n))).product).toEqual(product);
-    expect(await events()).toBe(written);
-
-    // A write past the facade, straight into the old shop's table, is captured and held too.
-    const held = (await status()).capturedWhileWritesHere;
-    await legacy`update oldshop.products set price = '1.00' where sku = 'MW-TEE-002'`;
-    await eventually(async () => expect((await status()).capturedWhileWritesHere).toBe(held + 1n));
-    expect(await catalogRow("MW-TEE-002")).toMatchObject({ price: 2499 });
+    expect(after.capturedWhileWritesHere).toBe(heldBefore);
   });
 
-  it("a burst of writes to one SKU ends with both sides at the last one, its echoes all held", async () => {
+  it("under new: the same values again are a write of their own, put to the old shop again", async () => {
+    await settled();
+    const [events, putAt] = [await outboxEvents("MW-MUG-001"), await legacyUpdatedAt("MW-MUG-001")];
+    const resume = await holdCapture();
+    const { product } = await asConsole.updateProduct(write("MW-MUG-001", "Mug, second edition", 1500n));
+    expect(product?.name).toBe("Mug, second edition");
+    expect(await outboxEvents("MW-MUG-001")).toBe(events + 1);
+    expect(await syncBackRows("MW-MUG-001")).toEqual([{ name: "Mug, second edition", price: 1500, state: expect.stringMatching(/^(pending|sent)$/) }]);
+    await eventually(async () => expect((await legacyUpdatedAt("MW-MUG-001")).getTime()).toBeGreaterThan(putAt.getTime()));
+    await resume();
+    await settled();
+  });
+
+  it("under new: a legacy change of a SKU with no write pending here is applied, whatever the route says", async () => {
+    await settled();
+    const held = (await status()).capturedWhileWritesHere;
+    // A gateway whose route table lags still writing to the old shop, or a move back not yet seen.
+    await legacy`update oldshop.products set title = 'Hoodie, legacy edition' where sku = 'MW-HOD-004'`;
+    await eventually(async () => expect(await catalogRow("MW-HOD-004")).toMatchObject({ name: "Hoodie, legacy edition" }));
+    expect((await status()).capturedWhileWritesHere).toBe(held);
+  });
+
+  it("under new: a change straight into the old shop meeting a pending write to its SKU is held and counted; the write here ends on both sides", async () => {
+    await settled();
+    const held = (await status()).capturedWhileWritesHere;
+    // Captured only after the write here is taken: the capture held up across both.
+    const resume = await holdCapture();
+    await legacy`update oldshop.products set price = '1.00' where sku = 'MW-TEE-002'`;
+    await asConsole.updateProduct(write("MW-TEE-002", "Tee, catalog edition", 2600n));
+    await eventually(async () => expect(await legacyRow("MW-TEE-002")).toMatchObject({ title: "Tee, catalog edition", price: "26.00" }));
+    await resume();
+    await settled();
+    expect((await status()).capturedWhileWritesHere).toBe(held + 1n);
+    expect(await catalogRow("MW-TEE-002")).toMatchObject({ name: "Tee, catalog edition", price: 2600 });
+    expect(await legacyRow("MW-TEE-002")).toEqual({ title: "Tee, catalog edition", blurb: "About Tee, catalog edition.", price: "26.00", currency: "USD" });
+  });
+
+  it("a burst of writes to one SKU ends with both sides at the last one, every echo seen back and none held", async () => {
+    await settled();
     const held = (await status()).capturedWhileWritesHere;
     const prices = Array.from({ length: 20 }, (_, i) => BigInt(500 + i));
     const answers = await Promise.all(prices.map((price) => asConsole.updateProduct(write("MW-STK-003", `Stickers at ${price}`, price))));
     expect(answers).toHaveLength(20);
     const last = await catalogRow("MW-STK-003");
-    await eventually(async () => {
-      const now = await status();
-      expect([now.syncBackPending, now.capturedWhileWritesHere - held]).toEqual([0n, 20n]);
-    }, 30_000);
+    await settled();
+    expect((await status()).capturedWhileWritesHere).toBe(held);
     expect(await catalogRow("MW-STK-003")).toEqual(last);
     const decimal = `${Math.floor(last!.price / 100)}.${String(last!.price % 100).padStart(2, "0")}`;
     expect(await legacyRow("MW-STK-003")).toEqual({ title: last!.name, blurb: last!.description, price: decimal, currency: "USD" });
@@ -186,29 +220,39 @@ describe("catalog writes moved by the route table: UpdateProduct, the sync back 
     expect((await status()).syncBackPending).toBe(0n);
   });
 
-  it("the sync back keeps a write the old shop refuses pending with its refusal, drops one it took, and puts no captured change", async () => {
-    const refusal = new ConnectError("title: title must be 1 to 200 characters (the old shop)", Code.InvalidArgument);
+  it("the sync back keeps a write the old shop refuses (400) or whose path it does not know (404) with its refusal, marks one it took sent, and puts no captured change", async () => {
+    const refusals: Record<string, ConnectError> = {
+      "MW-REFUSED": new ConnectError("title: title must be 1 to 200 characters (the old shop)", Code.InvalidArgument),
+      "MW-GONE": new ConnectError("no such product (the old shop)", Code.NotFound),
+    };
     const put: string[] = [];
-    const handler = syncBackHandler({ putProduct: async (product) => (put.push(product.sku), product.sku === "MW-REFUSED" ? Promise.reject(refusal) : product) }, silentLogger);
+    const handler = syncBackHandler({ putProduct: async (product) => (put.push(product.sku), refusals[product.sku] ? Promise.reject(refusals[product.sku]) : product) }, silentLogger);
     const client = connect(catalogRoleUrl);
     const db = drizzle(client);
     try {
       const event = (sku: string, origin: ProductChangeOrigin) => create(ProductChangedSchema, { sku, name: sku, price: toMoney("USD", 100), origin });
-      const [refused, taken, captured] = [randomUUID(), randomUUID(), randomUUID()];
-      await catalogDb`insert into catalog.sync_back (event_id, sku) values (${refused}, 'MW-REFUSED'), (${taken}, 'MW-TAKEN')`;
+      const [refused, gone, taken, captured] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+      await catalogDb`insert into catalog.sync_back (event_id, sku, name, description, price_minor, currency)
+        values (${refused}, 'MW-REFUSED', 'MW-REFUSED', '', 100, 'USD'), (${gone}, 'MW-GONE', 'MW-GONE', '', 100, 'USD'), (${taken}, 'MW-TAKEN', 'MW-TAKEN', '', 100, 'USD')`;
       const envelope = (id: string) => ({ id, type: ProductChangedSchema.typeName, source: "catalog", time: new Date() });
       await db.transaction(async (tx) => {
         await handler.handle(tx, event("MW-REFUSED", ProductChangeOrigin.WRITTEN), envelope(refused));
+        await handler.handle(tx, event("MW-GONE", ProductChangeOrigin.WRITTEN), envelope(gone));
         await handler.handle(tx, event("MW-TAKEN", ProductChangeOrigin.WRITTEN), envelope(taken));
         await handler.handle(tx, event("MW-CAPTURED", ProductChangeOrigin.CAPTURED), envelope(captured));
       });
-      expect(put).toEqual(["MW-REFUSED", "MW-TAKEN"]);
-      expect(await catalogDb`select sku, refusal from catalog.sync_back`).toEqual([{ sku: "MW-REFUSED", refusal: refusal.rawMessage }]);
-      expect((await status()).syncBackPending).toBe(1n);
+      expect(put).toEqual(["MW-REFUSED", "MW-GONE", "MW-TAKEN"]);
+      expect(await catalogDb`select sku, state, refusal from catalog.sync_back order by seq`).toEqual([
+        { sku: "MW-REFUSED", state: "refused", refusal: refusals["MW-REFUSED"]!.rawMessage },
+        { sku: "MW-GONE", state: "refused", refusal: refusals["MW-GONE"]!.rawMessage },
+        // Taken, but pending until the capture sees its echo.
+        { sku: "MW-TAKEN", state: "sent", refusal: null },
+      ]);
+      expect((await status()).syncBackPending).toBe(3n);
       // An old shop that is away fails the handler, so the consumer redelivers it: the row stays.
       const away = syncBackHandler({ putProduct: () => Promise.reject(new ConnectError("the old shop is unreachable", Code.Unavailable)) }, silentLogger);
       await expect(db.transaction((tx) => away.handle(tx, event("MW-REFUSED", ProductChangeOrigin.WRITTEN), envelope(refused)))).rejects.toMatchObject({ code: Code.Unavailable });
-      expect((await status()).syncBackPending).toBe(1n);
+      expect((await status()).syncBackPending).toBe(3n);
     } finally {
       await client.end();
     }

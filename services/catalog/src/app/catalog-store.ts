@@ -1,7 +1,7 @@
-import { asc, count, eq, inArray, sql } from "drizzle-orm";
+import { asc, count, eq, inArray, notInArray, sql } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
-import { appendToOutbox, type DomainEvent, type SqlExecutor } from "#platform";
+import { appendToOutbox, type DomainEvent, type Logger, type SqlExecutor } from "#platform";
 import { ProductChangeOrigin, ProductChangedSchema } from "#gen/shop/catalog/v1/catalog_events_pb.js";
 import { toMoney } from "#shop/money.js";
 import { UnmappableChangeError } from "../domain/errors.js";
@@ -29,7 +29,7 @@ export interface ApplyOutcome {
   applied: number;
   /** The stored position was already at or past it: nothing done. */
   skipped: boolean;
-  /** Changes captured while catalog writes are routed here: the position moved past them, the products did not. */
+  /** Changes of SKUs with writes taken here not yet seen back that are none of them: the position moved past them, the products did not. */
   held: number;
 }
 
@@ -49,19 +49,25 @@ export interface CatalogStore {
    */
   writeSnapshot(lsn: bigint, rows: AsyncIterable<readonly CatalogProduct[]>): Promise<number>;
   /**
-   * Applies a source transaction unless the stored position is already at or past it. With
-   * `writesHere` (the route table has moved catalog writes to the catalog, the source of truth
-   * now) only the position is committed: what the old shop sends then is the sync back's echo,
-   * or a write made past the facade, and applying it could undo a newer write taken here.
+   * Applies a source transaction unless the stored position is already at or past it, matching
+   * each change against the writes taken here by content, whatever the route table says:
+   * - a SKU without sync_back rows: applied (the old shop's to give);
+   * - an upsert carrying the values of the SKU's oldest row (or of a later one, the earlier
+   *   echoes lost): the echo of the sync back, those rows deleted, nothing applied (the catalog
+   *   holds that write or a newer one);
+   * - any other change of a SKU with rows (a write past the facade, or a legacy change from
+   *   before the move meeting a write here): held, not applied; the write here wins and the
+   *   sync back overwrites it in the old shop.
+   * `ignoredRouteOption` is not read: the reader still passes it, until its next change drops it.
    */
-  applyTransaction(transaction: SourceTransaction, options?: { writesHere: boolean }): Promise<ApplyOutcome>;
+  applyTransaction(transaction: SourceTransaction, ignoredRouteOption?: { writesHere: boolean }): Promise<ApplyOutcome>;
   /**
    * A write taken here (UpdateProduct): the product, its ProductChanged (origin WRITTEN) in the
-   * outbox and its sync back row, in one transaction. The same values as stored change nothing
-   * and answer the same: `changed` is false.
+   * outbox and its sync back row with its values, in one transaction. The same values again are
+   * written again: the PUT repairs an old shop that diverged.
    */
-  updateProduct(product: CatalogProduct): Promise<{ row: ProductRow; changed: boolean }>;
-  /** Writes taken here not yet written to the old shop by the sync back (refused ones included). */
+  updateProduct(product: CatalogProduct): Promise<{ row: ProductRow }>;
+  /** Writes taken here whose echo the capture has not yet seen from the old shop (refused ones included). */
   countSyncBackPending(): Promise<number>;
 }
 
@@ -81,8 +87,12 @@ const written = (product: CatalogProduct): DomainEvent<typeof ProductChangedSche
   aggregateId: product.sku,
 });
 
-const sameProduct = (row: ProductRow, product: CatalogProduct) =>
-  row.name === product.name && row.description === product.description && row.priceMinor === product.priceMinor && row.currency === product.currency;
+/** A captured product carries a write's values; a blurb the source left unchanged (TOASTed) is taken as the write's. */
+const carries = (captured: CapturedProduct, write: CatalogProduct) =>
+  captured.name === write.name &&
+  (captured.description === undefined || captured.description === write.description) &&
+  captured.priceMinor === write.priceMinor &&
+  captured.currency === write.currency;
 
 const removed = (lsn: bigint, sku: string): DomainEvent<typeof ProductChangedSchema> => ({
   schema: ProductChangedSchema,
@@ -91,7 +101,32 @@ const removed = (lsn: bigint, sku: string): DomainEvent<typeof ProductChangedSch
   aggregateId: sku,
 });
 
-export function createCatalogStore(db: Db, slot: string): CatalogStore {
+/** `logger` takes the warning for each held change; a test of the capture alone may leave it out. */
+export function createCatalogStore(db: Db, slot: string, logger?: Logger): CatalogStore {
+  const log = logger?.child({ component: "catalog-store" });
+
+  /**
+   * One writer of a SKU at a time, even of one not held yet: UpdateProduct's events are in commit
+   * order, and the capture's match against a SKU's writes cannot miss one committing meanwhile.
+   */
+  const lockSku = (tx: SqlExecutor, sku: string) => tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${`catalog.products:${sku}`}, 0))`);
+
+  /** The SKU's writes taken here not yet seen back, oldest first, locked against the sync back's marking. */
+  const writesNotSeenBack = (tx: SqlExecutor, sku: string) => tx.select().from(syncBack).where(eq(syncBack.sku, sku)).orderBy(asc(syncBack.seq)).for("update");
+
+  /** Whether the change is the echo of writes taken here (their rows then deleted), or held against them; undefined: the SKU has none. */
+  async function matchEcho(tx: SqlExecutor, change: ProductChange): Promise<"echo" | "held" | undefined> {
+    const sku = change.kind === "delete" ? change.sku : change.product.sku;
+    await lockSku(tx, sku);
+    const rows = await writesNotSeenBack(tx, sku);
+    if (rows.length === 0) return undefined;
+    if (change.kind === "delete") return "held";
+    const echoed = rows.findIndex((row) => carries(change.product, row));
+    if (echoed < 0) return "held";
+    await tx.delete(syncBack).where(inArray(syncBack.eventId, rows.slice(0, echoed + 1).map((row) => row.eventId)));
+    return "echo";
+  }
+
   async function upsert(tx: SqlExecutor, lsn: bigint, product: CatalogProduct) {
     const values = { ...product, sourceLsn: formatLsn(lsn), updatedAt: sql`now()` };
     await tx.insert(products).values(values).onConflictDoUpdate({ target: products.sku, set: values });
@@ -140,23 +175,37 @@ export function createCatalogStore(db: Db, slot: string): CatalogStore {
       });
     },
 
-    applyTransaction({ endLsn, truncated, changes }, { writesHere } = { writesHere: false }) {
-      return db.transaction(async (tx) => {
+    async applyTransaction({ endLsn, truncated, changes }) {
+      const heldSkus: string[] = [];
+      const outcome = await db.transaction(async (tx): Promise<ApplyOutcome> => {
+        heldSkus.length = 0; // a retried transaction starts over
         // The row lock also orders this against any other writer of the slot's position.
         const [stored] = await tx.select({ lsn: cdcPosition.lsn }).from(cdcPosition).where(eq(cdcPosition.slot, slot)).for("update");
         if (!stored) throw new Error(`slot ${slot} has no position: a transaction arrived before the backfill committed`);
         // Delivered again after a crash before its acknowledgement reached the source.
         if (parseLsn(stored.lsn) >= endLsn) return { applied: 0, skipped: true, held: 0 };
-        if (writesHere) {
-          await savePosition(tx, endLsn);
-          return { applied: 0, skipped: false, held: changes.size + (truncated ? 1 : 0) };
-        }
         const events: DomainEvent<typeof ProductChangedSchema>[] = [];
+        let applied = 0;
         if (truncated) {
-          const gone = await tx.delete(products).returning({ sku: products.sku });
+          // A SKU written here and not seen back keeps its product: the write here wins.
+          const kept = await tx.selectDistinct({ sku: syncBack.sku }).from(syncBack);
+          const keptSkus = kept.map(({ sku }) => sku);
+          const gone = await tx
+            .delete(products)
+            .where(keptSkus.length > 0 ? notInArray(products.sku, keptSkus) : undefined)
+            .returning({ sku: products.sku });
           events.push(...gone.filter(({ sku }) => !changes.has(sku)).map(({ sku }) => removed(endLsn, sku)));
+          heldSkus.push(...keptSkus.filter((sku) => !changes.has(sku)));
+          applied += 1;
         }
         for (const change of changes.values()) {
+          const match = await matchEcho(tx, change);
+          if (match === "echo") continue;
+          if (match === "held") {
+            heldSkus.push(change.kind === "delete" ? change.sku : change.product.sku);
+            continue;
+          }
+          applied += 1;
           if (change.kind === "delete") {
             await tx.delete(products).where(eq(products.sku, change.sku));
             events.push(removed(endLsn, change.sku));
@@ -168,21 +217,25 @@ export function createCatalogStore(db: Db, slot: string): CatalogStore {
         }
         await appendToOutbox(tx, outbox, events);
         await savePosition(tx, endLsn);
-        return { applied: changes.size + (truncated ? 1 : 0), skipped: false, held: 0 };
+        return { applied, skipped: false, held: heldSkus.length };
       });
+      if (outcome.held > 0) {
+        log?.warn(
+          { lsn: formatLsn(endLsn), skus: heldSkus.slice(0, 10), changes: outcome.held },
+          "captured change not applied: its SKU has writes taken here not yet seen back from the old shop, and it is none of them (a write past the facade, or a legacy change meeting a write here); the write here wins and the sync back overwrites it",
+        );
+      }
+      return outcome;
     },
 
     updateProduct(product) {
       return db.transaction(async (tx) => {
-        // One writer of a SKU at a time, even of one not held yet, so its events are in commit order.
-        await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${`catalog.products:${product.sku}`}, 0))`);
-        const [stored] = await tx.select().from(products).where(eq(products.sku, product.sku));
-        if (stored && sameProduct(stored, product)) return { row: stored, changed: false };
+        await lockSku(tx, product.sku);
         const values = { ...product, sourceLsn: "", updatedAt: sql`now()` };
         const [row] = await tx.insert(products).values(values).onConflictDoUpdate({ target: products.sku, set: values }).returning();
         const [eventId] = await appendToOutbox(tx, outbox, [written(product)]);
-        await tx.insert(syncBack).values({ eventId: eventId!, sku: product.sku });
-        return { row: row!, changed: true };
+        await tx.insert(syncBack).values({ eventId: eventId!, ...product });
+        return { row: row! };
       });
     },
 

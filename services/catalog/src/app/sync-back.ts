@@ -26,13 +26,14 @@ export interface SyncBackOptions {
  * shop, in the order written, so that moving writes back to it loses none; captured changes
  * came from the old shop and are passed over. One event in flight at a time: a failed PUT is
  * redelivered before any later one, so the old shop never ends on an older value, and its
- * echoes come back in the catalog's order. The PUT and the removal of the write's sync_back
- * row commit with the inbox record; a redelivery PUTs the same values again, which is harmless.
+ * echoes come back in the catalog's order. The write's sync_back row is marked sent with the
+ * inbox record, and stays until the change capture sees its echo; a redelivery PUTs the same
+ * values again, whose second echo the capture applies as the value the catalog already holds.
  *
  * An old shop that is away, slow or refusing this caller is retried for as long as it takes
  * (never dead-lettered: that would lose the write). A write the old shop calls invalid (400)
- * cannot succeed by retrying: it is logged as an error and its sync_back row keeps the
- * refusal, still counted as pending, and the writes after it go on.
+ * or whose path it does not know (404) cannot succeed by retrying: it is logged as an error and
+ * its sync_back row keeps the refusal, still counted as pending, and the writes after it go on.
  */
 export function startSyncBack(options: SyncBackOptions) {
   return startEventConsumer({
@@ -52,6 +53,9 @@ export function startSyncBack(options: SyncBackOptions) {
   });
 }
 
+/** The old shop's answers that no retry changes: the write is invalid to it (400), or its path names no product (404). */
+const PERMANENT_REFUSALS = new Set([Code.InvalidArgument, Code.NotFound]);
+
 /** The sync back's handling of one ProductChanged, inside the transaction that records it in the inbox. */
 export function syncBackHandler(oldShop: SyncBackOptions["oldShop"], logger: Logger) {
   const log = logger.child({ component: "sync-back" });
@@ -61,12 +65,14 @@ export function syncBackHandler(oldShop: SyncBackOptions["oldShop"], logger: Log
     try {
       await oldShop.putProduct(product);
     } catch (err) {
-      if (ConnectError.from(err).code !== Code.InvalidArgument) throw err;
-      const refusal = ConnectError.from(err).rawMessage.slice(0, 500);
+      const { code, rawMessage } = ConnectError.from(err);
+      if (!PERMANENT_REFUSALS.has(code)) throw err;
+      const refusal = rawMessage.slice(0, 500);
       log.error({ sku: event.sku, eventId: envelope.id, refusal }, "the old shop refused a write taken here; it stays pending in catalog.sync_back");
-      await tx.update(syncBack).set({ refusal }).where(eq(syncBack.eventId, envelope.id));
+      await tx.update(syncBack).set({ state: "refused", refusal }).where(eq(syncBack.eventId, envelope.id));
       return;
     }
-    await tx.delete(syncBack).where(eq(syncBack.eventId, envelope.id));
+    // Its echo may already have deleted the row: then nothing to mark.
+    await tx.update(syncBack).set({ state: "sent" }).where(eq(syncBack.eventId, envelope.id));
   });
 }

@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { bigint, char, check, pgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { bigint, char, check, index, pgSchema, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import { createInboxTable, createOutboxTable } from "#platform";
 
 /** Catalog owns this Postgres schema; no other service reads it. */
@@ -36,17 +36,31 @@ export const cdcPosition = catalogSchema.table("cdc_position", {
 });
 
 /**
- * Writes taken here that the sync back has not yet written to the old shop: one row per
- * UpdateProduct event, inserted with it and deleted in the transaction that records its PUT.
- * A write the old shop refused (400) stays, with the refusal: it is not in the old shop, so it
- * still counts against moving writes back.
+ * Writes taken here, with their values, until the change capture sees each come back from the
+ * old shop: one row per UpdateProduct (the same values again included), inserted with its
+ * event. The sync back marks it sent (or refused, with the refusal) once it has PUT it; the
+ * capture deletes it when a captured change of its SKU carries its values (its echo). A
+ * captured change of a SKU with rows that matches none of them is held: the write taken here
+ * wins. So the row count is the writes not yet seen in the old shop, what moving writes back
+ * waits for.
  */
-export const syncBack = catalogSchema.table("sync_back", {
-  eventId: uuid("event_id").primaryKey(),
-  sku: text("sku").notNull(),
-  writtenAt: timestamp("written_at", { withTimezone: true }).notNull().defaultNow(),
-  refusal: text("refusal"),
-});
+export const syncBack = catalogSchema.table(
+  "sync_back",
+  {
+    eventId: uuid("event_id").primaryKey(),
+    /** The order of a SKU's writes: taken under the SKU's lock, so increasing in commit order (written_at is not). */
+    seq: bigint("seq", { mode: "bigint" }).generatedAlwaysAsIdentity().notNull(),
+    sku: text("sku").notNull(),
+    name: text("name").notNull(),
+    description: text("description").notNull(),
+    priceMinor: bigint("price_minor", { mode: "number" }).notNull(),
+    currency: char("currency", { length: 3 }).notNull(),
+    state: text("state", { enum: ["pending", "sent", "refused"] }).notNull().default("pending"),
+    writtenAt: timestamp("written_at", { withTimezone: true }).notNull().defaultNow(),
+    refusal: text("refusal"),
+  },
+  (t) => [index("sync_back_sku_seq_idx").on(t.sku, t.seq), check("sync_back_state", sql`${t.state} in ('pending', 'sent', 'refused')`)],
+);
 
 export const outbox = createOutboxTable(catalogSchema);
 

@@ -65,6 +65,7 @@ export interface ProductWrite {
 
 const MAX_NAME_LENGTH = 200;
 const CONTROL = /[\u0000-\u001f\u007f]/;
+const ONLY_DOTS = /^\.+$/;
 const MAX_DESCRIPTION_LENGTH = 2000;
 /** The old shop's numeric(12,2) holds below 10^10, so minor units below 10^12: every write must fit the sync back. */
 const MAX_MINOR_EXCLUSIVE = 10n ** 12n;
@@ -74,6 +75,8 @@ export function requireProductWrite(write: ProductWrite): CatalogProduct {
   const sku = requireText(write.sku, "sku", MAX_SKU_LENGTH);
   // The old shop refuses these in a SKU: a write it cannot take must not be taken here either.
   if (CONTROL.test(sku)) throw new InvalidArgumentError("sku", "must not contain control characters");
+  // The old shop's path /api/products/.. would resolve to another path: such a write could not be synced back.
+  if (ONLY_DOTS.test(sku)) throw new InvalidArgumentError("sku", "must not be only dots");
   const name = requireText(write.name, "name", MAX_NAME_LENGTH);
   if (write.description.length > MAX_DESCRIPTION_LENGTH) throw new InvalidArgumentError("description", `must be at most ${MAX_DESCRIPTION_LENGTH} characters`);
   if (!write.price) throw new InvalidArgumentError("price", "is required");
