@@ -42,7 +42,7 @@ describe("meshNatsUsers", () => {
     expect(publishers("$JS.API.STREAM.UPDATE.SHOP_ORDER")).toEqual(["order"]);
     expect(publishers("$JS.API.STREAM.CREATE.SHOP_ORDER")).toEqual(["order"]);
     expect(publishers("$JS.API.STREAM.INFO.SHOP_ORDER")).toContain("notification");
-    expect(publishers("$JS.API.STREAM.CREATE.SHOP_DLQ")).toEqual(["notification"]);
+    expect(publishers("$JS.API.STREAM.CREATE.SHOP_DLQ")).toEqual(["catalog", "notification"]); // the consumers, whose dead letters go there
     expect(publishers("$JS.API.STREAM.CREATE.EVIL")).toEqual([]);
     expect(publishers("$JS.API.STREAM.MSG.DELETE.SHOP_DLQ")).toEqual(["operator", "console"]);
     expect(publishers("$JS.API.STREAM.MSG.GET.SHOP_ORDER")).not.toContain("console");
@@ -64,8 +64,8 @@ describe("meshNatsUsers", () => {
   });
 
   it("lets the old shop's callers follow the route table, and only the console and the operator write it", () => {
-    expect(publishers("$JS.API.CONSUMER.CREATE.KV_meshwork_routes.KV_WATCHER_1.$KV.meshwork_routes.>")).toEqual(["order", "gateway", "operator", "console"]);
-    expect(publishers("$JS.API.STREAM.INFO.KV_meshwork_routes")).toEqual(expect.arrayContaining(["order", "gateway", "console"]));
+    expect(publishers("$JS.API.CONSUMER.CREATE.KV_meshwork_routes.KV_WATCHER_1.$KV.meshwork_routes.>")).toEqual(["catalog", "order", "gateway", "operator", "console"]);
+    expect(publishers("$JS.API.STREAM.INFO.KV_meshwork_routes")).toEqual(expect.arrayContaining(["catalog", "order", "gateway", "console"]));
     expect(publishers("$KV.meshwork_routes.shop.gateway.v1.StorefrontService.ListProducts")).toEqual(["operator", "console"]);
     for (const action of ["DELETE", "PURGE", "UPDATE", "MSG.DELETE"]) expect(publishers(`$JS.API.STREAM.${action}.KV_meshwork_routes`)).toEqual([]);
   });
