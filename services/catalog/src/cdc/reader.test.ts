@@ -1,17 +1,24 @@
 import { randomBytes } from "node:crypto";
+import { createServer, connect as connectTcp, type Socket } from "node:net";
 import { resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { createClient, createRouterTransport } from "@connectrpc/connect";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { fromBinary } from "@bufbuild/protobuf";
 import { openDatabase, type Database } from "#platform";
 import { ProductChangedSchema } from "#gen/shop/catalog/v1/catalog_events_pb.js";
+import { CatalogService, SyncState } from "#gen/shop/catalog/v1/catalog_service_pb.js";
 import { connect, createTestDatabase } from "#tests/support/databases.js";
 import { eventually } from "#tests/support/eventually.js";
 import { createCatalogStore, type CatalogStore } from "../app/catalog-store.js";
 import { tables } from "../db/schema.js";
 import { createOldShopSource } from "../testing/old-shop-source.js";
-import { parseLsn } from "../domain/lsn.js";
+import { formatLsn, parseLsn } from "../domain/lsn.js";
+import { createRoutes } from "../rpc/routes.js";
+import { confirmApplied } from "./confirm.js";
 import { startCdcReader, type CdcReader, type CdcReaderOptions } from "./reader.js";
+import { slotLoss } from "./source.js";
 
 /** A logger whose lines the test can read (the reader's warnings say why it reconnects). */
 function capturingLogger() {
@@ -19,6 +26,61 @@ function capturingLogger() {
   const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
   return { logger, lines };
 }
+
+function deferred() {
+  let resolve!: () => void;
+  const promise = new Promise<void>((done) => (resolve = done));
+  return { promise, resolve };
+}
+
+/** A TCP relay to the source, closed to make the source unreachable (connections cut, none taken). */
+async function startRelay(target: URL) {
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connectTcp(Number(target.port), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on("error", () => {}).on("close", () => (client.destroy(), upstream.destroy(), sockets.delete(socket)));
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  const port = (server.address() as { port: number }).port;
+  const url = new URL(target);
+  url.hostname = "127.0.0.1";
+  url.port = String(port);
+  return {
+    url: url.toString(),
+    close: () => new Promise<void>((done) => (server.close(() => done()), sockets.forEach((socket) => socket.destroy()))),
+  };
+}
+
+describe("confirming a position to the source", () => {
+  /** pg-logical-replication's acknowledge(lsn) sends lsn + 1; what the source receives is recorded. */
+  const sent = async (applied: bigint) => {
+    const received: bigint[] = [];
+    await confirmApplied({ acknowledge: async (lsn: string) => (received.push(parseLsn(lsn) + 1n), true) }, applied);
+    return received.map(formatLsn);
+  };
+
+  it("sends exactly the applied position, borrowing from the high word when the low one is 0, and nothing for 0", async () => {
+    expect(await sent(parseLsn("16/B374D848"))).toEqual(["16/B374D848"]);
+    expect(await sent(parseLsn("1/0"))).toEqual(["1/0"]);
+    expect(await sent(parseLsn("0/1"))).toEqual(["0/1"]);
+    expect(await sent(0n)).toEqual([]);
+  });
+});
+
+describe("a slot the catalog can no longer read from", () => {
+  it("is one that is gone, on another database, or invalidated (wal_status lost, or an invalidation_reason from PG17)", () => {
+    expect(slotLoss("s", undefined, "db")).toBe("slot s no longer exists on the source");
+    expect(slotLoss("s", { database: "other" }, "db")).toBe("slot s now belongs to database other, not db");
+    expect(slotLoss("s", { database: "db", wal_status: "lost" }, "db")).toBe("slot s was invalidated by the source (wal_status lost)");
+    expect(slotLoss("s", { database: "db", wal_status: "lost", invalidation_reason: "wal_removed" }, "db")).toBe("slot s was invalidated by the source (invalidation_reason wal_removed, wal_status lost)");
+    expect(slotLoss("s", { database: "db", wal_status: "reserved", invalidation_reason: null }, "db")).toBeUndefined();
+    expect(slotLoss("s", { database: "db", wal_status: "unreserved" }, "db")).toBeUndefined();
+  });
+});
 
 describe("change capture from the old shop's database (pgoutput) into the catalog, against real Postgres", () => {
   const cleanups: (() => Promise<unknown>)[] = [];
@@ -51,7 +113,11 @@ describe("change capture from the old shop's database (pgoutput) into the catalo
         return { sku: event.sku, name: event.name, minor: Number(event.price?.minorUnits ?? 0), removed: event.removed };
       });
     const insert = (sku: string, title: string, price: string) => legacy`insert into oldshop.products (sku, title, blurb, price, currency) values (${sku}, ${title}, ${`About ${title}`}, ${price}, 'USD')`;
-    return { legacy, catalogSql, slot, store, start, catalogRows, position, events, insert, log };
+    const confirmedFlush = async () => (await legacy`select confirmed_flush_lsn::text as lsn from pg_replication_slots where slot_name = ${slot}`)[0]?.["lsn"] as string | undefined;
+    /** GetSyncStatus as the wire carries it, over the catalog's routes. */
+    const syncStatus = (reader: CdcReader) =>
+      createClient(CatalogService, createRouterTransport(createRoutes({ store, syncStatus: () => ({ ...reader.status(), capturedWhileWritesHere: 0 }), writesHere: () => false }))).getSyncStatus({});
+    return { legacy, catalogSql, cdcUrl, slot, store, start, catalogRows, position, events, insert, log, confirmedFlush, syncStatus };
   }
 
   it("backfills from the slot's snapshot, then streams inserts, updates and deletes, one catalog transaction per source transaction", async () => {
@@ -240,10 +306,91 @@ describe("change capture from the old shop's database (pgoutput) into the catalo
     const before = await f.position();
     await f.insert("MW-NEG", "Negative", "-1.00");
     await f.insert("MW-GOOD", "Good", "1.00");
-    await eventually(async () => expect(reader.status().halted).toContain('"MW-NEG": price must be a non-negative decimal'));
-    expect(reader.status().state).toBe("disconnected");
-    expect(f.log.lines.some((line) => line.level >= 50 && line.msg.startsWith("change capture STOPPED"))).toBe(true);
+    await eventually(async () => expect(reader.status().state).toBe("halted"));
+    expect(reader.status().halted).toMatch(/^a source change cannot be mapped \(.*"MW-NEG": price must be a non-negative decimal.*\); the catalog applies nothing more until/);
+    expect(await f.syncStatus(reader)).toMatchObject({ state: SyncState.HALTED, haltedReason: reader.status().halted });
+    expect(f.log.lines.some((line) => line.level >= 50 && line.msg.startsWith("change capture HALTED: a source change cannot be mapped"))).toBe(true);
     expect(await f.catalogRows()).toEqual([]);
     expect(await f.position()).toBe(before);
+  });
+
+  it("confirms exactly the applied commit's end, so the transaction committed right after it is delivered again after a reconnect", async () => {
+    const f = await fixture();
+    const first = f.start();
+    await eventually(async () => expect(first.status().state).toBe("streaming"));
+    // The second product the catalog gets is refused: whichever source transaction commits second is not applied, nor confirmed.
+    await f.catalogSql.unsafe(`
+      create function catalog.refuse_second() returns trigger language plpgsql as $$ begin if exists (select 1 from catalog.products) then raise exception 'second refused'; end if; return new; end $$;
+      create trigger refuse_second before insert on catalog.products for each row execute function catalog.refuse_second();
+    `);
+    // Both write before either commits, and commit back to back: the second's commit record starts where the first's ends.
+    const gates = [deferred(), deferred()];
+    const written = [deferred(), deferred()];
+    const transactions = ["MW-FIRST", "MW-SECOND"].map((sku, i) =>
+      f.legacy.begin(async (tx) => {
+        await tx`insert into oldshop.products (sku, title, price, currency) values (${sku}, ${sku}, '1.00', 'USD')`;
+        written[i]!.resolve();
+        await gates[i]!.promise;
+      }),
+    );
+    await Promise.all(written.map((w) => w.promise));
+    gates[0]!.resolve();
+    await transactions[0];
+    gates[1]!.resolve();
+    await transactions[1];
+
+    await eventually(async () => expect(f.log.lines.filter((line) => line.err?.message.includes("second refused")).length).toBeGreaterThanOrEqual(2));
+    expect((await f.catalogRows()).map((r) => r["sku"])).toEqual(["MW-FIRST"]);
+    // The slot is confirmed at the first commit's end LSN, the catalog's stored position: not a byte past it.
+    const applied = await f.position();
+    await eventually(async () => expect(await f.confirmedFlush()).toBe(applied));
+    await first.stop();
+
+    await f.catalogSql`drop trigger refuse_second on catalog.products`;
+    const next = f.start();
+    await eventually(async () => expect((await f.catalogRows()).map((r) => r["sku"])).toEqual(["MW-FIRST", "MW-SECOND"]));
+    expect(next.status().appliedChanges).toBe(1);
+  });
+
+  it("halts, saying why, when the source dropped its slot while it was stopped, and never creates the slot again over its stored position", async () => {
+    const f = await fixture();
+    await f.insert("MW-KEPT", "Kept", "1.00");
+    const first = f.start();
+    await eventually(async () => expect(first.status().state).toBe("streaming"));
+    await first.stop();
+    const stored = await f.position();
+    // As the old shop's admin, once the stopped reader's walsender has let go of it.
+    await eventually(async () => expect(await f.legacy`select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = ${f.slot} and not active`).toHaveLength(1));
+    await f.insert("MW-GONE", "Gone", "2.00");
+
+    const reader = f.start();
+    await eventually(async () => expect(reader.status().state).toBe("halted"));
+    const reason = `slot ${f.slot} no longer exists on the source: its changes since ${stored} are gone; re-backfill: delete from catalog.cdc_position where slot = '${f.slot}' and restart the catalog`;
+    expect(reader.status().halted).toContain(reason);
+    expect(await f.syncStatus(reader)).toMatchObject({ state: SyncState.HALTED, haltedReason: reader.status().halted, appliedLsn: stored });
+    expect(f.log.lines.some((line) => line.level >= 50 && line.msg === `change capture HALTED: ${reader.status().halted}`)).toBe(true);
+    // Halted stays halted: no retries, no new slot, no backfill over the stored position.
+    const attempts = f.log.lines.length;
+    await sleep(500);
+    expect(f.log.lines.length).toBe(attempts);
+    expect(reader.status().state).toBe("halted");
+    expect(await f.legacy`select slot_name from pg_replication_slots where slot_name = ${f.slot}`).toEqual([]);
+    expect(await f.position()).toBe(stored);
+    expect((await f.catalogRows()).map((r) => r["sku"])).toEqual(["MW-KEPT"]);
+  });
+
+  it("reports lag growing from when an unreachable source was last heard from, the bytes as last known, and keeps retrying", async () => {
+    const f = await fixture();
+    const relay = await startRelay(new URL(f.cdcUrl));
+    const reader = f.start({ source: { url: relay.url, slot: f.slot, publication: "oldshop_catalog" } });
+    await eventually(async () => expect(reader.status().state).toBe("streaming"));
+    expect(reader.status()).toMatchObject({ lagMs: 0, lagBytes: 0n });
+    await relay.close();
+    await eventually(async () => expect(reader.status().state).toBe("disconnected"));
+    const early = reader.status().lagMs;
+    await eventually(async () => expect(reader.status().lagMs).toBeGreaterThan(early + 500));
+    expect(reader.status()).toMatchObject({ state: "disconnected", lagBytes: 0n, halted: undefined });
+    expect(Number((await f.syncStatus(reader)).lagMs)).toBeGreaterThan(early + 500);
+    expect(f.log.lines.filter((line) => line.msg === "change capture disconnected; reconnecting").length).toBeGreaterThanOrEqual(2);
   });
 });

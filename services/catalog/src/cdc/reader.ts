@@ -5,7 +5,8 @@ import type { CatalogStore, ProductChange } from "../app/catalog-store.js";
 import { UnmappableChangeError } from "../domain/errors.js";
 import { formatLsn, parseLsn } from "../domain/lsn.js";
 import { fromLegacyRow } from "../domain/product.js";
-import { SOURCE_TABLE, backfillFromNewSlot, replicationClientConfig, type SourceOptions } from "./source.js";
+import { confirmApplied } from "./confirm.js";
+import { SOURCE_TABLE, backfillFromNewSlot, inspectSlotLoss, replicationClientConfig, type SourceOptions } from "./source.js";
 import { createSyncProgress, type SyncStatus } from "./sync-status.js";
 
 export interface CdcReaderOptions {
@@ -48,8 +49,10 @@ const isSourceTable = (relation: Pgoutput.MessageRelation) => relation.schema ==
  * the catalog has no position, then streams the slot (pgoutput) from the stored position,
  * applying each source transaction in one catalog transaction and acknowledging it only
  * after that commits. Reconnects with backoff while the source is away; the slot keeps every
- * change meanwhile. A change it cannot map stops it for good, logged as an error and visible
- * as growing lag: the catalog never diverges from the source silently.
+ * change meanwhile. It halts for good, logged as an error and reported (state halted, with
+ * why), at a change it cannot map, and when the source has invalidated or dropped the slot
+ * (its changes are gone; it never creates a slot again over a stored position): the catalog
+ * never diverges from the source silently.
  */
 export function startCdcReader(options: CdcReaderOptions): CdcReader {
   const { store, source, logger } = options;
@@ -140,7 +143,7 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
           // Heard of WAL past it (a keepalive while this applied)? Ask for a keepalive now, whose
           // WAL end shows the catalog caught up, rather than report lag until the next one comes.
           const behind = progress.sourceLsn !== undefined && progress.sourceLsn > endLsn;
-          await replication.acknowledge(formatLsn(endLsn), behind);
+          await confirmApplied(replication, endLsn, behind);
           // Only now is the stream idle: a keepalive before this must not confirm past the transaction.
           receiving = undefined;
           return;
@@ -155,12 +158,14 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
     };
 
     replication.on("start", () => {
+      progress.contact();
       progress.state = "streaming";
       log.info({ from: formatLsn(from) }, "streaming changes from the old shop");
     });
     replication.on("error", fail);
     replication.on("data", async (_lsn: string, message: Pgoutput.Message) => {
       handled++;
+      progress.contact();
       if (failure !== undefined) return;
       try {
         await handle(message);
@@ -170,6 +175,7 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
     });
     replication.on("heartbeat", (walEnd: string, _time: number, shouldRespond: boolean) => {
       const end = parseLsn(walEnd);
+      progress.contact();
       progress.heard(end);
       // Everything the server sent before this keepalive is applied: the slot holds nothing
       // for the catalog below its WAL end, so that is where the catalog stands (the built-in
@@ -179,7 +185,7 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
         progress.applied(end, progress.appliedTime ?? new Date(), 0);
         progressed();
       }
-      if (idle || shouldRespond) void replication.acknowledge(formatLsn(progress.appliedLsn ?? from));
+      if (idle || shouldRespond) void confirmApplied(replication, progress.appliedLsn ?? from);
     });
     try {
       await replication.subscribe(plugin, source.slot, formatLsn(from));
@@ -192,21 +198,40 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
     if (!stopping.signal.aborted) throw new Error("the replication stream ended");
   }
 
+  /** Stops the reader for good, loudly: retrying cannot help, only an operator can. */
+  function halt(reason: string, fields: Record<string, unknown>) {
+    progress.halt(reason);
+    log.error({ ...fields, reason }, `change capture HALTED: ${reason}`);
+  }
+
+  /** Why a stream from `lsn` can never succeed again (the slot is lost), or undefined; a source that cannot be asked is an outage. */
+  async function slotLost(lsn: bigint) {
+    const loss = await inspectSlotLoss(source).catch(() => undefined);
+    if (loss === undefined) return undefined;
+    return `${loss}: its changes since ${formatLsn(lsn)} are gone; re-backfill: delete from catalog.cdc_position where slot = '${source.slot}' and restart the catalog (it drops what is left of the slot, creates it again and copies ${SOURCE_TABLE.schema}.${SOURCE_TABLE.name} afresh)`;
+  }
+
   async function run() {
     let failures = 0;
     while (!stopping.signal.aborted) {
+      let streamedFrom: bigint | undefined;
       try {
         const position = await ensurePosition();
         progress.applied(position.lsn, position.appliedAt, 0);
+        streamedFrom = position.lsn;
         // The backoff starts over once the stream moves on, not merely when it connects: a
         // transaction that fails every time it is applied is retried ever more slowly.
         await stream(position.lsn, () => (failures = 0));
       } catch (err) {
         if (stopping.signal.aborted) break;
         if (err instanceof UnmappableChangeError) {
-          progress.halted = err.message;
-          progress.state = "disconnected";
-          log.error({ err, sku: err.sku, field: err.field }, "change capture STOPPED: a source change cannot be mapped; the catalog applies nothing more until this is fixed and the service restarted");
+          halt(`a source change cannot be mapped (${err.message}); the catalog applies nothing more until the old shop's row (or the mapping) is fixed and the catalog restarted`, { err, sku: err.sku, field: err.field });
+          return;
+        }
+        // With a position stored, the slot must still hold every change after it; asked only once a stream failed.
+        const lost = streamedFrom === undefined ? undefined : await slotLost(streamedFrom);
+        if (lost !== undefined) {
+          halt(lost, { err });
           return;
         }
         log.warn({ err }, "change capture disconnected; reconnecting");

@@ -81,3 +81,42 @@ async function* snapshotRows(reader: pg.Client): AsyncIterable<readonly CatalogP
     after = rows[rows.length - 1]!["sku"] as string;
   }
 }
+
+/** The slot's row in pg_replication_slots, as JSON: invalidation_reason exists from PG17, conflicting from PG16. */
+export interface SlotRow {
+  database: string | null;
+  wal_status?: string | null;
+  invalidation_reason?: string | null;
+  conflicting?: boolean | null;
+}
+
+/**
+ * Why the slot can no longer give the catalog its changes, or undefined while it can: gone, on
+ * another database (a new slot took its name), or invalidated by the source (its WAL removed
+ * past max_slot_wal_keep_size, or rows it needed vacuumed away). Such changes are lost for good.
+ */
+export function slotLoss(slot: string, row: SlotRow | undefined, database: string): string | undefined {
+  if (!row) return `slot ${slot} no longer exists on the source`;
+  if (row.database !== database) return `slot ${slot} now belongs to database ${row.database ?? "(none)"}, not ${database}`;
+  if (row.invalidation_reason) return `slot ${slot} was invalidated by the source (invalidation_reason ${row.invalidation_reason}, wal_status ${row.wal_status ?? "unknown"})`;
+  if (row.wal_status === "lost") return `slot ${slot} was invalidated by the source (wal_status lost)`;
+  if (row.conflicting) return `slot ${slot} was invalidated by the source (conflicting with recovery)`;
+  return undefined;
+}
+
+/** Asks the source whether the slot is lost (see slotLoss); rejects when the source cannot be asked. */
+export async function inspectSlotLoss({ url, slot }: SourceOptions): Promise<string | undefined> {
+  const client = new pg.Client(clientConfig(url, false));
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ row: SlotRow | null; here: string }>(
+      "select current_database() as here, (select to_jsonb(s) from pg_replication_slots s where slot_name = $1) as row",
+      [slot],
+    );
+    const { row, here } = rows[0]!;
+    return slotLoss(slot, row ?? undefined, here);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}

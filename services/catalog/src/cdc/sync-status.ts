@@ -1,6 +1,6 @@
 import { maxLsn } from "../domain/lsn.js";
 
-export type SyncState = "backfilling" | "streaming" | "disconnected";
+export type SyncState = "backfilling" | "streaming" | "disconnected" | "halted";
 
 /** What GetSyncStatus and the lag metrics report of the change capture. */
 export interface SyncStatus {
@@ -10,13 +10,17 @@ export interface SyncStatus {
   appliedLsn: bigint | undefined;
   /** The newest source position heard of: a transaction's end announced, a keepalive's WAL end. */
   sourceLsn: bigint | undefined;
+  /** As last known: while not streaming, the source's WAL end cannot be heard. */
   lagBytes: bigint;
-  /** How long the oldest change heard of but not applied has waited; 0 when caught up. */
+  /**
+   * How long the oldest change heard of but not applied has waited; 0 when caught up. While not
+   * streaming, at least the time since the source was last heard from: an outage is not health.
+   */
   lagMs: number;
   appliedTime: Date | undefined;
   /** Changes applied since this process started. */
   appliedChanges: number;
-  /** Why the reader stopped for good (a change it cannot map), until a restart. */
+  /** Why the reader stopped for good (state halted) until an operator acts and restarts it. */
   halted: string | undefined;
 }
 
@@ -29,9 +33,15 @@ export function createSyncProgress(slot: string, now: () => number = Date.now) {
     sourceLsn: undefined as bigint | undefined,
     /** Commit time (ms) of the oldest transaction heard of and not yet applied. */
     oldestPendingCommitMs: undefined as number | undefined,
+    /** When the source last said anything (a message, a keepalive, a stream starting); the reader's start before that. */
+    lastHeardMs: now(),
     appliedChanges: 0,
     halted: undefined as string | undefined,
 
+    /** The source said something: it is there. */
+    contact() {
+      progress.lastHeardMs = now();
+    },
     heard(lsn: bigint) {
       progress.sourceLsn = progress.sourceLsn === undefined ? lsn : maxLsn(progress.sourceLsn, lsn);
     },
@@ -45,18 +55,24 @@ export function createSyncProgress(slot: string, now: () => number = Date.now) {
       progress.oldestPendingCommitMs = undefined;
       progress.heard(lsn);
     },
+    /** Stops reporting progress for good: only an operator can move the capture on. */
+    halt(reason: string) {
+      progress.state = "halted";
+      progress.halted = reason;
+    },
 
     snapshot(): SyncStatus {
       const { appliedLsn, sourceLsn } = progress;
       const lagBytes = appliedLsn !== undefined && sourceLsn !== undefined && sourceLsn > appliedLsn ? sourceLsn - appliedLsn : 0n;
-      const lagMs = progress.oldestPendingCommitMs === undefined ? 0 : Math.max(0, now() - progress.oldestPendingCommitMs);
+      const pendingMs = progress.oldestPendingCommitMs === undefined ? 0 : now() - progress.oldestPendingCommitMs;
+      const unheardMs = progress.state === "disconnected" || progress.state === "halted" ? now() - progress.lastHeardMs : 0;
       return {
         slot,
         state: progress.state,
         appliedLsn,
         sourceLsn,
         lagBytes,
-        lagMs,
+        lagMs: Math.max(0, pendingMs, unheardMs),
         appliedTime: progress.appliedTime,
         appliedChanges: progress.appliedChanges,
         halted: progress.halted,

@@ -24,6 +24,7 @@ const stateToWire: Record<SyncStatus["state"], SyncState> = {
   backfilling: SyncState.BACKFILLING,
   streaming: SyncState.STREAMING,
   disconnected: SyncState.DISCONNECTED,
+  halted: SyncState.HALTED,
 };
 
 const lsnText = (lsn: bigint | undefined) => (lsn === undefined ? "" : formatLsn(lsn));
@@ -56,6 +57,7 @@ export function createRoutes({ store, syncStatus, writesHere }: CatalogRouteDeps
           products: BigInt(products),
           syncBackPending: BigInt(syncBackPending),
           capturedWhileWritesHere: BigInt(status.capturedWhileWritesHere),
+          haltedReason: status.halted ?? "",
         };
       },
     });
