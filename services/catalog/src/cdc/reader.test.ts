@@ -6,7 +6,7 @@ import { createClient, createRouterTransport } from "@connectrpc/connect";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { fromBinary } from "@bufbuild/protobuf";
-import { openDatabase, type Database } from "#platform";
+import { createMetrics, openDatabase, type Database } from "#platform";
 import { ProductChangedSchema } from "#gen/shop/catalog/v1/catalog_events_pb.js";
 import { CatalogService, SyncState } from "#gen/shop/catalog/v1/catalog_service_pb.js";
 import { connect, createTestDatabase } from "#tests/support/databases.js";
@@ -17,6 +17,7 @@ import { createOldShopSource } from "../testing/old-shop-source.js";
 import { formatLsn, parseLsn } from "../domain/lsn.js";
 import { createRoutes } from "../rpc/routes.js";
 import { confirmApplied } from "./confirm.js";
+import { registerCdcGauges } from "./metrics.js";
 import { startCdcReader, type CdcReader, type CdcReaderOptions } from "./reader.js";
 import { slotLoss } from "./source.js";
 
@@ -117,7 +118,13 @@ describe("change capture from the old shop's database (pgoutput) into the catalo
     /** GetSyncStatus as the wire carries it, over the catalog's routes. */
     const syncStatus = (reader: CdcReader) =>
       createClient(CatalogService, createRouterTransport(createRoutes({ store, syncStatus: () => ({ ...reader.status(), capturedWhileWritesHere: 0 }), writesHere: () => false }))).getSyncStatus({});
-    return { legacy, catalogSql, cdcUrl, slot, store, start, catalogRows, position, events, insert, log, confirmedFlush, syncStatus };
+    /** The reader's gauges as /metrics renders them. */
+    const gauges = async (reader: CdcReader) => {
+      const metrics = createMetrics("catalog");
+      registerCdcGauges(metrics, reader);
+      return metrics.registry.metrics();
+    };
+    return { gauges, legacy, catalogSql, cdcUrl, slot, store, start, catalogRows, position, events, insert, log, confirmedFlush, syncStatus };
   }
 
   it("backfills from the slot's snapshot, then streams inserts, updates and deletes, one catalog transaction per source transaction", async () => {
@@ -299,7 +306,7 @@ describe("change capture from the old shop's database (pgoutput) into the catalo
     expect((await f.catalogRows()).map((r) => r["sku"])).toEqual(["MW-SLOW"]);
   });
 
-  it("stops at a change it cannot map (a negative price), applies nothing after it, and says why", async () => {
+  it("halts at a change it cannot map (a negative price), applies nothing after it, and reports why (HALTED with halted_reason, an error logged)", async () => {
     const f = await fixture();
     const reader = f.start();
     await eventually(async () => expect(reader.status().state).toBe("streaming"));
@@ -369,6 +376,7 @@ describe("change capture from the old shop's database (pgoutput) into the catalo
     expect(reader.status().halted).toContain(reason);
     expect(await f.syncStatus(reader)).toMatchObject({ state: SyncState.HALTED, haltedReason: reader.status().halted, appliedLsn: stored });
     expect(f.log.lines.some((line) => line.level >= 50 && line.msg === `change capture HALTED: ${reader.status().halted}`)).toBe(true);
+    expect(await f.gauges(reader)).toMatch(/^catalog_cdc_halted\{service="catalog"\} 1$/m);
     // Halted stays halted: no retries, no new slot, no backfill over the stored position.
     const attempts = f.log.lines.length;
     await sleep(500);
@@ -385,12 +393,15 @@ describe("change capture from the old shop's database (pgoutput) into the catalo
     const reader = f.start({ source: { url: relay.url, slot: f.slot, publication: "oldshop_catalog" } });
     await eventually(async () => expect(reader.status().state).toBe("streaming"));
     expect(reader.status()).toMatchObject({ lagMs: 0, lagBytes: 0n });
+    expect(await f.gauges(reader)).toMatch(/^catalog_cdc_halted\{service="catalog"\} 0$/m);
     await relay.close();
     await eventually(async () => expect(reader.status().state).toBe("disconnected"));
     const early = reader.status().lagMs;
     await eventually(async () => expect(reader.status().lagMs).toBeGreaterThan(early + 500));
     expect(reader.status()).toMatchObject({ state: "disconnected", lagBytes: 0n, halted: undefined });
     expect(Number((await f.syncStatus(reader)).lagMs)).toBeGreaterThan(early + 500);
+    const lagSeconds = /^catalog_cdc_lag_seconds\{service="catalog"\} (\S+)$/m.exec(await f.gauges(reader))?.[1];
+    expect(Number(lagSeconds)).toBeGreaterThan((early + 500) / 1000);
     expect(f.log.lines.filter((line) => line.msg === "change capture disconnected; reconnecting").length).toBeGreaterThanOrEqual(2);
   });
 });
