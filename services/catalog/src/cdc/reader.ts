@@ -229,7 +229,8 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
           return;
         }
         // With a position stored, the slot must still hold every change after it; asked only once a stream failed.
-        const lost = streamedFrom === undefined ? undefined : await slotLost(streamedFrom);
+        // Lost since the furthest position applied: this stream may have moved past where it started.
+        const lost = streamedFrom === undefined ? undefined : await slotLost(progress.appliedLsn ?? streamedFrom);
         if (lost !== undefined) {
           halt(lost, { err });
           return;
