@@ -1,13 +1,14 @@
 import { resolve } from "node:path";
 import { Counter } from "prom-client";
 import { CatalogService } from "#gen/shop/catalog/v1/catalog_service_pb.js";
-import { openRouteTable, startService, type Metrics, type ServiceRuntime, type ServiceServer } from "#platform";
+import { openRouteTable, startService, type ServiceRuntime, type ServiceServer } from "#platform";
 import { CATALOG_WRITE_ROUTE, catalogRoutes } from "#shop/catalog-router.js";
 import { createOldShopCatalog } from "#shop/old-shop-catalog.js";
 import { deadLetterStream, eventStream } from "#shop/streams.js";
 import { createCatalogStore } from "./app/catalog-store.js";
 import { startSyncBack } from "./app/sync-back.js";
-import { startCdcReader, type CdcReader, type CdcReaderOptions } from "./cdc/reader.js";
+import { registerCdcGauges } from "./cdc/metrics.js";
+import { startCdcReader, type CdcReaderOptions } from "./cdc/reader.js";
 import { DEFAULT_PUBLICATION, DEFAULT_SLOT } from "./cdc/source.js";
 import { inbox, outbox, tables } from "./db/schema.js";
 import { createRoutes } from "./rpc/routes.js";
@@ -25,12 +26,6 @@ export interface CatalogDeps extends ServiceRuntime {
   oldshopUrl: string;
   /** Redelivery delays of the sync back after a failed PUT; tests pass short ones. */
   syncBackBackoffMs?: number[];
-}
-
-/** The change capture's lag on the ops port's /metrics, read at scrape time. */
-function registerLagGauges(metrics: Metrics, reader: CdcReader) {
-  metrics.gauge("catalog_cdc_lag_bytes", "WAL bytes between the newest source position heard of and the one applied", [], async () => [{ value: Number(reader.status().lagBytes) }]);
-  metrics.gauge("catalog_cdc_lag_seconds", "How long the oldest source change not yet applied has waited; 0 when caught up", [], async () => [{ value: reader.status().lagMs / 1000 }]);
 }
 
 /** Wires catalog together and starts serving; main.ts and tests both call this. */
@@ -69,7 +64,7 @@ export function build(deps: CatalogDeps): Promise<ServiceServer> {
         },
         ...(deps.cdcBackoff ? { backoff: deps.cdcBackoff } : {}),
       });
-      registerLagGauges(metrics, reader);
+      registerCdcGauges(metrics, reader);
       const oldShopTls = mesh.peerTls("oldshop");
       const oldShop = createOldShopCatalog({ baseUrl: deps.oldshopUrl, ...(oldShopTls ? { tls: oldShopTls } : {}) });
       const syncBack = startSyncBack({
