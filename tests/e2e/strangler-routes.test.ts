@@ -257,7 +257,7 @@ describe("the route table's operator RPCs and CLI", () => {
 
       // A write the sync back has not yet taken to the old shop (standing in for one it is
       // down for) holds the route on the new side.
-      await sql`insert into catalog.sync_back (event_id, sku) values (gen_random_uuid(), 'MW-OPS-200')`;
+      await sql`insert into catalog.sync_back (event_id, sku, name, description, price_minor, currency) values (gen_random_uuid(), 'MW-OPS-200', 'Ops', '', 100, 'USD')`;
       const held = await failure(ops.setRoute({ method: UPDATE_PRODUCT, mode: RouteMode.LEGACY }));
       expect(held).toMatchObject({ code: Code.FailedPrecondition, rawMessage: expect.stringContaining("sync_back_pending is 1") });
       expect(await cli(["set", "UpdateProduct", "legacy"])).toMatchObject({ status: 1, err: expect.stringContaining("FailedPrecondition: mode: catalog writes stay on the new side") });

@@ -60,7 +60,7 @@ export interface CatalogStore {
    *   sync back overwrites it in the old shop.
    * `ignoredRouteOption` is not read: the reader still passes it, until its next change drops it.
    */
-  applyTransaction(transaction: SourceTransaction, ignoredRouteOption?: { writesHere: boolean }): Promise<ApplyOutcome>;
+  applyTransaction(transaction: SourceTransaction): Promise<ApplyOutcome>;
   /**
    * A write taken here (UpdateProduct): the product, its ProductChanged (origin WRITTEN) in the
    * outbox and its sync back row with its values, in one transaction. The same values again are

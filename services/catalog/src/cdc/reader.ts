@@ -20,9 +20,7 @@ export interface CdcReaderOptions {
    * told (the applied-changes counter). Until it returns, the transaction is unacknowledged.
    */
   onApplied?: (changes: number) => Promise<void> | void;
-  /** Whether catalog writes were routed here when a source transaction committed: then its changes are held, not applied. */
-  writesHere?: (committedAt: Date) => boolean;
-  /** Called, like onApplied, with the changes of a transaction held because writes are routed here. */
+  /** Called, like onApplied, with the changes the store held: they met a write taken here not yet seen back (catalog-store.ts). */
   onHeld?: (changes: number) => Promise<void> | void;
 }
 
@@ -129,17 +127,15 @@ export function startCdcReader(options: CdcReaderOptions): CdcReader {
           const transaction = current();
           if (!message.commitEndLsn) throw new Error("a commit arrived without its end LSN");
           const endLsn = parseLsn(message.commitEndLsn);
-          const writesHere = options.writesHere?.(transaction.committedAt) ?? false;
           const { truncated, changes } = transaction;
-          const outcome = truncated || changes.size > 0 ? store.applyTransaction({ endLsn, truncated, changes }, { writesHere }) : Promise.resolve({ applied: 0, skipped: true, held: 0 });
+          const outcome = truncated || changes.size > 0 ? store.applyTransaction({ endLsn, truncated, changes }) : Promise.resolve({ applied: 0, skipped: true, held: 0 });
           applying = outcome.catch(() => {});
           const { applied, skipped, held } = await outcome;
           progress.applied(endLsn, new Date(), applied);
           progressed();
-          if (held > 0) {
-            log.info({ lsn: formatLsn(endLsn), skus: [...transaction.changes.keys()].slice(0, 10), changes: held }, "captured change not applied: catalog writes are routed here (the sync back's echo, or a write past the facade)");
-            await options.onHeld?.(held);
-          } else if (!skipped) await options.onApplied?.(applied);
+          // The store logs what it held, with the SKUs.
+          if (held > 0) await options.onHeld?.(held);
+          if (!skipped && applied > 0) await options.onApplied?.(applied);
           // Heard of WAL past it (a keepalive while this applied)? Ask for a keepalive now, whose
           // WAL end shows the catalog caught up, rather than report lag until the next one comes.
           const behind = progress.sourceLsn !== undefined && progress.sourceLsn > endLsn;
