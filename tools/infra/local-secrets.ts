@@ -9,7 +9,7 @@ import { join } from "node:path";
  * and `npm start` hands each process only its own.
  */
 export function localSecret(dir: string, name: string): string {
-  if (!/^[a-z0-9][a-z0-9.-]*$/.test(name)) throw new Error(`"${name}" is not a secret name`);
+  if (!/^[a-z0-9][a-z0-9._-]*$/.test(name)) throw new Error(`"${name}" is not a secret name`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
   const file = join(dir, name);
