@@ -10,7 +10,8 @@ import { loadMeshCredentials, type MeshCredentials } from "#platform/trust/mesh-
 import { identityOfCertificate } from "#platform/trust/mesh-identity.js";
 import { create } from "@bufbuild/protobuf";
 import { ProductSchema } from "#gen/shop/catalog/v1/catalog_service_pb.js";
-import { createOldShopCatalog, decimalOf, minorUnitsOf } from "./old-shop-catalog.js";
+import { decimalOf, minorUnitsOf } from "#platform/domain/decimal-price.js";
+import { createOldShopCatalog } from "./old-shop-catalog.js";
 import { toMoney } from "./money.js";
 
 /** What the fake old shop answers next: status and raw body, or no answer at all. */

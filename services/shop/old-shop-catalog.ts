@@ -19,6 +19,7 @@ import type { ServiceClient } from "#platform/rpc-client/clients.js";
 import { createResilience, type ResiliencePolicy } from "#platform/rpc-client/resilience.js";
 import { createClientTracingInterceptor } from "#platform/process/telemetry.js";
 import { expectIdentity } from "#platform/trust/mesh-tls.js";
+import { decimalOf, minorUnitsOf } from "#platform/domain/decimal-price.js";
 import { toMoney } from "./money.js";
 
 export interface OldShopCatalogOptions {
@@ -44,25 +45,7 @@ const IDLE_SOCKET_MS = 4_000;
 const malformed = (what: string) => new ConnectError(`the old shop's answer is malformed: ${what}`, Code.Unavailable);
 
 const MAX_SKU = 128;
-/** numeric(12,2) as the old shop writes it: a plain decimal, at most 2 places, no sign or exponent. */
-const DECIMAL = /^(\d{1,10})(?:\.(\d{1,2}))?$/;
 const CURRENCY = /^[A-Z]{3}$/;
-
-/** The old shop's numeric(12,2) holds prices below 10^10, so minor units below 10^12. */
-const MAX_MINOR_EXCLUSIVE = 10n ** 12n;
-
-/** "12.99" -> 1299, digit by digit: a float would turn 0.29 into 28.999… */
-export function minorUnitsOf(price: string): number | undefined {
-  const match = DECIMAL.exec(price);
-  if (!match) return undefined;
-  return Number(match[1]) * 100 + Number((match[2] ?? "").padEnd(2, "0"));
-}
-
-/** 1299n -> "12.99", digit by digit, for a price from 0 to below 10^12 minor units; undefined outside that. */
-export function decimalOf(minorUnits: bigint): string | undefined {
-  if (minorUnits < 0n || minorUnits >= MAX_MINOR_EXCLUSIVE) return undefined;
-  return `${minorUnits / 100n}.${(minorUnits % 100n).toString().padStart(2, "0")}`;
-}
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
 

@@ -33,7 +33,7 @@ import { deployable } from "#mesh";
 import type { Env } from "#platform/process/config.js";
 import { isSafePrincipalId } from "#platform/trust/principal-id.js";
 import { mintLocalOperatorToken } from "#gateway/src/operator/operator-auth.js";
-import { decimalOf, minorUnitsOf } from "#shop/old-shop-catalog.js";
+import { decimalOf, minorUnitsOf } from "#platform/domain/decimal-price.js";
 import { dataDir, secretsDir } from "../mesh/local-infra.js";
 
 const USAGE = `usage: npm run route -- <command> [options]

@@ -2,10 +2,12 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { ProductSchema, type CatalogService, type Product } from "#gen/shop/catalog/v1/catalog_service_pb.js";
 import type { UpdateProductRequest } from "#gen/shop/gateway/v1/operator_service_pb.js";
-import { InvalidArgumentError, requireText, type Logger } from "#platform";
+import type { Logger } from "#platform";
 import type { RouteMode, RouteTable } from "#platform/strangler/route-table.js";
 import type { ShadowCaller } from "#platform/strangler/shadow-caller.js";
 import { CATALOG_WRITE_ROUTE } from "#shop/catalog-router.js";
+import { toMoney } from "#shop/money.js";
+import { requireProductWrite } from "#shop/product-write.js";
 import type { OldShopCatalog } from "#shop/old-shop-catalog.js";
 import { fromBackend } from "./backend-errors.js";
 
@@ -21,26 +23,13 @@ export interface CatalogWritesDeps {
   logger: Logger;
 }
 
-const MAX_NAME = 200;
-const MAX_DESCRIPTION = 2_000;
-const CURRENCY = /^[A-Z]{3}$/;
-/** "." and ".." (any run of dots alone): the old shop's adapter puts the SKU in a URL path, where they resolve to another path. */
-const DOTS_ONLY = /^\.+$/;
-/** Both sides hold prices below 10^10 in major units: the old shop's numeric(12,2). */
-const MAX_MINOR_EXCLUSIVE = 10n ** 12n;
 /** SetRoute waits this long for the sync back's backlog, then refuses: unknown is not safe. */
 const SYNC_STATUS_TIMEOUT_MS = 2_000;
 
 /** The write checked field by field, as the contract says, before either side is asked. */
 function validProduct(req: UpdateProductRequest): Product {
-  requireText(req.sku, "sku");
-  if (DOTS_ONLY.test(req.sku)) throw new InvalidArgumentError("sku", "must not be made of dots alone");
-  requireText(req.name, "name", MAX_NAME);
-  if (req.description.length > MAX_DESCRIPTION) throw new InvalidArgumentError("description", `must be at most ${MAX_DESCRIPTION} characters`);
-  if (!req.price) throw new InvalidArgumentError("price", "is required");
-  if (!CURRENCY.test(req.price.currencyCode)) throw new InvalidArgumentError("price.currency_code", "must be 3 capital letters, e.g. USD");
-  if (req.price.minorUnits < 0n || req.price.minorUnits >= MAX_MINOR_EXCLUSIVE) throw new InvalidArgumentError("price.minor_units", "must be 0 or more and below 10^12");
-  return create(ProductSchema, { sku: req.sku, name: req.name, description: req.description, price: req.price });
+  const { sku, name, description, currency, priceMinor } = requireProductWrite(req);
+  return create(ProductSchema, { sku, name, description, price: toMoney(currency, priceMinor) });
 }
 
 /**

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { UnmappableChangeError } from "./errors.js";
-import { fromLegacyRow, priceToMinorUnits } from "./product.js";
+import { minorUnitsOf as priceToMinorUnits } from "#platform/domain/decimal-price.js";
+import { fromLegacyRow } from "./product.js";
 
 describe("the old shop's rows in the catalog's terms", () => {
   it("turns decimal prices into minor units digit by digit", () => {

@@ -7,7 +7,8 @@ import type { CatalogStore, ProductRow } from "../app/catalog-store.js";
 import type { SyncStatus } from "../cdc/sync-status.js";
 import { formatLsn } from "../domain/lsn.js";
 import { WritesRoutedToOldShopError } from "../domain/errors.js";
-import { requireProductWrite, requireSku } from "../domain/product.js";
+import { requireProductWrite } from "#shop/product-write.js";
+import { requireSku } from "../domain/product.js";
 import { CATALOG_WRITE_ROUTE } from "#shop/catalog-router.js";
 
 export interface CatalogRouteDeps {
