@@ -23,7 +23,7 @@ const allModes: readonly RouteMode[] = [RouteMode.LEGACY, RouteMode.SHADOW, Rout
  * (services/shop/catalog-router.ts; the page does not load the server's modules): the
  * catalog write route goes to one side alone, so it shows only Legacy and New.
  */
-export const restrictedRouteModes: Readonly<Record<string, readonly RouteMode[]>> = {
+const restrictedRouteModes: Readonly<Record<string, readonly RouteMode[]>> = {
   "shop.gateway.v1.OperatorService/UpdateProduct": [RouteMode.LEGACY, RouteMode.NEW],
 };
 

@@ -10,7 +10,7 @@ import type { RouteDeclaration } from "#platform/strangler/route-table.js";
 export const CATALOG_ROUTE = "shop.gateway.v1.StorefrontService/ListProducts";
 
 /** Where the catalog is served until an operator moves the route. */
-export const CATALOG_ROUTE_DEFAULT = "legacy" as const;
+const CATALOG_ROUTE_DEFAULT = "legacy" as const;
 
 /**
  * Catalog writes: the operator's UpdateProduct. The old shop takes them (change capture brings
@@ -20,7 +20,7 @@ export const CATALOG_ROUTE_DEFAULT = "legacy" as const;
 export const CATALOG_WRITE_ROUTE = "shop.gateway.v1.OperatorService/UpdateProduct";
 
 /** The write route's modes: one side or the other, never both. */
-export const CATALOG_WRITE_MODES = ["legacy", "new"] as const;
+const CATALOG_WRITE_MODES = ["legacy", "new"] as const;
 
 /** The route table's routes as the catalog's callers open it. */
 export const catalogRoutes = { [CATALOG_ROUTE]: CATALOG_ROUTE_DEFAULT, [CATALOG_WRITE_ROUTE]: { mode: "legacy", modes: CATALOG_WRITE_MODES } } as const satisfies Record<string, RouteDeclaration>;

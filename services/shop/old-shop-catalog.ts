@@ -55,7 +55,7 @@ const isRecord = (value: unknown): value is Record<string, unknown> => typeof va
  * Every field is checked, and the first that is wrong names itself in an UNAVAILABLE:
  * never a guessed name or a wrong price. Only SKUs asked for may come back, once each.
  */
-export function mapLegacyProducts(body: unknown, asked: readonly string[]): Product[] {
+function mapLegacyProducts(body: unknown, asked: readonly string[]): Product[] {
   if (!isRecord(body) || !Array.isArray(body.products)) throw malformed("products: not a list");
   const wanted = asked.length > 0 ? new Set(asked) : undefined;
   const seen = new Set<string>();

@@ -37,7 +37,7 @@ const toTableMode: Partial<Record<RouteMode, TableMode>> = { [RouteMode.LEGACY]:
 const fromTableMode: Record<TableMode, RouteMode> = { legacy: RouteMode.LEGACY, shadow: RouteMode.SHADOW, canary: RouteMode.CANARY, new: RouteMode.NEW };
 
 /** The table's entry as the contract's Route. */
-export function routeMessage(entry: RouteEntry): Route {
+function routeMessage(entry: RouteEntry): Route {
   return create(RouteSchema, {
     method: entry.method,
     mode: fromTableMode[entry.mode],

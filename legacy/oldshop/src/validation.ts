@@ -10,7 +10,7 @@ export class BadRequest extends Error {
   }
 }
 
-export const MAX_SKUS = 100;
+const MAX_SKUS = 100;
 const MAX_SKU_LENGTH = 128;
 const MAX_TITLE_LENGTH = 200;
 const MAX_BLURB_LENGTH = 2000;

@@ -23,8 +23,8 @@ export interface CompareOptions {
   keyBy?: Readonly<Record<string, string>>;
 }
 
-export const MAX_DIFFERENCES = 10;
-export const MAX_VALUE_CHARS = 200;
+const MAX_DIFFERENCES = 10;
+const MAX_VALUE_CHARS = 200;
 /** What a side's value reads as where it has none. */
 const ABSENT = "(absent)";
 

@@ -9,7 +9,7 @@ import { deadLetterStream, eventStream } from "#shop/streams.js";
 import { inbox, syncBack } from "../db/schema.js";
 
 /** The durable consumer of the catalog's own stream that writes its writes back to the old shop. */
-export const SYNC_BACK_DURABLE = "oldshop-sync";
+const SYNC_BACK_DURABLE = "oldshop-sync";
 
 export interface SyncBackOptions {
   bus: BusConnection;
