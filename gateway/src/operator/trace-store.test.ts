@@ -76,4 +76,18 @@ describe("the dev trace store", () => {
       ["span-2", 10, 5],
     ]);
   });
+
+  it("puts a parent before the children that start in its millisecond, whatever order they arrived in", () => {
+    const store = createTraceStore();
+    const parent = (id: number) => hex(id, 16);
+    // Children end, so are exported, first: grandchild, child, root, all in the same millisecond.
+    store.add([span(8, 3, { parentSpanId: parent(2), startMs: 1_000 }), span(8, 2, { parentSpanId: parent(1), startMs: 1_000 }), span(8, 1, { startMs: 1_000 })]);
+    expect(store.get(hex(8, 32))!.map((s) => s.name)).toEqual(["span-1", "span-2", "span-3"]);
+  });
+
+  it("lays out spans that name each other as parents (a broken sender's cycle) without hanging", () => {
+    const store = createTraceStore();
+    store.add([span(9, 1, { parentSpanId: hex(2, 16), startMs: 1_000 }), span(9, 2, { parentSpanId: hex(1, 16), startMs: 1_000 }), span(9, 3, { parentSpanId: hex(3, 16), startMs: 1_000 })]);
+    expect(store.get(hex(9, 32))!.map((s) => s.name).sort()).toEqual(["span-1", "span-2", "span-3"]);
+  });
 });

@@ -76,6 +76,29 @@ export interface TraceStore {
 }
 
 /**
+ * Each span's depth in its trace: 0 for one whose parent is not in the trace, else one more than
+ * its parent's. A cycle (spans from a hostile or broken sender naming each other as parents) ends
+ * at the span already being walked, so every span gets a depth and the walk ends.
+ */
+function depthsOf(spans: readonly StoredSpan[]): Map<StoredSpan, number> {
+  const byId = new Map(spans.map((s) => [s.spanId, s]));
+  const depths = new Map<StoredSpan, number>();
+  for (const span of spans) {
+    const path: StoredSpan[] = [];
+    const onPath = new Set<StoredSpan>();
+    let at: StoredSpan | undefined = span;
+    while (at && !depths.has(at) && !onPath.has(at)) {
+      path.push(at);
+      onPath.add(at);
+      at = byId.get(at.parentSpanId);
+    }
+    let depth = at && depths.has(at) ? depths.get(at)! + 1 : 0;
+    for (let i = path.length - 1; i >= 0; i--) depths.set(path[i]!, depth++);
+  }
+  return depths;
+}
+
+/**
  * The dev trace store: the last traces of the whole mesh, in the gateway's memory, for the
  * console's waterfall with no tracing backend. Under `npm start` every process sends its
  * spans here (the OTLP receiver on the operator listener), the gateway's own in-process.
@@ -146,8 +169,11 @@ export function createTraceStore(limits: TraceStoreLimits = defaultTraceStoreLim
       const spans = traces.get(traceId);
       if (!spans) return undefined;
       const start = Math.min(...spans.map((s) => s.startMs));
+      const depth = depthsOf(spans);
+      // By start; at the same start (a child begun within its parent's first millisecond) the
+      // parent first, whatever order the spans arrived in (a child usually ends, so is sent, first).
       return [...spans]
-        .sort((a, b) => a.startMs - b.startMs)
+        .sort((a, b) => a.startMs - b.startMs || depth.get(a)! - depth.get(b)!)
         .map((s) => create(SpanSchema, { spanId: s.spanId, parentSpanId: s.parentSpanId, service: s.service, name: s.name, startOffsetMs: s.startMs - start, durationMs: s.durationMs, status: s.status, attributes: s.attributes }));
     },
     size: () => ({ spans: spanCount, traces: traces.size, bytes }),
