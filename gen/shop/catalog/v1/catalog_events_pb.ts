@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/catalog/v1/catalog_events.proto.
  */
 export const file_shop_catalog_v1_catalog_events: GenFile = /*@__PURE__*/
-  fileDesc("CiRzaG9wL2NhdGFsb2cvdjEvY2F0YWxvZ19ldmVudHMucHJvdG8SD3Nob3AuY2F0YWxvZy52MSK6AQoOUHJvZHVjdENoYW5nZWQSCwoDc2t1GAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSJAoFcHJpY2UYBCABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leRIPCgdyZW1vdmVkGAUgASgIEgsKA2xzbhgGIAEoCRI0CgZvcmlnaW4YByABKA4yJC5zaG9wLmNhdGFsb2cudjEuUHJvZHVjdENoYW5nZU9yaWdpbiqDAQoTUHJvZHVjdENoYW5nZU9yaWdpbhIlCiFQUk9EVUNUX0NIQU5HRV9PUklHSU5fVU5TUEVDSUZJRUQQABIiCh5QUk9EVUNUX0NIQU5HRV9PUklHSU5fQ0FQVFVSRUQQARIhCh1QUk9EVUNUX0NIQU5HRV9PUklHSU5fV1JJVFRFThACYgZwcm90bzM", [file_shop_common_v1_money]);
+  fileDesc("CiRzaG9wL2NhdGFsb2cvdjEvY2F0YWxvZ19ldmVudHMucHJvdG8SD3Nob3AuY2F0YWxvZy52MSK6AQoOUHJvZHVjdENoYW5nZWQSCwoDc2t1GAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSJAoFcHJpY2UYBCABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leRIPCgdyZW1vdmVkGAUgASgIEgsKA2xzbhgGIAEoCRI0CgZvcmlnaW4YByABKA4yJC5zaG9wLmNhdGFsb2cudjEuUHJvZHVjdENoYW5nZU9yaWdpbiqnAQoTUHJvZHVjdENoYW5nZU9yaWdpbhIlCiFQUk9EVUNUX0NIQU5HRV9PUklHSU5fVU5TUEVDSUZJRUQQABIiCh5QUk9EVUNUX0NIQU5HRV9PUklHSU5fQ0FQVFVSRUQQARIhCh1QUk9EVUNUX0NIQU5HRV9PUklHSU5fV1JJVFRFThACEiIKHlBST0RVQ1RfQ0hBTkdFX09SSUdJTl9SRVNZTkNFRBADYgZwcm90bzM", [file_shop_common_v1_money]);
 
 /**
  * ProductChanged is published on shop.catalog.v1.ProductChanged when a change captured from
@@ -92,6 +92,14 @@ export enum ProductChangeOrigin {
    * @generated from enum value: PRODUCT_CHANGE_ORIGIN_WRITTEN = 2;
    */
   WRITTEN = 2,
+
+  /**
+   * Read again from the old shop when an operator gave up writes it refused
+   * (CatalogService.DiscardRefusedWrites).
+   *
+   * @generated from enum value: PRODUCT_CHANGE_ORIGIN_RESYNCED = 3;
+   */
+  RESYNCED = 3,
 }
 
 /**

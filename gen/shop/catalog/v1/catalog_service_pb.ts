@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shop/catalog/v1/catalog_service.proto.
  */
 export const file_shop_catalog_v1_catalog_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVzaG9wL2NhdGFsb2cvdjEvY2F0YWxvZ19zZXJ2aWNlLnByb3RvEg9zaG9wLmNhdGFsb2cudjEiXwoHUHJvZHVjdBILCgNza3UYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIkCgVwcmljZRgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5IisKE0xpc3RQcm9kdWN0c1JlcXVlc3QSFAoEc2t1cxgBIAMoCUIGorsYAhBkIkIKFExpc3RQcm9kdWN0c1Jlc3BvbnNlEioKCHByb2R1Y3RzGAEgAygLMhguc2hvcC5jYXRhbG9nLnYxLlByb2R1Y3QifgoUVXBkYXRlUHJvZHVjdFJlcXVlc3QSCwoDc2t1GAEgASgJEhUKBG5hbWUYAiABKAlCB6K7GAMIyAESHAoLZGVzY3JpcHRpb24YAyABKAlCB6K7GAMI0A8SJAoFcHJpY2UYBCABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leSJCChVVcGRhdGVQcm9kdWN0UmVzcG9uc2USKQoHcHJvZHVjdBgBIAEoCzIYLnNob3AuY2F0YWxvZy52MS5Qcm9kdWN0IhYKFEdldFN5bmNTdGF0dXNSZXF1ZXN0IrYCChVHZXRTeW5jU3RhdHVzUmVzcG9uc2USDAoEc2xvdBgBIAEoCRIpCgVzdGF0ZRgCIAEoDjIaLnNob3AuY2F0YWxvZy52MS5TeW5jU3RhdGUSEwoLYXBwbGllZF9sc24YAyABKAkSEgoKc291cmNlX2xzbhgEIAEoCRIRCglsYWdfYnl0ZXMYBSABKAMSDgoGbGFnX21zGAYgASgDEjAKDGFwcGxpZWRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcHJvZHVjdHMYCCABKAMSGQoRc3luY19iYWNrX3BlbmRpbmcYCSABKAMSIgoaY2FwdHVyZWRfd2hpbGVfd3JpdGVzX2hlcmUYCiABKAMSFQoNaGFsdGVkX3JlYXNvbhgLIAEoCSqRAQoJU3luY1N0YXRlEhoKFlNZTkNfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZTWU5DX1NUQVRFX0JBQ0tGSUxMSU5HEAESGAoUU1lOQ19TVEFURV9TVFJFQU1JTkcQAhIbChdTWU5DX1NUQVRFX0RJU0NPTk5FQ1RFRBADEhUKEVNZTkNfU1RBVEVfSEFMVEVEEAQyiAMKDkNhdGFsb2dTZXJ2aWNlEn4KDExpc3RQcm9kdWN0cxIkLnNob3AuY2F0YWxvZy52MS5MaXN0UHJvZHVjdHNSZXF1ZXN0GiUuc2hvcC5jYXRhbG9nLnYxLkxpc3RQcm9kdWN0c1Jlc3BvbnNlIiGQAgGquxgaCgdnYXRld2F5CgVvcmRlcgoIb3BlcmF0b3ISegoNVXBkYXRlUHJvZHVjdBIlLnNob3AuY2F0YWxvZy52MS5VcGRhdGVQcm9kdWN0UmVxdWVzdBomLnNob3AuY2F0YWxvZy52MS5VcGRhdGVQcm9kdWN0UmVzcG9uc2UiGpACAqq7GBMKB2NvbnNvbGUKCG9wZXJhdG9yEnoKDUdldFN5bmNTdGF0dXMSJS5zaG9wLmNhdGFsb2cudjEuR2V0U3luY1N0YXR1c1JlcXVlc3QaJi5zaG9wLmNhdGFsb2cudjEuR2V0U3luY1N0YXR1c1Jlc3BvbnNlIhqQAgGquxgTCgdjb25zb2xlCghvcGVyYXRvcmIGcHJvdG8z", [file_google_protobuf_timestamp, file_meshwork_v1_access, file_meshwork_v1_limits, file_shop_common_v1_money]);
+  fileDesc("CiVzaG9wL2NhdGFsb2cvdjEvY2F0YWxvZ19zZXJ2aWNlLnByb3RvEg9zaG9wLmNhdGFsb2cudjEiXwoHUHJvZHVjdBILCgNza3UYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIkCgVwcmljZRgEIAEoCzIVLnNob3AuY29tbW9uLnYxLk1vbmV5IisKE0xpc3RQcm9kdWN0c1JlcXVlc3QSFAoEc2t1cxgBIAMoCUIGorsYAhBkIkIKFExpc3RQcm9kdWN0c1Jlc3BvbnNlEioKCHByb2R1Y3RzGAEgAygLMhguc2hvcC5jYXRhbG9nLnYxLlByb2R1Y3QifgoUVXBkYXRlUHJvZHVjdFJlcXVlc3QSCwoDc2t1GAEgASgJEhUKBG5hbWUYAiABKAlCB6K7GAMIyAESHAoLZGVzY3JpcHRpb24YAyABKAlCB6K7GAMI0A8SJAoFcHJpY2UYBCABKAsyFS5zaG9wLmNvbW1vbi52MS5Nb25leSJCChVVcGRhdGVQcm9kdWN0UmVzcG9uc2USKQoHcHJvZHVjdBgBIAEoCzIYLnNob3AuY2F0YWxvZy52MS5Qcm9kdWN0IhYKFEdldFN5bmNTdGF0dXNSZXF1ZXN0IogDChVHZXRTeW5jU3RhdHVzUmVzcG9uc2USDAoEc2xvdBgBIAEoCRIpCgVzdGF0ZRgCIAEoDjIaLnNob3AuY2F0YWxvZy52MS5TeW5jU3RhdGUSEwoLYXBwbGllZF9sc24YAyABKAkSEgoKc291cmNlX2xzbhgEIAEoCRIRCglsYWdfYnl0ZXMYBSABKAMSDgoGbGFnX21zGAYgASgDEjAKDGFwcGxpZWRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcHJvZHVjdHMYCCABKAMSGQoRc3luY19iYWNrX3BlbmRpbmcYCSABKAMSIgoaY2FwdHVyZWRfd2hpbGVfd3JpdGVzX2hlcmUYCiABKAMSFQoNaGFsdGVkX3JlYXNvbhgLIAEoCRIZChFzeW5jX2JhY2tfcmVmdXNlZBgMIAEoAxI1Cg5yZWZ1c2VkX3dyaXRlcxgNIAMoCzIdLnNob3AuY2F0YWxvZy52MS5SZWZ1c2VkV3JpdGUiXgoMUmVmdXNlZFdyaXRlEgsKA3NrdRgBIAEoCRIPCgdyZWZ1c2FsGAIgASgJEjAKDHdyaXR0ZW5fdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiKgobRGlzY2FyZFJlZnVzZWRXcml0ZXNSZXF1ZXN0EgsKA3NrdRgBIAEoCSJuChxEaXNjYXJkUmVmdXNlZFdyaXRlc1Jlc3BvbnNlEhEKCWRpc2NhcmRlZBgBIAEoBRIQCghyZXN5bmNlZBgCIAEoCBIpCgdwcm9kdWN0GAMgASgLMhguc2hvcC5jYXRhbG9nLnYxLlByb2R1Y3QqkQEKCVN5bmNTdGF0ZRIaChZTWU5DX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWU1lOQ19TVEFURV9CQUNLRklMTElORxABEhgKFFNZTkNfU1RBVEVfU1RSRUFNSU5HEAISGwoXU1lOQ19TVEFURV9ESVNDT05ORUNURUQQAxIVChFTWU5DX1NUQVRFX0hBTFRFRBAEMpoECg5DYXRhbG9nU2VydmljZRJ+CgxMaXN0UHJvZHVjdHMSJC5zaG9wLmNhdGFsb2cudjEuTGlzdFByb2R1Y3RzUmVxdWVzdBolLnNob3AuY2F0YWxvZy52MS5MaXN0UHJvZHVjdHNSZXNwb25zZSIhkAIBqrsYGgoHZ2F0ZXdheQoFb3JkZXIKCG9wZXJhdG9yEnoKDVVwZGF0ZVByb2R1Y3QSJS5zaG9wLmNhdGFsb2cudjEuVXBkYXRlUHJvZHVjdFJlcXVlc3QaJi5zaG9wLmNhdGFsb2cudjEuVXBkYXRlUHJvZHVjdFJlc3BvbnNlIhqQAgKquxgTCgdjb25zb2xlCghvcGVyYXRvchJ6Cg1HZXRTeW5jU3RhdHVzEiUuc2hvcC5jYXRhbG9nLnYxLkdldFN5bmNTdGF0dXNSZXF1ZXN0GiYuc2hvcC5jYXRhbG9nLnYxLkdldFN5bmNTdGF0dXNSZXNwb25zZSIakAIBqrsYEwoHY29uc29sZQoIb3BlcmF0b3ISjwEKFERpc2NhcmRSZWZ1c2VkV3JpdGVzEiwuc2hvcC5jYXRhbG9nLnYxLkRpc2NhcmRSZWZ1c2VkV3JpdGVzUmVxdWVzdBotLnNob3AuY2F0YWxvZy52MS5EaXNjYXJkUmVmdXNlZFdyaXRlc1Jlc3BvbnNlIhqQAgKquxgTCgdjb25zb2xlCghvcGVyYXRvcmIGcHJvdG8z", [file_google_protobuf_timestamp, file_meshwork_v1_access, file_meshwork_v1_limits, file_shop_common_v1_money]);
 
 /**
  * @generated from message shop.catalog.v1.Product
@@ -241,6 +241,21 @@ export type GetSyncStatusResponse = Message<"shop.catalog.v1.GetSyncStatusRespon
    * @generated from field: string halted_reason = 11;
    */
   haltedReason: string;
+
+  /**
+   * Of sync_back_pending, the writes the old shop refused for good: they stay until
+   * DiscardRefusedWrites gives them up or a later write of the product is seen back.
+   *
+   * @generated from field: int64 sync_back_refused = 12;
+   */
+  syncBackRefused: bigint;
+
+  /**
+   * The oldest refused writes, at most 20.
+   *
+   * @generated from field: repeated shop.catalog.v1.RefusedWrite refused_writes = 13;
+   */
+  refusedWrites: RefusedWrite[];
 };
 
 /**
@@ -249,6 +264,90 @@ export type GetSyncStatusResponse = Message<"shop.catalog.v1.GetSyncStatusRespon
  */
 export const GetSyncStatusResponseSchema: GenMessage<GetSyncStatusResponse> = /*@__PURE__*/
   messageDesc(file_shop_catalog_v1_catalog_service, 6);
+
+/**
+ * A write taken here that the old shop refused for good.
+ *
+ * @generated from message shop.catalog.v1.RefusedWrite
+ */
+export type RefusedWrite = Message<"shop.catalog.v1.RefusedWrite"> & {
+  /**
+   * @generated from field: string sku = 1;
+   */
+  sku: string;
+
+  /**
+   * What the old shop answered, at most 500 characters.
+   *
+   * @generated from field: string refusal = 2;
+   */
+  refusal: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp written_time = 3;
+   */
+  writtenTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message shop.catalog.v1.RefusedWrite.
+ * Use `create(RefusedWriteSchema)` to create a new message.
+ */
+export const RefusedWriteSchema: GenMessage<RefusedWrite> = /*@__PURE__*/
+  messageDesc(file_shop_catalog_v1_catalog_service, 7);
+
+/**
+ * @generated from message shop.catalog.v1.DiscardRefusedWritesRequest
+ */
+export type DiscardRefusedWritesRequest = Message<"shop.catalog.v1.DiscardRefusedWritesRequest"> & {
+  /**
+   * Required.
+   *
+   * @generated from field: string sku = 1;
+   */
+  sku: string;
+};
+
+/**
+ * Describes the message shop.catalog.v1.DiscardRefusedWritesRequest.
+ * Use `create(DiscardRefusedWritesRequestSchema)` to create a new message.
+ */
+export const DiscardRefusedWritesRequestSchema: GenMessage<DiscardRefusedWritesRequest> = /*@__PURE__*/
+  messageDesc(file_shop_catalog_v1_catalog_service, 8);
+
+/**
+ * @generated from message shop.catalog.v1.DiscardRefusedWritesResponse
+ */
+export type DiscardRefusedWritesResponse = Message<"shop.catalog.v1.DiscardRefusedWritesResponse"> & {
+  /**
+   * The refused writes given up.
+   *
+   * @generated from field: int32 discarded = 1;
+   */
+  discarded: number;
+
+  /**
+   * Whether the product was taken again from the old shop: false while a later write of it is
+   * still on its way there (whose echo then brings both sides together).
+   *
+   * @generated from field: bool resynced = 2;
+   */
+  resynced: boolean;
+
+  /**
+   * The product as the catalog now holds it; absent if it holds none (the old shop has none).
+   *
+   * @generated from field: shop.catalog.v1.Product product = 3;
+   */
+  product?: Product | undefined;
+};
+
+/**
+ * Describes the message shop.catalog.v1.DiscardRefusedWritesResponse.
+ * Use `create(DiscardRefusedWritesResponseSchema)` to create a new message.
+ */
+export const DiscardRefusedWritesResponseSchema: GenMessage<DiscardRefusedWritesResponse> = /*@__PURE__*/
+  messageDesc(file_shop_catalog_v1_catalog_service, 9);
 
 /**
  * @generated from enum shop.catalog.v1.SyncState
@@ -342,6 +441,22 @@ export const CatalogService: GenService<{
     methodKind: "unary";
     input: typeof GetSyncStatusRequestSchema;
     output: typeof GetSyncStatusResponseSchema;
+  },
+  /**
+   * DiscardRefusedWrites gives up a product's writes taken here that the old shop refused for
+   * good (GetSyncStatusResponse.refused_writes: it called one invalid, or knew no such
+   * product), so that moving writes back no longer waits for them. Unless a later write of the
+   * product is still on its way to the old shop, the catalog then takes the product as the old
+   * shop holds it now (or removes it, if the old shop has none), so both sides agree again. To
+   * keep such a write instead, mend what the old shop refused and send it again with
+   * UpdateProduct. NOT_FOUND if the product has no refused write.
+   *
+   * @generated from rpc shop.catalog.v1.CatalogService.DiscardRefusedWrites
+   */
+  discardRefusedWrites: {
+    methodKind: "unary";
+    input: typeof DiscardRefusedWritesRequestSchema;
+    output: typeof DiscardRefusedWritesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_shop_catalog_v1_catalog_service, 0);
