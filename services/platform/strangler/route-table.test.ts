@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Kvm } from "@nats-io/kv";
 import { startTestNats, type TestNats } from "#tests/support/nats.js";
 import { eventually } from "#tests/support/eventually.js";
+import { startTcpFaultProxy } from "#tools/chaos/tcp-fault-proxy.js";
 import { silentLogger } from "#tests/support/silent-logger.js";
 import { connectBus, type BusConnection } from "../messaging/connection.js";
 import { ROUTES_BUCKET, RouteConflictError, RouteTableUnavailableError, UnknownRouteError, openRouteTable, routeKeyOf, type RouteTable } from "./route-table.js";
@@ -127,10 +128,36 @@ describe("route table", () => {
     await eventually(() => expect(gateway.route(OTHER)).toMatchObject({ mode: "new", revision: 0 }));
   });
 
+  it("catches up on request: once caughtUp says so, a follower behind a slow link holds the bucket's newest change", async () => {
+    const proxy = await startTcpFaultProxy();
+    try {
+      const natsUrl = new URL(nats.urlFor("order"));
+      proxy.setTarget(Number(natsUrl.port));
+      natsUrl.port = new URL(proxy.url).port;
+      const bus = connectBus({ url: natsUrl.href, name: "routes-slow", logger: silentLogger });
+      buses.push(bus);
+      const slow = openRouteTable({ bus, routes, logger: silentLogger });
+      tables.push(slow);
+      await eventually(async () => expect(await slow.caughtUp()).toBe(true));
+      // Every chunk 300 ms late: the watch delivers the change well after the writer has its answer.
+      proxy.setMode({ kind: "slow", delayMs: 300 });
+      const changed = await console_.set(WRITE, { ...change, mode: slow.route(WRITE).mode === "new" ? "legacy" : "new", reason: "behind a slow link" });
+      expect(slow.route(WRITE).revision).toBeLessThan(changed.revision);
+      expect(await slow.caughtUp(5_000)).toBe(true);
+      expect(slow.route(WRITE)).toEqual(changed);
+      slow.close();
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it("keeps serving the last known routes while NATS is away, and follows again once it is back", async () => {
     const known = await console_.set(LIST, { ...change, mode: "new" });
     await eventually(() => expect(gateway.route(LIST)).toEqual(known));
     await nats.kill();
+    const asked = Date.now();
+    expect(await gateway.caughtUp(300)).toBe(false);
+    expect(Date.now() - asked).toBeLessThan(2_000);
     expect(gateway.route(LIST)).toEqual(known);
     await expect(console_.set(LIST, { ...change, mode: "legacy" })).rejects.toBeInstanceOf(RouteTableUnavailableError);
     expect(gateway.route(LIST)).toEqual(known);

@@ -54,6 +54,13 @@ export interface RouteTable {
   list(): RouteEntry[];
   /** The modes the method's route takes (all four unless its declaration lists fewer). */
   modes(method: string): readonly RouteMode[];
+  /**
+   * Waits until this table has seen every change the bucket holds now (its last revision),
+   * at most `timeoutMs`: for a reader that acts on a route as a fence and must not act on one
+   * the bucket has moved past. False if NATS did not say, or the watch did not catch up, in time;
+   * route() then still answers the last known route.
+   */
+  caughtUp(timeoutMs?: number): Promise<boolean>;
   close(): void;
 }
 
@@ -86,6 +93,8 @@ export class RouteTableUnavailableError extends DomainError {
   }
 }
 
+const CATCH_UP_TIMEOUT_MS = 1_000;
+const CATCH_UP_POLL_MS = 10;
 const MAX_CHANGED_BY = 200;
 const MAX_REASON = 1_000;
 const WRITE_TIMEOUT_MS = 5_000;
@@ -151,6 +160,8 @@ export function openRouteTable(options: { bus: BusConnection; routes: Readonly<R
   const methodOfKey = new Map([...defaults.keys()].map((method) => [routeKeyOf(method), method]));
   const known = new Map<string, RouteEntry>();
   let loaded = false;
+  /** The newest bucket revision the watch delivered, of any key: how far this table has caught up. */
+  let seenRevision = 0;
   let warnedUnloaded = false;
   let stopped = false;
   let stopWatch: (() => void) | undefined;
@@ -165,6 +176,7 @@ export function openRouteTable(options: { bus: BusConnection; routes: Readonly<R
     if ((known.get(entry.method)?.revision ?? 0) < entry.revision) known.set(entry.method, entry);
   };
   const receive = (key: string, operation: string, value: () => string, revision: number) => {
+    seenRevision = Math.max(seenRevision, revision);
     const method = methodOfKey.get(key);
     if (!method) return; // a route this process does not serve
     if (operation !== "PUT") {
@@ -238,6 +250,24 @@ export function openRouteTable(options: { bus: BusConnection; routes: Readonly<R
     },
     list: () => [...defaults.keys()].map((method) => known.get(method) ?? defaultOf(method)),
     modes: modesOf,
+    async caughtUp(timeoutMs = CATCH_UP_TIMEOUT_MS) {
+      const deadline = Date.now() + timeoutMs;
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+      try {
+        // The stream's last sequence is the bucket's newest revision (STREAM.INFO, which every follower may ask).
+        const status = await Promise.race([open().then((kv) => kv.status()), timedOut]);
+        if (!status) return false;
+        const latest = status.streamInfo.state.last_seq;
+        while (seenRevision < latest && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, CATCH_UP_POLL_MS));
+        return seenRevision >= latest;
+      } catch (err) {
+        logger.warn({ err, bucket: ROUTES_BUCKET }, "could not ask the route table's revision; acting on the last known routes");
+        return false;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
     close() {
       stopped = true;
       stopWatch?.();
