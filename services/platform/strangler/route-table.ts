@@ -253,7 +253,7 @@ export function openRouteTable(options: { bus: BusConnection; routes: Readonly<R
     async caughtUp(timeoutMs = CATCH_UP_TIMEOUT_MS) {
       const deadline = Date.now() + timeoutMs;
       let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+      const timedOut = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
       try {
         // The stream's last sequence is the bucket's newest revision (STREAM.INFO, which every follower may ask).
         const status = await Promise.race([open().then((kv) => kv.status()), timedOut]);
