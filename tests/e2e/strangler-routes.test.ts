@@ -281,4 +281,13 @@ describe("the route table's operator RPCs and CLI", () => {
       await legacySql.end();
     }
   });
+
+  it("takes discard-refused with the CLI only with one SKU, and lists no refused writes while the old shop refused none", async () => {
+    expect(await cli(["discard-refused"])).toMatchObject({ status: 2, err: expect.stringContaining("discard-refused takes <sku>") });
+    expect(await cli(["discard-refused", "MW-MUG-001", "MW-LMP-006"])).toMatchObject({ status: 2, err: expect.stringContaining("unexpected arguments: MW-LMP-006") });
+    const list = await cli(["list"]);
+    expect(list).toMatchObject({ status: 0, err: "" });
+    expect(list.out).toMatch(/sync back pending 0$/m);
+    expect(list.out).not.toContain("refused");
+  });
 });

@@ -8,6 +8,10 @@
  * Rollback is the same command with the earlier mode.
  * `npm run route -- put-product <sku> --name TEXT [--description TEXT] --price 12.99 --currency USD`
  * writes one product through OperatorService.UpdateProduct, to the side the write route names.
+ * `npm run route -- discard-refused <sku>` gives up the product's catalog writes the old shop
+ * refused for good (list shows them; they hold writes on the new side) through
+ * OperatorService.DiscardRefusedWrites, and says whether the catalog took the product again
+ * from the old shop.
  *
  * It calls OperatorService on the gateway's operator listener: OPERATOR_URL, else the
  * address in the link `npm start` left in .data/operator-console.url, else the listener's
@@ -28,7 +32,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { ListRoutesResponseSchema, OperatorService, RouteMode, type Route, type RouteStatus } from "#gen/shop/gateway/v1/operator_service_pb.js";
-import { SyncState } from "#gen/shop/catalog/v1/catalog_service_pb.js";
+import { SyncState, type GetSyncStatusResponse, type Product } from "#gen/shop/catalog/v1/catalog_service_pb.js";
 import { deployable } from "#mesh";
 import type { Env } from "#platform/process/config.js";
 import { isSafePrincipalId } from "#platform/trust/principal-id.js";
@@ -44,6 +48,9 @@ const USAGE = `usage: npm run route -- <command> [options]
       UpdateProduct (the catalog writes) takes legacy or new only
   put-product <sku> --name TEXT [--description TEXT] --price 12.99 --currency USD
       writes a product to the side UpdateProduct's route names
+  discard-refused <sku>
+      gives up the product's catalog writes the old shop refused for good (list shows them);
+      the catalog then takes the product again as the old shop holds it
 options: --operator NAME (default: your user name; with a minted local token)
 the listener: OPERATOR_URL, else .data/operator-console.url's address; the token: OPERATOR_TOKEN, else minted from .data/secrets/operator.auth`;
 
@@ -157,6 +164,21 @@ function mismatchExamples(routes: readonly RouteStatus[]): string[] {
 }
 
 /**
+ * The sync back's refused writes, oldest first, one a line; the old shop's answer quoted, as
+ * JSON escapes it (it is the old shop's text, printed to a terminal).
+ */
+function refusedWrites(sync: GetSyncStatusResponse): string[] {
+  const unlisted = sync.syncBackRefused - BigInt(sync.refusedWrites.length);
+  return [
+    ...(sync.refusedWrites.length > 0 ? ["refused by the old shop (npm run route -- discard-refused <sku> gives them up):"] : []),
+    ...sync.refusedWrites.map((refused) => `  ${refused.sku}${refused.writtenTime ? ` (written ${timestampDate(refused.writtenTime).toISOString()})` : ""}: ${JSON.stringify(refused.refusal)}`),
+    ...(unlisted > 0n ? [`  … and ${unlisted} more`] : []),
+  ];
+}
+
+const describeProduct = (product: Product) => `"${product.name}" at ${product.price ? `${decimalOf(product.price.minorUnits)} ${product.price.currencyCode}` : "no price"}`;
+
+/**
  * put-product: the price typed as a decimal ("12.99"), turned into minor units digit by digit
  * as the old shop's adapter reads its prices; the gateway checks the rest and names the field.
  */
@@ -171,8 +193,19 @@ async function putProduct(client: Client<typeof OperatorService>, args: string[]
     { sku, name: values.name, description: values.description ?? "", price: { currencyCode: values.currency, minorUnits: BigInt(minor) } },
     { timeoutMs: 10_000 },
   );
-  const price = product?.price ? `${decimalOf(product.price.minorUnits)} ${product.price.currencyCode}` : "no price";
-  io.out(`${product?.sku}: "${product?.name}" at ${price}, written to the ${side === "new" ? "catalog (new)" : "old shop (legacy)"}`);
+  io.out(`${product?.sku}: ${product ? describeProduct(product) : "no product"}, written to the ${side === "new" ? "catalog (new)" : "old shop (legacy)"}`);
+  return 0;
+}
+
+/** discard-refused: what was given up, and what the catalog holds of the product now. */
+async function discardRefused(client: Client<typeof OperatorService>, args: string[], io: CliOutput): Promise<number> {
+  const [sku, ...extra] = args;
+  if (!sku) throw new UsageError("discard-refused takes <sku>");
+  if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(" ")}`);
+  const { discarded, resynced, product } = await client.discardRefusedWrites({ sku }, { timeoutMs: 10_000 });
+  const held = product ? `the catalog holds ${describeProduct(product)}` : "the catalog holds no such product";
+  const how = resynced ? `taken again from the old shop: ${held}` : `not taken again from the old shop (a later write of it is on its way there): ${held} until it arrives`;
+  io.out(`${sku}: discarded ${discarded} refused write${discarded === 1 ? "" : "s"}; ${how}`);
   return 0;
 }
 
@@ -181,7 +214,7 @@ export async function routeCli(args: string[], env: Env, io: CliOutput): Promise
   try {
     const { positionals, values } = parse(args);
     const command = positionals[0];
-    if (command !== "list" && command !== "set" && command !== "put-product") throw new UsageError(command ? `unknown command "${command}"` : "no command");
+    if (command !== "list" && command !== "set" && command !== "put-product" && command !== "discard-refused") throw new UsageError(command ? `unknown command "${command}"` : "no command");
     if (command === "list" && positionals.length !== 1) throw new UsageError("list takes no arguments");
     const token = await operatorToken(env, values.operator);
     const withToken: Interceptor = (next) => (req) => {
@@ -190,6 +223,7 @@ export async function routeCli(args: string[], env: Env, io: CliOutput): Promise
     };
     const client = createClient(OperatorService, createConnectTransport({ baseUrl: operatorUrl(env), httpVersion: "1.1", interceptors: [withToken] }));
     if (command === "put-product") return await putProduct(client, positionals.slice(1), values, io);
+    if (command === "discard-refused") return await discardRefused(client, positionals.slice(1), io);
     const listed = await client.listRoutes({}, { timeoutMs: 10_000 });
     if (command === "list") {
       if (values.json) {
@@ -201,9 +235,10 @@ export async function routeCli(args: string[], env: Env, io: CliOutput): Promise
       const sync = listed.catalogSync;
       io.out(
         sync
-          ? `catalog change capture: ${SyncState[sync.state]?.toLowerCase() ?? sync.state}, lag ${sync.lagBytes} bytes / ${sync.lagMs} ms, applied ${sync.appliedLsn || "-"} of ${sync.sourceLsn || "-"}, ${sync.products} products (slot ${sync.slot}); sync back pending ${sync.syncBackPending}`
+          ? `catalog change capture: ${SyncState[sync.state]?.toLowerCase() ?? sync.state}, lag ${sync.lagBytes} bytes / ${sync.lagMs} ms, applied ${sync.appliedLsn || "-"} of ${sync.sourceLsn || "-"}, ${sync.products} products (slot ${sync.slot}); sync back pending ${sync.syncBackPending}${sync.syncBackRefused > 0n ? ` (${sync.syncBackRefused} refused)` : ""}`
           : "catalog change capture: the catalog did not answer",
       );
+      for (const line of sync ? refusedWrites(sync) : []) io.out(line);
       return 0;
     }
     const [, typedMethod, typedMode, typedPercent, ...extra] = positionals;
