@@ -2,8 +2,8 @@
  * The operator console's Routes view: the strangler fig's route table as ListRoutes reports
  * it, each route's mode with the buttons that move it, this gateway replica's calls per side
  * and shadow comparisons, the newest mismatch as a table of field differences, and the
- * catalog's change capture lag. A plain function from data to elements; the page does the
- * calls (and asks first).
+ * catalog's change capture lag, with the writes the old shop refused for good. A plain
+ * function from data to elements; the page does the calls (and asks first).
  */
 import { RouteMode, type ListRoutesResponse, type Route, type RouteStatus } from "#gen/shop/gateway/v1/operator_service_pb.js";
 import { SyncState, type GetSyncStatusResponse } from "#gen/shop/catalog/v1/catalog_service_pb.js";
@@ -75,6 +75,29 @@ function mismatchExample(status: RouteStatus): HTMLElement | null {
   );
 }
 
+/**
+ * The writes the old shop refused for good, oldest first (the catalog lists 20 at most): they
+ * count in sync_back_pending, so writes stay on the new side until they are given up. The old
+ * shop's answer is text, never markup.
+ */
+function refusedWrites(sync: GetSyncStatusResponse): HTMLElement | null {
+  if (sync.refusedWrites.length === 0) return null;
+  const rows = sync.refusedWrites.map((refused) => {
+    const tr = row(h("td", {}, h("code", {}, refused.sku)), refused.refusal, refused.writtenTime ? clock(ms(refused.writtenTime)!) : "-");
+    tr.dataset["sku"] = refused.sku;
+    return tr;
+  });
+  const unlisted = sync.syncBackRefused - BigInt(sync.refusedWrites.length);
+  return h(
+    "div",
+    { id: "refused-writes" },
+    h("h3", {}, "Catalog writes the old shop refused"),
+    h("p", { class: "muted" }, "They hold catalog writes on the new side until they are given up (npm run route -- discard-refused <sku>)."),
+    table(["SKU", "Old shop's answer", "Written"], rows, "", { class: "refused-table" }),
+    unlisted > 0n ? h("p", { class: "muted" }, `and ${unlisted} more (the oldest 20 are listed)`) : null,
+  );
+}
+
 function syncStatus(sync: GetSyncStatusResponse | undefined): HTMLElement {
   if (!sync) return h("p", { class: "error", id: "catalog-sync" }, "The catalog did not answer: its change capture status is unknown.");
   const state = enumName(SyncState, sync.state);
@@ -83,7 +106,7 @@ function syncStatus(sync: GetSyncStatusResponse | undefined): HTMLElement {
     { id: "catalog-sync", "data-state": state },
     h("h3", {}, "Catalog change capture from the old shop"),
     table(
-      ["State", "Lag (bytes)", "Lag (time)", "Applied LSN", "Source LSN", "Last applied", "Products", "Sync back pending", "Slot"],
+      ["State", "Lag (bytes)", "Lag (time)", "Applied LSN", "Source LSN", "Last applied", "Products", "Sync back pending", "Of which refused", "Slot"],
       [
         row(
           h("td", { class: sync.state === SyncState.STREAMING ? "ok" : "error" }, state),
@@ -95,11 +118,14 @@ function syncStatus(sync: GetSyncStatusResponse | undefined): HTMLElement {
           String(sync.products),
           // Writes taken by the catalog not yet in the old shop: catalog writes move back to legacy only at 0.
           h("td", { class: sync.syncBackPending > 0n ? "error" : undefined, "data-sync-back-pending": String(sync.syncBackPending) }, String(sync.syncBackPending)),
+          // Never written back unless given up (or a later write of the product is seen back).
+          h("td", { class: sync.syncBackRefused > 0n ? "error" : undefined, "data-sync-back-refused": String(sync.syncBackRefused) }, String(sync.syncBackRefused)),
           sync.slot,
         ),
       ],
       "",
     ),
+    refusedWrites(sync),
   );
 }
 

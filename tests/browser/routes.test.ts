@@ -103,6 +103,9 @@ describe("the operator console's Routes view", () => {
     expect(await writeRow.locator("input[data-canary-percent]").count()).toBe(0);
     // Beside the capture's lag, the writes the sync back still owes the old shop: the move back waits for 0.
     expect(await page.locator("#catalog-sync td[data-sync-back-pending]").textContent()).toBe("0");
+    // None refused by the old shop: no table of refused writes.
+    expect(await page.locator("#catalog-sync td[data-sync-back-refused]").textContent()).toBe("0");
+    expect(await page.locator("#refused-writes").count()).toBe(0);
     expect(await routeRow(page).locator("button").evaluateAll((buttons) => buttons.map((b) => b.getAttribute("data-mode")))).toEqual(["legacy", "shadow", "canary", "new"]);
     expect(errors).toEqual([]);
   });
