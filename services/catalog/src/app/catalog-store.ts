@@ -2,9 +2,9 @@ import { asc, count, eq, inArray, notInArray, sql } from "drizzle-orm";
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { create } from "@bufbuild/protobuf";
 import { appendToOutbox, type DomainEvent, type Logger, type SqlExecutor } from "#platform";
-import { ProductChangeOrigin, ProductChangedSchema } from "#gen/shop/catalog/v1/catalog_events_pb.js";
+import { ProductChangeOrigin, ProductChangedSchema, type ProductChanged } from "#gen/shop/catalog/v1/catalog_events_pb.js";
 import { toMoney } from "#shop/money.js";
-import { UnmappableChangeError } from "../domain/errors.js";
+import { NoRefusedWriteError, OldShopReadTimeoutError, UnmappableChangeError } from "../domain/errors.js";
 import { formatLsn, parseLsn } from "../domain/lsn.js";
 import type { CapturedProduct, CatalogProduct } from "../domain/product.js";
 import { cdcPosition, outbox, products, syncBack, type tables } from "../db/schema.js";
@@ -33,12 +33,38 @@ export interface ApplyOutcome {
   held: number;
 }
 
+/** What DiscardRefusedWrites did. */
+export interface DiscardOutcome {
+  /** The refused writes deleted. */
+  discarded: number;
+  /** Whether the product was taken again from the old shop: not while a later write of it is still on its way there. */
+  resynced: boolean;
+  /** The product as the catalog now holds it; undefined if it holds none. */
+  product: ProductRow | undefined;
+}
+
+/**
+ * The old shop's product of `sku` as it is now, undefined if it has none. It must give up when
+ * `signal` aborts: it is called while the SKU's lock is held.
+ */
+export type OldShopProductReader = (sku: string, signal: AbortSignal) => Promise<CatalogProduct | undefined>;
+
+/** A write the old shop refused for good, as GetSyncStatus lists it. */
+export interface RefusedWriteRow {
+  sku: string;
+  refusal: string;
+  writtenAt: Date;
+}
+
+/** The longest DiscardRefusedWrites waits for the old shop's product, holding the SKU's lock (which the capture of that SKU waits for). */
+const OLD_SHOP_READ_MS = 5_000;
+
 export interface Position {
   lsn: bigint;
   appliedAt: Date;
 }
 
-/** The catalog's reads, the change capture's writes and UpdateProduct's; each write is one transaction with its events (and its position, or its sync back row). */
+/** The catalog's reads, the change capture's writes, UpdateProduct's and DiscardRefusedWrites'; each write is one transaction with its events (and its position, or its sync back rows). */
 export interface CatalogStore {
   listProducts(skus: readonly string[]): Promise<ProductRow[]>;
   countProducts(): Promise<number>;
@@ -69,23 +95,27 @@ export interface CatalogStore {
   updateProduct(product: CatalogProduct): Promise<{ row: ProductRow }>;
   /** Writes taken here whose echo the capture has not yet seen from the old shop (refused ones included). */
   countSyncBackPending(): Promise<number>;
+  /** Of those, the writes the old shop refused for good. */
+  countSyncBackRefused(): Promise<number>;
+  /** The oldest `limit` refused writes, in the order taken. */
+  listRefusedWrites(limit: number): Promise<RefusedWriteRow[]>;
+  /**
+   * Gives up the SKU's refused writes (NoRefusedWriteError if it has none), in one transaction
+   * under the SKU's lock. Unless a later write of the SKU is still on its way to the old shop
+   * (whose echo then brings both sides together), the product is then taken again as
+   * `readOldShop` reads it, or removed if the old shop has none, with its ProductChanged (origin
+   * RESYNCED) in the outbox. A read that fails or outlasts OLD_SHOP_READ_MS changes nothing.
+   */
+  discardRefusedWrites(sku: string, readOldShop: OldShopProductReader): Promise<DiscardOutcome>;
 }
 
-const changed = (lsn: bigint, product: CatalogProduct): DomainEvent<typeof ProductChangedSchema> => ({
-  schema: ProductChangedSchema,
-  message: create(ProductChangedSchema, { ...changeOf(product), lsn: formatLsn(lsn), origin: ProductChangeOrigin.CAPTURED }),
-  aggregateType: "product",
-  aggregateId: product.sku,
-});
+const productEvent = (message: ProductChanged): DomainEvent<typeof ProductChangedSchema> => ({ schema: ProductChangedSchema, message, aggregateType: "product", aggregateId: message.sku });
 
-const changeOf = (product: CatalogProduct) => ({ sku: product.sku, name: product.name, description: product.description, price: toMoney(product.currency, product.priceMinor) });
+/** `lsn`: the captured change's source position, as text; empty for a product not captured (written or read here). */
+const changed = (product: CatalogProduct, origin: ProductChangeOrigin, lsn = "") =>
+  productEvent(create(ProductChangedSchema, { sku: product.sku, name: product.name, description: product.description, price: toMoney(product.currency, product.priceMinor), origin, lsn }));
 
-const written = (product: CatalogProduct): DomainEvent<typeof ProductChangedSchema> => ({
-  schema: ProductChangedSchema,
-  message: create(ProductChangedSchema, { ...changeOf(product), origin: ProductChangeOrigin.WRITTEN }),
-  aggregateType: "product",
-  aggregateId: product.sku,
-});
+const removed = (sku: string, origin: ProductChangeOrigin, lsn = "") => productEvent(create(ProductChangedSchema, { sku, removed: true, origin, lsn }));
 
 /** A captured product carries a write's values; a blurb the source left unchanged (TOASTed) is taken as the write's. */
 const carries = (captured: CapturedProduct, write: CatalogProduct) =>
@@ -93,13 +123,6 @@ const carries = (captured: CapturedProduct, write: CatalogProduct) =>
   (captured.description === undefined || captured.description === write.description) &&
   captured.priceMinor === write.priceMinor &&
   captured.currency === write.currency;
-
-const removed = (lsn: bigint, sku: string): DomainEvent<typeof ProductChangedSchema> => ({
-  schema: ProductChangedSchema,
-  message: create(ProductChangedSchema, { sku, removed: true, lsn: formatLsn(lsn), origin: ProductChangeOrigin.CAPTURED }),
-  aggregateType: "product",
-  aggregateId: sku,
-});
 
 /** `logger` takes the warning for each held change; a test of the capture alone may leave it out. */
 export function createCatalogStore(db: Db, slot: string, logger?: Logger): CatalogStore {
@@ -127,9 +150,22 @@ export function createCatalogStore(db: Db, slot: string, logger?: Logger): Catal
     return "echo";
   }
 
-  async function upsert(tx: SqlExecutor, lsn: bigint, product: CatalogProduct) {
-    const values = { ...product, sourceLsn: formatLsn(lsn), updatedAt: sql`now()` };
-    await tx.insert(products).values(values).onConflictDoUpdate({ target: products.sku, set: values });
+  /** `sourceLsn`: the position of the captured change it comes from, as text; empty for a product not captured. */
+  async function upsert(tx: SqlExecutor, sourceLsn: string, product: CatalogProduct): Promise<ProductRow> {
+    const values = { ...product, sourceLsn, updatedAt: sql`now()` };
+    const [row] = await tx.insert(products).values(values).onConflictDoUpdate({ target: products.sku, set: values }).returning();
+    return row!;
+  }
+
+  /** `read` given OLD_SHOP_READ_MS: past it, its failure is an OldShopReadTimeoutError. */
+  async function readWithin(read: OldShopProductReader, sku: string): Promise<CatalogProduct | undefined> {
+    const signal = AbortSignal.timeout(OLD_SHOP_READ_MS);
+    try {
+      return await read(sku, signal);
+    } catch (err) {
+      if (signal.aborted) throw new OldShopReadTimeoutError(OLD_SHOP_READ_MS);
+      throw err;
+    }
   }
 
   /** The captured product with its description: the stored one when the source left a TOASTed blurb unchanged. */
@@ -164,10 +200,11 @@ export function createCatalogStore(db: Db, slot: string, logger?: Logger): Catal
     writeSnapshot(lsn, batches) {
       return db.transaction(async (tx) => {
         await tx.delete(products);
+        const position = formatLsn(lsn);
         let written = 0;
         for await (const batch of batches) {
-          for (const product of batch) await upsert(tx, lsn, product);
-          await appendToOutbox(tx, outbox, batch.map((product) => changed(lsn, product)));
+          for (const product of batch) await upsert(tx, position, product);
+          await appendToOutbox(tx, outbox, batch.map((product) => changed(product, ProductChangeOrigin.CAPTURED, position)));
           written += batch.length;
         }
         await savePosition(tx, lsn);
@@ -185,6 +222,7 @@ export function createCatalogStore(db: Db, slot: string, logger?: Logger): Catal
         // Delivered again after a crash before its acknowledgement reached the source.
         if (parseLsn(stored.lsn) >= endLsn) return { applied: 0, skipped: true, held: 0 };
         const events: DomainEvent<typeof ProductChangedSchema>[] = [];
+        const position = formatLsn(endLsn);
         let applied = 0;
         if (truncated) {
           // A SKU written here and not seen back keeps its product: the write here wins.
@@ -194,7 +232,7 @@ export function createCatalogStore(db: Db, slot: string, logger?: Logger): Catal
             .delete(products)
             .where(keptSkus.length > 0 ? notInArray(products.sku, keptSkus) : undefined)
             .returning({ sku: products.sku });
-          events.push(...gone.filter(({ sku }) => !changes.has(sku)).map(({ sku }) => removed(endLsn, sku)));
+          events.push(...gone.filter(({ sku }) => !changes.has(sku)).map(({ sku }) => removed(sku, ProductChangeOrigin.CAPTURED, position)));
           heldSkus.push(...keptSkus.filter((sku) => !changes.has(sku)));
           applied += 1;
         }
@@ -208,11 +246,11 @@ export function createCatalogStore(db: Db, slot: string, logger?: Logger): Catal
           applied += 1;
           if (change.kind === "delete") {
             await tx.delete(products).where(eq(products.sku, change.sku));
-            events.push(removed(endLsn, change.sku));
+            events.push(removed(change.sku, ProductChangeOrigin.CAPTURED, position));
           } else {
             const product = await complete(tx, change.product);
-            await upsert(tx, endLsn, product);
-            events.push(changed(endLsn, product));
+            await upsert(tx, position, product);
+            events.push(changed(product, ProductChangeOrigin.CAPTURED, position));
           }
         }
         await appendToOutbox(tx, outbox, events);
@@ -231,17 +269,60 @@ export function createCatalogStore(db: Db, slot: string, logger?: Logger): Catal
     updateProduct(product) {
       return db.transaction(async (tx) => {
         await lockSku(tx, product.sku);
-        const values = { ...product, sourceLsn: "", updatedAt: sql`now()` };
-        const [row] = await tx.insert(products).values(values).onConflictDoUpdate({ target: products.sku, set: values }).returning();
-        const [eventId] = await appendToOutbox(tx, outbox, [written(product)]);
+        const row = await upsert(tx, "", product);
+        const [eventId] = await appendToOutbox(tx, outbox, [changed(product, ProductChangeOrigin.WRITTEN)]);
         await tx.insert(syncBack).values({ eventId: eventId!, ...product });
-        return { row: row! };
+        return { row };
       });
     },
 
     async countSyncBackPending() {
       const [row] = await db.select({ n: count() }).from(syncBack);
       return row?.n ?? 0;
+    },
+
+    async countSyncBackRefused() {
+      const [row] = await db.select({ n: count() }).from(syncBack).where(eq(syncBack.state, "refused"));
+      return row?.n ?? 0;
+    },
+
+    async listRefusedWrites(limit) {
+      const rows = await db.select({ sku: syncBack.sku, refusal: syncBack.refusal, writtenAt: syncBack.writtenAt }).from(syncBack).where(eq(syncBack.state, "refused")).orderBy(asc(syncBack.seq)).limit(limit);
+      return rows.map((row) => ({ ...row, refusal: row.refusal ?? "" }));
+    },
+
+    discardRefusedWrites(sku, readOldShop) {
+      return db.transaction(async (tx): Promise<DiscardOutcome> => {
+        // The capture's match of a change of this SKU waits for this transaction, and sees its rows as it leaves them.
+        await lockSku(tx, sku);
+        const rows = await writesNotSeenBack(tx, sku);
+        const refused = rows.filter((row) => row.state === "refused");
+        if (refused.length === 0) throw new NoRefusedWriteError(sku);
+        await tx.delete(syncBack).where(inArray(syncBack.eventId, refused.map((row) => row.eventId)));
+        if (rows.at(-1)!.state !== "refused") {
+          // A later write is on its way to the old shop, and the catalog holds it (or a newer
+          // one): its echo brings both sides to it. Older rows left do not stop the resync: the
+          // sync back put them before the refused ones (in order), so the read below brings
+          // their values, and their echoes are still matched.
+          const [product] = await tx.select().from(products).where(eq(products.sku, sku));
+          return { discarded: refused.length, resynced: false, product };
+        }
+        // Read under the lock, not before taking it: a change the old shop committed after an
+        // earlier read would be captured while the rows still stood, so held, and then
+        // overwritten here by the older value read, leaving the catalog behind the old shop for
+        // good. Read here, such a change is committed after the read, and its capture waits
+        // for the lock, finds no rows and is applied.
+        const current = await readWithin(readOldShop, sku);
+        if (!current) {
+          await tx.delete(products).where(eq(products.sku, sku));
+          await appendToOutbox(tx, outbox, [removed(sku, ProductChangeOrigin.RESYNCED)]);
+          return { discarded: refused.length, resynced: true, product: undefined };
+        }
+        // Read through the old shop's API, at no source position the capture could compare: no source LSN, as for a write taken here.
+        const product = await upsert(tx, "", current);
+        await appendToOutbox(tx, outbox, [changed(current, ProductChangeOrigin.RESYNCED)]);
+        return { discarded: refused.length, resynced: true, product };
+      });
     },
   };
 }

@@ -33,7 +33,8 @@ export interface SyncBackOptions {
  * An old shop that is away, slow or refusing this caller is retried for as long as it takes
  * (never dead-lettered: that would lose the write). A write the old shop calls invalid (400)
  * or whose path it does not know (404) cannot succeed by retrying: it is logged as an error and
- * its sync_back row keeps the refusal, still counted as pending, and the writes after it go on.
+ * its sync_back row keeps the refusal, still counted as pending (until DiscardRefusedWrites gives
+ * it up, or the echo of a later write of the product is seen), and the writes after it go on.
  */
 export function startSyncBack(options: SyncBackOptions) {
   return startEventConsumer({
@@ -68,7 +69,7 @@ export function syncBackHandler(oldShop: SyncBackOptions["oldShop"], logger: Log
       const { code, rawMessage } = ConnectError.from(err);
       if (!PERMANENT_REFUSALS.has(code)) throw err;
       const refusal = rawMessage.slice(0, 500);
-      log.error({ sku: event.sku, eventId: envelope.id, refusal }, "the old shop refused a write taken here; it stays pending in catalog.sync_back");
+      log.error({ sku: event.sku, eventId: envelope.id, refusal }, "the old shop refused a write taken here; it stays pending in catalog.sync_back until DiscardRefusedWrites gives it up");
       await tx.update(syncBack).set({ state: "refused", refusal }).where(eq(syncBack.eventId, envelope.id));
       return;
     }

@@ -25,3 +25,22 @@ export class WritesRoutedToOldShopError extends DomainError {
     super(`catalog writes are routed to the old shop; the catalog takes them once ${route} is new`);
   }
 }
+
+/** DiscardRefusedWrites of a product without a write the old shop refused: nothing to give up. */
+export class NoRefusedWriteError extends DomainError {
+  override readonly name = "NoRefusedWriteError";
+  readonly kind = "not_found";
+  override readonly field = "sku";
+  constructor(sku: string) {
+    super(`sku: ${sku} has no write the old shop refused`);
+  }
+}
+
+/** The old shop did not give DiscardRefusedWrites its product in time; the discard was rolled back, so a retry may do it. */
+export class OldShopReadTimeoutError extends DomainError {
+  override readonly name = "OldShopReadTimeoutError";
+  readonly kind = "unavailable";
+  constructor(ms: number) {
+    super(`the old shop did not answer within ${ms} ms; nothing was discarded, retry later`);
+  }
+}
