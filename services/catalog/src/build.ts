@@ -22,7 +22,7 @@ export interface CatalogDeps extends ServiceRuntime {
   cdcPublication?: string;
   /** Reconnect delays of the change capture; tests pass short ones. */
   cdcBackoff?: CdcReaderOptions["backoff"];
-  /** The old shop's JSON API, for the sync back of writes taken here. */
+  /** The old shop's JSON API, for the sync back of writes taken here and DiscardRefusedWrites' read of a product. */
   oldshopUrl: string;
   /** Redelivery delays of the sync back after a failed PUT; tests pass short ones. */
   syncBackBackoffMs?: number[];
@@ -76,7 +76,7 @@ export function build(deps: CatalogDeps): Promise<ServiceServer> {
         ...(deps.syncBackBackoffMs ? { backoffMs: deps.syncBackBackoffMs } : {}),
       });
       return {
-        routes: createRoutes({ store, syncStatus: () => ({ ...reader.status(), capturedWhileWritesHere }), writesHere }),
+        routes: createRoutes({ store, syncStatus: () => ({ ...reader.status(), capturedWhileWritesHere }), writesHere, oldShop }),
         async stop() {
           await Promise.all([reader.stop(), syncBack.stop()]);
           routes.close();

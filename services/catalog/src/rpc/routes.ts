@@ -1,14 +1,15 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { CatalogService, ProductSchema, SyncState } from "#gen/shop/catalog/v1/catalog_service_pb.js";
+import { CatalogService, ProductSchema, SyncState, type Product } from "#gen/shop/catalog/v1/catalog_service_pb.js";
 import { toMoney } from "#shop/money.js";
-import type { CatalogStore, ProductRow } from "../app/catalog-store.js";
+import type { OldShopCatalog } from "#shop/old-shop-catalog.js";
+import type { CatalogStore, OldShopProductReader, ProductRow } from "../app/catalog-store.js";
 import type { SyncStatus } from "../cdc/sync-status.js";
 import { formatLsn } from "../domain/lsn.js";
 import { WritesRoutedToOldShopError } from "../domain/errors.js";
 import { requireProductWrite } from "#shop/product-write.js";
-import { requireSku } from "../domain/product.js";
+import { requireSku, type CatalogProduct } from "../domain/product.js";
 import { CATALOG_WRITE_ROUTE } from "#shop/catalog-router.js";
 
 export interface CatalogRouteDeps {
@@ -17,9 +18,28 @@ export interface CatalogRouteDeps {
   syncStatus: () => SyncStatus & { capturedWhileWritesHere: number };
   /** Whether the route table has moved catalog writes here. */
   writesHere: () => boolean;
+  /** The old shop's JSON API, read by DiscardRefusedWrites. */
+  oldShop: Pick<OldShopCatalog, "client">;
 }
 
 const toProduct = (row: ProductRow) => create(ProductSchema, { sku: row.sku, name: row.name, description: row.description, price: toMoney(row.currency, row.priceMinor) });
+
+/** The old shop's product as the adapter maps it, every field checked and a price always set, in the catalog's terms. */
+const fromProduct = ({ sku, name, description, price }: Product): CatalogProduct => ({ sku, name, description, priceMinor: Number(price!.minorUnits), currency: price!.currencyCode });
+
+/** GetSyncStatusResponse.refused_writes: the contract's bound. */
+const REFUSED_WRITES_LISTED = 20;
+
+/**
+ * The old shop's product now, through the adapter (its timeouts, retries and breaker): a SKU it
+ * does not know is absent from its list. It gives up when the store's bound or the caller does.
+ */
+const oldShopReader =
+  (oldShop: CatalogRouteDeps["oldShop"], caller: AbortSignal): OldShopProductReader =>
+  async (sku, signal) => {
+    const { products } = await oldShop.client.listProducts({ skus: [sku] }, { signal: AbortSignal.any([signal, caller]) });
+    return products[0] && fromProduct(products[0]);
+  };
 
 const stateToWire: Record<SyncStatus["state"], SyncState> = {
   backfilling: SyncState.BACKFILLING,
@@ -30,8 +50,8 @@ const stateToWire: Record<SyncStatus["state"], SyncState> = {
 
 const lsnText = (lsn: bigint | undefined) => (lsn === undefined ? "" : formatLsn(lsn));
 
-/** Maps the wire contract onto catalog's reads and its one write; no business rules live here. */
-export function createRoutes({ store, syncStatus, writesHere }: CatalogRouteDeps) {
+/** Maps the wire contract onto catalog's reads and its writes; no business rules live here. */
+export function createRoutes({ store, syncStatus, writesHere, oldShop }: CatalogRouteDeps) {
   return (router: ConnectRouter) =>
     router.service(CatalogService, {
       async listProducts(req) {
@@ -46,7 +66,12 @@ export function createRoutes({ store, syncStatus, writesHere }: CatalogRouteDeps
       },
       async getSyncStatus() {
         const status = syncStatus();
-        const [products, syncBackPending] = await Promise.all([store.countProducts(), store.countSyncBackPending()]);
+        const [products, syncBackPending, syncBackRefused, refusedWrites] = await Promise.all([
+          store.countProducts(),
+          store.countSyncBackPending(),
+          store.countSyncBackRefused(),
+          store.listRefusedWrites(REFUSED_WRITES_LISTED),
+        ]);
         return {
           slot: status.slot,
           state: stateToWire[status.state],
@@ -59,7 +84,14 @@ export function createRoutes({ store, syncStatus, writesHere }: CatalogRouteDeps
           syncBackPending: BigInt(syncBackPending),
           capturedWhileWritesHere: BigInt(status.capturedWhileWritesHere),
           haltedReason: status.halted ?? "",
+          syncBackRefused: BigInt(syncBackRefused),
+          refusedWrites: refusedWrites.map(({ sku, refusal, writtenAt }) => ({ sku, refusal, writtenTime: timestampFromDate(writtenAt) })),
         };
+      },
+      async discardRefusedWrites(req, ctx) {
+        const sku = requireSku(req.sku);
+        const { discarded, resynced, product } = await store.discardRefusedWrites(sku, oldShopReader(oldShop, ctx.signal));
+        return { discarded, resynced, ...(product ? { product: toProduct(product) } : {}) };
       },
     });
 }
