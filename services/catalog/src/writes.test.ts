@@ -13,11 +13,13 @@ import { startTestOldShop, testRuntime } from "#tests/support/services.js";
 import { silentLogger } from "#tests/support/silent-logger.js";
 import type { OldShop } from "../../../legacy/oldshop/src/server.js";
 import { randomUUID } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { drizzle } from "drizzle-orm/postgres-js";
 import { ProductChangeOrigin, ProductChangedSchema } from "#gen/shop/catalog/v1/catalog_events_pb.js";
 import { toMoney } from "#shop/money.js";
+import { createCatalogStore } from "./app/catalog-store.js";
 import { syncBackHandler } from "./app/sync-back.js";
+import { tables } from "./db/schema.js";
 import { build } from "./build.js";
 
 const write = (sku: string, name: string, minorUnits: bigint, description = `About ${name}.`) => ({ sku, name, description, price: { currencyCode: "USD", minorUnits } });
@@ -42,6 +44,7 @@ describe("catalog writes moved by the route table: UpdateProduct, the sync back 
   let asConsole: Client<typeof CatalogService>;
   let consoleBus: BusConnection;
   let routes: RouteTable;
+  let pki: Awaited<ReturnType<typeof testPki>>;
 
   /** Moves the write route as the console does, and waits until the catalog acts on it. */
   const move = async (mode: RouteMode) => {
@@ -58,7 +61,7 @@ describe("catalog writes moved by the route table: UpdateProduct, the sync back 
   const status = () => asConsole.getSyncStatus({});
 
   beforeAll(async () => {
-    const pki = await testPki();
+    pki = await testPki();
     const [databases, started, shop] = await Promise.all([createServiceDatabases(), startTestNats(), startTestOldShop(pki)]);
     nats = started;
     oldShop = shop.oldShop;
@@ -254,7 +257,126 @@ describe("catalog writes moved by the route table: UpdateProduct, the sync back 
       await expect(db.transaction((tx) => away.handle(tx, event("MW-REFUSED", ProductChangeOrigin.WRITTEN), envelope(refused)))).rejects.toMatchObject({ code: Code.Unavailable });
       expect((await status()).syncBackPending).toBe(3n);
     } finally {
+      // Rows of no write taken here: the next tests start settled.
+      await catalogDb`delete from catalog.sync_back where sku in ('MW-REFUSED', 'MW-GONE', 'MW-TAKEN')`;
       await client.end();
     }
   });
+
+  const REFUSAL = "title: title must be at most 200 characters (the old shop)";
+  /**
+   * A write taken here that the old shop refused for good, as UpdateProduct and the sync back
+   * leave it (the product with the write's values, its row marked refused): the old shop takes
+   * whatever the catalog does, so it cannot be made to refuse one (the marking is tested above).
+   */
+  const refusedWrite = async (sku: string, name: string) => {
+    await catalogDb`insert into catalog.products (sku, name, description, price_minor, currency, source_lsn) values (${sku}, ${name}, '', 100, 'USD', '')
+      on conflict (sku) do update set name = excluded.name, description = excluded.description, price_minor = excluded.price_minor, source_lsn = excluded.source_lsn`;
+    await catalogDb`insert into catalog.sync_back (event_id, sku, name, description, price_minor, currency, state, refusal) values (${randomUUID()}, ${sku}, ${name}, '', 100, 'USD', 'refused', ${REFUSAL})`;
+  };
+  const lastEvent = async (sku: string) => {
+    const [row] = await catalogDb`select payload from catalog.outbox where aggregate_id = ${sku} order by seq desc limit 1`;
+    return row && fromBinary(ProductChangedSchema, row["payload"] as Uint8Array);
+  };
+
+  it("a refused write is listed by GetSyncStatus and holds its SKU; DiscardRefusedWrites gives it up and takes the product again as the old shop holds it, whose changes the capture applies again", async () => {
+    await settled();
+    const held = (await status()).capturedWhileWritesHere;
+    await refusedWrite("MW-BTL-005", "Bottle, refused edition");
+    const listed = await status();
+    expect([listed.syncBackPending, listed.syncBackRefused]).toEqual([1n, 1n]);
+    expect(listed.refusedWrites.map(({ sku, refusal }) => ({ sku, refusal }))).toEqual([{ sku: "MW-BTL-005", refusal: REFUSAL }]);
+    expect(listed.refusedWrites[0]?.writtenTime).toBeDefined();
+    // A change in the old shop meanwhile is held: the write here wins while its row stands.
+    await legacy`update oldshop.products set title = 'Bottle, legacy edition' where sku = 'MW-BTL-005'`;
+    await eventually(async () => expect((await status()).capturedWhileWritesHere).toBe(held + 1n));
+    expect(await catalogRow("MW-BTL-005")).toMatchObject({ name: "Bottle, refused edition", price: 100 });
+
+    const answer = await asConsole.discardRefusedWrites({ sku: "MW-BTL-005" });
+    const inOldShop = await legacyRow("MW-BTL-005");
+    expect(inOldShop).toMatchObject({ title: "Bottle, legacy edition" });
+    const resynced = { name: "Bottle, legacy edition", description: inOldShop!.blurb, price: 1899, currency: "USD" };
+    expect([answer.discarded, answer.resynced]).toEqual([1, true]);
+    expect(answer.product).toMatchObject({ sku: "MW-BTL-005", name: resynced.name, description: resynced.description, price: { currencyCode: "USD", minorUnits: 1899n } });
+    expect(inOldShop!.price).toBe("18.99");
+    expect(await catalogRow("MW-BTL-005")).toEqual({ ...resynced, source_lsn: "" });
+    expect(await lastEvent("MW-BTL-005")).toMatchObject({ name: resynced.name, price: { minorUnits: 1899n }, removed: false, lsn: "", origin: ProductChangeOrigin.RESYNCED });
+    const after = await status();
+    expect([after.syncBackPending, after.syncBackRefused, after.refusedWrites]).toEqual([0n, 0n, []]);
+
+    const again = await failureOf(asConsole.discardRefusedWrites({ sku: "MW-BTL-005" }));
+    expect([again.code, again.rawMessage]).toEqual([Code.NotFound, "sku: MW-BTL-005 has no write the old shop refused"]);
+    // No longer held: the old shop's next change is the catalog's.
+    await legacy`update oldshop.products set price = '19.50' where sku = 'MW-BTL-005'`;
+    await eventually(async () => expect(await catalogRow("MW-BTL-005")).toMatchObject({ name: "Bottle, legacy edition", price: 1950 }));
+    expect((await status()).capturedWhileWritesHere).toBe(held + 1n);
+  });
+
+  it("DiscardRefusedWrites of a product the old shop has none of removes it from the catalog", async () => {
+    await settled();
+    await refusedWrite("MW-NEW-900", "Kite");
+    const answer = await asConsole.discardRefusedWrites({ sku: "MW-NEW-900" });
+    expect([answer.discarded, answer.resynced, answer.product]).toEqual([1, true, undefined]);
+    expect(await catalogRow("MW-NEW-900")).toBeUndefined();
+    expect(await lastEvent("MW-NEW-900")).toMatchObject({ removed: true, lsn: "", origin: ProductChangeOrigin.RESYNCED });
+    expect((await status()).syncBackPending).toBe(0n);
+  });
+
+  it("DiscardRefusedWrites while a later write is on its way gives up the refused one only: the product is not taken again, the later write's echo brings both sides to it", async () => {
+    await move("new");
+    await settled();
+    await refusedWrite("MW-LMP-006", "Lamp, refused edition");
+    const resume = await holdCapture();
+    await asConsole.updateProduct(write("MW-LMP-006", "Lamp, catalog edition", 9500n));
+    await eventually(async () => expect((await syncBackRows("MW-LMP-006")).map(({ state }) => state)).toEqual(["refused", "sent"]));
+    const answer = await asConsole.discardRefusedWrites({ sku: "MW-LMP-006" });
+    expect([answer.discarded, answer.resynced]).toEqual([1, false]);
+    expect(answer.product).toMatchObject({ name: "Lamp, catalog edition", price: { minorUnits: 9500n } });
+    expect(await syncBackRows("MW-LMP-006")).toEqual([{ name: "Lamp, catalog edition", price: 9500, state: "sent" }]);
+    expect(await lastEvent("MW-LMP-006")).toMatchObject({ name: "Lamp, catalog edition", origin: ProductChangeOrigin.WRITTEN });
+    await resume();
+    await settled();
+    expect(await catalogRow("MW-LMP-006")).toMatchObject({ name: "Lamp, catalog edition", price: 9500 });
+    expect(await legacyRow("MW-LMP-006")).toMatchObject({ title: "Lamp, catalog edition", price: "95.00" });
+  });
+
+  it("DiscardRefusedWrites takes the operator and console only, and refuses a bad SKU naming the field, giving up nothing", async () => {
+    await settled();
+    await refusedWrite("MW-DENIED", "Denied");
+    const asGateway = createClient(CatalogService, meshTransport(server.url, pki, { as: "gateway", peer: "catalog" }));
+    expect((await failureOf(asGateway.discardRefusedWrites({ sku: "MW-DENIED" }))).code).toBe(Code.PermissionDenied);
+    for (const [sku, message] of [
+      ["", "sku: is required"],
+      ["x".repeat(129), "sku: must be at most 128 characters"],
+    ] as const) {
+      const err = await failureOf(asConsole.discardRefusedWrites({ sku }));
+      expect.soft([err.code, err.rawMessage]).toEqual([Code.InvalidArgument, message]);
+    }
+    expect((await status()).syncBackRefused).toBe(1n);
+    const asOperator = createClient(CatalogService, meshTransport(server.url, pki, { as: "operator", peer: "catalog" }));
+    expect(await asOperator.discardRefusedWrites({ sku: "MW-DENIED" })).toMatchObject({ discarded: 1, resynced: true });
+    expect((await status()).syncBackRefused).toBe(0n);
+  });
+
+  it("an old shop that is away or does not answer in time changes nothing: the discard rolls back, UNAVAILABLE", async () => {
+    await settled();
+    await refusedWrite("MW-AWAY", "Away");
+    const client = connect(catalogRoleUrl);
+    const store = createCatalogStore(drizzle(client, { schema: tables }), slot);
+    try {
+      const away = () => Promise.reject(new ConnectError("the old shop is unreachable", Code.Unavailable));
+      await expect(store.discardRefusedWrites("MW-AWAY", away)).rejects.toMatchObject({ code: Code.Unavailable });
+      const silent = (_sku: string, signal: AbortSignal) => new Promise<undefined>((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)));
+      const started = Date.now();
+      await expect(store.discardRefusedWrites("MW-AWAY", silent)).rejects.toMatchObject({ kind: "unavailable", message: "the old shop did not answer within 5000 ms; nothing was discarded, retry later" });
+      expect(Date.now() - started).toBeLessThan(6_000);
+      expect(await syncBackRows("MW-AWAY")).toEqual([{ name: "Away", price: 100, state: "refused" }]);
+      expect(await catalogRow("MW-AWAY")).toMatchObject({ name: "Away" });
+      expect(await lastEvent("MW-AWAY")).toBeUndefined();
+    } finally {
+      await catalogDb`delete from catalog.sync_back where sku = 'MW-AWAY'`;
+      await catalogDb`delete from catalog.products where sku = 'MW-AWAY'`;
+      await client.end();
+    }
+  }, 15_000);
 });
