@@ -121,10 +121,15 @@ describe("adaptive admission control on a real server", () => {
     const grown = await limit();
     expect(grown).toBeGreaterThan(16);
     delay = 240; // twelve times slower: queueing, as far as the limit can tell
-    const tally = await closedLoop(() => inventory.getStock({ sku: "a" }), 12, 4_000);
-    const shrunk = await limit();
+    // In rounds of a second, at most eight: a loaded host's slower windows may take longer than 4 s to halve it.
+    let shrunk = grown;
+    let shed = 0;
+    for (let round = 0; round < 8 && shrunk >= grown / 2; round++) {
+      shed += (await closedLoop(() => inventory.getStock({ sku: "a" }), 12, 1_000)).shed;
+      shrunk = await limit();
+    }
     expect(shrunk).toBeLessThan(grown / 2);
-    expect(tally.shed).toBeGreaterThan(0);
+    expect(shed).toBeGreaterThan(0);
   });
 });
 
