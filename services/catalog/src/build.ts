@@ -43,9 +43,15 @@ export function build(deps: CatalogDeps): Promise<ServiceServer> {
       // The capture holds a change by its content (against catalog.sync_back), never by the route.
       const store = createCatalogStore(db, slot, deps.logger);
       // Read only: the catalog follows where writes go; the console's user moves them. Only
-      // UpdateProduct reads it, as a fence: a write is taken here only while routed here.
+      // UpdateProduct reads it, as a fence: a write is taken here only while routed here, as
+      // the bucket has it now (caughtUp), not as this replica's watch last delivered it, so a
+      // gateway that has seen a move is not refused by a catalog that has not, and a move back
+      // fences writes here at once.
       const routes = openRouteTable({ bus, routes: catalogRoutes, logger: deps.logger });
-      const writesHere = () => routes.route(CATALOG_WRITE_ROUTE).mode === "new";
+      const writesHere = async () => {
+        await routes.caughtUp();
+        return routes.route(CATALOG_WRITE_ROUTE).mode === "new";
+      };
       const applied = new Counter({ name: "catalog_cdc_applied_changes_total", help: "Source changes applied to the catalog", registers: [metrics.registry] });
       const held = new Counter({
         name: "catalog_cdc_captured_while_writes_here_total",

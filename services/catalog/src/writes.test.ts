@@ -11,6 +11,7 @@ import { meshTransport, testPki } from "#tests/support/mesh-clients.js";
 import { startTestNats, type TestNats } from "#tests/support/nats.js";
 import { startTestOldShop, testRuntime } from "#tests/support/services.js";
 import { silentLogger } from "#tests/support/silent-logger.js";
+import { startTcpFaultProxy, type TcpFaultProxy } from "#tools/chaos/tcp-fault-proxy.js";
 import type { OldShop } from "../../../legacy/oldshop/src/server.js";
 import { randomUUID } from "node:crypto";
 import { create, fromBinary } from "@bufbuild/protobuf";
@@ -45,6 +46,8 @@ describe("catalog writes moved by the route table: UpdateProduct, the sync back 
   let consoleBus: BusConnection;
   let routes: RouteTable;
   let pki: Awaited<ReturnType<typeof testPki>>;
+  /** Between the catalog and NATS, to slow its view of the route table. */
+  let natsLink: TcpFaultProxy;
 
   /** Moves the write route as the console does, and waits until the catalog acts on it. */
   const move = async (mode: RouteMode) => {
@@ -64,13 +67,17 @@ describe("catalog writes moved by the route table: UpdateProduct, the sync back 
     pki = await testPki();
     const [databases, started, shop] = await Promise.all([createServiceDatabases(), startTestNats(), startTestOldShop(pki)]);
     nats = started;
+    natsLink = await startTcpFaultProxy();
+    const catalogNats = new URL(nats.urlFor("catalog"));
+    natsLink.setTarget(Number(catalogNats.port));
+    catalogNats.port = new URL(natsLink.url).port;
     oldShop = shop.oldShop;
     slot = shop.database.slot;
     legacy = connect(shop.database.adminUrl);
     catalogDb = connect(databases.adminUrl);
     catalogRoleUrl = databases.urls.catalog;
     server = await build({
-      ...testRuntime(pki, "catalog", databases.urls.catalog, nats.urlFor("catalog")),
+      ...testRuntime(pki, "catalog", databases.urls.catalog, catalogNats.href),
       oldshopUrl: oldShop.url,
       cdcSourceUrl: shop.database.cdcUrl,
       cdcSlot: slot,
@@ -86,6 +93,7 @@ describe("catalog writes moved by the route table: UpdateProduct, the sync back 
     routes?.close();
     await consoleBus?.close();
     await server?.close();
+    await natsLink?.close();
     await oldShop?.close();
     if (legacy) {
       // The slot is permanent: it would hold the cluster's WAL after the suite.
@@ -214,6 +222,24 @@ describe("catalog writes moved by the route table: UpdateProduct, the sync back 
     expect(await catalogRow("MW-STK-003")).toEqual(last);
     const decimal = `${Math.floor(last!.price / 100)}.${String(last!.price % 100).padStart(2, "0")}`;
     expect(await legacyRow("MW-STK-003")).toEqual({ title: last!.name, blurb: last!.description, price: decimal, currency: "USD" });
+  });
+
+  it("fences by the route as the bucket has it the moment it answers: refused at once after a move back, taken at once after a move here", async () => {
+    await settled();
+    const set = (mode: RouteMode) => routes.set(CATALOG_WRITE_ROUTE, { mode, changedBy: "ada (operator)", reason: "fence" });
+    // The catalog's link to NATS 200 ms late each way: its watch delivers a move well after the
+    // mover has its answer. No waiting for it: a gateway that has seen a move may call at once.
+    natsLink.setMode({ kind: "slow", delayMs: 200 });
+    try {
+      for (const mode of ["legacy", "new", "legacy", "new"] as const) {
+        await set(mode);
+        const taken = await asConsole.updateProduct(write("MW-FENCE-001", `Fence ${mode}`, 100n)).then(() => true, (err: unknown) => (ConnectError.from(err).code === Code.FailedPrecondition ? false : Promise.reject(err)));
+        expect([mode, taken]).toEqual([mode, mode === "new"]);
+      }
+    } finally {
+      natsLink.setMode({ kind: "pass" });
+    }
+    await settled();
   });
 
   it("back to legacy: UpdateProduct is refused again and a write in the old shop reaches the catalog", async () => {

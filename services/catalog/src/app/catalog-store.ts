@@ -84,7 +84,6 @@ export interface CatalogStore {
    * - any other change of a SKU with rows (a write past the facade, or a legacy change from
    *   before the move meeting a write here): held, not applied; the write here wins and the
    *   sync back overwrites it in the old shop.
-   * `ignoredRouteOption` is not read: the reader still passes it, until its next change drops it.
    */
   applyTransaction(transaction: SourceTransaction): Promise<ApplyOutcome>;
   /**

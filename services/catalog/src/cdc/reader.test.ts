@@ -117,7 +117,7 @@ describe("change capture from the old shop's database (pgoutput) into the catalo
     const confirmedFlush = async () => (await legacy`select confirmed_flush_lsn::text as lsn from pg_replication_slots where slot_name = ${slot}`)[0]?.["lsn"] as string | undefined;
     /** GetSyncStatus as the wire carries it, over the catalog's routes. */
     const syncStatus = (reader: CdcReader) =>
-      createClient(CatalogService, createRouterTransport(createRoutes({ store, syncStatus: () => ({ ...reader.status(), capturedWhileWritesHere: 0 }), writesHere: () => false }))).getSyncStatus({});
+      createClient(CatalogService, createRouterTransport(createRoutes({ store, syncStatus: () => ({ ...reader.status(), capturedWhileWritesHere: 0 }), writesHere: async () => false, oldShop: { client: createClient(CatalogService, createRouterTransport(() => {})) } }))).getSyncStatus({});
     /** The reader's gauges as /metrics renders them. */
     const gauges = async (reader: CdcReader) => {
       const metrics = createMetrics("catalog");

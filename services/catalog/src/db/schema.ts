@@ -18,7 +18,7 @@ export const products = catalogSchema.table(
     // Minor units fit a JS number exactly up to 2^53; the source's numeric(12,2) stays below 10^12.
     priceMinor: bigint("price_minor", { mode: "number" }).notNull(),
     currency: char("currency", { length: 3 }).notNull(),
-    /** The source position (LSN, "0/16B3748") of the change that wrote this row; empty for one written here (UpdateProduct). */
+    /** The source position (LSN, "0/16B3748") of the change that wrote this row; empty for one written here (UpdateProduct) or read again from the old shop's API (DiscardRefusedWrites). */
     sourceLsn: text("source_lsn").notNull(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
   },

@@ -17,7 +17,7 @@ export interface CatalogRouteDeps {
   /** The change capture's status, and the captured changes held since start because writes were routed here. */
   syncStatus: () => SyncStatus & { capturedWhileWritesHere: number };
   /** Whether the route table has moved catalog writes here. */
-  writesHere: () => boolean;
+  writesHere: () => Promise<boolean>;
   /** The old shop's JSON API, read by DiscardRefusedWrites. */
   oldShop: Pick<OldShopCatalog, "client">;
 }
@@ -60,7 +60,7 @@ export function createRoutes({ store, syncStatus, writesHere, oldShop }: Catalog
       },
       async updateProduct(req) {
         const product = requireProductWrite(req);
-        if (!writesHere()) throw new WritesRoutedToOldShopError(CATALOG_WRITE_ROUTE);
+        if (!(await writesHere())) throw new WritesRoutedToOldShopError(CATALOG_WRITE_ROUTE);
         const { row } = await store.updateProduct(product);
         return { product: toProduct(row) };
       },
