@@ -3,7 +3,8 @@
  * configured otherwise) and calling its OperatorService: live charts and breakers
  * (GetStats, every 2 s), sagas by view with Retry and Compensate, one saga's timeline with
  * errors, backoffs and traces (WatchSaga), dead letters with Replay, a trace viewer, and
- * the strangler fig's routes (ListRoutes, every 3 s) with the buttons that move them (SetRoute).
+ * the strangler fig's routes (ListRoutes, every 3 s) with the buttons that move them (SetRoute)
+ * and that give up catalog writes the old shop refused (DiscardRefusedWrites).
  *
  * Sign-in: the operator token arrives in the address's fragment (`#operator-token=…`,
  * which no request carries), moves to this tab's sessionStorage, and leaves the address bar;
@@ -16,6 +17,7 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { OperatorService, RouteMode, SagaView, type DeadLetter, type TraceSummary } from "#gen/shop/gateway/v1/operator_service_pb.js";
 import { SagaState } from "#gen/shop/order/v1/order_service_pb.js";
 import type { Saga } from "#gen/shop/order/v1/saga_admin_service_pb.js";
+import type { RefusedWrite } from "#gen/shop/catalog/v1/catalog_service_pb.js";
 import { errorCodes, errorsData, errorsSpec, liveChart, ordersData, ordersSpec, renderBreakerStrips } from "./charts.js";
 import { addStyle, clock, duration, enumName, h, ms, row, table } from "./dom.js";
 import { consoleCss } from "./style.js";
@@ -333,7 +335,7 @@ async function loadRoutes() {
   const typing = document.activeElement;
   if (typing instanceof HTMLInputElement && $("#routes").contains(typing)) return;
   const listed = await operator.listRoutes({});
-  $("#routes").replaceChildren(...renderRoutes(listed, (move) => void moveRoute(move)));
+  $("#routes").replaceChildren(...renderRoutes(listed, (move) => void moveRoute(move), (refused) => void discardRefused(refused)));
   $("#routes-updated").textContent = `updated ${clock(Date.now())}`;
 }
 
@@ -363,6 +365,22 @@ async function moveRoute({ route, mode, canaryPercent }: RouteMove) {
     outcome(`${route.method} is now ${after ? routeModeText(after.mode, after.canaryPercent) : target} (revision ${after?.revision}).`, true, "#routes-outcome");
   } catch (err) {
     outcome(`Route change refused: ${ConnectError.from(err).rawMessage}`, false, "#routes-outcome");
+  }
+  await loadRoutes().catch((err) => failed(err, $("#routes")));
+}
+
+async function discardRefused({ sku, refusal }: RefusedWrite) {
+  const ok = await confirmAction(
+    `Discard the refused writes of ${sku}?`,
+    `The old shop refused them for good (${JSON.stringify(refusal)}). They are given up, and the catalog takes ${sku} again as the old shop holds it (it drops the product if the old shop has none). To keep such a write instead, mend what the old shop refused and write the product again.`,
+    "Discard",
+  );
+  if (ok === undefined) return;
+  try {
+    const { discarded, resynced } = await operator.discardRefusedWrites({ sku });
+    outcome(`${sku}: ${discarded} refused write${discarded === 1 ? "" : "s"} discarded; ${resynced ? "taken again from the old shop" : "a later write of it is on its way to the old shop"}.`, true, "#routes-outcome");
+  } catch (err) {
+    outcome(`Discard refused: ${ConnectError.from(err).rawMessage}`, false, "#routes-outcome");
   }
   await loadRoutes().catch((err) => failed(err, $("#routes")));
 }

@@ -2,11 +2,12 @@
  * The operator console's Routes view: the strangler fig's route table as ListRoutes reports
  * it, each route's mode with the buttons that move it, this gateway replica's calls per side
  * and shadow comparisons, the newest mismatch as a table of field differences, and the
- * catalog's change capture lag, with the writes the old shop refused for good. A plain
- * function from data to elements; the page does the calls (and asks first).
+ * catalog's change capture lag, with the writes the old shop refused for good and the buttons
+ * that give them up. A plain function from data to elements; the page does the calls (and
+ * asks first).
  */
 import { RouteMode, type ListRoutesResponse, type Route, type RouteStatus } from "#gen/shop/gateway/v1/operator_service_pb.js";
-import { SyncState, type GetSyncStatusResponse } from "#gen/shop/catalog/v1/catalog_service_pb.js";
+import { SyncState, type GetSyncStatusResponse, type RefusedWrite } from "#gen/shop/catalog/v1/catalog_service_pb.js";
 import { clock, duration, enumName, h, ms, row, table } from "./dom.js";
 
 /** What a button asks for: the route's new mode (with its percent for a canary), based on the revision shown. */
@@ -76,14 +77,15 @@ function mismatchExample(status: RouteStatus): HTMLElement | null {
 }
 
 /**
- * The writes the old shop refused for good, oldest first (the catalog lists 20 at most): they
- * count in sync_back_pending, so writes stay on the new side until they are given up. The old
- * shop's answer is text, never markup.
+ * The writes the old shop refused for good, oldest first (the catalog lists 20 at most), each
+ * with its Discard button: they count in sync_back_pending, so writes stay on the new side
+ * until they are given up. The old shop's answer is text, never markup.
  */
-function refusedWrites(sync: GetSyncStatusResponse): HTMLElement | null {
+function refusedWrites(sync: GetSyncStatusResponse, onDiscard: (refused: RefusedWrite) => void): HTMLElement | null {
   if (sync.refusedWrites.length === 0) return null;
   const rows = sync.refusedWrites.map((refused) => {
-    const tr = row(h("td", {}, h("code", {}, refused.sku)), refused.refusal, refused.writtenTime ? clock(ms(refused.writtenTime)!) : "-");
+    const discard = h("button", { type: "button", class: "secondary", "data-discard": refused.sku, onclick: () => onDiscard(refused) }, "Discard");
+    const tr = row(h("td", {}, h("code", {}, refused.sku)), refused.refusal, refused.writtenTime ? clock(ms(refused.writtenTime)!) : "-", h("td", { class: "actions" }, discard));
     tr.dataset["sku"] = refused.sku;
     return tr;
   });
@@ -92,13 +94,13 @@ function refusedWrites(sync: GetSyncStatusResponse): HTMLElement | null {
     "div",
     { id: "refused-writes" },
     h("h3", {}, "Catalog writes the old shop refused"),
-    h("p", { class: "muted" }, "They hold catalog writes on the new side until they are given up (npm run route -- discard-refused <sku>)."),
-    table(["SKU", "Old shop's answer", "Written"], rows, "", { class: "refused-table" }),
+    h("p", { class: "muted" }, "They hold catalog writes on the new side. Discarding gives up a product's refused writes, and the catalog takes the product again as the old shop holds it."),
+    table(["SKU", "Old shop's answer", "Written", "Give up"], rows, "", { class: "refused-table" }),
     unlisted > 0n ? h("p", { class: "muted" }, `and ${unlisted} more (the oldest 20 are listed)`) : null,
   );
 }
 
-function syncStatus(sync: GetSyncStatusResponse | undefined): HTMLElement {
+function syncStatus(sync: GetSyncStatusResponse | undefined, onDiscard: (refused: RefusedWrite) => void): HTMLElement {
   if (!sync) return h("p", { class: "error", id: "catalog-sync" }, "The catalog did not answer: its change capture status is unknown.");
   const state = enumName(SyncState, sync.state);
   return h(
@@ -125,12 +127,12 @@ function syncStatus(sync: GetSyncStatusResponse | undefined): HTMLElement {
       ],
       "",
     ),
-    refusedWrites(sync),
+    refusedWrites(sync, onDiscard),
   );
 }
 
-/** The view's elements for one ListRoutes answer; `onMove` gets a button's ask. */
-export function renderRoutes(listed: ListRoutesResponse, onMove: (move: RouteMove) => void): HTMLElement[] {
+/** The view's elements for one ListRoutes answer; `onMove` gets a mode button's ask, `onDiscard` a Discard button's. */
+export function renderRoutes(listed: ListRoutesResponse, onMove: (move: RouteMove) => void, onDiscard: (refused: RefusedWrite) => void): HTMLElement[] {
   const rows = listed.routes.map((status) => {
     const route = status.route!;
     const shadow = status.shadow;
@@ -150,6 +152,6 @@ export function renderRoutes(listed: ListRoutesResponse, onMove: (move: RouteMov
   return [
     table(["Method", "Mode", "Old shop calls", "New calls", "Shadow compared / mismatched / converged / failed / skipped", "Changed by", "Revision", "Move to"], rows, "No routed methods.", { id: "route-table" }),
     ...listed.routes.map(mismatchExample).filter((element) => element !== null),
-    syncStatus(listed.catalogSync),
+    syncStatus(listed.catalogSync, onDiscard),
   ];
 }

@@ -29,17 +29,26 @@ export interface CheckedProductWrite {
 }
 
 /**
+ * A SKU the old shop can hold, as every call naming a catalog product checks it (UpdateProduct,
+ * DiscardRefusedWrites): the field named `sku`.
+ */
+export function requireSku(value: string): string {
+  const sku = requireText(value, "sku", MAX_SKU_LENGTH);
+  // The old shop refuses these in a SKU: a write it cannot take must not be taken here either.
+  if (CONTROL.test(sku)) throw new InvalidArgumentError("sku", "must not contain control characters");
+  // The old shop's path /api/products/.. would resolve to another path: such a write could not be synced back.
+  if (ONLY_DOTS.test(sku)) throw new InvalidArgumentError("sku", "must not be only dots");
+  return sku;
+}
+
+/**
  * A catalog write (UpdateProduct, at the gateway and at the catalog) checked field by field;
  * the first bad field names itself. It holds what either side can take: the gateway checks
  * before it knows which side the write route names, and the catalog before its sync back
  * must put the write in the old shop.
  */
 export function requireProductWrite(write: ProductWrite): CheckedProductWrite {
-  const sku = requireText(write.sku, "sku", MAX_SKU_LENGTH);
-  // The old shop refuses these in a SKU: a write it cannot take must not be taken here either.
-  if (CONTROL.test(sku)) throw new InvalidArgumentError("sku", "must not contain control characters");
-  // The old shop's path /api/products/.. would resolve to another path: such a write could not be synced back.
-  if (ONLY_DOTS.test(sku)) throw new InvalidArgumentError("sku", "must not be only dots");
+  const sku = requireSku(write.sku);
   const name = requireText(write.name, "name", MAX_NAME_LENGTH);
   if (write.description.length > MAX_DESCRIPTION_LENGTH) throw new InvalidArgumentError("description", `must be at most ${MAX_DESCRIPTION_LENGTH} characters`);
   if (!write.price) throw new InvalidArgumentError("price", "is required");

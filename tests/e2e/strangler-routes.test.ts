@@ -290,4 +290,45 @@ describe("the route table's operator RPCs and CLI", () => {
     expect(list.out).toMatch(/sync back pending 0$/m);
     expect(list.out).not.toContain("refused");
   });
+
+  it("discards refused catalog writes only for a valid SKU the catalog holds refused writes of, and only for operators", async () => {
+    expect(await failure(ops.discardRefusedWrites({ sku: "" }))).toMatchObject({ code: Code.InvalidArgument, rawMessage: expect.stringMatching(/^sku: /) });
+    expect(await cli(["discard-refused", ".."])).toMatchObject({ status: 1, err: expect.stringContaining("InvalidArgument: sku: must not be only dots") });
+    expect(await cli(["discard-refused", "MW-NONE-404"])).toMatchObject({ status: 1, err: expect.stringContaining("NotFound: ") });
+    const roleless = await mintLocalOperatorToken(testOperatorSecret, "mallory", 60, { claim: "roles", role: "viewer" });
+    expect(await failure(opsWith(roleless).discardRefusedWrites({ sku: "MW-MUG-001" }))).toMatchObject({ code: Code.PermissionDenied });
+  });
+
+  it("gives up catalog writes the old shop refused for good, taking each product again from it, after which writes may move back to legacy", async () => {
+    expect(await cli(["set", "UpdateProduct", "new", "--reason", "writes to the catalog"])).toMatchObject({ status: 0 });
+    // Writes the old shop refused for good (it refuses what the catalog's checks let through
+    // only out of step with them, so the refusals are seeded): the catalog holds the written
+    // values, the old shop the ones before (the tests above wrote them there).
+    for (const [sku, name] of [["MW-OPS-300", "Refused lamp"], ["MW-OPS-200", "Refused kettle"]] as const) {
+      await sql`update catalog.products set name = ${name} where sku = ${sku}`;
+      await sql`insert into catalog.sync_back (event_id, sku, name, description, price_minor, currency, state, refusal) values (gen_random_uuid(), ${sku}, ${name}, '', 750, 'USD', 'refused', 'title must not be blank')`;
+    }
+    const sync = (await ops.listRoutes({})).catalogSync;
+    expect(sync).toMatchObject({ syncBackPending: 2n, syncBackRefused: 2n });
+    expect(sync?.refusedWrites.map(({ sku, refusal, writtenTime }) => ({ sku, refusal, written: writtenTime !== undefined }))).toEqual([
+      { sku: "MW-OPS-300", refusal: "title must not be blank", written: true },
+      { sku: "MW-OPS-200", refusal: "title must not be blank", written: true },
+    ]);
+    expect(await failure(ops.setRoute({ method: UPDATE_PRODUCT, mode: RouteMode.LEGACY }))).toMatchObject({ code: Code.FailedPrecondition, rawMessage: expect.stringContaining("sync_back_pending is 2") });
+    const list = await cli(["list"]);
+    expect(list.out).toMatch(/sync back pending 2 \(2 refused\)$/m);
+    expect(list.out).toMatch(/^  MW-OPS-300 \(written \d{4}-\d\d-\d\dT[\d:.]+Z\): "title must not be blank"\n  MW-OPS-200 \(written [^)]+\): "title must not be blank"$/m);
+
+    const discarded = await ops.discardRefusedWrites({ sku: "MW-OPS-300" });
+    expect(discarded).toMatchObject({ discarded: 1, resynced: true, product: { sku: "MW-OPS-300", name: "CLI lamp", price: { currencyCode: "USD", minorUnits: 750n } } });
+    expect(await sql`select name from catalog.products where sku = 'MW-OPS-300'`).toEqual([{ name: "CLI lamp" }]);
+    expect((await ops.listRoutes({})).catalogSync).toMatchObject({ syncBackPending: 1n, syncBackRefused: 1n, refusedWrites: [{ sku: "MW-OPS-200" }] });
+    expect(await cli(["discard-refused", "MW-OPS-200"])).toMatchObject({ status: 0, err: "", out: 'MW-OPS-200: discarded 1 refused write; taken again from the old shop: the catalog holds "Kettle, back home" at 39.99 USD' });
+    expect(await sql`select name from catalog.products where sku = 'MW-OPS-200'`).toEqual([{ name: "Kettle, back home" }]);
+    expect((await ops.listRoutes({})).catalogSync).toMatchObject({ syncBackPending: 0n, syncBackRefused: 0n, refusedWrites: [] });
+    // Nothing refused is left to give up.
+    expect(await cli(["discard-refused", "MW-OPS-300"])).toMatchObject({ status: 1, err: expect.stringContaining("NotFound: ") });
+    const { route } = await ops.setRoute({ method: UPDATE_PRODUCT, mode: RouteMode.LEGACY, reason: "refused write given up" });
+    expect(route?.mode).toBe(RouteMode.LEGACY);
+  });
 });

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { CatalogService, GetSyncStatusResponseSchema, ProductSchema, type Product } from "#gen/shop/catalog/v1/catalog_service_pb.js";
-import { UpdateProductRequestSchema } from "#gen/shop/gateway/v1/operator_service_pb.js";
+import { DiscardRefusedWritesRequestSchema, UpdateProductRequestSchema } from "#gen/shop/gateway/v1/operator_service_pb.js";
 import type { RouteEntry, RouteMode, RouteTable } from "#platform/strangler/route-table.js";
 import { InvalidArgumentError } from "#platform";
 import { CATALOG_ROUTE, CATALOG_WRITE_ROUTE } from "#shop/catalog-router.js";
@@ -11,13 +12,16 @@ import { createCatalogWrites } from "./catalog-writes.js";
 
 /**
  * The catalog writes' routing and their guard on moving writes back, against an in-memory
- * catalog whose sync back backlog the test sets (the mesh tests exercise the real sides).
+ * catalog whose sync back backlog and answer to DiscardRefusedWrites the test sets, or one that
+ * does not answer at all (the mesh tests exercise the real sides).
  */
-function writesWith(options: { mode: RouteMode; pending?: bigint | Error }) {
-  const calls = { oldShop: [] as Product[], catalog: [] as Product[], syncStatus: 0, served: [] as string[] };
+function writesWith(options: { mode: RouteMode; pending?: bigint | Error; discard?: Error; catalogDown?: boolean }) {
+  const calls = { oldShop: [] as Product[], catalog: [] as Product[], syncStatus: 0, served: [] as string[], discarded: [] as string[] };
+  // Nothing listens on port 1: the connection is refused.
+  const unreachable = createConnectTransport({ baseUrl: "http://127.0.0.1:1", httpVersion: "1.1" });
   const catalog = createClient(
     CatalogService,
-    createRouterTransport(({ service }) =>
+    options.catalogDown ? unreachable : createRouterTransport(({ service }) =>
       service(CatalogService, {
         listProducts: () => ({ products: [] }),
         updateProduct: (req) => {
@@ -29,6 +33,11 @@ function writesWith(options: { mode: RouteMode; pending?: bigint | Error }) {
           calls.syncStatus++;
           if (options.pending instanceof Error) throw options.pending;
           return create(GetSyncStatusResponseSchema, { syncBackPending: options.pending ?? 0n });
+        },
+        discardRefusedWrites: (req) => {
+          calls.discarded.push(req.sku);
+          if (options.discard) throw options.discard;
+          return { discarded: 2, resynced: true, product: create(ProductSchema, { sku: req.sku, name: "Mug, as the old shop holds it" }) };
         },
       }),
     ),
@@ -81,5 +90,29 @@ describe("catalog writes", () => {
     expect(refused).toBeInstanceOf(InvalidArgumentError);
     expect(refused).toMatchObject({ field: "sku" });
     expect([legacy.calls.oldShop.length, legacy.calls.catalog.length]).toEqual([0, 0]);
+  });
+
+  it("discard the refused writes of a product at the catalog, and answer as it did", async () => {
+    const { writes, calls } = writesWith({ mode: "new" });
+    const answer = await writes.discard(create(DiscardRefusedWritesRequestSchema, { sku: "MW-MUG-001" }), "grace", signal);
+    expect(answer).toMatchObject({ discarded: 2, resynced: true, product: { sku: "MW-MUG-001", name: "Mug, as the old shop holds it" } });
+    expect(calls.discarded).toEqual(["MW-MUG-001"]);
+  });
+
+  it.each(["", ".", "MW\u0007MUG"])("refuse discarding for the SKU %j as INVALID_ARGUMENT naming sku, before the catalog is asked", async (sku) => {
+    const { writes, calls } = writesWith({ mode: "new" });
+    const refused = await writes.discard(create(DiscardRefusedWritesRequestSchema, { sku }), "grace", signal).then(() => undefined, (e: unknown) => e);
+    expect(refused).toBeInstanceOf(InvalidArgumentError);
+    expect(refused).toMatchObject({ field: "sku" });
+    expect(calls.discarded).toEqual([]);
+  });
+
+  it("pass the catalog's NOT_FOUND on as it is, and a catalog that does not answer as UNAVAILABLE", async () => {
+    const unknown = writesWith({ mode: "new", discard: new ConnectError("MW-NONE-000 has no refused write", Code.NotFound) });
+    const notFound = await failure(unknown.writes.discard(create(DiscardRefusedWritesRequestSchema, { sku: "MW-NONE-000" }), "grace", signal));
+    expect(notFound).toMatchObject({ code: Code.NotFound, rawMessage: "MW-NONE-000 has no refused write" });
+    expect(unknown.calls.discarded).toEqual(["MW-NONE-000"]);
+    const down = await failure(writesWith({ mode: "new", catalogDown: true }).writes.discard(create(DiscardRefusedWritesRequestSchema, { sku: "MW-MUG-001" }), "grace", signal));
+    expect(down?.code).toBe(Code.Unavailable);
   });
 });

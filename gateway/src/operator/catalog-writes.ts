@@ -1,13 +1,13 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { ProductSchema, type CatalogService, type Product } from "#gen/shop/catalog/v1/catalog_service_pb.js";
-import type { UpdateProductRequest } from "#gen/shop/gateway/v1/operator_service_pb.js";
+import type { DiscardRefusedWritesRequest, DiscardRefusedWritesResponse, UpdateProductRequest } from "#gen/shop/gateway/v1/operator_service_pb.js";
 import type { Logger } from "#platform";
 import type { RouteMode, RouteTable } from "#platform/strangler/route-table.js";
 import type { ShadowCaller } from "#platform/strangler/shadow-caller.js";
 import { CATALOG_WRITE_ROUTE } from "#shop/catalog-router.js";
 import { toMoney } from "#shop/money.js";
-import { requireProductWrite } from "#shop/product-write.js";
+import { requireProductWrite, requireSku } from "#shop/product-write.js";
 import type { OldShopCatalog } from "#shop/old-shop-catalog.js";
 import { fromBackend } from "./backend-errors.js";
 
@@ -16,7 +16,7 @@ export interface CatalogWritesDeps {
   routes: RouteTable;
   /** The old shop's adapter, presenting the console's certificate (the old shop admits it as a writer). */
   oldShop: Pick<OldShopCatalog, "putProduct">;
-  /** CatalogService with the console's certificate: UpdateProduct, and GetSyncStatus for the sync back's backlog. */
+  /** CatalogService with the console's certificate: UpdateProduct, DiscardRefusedWrites, and GetSyncStatus for the sync back's backlog. */
   catalog: Client<typeof CatalogService>;
   /** The writes each side took, counted beside the reads (ListRoutes, strangler_calls_total). */
   calls: Pick<ShadowCaller, "served">;
@@ -37,7 +37,8 @@ function validProduct(req: UpdateProductRequest): Product {
  * the write route says, the mode alone (a write is not sticky to anyone): `legacy`, the old
  * shop through its adapter, whose change capture brings it to the catalog; `new`, the
  * catalog, whose sync back writes it to the old shop. And the one guard on moving that route:
- * back to legacy only once the sync back has nothing left to write.
+ * back to legacy only once the sync back has nothing left to write, and the operator's way
+ * out when the old shop refuses one of them for good (DiscardRefusedWrites).
  */
 export function createCatalogWrites(deps: CatalogWritesDeps) {
   return {
@@ -53,6 +54,18 @@ export function createCatalogWrites(deps: CatalogWritesDeps) {
       deps.calls.served(CATALOG_WRITE_ROUTE, side);
       deps.logger.info({ audit: "product-update", operator, sku: stored.sku, side, currency: stored.price?.currencyCode, minorUnits: String(stored.price?.minorUnits ?? "") }, "product updated by an operator");
       return { product: stored, side };
+    },
+
+    /**
+     * Gives up the product's writes the old shop refused for good, as the catalog does it (it
+     * holds them, and takes the product again from the old shop); the catalog's NOT_FOUND (no
+     * refused write of it) and its other refusals reach the operator as it answered them.
+     */
+    async discard(req: DiscardRefusedWritesRequest, operator: string, signal: AbortSignal): Promise<Omit<DiscardRefusedWritesResponse, "$typeName">> {
+      const sku = requireSku(req.sku);
+      const { discarded, resynced, product } = await fromBackend("the catalog", () => deps.catalog.discardRefusedWrites({ sku }, { signal }));
+      deps.logger.info({ audit: "refused-writes-discard", operator, sku, discarded, resynced }, "refused catalog writes discarded by an operator");
+      return { discarded, resynced, ...(product ? { product } : {}) };
     },
 
     /**

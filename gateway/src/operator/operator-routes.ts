@@ -136,6 +136,9 @@ export function createOperatorRoutes(deps: OperatorRouteDeps) {
       async updateProduct(req, ctx) {
         return deps.catalogWrites.update(req, ctx.values.get(operatorKey), ctx.signal);
       },
+      async discardRefusedWrites(req, ctx) {
+        return deps.catalogWrites.discard(req, ctx.values.get(operatorKey), ctx.signal);
+      },
       getStats(req) {
         return deps.stats.read(bounded(req.windowSeconds, "window_seconds", STATS_SECONDS, 300));
       },
