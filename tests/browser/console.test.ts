@@ -45,21 +45,32 @@ describe("the customer's console", () => {
     return opened;
   }
 
-  /** Places an order for one mug and returns its id, as the page shows it. */
+  /**
+   * Places an order for one mug and returns its id, as the page shows it: a new id, not the
+   * one on screen before (a loaded host can answer PlaceOrder after the page is first read).
+   */
   async function place(page: Page, paymentToken: string): Promise<string> {
+    const before = await page.locator("#watched").textContent();
     await page.locator('#products input[data-sku="MW-MUG-001"]').fill("1");
     await page.selectOption("#token", paymentToken);
     await page.click("#place");
-    await page.locator("#watched", { hasText: /^[0-9a-f-]{36}$/ }).waitFor();
-    return (await page.locator("#watched").textContent())!;
+    const shown = await page.waitForFunction((previous) => {
+      const id = document.querySelector("#watched")?.textContent ?? "";
+      return /^[0-9a-f-]{36}$/.test(id) && id !== previous && id;
+    }, before);
+    return (await shown.jsonValue()) as string;
   }
+
+  /** My orders' row for an order, as text: the list is redrawn on every read, so a row element matched one moment can be replaced the next. */
+  const ordersRow = async (page: Page, orderId: string) => (await page.locator("#orders").innerText()).split("\n").find((line) => line.startsWith(orderId.slice(0, 8))) ?? "";
 
   const settled = (page: Page, status: "CONFIRMED" | "CANCELLED") => page.locator("#watch-status", { hasText: `ORDER_STATUS_${status}` }).waitFor({ timeout: 20_000 });
   const row = (page: Page, step: string, section: "forward" | "compensation" = "forward") => page.locator(`#timeline .tl-row[data-step="${step}"][data-section=${section}]`);
 
   it("signs in, places an order, and follows its saga as a timeline to CONFIRMED", async () => {
     const { page, errors } = await signedIn("grace");
-    expect(await page.locator("#health").textContent()).toContain("All services are up.");
+    // Probes of a loaded host can time out: the line is read again every 5 s.
+    await page.locator("#health", { hasText: "All services are up." }).waitFor({ timeout: 20_000 });
     await place(page, "tok_visa");
     await settled(page, "CONFIRMED");
     await row(page, "commit-reservation").locator(".phase[data-kind=attempt][data-outcome=succeeded]").waitFor();
@@ -94,6 +105,16 @@ describe("the customer's console", () => {
     expect(await page.locator("#timeline").innerHTML()).not.toContain(declined.error);
     expect(await page.locator("#timeline .phase-error, #timeline .tl-details").count()).toBe(0);
     await screenshot(page, "console-declined");
+    // Another order, then back to this one from My orders: its timeline again, the list current.
+    const next = await place(page, "tok_visa");
+    expect(next).not.toBe(orderId);
+    await settled(page, "CONFIRMED");
+    await expect.poll(() => ordersRow(page, next), { timeout: 15_000 }).toContain("ORDER_STATUS_CONFIRMED");
+    expect(await ordersRow(page, orderId)).toContain("ORDER_STATUS_CANCELLED");
+    await page.locator(`#orders button[data-order-id="${orderId}"]`).click();
+    await page.locator("#watched", { hasText: orderId }).waitFor();
+    await settled(page, "CANCELLED");
+    await row(page, "reserve-stock", "compensation").locator(".phase[data-kind=compensation]").first().waitFor();
     expect(errors).toEqual([]);
   });
 
