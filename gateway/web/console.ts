@@ -45,20 +45,55 @@ async function loadProducts() {
 }
 
 /**
- * Reads of My orders overlap (on placing, when the outcome is reported, every 5 s) and may
- * answer out of order: an answer draws unless one asked for later has drawn already. (Only
- * the newest asked for drawing would starve the list whenever reads take longer than the
- * 5 s between them.)
+ * My orders is read on signing in, on placing, when the watch reports an outcome, and
+ * every 5 s (an order no longer on screen, another placed since, still shows how it ended).
+ * One read at a time: one asked for while another is under way follows it (so it
+ * sees what changed since it was asked), and those asked for meanwhile share it, so a slow
+ * gateway never has reads piling up (over HTTP/1.1 they would take the page's few
+ * connections). A read that fails (rate limited, the gateway away) says so above the list,
+ * which stays as last read, and is tried again after a growing wait, at most 30 s; the 5 s
+ * round resumes with the first read that succeeds.
  */
-let ordersAsked = 0;
-let ordersDrawn = 0;
+const ORDERS_EVERY_MS = 5_000;
+const ORDERS_RETRY_MS = [1_000, 2_000, 4_000, 8_000, 15_000, 30_000];
+const myOrders: { reading?: Promise<void>; again: boolean; failures: number; readAt?: number; timer?: ReturnType<typeof setTimeout> } = { again: false, failures: 0 };
 
-async function loadOrders() {
-  if (!token) return;
-  const read = ++ordersAsked;
-  const { orders } = await storefront.listMyOrders({ pageSize: 20 });
-  if (read < ordersDrawn) return;
-  ordersDrawn = read;
+function loadOrders(): Promise<void> {
+  if (!token) return Promise.resolve();
+  if (myOrders.reading) {
+    myOrders.again = true;
+    return myOrders.reading;
+  }
+  myOrders.reading = (async () => {
+    do {
+      myOrders.again = false;
+      await readOrders();
+      // After a failure the retry's timer reads again, not the requests that queued meanwhile.
+    } while (myOrders.again && myOrders.failures === 0);
+  })().finally(() => (myOrders.reading = undefined));
+  return myOrders.reading;
+}
+
+async function readOrders() {
+  clearTimeout(myOrders.timer);
+  let orders: Order[];
+  try {
+    ({ orders } = await storefront.listMyOrders({ pageSize: 20 }));
+  } catch (err) {
+    const retryMs = ORDERS_RETRY_MS[Math.min(myOrders.failures++, ORDERS_RETRY_MS.length - 1)]!;
+    const asOf = myOrders.readAt === undefined ? "" : ` The list shows them as of ${clock(myOrders.readAt)}.`;
+    $("#orders-status").textContent = `My orders could not be refreshed: ${ConnectError.from(err).rawMessage}. Trying again in ${retryMs / 1_000} s.${asOf}`;
+    myOrders.timer = setTimeout(() => void loadOrders(), retryMs);
+    return;
+  }
+  myOrders.failures = 0;
+  myOrders.readAt = Date.now();
+  $("#orders-status").textContent = "";
+  myOrders.timer = setTimeout(() => void loadOrders(), ORDERS_EVERY_MS);
+  drawOrders(orders);
+}
+
+function drawOrders(orders: Order[]) {
   if (orders.length === 0) {
     $("#orders tbody").replaceChildren(h("tr", {}, h("td", { class: "empty", colspan: 5 }, "No orders yet.")));
     return;
@@ -76,7 +111,19 @@ async function loadOrders() {
   );
 }
 
-/** The minimal public health line: each service up or down, no addresses, no breakers. */
+/**
+ * The minimal public health line: each service up or down, no addresses, no breakers. Read
+ * every 5 s, the next round once this one has answered; a read that fails says so.
+ */
+async function healthRounds() {
+  try {
+    await loadHealth();
+  } catch (err) {
+    $("#health").replaceChildren(h("span", {}, `The shop's services could not be checked just now: ${ConnectError.from(err).rawMessage}.`));
+  }
+  setTimeout(() => void healthRounds(), 5_000);
+}
+
 async function loadHealth() {
   const { services } = await storefront.getMeshStatus({});
   const up = services.filter((s) => s.status === "SERVING").length;
@@ -149,7 +196,7 @@ async function follow(order: Order) {
       void refreshTimeline(view);
       // My orders shows the outcome as soon as it is known, not when the stream ends (the
       // saga's last step, committing the stock, still follows a confirmation).
-      if (settledNow) void loadOrders().catch(showError);
+      if (settledNow) void loadOrders();
     }
   } catch (err) {
     if (view.abort.signal.aborted) return;
@@ -178,7 +225,7 @@ $("#place").addEventListener("click", async () => {
       .map((input) => ({ sku: input.dataset["sku"]!, quantity: Number(input.value) }));
     const { order } = await storefront.placeOrder({ items, paymentToken: $<HTMLSelectElement>("#token").value, requestId: crypto.randomUUID() });
     showError(undefined);
-    void loadOrders().catch(showError);
+    void loadOrders();
     await follow(order!);
   } catch (err) {
     showError(err);
@@ -202,6 +249,5 @@ $("#confirm-payment-button").addEventListener("click", async () => {
   }
 });
 
-await Promise.all([loadProducts(), loadHealth()]).catch(showError);
-// My orders too: an order no longer on screen (another was placed since) still finishes.
-setInterval(() => void Promise.all([loadHealth(), loadOrders()]).catch(() => {}), 5_000);
+void healthRounds();
+await loadProducts().catch(showError);

@@ -1,10 +1,14 @@
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 import { OrderService, type SagaStatus } from "#gen/shop/order/v1/order_service_pb.js";
 import { initTelemetry } from "#platform/process/telemetry.js";
 import type { RunningServer } from "#platform/rpc-server/server.js";
 import { connect } from "../support/databases.js";
-import { startGateway } from "../support/gateway.js";
+import { bearer, startGateway } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
 import { launchBrowser, newPage, screenshot } from "./browser.js";
 import { placeWithRetriedCharge } from "./retried-charge.js";
@@ -115,6 +119,46 @@ describe("the customer's console", () => {
     await page.locator("#watched", { hasText: orderId }).waitFor();
     await settled(page, "CANCELLED");
     await row(page, "reserve-stock", "compensation").locator(".phase[data-kind=compensation]").first().waitFor();
+    expect(errors).toEqual([]);
+  });
+
+  it("says when My orders cannot be refreshed (rate limited), keeps the list, retries with a growing wait, and catches up on its own", async () => {
+    const { page, errors } = await signedIn("barbara");
+    // The customer orders elsewhere (another tab): only My orders' own reads can show these,
+    // no watch on this page adds any.
+    const anonymous = createClient(StorefrontService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1" }));
+    const { token } = await anonymous.issueDemoToken({ customerId: "barbara" });
+    const elsewhere = createClient(StorefrontService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", interceptors: [bearer(token)] }));
+    const placeElsewhere = async () => (await elsewhere.placeOrder({ items: [{ sku: "MW-MUG-001", quantity: 1 }], paymentToken: "tok_visa", requestId: randomUUID() })).order!.id;
+    const first = await placeElsewhere();
+    await expect.poll(() => ordersRow(page, first), { timeout: 15_000 }).toContain("ORDER_STATUS_CONFIRMED");
+
+    // Every read of My orders refused, as the gateway's per-client rate limit answers one.
+    const refused: number[] = [];
+    const isListMyOrders = (url: URL) => url.pathname.endsWith("/shop.gateway.v1.StorefrontService/ListMyOrders");
+    await page.route(isListMyOrders, (route) => {
+      refused.push(Date.now());
+      return route.fulfill({ status: 429, contentType: "application/json", body: JSON.stringify({ code: "resource_exhausted", message: "rate limit of 5 calls per second exceeded; retry shortly" }) });
+    });
+    const second = await placeElsewhere();
+
+    // The 5 s round meets the limit, then each retry waits longer: 1 s, 2 s, 4 s.
+    const status = page.locator("#orders-status");
+    await status.filter({ hasText: "Trying again in 4 s." }).waitFor({ timeout: 15_000 });
+    expect(await status.textContent()).toMatch(/^My orders could not be refreshed: rate limit of 5 calls per second exceeded; retry shortly\. Trying again in 4 s\. The list shows them as of \d\d:\d\d:\d\d\.$/);
+    expect(refused.length).toBeGreaterThanOrEqual(3);
+    expect(refused[1]! - refused[0]!).toBeGreaterThanOrEqual(900);
+    expect(refused[2]! - refused[1]!).toBeGreaterThanOrEqual(1_900);
+    // The list as last read, not emptied: the first order, not yet the second.
+    expect(await ordersRow(page, first)).toContain("ORDER_STATUS_CONFIRMED");
+    expect(await ordersRow(page, second)).toBe("");
+    await screenshot(page, "console-orders-rate-limited");
+
+    // The limit lifts: the next retry reads the list, the second order included, and the message goes.
+    await page.unroute(isListMyOrders);
+    await expect.poll(() => ordersRow(page, second), { timeout: 20_000 }).toContain("ORDER_STATUS_CONFIRMED");
+    expect(await status.textContent()).toBe("");
+    expect(await page.locator("#error").textContent()).toBe("");
     expect(errors).toEqual([]);
   });
 
