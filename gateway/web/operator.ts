@@ -372,7 +372,7 @@ async function moveRoute({ route, mode, canaryPercent }: RouteMove) {
 async function discardRefused({ sku, refusal }: RefusedWrite) {
   const ok = await confirmAction(
     `Discard the refused writes of ${sku}?`,
-    `The old shop refused them for good (${JSON.stringify(refusal)}). They are given up, and the catalog takes ${sku} again as the old shop holds it (it drops the product if the old shop has none). To keep such a write instead, mend what the old shop refused and write the product again.`,
+    `The old shop refused them for good (${JSON.stringify(refusal)}). They are given up and, unless a later write of it is still on its way to the old shop, the catalog takes ${sku} again as the old shop holds it (it drops the product if the old shop has none). To keep such a write instead, mend what the old shop refused and write the product again.`,
     "Discard",
   );
   if (ok === undefined) return;

@@ -30,14 +30,14 @@ export interface CheckedProductWrite {
 
 /**
  * A SKU the old shop can hold, as every call naming a catalog product checks it (UpdateProduct,
- * DiscardRefusedWrites): the field named `sku`.
+ * DiscardRefusedWrites, ListProducts' skus): `field` names it, `sku` by default.
  */
-export function requireSku(value: string): string {
-  const sku = requireText(value, "sku", MAX_SKU_LENGTH);
-  // The old shop refuses these in a SKU: a write it cannot take must not be taken here either.
-  if (CONTROL.test(sku)) throw new InvalidArgumentError("sku", "must not contain control characters");
+export function requireSku(value: string, field = "sku"): string {
+  const sku = requireText(value, field, MAX_SKU_LENGTH);
+  // The old shop refuses these in a SKU (and Postgres a NUL in text): no product can have one.
+  if (CONTROL.test(sku)) throw new InvalidArgumentError(field, "must not contain control characters");
   // The old shop's path /api/products/.. would resolve to another path: such a write could not be synced back.
-  if (ONLY_DOTS.test(sku)) throw new InvalidArgumentError("sku", "must not be only dots");
+  if (ONLY_DOTS.test(sku)) throw new InvalidArgumentError(field, "must not be only dots");
   return sku;
 }
 

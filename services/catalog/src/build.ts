@@ -11,6 +11,7 @@ import { registerCdcGauges } from "./cdc/metrics.js";
 import { startCdcReader, type CdcReaderOptions } from "./cdc/reader.js";
 import { DEFAULT_PUBLICATION, DEFAULT_SLOT } from "./cdc/source.js";
 import { inbox, outbox, tables } from "./db/schema.js";
+import { RouteTableBehindError } from "./domain/errors.js";
 import { createRoutes } from "./rpc/routes.js";
 
 export interface CatalogDeps extends ServiceRuntime {
@@ -46,10 +47,11 @@ export function build(deps: CatalogDeps): Promise<ServiceServer> {
       // UpdateProduct reads it, as a fence: a write is taken here only while routed here, as
       // the bucket has it now (caughtUp), not as this replica's watch last delivered it, so a
       // gateway that has seen a move is not refused by a catalog that has not, and a move back
-      // fences writes here at once.
+      // fences writes here at once. A watch still behind after a second refuses the write
+      // (UNAVAILABLE, retried); with NATS away, when no one can move the route, the last known stands.
       const routes = openRouteTable({ bus, routes: catalogRoutes, logger: deps.logger });
       const writesHere = async () => {
-        await routes.caughtUp();
+        if ((await routes.caughtUp()) === "behind") throw new RouteTableBehindError();
         return routes.route(CATALOG_WRITE_ROUTE).mode === "new";
       };
       const applied = new Counter({ name: "catalog_cdc_applied_changes_total", help: "Source changes applied to the catalog", registers: [metrics.registry] });

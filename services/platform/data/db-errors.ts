@@ -28,3 +28,12 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 export function* causeChain(err: unknown): Generator<Error> {
   for (let current = err, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) yield current;
 }
+
+/** The SQLSTATE of a Postgres error (e.g. "55P03", lock not available), wrapped or not; undefined for another error. */
+export function sqlStateOf(err: unknown): string | undefined {
+  for (const current of causeChain(err)) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+  }
+  return undefined;
+}

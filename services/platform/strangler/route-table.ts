@@ -41,6 +41,9 @@ export interface RouteEntry {
   revision: number;
 }
 
+/** How far a follower is, asked by caughtUp. */
+export type CatchUp = "current" | "behind" | "unknown";
+
 export interface RouteTable {
   /** The method's route: the newest good entry seen, else its default. Never waits for NATS. */
   route(method: string): RouteEntry;
@@ -57,10 +60,11 @@ export interface RouteTable {
   /**
    * Waits until this table has seen every change the bucket holds now (its last revision),
    * at most `timeoutMs`: for a reader that acts on a route as a fence and must not act on one
-   * the bucket has moved past. False if NATS did not say, or the watch did not catch up, in time;
-   * route() then still answers the last known route.
+   * the bucket has moved past. `current`: route() answers as the bucket did when asked;
+   * `behind`: the bucket has changes the watch has not delivered yet; `unknown`: NATS did not
+   * answer (no one can move a route meanwhile), so route() answers the last known route.
    */
-  caughtUp(timeoutMs?: number): Promise<boolean>;
+  caughtUp(timeoutMs?: number): Promise<CatchUp>;
   close(): void;
 }
 
@@ -257,13 +261,15 @@ export function openRouteTable(options: { bus: BusConnection; routes: Readonly<R
       try {
         // The stream's last sequence is the bucket's newest revision (STREAM.INFO, which every follower may ask).
         const status = await Promise.race([open().then((kv) => kv.status()), timedOut]);
-        if (!status) return false;
-        const latest = status.streamInfo.state.last_seq;
+        if (!status) return "unknown";
+        const { last_seq: latest, messages } = status.streamInfo.state;
+        // An emptied bucket (purged) holds nothing the watch could still deliver.
+        if (messages === 0) return "current";
         while (seenRevision < latest && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, CATCH_UP_POLL_MS));
-        return seenRevision >= latest;
+        return seenRevision >= latest ? "current" : "behind";
       } catch (err) {
         logger.warn({ err, bucket: ROUTES_BUCKET }, "could not ask the route table's revision; acting on the last known routes");
-        return false;
+        return "unknown";
       } finally {
         clearTimeout(timer);
       }

@@ -1319,8 +1319,9 @@ export const OperatorService: GenService<{
   /**
    * DiscardRefusedWrites gives up a product's catalog writes that the old shop refused for good
    * (ListRoutesResponse.catalog_sync.refused_writes), as
-   * shop.catalog.v1.CatalogService/DiscardRefusedWrites does: the catalog takes the product
-   * again as the old shop holds it, and moving writes back no longer waits for them.
+   * shop.catalog.v1.CatalogService/DiscardRefusedWrites does: moving writes back no longer
+   * waits for them, and, unless a later write of the product is still on its way to the old
+   * shop, the catalog takes the product again as the old shop holds it.
    *
    * @generated from rpc shop.gateway.v1.OperatorService.DiscardRefusedWrites
    */

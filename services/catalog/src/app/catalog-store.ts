@@ -4,7 +4,8 @@ import { create } from "@bufbuild/protobuf";
 import { appendToOutbox, type DomainEvent, type Logger, type SqlExecutor } from "#platform";
 import { ProductChangeOrigin, ProductChangedSchema, type ProductChanged } from "#gen/shop/catalog/v1/catalog_events_pb.js";
 import { toMoney } from "#shop/money.js";
-import { NoRefusedWriteError, OldShopReadTimeoutError, UnmappableChangeError } from "../domain/errors.js";
+import { sqlStateOf } from "#platform/data/db-errors.js";
+import { NoRefusedWriteError, OldShopReadTimeoutError, ProductBusyError, UnmappableChangeError } from "../domain/errors.js";
 import { formatLsn, parseLsn } from "../domain/lsn.js";
 import type { CapturedProduct, CatalogProduct } from "../domain/product.js";
 import { cdcPosition, outbox, products, syncBack, type tables } from "../db/schema.js";
@@ -63,6 +64,10 @@ export interface RefusedWriteRow {
  * NOT_FOUND, the refused writes being gone already. One product's read takes milliseconds.
  */
 const OLD_SHOP_READ_MS = 1_500;
+/** The longest DiscardRefusedWrites waits for the SKU's lock (held by the capture for milliseconds, by another discard for up to OLD_SHOP_READ_MS). */
+const LOCK_WAIT_MS = 300;
+/** Postgres's SQLSTATE when lock_timeout ends a wait. */
+const LOCK_NOT_AVAILABLE = "55P03";
 
 export interface Position {
   lsn: bigint;
@@ -108,9 +113,11 @@ export interface CatalogStore {
    * under the SKU's lock. Unless a later write of the SKU is still on its way to the old shop
    * (whose echo then brings both sides together), the product is then taken again as
    * `readOldShop` reads it, or removed if the old shop has none, with its ProductChanged (origin
-   * RESYNCED) in the outbox. A read that fails or outlasts OLD_SHOP_READ_MS changes nothing.
+   * RESYNCED) in the outbox. A read that fails or outlasts OLD_SHOP_READ_MS changes nothing,
+   * nor does a wait of more than LOCK_WAIT_MS for the SKU's lock, nor a `caller` that gave up
+   * before the commit: its retry finds the refused writes still there, never NOT_FOUND.
    */
-  discardRefusedWrites(sku: string, readOldShop: OldShopProductReader): Promise<DiscardOutcome>;
+  discardRefusedWrites(sku: string, readOldShop: OldShopProductReader, caller?: AbortSignal): Promise<DiscardOutcome>;
 }
 
 const productEvent = (message: ProductChanged): DomainEvent<typeof ProductChangedSchema> => ({ schema: ProductChangedSchema, message, aggregateType: "product", aggregateId: message.sku });
@@ -185,6 +192,37 @@ export function createCatalogStore(db: Db, slot: string, logger?: Logger): Catal
     await tx.insert(cdcPosition).values(values).onConflictDoUpdate({ target: cdcPosition.slot, set: values });
   }
 
+  /** DiscardRefusedWrites' work, under the SKU's lock. */
+  async function discardLocked(tx: SqlExecutor, sku: string, readOldShop: OldShopProductReader): Promise<DiscardOutcome> {
+    const rows = await writesNotSeenBack(tx, sku);
+    const refused = rows.filter((row) => row.state === "refused");
+    if (refused.length === 0) throw new NoRefusedWriteError(sku);
+    await tx.delete(syncBack).where(inArray(syncBack.eventId, refused.map((row) => row.eventId)));
+    if (rows.at(-1)!.state !== "refused") {
+      // A later write is on its way to the old shop, and the catalog holds it (or a newer
+      // one): its echo brings both sides to it. Older rows left do not stop the resync: the
+      // sync back put them before the refused ones (in order), so the read below brings
+      // their values, and their echoes are still matched.
+      const [product] = await tx.select().from(products).where(eq(products.sku, sku));
+      return { discarded: refused.length, resynced: false, product };
+    }
+    // Read under the lock, not before taking it: a change the old shop committed after an
+    // earlier read would be captured while the rows still stood, so held, and then
+    // overwritten here by the older value read, leaving the catalog behind the old shop for
+    // good. Read here, such a change is committed after the read, and its capture waits
+    // for the lock, finds no rows and is applied.
+    const current = await readWithin(readOldShop, sku);
+    if (!current) {
+      await tx.delete(products).where(eq(products.sku, sku));
+      await appendToOutbox(tx, outbox, [removed(sku, ProductChangeOrigin.RESYNCED)]);
+      return { discarded: refused.length, resynced: true, product: undefined };
+    }
+    // Read through the old shop's API, at no source position the capture could compare: no source LSN, as for a write taken here.
+    const product = await upsert(tx, "", current);
+    await appendToOutbox(tx, outbox, [changed(current, ProductChangeOrigin.RESYNCED)]);
+    return { discarded: refused.length, resynced: true, product };
+  }
+
   return {
     async listProducts(skus) {
       const query = db.select().from(products);
@@ -229,9 +267,12 @@ export function createCatalogStore(db: Db, slot: string, logger?: Logger): Catal
         const position = formatLsn(endLsn);
         let applied = 0;
         if (truncated) {
-          // A SKU written here and not seen back keeps its product: the write here wins.
-          const kept = await tx.selectDistinct({ sku: syncBack.sku }).from(syncBack);
-          const keptSkus = kept.map(({ sku }) => sku);
+          // A SKU written here and not seen back keeps its product: the write here wins. Its rows
+          // locked, as matchEcho locks a SKU's: a discard holding them (and about to take the
+          // product from the old shop as it was before the TRUNCATE) is waited for, and the rows
+          // it deleted are then passed over, so its product goes too.
+          const kept = await tx.select({ sku: syncBack.sku }).from(syncBack).for("update");
+          const keptSkus = [...new Set(kept.map(({ sku }) => sku))];
           const gone = await tx
             .delete(products)
             .where(keptSkus.length > 0 ? notInArray(products.sku, keptSkus) : undefined)
@@ -295,38 +336,21 @@ export function createCatalogStore(db: Db, slot: string, logger?: Logger): Catal
       return rows.map((row) => ({ ...row, refusal: row.refusal ?? "" }));
     },
 
-    discardRefusedWrites(sku, readOldShop) {
-      return db.transaction(async (tx): Promise<DiscardOutcome> => {
-        // The capture's match of a change of this SKU waits for this transaction, and sees its rows as it leaves them.
-        await lockSku(tx, sku);
-        const rows = await writesNotSeenBack(tx, sku);
-        const refused = rows.filter((row) => row.state === "refused");
-        if (refused.length === 0) throw new NoRefusedWriteError(sku);
-        await tx.delete(syncBack).where(inArray(syncBack.eventId, refused.map((row) => row.eventId)));
-        if (rows.at(-1)!.state !== "refused") {
-          // A later write is on its way to the old shop, and the catalog holds it (or a newer
-          // one): its echo brings both sides to it. Older rows left do not stop the resync: the
-          // sync back put them before the refused ones (in order), so the read below brings
-          // their values, and their echoes are still matched.
-          const [product] = await tx.select().from(products).where(eq(products.sku, sku));
-          return { discarded: refused.length, resynced: false, product };
-        }
-        // Read under the lock, not before taking it: a change the old shop committed after an
-        // earlier read would be captured while the rows still stood, so held, and then
-        // overwritten here by the older value read, leaving the catalog behind the old shop for
-        // good. Read here, such a change is committed after the read, and its capture waits
-        // for the lock, finds no rows and is applied.
-        const current = await readWithin(readOldShop, sku);
-        if (!current) {
-          await tx.delete(products).where(eq(products.sku, sku));
-          await appendToOutbox(tx, outbox, [removed(sku, ProductChangeOrigin.RESYNCED)]);
-          return { discarded: refused.length, resynced: true, product: undefined };
-        }
-        // Read through the old shop's API, at no source position the capture could compare: no source LSN, as for a write taken here.
-        const product = await upsert(tx, "", current);
-        await appendToOutbox(tx, outbox, [changed(current, ProductChangeOrigin.RESYNCED)]);
-        return { discarded: refused.length, resynced: true, product };
-      });
+    discardRefusedWrites(sku, readOldShop, caller) {
+      return db
+        .transaction(async (tx): Promise<DiscardOutcome> => {
+          await tx.execute(sql.raw(`set local lock_timeout = ${LOCK_WAIT_MS}`));
+          // The capture's match of a change of this SKU waits for this transaction, and sees its rows as it leaves them.
+          await lockSku(tx, sku);
+          const outcome = await discardLocked(tx, sku, readOldShop);
+          // Rolled back if the caller gave up meanwhile: its retry must find the writes still refused, not NOT_FOUND.
+          caller?.throwIfAborted();
+          return outcome;
+        })
+        .catch((err: unknown) => {
+          if (sqlStateOf(err) === LOCK_NOT_AVAILABLE) throw new ProductBusyError(sku, LOCK_WAIT_MS);
+          throw err;
+        });
     },
   };
 }

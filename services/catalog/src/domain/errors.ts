@@ -26,6 +26,15 @@ export class WritesRoutedToOldShopError extends DomainError {
   }
 }
 
+/** UpdateProduct while this replica's view of the route table is behind the bucket's: where writes go is not known yet. */
+export class RouteTableBehindError extends DomainError {
+  override readonly name = "RouteTableBehindError";
+  readonly kind = "unavailable";
+  constructor() {
+    super("the catalog's view of the route table is catching up with a change; retry");
+  }
+}
+
 /** DiscardRefusedWrites of a product without a write the old shop refused: nothing to give up. */
 export class NoRefusedWriteError extends DomainError {
   override readonly name = "NoRefusedWriteError";
@@ -42,5 +51,14 @@ export class OldShopReadTimeoutError extends DomainError {
   readonly kind = "unavailable";
   constructor(ms: number) {
     super(`the old shop did not answer within ${ms} ms; nothing was discarded, retry later`);
+  }
+}
+
+/** DiscardRefusedWrites found the product held by another change of it for longer than it waits; nothing was discarded. */
+export class ProductBusyError extends DomainError {
+  override readonly name = "ProductBusyError";
+  readonly kind = "unavailable";
+  constructor(sku: string, ms: number) {
+    super(`another change of ${sku} held it for more than ${ms} ms; nothing was discarded, retry`);
   }
 }

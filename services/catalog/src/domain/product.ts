@@ -1,5 +1,4 @@
 import { minorUnitsOf } from "#platform/domain/decimal-price.js";
-import { requireText } from "#platform/domain/input.js";
 import { UnmappableChangeError } from "./errors.js";
 
 /** A product as the catalog holds it: the old shop's row in the mesh's vocabulary. */
@@ -10,8 +9,6 @@ export interface CatalogProduct {
   priceMinor: number;
   currency: string;
 }
-
-export const requireSku = (sku: string, field = "sku") => requireText(sku, field);
 
 const CURRENCY = /^[A-Z]{3}$/;
 /** The contract's bound on a SKU a caller can ask for; a longer one could never be listed. */

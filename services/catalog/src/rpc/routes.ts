@@ -8,8 +8,8 @@ import type { CatalogStore, OldShopProductReader, ProductRow } from "../app/cata
 import type { SyncStatus } from "../cdc/sync-status.js";
 import { formatLsn } from "../domain/lsn.js";
 import { WritesRoutedToOldShopError } from "../domain/errors.js";
-import { requireProductWrite } from "#shop/product-write.js";
-import { requireSku, type CatalogProduct } from "../domain/product.js";
+import { requireProductWrite, requireSku } from "#shop/product-write.js";
+import type { CatalogProduct } from "../domain/product.js";
 import { CATALOG_WRITE_ROUTE } from "#shop/catalog-router.js";
 
 export interface CatalogRouteDeps {
@@ -90,7 +90,7 @@ export function createRoutes({ store, syncStatus, writesHere, oldShop }: Catalog
       },
       async discardRefusedWrites(req, ctx) {
         const sku = requireSku(req.sku);
-        const { discarded, resynced, product } = await store.discardRefusedWrites(sku, oldShopReader(oldShop, ctx.signal));
+        const { discarded, resynced, product } = await store.discardRefusedWrites(sku, oldShopReader(oldShop, ctx.signal), ctx.signal);
         return { discarded, resynced, ...(product ? { product: toProduct(product) } : {}) };
       },
     });
