@@ -6,7 +6,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
 import { OrderService, type SagaStatus } from "#gen/shop/order/v1/order_service_pb.js";
 import { initTelemetry } from "#platform/process/telemetry.js";
-import type { RunningServer } from "#platform/rpc-server/server.js";
+import type { GatewayServer } from "#gateway/src/build.js";
 import { connect } from "../support/databases.js";
 import { bearer, startGateway } from "../support/gateway.js";
 import { startInProcessMesh, type InProcessMesh } from "../support/services.js";
@@ -19,7 +19,7 @@ const telemetry = await initTelemetry({ serviceName: "meshwork-test" });
 /** The customer's console in Debian's Chromium, against the page and script the gateway serves. */
 describe("the customer's console", () => {
   let mesh: InProcessMesh;
-  let gateway: RunningServer;
+  let gateway: GatewayServer;
   let browser: Browser;
   let sql: ReturnType<typeof connect>;
   /** The saga as the operator sees it, errors and trace ids included: what the customer's page must not show. */
@@ -192,9 +192,12 @@ describe("the customer's console", () => {
     expect(errors).toEqual([]);
   });
 
+  /** WatchOrder streams the gateway has open, by its own gauge. */
+  const openWatches = async () => Number(/^watch_order_streams(?:\{[^}]*\})? (\d+)$/m.exec(await (await fetch(`${gateway.ops.url}/metrics`)).text())?.[1]);
+
   it("tok_3ds: shows the charge waiting for the customer and a Confirm payment button that confirms the order", async () => {
     const { page, errors } = await signedIn("hopper");
-    await place(page, "tok_3ds");
+    const orderId = await place(page, "tok_3ds");
     const wait = row(page, "charge").locator(".phase.open[data-kind=signal]");
     await wait.waitFor({ timeout: 15_000 });
     await page.locator("#confirm-payment-button").waitFor({ state: "visible" });
@@ -207,6 +210,18 @@ describe("the customer's console", () => {
     await page.waitForTimeout(2_200);
     expect(await width()).toBeGreaterThan(before);
     await screenshot(page, "console-3ds-waiting");
+
+    // One watch at a time: the page holds this order's (the earlier tests' orders have all
+    // ended theirs), and following another order closes it, though this one still waits.
+    expect(await openWatches()).toBe(1);
+    await place(page, "tok_visa");
+    await settled(page, "CONFIRMED");
+    await expect.poll(openWatches, { timeout: 10_000 }).toBe(0);
+    // Back to the waiting order from My orders: its wait and the button again.
+    await page.locator(`#orders button[data-order-id="${orderId}"]`).click();
+    await page.locator("#watched", { hasText: orderId }).waitFor();
+    await page.locator("#confirm-payment-button").waitFor({ state: "visible" });
+    expect(await openWatches()).toBe(1);
 
     await page.click("#confirm-payment-button");
     await settled(page, "CONFIRMED");
