@@ -51,10 +51,10 @@ describe("every RPC names the callers it admits", () => {
     expect(SagaAdminService.methods.map((m) => getOption(m, access).callers.join())).toEqual(SagaAdminService.methods.map(() => `operator,${CONSOLE}`));
   });
 
-  it("admits the console's backend to the saga admin RPCs and the catalog's sync status and routed writes alone: the gateway's operator console must hold no more than those", () => {
+  it("admits the console's backend to the saga admin RPCs and the catalog's sync status, routed writes and refused writes' discard alone: the gateway's operator console must hold no more than those", () => {
     const admitting = mesh.flatMap((service) => service.methods.filter((method) => getOption(method, access).callers.includes(CONSOLE)).map((method) => `${service.typeName}/${method.name}`));
     expect(admitting.sort()).toEqual(
-      [...["ListSagas", "GetSaga", "RetrySaga", "CompensateSaga"].map((name) => `${SagaAdminService.typeName}/${name}`), ...["UpdateProduct", "GetSyncStatus"].map((name) => `${CatalogService.typeName}/${name}`)].sort(),
+      [...["ListSagas", "GetSaga", "RetrySaga", "CompensateSaga"].map((name) => `${SagaAdminService.typeName}/${name}`), ...["UpdateProduct", "GetSyncStatus", "DiscardRefusedWrites"].map((name) => `${CatalogService.typeName}/${name}`)].sort(),
     );
   });
 });

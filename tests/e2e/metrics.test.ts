@@ -87,8 +87,11 @@ describe("Prometheus metrics on every ops port", () => {
     const admin = connect(mesh.databaseUrl);
     const bus = connectBus({ url: mesh.nats.url, name: "metrics-test", logger: silentLogger });
     try {
-      const pool = await admin`select distinct application_name from pg_stat_activity where usename = 'order' and pid <> pg_backend_pid()`;
-      expect(pool.map((row) => row["application_name"])).toEqual(["order"]);
+      // Eventually: the migration's own session (order-migrate) has ended, but its backend may take a moment to leave pg_stat_activity on a loaded host.
+      await eventually(async () => {
+        const pool = await admin`select distinct application_name from pg_stat_activity where usename = 'order' and pid <> pg_backend_pid()`;
+        expect(pool.map((row) => row["application_name"])).toEqual(["order"]);
+      });
       const { jsm } = await bus.ready;
       const first = await jsm.streams.getMessage("SHOP_ORDER", { seq: 1 });
       expect(first?.header.get("ce-source")).toBe("order");
