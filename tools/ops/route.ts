@@ -176,7 +176,7 @@ function refusedWrites(sync: GetSyncStatusResponse): string[] {
   ];
 }
 
-const describeProduct = (product: Product) => `"${product.name}" at ${product.price ? `${decimalOf(product.price.minorUnits)} ${product.price.currencyCode}` : "no price"}`;
+const describeProduct = (product: Product) => `${JSON.stringify(product.name)} at ${product.price ? `${decimalOf(product.price.minorUnits)} ${product.price.currencyCode}` : "no price"}`;
 
 /**
  * put-product: the price typed as a decimal ("12.99"), turned into minor units digit by digit
