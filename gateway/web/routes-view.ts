@@ -83,8 +83,12 @@ function mismatchExample(status: RouteStatus): HTMLElement | null {
  */
 function refusedWrites(sync: GetSyncStatusResponse, onDiscard: (refused: RefusedWrite) => void): HTMLElement | null {
   if (sync.refusedWrites.length === 0) return null;
+  // A discard gives up all of a product's refused writes: one button per product, on its oldest.
+  const offered = new Set<string>();
   const rows = sync.refusedWrites.map((refused) => {
-    const discard = h("button", { type: "button", class: "secondary", "data-discard": refused.sku, onclick: () => onDiscard(refused) }, "Discard");
+    const first = !offered.has(refused.sku);
+    offered.add(refused.sku);
+    const discard = first ? h("button", { type: "button", class: "secondary", "data-discard": refused.sku, onclick: () => onDiscard(refused) }, "Discard") : h("span", { class: "muted" }, "with the above");
     const tr = row(h("td", {}, h("code", {}, refused.sku)), refused.refusal, refused.writtenTime ? clock(ms(refused.writtenTime)!) : "-", h("td", { class: "actions" }, discard));
     tr.dataset["sku"] = refused.sku;
     return tr;

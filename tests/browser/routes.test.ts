@@ -113,13 +113,19 @@ describe("the operator console's Routes view", () => {
   it("lists the writes the old shop refused as text, and gives one up with Discard after confirmation", async () => {
     // A refusal seeded as the sync back records one; the old shop's answer is hostile text, never markup.
     const refusal = "<img src=x onerror=alert(1)> title must not be blank";
-    await sql`insert into catalog.sync_back (event_id, sku, name, description, price_minor, currency, state, refusal) values (gen_random_uuid(), 'MW-MUG-001', 'Refused mug', '', 1299, 'USD', 'refused', ${refusal})`;
+    // Two of one product: one Discard gives up both, so it is offered once, on the oldest.
+    for (const answer of [refusal, "price: must be below 10000.00"]) {
+      await sql`insert into catalog.sync_back (event_id, sku, name, description, price_minor, currency, state, refusal) values (gen_random_uuid(), 'MW-MUG-001', 'Refused mug', '', 1299, 'USD', 'refused', ${answer})`;
+    }
     const { page, errors } = await signedIn();
-    const refused = page.locator('#refused-writes tr[data-sku="MW-MUG-001"]');
+    const rows = page.locator('#refused-writes tr[data-sku="MW-MUG-001"]');
+    const refused = rows.first();
     await refused.waitFor();
     expect(await refused.locator("td").allTextContents()).toEqual(["MW-MUG-001", refusal, expect.stringMatching(/^\d\d:\d\d:\d\d$/), "Discard"]);
+    expect(await rows.nth(1).locator("td").allTextContents()).toEqual(["MW-MUG-001", "price: must be below 10000.00", expect.stringMatching(/^\d\d:\d\d:\d\d$/), "with the above"]);
+    expect(await page.locator("#refused-writes button[data-discard]").count()).toBe(1);
     expect(await page.locator("#refused-writes img").count()).toBe(0);
-    expect(await page.locator("#catalog-sync td[data-sync-back-refused]").textContent()).toBe("1");
+    expect(await page.locator("#catalog-sync td[data-sync-back-refused]").textContent()).toBe("2");
     await screenshot(page, "operator-refused-writes");
 
     // Cancelled: nothing is given up.
@@ -127,12 +133,12 @@ describe("the operator console's Routes view", () => {
     await page.locator("#confirm-dialog[open]").waitFor();
     expect(await page.locator("#confirm-title").textContent()).toBe("Discard the refused writes of MW-MUG-001?");
     await page.click("#confirm-cancel");
-    expect((await operatorApi().listRoutes({})).catalogSync?.syncBackRefused).toBe(1n);
+    expect((await operatorApi().listRoutes({})).catalogSync?.syncBackRefused).toBe(2n);
 
     await refused.locator("button[data-discard]").click();
     await page.locator("#confirm-dialog[open]").waitFor();
     await page.click("#confirm-ok");
-    await page.locator("#routes-outcome.ok", { hasText: "MW-MUG-001: 1 refused write discarded" }).waitFor();
+    await page.locator("#routes-outcome.ok", { hasText: "MW-MUG-001: 2 refused writes discarded" }).waitFor();
     await page.locator("#refused-writes").waitFor({ state: "detached" });
     expect(await page.locator("#catalog-sync td[data-sync-back-refused]").textContent()).toBe("0");
     expect((await operatorApi().listRoutes({})).catalogSync).toMatchObject({ syncBackPending: 0n, syncBackRefused: 0n, refusedWrites: [] });
