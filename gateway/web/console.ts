@@ -4,11 +4,12 @@
  * every WatchOrder message re-reads the order's timeline (GetOrderTimeline: step names,
  * states and times, nothing an operator alone should see), and while a phase is open it is
  * re-read every second, so a wait visibly grows. A 3-D Secure payment shows its waiting step
- * with a Confirm payment button (ConfirmPayment). Errors, traces, breakers, charts and
+ * with a Confirm payment button (ConfirmPayment). A watch or a timeline read that fails is
+ * tried again with the same growing wait as My orders (retryMs). Errors, traces, breakers, charts and
  * actions are on the operator console, not here; the health line below is GetMeshStatus's,
  * which anyone may call, reduced to up or down.
  */
-import { ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { OrderStatus, type Order } from "#gen/shop/order/v1/order_service_pb.js";
 import { StorefrontService } from "#gen/shop/gateway/v1/storefront_service_pb.js";
@@ -55,7 +56,9 @@ async function loadProducts() {
  * round resumes with the first read that succeeds.
  */
 const ORDERS_EVERY_MS = 5_000;
-const ORDERS_RETRY_MS = [1_000, 2_000, 4_000, 8_000, 15_000, 30_000];
+const RETRY_MS = [1_000, 2_000, 4_000, 8_000, 15_000, 30_000];
+/** The wait before trying again after `failures` reads in a row failed: 1, 2, 4, 8, 15, then 30 s. */
+const retryMs = (failures: number) => RETRY_MS[Math.min(failures, RETRY_MS.length - 1)]!;
 const myOrders: { reading?: Promise<void>; again: boolean; failures: number; readAt?: number; timer?: ReturnType<typeof setTimeout> } = { again: false, failures: 0 };
 
 function loadOrders(): Promise<void> {
@@ -80,10 +83,10 @@ async function readOrders() {
   try {
     ({ orders } = await storefront.listMyOrders({ pageSize: 20 }));
   } catch (err) {
-    const retryMs = ORDERS_RETRY_MS[Math.min(myOrders.failures++, ORDERS_RETRY_MS.length - 1)]!;
+    const waitMs = retryMs(myOrders.failures++);
     const asOf = myOrders.readAt === undefined ? "" : ` The list shows them as of ${clock(myOrders.readAt)}.`;
-    $("#orders-status").textContent = `My orders could not be refreshed: ${ConnectError.from(err).rawMessage}. Trying again in ${retryMs / 1_000} s.${asOf}`;
-    myOrders.timer = setTimeout(() => void loadOrders(), retryMs);
+    $("#orders-status").textContent = `My orders could not be refreshed: ${ConnectError.from(err).rawMessage}. Trying again in ${waitMs / 1_000} s.${asOf}`;
+    myOrders.timer = setTimeout(() => void loadOrders(), waitMs);
     return;
   }
   myOrders.failures = 0;
@@ -134,11 +137,24 @@ async function loadHealth() {
 }
 
 /**
- * The order on screen. A newer follow() supersedes it: its watch is aborted and its timer
- * stops, by comparing against `current`.
+ * The order on screen. A newer follow() supersedes it: its watch is aborted and its timers
+ * stop, by comparing against `current`. It holds one watch, or one timer to reopen it, and
+ * one timer for the timeline (the next live refresh or the retry of a failed read).
  */
 let current:
-  | { orderId: string; abort: AbortController; confirmationId: string; refreshes: number; asked: number; shown: number; timer?: ReturnType<typeof setTimeout>; actionRequired: boolean }
+  | {
+      orderId: string;
+      abort: AbortController;
+      confirmationId: string;
+      refreshes: number;
+      asked: number;
+      shown: number;
+      timer?: ReturnType<typeof setTimeout>;
+      timelineFailures: number;
+      watchTimer?: ReturnType<typeof setTimeout>;
+      watchFailures: number;
+      actionRequired: boolean;
+    }
   | undefined;
 
 async function refreshTimeline(view: NonNullable<typeof current>) {
@@ -147,12 +163,19 @@ async function refreshTimeline(view: NonNullable<typeof current>) {
   try {
     steps = customerSteps((await storefront.getOrderTimeline({ orderId: view.orderId })).steps);
   } catch {
-    if (view === current) $("#timeline").replaceChildren(h("p", { class: "empty" }, "The timeline is not available right now."));
+    // Tried again until a read succeeds or another order is followed; a newer read already
+    // shown makes this failure moot.
+    if (view !== current || asked < view.shown) return;
+    const waitMs = retryMs(view.timelineFailures++);
+    $("#timeline").replaceChildren(h("p", { class: "empty" }, `The timeline is not available right now. Trying again in ${waitMs / 1_000} s.`));
+    clearTimeout(view.timer);
+    view.timer = setTimeout(() => void refreshTimeline(view), waitMs);
     return;
   }
   // Reads overlap (a WatchOrder message during the one-second refresh): the newest one wins.
   if (view !== current || asked < view.shown) return;
   view.shown = asked;
+  view.timelineFailures = 0;
   $("#timeline").replaceChildren(renderTimeline(steps, { mode: "customer", now: Date.now() }));
   const wait = openSignalWait(steps, PAYMENT_CONFIRMED);
   showConfirm(view, wait !== undefined || (view.actionRequired && !hasFinished(steps)), wait?.phase.due);
@@ -175,17 +198,36 @@ function showConfirm(view: NonNullable<typeof current>, waiting: boolean, due: n
 async function follow(order: Order) {
   current?.abort.abort();
   clearTimeout(current?.timer);
-  const view = { orderId: order.id, abort: new AbortController(), confirmationId: crypto.randomUUID(), refreshes: 0, asked: 0, shown: 0, actionRequired: false };
+  clearTimeout(current?.watchTimer);
+  const view = { orderId: order.id, abort: new AbortController(), confirmationId: crypto.randomUUID(), refreshes: 0, asked: 0, shown: 0, timelineFailures: 0, watchFailures: 0, actionRequired: false };
   current = view;
   $("#watched").textContent = order.id;
   $("#watch-status").textContent = "";
+  $("#watch-lost").textContent = "";
   $("#progress").replaceChildren();
   $("#confirm-payment").hidden = true;
   $("#confirm-outcome").textContent = "";
   $<HTMLButtonElement>("#confirm-payment-button").disabled = false;
   $("#timeline").replaceChildren(h("p", { class: "empty" }, "Loading the timeline…"));
+  await watch(view);
+}
+
+/** Refusals that asking again cannot change: the order is gone or not the caller's, or the token is. */
+const FINAL_CODES: ReadonlySet<Code> = new Set([Code.NotFound, Code.PermissionDenied, Code.Unauthenticated]);
+
+/**
+ * Follows the order's WatchOrder stream until the order is terminal (the stream then ends
+ * normally) or another order is followed (it is aborted). A stream that fails otherwise (the
+ * gateway restarting, the connection cut, the rate limit) is reopened after retryMs' wait,
+ * the page saying so until a message arrives again; its first message is the order as it is
+ * now, so nothing missed meanwhile stays missed.
+ */
+async function watch(view: NonNullable<typeof current>) {
+  if (view !== current) return;
   try {
-    for await (const update of storefront.watchOrder({ orderId: order.id }, { signal: view.abort.signal })) {
+    for await (const update of storefront.watchOrder({ orderId: view.orderId }, { signal: view.abort.signal })) {
+      view.watchFailures = 0;
+      $("#watch-lost").textContent = "";
       const status = statusName(update.order!.status);
       $("#progress").append(h("li", { "data-event": update.eventType || "accepted" }, `${update.eventType || "accepted"} → ${status}`));
       $("#watch-status").textContent = status;
@@ -199,8 +241,16 @@ async function follow(order: Order) {
       if (settledNow) void loadOrders();
     }
   } catch (err) {
-    if (view.abort.signal.aborted) return;
-    throw err;
+    if (view.abort.signal.aborted || view !== current) return;
+    const lost = ConnectError.from(err);
+    if (FINAL_CODES.has(lost.code)) {
+      $("#watch-lost").textContent = `Lost the order's updates: ${lost.rawMessage}. Not reconnecting.`;
+      return;
+    }
+    const waitMs = retryMs(view.watchFailures++);
+    $("#watch-lost").textContent = `Lost the order's updates: ${lost.rawMessage}. Reconnecting in ${waitMs / 1_000} s.`;
+    view.watchTimer = setTimeout(() => void watch(view).catch(showError), waitMs);
+    return;
   }
   if (view !== current) return;
   await Promise.all([refreshTimeline(view), loadOrders(), loadProducts()]);

@@ -230,4 +230,79 @@ describe("the customer's console", () => {
     await screenshot(page, "console-3ds-confirmed");
     expect(errors).toEqual([]);
   });
+
+  const isRpc = (method: string) => (url: URL) => url.pathname.endsWith(`/shop.gateway.v1.StorefrontService/${method}`);
+  /** A server stream that fails, as the Connect protocol ends one: an end-stream envelope (flag 2) naming the error. */
+  const failedStream = (code: string, message: string) => {
+    const json = Buffer.from(JSON.stringify({ error: { code, message } }));
+    const head = Buffer.alloc(5);
+    head.writeUInt8(2, 0);
+    head.writeUInt32BE(json.length, 1);
+    return { status: 200, contentType: "application/connect+json", body: Buffer.concat([head, json]) };
+  };
+
+  it("reopens an order's watch that failed (the gateway away, the connection cut) after a growing wait, saying so until updates flow again; a refusal is said and not retried", async () => {
+    const { page, errors } = await signedIn("margaret");
+    const lost = page.locator("#watch-lost");
+    const watches: number[] = [];
+    // Refused for good: said once, not asked again.
+    await page.route(isRpc("WatchOrder"), (route) => {
+      watches.push(Date.now());
+      return route.fulfill(failedStream("permission_denied", "order is not yours"));
+    });
+    await place(page, "tok_visa");
+    await lost.filter({ hasText: "Lost the order's updates: order is not yours. Not reconnecting." }).waitFor();
+    await page.waitForTimeout(2_500);
+    expect(watches.length).toBe(1);
+    expect(await page.locator("#watch-status").textContent()).toBe("");
+    await page.unroute(isRpc("WatchOrder"));
+
+    // The gateway restarting, then the connection cut: reopened after 1 s, then 2 s, then the order's updates.
+    watches.length = 0;
+    await page.route(isRpc("WatchOrder"), (route) => {
+      watches.push(Date.now());
+      if (watches.length === 1) return route.fulfill(failedStream("unavailable", "the gateway is restarting"));
+      if (watches.length === 2) return route.abort("connectionreset");
+      return route.continue();
+    });
+    const orderId = await place(page, "tok_visa");
+    await lost.filter({ hasText: "Lost the order's updates: the gateway is restarting. Reconnecting in 1 s." }).waitFor();
+    await lost.filter({ hasText: /^Lost the order's updates: .+\. Reconnecting in 2 s\.$/ }).waitFor();
+    await screenshot(page, "console-watch-reconnecting");
+    await settled(page, "CONFIRMED");
+    expect(await lost.textContent()).toBe("");
+    expect(watches.length).toBe(3);
+    expect(watches[1]! - watches[0]!).toBeGreaterThanOrEqual(900);
+    expect(watches[2]! - watches[1]!).toBeGreaterThanOrEqual(1_900);
+    await row(page, "commit-reservation").locator(".phase[data-kind=attempt][data-outcome=succeeded]").waitFor();
+    await expect.poll(() => ordersRow(page, orderId), { timeout: 15_000 }).toContain("ORDER_STATUS_CONFIRMED");
+    expect(await page.locator("#error").textContent()).toBe("");
+    expect(errors).toEqual([]);
+  });
+
+  it("reads a timeline that failed to read again after a growing wait, though no update of the order comes meanwhile", async () => {
+    const { page, errors } = await signedIn("frances");
+    await place(page, "tok_3ds");
+    // The order waits for the customer: no WatchOrder message comes now, only the page's own reads.
+    const wait = row(page, "charge").locator(".phase.open[data-kind=signal]");
+    await wait.waitFor({ timeout: 15_000 });
+    await page.locator('#progress li[data-event="shop.payment.v1.PaymentActionRequired"]').waitFor({ timeout: 15_000 });
+    const reads: number[] = [];
+    await page.route(isRpc("GetOrderTimeline"), (route) => {
+      reads.push(Date.now());
+      if (reads.length > 2) return route.continue();
+      return route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ code: "unavailable", message: "order is restarting" }) });
+    });
+    const timeline = page.locator("#timeline");
+    await timeline.filter({ hasText: "The timeline is not available right now. Trying again in 1 s." }).waitFor();
+    await timeline.filter({ hasText: "The timeline is not available right now. Trying again in 2 s." }).waitFor();
+    await wait.waitFor({ timeout: 10_000 });
+    expect(reads.length).toBeGreaterThanOrEqual(3);
+    expect(reads[2]! - reads[1]!).toBeGreaterThanOrEqual(1_900);
+    // Confirmed, so its watch ends and no later test meets it.
+    await page.click("#confirm-payment-button");
+    await settled(page, "CONFIRMED");
+    await row(page, "charge").locator(".phase[data-kind=signal][data-outcome=signalled]").waitFor();
+    expect(errors).toEqual([]);
+  });
 });
