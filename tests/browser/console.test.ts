@@ -280,6 +280,31 @@ describe("the customer's console", () => {
     expect(errors).toEqual([]);
   });
 
+  it("never reopens the watch of an order the customer no longer follows", async () => {
+    const { page, errors } = await signedIn("katherine");
+    const lost = page.locator("#watch-lost");
+    await page.route(isRpc("WatchOrder"), (route) => route.fulfill(failedStream("unavailable", "the gateway is restarting")));
+    const first = await place(page, "tok_visa");
+    // Reopened once after 1 s (failing again), so its next reopen waits 2 s.
+    await lost.filter({ hasText: "Reconnecting in 2 s." }).waitFor();
+    await page.unroute(isRpc("WatchOrder"));
+    const watched: string[] = [];
+    await page.route(isRpc("WatchOrder"), (route) => {
+      watched.push(route.request().postDataBuffer()?.toString() ?? "");
+      return route.continue();
+    });
+    const next = await place(page, "tok_visa");
+    await settled(page, "CONFIRMED");
+    expect(await lost.textContent()).toBe("");
+    // Past the first order's pending 2 s and any 4 s after it: only the second order was watched.
+    await page.waitForTimeout(4_500);
+    expect(watched.length).toBeGreaterThanOrEqual(1);
+    expect(watched.every((body) => body.includes(next))).toBe(true);
+    expect(watched.some((body) => body.includes(first))).toBe(false);
+    expect(await page.locator("#watched").textContent()).toBe(next);
+    expect(errors).toEqual([]);
+  });
+
   it("reads a timeline that failed to read again after a growing wait, though no update of the order comes meanwhile", async () => {
     const { page, errors } = await signedIn("frances");
     await place(page, "tok_3ds");
