@@ -224,6 +224,7 @@ const FINAL_CODES: ReadonlySet<Code> = new Set([Code.NotFound, Code.PermissionDe
  */
 async function watch(view: NonNullable<typeof current>) {
   if (view !== current) return;
+  let settled = false;
   try {
     for await (const update of storefront.watchOrder({ orderId: view.orderId }, { signal: view.abort.signal })) {
       view.watchFailures = 0;
@@ -234,6 +235,7 @@ async function watch(view: NonNullable<typeof current>) {
       $("#watch-status").className = `status-${status}`;
       if (update.eventType === ACTION_REQUIRED) view.actionRequired = true;
       const settledNow = update.order!.status !== OrderStatus.PENDING;
+      settled = settledNow;
       if (settledNow) view.actionRequired = false;
       void refreshTimeline(view);
       // My orders shows the outcome as soon as it is known, not when the stream ends (the
@@ -253,6 +255,12 @@ async function watch(view: NonNullable<typeof current>) {
     return;
   }
   if (view !== current) return;
+  if (!settled) {
+    // The gateway ends a watch after its longest (5 minutes) while the order still waits (a
+    // 3-D Secure confirmation, say): a new one starts with the order as it is now.
+    view.watchTimer = setTimeout(() => void watch(view).catch(showError), retryMs(0));
+    return;
+  }
   await Promise.all([refreshTimeline(view), loadOrders(), loadProducts()]);
 }
 

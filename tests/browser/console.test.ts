@@ -232,14 +232,16 @@ describe("the customer's console", () => {
   });
 
   const isRpc = (method: string) => (url: URL) => url.pathname.endsWith(`/shop.gateway.v1.StorefrontService/${method}`);
-  /** A server stream that fails, as the Connect protocol ends one: an end-stream envelope (flag 2) naming the error. */
-  const failedStream = (code: string, message: string) => {
-    const json = Buffer.from(JSON.stringify({ error: { code, message } }));
+  /** One Connect envelope: its flags (0 a message, 2 the end of the stream) and its JSON. */
+  const envelope = (flags: number, value: unknown) => {
+    const json = Buffer.from(JSON.stringify(value));
     const head = Buffer.alloc(5);
-    head.writeUInt8(2, 0);
+    head.writeUInt8(flags, 0);
     head.writeUInt32BE(json.length, 1);
-    return { status: 200, contentType: "application/connect+json", body: Buffer.concat([head, json]) };
+    return Buffer.concat([head, json]);
   };
+  /** A server stream that fails, as the Connect protocol ends one: an end-stream envelope (flag 2) naming the error. */
+  const failedStream = (code: string, message: string) => ({ status: 200, contentType: "application/connect+json", body: envelope(2, { error: { code, message } }) });
 
   it("reopens an order's watch that failed (the gateway away, the connection cut) after a growing wait, saying so until updates flow again; a refusal is said and not retried", async () => {
     const { page, errors } = await signedIn("margaret");
@@ -302,6 +304,28 @@ describe("the customer's console", () => {
     expect(watched.every((body) => body.includes(next))).toBe(true);
     expect(watched.some((body) => body.includes(first))).toBe(false);
     expect(await page.locator("#watched").textContent()).toBe(next);
+    expect(errors).toEqual([]);
+  });
+
+  it("opens a new watch when the gateway ends one while the order still waits (its longest watch), and follows the order to its end", async () => {
+    const { page, errors } = await signedIn("grace");
+    const watches: number[] = [];
+    await page.route(isRpc("WatchOrder"), (route) => {
+      watches.push(Date.now());
+      if (watches.length > 1) return route.continue();
+      // The first watch as the gateway ends one at maxWatchMs: the order as it is, then a clean end.
+      // A streaming call's request is one envelope too: its JSON after the 5-byte head.
+      const { orderId } = JSON.parse(route.request().postDataBuffer()!.subarray(5).toString()) as { orderId: string };
+      return route.fulfill({ status: 200, contentType: "application/connect+json", body: Buffer.concat([envelope(0, { order: { id: orderId, status: "ORDER_STATUS_PENDING" } }), envelope(2, {})]) });
+    });
+    await place(page, "tok_3ds");
+    // The timeline shows the wait (the action-required event itself may have passed before the second watch began).
+    await row(page, "charge").locator(".phase.open[data-kind=signal]").waitFor({ timeout: 15_000 });
+    await expect.poll(() => watches.length, { timeout: 10_000 }).toBe(2);
+    expect(watches[1]! - watches[0]!).toBeGreaterThanOrEqual(900);
+    await page.click("#confirm-payment-button");
+    await settled(page, "CONFIRMED");
+    expect(await page.locator("#watch-lost").textContent()).toBe("");
     expect(errors).toEqual([]);
   });
 
