@@ -219,8 +219,9 @@ const FINAL_CODES: ReadonlySet<Code> = new Set([Code.NotFound, Code.PermissionDe
  * Follows the order's WatchOrder stream until the order is terminal (the stream then ends
  * normally) or another order is followed (it is aborted). A stream that fails otherwise (the
  * gateway restarting, the connection cut, the rate limit) is reopened after retryMs' wait,
- * the page saying so until a message arrives again; its first message is the order as it is
- * now, so nothing missed meanwhile stays missed.
+ * the page saying so until a message arrives again, and one the gateway ends while the order
+ * is still pending (its longest watch) after the first wait; a new stream's first message is
+ * the order as it is now, so nothing missed meanwhile stays missed.
  */
 async function watch(view: NonNullable<typeof current>) {
   if (view !== current) return;
