@@ -212,6 +212,9 @@ async function follow(order: Order) {
   await watch(view);
 }
 
+/** The watch opened again after `waitMs`, unless another order is followed meanwhile (follow clears the timer). */
+const reopenLater = (view: NonNullable<typeof current>, waitMs: number) => (view.watchTimer = setTimeout(() => void watch(view).catch(showError), waitMs));
+
 /** Refusals that asking again cannot change: the order is gone or not the caller's, or the token is. */
 const FINAL_CODES: ReadonlySet<Code> = new Set([Code.NotFound, Code.PermissionDenied, Code.Unauthenticated]);
 
@@ -252,14 +255,14 @@ async function watch(view: NonNullable<typeof current>) {
     }
     const waitMs = retryMs(view.watchFailures++);
     $("#watch-lost").textContent = `Lost the order's updates: ${lost.rawMessage}. Reconnecting in ${waitMs / 1_000} s.`;
-    view.watchTimer = setTimeout(() => void watch(view).catch(showError), waitMs);
+    reopenLater(view, waitMs);
     return;
   }
   if (view !== current) return;
   if (!settled) {
     // The gateway ends a watch after its longest (5 minutes) while the order still waits (a
     // 3-D Secure confirmation, say): a new one starts with the order as it is now.
-    view.watchTimer = setTimeout(() => void watch(view).catch(showError), retryMs(0));
+    reopenLater(view, retryMs(0));
     return;
   }
   await Promise.all([refreshTimeline(view), loadOrders(), loadProducts()]);

@@ -29,11 +29,14 @@ export function* causeChain(err: unknown): Generator<Error> {
   for (let current = err, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) yield current;
 }
 
-/** The SQLSTATE of a Postgres error (e.g. "55P03", lock not available), wrapped or not; undefined for another error. */
+/**
+ * The SQLSTATE of an error the server sent (e.g. "55P03", lock not available), wrapped or not;
+ * undefined for another error (a socket's EPIPE is five capitals too, but not the server's).
+ */
 export function sqlStateOf(err: unknown): string | undefined {
   for (const current of causeChain(err)) {
     const code = (current as { code?: unknown }).code;
-    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+    if (current.name === "PostgresError" && typeof code === "string") return code;
   }
   return undefined;
 }

@@ -168,13 +168,13 @@ export function createCatalogStore(db: Db, slot: string, logger?: Logger): Catal
     return row!;
   }
 
-  /** `read` given OLD_SHOP_READ_MS: past it, its failure is an OldShopReadTimeoutError. */
-  async function readWithin(read: OldShopProductReader, sku: string): Promise<CatalogProduct | undefined> {
-    const signal = AbortSignal.timeout(OLD_SHOP_READ_MS);
+  /** `read` given OLD_SHOP_READ_MS, and ended early if `caller` gives up: past the bound, its failure is an OldShopReadTimeoutError. */
+  async function readWithin(read: OldShopProductReader, sku: string, caller: AbortSignal | undefined): Promise<CatalogProduct | undefined> {
+    const bound = AbortSignal.timeout(OLD_SHOP_READ_MS);
     try {
-      return await read(sku, signal);
+      return await read(sku, caller ? AbortSignal.any([bound, caller]) : bound);
     } catch (err) {
-      if (signal.aborted) throw new OldShopReadTimeoutError(OLD_SHOP_READ_MS);
+      if (bound.aborted) throw new OldShopReadTimeoutError(OLD_SHOP_READ_MS);
       throw err;
     }
   }
@@ -193,7 +193,7 @@ export function createCatalogStore(db: Db, slot: string, logger?: Logger): Catal
   }
 
   /** DiscardRefusedWrites' work, under the SKU's lock. */
-  async function discardLocked(tx: SqlExecutor, sku: string, readOldShop: OldShopProductReader): Promise<DiscardOutcome> {
+  async function discardLocked(tx: SqlExecutor, sku: string, readOldShop: OldShopProductReader, caller: AbortSignal | undefined): Promise<DiscardOutcome> {
     const rows = await writesNotSeenBack(tx, sku);
     const refused = rows.filter((row) => row.state === "refused");
     if (refused.length === 0) throw new NoRefusedWriteError(sku);
@@ -211,7 +211,7 @@ export function createCatalogStore(db: Db, slot: string, logger?: Logger): Catal
     // overwritten here by the older value read, leaving the catalog behind the old shop for
     // good. Read here, such a change is committed after the read, and its capture waits
     // for the lock, finds no rows and is applied.
-    const current = await readWithin(readOldShop, sku);
+    const current = await readWithin(readOldShop, sku, caller);
     if (!current) {
       await tx.delete(products).where(eq(products.sku, sku));
       await appendToOutbox(tx, outbox, [removed(sku, ProductChangeOrigin.RESYNCED)]);
@@ -342,7 +342,7 @@ export function createCatalogStore(db: Db, slot: string, logger?: Logger): Catal
           await tx.execute(sql.raw(`set local lock_timeout = ${LOCK_WAIT_MS}`));
           // The capture's match of a change of this SKU waits for this transaction, and sees its rows as it leaves them.
           await lockSku(tx, sku);
-          const outcome = await discardLocked(tx, sku, readOldShop);
+          const outcome = await discardLocked(tx, sku, readOldShop, caller);
           // Rolled back if the caller gave up meanwhile: its retry must find the writes still refused, not NOT_FOUND.
           caller?.throwIfAborted();
           return outcome;

@@ -32,12 +32,12 @@ const REFUSED_WRITES_LISTED = 20;
 
 /**
  * The old shop's product now, through the adapter (its timeouts, retries and breaker): a SKU it
- * does not know is absent from its list. It gives up when the store's bound or the caller does.
+ * does not know is absent from its list. It gives up when `signal` does (the store's bound, or the caller).
  */
 const oldShopReader =
-  (oldShop: CatalogRouteDeps["oldShop"], caller: AbortSignal): OldShopProductReader =>
+  (oldShop: CatalogRouteDeps["oldShop"]): OldShopProductReader =>
   async (sku, signal) => {
-    const { products } = await oldShop.client.listProducts({ skus: [sku] }, { signal: AbortSignal.any([signal, caller]) });
+    const { products } = await oldShop.client.listProducts({ skus: [sku] }, { signal });
     return products[0] && fromProduct(products[0]);
   };
 
@@ -90,7 +90,7 @@ export function createRoutes({ store, syncStatus, writesHere, oldShop }: Catalog
       },
       async discardRefusedWrites(req, ctx) {
         const sku = requireSku(req.sku);
-        const { discarded, resynced, product } = await store.discardRefusedWrites(sku, oldShopReader(oldShop, ctx.signal), ctx.signal);
+        const { discarded, resynced, product } = await store.discardRefusedWrites(sku, oldShopReader(oldShop), ctx.signal);
         return { discarded, resynced, ...(product ? { product: toProduct(product) } : {}) };
       },
     });
